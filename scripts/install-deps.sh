@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what VBS and its tests need on a bare Debian machine: npm packages
+# (compiling the TypeScript through the prepare script) and, when run as root,
+# the Debian packages the tests drive for real. Safe to run again: it only
+# installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_debs=(python3-zeep util-linux coreutils)
+if [ "${1:-}" = "--with-test-tools" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  missing=()
+  for p in "${want_debs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "install-deps: installing Debian packages: ${missing[*]}" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+if [ ! -d node_modules/better-sqlite3/build ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "install-deps: npm ci" >&2
+  npm ci --no-fund --no-audit >&2
+fi
+if [ ! -f dist/cli/main.js ]; then npm run --silent build >&2; fi

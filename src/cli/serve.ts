@@ -1,0 +1,56 @@
+import type { Command } from '@commander-js/extra-typings';
+import { createLogger } from '../core/log.js';
+import { loadServiceConfig } from '../config/service-config.js';
+import { startFront, type RunningService } from '../front/main.js';
+import { startVolumeDelegate } from '../delegates/volume/main.js';
+import { startVmmDelegate } from '../delegates/vmm/main.js';
+
+const ROLES = ['front', 'volume-delegate', 'vmm-delegate'] as const;
+type Role = (typeof ROLES)[number];
+
+/** Starts one service from its configuration file. */
+export async function startService(role: Role, configFile: string): Promise<RunningService> {
+  const cfg = loadServiceConfig(configFile);
+  if (cfg.role !== role) throw new Error(`${configFile} configures a ${cfg.role}, not a ${role}`);
+  const log = createLogger({ service: role });
+  switch (cfg.role) {
+    case 'front':
+      return startFront(cfg, log);
+    case 'volume-delegate':
+      return startVolumeDelegate(cfg, log);
+    case 'vmm-delegate':
+      return startVmmDelegate(cfg, log);
+  }
+}
+
+/**
+ * `vbs serve <role> --config FILE`: one service, for multi-node deployments.
+ * It prints one JSON line {"ready": url} on stdout once it accepts requests
+ * (what `vbs up` waits for), and stops cleanly on SIGINT/SIGTERM.
+ */
+export function registerServe(program: Command): void {
+  program
+    .command('serve')
+    .description('run one VBS service (front, volume-delegate or vmm-delegate)')
+    .argument('<role>', ROLES.join(' | '))
+    .requiredOption('--config <file>', 'the service configuration (JSON)')
+    .action(async (role, opts) => {
+      if (!(ROLES as readonly string[]).includes(role)) {
+        process.stderr.write(`vbs: unknown role ${role}; expected ${ROLES.join(', ')}\n`);
+        process.exit(2);
+      }
+      let service: RunningService;
+      try {
+        service = await startService(role as Role, opts.config);
+      } catch (err) {
+        process.stderr.write(`vbs serve ${role}: ${(err as Error).message}\n`);
+        process.exit(1);
+      }
+      process.stdout.write(`${JSON.stringify({ ready: service.url, pid: process.pid })}\n`);
+      const stop = () => {
+        service.close().finally(() => process.exit(0));
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+}

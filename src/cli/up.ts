@@ -1,0 +1,51 @@
+import type { Command } from '@commander-js/extra-typings';
+import { up } from '../deploy/all-in-one.js';
+
+/**
+ * `vbs up`: the all-in-one deployment on embedded defaults. Runs until
+ * SIGINT/SIGTERM, then stops its services in reverse order.
+ */
+export function registerUp(program: Command): void {
+  program
+    .command('up')
+    .description('run VBS on this machine: front, a file volume delegate and a simulated VMM host, on 127.0.0.1')
+    .option('--data <dir>', 'state folder (metadata, volumes, certificates, logs)', './vbs-data')
+    .option('--port <n>', 'port of the front service', '8443')
+    .option('--commands <file>', 'an operator\'s own commands.properties')
+    .action(async (opts) => {
+      const port = Number(opts.port);
+      if (!Number.isInteger(port) || port < 0 || port > 65535) {
+        process.stderr.write(`vbs: --port must be a port number\n`);
+        process.exit(2);
+      }
+      let dep;
+      try {
+        dep = await up({ dataDir: opts.data, port, commands: opts.commands });
+      } catch (err) {
+        process.stderr.write(`vbs up: ${(err as Error).message}\n`);
+        process.exit(1);
+      }
+      process.stdout.write(
+        [
+          `VBS is up: ${dep.frontUrl}`,
+          `  WSDL:           ${dep.frontUrl}?wsdl`,
+          `  CLI config:     ${dep.clientConfig}  (export VBS_CONFIG=${dep.clientConfig})`,
+          `  VMM host:       localhost (simulated), VMs vm1 vm2 vm3`,
+          `Press Ctrl-C to stop.`,
+          '',
+        ].join('\n'),
+      );
+      let stopping = false;
+      const stop = (code: number) => {
+        if (stopping) return;
+        stopping = true;
+        dep.stop().finally(() => process.exit(code));
+      };
+      process.once('SIGINT', () => stop(0));
+      process.once('SIGTERM', () => stop(0));
+      void dep.died.then((role) => {
+        process.stderr.write(`vbs up: the ${role} service stopped unexpectedly; stopping.\n`);
+        stop(1);
+      });
+    });
+}

@@ -1,0 +1,60 @@
+import { isAbsolute } from 'node:path';
+import { VbsError } from '../core/errors.js';
+import { SNAPSHOT_ID, VOLUME_ID } from '../core/ids.js';
+
+/**
+ * Every placeholder a pattern may use, with the check its value must pass.
+ * A pattern naming anything else is refused when commands.properties loads,
+ * so a typo is an operator's start-up error, not a user's runtime surprise.
+ */
+type Check = (value: string) => boolean;
+
+const word = (re: RegExp): Check => (v) => re.test(v);
+const wholeNumber: Check = (v) => /^[1-9][0-9]{0,18}$/.test(v) || v === '0';
+// Absolute, normalized, no NUL, no `..` segment. Whether it is under the right
+// root is checked by the service that builds it (validate.pathUnder).
+const absolutePath: Check = (v) =>
+  isAbsolute(v) && !v.includes('\0') && !v.split('/').includes('..') && !/[\n\r]/.test(v);
+
+export const PLACEHOLDERS: Record<string, Check> = {
+  volumeId: word(VOLUME_ID),
+  snapshotId: word(SNAPSHOT_ID),
+  id: (v) => VOLUME_ID.test(v) || SNAPSHOT_ID.test(v),
+  vmId: word(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/),
+  vmDev: word(/^(?:(?:xvd|sd|hd|vd)[a-z]{1,2}|(?:scsi|virtio|sata|ide)[0-9]{1,2})$/),
+  mode: word(/^[rw]$/),
+  access: word(/^r[ow]$/),
+  path: absolutePath,
+  source: absolutePath,
+  stateDir: absolutePath,
+  node: absolutePath,
+  vbsHome: absolutePath,
+  bytes: wholeNumber,
+  sizeMiB: wholeNumber,
+  sizeGiB: wholeNumber,
+  // LVM and iSCSI (the classic back end)
+  vg: word(/^[A-Za-z0-9+_][A-Za-z0-9+_.-]{0,126}$/),
+  lv: word(/^[A-Za-z0-9+_][A-Za-z0-9+_.-]{0,126}$/),
+  lvPath: absolutePath,
+  iqn: word(/^iqn\.[0-9]{4}-[0-9]{2}\.[a-z0-9.-]+(?::[A-Za-z0-9.:_-]+)?$/),
+  tid: wholeNumber,
+  lun: wholeNumber,
+  portal: word(/^[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?$/),
+  portalHost: word(/^[A-Za-z0-9.-]{1,253}$/),
+  portalPort: wholeNumber,
+  controlPort: wholeNumber,
+  vmmDev: absolutePath,
+};
+
+export function isKnownPlaceholder(name: string): boolean {
+  return Object.prototype.hasOwnProperty.call(PLACEHOLDERS, name);
+}
+
+/** Throws a client fault, before any command runs, when a value fails its check. */
+export function checkPlaceholder(name: string, value: string): void {
+  const check = PLACEHOLDERS[name];
+  if (!check) throw new VbsError('InternalError', `Unknown placeholder <${name}>`);
+  if (!check(value)) {
+    throw new VbsError('InvalidParameterValue', `Value for <${name}> is not acceptable in a host command.`);
+  }
+}

@@ -1,0 +1,108 @@
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { z } from 'zod';
+import type { TlsMaterial } from '../soap/server.js';
+
+/**
+ * Configuration files of the three services (JSON). Relative paths are taken
+ * from the folder of the file, so a deployment folder can move as a whole.
+ */
+const Listen = z.object({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535) }).strict();
+const Tls = z.object({ key: z.string(), cert: z.string(), ca: z.string() }).strict();
+const Endpoint = z.object({ name: z.string().min(1), url: z.string().url() }).strict();
+
+const Common = {
+  listen: Listen,
+  /** The URL written into the served WSDL; defaults to https://host:port/path. */
+  publicUrl: z.string().url().optional(),
+  tls: Tls,
+  commands: z.string().optional(),
+};
+
+export const FrontConfigSchema = z
+  .object({
+    role: z.literal('front'),
+    ...Common,
+    database: z.string(),
+    volumeDelegates: z.array(Endpoint).min(1),
+    vmmHosts: z.array(Endpoint).default([]),
+    delegateTimeoutMs: z.number().int().positive().default(30_000),
+    pollIntervalMs: z.number().int().positive().default(500),
+  })
+  .strict();
+
+export const VolumeDelegateConfigSchema = z
+  .object({
+    role: z.literal('volume-delegate'),
+    ...Common,
+    name: z.string().min(1).default('volume-delegate'),
+    allowedCallers: z.array(z.string()).default(['vbs-front']),
+    backend: z
+      .object({
+        type: z.literal('file'),
+        root: z.string(),
+        /** Caps what this delegate provisions, below what the file system has free. */
+        capacityGiB: z.number().int().positive().optional(),
+      })
+      .strict(),
+  })
+  .strict();
+
+export const VmmDelegateConfigSchema = z
+  .object({
+    role: z.literal('vmm-delegate'),
+    ...Common,
+    hostName: z.string().min(1),
+    allowedCallers: z.array(z.string()).default(['vbs-front']),
+    /** Overrides `vmm.adapter` in commands.properties. */
+    adapter: z.string().optional(),
+    /** Folders where volume files may be found (the shared file system's mount). */
+    volumeRoots: z.array(z.string()).default([]),
+    /** State folder of the simulated hypervisor (adapter sim). */
+    simState: z.string().optional(),
+    env: z.record(z.string()).default({}),
+  })
+  .strict();
+
+export const ServiceConfigSchema = z.discriminatedUnion('role', [FrontConfigSchema, VolumeDelegateConfigSchema, VmmDelegateConfigSchema]);
+
+export type FrontConfig = z.infer<typeof FrontConfigSchema>;
+export type VolumeDelegateConfig = z.infer<typeof VolumeDelegateConfigSchema>;
+export type VmmDelegateConfig = z.infer<typeof VmmDelegateConfigSchema>;
+export type ServiceConfig = z.infer<typeof ServiceConfigSchema>;
+
+/** Reads and checks a service configuration, resolving its paths. */
+export function loadServiceConfig(file: string): ServiceConfig {
+  const base = dirname(resolve(file));
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new Error(`cannot read ${file}: ${(err as Error).message}`);
+  }
+  const parsed = ServiceConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new Error(`${file} is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`).join('; ')}`);
+  }
+  const c = parsed.data;
+  const abs = (p: string): string => resolve(base, p);
+  const tls = { key: abs(c.tls.key), cert: abs(c.tls.cert), ca: abs(c.tls.ca) };
+  const commands = c.commands ? abs(c.commands) : undefined;
+  switch (c.role) {
+    case 'front':
+      return { ...c, tls, commands, database: c.database === ':memory:' ? c.database : abs(c.database) };
+    case 'volume-delegate':
+      return { ...c, tls, commands, backend: { ...c.backend, root: abs(c.backend.root) } };
+    case 'vmm-delegate':
+      return { ...c, tls, commands, volumeRoots: c.volumeRoots.map(abs), simState: c.simState ? abs(c.simState) : undefined };
+  }
+}
+
+export function readTls(tls: { key: string; cert: string; ca: string }): TlsMaterial {
+  return { key: readFileSync(tls.key), cert: readFileSync(tls.cert), ca: readFileSync(tls.ca) };
+}
+
+export function defaultPublicUrl(listen: { host: string; port: number }, path: string): string {
+  const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
+  return `https://${host}:${listen.port}${path}`;
+}

@@ -1,0 +1,58 @@
+/**
+ * The one registry of VBS fault codes. Every error a user can see is a VbsError
+ * with one of these codes; anything else is reported as InternalError and its
+ * message stays in our logs (the Cinder "safe message" rule).
+ */
+export const FAULTS = {
+  'InvalidVolume.NotFound': { by: 'Client', http: 500 },
+  'InvalidSnapshot.NotFound': { by: 'Client', http: 500 },
+  'InvalidAttachment.NotFound': { by: 'Client', http: 500 },
+  'InvalidHost.NotFound': { by: 'Client', http: 500 },
+  VolumeInUse: { by: 'Client', http: 500 },
+  IncorrectState: { by: 'Client', http: 500 },
+  InvalidParameterValue: { by: 'Client', http: 500 },
+  MissingParameter: { by: 'Client', http: 500 },
+  IdempotentParameterMismatch: { by: 'Client', http: 500 },
+  MalformedRequest: { by: 'Client', http: 500 },
+  RequestTooLarge: { by: 'Client', http: 413 },
+  AuthFailure: { by: 'Client', http: 500 },
+  UnauthorizedOperation: { by: 'Client', http: 500 },
+  InsufficientCapacity: { by: 'Server', http: 500 },
+  QuotaExceeded: { by: 'Client', http: 500 },
+  /** A host command or a delegate failed; the message says which step and why. */
+  OperationFailed: { by: 'Server', http: 500 },
+  ServiceUnavailable: { by: 'Server', http: 500 },
+  InternalError: { by: 'Server', http: 500 },
+} as const satisfies Record<string, { by: 'Client' | 'Server'; http: number }>;
+
+export type FaultCode = keyof typeof FAULTS;
+
+export function isFaultCode(code: unknown): code is FaultCode {
+  return typeof code === 'string' && Object.prototype.hasOwnProperty.call(FAULTS, code);
+}
+
+/** An error whose code and message are safe to show to the caller. */
+export class VbsError extends Error {
+  override readonly name = 'VbsError';
+  constructor(
+    readonly code: FaultCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+
+  get faultBy(): 'Client' | 'Server' {
+    return FAULTS[this.code].by;
+  }
+}
+
+/** Turns any thrown value into something safe to show: VbsErrors pass, the rest hide. */
+export function toSafeError(err: unknown): VbsError {
+  if (err instanceof VbsError) return err;
+  return new VbsError('InternalError', 'An internal error occurred; see the service log.', { cause: err });
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

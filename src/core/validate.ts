@@ -1,0 +1,114 @@
+import { resolve, sep } from 'node:path';
+import { VbsError } from './errors.js';
+import { SNAPSHOT_ID, VOLUME_ID } from './ids.js';
+import { ATTACH_MODES, type AttachMode } from './states.js';
+
+/**
+ * Validators for every value that can reach a host command or the metadata.
+ * Each throws a client fault naming the parameter; none echoes a hostile value
+ * back in full (it may be huge or contain control characters).
+ */
+
+export const MAX_VOLUME_GIB = 16384; // 16 TiB, as EBS
+const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+// First character alphanumeric, so a VM id can never be read as a command option.
+const VM_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const DEVICE = /^(?:\/dev\/)?(?:(?:xvd|sd|hd|vd)[a-z]{1,2}|(?:scsi|virtio|sata|ide)[0-9]{1,2})$/;
+const CLIENT_TOKEN = /^[\x21-\x7e]{1,64}$/;
+const COMMENT_MAX = 255;
+
+function invalid(param: string, why: string): VbsError {
+  return new VbsError('InvalidParameterValue', `Value for parameter ${param} is invalid: ${why}.`);
+}
+
+export function requireString(param: string, value: unknown): string {
+  if (value === undefined || value === null || value === '') {
+    throw new VbsError('MissingParameter', `The request must contain the parameter ${param}.`);
+  }
+  if (typeof value !== 'string') throw invalid(param, 'expected a string');
+  return value;
+}
+
+export function volumeId(value: unknown, param = 'volumeId'): string {
+  const v = requireString(param, value);
+  if (!VOLUME_ID.test(v)) throw invalid(param, 'expected vol- followed by 17 lowercase hex characters');
+  return v;
+}
+
+export function snapshotId(value: unknown, param = 'snapshotId'): string {
+  const v = requireString(param, value);
+  if (!SNAPSHOT_ID.test(v)) throw invalid(param, 'expected snap- followed by 17 lowercase hex characters');
+  return v;
+}
+
+export function sizeGiB(value: unknown, param = 'size'): number {
+  if (value === undefined || value === null || value === '') {
+    throw new VbsError('MissingParameter', `The request must contain the parameter ${param}.`);
+  }
+  const n = typeof value === 'string' && /^[0-9]{1,6}$/.test(value) ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > MAX_VOLUME_GIB) {
+    throw invalid(param, `expected a whole number of GiB from 1 to ${MAX_VOLUME_GIB}`);
+  }
+  return n;
+}
+
+export function comment(value: unknown, param = 'comment'): string {
+  if (value === undefined || value === null) return '';
+  if (typeof value !== 'string') throw invalid(param, 'expected a string');
+  if (value.length > COMMENT_MAX) throw invalid(param, `at most ${COMMENT_MAX} characters`);
+  // eslint-disable-next-line no-control-regex
+  if (/[\x00-\x1f\x7f]/.test(value)) throw invalid(param, 'control characters are not allowed');
+  return value;
+}
+
+export function hostName(value: unknown, param = 'vmmHost'): string {
+  const v = requireString(param, value);
+  if (!HOST_NAME.test(v)) throw invalid(param, 'expected a host name');
+  return v.toLowerCase();
+}
+
+export function vmId(value: unknown, param = 'vmId'): string {
+  const v = requireString(param, value);
+  if (!VM_ID.test(v)) throw invalid(param, 'expected 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit');
+  return v;
+}
+
+export function device(value: unknown, param = 'device'): string {
+  const v = requireString(param, value);
+  if (!DEVICE.test(v)) throw invalid(param, 'expected a device such as xvdb, sdf, /dev/vdc or scsi1');
+  return v;
+}
+
+/** The device name as hypervisors take it: without /dev/. */
+export function bareDevice(dev: string): string {
+  return dev.startsWith('/dev/') ? dev.slice('/dev/'.length) : dev;
+}
+
+export function attachMode(value: unknown, param = 'mode'): AttachMode {
+  if (value === undefined || value === null || value === '') return 'w';
+  if (typeof value !== 'string' || !(ATTACH_MODES as readonly string[]).includes(value)) {
+    throw invalid(param, 'expected r or w');
+  }
+  return value as AttachMode;
+}
+
+export function clientToken(value: unknown, param = 'clientToken'): string | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  if (typeof value !== 'string' || !CLIENT_TOKEN.test(value)) {
+    throw invalid(param, 'expected 1-64 printable ASCII characters');
+  }
+  return value;
+}
+
+/**
+ * An absolute path that must stay inside `root` once resolved: the guard
+ * against `../` reaching a host command.
+ */
+export function pathUnder(root: string, value: unknown, param = 'path'): string {
+  const v = requireString(param, value);
+  if (v.includes('\0')) throw invalid(param, 'NUL characters are not allowed');
+  const base = resolve(root);
+  const full = resolve(base, v);
+  if (full !== base && !full.startsWith(base + sep)) throw invalid(param, 'the path leaves its root folder');
+  return full;
+}

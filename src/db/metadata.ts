@@ -1,0 +1,243 @@
+import { SqliteError } from 'better-sqlite3';
+import { newId, type IdKind } from '../core/ids.js';
+import type { AttachMode, AttachmentState, SnapshotState, VolumeState } from '../core/states.js';
+import { now, type Db } from './database.js';
+
+export interface VolumeRow {
+  volume_id: string;
+  owner: string;
+  size_gib: number;
+  comment: string;
+  snapshot_id: string | null;
+  status: VolumeState;
+  status_message: string | null;
+  delegate: string;
+  create_time: string;
+  create_attempts: number;
+}
+
+export interface SnapshotRow {
+  snapshot_id: string;
+  owner: string;
+  volume_id: string;
+  size_gib: number;
+  comment: string;
+  status: SnapshotState;
+  status_message: string | null;
+  progress: number;
+  delegate: string;
+  create_time: string;
+  create_attempts: number;
+}
+
+export interface AttachmentRow {
+  volume_id: string;
+  vmm_host: string;
+  vm_id: string;
+  device: string;
+  mode: AttachMode;
+  status: AttachmentState;
+  attach_time: string;
+  source: string | null;
+}
+
+/**
+ * Queries on the metadata. Callers wrap multi-statement changes in writeTx;
+ * every status change is a compare-and-swap on the current status, so two
+ * racing requests cannot both move the same record.
+ */
+export class Metadata {
+  constructor(readonly db: Db) {}
+
+  /** A fresh id, recorded in the ids table so it is never issued twice. */
+  reserveId(kind: IdKind): string {
+    for (;;) {
+      const id = newId(kind);
+      try {
+        this.db.prepare('INSERT INTO ids (id, kind, created_at) VALUES (?, ?, ?)').run(id, kind, now());
+        return id;
+      } catch (err) {
+        if (!(err instanceof SqliteError && err.code === 'SQLITE_CONSTRAINT_PRIMARYKEY')) throw err;
+      }
+    }
+  }
+
+  // --- volumes -------------------------------------------------------------
+
+  insertVolume(v: Omit<VolumeRow, 'create_time' | 'create_attempts' | 'status_message'>): void {
+    this.db
+      .prepare(
+        `INSERT INTO volumes (volume_id, owner, size_gib, comment, snapshot_id, status, delegate, create_time)
+         VALUES (@volume_id, @owner, @size_gib, @comment, @snapshot_id, @status, @delegate, @create_time)`,
+      )
+      .run({ ...v, create_time: now() });
+  }
+
+  volume(id: string): VolumeRow | undefined {
+    return this.db.prepare('SELECT * FROM volumes WHERE volume_id = ?').get(id) as VolumeRow | undefined;
+  }
+
+  /** The caller's volumes: the given ids (one query however many), or all. */
+  volumesOf(owner: string, ids?: readonly string[]): VolumeRow[] {
+    if (ids?.length) {
+      return this.db
+        .prepare('SELECT * FROM volumes WHERE owner = ? AND volume_id IN (SELECT value FROM json_each(?)) ORDER BY create_time, volume_id')
+        .all(owner, JSON.stringify(ids)) as VolumeRow[];
+    }
+    return this.db.prepare('SELECT * FROM volumes WHERE owner = ? ORDER BY create_time, volume_id').all(owner) as VolumeRow[];
+  }
+
+  volumesInStatus(status: VolumeState): VolumeRow[] {
+    return this.db.prepare('SELECT * FROM volumes WHERE status = ?').all(status) as VolumeRow[];
+  }
+
+  allVolumes(): VolumeRow[] {
+    return this.db.prepare('SELECT * FROM volumes').all() as VolumeRow[];
+  }
+
+  setVolumeStatus(id: string, from: readonly VolumeState[], to: VolumeState, message: string | null = null): boolean {
+    const r = this.db
+      .prepare(`UPDATE volumes SET status = ?, status_message = ? WHERE volume_id = ? AND status IN (SELECT value FROM json_each(?))`)
+      .run(to, message, id, JSON.stringify(from));
+    return r.changes === 1;
+  }
+
+  bumpVolumeAttempts(id: string): number {
+    const r = this.db.prepare('UPDATE volumes SET create_attempts = create_attempts + 1 WHERE volume_id = ? RETURNING create_attempts').get(id) as
+      | { create_attempts: number }
+      | undefined;
+    return r?.create_attempts ?? 0;
+  }
+
+  deleteVolume(id: string): void {
+    this.db.prepare('DELETE FROM volumes WHERE volume_id = ?').run(id);
+  }
+
+  /** Volumes still being filled from this snapshot: it must not go away under them. */
+  volumesCreatingFrom(snapshotId: string): number {
+    const r = this.db.prepare(`SELECT count(*) AS n FROM volumes WHERE snapshot_id = ? AND status = 'creating'`).get(snapshotId) as { n: number };
+    return r.n;
+  }
+
+  // --- snapshots -----------------------------------------------------------
+
+  insertSnapshot(s: Omit<SnapshotRow, 'create_time' | 'create_attempts' | 'status_message' | 'progress'>): void {
+    this.db
+      .prepare(
+        `INSERT INTO snapshots (snapshot_id, owner, volume_id, size_gib, comment, status, delegate, create_time)
+         VALUES (@snapshot_id, @owner, @volume_id, @size_gib, @comment, @status, @delegate, @create_time)`,
+      )
+      .run({ ...s, create_time: now() });
+  }
+
+  snapshot(id: string): SnapshotRow | undefined {
+    return this.db.prepare('SELECT * FROM snapshots WHERE snapshot_id = ?').get(id) as SnapshotRow | undefined;
+  }
+
+  snapshotsOf(owner: string, ids?: readonly string[]): SnapshotRow[] {
+    if (ids?.length) {
+      return this.db
+        .prepare('SELECT * FROM snapshots WHERE owner = ? AND snapshot_id IN (SELECT value FROM json_each(?)) ORDER BY create_time, snapshot_id')
+        .all(owner, JSON.stringify(ids)) as SnapshotRow[];
+    }
+    return this.db.prepare('SELECT * FROM snapshots WHERE owner = ? ORDER BY create_time, snapshot_id').all(owner) as SnapshotRow[];
+  }
+
+  snapshotsInStatus(status: SnapshotState): SnapshotRow[] {
+    return this.db.prepare('SELECT * FROM snapshots WHERE status = ?').all(status) as SnapshotRow[];
+  }
+
+  allSnapshots(): SnapshotRow[] {
+    return this.db.prepare('SELECT * FROM snapshots').all() as SnapshotRow[];
+  }
+
+  setSnapshotStatus(id: string, from: readonly SnapshotState[], to: SnapshotState, message: string | null = null, progress?: number): boolean {
+    const r = this.db
+      .prepare(
+        `UPDATE snapshots SET status = ?, status_message = ?, progress = coalesce(?, progress)
+         WHERE snapshot_id = ? AND status IN (SELECT value FROM json_each(?))`,
+      )
+      .run(to, message, progress ?? null, id, JSON.stringify(from));
+    return r.changes === 1;
+  }
+
+  setSnapshotProgress(id: string, progress: number): void {
+    this.db.prepare(`UPDATE snapshots SET progress = ? WHERE snapshot_id = ? AND status = 'pending'`).run(progress, id);
+  }
+
+  bumpSnapshotAttempts(id: string): number {
+    const r = this.db.prepare('UPDATE snapshots SET create_attempts = create_attempts + 1 WHERE snapshot_id = ? RETURNING create_attempts').get(id) as
+      | { create_attempts: number }
+      | undefined;
+    return r?.create_attempts ?? 0;
+  }
+
+  deleteSnapshot(id: string): void {
+    this.db.prepare('DELETE FROM snapshots WHERE snapshot_id = ?').run(id);
+  }
+
+  /** Snapshots still copying this volume: the volume must not go away under them. */
+  pendingSnapshotsOf(volumeId: string): number {
+    const r = this.db.prepare(`SELECT count(*) AS n FROM snapshots WHERE volume_id = ? AND status = 'pending'`).get(volumeId) as { n: number };
+    return r.n;
+  }
+
+  // --- attachments ---------------------------------------------------------
+
+  attachmentsOf(volumeIds: readonly string[]): AttachmentRow[] {
+    if (!volumeIds.length) return [];
+    return this.db
+      .prepare('SELECT * FROM attachments WHERE volume_id IN (SELECT value FROM json_each(?)) ORDER BY attach_time, vmm_host, vm_id')
+      .all(JSON.stringify(volumeIds)) as AttachmentRow[];
+  }
+
+  allAttachments(): AttachmentRow[] {
+    return this.db.prepare('SELECT * FROM attachments').all() as AttachmentRow[];
+  }
+
+  attachmentOnDevice(vmmHost: string, vmId: string, device: string): AttachmentRow | undefined {
+    return this.db.prepare('SELECT * FROM attachments WHERE vmm_host = ? AND vm_id = ? AND device = ?').get(vmmHost, vmId, device) as
+      | AttachmentRow
+      | undefined;
+  }
+
+  setAttachmentSource(volumeId: string, vmmHost: string, vmId: string, source: object | null): void {
+    this.db
+      .prepare('UPDATE attachments SET source = ? WHERE volume_id = ? AND vmm_host = ? AND vm_id = ?')
+      .run(source ? JSON.stringify(source) : null, volumeId, vmmHost, vmId);
+  }
+
+  insertAttachment(a: Omit<AttachmentRow, 'attach_time' | 'source'>): void {
+    this.db
+      .prepare(
+        `INSERT INTO attachments (volume_id, vmm_host, vm_id, device, mode, status, attach_time)
+         VALUES (@volume_id, @vmm_host, @vm_id, @device, @mode, @status, @attach_time)`,
+      )
+      .run({ ...a, attach_time: now() });
+  }
+
+  setAttachmentStatus(volumeId: string, vmmHost: string, vmId: string, from: AttachmentState, to: AttachmentState): boolean {
+    const r = this.db
+      .prepare('UPDATE attachments SET status = ? WHERE volume_id = ? AND vmm_host = ? AND vm_id = ? AND status = ?')
+      .run(to, volumeId, vmmHost, vmId, from);
+    return r.changes === 1;
+  }
+
+  deleteAttachment(volumeId: string, vmmHost: string, vmId: string): void {
+    this.db.prepare('DELETE FROM attachments WHERE volume_id = ? AND vmm_host = ? AND vm_id = ?').run(volumeId, vmmHost, vmId);
+  }
+
+  // --- client tokens -------------------------------------------------------
+
+  clientToken(owner: string, token: string): { operation: string; params: string; resource_id: string } | undefined {
+    return this.db.prepare('SELECT operation, params, resource_id FROM client_tokens WHERE owner = ? AND token = ?').get(owner, token) as
+      | { operation: string; params: string; resource_id: string }
+      | undefined;
+  }
+
+  insertClientToken(owner: string, token: string, operation: string, params: string, resourceId: string): void {
+    this.db
+      .prepare('INSERT INTO client_tokens (owner, token, operation, params, resource_id, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(owner, token, operation, params, resourceId, now());
+  }
+}

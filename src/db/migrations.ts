@@ -1,0 +1,107 @@
+/**
+ * Schema migrations, applied in order; PRAGMA user_version records how many
+ * have run. Never edit a released migration: add a new one.
+ */
+export const MIGRATIONS: readonly string[] = [
+  `
+  -- The paper's ids table: every id ever issued, so none is ever reused.
+  CREATE TABLE ids (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('vol', 'snap')),
+    created_at TEXT NOT NULL
+  );
+
+  CREATE TABLE volumes (
+    volume_id TEXT PRIMARY KEY REFERENCES ids(id),
+    owner TEXT NOT NULL,
+    size_gib INTEGER NOT NULL CHECK (size_gib > 0),
+    comment TEXT NOT NULL DEFAULT '',
+    snapshot_id TEXT,
+    status TEXT NOT NULL CHECK (status IN ('creating', 'available', 'in-use', 'deleting', 'error')),
+    status_message TEXT,
+    delegate TEXT NOT NULL,
+    create_time TEXT NOT NULL,
+    create_attempts INTEGER NOT NULL DEFAULT 1
+  );
+  CREATE INDEX volumes_owner ON volumes(owner);
+  CREATE INDEX volumes_busy ON volumes(status) WHERE status IN ('creating', 'deleting');
+  CREATE INDEX volumes_snapshot ON volumes(snapshot_id) WHERE snapshot_id IS NOT NULL;
+
+  CREATE TABLE snapshots (
+    snapshot_id TEXT PRIMARY KEY REFERENCES ids(id),
+    owner TEXT NOT NULL,
+    volume_id TEXT NOT NULL,
+    size_gib INTEGER NOT NULL CHECK (size_gib > 0),
+    comment TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL CHECK (status IN ('pending', 'completed', 'deleting', 'error')),
+    status_message TEXT,
+    progress INTEGER NOT NULL DEFAULT 0 CHECK (progress BETWEEN 0 AND 100),
+    delegate TEXT NOT NULL,
+    create_time TEXT NOT NULL,
+    create_attempts INTEGER NOT NULL DEFAULT 1
+  );
+  CREATE INDEX snapshots_owner ON snapshots(owner);
+  CREATE INDEX snapshots_volume ON snapshots(volume_id);
+
+  CREATE TABLE attachments (
+    volume_id TEXT NOT NULL REFERENCES volumes(volume_id),
+    vmm_host TEXT NOT NULL,
+    vm_id TEXT NOT NULL,
+    device TEXT NOT NULL,
+    mode TEXT NOT NULL CHECK (mode IN ('r', 'w')),
+    status TEXT NOT NULL CHECK (status IN ('attaching', 'attached', 'detaching')),
+    attach_time TEXT NOT NULL,
+    -- what the volume delegate exported (JSON): needed again to detach
+    source TEXT,
+    PRIMARY KEY (volume_id, vmm_host, vm_id),
+    UNIQUE (vmm_host, vm_id, device)
+  );
+
+  -- EBS-style idempotency: a client token names one create for its owner.
+  CREATE TABLE client_tokens (
+    owner TEXT NOT NULL,
+    token TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    params TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (owner, token)
+  );
+
+  -- The journal: each multi-step operation and each external step it took.
+  CREATE TABLE workflows (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('running', 'done', 'failed')),
+    data TEXT NOT NULL,
+    error TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+  );
+  CREATE INDEX workflows_running ON workflows(state) WHERE state = 'running';
+
+  CREATE TABLE workflow_steps (
+    workflow_id INTEGER NOT NULL REFERENCES workflows(id),
+    idx INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('started', 'done', 'undone', 'failed')),
+    error TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (workflow_id, idx)
+  );
+
+  -- Undo steps that failed: never forgotten, retried until they succeed.
+  CREATE TABLE leftovers (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    workflow_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    step TEXT NOT NULL,
+    data TEXT NOT NULL,
+    error TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    next_attempt_at TEXT NOT NULL
+  );
+  `,
+];

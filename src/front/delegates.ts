@@ -1,0 +1,55 @@
+import { VbsError } from '../core/errors.js';
+import { SoapClient } from '../soap/client.js';
+import type { TlsMaterial } from '../soap/server.js';
+import type { Record as XmlRecord } from '../soap/xml.js';
+import { VOLUME_DELEGATE_SERVICE } from '../services/volume-delegate.js';
+import { VMM_DELEGATE_SERVICE } from '../services/vmm-delegate.js';
+
+/** What the front needs of a delegate: one call. Tests substitute their own. */
+export interface DelegateClient {
+  call(operation: string, input: XmlRecord): Promise<XmlRecord>;
+}
+
+/**
+ * The front's view of its delegates: one mutual-TLS client per volume
+ * delegate and per VMM host, by name.
+ */
+export class DelegatePool {
+  constructor(
+    private readonly volume: ReadonlyMap<string, DelegateClient>,
+    private readonly vmm: ReadonlyMap<string, DelegateClient>,
+  ) {}
+
+  static fromConfig(
+    cfg: { volumeDelegates: readonly { name: string; url: string }[]; vmmHosts: readonly { name: string; url: string }[]; delegateTimeoutMs: number },
+    tls: TlsMaterial,
+  ): DelegatePool {
+    const make = (def: typeof VOLUME_DELEGATE_SERVICE, list: readonly { name: string; url: string }[]) =>
+      new Map<string, DelegateClient>(list.map((d) => [d.name.toLowerCase(), new SoapClient({ def, url: d.url, tls, timeoutMs: cfg.delegateTimeoutMs })]));
+    return new DelegatePool(make(VOLUME_DELEGATE_SERVICE, cfg.volumeDelegates), make(VMM_DELEGATE_SERVICE, cfg.vmmHosts));
+  }
+
+  volumeDelegateNames(): string[] {
+    return [...this.volume.keys()];
+  }
+
+  volumeDelegate(name: string): DelegateClient {
+    const d = this.volume.get(name);
+    if (!d) throw new VbsError('InternalError', `volume delegate ${name} is not configured`);
+    return d;
+  }
+
+  hasVmmHost(name: string): boolean {
+    return this.vmm.has(name);
+  }
+
+  vmmDelegate(host: string): DelegateClient {
+    const d = this.vmm.get(host);
+    if (!d) throw new VbsError('InvalidHost.NotFound', `The VMM host '${host}' is not known to VBS.`);
+    return d;
+  }
+
+  close(): void {
+    for (const c of [...this.volume.values(), ...this.vmm.values()]) (c as Partial<SoapClient>).close?.();
+  }
+}

@@ -1,0 +1,63 @@
+import type { Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from '../core/log.js';
+import { defaultPublicUrl, readTls, type FrontConfig } from '../config/service-config.js';
+import { openDatabase } from '../db/database.js';
+import { Metadata } from '../db/metadata.js';
+import { VBS_SERVICE } from '../services/vbs.js';
+import { createSoapServer } from '../soap/server.js';
+import { DelegatePool } from './delegates.js';
+import { CreationMonitor } from './monitor.js';
+import { FrontService } from './service.js';
+import { FrontWorkflows } from './workflows.js';
+
+export interface RunningService {
+  readonly server: Server;
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the front: opens and migrates the metadata, finishes or undoes what a
+ * crash left in flight, and only then accepts requests.
+ */
+export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeStep?: (kind: string, step: string) => void } = {}): Promise<RunningService> {
+  const db = openDatabase(cfg.database);
+  const meta = new Metadata(db);
+  const tls = readTls(cfg.tls);
+  const delegates = DelegatePool.fromConfig(cfg, tls);
+  const workflows = new FrontWorkflows(db, meta, delegates, log, hooks.beforeStep);
+  const recovered = await workflows.engine.recover();
+  if (recovered) log.info('recovered interrupted workflows', { count: recovered });
+
+  const service = new FrontService(meta, delegates, workflows);
+  let url = '';
+  const server = createSoapServer({ def: VBS_SERVICE, handlers: service.handlers(), tls, log, publicUrl: () => url });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(cfg.listen.port, cfg.listen.host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  url = cfg.publicUrl ?? defaultPublicUrl({ host: cfg.listen.host, port }, VBS_SERVICE.path);
+
+  const monitor = new CreationMonitor(meta, delegates, log, cfg.pollIntervalMs);
+  monitor.start();
+  const leftovers = setInterval(() => {
+    workflows.engine.retryLeftovers().catch((err) => log.error('leftover retry failed', { err }));
+  }, 5_000);
+  log.info('VBS front listening', { url });
+
+  return {
+    server,
+    url,
+    close: async () => {
+      monitor.stop();
+      clearInterval(leftovers);
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      await closed;
+      delegates.close();
+      db.close();
+    },
+  };
+}

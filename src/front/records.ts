@@ -1,0 +1,43 @@
+import type { AttachmentRow, SnapshotRow, VolumeRow } from '../db/metadata.js';
+import type { Record as XmlRecord } from '../soap/xml.js';
+
+/** Metadata rows as the WSDL's records. */
+export function attachmentRecord(a: AttachmentRow): XmlRecord {
+  return {
+    volumeId: a.volume_id,
+    vmmHost: a.vmm_host,
+    vmId: a.vm_id,
+    device: a.device,
+    mode: a.mode,
+    status: a.status,
+    attachTime: new Date(a.attach_time),
+  };
+}
+
+export function volumeRecord(v: VolumeRow, attachments: readonly AttachmentRow[]): XmlRecord {
+  return {
+    volumeId: v.volume_id,
+    size: v.size_gib,
+    comment: v.comment,
+    snapshotId: v.snapshot_id ?? undefined,
+    status: v.status,
+    statusMessage: v.status_message ?? undefined,
+    createTime: new Date(v.create_time),
+    owner: v.owner,
+    attachments: attachments.filter((a) => a.volume_id === v.volume_id).map(attachmentRecord),
+  };
+}
+
+export function snapshotRecord(s: SnapshotRow): XmlRecord {
+  return {
+    snapshotId: s.snapshot_id,
+    volumeId: s.volume_id,
+    size: s.size_gib,
+    comment: s.comment,
+    status: s.status,
+    statusMessage: s.status_message ?? undefined,
+    progress: s.status === 'completed' ? 100 : s.progress,
+    createTime: new Date(s.create_time),
+    owner: s.owner,
+  };
+}

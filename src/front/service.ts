@@ -1,0 +1,242 @@
+import { VbsError } from '../core/errors.js';
+import { attachConflict } from '../core/states.js';
+import * as v from '../core/validate.js';
+import type { Metadata } from '../db/metadata.js';
+import type { CallContext, Handlers } from '../soap/server.js';
+import type { Record as XmlRecord } from '../soap/xml.js';
+import type { AttachmentData } from '../workflows/attach.js';
+import type { DelegatePool } from './delegates.js';
+import type { FrontWorkflows } from './workflows.js';
+import { attachmentRecord, snapshotRecord, volumeRecord } from './records.js';
+
+/** Thrown inside a transaction when a client token names a create already made. */
+class AlreadyCreated {
+  constructor(readonly resourceId: string) {}
+}
+
+/**
+ * The eight VBS operations. Each validates its input, checks that the caller
+ * owns what it names (someone else's volume is reported as not found, so ids
+ * leak nothing), and hands multi-step work to a journaled workflow.
+ */
+export class FrontService {
+  private nextDelegate = 0;
+
+  constructor(
+    private readonly meta: Metadata,
+    private readonly delegates: DelegatePool,
+    private readonly wf: FrontWorkflows,
+  ) {}
+
+  handlers(): Handlers {
+    return {
+      CreateVolume: (i, c) => this.createVolume(i, c),
+      DeleteVolume: (i, c) => this.deleteVolume(i, c),
+      DescribeVolumes: (i, c) => this.describeVolumes(i, c),
+      CreateSnapshot: (i, c) => this.createSnapshot(i, c),
+      DeleteSnapshot: (i, c) => this.deleteSnapshot(i, c),
+      DescribeSnapshots: (i, c) => this.describeSnapshots(i, c),
+      AttachVolume: (i, c) => this.attachVolume(i, c),
+      DetachVolume: (i, c) => this.detachVolume(i, c),
+    };
+  }
+
+  // --- lookups that enforce ownership -----------------------------------------
+
+  private ownVolume(id: string, owner: string) {
+    const vol = this.meta.volume(id);
+    if (!vol || vol.owner !== owner) throw new VbsError('InvalidVolume.NotFound', `The volume '${id}' does not exist.`);
+    return vol;
+  }
+
+  private ownSnapshot(id: string, owner: string) {
+    const snap = this.meta.snapshot(id);
+    if (!snap || snap.owner !== owner) throw new VbsError('InvalidSnapshot.NotFound', `The snapshot '${id}' does not exist.`);
+    return snap;
+  }
+
+  private describeVolume(id: string): XmlRecord {
+    const vol = this.meta.volume(id);
+    if (!vol) throw new VbsError('InvalidVolume.NotFound', `The volume '${id}' does not exist.`);
+    return volumeRecord(vol, this.meta.attachmentsOf([id]));
+  }
+
+  /** Idempotent creates: the same token with the same parameters returns the first result. */
+  private checkToken(owner: string, token: string | undefined, operation: string, params: string): void {
+    if (!token) return;
+    const seen = this.meta.clientToken(owner, token);
+    if (!seen) return;
+    if (seen.operation !== operation || seen.params !== params) {
+      throw new VbsError('IdempotentParameterMismatch', `The client token '${token}' was already used with other parameters.`);
+    }
+    throw new AlreadyCreated(seen.resource_id);
+  }
+
+  // --- volumes ---------------------------------------------------------------
+
+  private async createVolume(input: XmlRecord, ctx: CallContext): Promise<XmlRecord> {
+    const size = v.sizeGiB(input.size);
+    const comment = v.comment(input.comment);
+    const snapshotId = input.snapshotId === undefined ? null : v.snapshotId(input.snapshotId);
+    const token = v.clientToken(input.clientToken);
+    const params = JSON.stringify({ size, comment, snapshotId });
+    const delegate = snapshotId ? this.ownSnapshot(snapshotId, ctx.caller).delegate : this.pickDelegate();
+    try {
+      const d = await this.wf.run(this.wf.createVolume, () => {
+        this.checkToken(ctx.caller, token, 'CreateVolume', params);
+        if (snapshotId) {
+          const snap = this.ownSnapshot(snapshotId, ctx.caller);
+          if (snap.status !== 'completed') throw new VbsError('IncorrectState', `The snapshot '${snapshotId}' is ${snap.status}, not completed.`);
+          if (size < snap.size_gib) {
+            throw new VbsError('InvalidParameterValue', `Value for parameter size is invalid: the snapshot holds ${snap.size_gib} GiB; the volume must be at least that.`);
+          }
+        }
+        const volumeId = this.meta.reserveId('vol');
+        this.meta.insertVolume({ volume_id: volumeId, owner: ctx.caller, size_gib: size, comment, snapshot_id: snapshotId, status: 'creating', delegate });
+        if (token) this.meta.insertClientToken(ctx.caller, token, 'CreateVolume', params, volumeId);
+        return { volumeId, sizeGiB: size, snapshotId, delegate, owner: ctx.caller, clientToken: token ?? null };
+      });
+      return { volume: this.describeVolume(d.volumeId) };
+    } catch (err) {
+      if (err instanceof AlreadyCreated) return { volume: this.describeVolume(err.resourceId) };
+      throw err;
+    }
+  }
+
+  /** Spreads new blank volumes over the volume delegates in turn. */
+  private pickDelegate(): string {
+    const names = this.delegates.volumeDelegateNames();
+    return names[this.nextDelegate++ % names.length]!;
+  }
+
+  private async deleteVolume(input: XmlRecord, ctx: CallContext): Promise<XmlRecord> {
+    const id = v.volumeId(input.volumeId);
+    await this.wf.run(this.wf.deleteVolume, () => {
+      const vol = this.ownVolume(id, ctx.caller);
+      if (this.meta.attachmentsOf([id]).length) throw new VbsError('VolumeInUse', `The volume '${id}' is attached; detach it first.`);
+      if (vol.status !== 'available' && vol.status !== 'error') {
+        throw new VbsError('IncorrectState', `The volume '${id}' is ${vol.status}; only available or error volumes can be deleted.`);
+      }
+      if (this.meta.pendingSnapshotsOf(id)) throw new VbsError('IncorrectState', `A snapshot of '${id}' is still being taken.`);
+      this.meta.setVolumeStatus(id, [vol.status], 'deleting');
+      return { id, delegate: vol.delegate, previous: vol.status };
+    });
+    return { return: true };
+  }
+
+  private describeVolumes(input: XmlRecord, ctx: CallContext): XmlRecord {
+    const ids = ((input.volumeId as unknown[]) ?? []).map((x) => v.volumeId(x));
+    const rows = this.meta.volumesOf(ctx.caller, ids);
+    const missing = ids.filter((id) => !rows.some((r) => r.volume_id === id));
+    if (missing.length) throw new VbsError('InvalidVolume.NotFound', `The volume '${missing[0]}' does not exist.`);
+    const attachments = this.meta.attachmentsOf(rows.map((r) => r.volume_id));
+    return { volume: rows.map((r) => volumeRecord(r, attachments)) };
+  }
+
+  // --- snapshots -------------------------------------------------------------
+
+  private async createSnapshot(input: XmlRecord, ctx: CallContext): Promise<XmlRecord> {
+    const volumeId = v.volumeId(input.volumeId);
+    const comment = v.comment(input.comment);
+    const token = v.clientToken(input.clientToken);
+    const params = JSON.stringify({ volumeId, comment });
+    try {
+      const d = await this.wf.run(this.wf.createSnapshot, () => {
+        this.checkToken(ctx.caller, token, 'CreateSnapshot', params);
+        const vol = this.ownVolume(volumeId, ctx.caller);
+        if (vol.status !== 'available' && vol.status !== 'in-use') {
+          throw new VbsError('IncorrectState', `The volume '${volumeId}' is ${vol.status}; snapshots are taken of available or in-use volumes.`);
+        }
+        const snapshotId = this.meta.reserveId('snap');
+        this.meta.insertSnapshot({ snapshot_id: snapshotId, owner: ctx.caller, volume_id: volumeId, size_gib: vol.size_gib, comment, status: 'pending', delegate: vol.delegate });
+        if (token) this.meta.insertClientToken(ctx.caller, token, 'CreateSnapshot', params, snapshotId);
+        return { snapshotId, volumeId, delegate: vol.delegate, owner: ctx.caller, clientToken: token ?? null };
+      });
+      return { snapshot: snapshotRecord(this.meta.snapshot(d.snapshotId)!) };
+    } catch (err) {
+      if (err instanceof AlreadyCreated) {
+        const snap = this.meta.snapshot(err.resourceId);
+        if (!snap) throw new VbsError('InvalidSnapshot.NotFound', `The snapshot '${err.resourceId}' does not exist.`);
+        return { snapshot: snapshotRecord(snap) };
+      }
+      throw err;
+    }
+  }
+
+  private async deleteSnapshot(input: XmlRecord, ctx: CallContext): Promise<XmlRecord> {
+    const id = v.snapshotId(input.snapshotId);
+    await this.wf.run(this.wf.deleteSnapshot, () => {
+      const snap = this.ownSnapshot(id, ctx.caller);
+      if (snap.status !== 'completed' && snap.status !== 'error') {
+        throw new VbsError('IncorrectState', `The snapshot '${id}' is ${snap.status}; only completed or error snapshots can be deleted.`);
+      }
+      if (this.meta.volumesCreatingFrom(id)) throw new VbsError('IncorrectState', `A volume is still being created from '${id}'.`);
+      this.meta.setSnapshotStatus(id, [snap.status], 'deleting');
+      return { id, delegate: snap.delegate, previous: snap.status };
+    });
+    return { return: true };
+  }
+
+  private describeSnapshots(input: XmlRecord, ctx: CallContext): XmlRecord {
+    const ids = ((input.snapshotId as unknown[]) ?? []).map((x) => v.snapshotId(x));
+    const rows = this.meta.snapshotsOf(ctx.caller, ids);
+    const missing = ids.filter((id) => !rows.some((r) => r.snapshot_id === id));
+    if (missing.length) throw new VbsError('InvalidSnapshot.NotFound', `The snapshot '${missing[0]}' does not exist.`);
+    return { snapshot: rows.map(snapshotRecord) };
+  }
+
+  // --- attachments -----------------------------------------------------------
+
+  private async attachVolume(input: XmlRecord, ctx: CallContext): Promise<XmlRecord> {
+    const volumeId = v.volumeId(input.volumeId);
+    const vmmHost = v.hostName(input.vmmHost);
+    const vmId = v.vmId(input.vmId);
+    const device = v.device(input.device);
+    const mode = v.attachMode(input.mode);
+    this.delegates.vmmDelegate(vmmHost); // unknown host: a clear fault before anything changes
+    const d = await this.wf.run(this.wf.attach, (): AttachmentData => {
+      const vol = this.ownVolume(volumeId, ctx.caller);
+      if (vol.status !== 'available' && vol.status !== 'in-use') {
+        throw new VbsError('IncorrectState', `The volume '${volumeId}' is ${vol.status}; only available or in-use volumes can be attached.`);
+      }
+      const existing = this.meta.attachmentsOf([volumeId]);
+      if (existing.some((a) => a.vmm_host === vmmHost && a.vm_id === vmId)) {
+        throw new VbsError('VolumeInUse', `The volume '${volumeId}' is already attached to ${vmId} on ${vmmHost}.`);
+      }
+      const conflict = attachConflict(existing.map((a) => a.mode), mode);
+      if (conflict) throw new VbsError('VolumeInUse', `The volume '${volumeId}' cannot be attached in mode ${mode}: ${conflict}.`);
+      if (this.meta.attachmentOnDevice(vmmHost, vmId, v.bareDevice(device)) || this.meta.attachmentOnDevice(vmmHost, vmId, `/dev/${v.bareDevice(device)}`)) {
+        throw new VbsError('InvalidParameterValue', `Value for parameter device is invalid: ${device} is already used on ${vmId}.`);
+      }
+      this.meta.insertAttachment({ volume_id: volumeId, vmm_host: vmmHost, vm_id: vmId, device, mode, status: 'attaching' });
+      this.meta.setVolumeStatus(volumeId, ['available', 'in-use'], 'in-use');
+      return { volumeId, vmmHost, vmId, device, mode, delegate: vol.delegate };
+    });
+    const row = this.meta.attachmentsOf([volumeId]).find((a) => a.vmm_host === d.vmmHost && a.vm_id === d.vmId);
+    if (!row) throw new VbsError('InternalError', 'attachment vanished after attach');
+    return { attachment: attachmentRecord(row) };
+  }
+
+  private async detachVolume(input: XmlRecord, ctx: CallContext): Promise<XmlRecord> {
+    const volumeId = v.volumeId(input.volumeId);
+    const vmmHost = input.vmmHost === undefined ? undefined : v.hostName(input.vmmHost);
+    const vmId = input.vmId === undefined ? undefined : v.vmId(input.vmId);
+    let detached: XmlRecord | undefined;
+    await this.wf.run(this.wf.detach, (): AttachmentData => {
+      const vol = this.ownVolume(volumeId, ctx.caller);
+      const all = this.meta.attachmentsOf([volumeId]);
+      const matching = all.filter((a) => (!vmmHost || a.vmm_host === vmmHost) && (!vmId || a.vm_id === vmId));
+      if (!all.length) throw new VbsError('IncorrectState', `The volume '${volumeId}' is not attached.`);
+      if (!matching.length) throw new VbsError('InvalidAttachment.NotFound', `The volume '${volumeId}' is not attached to ${vmId ?? 'that VM'} on ${vmmHost ?? 'that host'}.`);
+      if (matching.length > 1) {
+        throw new VbsError('MissingParameter', `The volume '${volumeId}' has ${matching.length} attachments; name the one to detach with vmmHost and vmId.`);
+      }
+      const a = matching[0]!;
+      if (a.status !== 'attached') throw new VbsError('IncorrectState', `The attachment of '${volumeId}' to ${a.vm_id} is ${a.status}.`);
+      this.meta.setAttachmentStatus(volumeId, a.vmm_host, a.vm_id, 'attached', 'detaching');
+      detached = attachmentRecord({ ...a, status: 'detaching' });
+      return { volumeId, vmmHost: a.vmm_host, vmId: a.vm_id, device: a.device, mode: a.mode, delegate: vol.delegate, source: a.source ? (JSON.parse(a.source) as XmlRecord) : undefined };
+    });
+    return { attachment: detached! };
+  }
+}

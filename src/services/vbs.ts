@@ -1,0 +1,84 @@
+import { bool, int, rec, str, time, type ServiceDefinition } from '../soap/schema.js';
+
+/** The front VBS service: the papers' eight operations, EBS-style records. */
+export const VBS_SERVICE: ServiceDefinition = {
+  name: 'VBS',
+  namespace: 'urn:vbs:2026:vbs',
+  path: '/vbs',
+  doc: 'VBS, the Virtual Block Store: persistent block volumes for cloud VMs.',
+  types: {
+    Attachment: [
+      str('volumeId'),
+      str('vmmHost'),
+      str('vmId'),
+      str('device'),
+      str('mode', { doc: 'r (read-only, shareable) or w (read-write, exclusive)' }),
+      str('status', { doc: 'attaching, attached or detaching' }),
+      time('attachTime'),
+    ],
+    Volume: [
+      str('volumeId'),
+      int('size', { doc: 'GiB' }),
+      str('comment'),
+      str('snapshotId', { optional: true }),
+      str('status', { doc: 'creating, available, in-use, deleting or error' }),
+      str('statusMessage', { optional: true }),
+      time('createTime'),
+      str('owner'),
+      rec('attachments', 'Attachment', { many: true }),
+    ],
+    Snapshot: [
+      str('snapshotId'),
+      str('volumeId'),
+      int('size', { doc: 'GiB' }),
+      str('comment'),
+      str('status', { doc: 'pending, completed, deleting or error' }),
+      str('statusMessage', { optional: true }),
+      int('progress', { doc: 'percent copied, 0-100' }),
+      time('createTime'),
+      str('owner'),
+    ],
+  },
+  operations: {
+    CreateVolume: {
+      doc: 'Creates a blank volume of size GiB, or one holding the data of snapshotId. It is creating until its data is in place.',
+      input: [int('size'), str('comment', { optional: true }), str('snapshotId', { optional: true }), str('clientToken', { optional: true })],
+      output: [rec('volume', 'Volume')],
+    },
+    DeleteVolume: {
+      doc: 'Deletes a volume that is not attached.',
+      input: [str('volumeId')],
+      output: [bool('return')],
+    },
+    DescribeVolumes: {
+      doc: 'Describes the given volumes, or all of the caller\'s volumes when none is given.',
+      input: [str('volumeId', { many: true })],
+      output: [rec('volume', 'Volume', { many: true })],
+    },
+    CreateSnapshot: {
+      doc: 'Takes a point-in-time copy of a volume. It is pending until the copy is complete.',
+      input: [str('volumeId'), str('comment', { optional: true }), str('clientToken', { optional: true })],
+      output: [rec('snapshot', 'Snapshot')],
+    },
+    DeleteSnapshot: {
+      doc: 'Deletes a snapshot that no volume is being created from.',
+      input: [str('snapshotId')],
+      output: [bool('return')],
+    },
+    DescribeSnapshots: {
+      doc: 'Describes the given snapshots, or all of the caller\'s snapshots when none is given.',
+      input: [str('snapshotId', { many: true })],
+      output: [rec('snapshot', 'Snapshot', { many: true })],
+    },
+    AttachVolume: {
+      doc: 'Attaches a volume to a VM on a VMM host as device, read-write (w, the default) or read-only (r, shareable by many VMs).',
+      input: [str('volumeId'), str('vmmHost'), str('vmId'), str('device'), str('mode', { optional: true })],
+      output: [rec('attachment', 'Attachment')],
+    },
+    DetachVolume: {
+      doc: 'Detaches a volume; when it has several attachments, vmmHost and vmId name the one to detach.',
+      input: [str('volumeId'), str('vmmHost', { optional: true }), str('vmId', { optional: true })],
+      output: [rec('attachment', 'Attachment')],
+    },
+  },
+};

@@ -1,0 +1,66 @@
+import { bool, int, long, rec, str, type ServiceDefinition } from '../soap/schema.js';
+
+/**
+ * The Volume Delegate: runs on a storage node and does what the front asks
+ * with host commands. Every operation is idempotent, so the front may retry
+ * and recover freely.
+ */
+export const VOLUME_DELEGATE_SERVICE: ServiceDefinition = {
+  name: 'VolumeDelegate',
+  namespace: 'urn:vbs:2026:volume-delegate',
+  path: '/volume-delegate',
+  doc: 'VBS Volume Delegate: creates, copies, exports and deletes volume and snapshot data on a storage node.',
+  types: {
+    StoredObject: [
+      str('id', { doc: 'vol-... or snap-...' }),
+      str('state', { doc: 'absent, creating, ready or error' }),
+      str('message', { optional: true }),
+      long('sizeBytes', { optional: true }),
+      int('progress', { optional: true }),
+    ],
+    Export: [
+      str('kind', { doc: 'file or iscsi' }),
+      str('path', { optional: true }),
+      str('portal', { optional: true }),
+      str('iqn', { optional: true }),
+      int('lun', { optional: true }),
+    ],
+  },
+  operations: {
+    GetCapacity: {
+      doc: 'Reports the space this delegate can still provision.',
+      input: [],
+      output: [str('backend'), long('totalBytes'), long('freeBytes'), long('provisionedBytes')],
+    },
+    CreateVolume: {
+      doc: 'Checks capacity, answers at once, and creates the volume in the background (blank, or from a snapshot). Idempotent.',
+      input: [str('volumeId'), int('sizeGiB'), str('snapshotId', { optional: true })],
+      output: [bool('accepted')],
+    },
+    CreateSnapshot: {
+      doc: 'Checks capacity, answers at once, and copies the volume to a snapshot in the background. Idempotent.',
+      input: [str('snapshotId'), str('volumeId')],
+      output: [bool('accepted')],
+    },
+    DescribeObjects: {
+      doc: 'The state of the given volumes and snapshots on this node; all of them when none is given.',
+      input: [str('id', { many: true })],
+      output: [rec('object', 'StoredObject', { many: true })],
+    },
+    DeleteObject: {
+      doc: 'Deletes a volume or snapshot if present (and ends any copy in progress). Idempotent.',
+      input: [str('id')],
+      output: [bool('deleted')],
+    },
+    ExportVolume: {
+      doc: 'Makes a volume reachable from a VMM host. Idempotent.',
+      input: [str('volumeId'), str('vmmHost')],
+      output: [rec('export', 'Export')],
+    },
+    UnexportVolume: {
+      doc: 'Withdraws an export. Idempotent.',
+      input: [str('volumeId'), str('vmmHost')],
+      output: [bool('return')],
+    },
+  },
+};

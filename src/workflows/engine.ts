@@ -1,0 +1,232 @@
+import { VbsError, errorMessage, toSafeError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import { now, writeTx, type Db } from '../db/database.js';
+import type { Metadata } from '../db/metadata.js';
+
+/**
+ * Multi-step operations as journaled workflows with compensation.
+ *
+ * A workflow's first change to the metadata (for example: volume available ->
+ * attachment attaching) is made in the same transaction that journals it. Each
+ * external step is journaled as `started` before it runs and `done` after, with
+ * whatever it returned merged into the workflow's data. When a step fails, the
+ * completed steps are undone in reverse and `abort` restores the metadata; an
+ * undo that fails is kept as a leftover and retried until it succeeds. After a
+ * crash, `recover` finishes or undoes every workflow still running, so nothing
+ * stays in a transient state.
+ */
+export interface Step<D> {
+  readonly name: string;
+  run(data: D): Promise<Partial<D> | void>;
+  /** Idempotent. Absent for steps with nothing to undo. */
+  undo?(data: D): Promise<void>;
+}
+
+export interface WorkflowKind<D> {
+  readonly kind: string;
+  /** After a crash: undo what ran (rollback) or finish it (rollforward: every step idempotent). */
+  readonly recovery: 'rollback' | 'rollforward';
+  /** The volume or snapshot the workflow is about, for the journal. */
+  resourceOf(data: D): string;
+  steps(data: D): readonly Step<D>[];
+  /** Metadata changes once every step is done. Runs inside a write transaction. */
+  commit(meta: Metadata, data: D): void;
+  /** Metadata changes when the workflow is abandoned. Runs inside a write transaction. */
+  abort(meta: Metadata, data: D, error: VbsError): void;
+}
+
+type AnyKind = WorkflowKind<any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+interface WorkflowRow {
+  id: number;
+  kind: string;
+  resource_id: string;
+  data: string;
+}
+
+/** A step failure as the user sees it: which step and why. */
+export class StepFailed extends VbsError {
+  constructor(kind: string, stepIndex: number, stepCount: number, stepName: string, cause: VbsError) {
+    super(
+      cause.faultBy === 'Client' ? cause.code : 'OperationFailed',
+      `${kind} failed at step ${stepIndex + 1} of ${stepCount} (${stepName}): ${cause.message}`,
+      { cause },
+    );
+  }
+}
+
+/** Errors after which we cannot tell whether the step took effect. */
+function outcomeUnknown(err: VbsError): boolean {
+  return err.code === 'ServiceUnavailable' || err.code === 'InternalError';
+}
+
+export class WorkflowEngine {
+  private readonly kinds = new Map<string, AnyKind>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly meta: Metadata,
+    private readonly log: Logger,
+    /** Called before each step runs; tests use it to crash or fail at a chosen step. */
+    private readonly beforeStep: (kind: string, step: string) => void = () => {},
+  ) {}
+
+  register(kind: AnyKind): void {
+    this.kinds.set(kind.kind, kind);
+  }
+
+  /**
+   * Journals a new workflow together with `prepare`'s metadata changes (one
+   * transaction; prepare throws to refuse), then runs its steps.
+   */
+  async run<D extends object>(kind: WorkflowKind<D>, prepare: () => D): Promise<D> {
+    const { id, data } = writeTx(this.db, () => {
+      const data = prepare();
+      const t = now();
+      const r = this.db
+        .prepare(`INSERT INTO workflows (kind, resource_id, state, data, created_at, updated_at) VALUES (?, ?, 'running', ?, ?, ?)`)
+        .run(kind.kind, kind.resourceOf(data), JSON.stringify(data), t, t);
+      return { id: Number(r.lastInsertRowid), data };
+    });
+    return this.execute(kind, id, data, 0);
+  }
+
+  private async execute<D extends object>(kind: WorkflowKind<D>, id: number, data: D, from: number): Promise<D> {
+    const steps = kind.steps(data);
+    for (let i = from; i < steps.length; i++) {
+      const step = steps[i]!;
+      this.markStep(id, i, step.name, 'started');
+      let out: Partial<D> | void;
+      try {
+        this.beforeStep(kind.kind, step.name);
+        out = await step.run(data);
+      } catch (err) {
+        const cause = toSafeError(err);
+        if (cause.code === 'InternalError') this.log.error('workflow step failed', { kind: kind.kind, step: step.name, err });
+        this.markStep(id, i, step.name, 'failed', cause.message);
+        // A step that failed cleanly changed nothing; one whose outcome is
+        // unknown (timeout, lost connection) is undone too, to be safe.
+        const undoFrom = outcomeUnknown(cause) ? i : i - 1;
+        await this.compensate(kind, id, data, steps, undoFrom);
+        const failure = new StepFailed(kind.kind, i, steps.length, step.name, cause);
+        this.finish(id, 'failed', failure.message, () => kind.abort(this.meta, data, failure));
+        throw failure;
+      }
+      if (out) Object.assign(data, out);
+      writeTx(this.db, () => {
+        this.db.prepare('UPDATE workflows SET data = ?, updated_at = ? WHERE id = ?').run(JSON.stringify(data), now(), id);
+        this.setStep(id, i, step.name, 'done');
+      });
+    }
+    this.finish(id, 'done', null, () => kind.commit(this.meta, data));
+    return data;
+  }
+
+  private async compensate<D extends object>(kind: WorkflowKind<D>, id: number, data: D, steps: readonly Step<D>[], last: number): Promise<void> {
+    for (let j = last; j >= 0; j--) {
+      const step = steps[j]!;
+      if (!step.undo) continue;
+      try {
+        await step.undo(data);
+        this.markStep(id, j, step.name, 'undone');
+      } catch (err) {
+        const message = errorMessage(err);
+        this.log.warn('undo failed; kept as a leftover to retry', { kind: kind.kind, step: step.name, message });
+        writeTx(this.db, () => {
+          const t = now();
+          this.db
+            .prepare(`INSERT INTO leftovers (workflow_id, kind, step, data, error, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+            .run(id, kind.kind, step.name, JSON.stringify(data), message, t, t);
+        });
+      }
+    }
+  }
+
+  private finish(id: number, state: 'done' | 'failed', error: string | null, change: () => void): void {
+    writeTx(this.db, () => {
+      change();
+      this.db.prepare('UPDATE workflows SET state = ?, error = ?, updated_at = ? WHERE id = ?').run(state, error, now(), id);
+    });
+  }
+
+  private markStep(id: number, idx: number, name: string, state: string, error: string | null = null): void {
+    writeTx(this.db, () => this.setStep(id, idx, name, state, error));
+  }
+
+  private setStep(id: number, idx: number, name: string, state: string, error: string | null = null): void {
+    this.db
+      .prepare(
+        `INSERT INTO workflow_steps (workflow_id, idx, name, state, error, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (workflow_id, idx) DO UPDATE SET state = excluded.state, error = excluded.error, updated_at = excluded.updated_at`,
+      )
+      .run(id, idx, name, state, error, now());
+  }
+
+  /**
+   * Finishes or undoes every workflow a crash left running. Rollback kinds
+   * undo every step that started (undo is idempotent; failures become
+   * leftovers) and restore the metadata; rollforward kinds rerun from the
+   * first step not done.
+   */
+  async recover(): Promise<number> {
+    const rows = this.db.prepare(`SELECT id, kind, resource_id, data FROM workflows WHERE state = 'running' ORDER BY id`).all() as WorkflowRow[];
+    for (const row of rows) {
+      const kind = this.kinds.get(row.kind);
+      const data = JSON.parse(row.data) as object;
+      if (!kind) {
+        this.log.error('journal holds a workflow of an unknown kind', { id: row.id, kind: row.kind });
+        continue;
+      }
+      const steps = kind.steps(data);
+      const journaled = this.db.prepare('SELECT idx, state FROM workflow_steps WHERE workflow_id = ? ORDER BY idx').all(row.id) as {
+        idx: number;
+        state: string;
+      }[];
+      this.log.info('recovering workflow', { id: row.id, kind: row.kind, resource: row.resource_id, recovery: kind.recovery });
+      if (kind.recovery === 'rollforward') {
+        const firstNotDone = steps.findIndex((_, i) => journaled.find((s) => s.idx === i)?.state !== 'done');
+        try {
+          await this.execute(kind, row.id, data, firstNotDone < 0 ? steps.length : firstNotDone);
+        } catch (err) {
+          this.log.warn('rolled-forward workflow failed', { id: row.id, message: errorMessage(err) });
+        }
+      } else {
+        const lastStarted = journaled.length ? Math.max(...journaled.map((s) => s.idx)) : -1;
+        await this.compensate(kind, row.id, data, steps, lastStarted);
+        const failure = new VbsError('OperationFailed', `${row.kind} was interrupted by a restart of the VBS service and was rolled back.`);
+        this.finish(row.id, 'failed', failure.message, () => kind.abort(this.meta, data, failure));
+      }
+    }
+    return rows.length;
+  }
+
+  /** Retries failed undo steps whose time has come; drops those that succeed. */
+  async retryLeftovers(): Promise<number> {
+    const due = this.db.prepare(`SELECT id, kind, step, data, attempts FROM leftovers WHERE next_attempt_at <= ? ORDER BY id LIMIT 20`).all(now()) as {
+      id: number;
+      kind: string;
+      step: string;
+      data: string;
+      attempts: number;
+    }[];
+    let fixed = 0;
+    for (const l of due) {
+      const data = JSON.parse(l.data) as object;
+      const step = this.kinds.get(l.kind)?.steps(data).find((s) => s.name === l.step);
+      try {
+        if (!step?.undo) throw new Error(`no undo for ${l.kind}/${l.step}`);
+        await step.undo(data);
+        writeTx(this.db, () => this.db.prepare('DELETE FROM leftovers WHERE id = ?').run(l.id));
+        fixed++;
+      } catch (err) {
+        const backoffMs = Math.min(300_000, 2_000 * 2 ** l.attempts);
+        writeTx(this.db, () =>
+          this.db
+            .prepare('UPDATE leftovers SET attempts = attempts + 1, error = ?, next_attempt_at = ? WHERE id = ?')
+            .run(errorMessage(err), new Date(Date.now() + backoffMs).toISOString(), l.id),
+        );
+      }
+    }
+    return fixed;
+  }
+}
