@@ -48,7 +48,9 @@ interface WorkflowRow {
 export class StepFailed extends VbsError {
   constructor(kind: string, stepIndex: number, stepCount: number, stepName: string, cause: VbsError) {
     super(
-      cause.faultBy === 'Client' ? cause.code : 'OperationFailed',
+      // The step's own code (InsufficientCapacity, VolumeInUse...) tells the
+      // user most; only an internal error is reported as a failed operation.
+      cause.code === 'InternalError' ? 'OperationFailed' : cause.code,
       `${kind} failed at step ${stepIndex + 1} of ${stepCount} (${stepName}): ${cause.message}`,
       { cause },
     );

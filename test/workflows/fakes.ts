@@ -1,0 +1,97 @@
+import { VbsError } from '../../src/core/errors.js';
+import { silentLogger } from '../../src/core/log.js';
+import { openDatabase, type Db } from '../../src/db/database.js';
+import { Metadata } from '../../src/db/metadata.js';
+import { DelegatePool, type DelegateClient } from '../../src/front/delegates.js';
+import { FrontService } from '../../src/front/service.js';
+import { FrontWorkflows } from '../../src/front/workflows.js';
+import type { CallContext } from '../../src/soap/server.js';
+import type { Record as XmlRecord } from '../../src/soap/xml.js';
+
+/**
+ * An in-memory delegate that keeps real state (objects, exports, disks), so a
+ * test can check that a rollback left nothing behind, and fails or hangs the
+ * operations a test names.
+ */
+export class FakeDelegate implements DelegateClient {
+  readonly calls: string[] = [];
+  readonly objects = new Map<string, string>();
+  readonly exports = new Set<string>();
+  readonly disks = new Map<string, string>(); // vmId/device -> volumeId
+  failures = new Map<string, VbsError>();
+  hangs = new Set<string>();
+
+  async call(op: string, i: XmlRecord): Promise<XmlRecord> {
+    this.calls.push(op);
+    if (this.hangs.has(op)) return new Promise(() => {});
+    const f = this.failures.get(op);
+    if (f) throw f;
+    switch (op) {
+      case 'GetCapacity':
+        return { backend: 'fake', totalBytes: 1e12, freeBytes: 1e12, provisionedBytes: 0 };
+      case 'CreateVolume':
+        this.objects.set(String(i.volumeId), 'ready');
+        return { accepted: true };
+      case 'CreateSnapshot':
+        this.objects.set(String(i.snapshotId), 'ready');
+        return { accepted: true };
+      case 'DescribeObjects':
+        return { object: ((i.id as string[]) ?? []).map((id) => ({ id, state: this.objects.get(id) ?? 'absent' })) };
+      case 'DeleteObject':
+        return { deleted: this.objects.delete(String(i.id)) };
+      case 'ExportVolume':
+        this.exports.add(`${i.volumeId}@${i.vmmHost}`);
+        return { export: { kind: 'file', path: `/vols/${i.volumeId}.img` } };
+      case 'UnexportVolume':
+        this.exports.delete(`${i.volumeId}@${i.vmmHost}`);
+        return { return: true };
+      case 'AttachDisk': {
+        const key = `${i.vmId}/${i.device}`;
+        if (this.disks.has(key)) throw new VbsError('OperationFailed', 'device in use');
+        this.disks.set(key, String(i.volumeId));
+        return { return: true };
+      }
+      case 'DetachDisk':
+        if (!this.disks.delete(`${i.vmId}/${i.device}`)) throw new VbsError('OperationFailed', 'not attached');
+        return { return: true };
+      default:
+        throw new Error(`fake: ${op}`);
+    }
+  }
+}
+
+export interface Front {
+  db: Db;
+  meta: Metadata;
+  wf: FrontWorkflows;
+  svc: FrontService;
+  storage: FakeDelegate;
+  vmm: FakeDelegate;
+  call(op: string, input: XmlRecord, caller?: string): Promise<XmlRecord>;
+}
+
+export function makeFront(file = ':memory:', storage = new FakeDelegate(), vmm = new FakeDelegate()): Front {
+  const db = openDatabase(file);
+  const meta = new Metadata(db);
+  const pool = new DelegatePool(new Map([['local', storage]]), new Map([['localhost', vmm]]));
+  const wf = new FrontWorkflows(db, meta, pool, silentLogger);
+  const svc = new FrontService(meta, pool, wf);
+  const handlers = svc.handlers();
+  return {
+    db,
+    meta,
+    wf,
+    svc,
+    storage,
+    vmm,
+    call: async (op, input, caller = 'alice') => handlers[op]!(input, { caller, requestId: 't', log: silentLogger } as CallContext),
+  };
+}
+
+/** Creates an available volume through the service (the fake creates instantly). */
+export async function availableVolume(f: Front, caller = 'alice'): Promise<string> {
+  const r = await f.call('CreateVolume', { size: 1 }, caller);
+  const id = String((r.volume as XmlRecord).volumeId);
+  f.meta.setVolumeStatus(id, ['creating'], 'available');
+  return id;
+}
