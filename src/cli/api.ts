@@ -1,0 +1,89 @@
+import type { Record as XmlRecord } from '../soap/xml.js';
+import type { Attachment, Snapshot, Volume } from './records.js';
+import { retryWhenUnavailable, type RetryOptions } from './retry.js';
+import type { Caller } from './runtime.js';
+
+export interface CreateVolumeInput {
+  readonly size: number;
+  readonly comment?: string;
+  readonly snapshotId?: string;
+  readonly clientToken?: string;
+}
+
+export interface CreateSnapshotInput {
+  readonly volumeId: string;
+  readonly comment?: string;
+  readonly clientToken?: string;
+}
+
+export interface AttachVolumeInput {
+  readonly volumeId: string;
+  readonly vmmHost: string;
+  readonly vmId: string;
+  readonly device: string;
+  readonly mode: string;
+}
+
+export interface DetachVolumeInput {
+  readonly volumeId: string;
+  readonly vmmHost?: string;
+  readonly vmId?: string;
+}
+
+/**
+ * The front's eight operations with typed records, and the retry policy: only
+ * the calls that cannot do anything twice are repeated when the front is
+ * unreachable (Describe*, and creates that carry a client token).
+ */
+export class VbsApi {
+  constructor(
+    private readonly caller: Caller,
+    private readonly retry: RetryOptions,
+  ) {}
+
+  async createVolume(input: CreateVolumeInput): Promise<Volume> {
+    const out = await this.callRetryingIf(input.clientToken !== undefined, 'CreateVolume', { ...input });
+    return out.volume as unknown as Volume;
+  }
+
+  async deleteVolume(volumeId: string): Promise<boolean> {
+    const out = await this.caller.call('DeleteVolume', { volumeId });
+    return out.return === true;
+  }
+
+  async describeVolumes(volumeIds: readonly string[] = []): Promise<Volume[]> {
+    const out = await this.callRetryingIf(true, 'DescribeVolumes', { volumeId: [...volumeIds] });
+    return (out.volume ?? []) as unknown as Volume[];
+  }
+
+  async createSnapshot(input: CreateSnapshotInput): Promise<Snapshot> {
+    const out = await this.callRetryingIf(input.clientToken !== undefined, 'CreateSnapshot', { ...input });
+    return out.snapshot as unknown as Snapshot;
+  }
+
+  async deleteSnapshot(snapshotId: string): Promise<boolean> {
+    const out = await this.caller.call('DeleteSnapshot', { snapshotId });
+    return out.return === true;
+  }
+
+  async describeSnapshots(snapshotIds: readonly string[] = []): Promise<Snapshot[]> {
+    const out = await this.callRetryingIf(true, 'DescribeSnapshots', { snapshotId: [...snapshotIds] });
+    return (out.snapshot ?? []) as unknown as Snapshot[];
+  }
+
+  async attachVolume(input: AttachVolumeInput): Promise<Attachment> {
+    const out = await this.caller.call('AttachVolume', { ...input });
+    return out.attachment as unknown as Attachment;
+  }
+
+  async detachVolume(input: DetachVolumeInput): Promise<Attachment> {
+    const out = await this.caller.call('DetachVolume', { ...input });
+    return out.attachment as unknown as Attachment;
+  }
+
+  /** The same input object is sent on every attempt: a retried create carries the same token. */
+  private callRetryingIf(safe: boolean, operation: string, input: XmlRecord): Promise<XmlRecord> {
+    const attempt = (): Promise<XmlRecord> => this.caller.call(operation, input);
+    return safe ? retryWhenUnavailable(attempt, this.retry) : attempt();
+  }
+}

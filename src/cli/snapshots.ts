@@ -1,0 +1,76 @@
+import type { Command } from '@commander-js/extra-typings';
+import * as validate from '../core/validate.js';
+import { invoke, type Invocation } from './context.js';
+import { checkLocally, CliFailure } from './errors.js';
+import { snapshotsTable } from './format.js';
+import type { Snapshot } from './records.js';
+import type { CliRuntime } from './runtime.js';
+import { waitForSnapshot, waitForSnapshotGone } from './wait.js';
+
+export function registerSnapshotCommands(program: Command, runtime: CliRuntime): void {
+  program
+    .command('create-snapshot')
+    .description('take a point-in-time copy of a volume')
+    .argument('<volume-id>')
+    .argument('[comment]', 'a note kept with the snapshot')
+    .option('--client-token <token>', 'idempotency token (default: a new random UUID)')
+    .action((volumeId, comment, opts, cmd) =>
+      invoke(runtime, cmd, (inv) => createSnapshot(inv, { volumeId, comment, clientToken: opts.clientToken })),
+    );
+
+  program
+    .command('delete-snapshot')
+    .description('delete a snapshot that no volume is being created from')
+    .argument('<snapshot-id>')
+    .action((snapshotId, _opts, cmd) => invoke(runtime, cmd, (inv) => deleteSnapshot(inv, snapshotId)));
+
+  program
+    .command('describe-snapshots')
+    .description('describe the given snapshots, or all of yours')
+    .argument('[snapshot-id...]')
+    .action((snapshotIds, _opts, cmd) => invoke(runtime, cmd, (inv) => describeSnapshots(inv, snapshotIds)));
+}
+
+interface CreateSnapshotArgs {
+  readonly volumeId: string;
+  readonly comment?: string;
+  readonly clientToken?: string;
+}
+
+export async function createSnapshot(inv: Invocation, args: CreateSnapshotArgs): Promise<void> {
+  const input = {
+    volumeId: checkLocally(() => validate.volumeId(args.volumeId)),
+    comment: args.comment === undefined ? undefined : checkLocally(() => validate.comment(args.comment)),
+    // Always a token, so a retry after a lost answer cannot take a second snapshot.
+    clientToken: checkLocally(() => validate.clientToken(args.clientToken)) ?? inv.runtime.newClientToken(),
+  };
+  const api = inv.vbs();
+  let snapshot = await api.createSnapshot(input);
+  if (inv.options.wait) snapshot = await waitForSnapshot(api, inv.waitOptions(), snapshot.snapshotId, ['completed']);
+  inv.print(snapshot, (s) => snapshotsTable([s]));
+  failIfError(snapshot);
+}
+
+export async function deleteSnapshot(inv: Invocation, rawId: string): Promise<void> {
+  const snapshotId = checkLocally(() => validate.snapshotId(rawId));
+  const api = inv.vbs();
+  const accepted = await api.deleteSnapshot(snapshotId);
+  if (inv.options.wait) {
+    const left = await waitForSnapshotGone(api, inv.waitOptions(), snapshotId);
+    if (left) failIfError(left);
+  }
+  inv.print({ return: accepted }, () => `${snapshotId}: ${inv.options.wait ? 'deleted' : 'deleting'}\n`);
+}
+
+export async function describeSnapshots(inv: Invocation, rawIds: readonly string[]): Promise<void> {
+  const snapshotIds = rawIds.map((id) => checkLocally(() => validate.snapshotId(id)));
+  const snapshots = await inv.vbs().describeSnapshots(snapshotIds);
+  inv.print(snapshots, snapshotsTable);
+}
+
+/** A snapshot that ended in error fails the command (exit 1) with the front's reason. */
+function failIfError(snapshot: Snapshot): void {
+  if (snapshot.status === 'error') {
+    throw new CliFailure(`${snapshot.snapshotId} is in error: ${snapshot.statusMessage ?? 'no reason given'}`, 'OperationFailed');
+  }
+}

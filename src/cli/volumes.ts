@@ -1,0 +1,79 @@
+import type { Command } from '@commander-js/extra-typings';
+import * as validate from '../core/validate.js';
+import { invoke, type Invocation } from './context.js';
+import { checkLocally, CliFailure } from './errors.js';
+import { volumesTable } from './format.js';
+import type { Volume } from './records.js';
+import type { CliRuntime } from './runtime.js';
+import { waitForVolume, waitForVolumeGone } from './wait.js';
+
+export function registerVolumeCommands(program: Command, runtime: CliRuntime): void {
+  program
+    .command('create-volume')
+    .description('create a blank volume of <size> GiB, or one holding the data of <snapshot-id>')
+    .argument('<size>', 'size in GiB')
+    .argument('[comment]', 'a note kept with the volume')
+    .argument('[snapshot-id]', 'snapshot to copy the data from')
+    .option('--client-token <token>', 'idempotency token (default: a new random UUID)')
+    .action((size, comment, snapshotId, opts, cmd) =>
+      invoke(runtime, cmd, (inv) => createVolume(inv, { size, comment, snapshotId, clientToken: opts.clientToken })),
+    );
+
+  program
+    .command('delete-volume')
+    .description('delete a volume that is not attached')
+    .argument('<volume-id>')
+    .action((volumeId, _opts, cmd) => invoke(runtime, cmd, (inv) => deleteVolume(inv, volumeId)));
+
+  program
+    .command('describe-volumes')
+    .description('describe the given volumes, or all of yours')
+    .argument('[volume-id...]')
+    .action((volumeIds, _opts, cmd) => invoke(runtime, cmd, (inv) => describeVolumes(inv, volumeIds)));
+}
+
+interface CreateVolumeArgs {
+  readonly size: string;
+  readonly comment?: string;
+  readonly snapshotId?: string;
+  readonly clientToken?: string;
+}
+
+export async function createVolume(inv: Invocation, args: CreateVolumeArgs): Promise<void> {
+  const input = {
+    size: checkLocally(() => validate.sizeGiB(args.size)),
+    comment: args.comment === undefined ? undefined : checkLocally(() => validate.comment(args.comment)),
+    snapshotId: args.snapshotId === undefined ? undefined : checkLocally(() => validate.snapshotId(args.snapshotId)),
+    // Always a token, so a retry after a lost answer cannot create a second volume.
+    clientToken: checkLocally(() => validate.clientToken(args.clientToken)) ?? inv.runtime.newClientToken(),
+  };
+  const api = inv.vbs();
+  let volume = await api.createVolume(input);
+  if (inv.options.wait) volume = await waitForVolume(api, inv.waitOptions(), volume.volumeId, ['available']);
+  inv.print(volume, (v) => volumesTable([v]));
+  failIfError(volume);
+}
+
+export async function deleteVolume(inv: Invocation, rawId: string): Promise<void> {
+  const volumeId = checkLocally(() => validate.volumeId(rawId));
+  const api = inv.vbs();
+  const accepted = await api.deleteVolume(volumeId);
+  if (inv.options.wait) {
+    const left = await waitForVolumeGone(api, inv.waitOptions(), volumeId);
+    if (left) failIfError(left);
+  }
+  inv.print({ return: accepted }, () => `${volumeId}: ${inv.options.wait ? 'deleted' : 'deleting'}\n`);
+}
+
+export async function describeVolumes(inv: Invocation, rawIds: readonly string[]): Promise<void> {
+  const volumeIds = rawIds.map((id) => checkLocally(() => validate.volumeId(id)));
+  const volumes = await inv.vbs().describeVolumes(volumeIds);
+  inv.print(volumes, volumesTable);
+}
+
+/** A volume that ended in error fails the command (exit 1) with the front's reason. */
+export function failIfError(volume: Volume): void {
+  if (volume.status === 'error') {
+    throw new CliFailure(`${volume.volumeId} is in error: ${volume.statusMessage ?? 'no reason given'}`, 'OperationFailed');
+  }
+}
