@@ -53,7 +53,12 @@ export class SoapClient {
       throw new VbsError('ServiceUnavailable', `${this.url.host} answered with a malformed SOAP response.`);
     }
     if (parsed.name !== `${operation}Response`) throw new VbsError('ServiceUnavailable', `${this.url.host} answered ${parsed.name} to ${operation}.`);
-    return decodeFields(this.def, op.output, parsed.content, parsed.name);
+    try {
+      return decodeFields(this.def, op.output, parsed.content, parsed.name);
+    } catch (err) {
+      // The service broke its own contract: not something the caller did.
+      throw new VbsError('ServiceUnavailable', `${this.url.host} answered ${operation} with an invalid response.`, { cause: err });
+    }
   }
 
   close(): void {
