@@ -33,15 +33,21 @@ export function registerServe(program: Command): void {
     .command('serve')
     .description('run one VBS service (front, volume-delegate or vmm-delegate)')
     .argument('<role>', ROLES.join(' | '))
-    .requiredOption('--config <file>', 'the service configuration (JSON)')
-    .action(async (role, opts) => {
+    // --config is the program's global option (the CLI's client configuration
+    // elsewhere); for serve it names the service configuration.
+    .action(async (role, _opts, cmd) => {
+      const config = (cmd.optsWithGlobals() as { config?: string }).config;
+      if (!config) {
+        process.stderr.write('vbs serve: --config FILE (the service configuration) is required\n');
+        process.exit(2);
+      }
       if (!(ROLES as readonly string[]).includes(role)) {
         process.stderr.write(`vbs: unknown role ${role}; expected ${ROLES.join(', ')}\n`);
         process.exit(2);
       }
       let service: RunningService;
       try {
-        service = await startService(role as Role, opts.config);
+        service = await startService(role as Role, config);
       } catch (err) {
         process.stderr.write(`vbs serve ${role}: ${(err as Error).message}\n`);
         process.exit(1);
