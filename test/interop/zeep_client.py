@@ -14,6 +14,8 @@ url, cert, key, ca = sys.argv[1:5]
 session = requests.Session()
 session.cert = (cert, key)
 session.verify = ca
+# Environment CA bundles (REQUESTS_CA_BUNDLE...) would override verify: trust only VBS's CA.
+session.trust_env = False
 client = Client(url + "?wsdl", transport=Transport(session=session), settings=Settings(strict=True))
 svc = client.service
 
