@@ -16,7 +16,7 @@ export interface Logger {
 export function createLogger(base: object = {}, min: Level = (process.env.VBS_LOG_LEVEL as Level) || 'info'): Logger {
   const emit = (level: Level, msg: string, fields?: object): void => {
     if (ORDER[level] < (ORDER[min] ?? 20)) return;
-    const line = { time: new Date().toISOString(), level, msg, ...base, ...serialize(fields) };
+    const line = { time: new Date().toISOString(), level, pid: process.pid, msg, ...base, ...serialize(fields) };
     process.stderr.write(`${JSON.stringify(line)}\n`);
   };
   return {

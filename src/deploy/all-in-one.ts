@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
+import { createWriteStream, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { execFileSync } from 'node:child_process';
@@ -97,9 +97,11 @@ function writeJson(file: string, value: object): void {
   writeAtomic(file, `${JSON.stringify(value, null, 2)}\n`, 0o600);
 }
 
+/** A simulated host with no VMs yet gets a few, so a new user has something to attach to. */
 function seedSimVms(stateDir: string, vms: readonly string[]): void {
-  if (existsSync(join(stateDir, 'vms'))) return;
-  for (const vm of vms) execFileSync(process.execPath, [HOSTSIM, '--state', stateDir, 'vm', 'create', vm], { stdio: 'ignore' });
+  const sim = (...args: string[]) => execFileSync(process.execPath, [HOSTSIM, '--state', stateDir, ...args], { encoding: 'utf8' });
+  if ((JSON.parse(sim('vm', 'list')) as unknown[]).length > 0) return;
+  for (const vm of vms) sim('vm', 'create', vm);
 }
 
 /** Starts `vbs serve <role>` and resolves with its URL once it prints its ready line. */

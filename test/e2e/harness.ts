@@ -21,12 +21,17 @@ export interface Vbs {
   soap(user?: string): SoapClient;
   /** Runs the vbs CLI as the admin; never throws, returns exit code and output. */
   cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
-  stop(): Promise<void>;
+  /** Stops `vbs up` (SIGTERM) and, unless keepData, removes its folder. */
+  stop(keepData?: boolean): Promise<void>;
 }
 
 /** Starts `vbs up` in a fresh folder on a free port and waits until it is ready. */
-export async function startVbs(extraArgs: string[] = [], dir = mkdtempSync(join(tmpdir(), 'vbs-e2e-'))): Promise<Vbs> {
-  const child = spawn(process.execPath, [VBS_BIN, 'up', '--data', dir, '--port', '0', ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startVbs(
+  extraArgs: string[] = [],
+  dir = mkdtempSync(join(tmpdir(), 'vbs-e2e-')),
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<Vbs> {
+  const child = spawn(process.execPath, [VBS_BIN, 'up', '--data', dir, '--port', '0', ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'], env });
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
   const url = await new Promise<string>((resolveUrl, reject) => {
@@ -71,14 +76,14 @@ export async function startVbs(extraArgs: string[] = [], dir = mkdtempSync(join(
         return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
       }
     },
-    async stop() {
+    async stop(keepData = false) {
       for (const c of clients) c.close();
       if (child.exitCode === null) {
         const exited = new Promise((r) => child.once('exit', r));
         child.kill('SIGTERM');
         await exited;
       }
-      rmSync(dir, { recursive: true, force: true });
+      if (!keepData) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

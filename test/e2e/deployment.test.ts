@@ -1,0 +1,96 @@
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Record as XmlRecord } from '../../src/soap/xml.js';
+import { eventually, ROOT, startVbs, type Vbs } from './harness.js';
+
+const HOSTSIM = join(ROOT, 'dist', 'sim', 'hostsim.js');
+const running: Vbs[] = [];
+const dirs: string[] = [];
+afterEach(async () => {
+  for (const v of running.splice(0)) await v.stop();
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+async function available(vbs: Vbs, size = 1): Promise<string> {
+  const c = vbs.soap();
+  const id = String(((await c.call('CreateVolume', { size })).volume as XmlRecord).volumeId);
+  await eventually(async () => (((await c.call('DescribeVolumes', { volumeId: [id] })).volume as XmlRecord[])[0]!.status === 'available' ? true : undefined));
+  return id;
+}
+
+/** Alive and not a zombie (this sandbox's PID 1 may not reap orphans). */
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+}
+
+function vmList(stateDir: string): { name: string; disks: { dev: string; mode: string }[] }[] {
+  return JSON.parse(execFileSync(process.execPath, [HOSTSIM, '--state', stateDir, 'vm', 'list'], { encoding: 'utf8' }));
+}
+
+describe('vbs up', () => {
+  it('keeps its state across a restart', async () => {
+    const first = await startVbs();
+    running.push(first);
+    const id = await available(first);
+    await first.stop(true);
+    running.pop();
+    const again = await startVbs([], first.dir);
+    running.push(again);
+    const r = await again.soap().call('DescribeVolumes', { volumeId: [id] });
+    expect((r.volume as XmlRecord[])[0]).toMatchObject({ volumeId: id, status: 'available' });
+  });
+
+  it('stops every service process on SIGTERM', async () => {
+    const vbs = await startVbs();
+    const pids = ['front', 'volume-delegate', 'vmm-delegate'].map((role) => {
+      const line = readFileSync(join(vbs.dir, 'logs', `${role}.log`), 'utf8').split('\n').find((l) => l.includes('listening'));
+      return JSON.parse(line!).pid as number;
+    });
+    await vbs.stop();
+    for (const pid of pids) expect(isRunning(pid), `pid ${pid}`).toBe(false);
+  });
+});
+
+describe('moving a VMM host from Xen to Proxmox', () => {
+  it('is a change to commands.properties only', async () => {
+    // `xm` and `qm` on the delegate's PATH are the host simulator (no Xen or
+    // Proxmox here); VBS runs them through the shipped xen and proxmox patterns.
+    const bin = mkdtempSync(join(tmpdir(), 'vbs-tools-'));
+    dirs.push(bin);
+    chmodSync(HOSTSIM, 0o755);
+    for (const tool of ['xm', 'qm']) symlinkSync(HOSTSIM, join(bin, tool));
+    const data = mkdtempSync(join(tmpdir(), 'vbs-e2e-'));
+    const stateDir = join(data, 'vmm-sim');
+    mkdirSync(stateDir, { recursive: true });
+    for (const vm of ['vm1', '100']) execFileSync(process.execPath, [HOSTSIM, '--state', stateDir, 'vm', 'create', vm]);
+    const env = { ...process.env, PATH: `${bin}:${process.env.PATH}`, VBS_SIM_STATE: stateDir };
+    const shipped = readFileSync(join(ROOT, 'commands.properties'), 'utf8');
+    const props = join(data, 'operator.properties');
+
+    writeFileSync(props, shipped.replace(/^vmm\.adapter = .*$/m, 'vmm.adapter = xen'));
+    let vbs = await startVbs(['--commands', props], data, env);
+    running.push(vbs);
+    const vol = await available(vbs);
+    await vbs.soap().call('AttachVolume', { volumeId: vol, vmmHost: 'localhost', vmId: 'vm1', device: 'xvdb' });
+    expect(vmList(stateDir).find((v) => v.name === 'vm1')!.disks).toEqual([expect.objectContaining({ dev: 'xvdb', mode: 'w' })]);
+    await vbs.soap().call('DetachVolume', { volumeId: vol });
+    await vbs.stop(true);
+    running.pop();
+
+    writeFileSync(props, shipped.replace(/^vmm\.adapter = .*$/m, 'vmm.adapter = proxmox'));
+    vbs = await startVbs(['--commands', props], data, env);
+    running.push(vbs);
+    await vbs.soap().call('AttachVolume', { volumeId: vol, vmmHost: 'localhost', vmId: '100', device: 'scsi1', mode: 'r' });
+    expect(vmList(stateDir).find((v) => v.name === '100')!.disks).toEqual([expect.objectContaining({ dev: 'scsi1', mode: 'r' })]);
+    expect(vmList(stateDir).find((v) => v.name === 'vm1')!.disks).toEqual([]);
+  });
+});
