@@ -4,6 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Record as XmlRecord } from '../../src/soap/xml.js';
+import { VMM_DELEGATE_SERVICE } from '../../src/services/vmm-delegate.js';
+import { VOLUME_DELEGATE_SERVICE } from '../../src/services/volume-delegate.js';
+import { SoapClient } from '../../src/soap/client.js';
 import { eventually, ROOT, startVbs, type Vbs } from './harness.js';
 
 const HOSTSIM = join(ROOT, 'dist', 'sim', 'hostsim.js');
@@ -57,6 +60,22 @@ describe('vbs up', () => {
     });
     await vbs.stop();
     for (const pid of pids) expect(isRunning(pid), `pid ${pid}`).toBe(false);
+  });
+});
+
+describe('delegates', () => {
+  it('serve the front only: a user certificate from the same CA is refused', async () => {
+    const vbs = await startVbs();
+    running.push(vbs);
+    const front = JSON.parse(readFileSync(join(vbs.dir, 'front.json'), 'utf8')) as { volumeDelegates: { url: string }[]; vmmHosts: { url: string }[] };
+    const pki = (f: string) => readFileSync(join(vbs.dir, 'pki', f));
+    const tls = { key: pki('admin.key'), cert: pki('admin.crt'), ca: pki('ca.crt') };
+    const volume = new SoapClient({ def: VOLUME_DELEGATE_SERVICE, url: front.volumeDelegates[0]!.url, tls });
+    const vmm = new SoapClient({ def: VMM_DELEGATE_SERVICE, url: front.vmmHosts[0]!.url, tls });
+    await expect(volume.call('DeleteObject', { id: 'vol-00000000000000000' })).rejects.toMatchObject({ code: 'UnauthorizedOperation' });
+    await expect(vmm.call('DescribeHost', {})).rejects.toMatchObject({ code: 'UnauthorizedOperation' });
+    volume.close();
+    vmm.close();
   });
 });
 
