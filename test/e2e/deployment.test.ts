@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -35,6 +35,29 @@ function isRunning(pid: number): boolean {
   return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
 }
 
+/** The processes whose parent is `pid`, from /proc. */
+function childrenOf(pid: number): number[] {
+  return readdirSync('/proc')
+    .filter((d) => /^[0-9]+$/.test(d))
+    .filter((d) => {
+      try {
+        const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid;
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+function describeProcess(pid: number): string {
+  try {
+    return `${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ')} | ${readFileSync(`/proc/${pid}/stat`, 'utf8')}`;
+  } catch {
+    return 'gone';
+  }
+}
+
 function vmList(stateDir: string): { name: string; disks: { dev: string; mode: string }[] }[] {
   return JSON.parse(execFileSync(process.execPath, [HOSTSIM, '--state', stateDir, 'vm', 'list'], { encoding: 'utf8' }));
 }
@@ -54,12 +77,10 @@ describe('vbs up', () => {
 
   it('stops every service process on SIGTERM', async () => {
     const vbs = await startVbs();
-    const pids = ['front', 'volume-delegate', 'vmm-delegate'].map((role) => {
-      const line = readFileSync(join(vbs.dir, 'logs', `${role}.log`), 'utf8').split('\n').find((l) => l.includes('listening'));
-      return JSON.parse(line!).pid as number;
-    });
+    const pids = childrenOf(vbs.process.pid!);
+    expect(pids).toHaveLength(3);
     await vbs.stop();
-    for (const pid of pids) expect(isRunning(pid), `pid ${pid}`).toBe(false);
+    for (const pid of pids) expect(isRunning(pid), `pid ${pid}: ${describeProcess(pid)}`).toBe(false);
   });
 });
 
