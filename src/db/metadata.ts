@@ -235,6 +235,10 @@ export class Metadata {
       | undefined;
   }
 
+  deleteClientToken(owner: string, token: string): void {
+    this.db.prepare('DELETE FROM client_tokens WHERE owner = ? AND token = ?').run(owner, token);
+  }
+
   insertClientToken(owner: string, token: string, operation: string, params: string, resourceId: string): void {
     this.db
       .prepare('INSERT INTO client_tokens (owner, token, operation, params, resource_id, created_at) VALUES (?, ?, ?, ?, ?, ?)')

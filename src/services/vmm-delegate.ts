@@ -1,3 +1,4 @@
+import { DISK_SOURCE_FIELDS } from './disk-source.js';
 import { bool, int, rec, str, type ServiceDefinition } from '../soap/schema.js';
 
 /** The VMM Delegate: runs on a hypervisor node and attaches exported volumes to its VMs. */
@@ -7,13 +8,7 @@ export const VMM_DELEGATE_SERVICE: ServiceDefinition = {
   path: '/vmm-delegate',
   doc: 'VBS VMM Delegate: connects exported volumes and attaches them to the VMs of one hypervisor host.',
   types: {
-    Source: [
-      str('kind', { doc: 'file or iscsi' }),
-      str('path', { optional: true }),
-      str('portal', { optional: true }),
-      str('iqn', { optional: true }),
-      int('lun', { optional: true }),
-    ],
+    Source: DISK_SOURCE_FIELDS,
   },
   operations: {
     DescribeHost: {

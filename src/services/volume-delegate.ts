@@ -1,3 +1,4 @@
+import { DISK_SOURCE_FIELDS } from './disk-source.js';
 import { bool, int, long, rec, str, type ServiceDefinition } from '../soap/schema.js';
 
 /**
@@ -18,13 +19,7 @@ export const VOLUME_DELEGATE_SERVICE: ServiceDefinition = {
       long('sizeBytes', { optional: true }),
       int('progress', { optional: true }),
     ],
-    Export: [
-      str('kind', { doc: 'file or iscsi' }),
-      str('path', { optional: true }),
-      str('portal', { optional: true }),
-      str('iqn', { optional: true }),
-      int('lun', { optional: true }),
-    ],
+    Export: DISK_SOURCE_FIELDS,
   },
   operations: {
     GetCapacity: {

@@ -29,7 +29,7 @@ export function createSnapshotKind({ delegates }: WorkflowDeps): WorkflowKind<Cr
     commit: () => {},
     abort: (m, d) => {
       m.deleteSnapshot(d.snapshotId);
-      if (d.clientToken) m.db.prepare('DELETE FROM client_tokens WHERE owner = ? AND token = ?').run(d.owner, d.clientToken);
+      if (d.clientToken) m.deleteClientToken(d.owner, d.clientToken);
     },
   };
 }

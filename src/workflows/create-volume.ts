@@ -35,7 +35,7 @@ export function createVolumeKind({ delegates }: WorkflowDeps): WorkflowKind<Crea
     commit: () => {},
     abort: (m, d2) => {
       m.deleteVolume(d2.volumeId);
-      if (d2.clientToken) m.db.prepare('DELETE FROM client_tokens WHERE owner = ? AND token = ?').run(d2.owner, d2.clientToken);
+      if (d2.clientToken) m.deleteClientToken(d2.owner, d2.clientToken);
     },
   };
 }

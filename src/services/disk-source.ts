@@ -1,0 +1,13 @@
+import { int, str, type Field } from '../soap/schema.js';
+
+/**
+ * How a VMM host reaches a volume: what the Volume Delegate's ExportVolume
+ * returns is exactly what the VMM Delegate's AttachDisk takes.
+ */
+export const DISK_SOURCE_FIELDS: readonly Field[] = [
+  str('kind', { doc: 'file or iscsi' }),
+  str('path', { optional: true }),
+  str('portal', { optional: true }),
+  str('iqn', { optional: true }),
+  int('lun', { optional: true }),
+];
