@@ -121,12 +121,11 @@ export function resolveDevice(st: SimState, dir: string, p: string, depth = 0): 
 }
 
 /** Who keeps an LV open: VM disks and IET LUNs whose backing is the LV's file. */
-export function lvHolders(st: SimState, dir: string, vg: string, lv: Lv): string[] {
+export function lvHolders(st: SimState, dir: string, lv: Lv): string[] {
   const backing = resolve(dir, lv.backing);
   const holders: string[] = [];
   for (const vm of st.vms) for (const d of vm.disks) if (d.backing === backing) holders.push(`vm ${vm.name}`);
   for (const t of st.iet.targets)
     for (const l of t.luns) if (resolveDevice(st, dir, l.path, 3).backing === backing) holders.push(`iet tid ${t.tid}`);
-  void vg;
   return holders;
 }

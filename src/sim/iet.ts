@@ -217,7 +217,7 @@ export function ietadmMain(io: Io, dir: string, args: string[]): number {
       const p = params(a.params);
       const path = p.get('Path');
       const type = (p.get('Type') ?? 'fileio').toLowerCase();
-      const iomode = (p.get('IOMode') ?? (type === 'blockio' ? 'wt' : 'wt')).toLowerCase();
+      const iomode = (p.get('IOMode') ?? 'wt').toLowerCase();
       if (!path || !['fileio', 'blockio', 'nullio'].includes(type) || !['wt', 'wb', 'ro'].includes(iomode)) return daemonError(io, ERRNO.EINVAL);
       if (t.luns.some((l) => l.lun === lunNo)) return daemonError(io, ERRNO.EEXIST);
       if (type !== 'nullio' && !resolveDevice(st, dir, path).exists) return daemonError(io, ERRNO.ENOENT);

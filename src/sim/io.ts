@@ -2,8 +2,6 @@
 export class Io {
   readonly out: string[] = [];
   readonly err: string[] = [];
-  /** Text read from stdin (for prompts), loaded on first use. */
-  private input: string[] | undefined;
 
   print(text: string): void {
     this.out.push(text.endsWith('\n') ? text : `${text}\n`);
@@ -16,13 +14,6 @@ export class Io {
 
   eprint(text: string): void {
     this.err.push(text.endsWith('\n') ? text : `${text}\n`);
-  }
-
-  /** The next line of stdin, or undefined at end of input. */
-  readLine(read: () => string): string | undefined {
-    if (!this.input) this.input = read().split('\n');
-    const line = this.input.shift();
-    return line === undefined || (line === '' && this.input.length === 0) ? undefined : line;
   }
 }
 

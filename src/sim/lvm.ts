@@ -480,7 +480,7 @@ function lvremove(io: Io, dir: string, args: string[]): number {
         if (!vg.lvs.includes(lv)) return; // already removed with its origin
         const snaps = snapshotsOf(vg, lv);
         for (const x of [...snaps, lv]) {
-          if (lvHolders(st, dir, vg.name, x).length) {
+          if (lvHolders(st, dir, x).length) {
             io.eprint(`  Logical volume ${vg.name}/${x.name} in use.`);
             rc = ECMD_FAILED;
             return;
@@ -556,7 +556,7 @@ interface LvRow {
 
 function lvAttr(r: LvRow): string {
   const snaps = snapshotsOf(r.vg, r.lv).length > 0;
-  const open = lvHolders(r.st, r.dir, r.vg.name, r.lv).length > 0;
+  const open = lvHolders(r.st, r.dir, r.lv).length > 0;
   const type = r.lv.origin ? 's' : snaps ? 'o' : '-';
   const target = r.lv.origin || snaps ? 's' : '-';
   return `${type}${r.lv.readOnly ? 'r' : 'w'}i-a${open ? 'o' : '-'}${target}---`;

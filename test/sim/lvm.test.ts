@@ -240,7 +240,7 @@ describe('lvs / vgs', () => {
 
   it('vgs shows size and free space', () => {
     const r = sim(dir, ['vgs', '--noheadings', '--units', 'b', '--nosuffix', '-o', 'vg_name,vg_size,vg_free', 'vg0']);
-    expect(r).toEqual({ code: 0, stdout: `  vg0 205520896 88080384\n`, stderr: '' });
+    expect(r).toEqual({ code: 0, stdout: `  vg0  205520896 88080384\n`, stderr: '' });
     const def = sim(dir, ['vgs', '--units', 'b']);
     expect(def.stdout).toBe('  VG   #PV #LV #SN Attr   VSize      VFree    \n  vg0    1   2   0 wz--n- 205520896B 88080384B\n');
     const missing = sim(dir, ['vgs', 'nosuch']);
