@@ -1,4 +1,5 @@
 import type { Command } from '@commander-js/extra-typings';
+import { resolve } from 'node:path';
 import { createLogger } from '../core/log.js';
 import { loadServiceConfig } from '../config/service-config.js';
 import { startFront, type RunningService } from '../front/main.js';
@@ -9,8 +10,9 @@ const ROLES = ['front', 'volume-delegate', 'vmm-delegate'] as const;
 type Role = (typeof ROLES)[number];
 
 /** Starts one service from its configuration file. */
-export async function startService(role: Role, configFile: string): Promise<RunningService> {
-  const cfg = loadServiceConfig(configFile);
+export async function startService(role: Role, configFile: string, commandsFile?: string): Promise<RunningService> {
+  const loaded = loadServiceConfig(configFile);
+  const cfg = commandsFile ? { ...loaded, commands: resolve(commandsFile) } : loaded;
   if (cfg.role !== role) throw new Error(`${configFile} configures a ${cfg.role}, not a ${role}`);
   const log = createLogger({ service: role });
   switch (cfg.role) {
@@ -33,9 +35,10 @@ export function registerServe(program: Command): void {
     .command('serve')
     .description('run one VBS service (front, volume-delegate or vmm-delegate)')
     .argument('<role>', ROLES.join(' | '))
+    .option('--commands <file>', "an operator's own commands.properties (overrides the configuration's)")
     // --config is the program's global option (the CLI's client configuration
     // elsewhere); for serve it names the service configuration.
-    .action(async (role, _opts, cmd) => {
+    .action(async (role, opts, cmd) => {
       const config = (cmd.optsWithGlobals() as { config?: string }).config;
       if (!config) {
         process.stderr.write('vbs serve: --config FILE (the service configuration) is required\n');
@@ -47,7 +50,7 @@ export function registerServe(program: Command): void {
       }
       let service: RunningService;
       try {
-        service = await startService(role as Role, config);
+        service = await startService(role as Role, config, opts.commands);
       } catch (err) {
         process.stderr.write(`vbs serve ${role}: ${(err as Error).message}\n`);
         process.exit(1);

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +7,7 @@ import type { Record as XmlRecord } from '../../src/soap/xml.js';
 import { VMM_DELEGATE_SERVICE } from '../../src/services/vmm-delegate.js';
 import { VOLUME_DELEGATE_SERVICE } from '../../src/services/volume-delegate.js';
 import { SoapClient } from '../../src/soap/client.js';
-import { eventually, ROOT, startVbs, type Vbs } from './harness.js';
+import { eventually, ROOT, startVbs, VBS_BIN, type Vbs } from './harness.js';
 
 const HOSTSIM = join(ROOT, 'dist', 'sim', 'hostsim.js');
 const running: Vbs[] = [];
@@ -81,6 +81,18 @@ describe('vbs up', () => {
     expect(pids).toHaveLength(3);
     await vbs.stop();
     for (const pid of pids) expect(isRunning(pid), `pid ${pid}: ${describeProcess(pid)}`).toBe(false);
+  });
+});
+
+describe('vbs serve', () => {
+  it('--commands replaces the configured commands.properties', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vbs-serve-'));
+    dirs.push(dir);
+    writeFileSync(join(dir, 'vmm.json'), JSON.stringify({ role: 'vmm-delegate', hostName: 'h1', listen: { port: 0 }, tls: { key: 'k', cert: 'c', ca: 'a' } }));
+    writeFileSync(join(dir, 'mine.properties'), 'vmm.adapter = hyperv\n');
+    const r = spawnSync(process.execPath, [VBS_BIN, 'serve', 'vmm-delegate', '--config', join(dir, 'vmm.json'), '--commands', join(dir, 'mine.properties')], { encoding: 'utf8' });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/mine\.properties lacks vmm\.hyperv\.attach, vmm\.hyperv\.detach/);
   });
 });
 
