@@ -36,6 +36,7 @@ export function registerServe(program: Command): void {
     .description('run one VBS service (front, volume-delegate or vmm-delegate)')
     .argument('<role>', ROLES.join(' | '))
     .option('--commands <file>', "an operator's own commands.properties (overrides the configuration's)")
+    .option('--exit-with-parent', 'stop when stdin closes (how `vbs up` makes sure no service outlives it)')
     // --config is the program's global option (the CLI's client configuration
     // elsewhere); for serve it names the service configuration.
     .action(async (role, opts, cmd) => {
@@ -48,18 +49,29 @@ export function registerServe(program: Command): void {
         process.stderr.write(`vbs: unknown role ${role}; expected ${ROLES.join(', ')}\n`);
         process.exit(2);
       }
-      let service: RunningService;
+      // Handlers before anything starts, so a signal never finds the default
+      // action (which would skip closing the service).
+      let service: RunningService | undefined;
+      let stopping = false;
+      const stop = () => {
+        if (stopping) return;
+        stopping = true;
+        void (service?.close() ?? Promise.resolve()).finally(() => process.exit(0));
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      if (opts.exitWithParent) {
+        process.stdin.on('data', () => {});
+        process.stdin.once('end', stop);
+        process.stdin.once('error', stop);
+      }
       try {
         service = await startService(role as Role, config, opts.commands);
       } catch (err) {
         process.stderr.write(`vbs serve ${role}: ${(err as Error).message}\n`);
         process.exit(1);
       }
+      if (stopping) return void service.close().finally(() => process.exit(0));
       process.stdout.write(`${JSON.stringify({ ready: service.url, pid: process.pid })}\n`);
-      const stop = () => {
-        service.close().finally(() => process.exit(0));
-      };
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
     });
 }

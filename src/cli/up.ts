@@ -18,13 +18,28 @@ export function registerUp(program: Command): void {
         process.stderr.write(`vbs: --port must be a port number\n`);
         process.exit(2);
       }
+      // Handlers first: a signal that arrives while the services start must
+      // not kill `up` by default action. Services already started then see
+      // their stdin close and stop themselves (`serve --exit-with-parent`).
+      let stopping = false;
+      let stopDeployment: (() => Promise<void>) | undefined;
+      const stop = (code: number) => {
+        if (stopping) return;
+        stopping = true;
+        void (stopDeployment?.() ?? Promise.resolve()).finally(() => process.exit(code));
+      };
+      process.once('SIGINT', () => stop(0));
+      process.once('SIGTERM', () => stop(0));
       let dep;
       try {
         dep = await up({ dataDir: opts.data, port, commands: opts.commands });
       } catch (err) {
+        if (stopping) return;
         process.stderr.write(`vbs up: ${(err as Error).message}\n`);
         process.exit(1);
       }
+      stopDeployment = dep.stop;
+      if (stopping) return void dep.stop().finally(() => process.exit(0));
       process.stdout.write(
         [
           `VBS is up: ${dep.frontUrl}`,
@@ -35,14 +50,6 @@ export function registerUp(program: Command): void {
           '',
         ].join('\n'),
       );
-      let stopping = false;
-      const stop = (code: number) => {
-        if (stopping) return;
-        stopping = true;
-        dep.stop().finally(() => process.exit(code));
-      };
-      process.once('SIGINT', () => stop(0));
-      process.once('SIGTERM', () => stop(0));
       void dep.died.then((role) => {
         process.stderr.write(`vbs up: the ${role} service stopped unexpectedly; stopping.\n`);
         stop(1);

@@ -107,9 +107,10 @@ function seedSimVms(stateDir: string, vms: readonly string[]): void {
 /** Starts `vbs serve <role>` and resolves with its URL once it prints its ready line. */
 function startChild(role: string, dir: string, children: ChildProcess[], onUnexpectedExit: () => void): Promise<string> {
   const log = createWriteStream(join(dir, 'logs', `${role}.log`), { flags: 'a' });
-  const child = spawn(process.execPath, [CLI, 'serve', role, '--config', join(dir, `${role}.json`)], {
+  // stdin is a pipe that only closes when `up` is gone, however it ended.
+  const child = spawn(process.execPath, [CLI, 'serve', role, '--config', join(dir, `${role}.json`), '--exit-with-parent'], {
     cwd: dir,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['pipe', 'pipe', 'pipe'],
   });
   children.push(child);
   child.stderr!.pipe(log);

@@ -79,8 +79,19 @@ describe('vbs up', () => {
     const vbs = await startVbs();
     const pids = childrenOf(vbs.process.pid!);
     expect(pids).toHaveLength(3);
+    const exited = new Promise<[number | null, string | null]>((r) => vbs.process.once('exit', (code, signal) => r([code, signal])));
     await vbs.stop();
+    expect(await exited).toEqual([0, null]);
     for (const pid of pids) expect(isRunning(pid), `pid ${pid}: ${describeProcess(pid)}`).toBe(false);
+  });
+
+  it('leaves no service behind when vbs up itself is killed', async () => {
+    const vbs = await startVbs();
+    const pids = childrenOf(vbs.process.pid!);
+    expect(pids).toHaveLength(3);
+    vbs.process.kill('SIGKILL');
+    await eventually(async () => (pids.some(isRunning) ? undefined : true), 20_000);
+    await vbs.stop();
   });
 });
 

@@ -78,7 +78,7 @@ export async function startVbs(
     },
     async stop(keepData = false) {
       for (const c of clients) c.close();
-      if (child.exitCode === null) {
+      if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((r) => child.once('exit', r));
         child.kill('SIGTERM');
         await exited;
