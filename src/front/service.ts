@@ -38,6 +38,9 @@ export class FrontService {
       DescribeSnapshots: (i, c) => this.describeSnapshots(i, c),
       AttachVolume: (i, c) => this.attachVolume(i, c),
       DetachVolume: (i, c) => this.detachVolume(i, c),
+      CheckConsistency: () => {
+        throw new VbsError('InternalError', 'CheckConsistency: not built yet');
+      },
     };
   }
 

@@ -27,6 +27,13 @@ export const VBS_SERVICE: ServiceDefinition = {
       str('owner'),
       rec('attachments', 'Attachment', { many: true }),
     ],
+    Finding: [
+      str('kind', { doc: 'what differs, e.g. missing-data, orphan-object, orphan-export, orphan-disk, missing-disk, stuck-state, leftover, unreachable' }),
+      str('resource', { doc: 'the volume, snapshot, attachment or object concerned' }),
+      str('location', { doc: 'the delegate or VMM host where it was seen' }),
+      str('detail'),
+      bool('repaired', { doc: 'true when --repair fixed it' }),
+    ],
     Snapshot: [
       str('snapshotId'),
       str('volumeId'),
@@ -74,6 +81,11 @@ export const VBS_SERVICE: ServiceDefinition = {
       doc: 'Attaches a volume to a VM on a VMM host as device, read-write (w, the default) or read-only (r, shareable by many VMs).',
       input: [str('volumeId'), str('vmmHost'), str('vmId'), str('device'), str('mode', { optional: true })],
       output: [rec('attachment', 'Attachment')],
+    },
+    CheckConsistency: {
+      doc: 'Administrators only: compares the metadata with what every delegate reports and lists each difference; with repair, fixes what is safe to fix. Orphans are reported, never deleted.',
+      input: [bool('repair', { optional: true })],
+      output: [bool('clean'), rec('finding', 'Finding', { many: true })],
     },
     DetachVolume: {
       doc: 'Detaches a volume; when it has several attachments, vmmHost and vmId name the one to detach.',

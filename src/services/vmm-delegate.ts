@@ -9,6 +9,13 @@ export const VMM_DELEGATE_SERVICE: ServiceDefinition = {
   doc: 'VBS VMM Delegate: connects exported volumes and attaches them to the VMs of one hypervisor host.',
   types: {
     Source: DISK_SOURCE_FIELDS,
+    VmDisk: [
+      str('vmId'),
+      str('device', { doc: 'the device name in the VM, as AttachDisk takes it' }),
+      str('target', { doc: 'the file or host device behind the disk' }),
+      str('mode', { doc: 'r or w' }),
+      str('volumeId', { optional: true, doc: 'the VBS volume behind target, when it is one' }),
+    ],
   },
   operations: {
     DescribeHost: {
@@ -20,6 +27,26 @@ export const VMM_DELEGATE_SERVICE: ServiceDefinition = {
       doc: 'Connects the source and attaches it to the VM as device in mode r or w.',
       input: [str('volumeId'), str('vmId'), str('device'), str('mode'), rec('source', 'Source')],
       output: [bool('return')],
+    },
+    DiscoverTarget: {
+      doc: 'iSCSI sources: discovers the target at its portal (records the node). Idempotent; file sources need nothing.',
+      input: [str('volumeId'), rec('source', 'Source')],
+      output: [bool('return')],
+    },
+    LoginTarget: {
+      doc: 'iSCSI sources: logs in to the target and returns the local device of its LUN. Idempotent.',
+      input: [str('volumeId'), rec('source', 'Source')],
+      output: [str('device')],
+    },
+    LogoutTarget: {
+      doc: 'iSCSI sources: logs out of the target and forgets its node record. Idempotent.',
+      input: [str('volumeId'), rec('source', 'Source')],
+      output: [bool('return')],
+    },
+    ListDisks: {
+      doc: 'The disks attached to the given VMs, or to every VM of this host when none is given.',
+      input: [str('vmId', { many: true })],
+      output: [rec('disk', 'VmDisk', { many: true })],
     },
     DetachDisk: {
       doc: 'Detaches device from the VM and disconnects the source.',

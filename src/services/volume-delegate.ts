@@ -20,6 +20,14 @@ export const VOLUME_DELEGATE_SERVICE: ServiceDefinition = {
       int('progress', { optional: true }),
     ],
     Export: DISK_SOURCE_FIELDS,
+    ExportEntry: [
+      str('volumeId'),
+      str('vmmHost', { optional: true, doc: 'absent when the export is not per host' }),
+      str('kind', { doc: 'file or iscsi' }),
+      str('iqn', { optional: true }),
+      int('tid', { optional: true }),
+      int('lun', { optional: true }),
+    ],
   },
   operations: {
     GetCapacity: {
@@ -56,6 +64,11 @@ export const VOLUME_DELEGATE_SERVICE: ServiceDefinition = {
       doc: 'Withdraws an export. Idempotent.',
       input: [str('volumeId'), str('vmmHost')],
       output: [bool('return')],
+    },
+    ListExports: {
+      doc: 'Every export this node has in place (targets, for iSCSI). tracked is false for back ends whose exports leave no state (files on a shared file system).',
+      input: [],
+      output: [bool('tracked'), rec('export', 'ExportEntry', { many: true })],
     },
   },
 };

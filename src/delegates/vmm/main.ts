@@ -10,6 +10,10 @@ import type { Handlers } from '../../soap/server.js';
 import { listenDelegate } from '../listen.js';
 import { FIXED_PARAMS, VmmAdapter, type DiskSource } from './adapter.js';
 
+const notYet = () => {
+  throw new Error('not built yet');
+};
+
 export function vmmDelegateHandlers(hostName: string, adapter: VmmAdapter): Handlers {
   return {
     DescribeHost: () => ({ hostName, adapter: adapter.name }),
@@ -18,6 +22,10 @@ export function vmmDelegateHandlers(hostName: string, adapter: VmmAdapter): Hand
       await adapter.attach(v.vmId(i.vmId), v.device(i.device), v.attachMode(i.mode), (i.source ?? {}) as unknown as DiskSource);
       return { return: true };
     },
+    DiscoverTarget: notYet,
+    LoginTarget: notYet,
+    LogoutTarget: notYet,
+    ListDisks: notYet,
     DetachDisk: async (i) => {
       v.volumeId(i.volumeId);
       await adapter.detach(v.vmId(i.vmId), v.device(i.device));

@@ -30,6 +30,7 @@ export function volumeDelegateHandlers(backend: FileBackend): Handlers {
       v.hostName(i.vmmHost);
       return { export: backend.exportVolume(v.volumeId(i.volumeId)) };
     },
+    ListExports: () => ({ tracked: false, export: [] }),
     UnexportVolume: (i) => {
       v.volumeId(i.volumeId);
       v.hostName(i.vmmHost);
