@@ -2,7 +2,7 @@ import type { AttachMode } from '../core/states.js';
 import type { Metadata } from '../db/metadata.js';
 import type { Record as XmlRecord } from '../soap/xml.js';
 import type { WorkflowDeps } from './deps.js';
-import type { WorkflowKind } from './engine.js';
+import type { Step, WorkflowKind } from './engine.js';
 
 export interface AttachmentData {
   volumeId: string;
@@ -15,7 +15,11 @@ export interface AttachmentData {
   source?: XmlRecord;
 }
 
-/** Export and unexport are per volume and VMM host: shared by read-only attachments there. */
+/**
+ * Exports and iSCSI sessions are per volume and VMM host: read-only
+ * attachments of one volume to several VMs of a host share them, so only the
+ * last one there withdraws them.
+ */
 function othersOnHost(meta: Metadata, d: AttachmentData): boolean {
   const row = meta.db
     .prepare('SELECT count(*) AS n FROM attachments WHERE volume_id = ? AND vmm_host = ? AND vm_id <> ?')
@@ -23,34 +27,55 @@ function othersOnHost(meta: Metadata, d: AttachmentData): boolean {
   return row.n > 0;
 }
 
-function exportStep({ meta, delegates }: WorkflowDeps, d: AttachmentData) {
-  return {
-    name: 'volume-delegate.ExportVolume',
-    run: async () => {
-      const r = await delegates.volumeDelegate(d.delegate).call('ExportVolume', { volumeId: d.volumeId, vmmHost: d.vmmHost });
-      return { source: r.export as XmlRecord };
-    },
-    undo: async () => {
-      if (othersOnHost(meta, d)) return;
-      await delegates.volumeDelegate(d.delegate).call('UnexportVolume', { volumeId: d.volumeId, vmmHost: d.vmmHost });
-    },
+/** File sources on a shared file system need no connection; iSCSI ones do. */
+const isIscsi = (d: AttachmentData): boolean => d.source?.kind === 'iscsi';
+
+type AttachStep = Step<AttachmentData>;
+
+/** The four steps of the paper's attach, each with its undo; detach runs their opposites. */
+function stepsOf({ meta, delegates }: WorkflowDeps) {
+  const volume = (d: AttachmentData) => delegates.volumeDelegate(d.delegate);
+  const vmm = (d: AttachmentData) => delegates.vmmDelegate(d.vmmHost);
+  const target = (d: AttachmentData) => ({ volumeId: d.volumeId, source: d.source });
+
+  const exportVolume = async (d: AttachmentData) => {
+    const r = await volume(d).call('ExportVolume', { volumeId: d.volumeId, vmmHost: d.vmmHost });
+    return { source: r.export as XmlRecord };
   };
-}
+  const unexportVolume = async (d: AttachmentData) => {
+    if (othersOnHost(meta, d)) return;
+    await volume(d).call('UnexportVolume', { volumeId: d.volumeId, vmmHost: d.vmmHost });
+  };
+  const discover = async (d: AttachmentData) => {
+    if (isIscsi(d)) await vmm(d).call('DiscoverTarget', target(d));
+  };
+  const login = async (d: AttachmentData) => {
+    if (isIscsi(d)) await vmm(d).call('LoginTarget', target(d));
+  };
+  // Logging out also forgets the discovered node, so it undoes both.
+  const logout = async (d: AttachmentData) => {
+    if (isIscsi(d) && !othersOnHost(meta, d)) await vmm(d).call('LogoutTarget', target(d));
+  };
+  const attachDisk = async (d: AttachmentData) => {
+    await vmm(d).call('AttachDisk', { volumeId: d.volumeId, vmId: d.vmId, device: d.device, mode: d.mode, source: d.source });
+  };
+  const detachDisk = async (d: AttachmentData) => {
+    await vmm(d).call('DetachDisk', { volumeId: d.volumeId, vmId: d.vmId, device: d.device, source: d.source });
+  };
 
-function vmmAttach({ delegates }: WorkflowDeps, d: AttachmentData) {
-  return () =>
-    delegates
-      .vmmDelegate(d.vmmHost)
-      .call('AttachDisk', { volumeId: d.volumeId, vmId: d.vmId, device: d.device, mode: d.mode, source: d.source })
-      .then(() => undefined);
-}
-
-function vmmDetach({ delegates }: WorkflowDeps, d: AttachmentData) {
-  return () =>
-    delegates
-      .vmmDelegate(d.vmmHost)
-      .call('DetachDisk', { volumeId: d.volumeId, vmId: d.vmId, device: d.device, source: d.source })
-      .then(() => undefined);
+  return {
+    attach: [
+      { name: 'volume-delegate.ExportVolume', run: exportVolume, undo: unexportVolume },
+      { name: 'vmm-delegate.DiscoverTarget', run: discover, undo: logout },
+      { name: 'vmm-delegate.LoginTarget', run: login, undo: logout },
+      { name: 'vmm-delegate.AttachDisk', run: attachDisk, undo: detachDisk },
+    ] satisfies AttachStep[],
+    detach: [
+      { name: 'vmm-delegate.DetachDisk', run: detachDisk, undo: attachDisk },
+      { name: 'vmm-delegate.LogoutTarget', run: logout, undo: async (d) => (await discover(d), await login(d)) },
+      { name: 'volume-delegate.UnexportVolume', run: unexportVolume, undo: async (d) => void (await exportVolume(d)) },
+    ] satisfies AttachStep[],
+  };
 }
 
 function settleVolumeStatus(meta: Metadata, volumeId: string): void {
@@ -59,16 +84,18 @@ function settleVolumeStatus(meta: Metadata, volumeId: string): void {
 }
 
 /**
- * Attach volume, the paper's steps: export the volume to the VMM host, then
- * have that host's delegate connect it and attach it to the VM. A failure
- * undoes the export; a crash mid-way is rolled back on restart.
+ * Attach volume, the paper's four steps: export the volume to the VMM host;
+ * have that host discover the target and log in to it (iSCSI only); attach
+ * the device to the VM. A failure undoes the completed steps in reverse; a
+ * crash mid-way is rolled back on restart.
  */
 export function attachKind(deps: WorkflowDeps): WorkflowKind<AttachmentData> {
+  const steps = stepsOf(deps).attach;
   return {
     kind: 'AttachVolume',
     recovery: 'rollback',
     resourceOf: (d) => d.volumeId,
-    steps: (d) => [exportStep(deps, d), { name: 'vmm-delegate.AttachDisk', run: vmmAttach(deps, d), undo: vmmDetach(deps, d) }],
+    steps: () => steps,
     commit: (m, d) => {
       m.setAttachmentStatus(d.volumeId, d.vmmHost, d.vmId, 'attaching', 'attached');
       m.setAttachmentSource(d.volumeId, d.vmmHost, d.vmId, d.source ?? null);
@@ -80,25 +107,14 @@ export function attachKind(deps: WorkflowDeps): WorkflowKind<AttachmentData> {
   };
 }
 
-/** Detach volume: the reverse, each step undone by its opposite on failure. */
+/** Detach volume: the reverse (detach the disk, log out, unexport), each step undone by its opposite. */
 export function detachKind(deps: WorkflowDeps): WorkflowKind<AttachmentData> {
-  const exp = (d: AttachmentData) => exportStep(deps, d);
+  const steps = stepsOf(deps).detach;
   return {
     kind: 'DetachVolume',
     recovery: 'rollback',
     resourceOf: (d) => d.volumeId,
-    steps: (d) => [
-      { name: 'vmm-delegate.DetachDisk', run: vmmDetach(deps, d), undo: vmmAttach(deps, d) },
-      {
-        name: 'volume-delegate.UnexportVolume',
-        run: async () => {
-          if (!othersOnHost(deps.meta, d)) await exp(d).undo();
-        },
-        undo: async () => {
-          await exp(d).run();
-        },
-      },
-    ],
+    steps: () => steps,
     commit: (m, d) => {
       m.deleteAttachment(d.volumeId, d.vmmHost, d.vmId);
       settleVolumeStatus(m, d.volumeId);

@@ -18,6 +18,11 @@ export class FakeDelegate implements DelegateClient {
   readonly objects = new Map<string, string>();
   readonly exports = new Set<string>();
   readonly disks = new Map<string, string>(); // vmId/device -> volumeId
+  /** iSCSI initiator state of a fake VMM host: discovered nodes and logged-in sessions, by iqn. */
+  readonly nodes = new Set<string>();
+  readonly sessions = new Set<string>();
+  /** What ExportVolume hands out: a file on a shared file system, or an iSCSI target. */
+  exportKind: 'file' | 'iscsi' = 'file';
   failures = new Map<string, VbsError>();
   hangs = new Set<string>();
 
@@ -41,19 +46,44 @@ export class FakeDelegate implements DelegateClient {
         return { deleted: this.objects.delete(String(i.id)) };
       case 'ExportVolume':
         this.exports.add(`${i.volumeId}@${i.vmmHost}`);
-        return { export: { kind: 'file', path: `/vols/${i.volumeId}.img` } };
+        return {
+          export:
+            this.exportKind === 'file'
+              ? { kind: 'file', path: `/vols/${i.volumeId}.img` }
+              : { kind: 'iscsi', portal: '127.0.0.1:3260', iqn: `iqn.2026-11.org.vbs:${i.volumeId}`, lun: 1 },
+        };
       case 'UnexportVolume':
         this.exports.delete(`${i.volumeId}@${i.vmmHost}`);
         return { return: true };
+      case 'DiscoverTarget':
+        this.nodes.add(String((i.source as XmlRecord).iqn));
+        return { return: true };
+      case 'LoginTarget': {
+        const iqn = String((i.source as XmlRecord).iqn);
+        if (!this.nodes.has(iqn)) throw new VbsError('OperationFailed', 'no records found');
+        this.sessions.add(iqn);
+        return { device: `/dev/disk/by-path/ip-127.0.0.1:3260-iscsi-${iqn}-lun-1` };
+      }
+      case 'LogoutTarget': {
+        const iqn = String((i.source as XmlRecord).iqn);
+        this.sessions.delete(iqn);
+        this.nodes.delete(iqn);
+        return { return: true };
+      }
       case 'AttachDisk': {
         const key = `${i.vmId}/${i.device}`;
         if (this.disks.has(key)) throw new VbsError('OperationFailed', 'device in use');
         this.disks.set(key, String(i.volumeId));
         return { return: true };
       }
-      case 'DetachDisk':
-        if (!this.disks.delete(`${i.vmId}/${i.device}`)) throw new VbsError('OperationFailed', 'not attached');
+      case 'DetachDisk': {
+        // Idempotent, as the real delegate: nothing there is done; someone else's disk is refused.
+        const key = `${i.vmId}/${i.device}`;
+        const held = this.disks.get(key);
+        if (held !== undefined && held !== String(i.volumeId)) throw new VbsError('OperationFailed', 'another disk is on that device');
+        this.disks.delete(key);
         return { return: true };
+      }
       default:
         throw new Error(`fake: ${op}`);
     }

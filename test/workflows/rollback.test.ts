@@ -12,37 +12,68 @@ function noTransients(f: ReturnType<typeof makeFront>): void {
   expect(f.db.prepare(`SELECT count(*) AS n FROM workflows WHERE state = 'running'`).get()).toEqual({ n: 0 });
 }
 
-describe('attach-volume rolls back at every step', () => {
-  it('step 1 (export) fails: nothing attached, volume available, the next attach works', async () => {
+type FrontFake = ReturnType<typeof makeFront>;
+
+/** What the fake hosts hold for the volume: the state every rollback must restore. */
+function hostState(f: FrontFake) {
+  return { exports: [...f.storage.exports], nodes: [...f.vmm.nodes], sessions: [...f.vmm.sessions], disks: [...f.vmm.disks.keys()] };
+}
+
+const ATTACH_STEPS = [
+  { op: 'ExportVolume', on: 'storage', name: 'volume-delegate.ExportVolume' },
+  { op: 'DiscoverTarget', on: 'vmm', name: 'vmm-delegate.DiscoverTarget' },
+  { op: 'LoginTarget', on: 'vmm', name: 'vmm-delegate.LoginTarget' },
+  { op: 'AttachDisk', on: 'vmm', name: 'vmm-delegate.AttachDisk' },
+] as const;
+
+describe('attach-volume (iSCSI: export, discover, log in, attach) rolls back at every step', () => {
+  for (const [k, step] of ATTACH_STEPS.entries()) {
+    for (const code of ['OperationFailed', 'ServiceUnavailable'] as const) {
+      it(`step ${k + 1} (${step.op}) fails with ${code}: nothing is left on any host and the next attach works`, async () => {
+        const f = makeFront();
+        f.storage.exportKind = 'iscsi';
+        const vol = await availableVolume(f);
+        const before = hostState(f);
+        f[step.on].failures.set(step.op, fault(code));
+        await expect(f.call('AttachVolume', attachArgs(vol))).rejects.toThrow(
+          new RegExp(`AttachVolume failed at step ${k + 1} of 4 \\(${step.name.replace('.', '\\.')}\\): injected failure`),
+        );
+        expect(hostState(f)).toEqual(before);
+        expect(f.meta.volume(vol)!.status).toBe('available');
+        expect(f.meta.allAttachments()).toEqual([]);
+        expect(f.db.prepare('SELECT count(*) AS n FROM leftovers').get()).toEqual({ n: 0 });
+        noTransients(f);
+        f[step.on].failures.clear();
+        await f.call('AttachVolume', attachArgs(vol));
+        expect(f.meta.volume(vol)!.status).toBe('in-use');
+        expect(hostState(f).sessions).toHaveLength(1);
+      });
+    }
+  }
+
+  it('a file source needs no discovery or login: the VMM host is asked only to attach', async () => {
     const f = makeFront();
     const vol = await availableVolume(f);
-    f.storage.failures.set('ExportVolume', fault());
-    await expect(f.call('AttachVolume', attachArgs(vol))).rejects.toThrow(/AttachVolume failed at step 1 of 2 \(volume-delegate.ExportVolume\): injected failure/);
-    expect(f.meta.volume(vol)!.status).toBe('available');
-    expect(f.meta.allAttachments()).toEqual([]);
-    expect(f.vmm.calls).toEqual([]);
-    noTransients(f);
-    f.storage.failures.clear();
     await f.call('AttachVolume', attachArgs(vol));
-    expect(f.meta.volume(vol)!.status).toBe('in-use');
+    expect(f.vmm.calls).toEqual(['AttachDisk']);
   });
 
-  it('step 2 (VMM attach) fails: the export is undone', async () => {
+  it('file source, VMM attach fails: the export is undone', async () => {
     const f = makeFront();
     const vol = await availableVolume(f);
     f.vmm.failures.set('AttachDisk', fault());
-    await expect(f.call('AttachVolume', attachArgs(vol))).rejects.toThrow(/step 2 of 2 \(vmm-delegate.AttachDisk\)/);
+    await expect(f.call('AttachVolume', attachArgs(vol))).rejects.toThrow(/step 4 of 4 \(vmm-delegate.AttachDisk\)/);
     expect(f.storage.exports.size).toBe(0);
     expect(f.vmm.disks.size).toBe(0);
     expect(f.meta.volume(vol)!.status).toBe('available');
     noTransients(f);
   });
 
-  it('step 2 times out (outcome unknown): the VMM attach itself is undone too', async () => {
+  it('an attach whose outcome is unknown is undone too', async () => {
     const f = makeFront();
     const vol = await availableVolume(f);
     f.vmm.failures.set('AttachDisk', fault('ServiceUnavailable'));
-    await expect(f.call('AttachVolume', attachArgs(vol))).rejects.toThrow(/step 2 of 2/);
+    await expect(f.call('AttachVolume', attachArgs(vol))).rejects.toThrow(/step 4 of 4/);
     expect(f.vmm.calls).toEqual(['AttachDisk', 'DetachDisk']);
     expect(f.storage.exports.size).toBe(0);
     noTransients(f);
@@ -53,7 +84,7 @@ describe('attach-volume rolls back at every step', () => {
     const vol = await availableVolume(f);
     f.vmm.failures.set('AttachDisk', fault());
     f.storage.failures.set('UnexportVolume', fault());
-    await expect(f.call('AttachVolume', attachArgs(vol))).rejects.toThrow(/step 2 of 2/);
+    await expect(f.call('AttachVolume', attachArgs(vol))).rejects.toThrow(/step 4 of 4/);
     expect(f.meta.volume(vol)!.status).toBe('available');
     expect(f.db.prepare('SELECT step FROM leftovers').all()).toEqual([{ step: 'volume-delegate.ExportVolume' }]);
     expect(f.storage.exports.size).toBe(1);
@@ -63,11 +94,31 @@ describe('attach-volume rolls back at every step', () => {
     expect(f.storage.exports.size).toBe(0);
     expect(f.db.prepare('SELECT count(*) AS n FROM leftovers').get()).toEqual({ n: 0 });
   });
+
+  it('read-only attachments on one host share the session: a failed second attach keeps the first one connected', async () => {
+    const f = makeFront();
+    f.storage.exportKind = 'iscsi';
+    const vol = await availableVolume(f);
+    await f.call('AttachVolume', attachArgs(vol, { mode: 'r' }));
+    const first = hostState(f);
+    f.vmm.failures.set('AttachDisk', fault());
+    await expect(f.call('AttachVolume', attachArgs(vol, { vmId: 'vm2', mode: 'r' }))).rejects.toThrow(/step 4 of 4/);
+    expect(hostState(f)).toEqual(first);
+    expect(f.meta.attachmentsOf([vol])).toHaveLength(1);
+    noTransients(f);
+  });
 });
 
-describe('detach-volume rolls back at every step', () => {
-  async function attached() {
+const DETACH_STEPS = [
+  { op: 'DetachDisk', on: 'vmm', name: 'vmm-delegate.DetachDisk' },
+  { op: 'LogoutTarget', on: 'vmm', name: 'vmm-delegate.LogoutTarget' },
+  { op: 'UnexportVolume', on: 'storage', name: 'volume-delegate.UnexportVolume' },
+] as const;
+
+describe('detach-volume (iSCSI: detach, log out, unexport) rolls back at every step', () => {
+  async function attached(kind: 'file' | 'iscsi' = 'iscsi') {
     const f = makeFront();
+    f.storage.exportKind = kind;
     const vol = await availableVolume(f);
     await f.call('AttachVolume', attachArgs(vol));
     f.storage.calls.length = 0;
@@ -75,29 +126,41 @@ describe('detach-volume rolls back at every step', () => {
     return { f, vol };
   }
 
-  it('step 1 (VMM detach) fails: still attached', async () => {
-    const { f, vol } = await attached();
-    f.vmm.failures.set('DetachDisk', fault());
-    await expect(f.call('DetachVolume', { volumeId: vol })).rejects.toThrow(/DetachVolume failed at step 1 of 2/);
-    expect(f.meta.attachmentsOf([vol])[0]!.status).toBe('attached');
+  for (const [k, step] of DETACH_STEPS.entries()) {
+    it(`step ${k + 1} (${step.op}) fails: the volume is attached and connected as before, and the next detach works`, async () => {
+      const { f, vol } = await attached();
+      const before = hostState(f);
+      f[step.on].failures.set(step.op, fault());
+      await expect(f.call('DetachVolume', { volumeId: vol })).rejects.toThrow(
+        new RegExp(`DetachVolume failed at step ${k + 1} of 3 \\(${step.name.replace('.', '\\.')}\\)`),
+      );
+      expect(hostState(f)).toEqual(before);
+      expect(f.meta.attachmentsOf([vol])[0]!.status).toBe('attached');
+      expect(f.meta.volume(vol)!.status).toBe('in-use');
+      noTransients(f);
+      f[step.on].failures.clear();
+      await f.call('DetachVolume', { volumeId: vol });
+      expect(f.meta.volume(vol)!.status).toBe('available');
+      expect(hostState(f)).toEqual({ exports: [], nodes: [], sessions: [], disks: [] });
+    });
+  }
+
+  it('file source: unexport fails, the disk is attached again', async () => {
+    const { f, vol } = await attached('file');
+    f.storage.failures.set('UnexportVolume', fault());
+    await expect(f.call('DetachVolume', { volumeId: vol })).rejects.toThrow(/step 3 of 3 \(volume-delegate.UnexportVolume\)/);
+    expect(f.vmm.calls).toEqual(['DetachDisk', 'AttachDisk']);
     expect(f.vmm.disks.size).toBe(1);
-    expect(f.storage.exports.size).toBe(1);
     noTransients(f);
   });
 
-  it('step 2 (unexport) fails: the disk is attached again and the attachment stays', async () => {
+  it('detaching one of two read-only attachments on a host keeps the session and the export', async () => {
     const { f, vol } = await attached();
-    f.storage.failures.set('UnexportVolume', fault());
-    await expect(f.call('DetachVolume', { volumeId: vol })).rejects.toThrow(/step 2 of 2 \(volume-delegate.UnexportVolume\)/);
-    expect(f.vmm.calls).toEqual(['DetachDisk', 'AttachDisk']);
-    expect(f.vmm.disks.size).toBe(1);
-    expect(f.meta.attachmentsOf([vol])[0]!.status).toBe('attached');
-    expect(f.meta.volume(vol)!.status).toBe('in-use');
-    noTransients(f);
-    f.storage.failures.clear();
     await f.call('DetachVolume', { volumeId: vol });
-    expect(f.meta.volume(vol)!.status).toBe('available');
-    expect(f.vmm.disks.size).toBe(0);
+    await f.call('AttachVolume', attachArgs(vol, { mode: 'r' }));
+    await f.call('AttachVolume', attachArgs(vol, { vmId: 'vm2', mode: 'r' }));
+    await f.call('DetachVolume', { volumeId: vol, vmmHost: 'localhost', vmId: 'vm1' });
+    expect(hostState(f)).toMatchObject({ exports: [`${vol}@localhost`], sessions: [`iqn.2026-11.org.vbs:${vol}`], disks: ['vm2/xvdb'] });
   });
 });
 
