@@ -28,6 +28,8 @@ export const FrontConfigSchema = z
     vmmHosts: z.array(Endpoint).default([]),
     delegateTimeoutMs: z.number().int().positive().default(30_000),
     pollIntervalMs: z.number().int().positive().default(500),
+    /** How often the front probes its delegates, to notice one coming back. */
+    healthIntervalMs: z.number().int().positive().default(5_000),
   })
   .strict();
 

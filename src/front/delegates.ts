@@ -4,6 +4,7 @@ import type { TlsMaterial } from '../soap/server.js';
 import type { Record as XmlRecord } from '../soap/xml.js';
 import { VOLUME_DELEGATE_SERVICE } from '../services/volume-delegate.js';
 import { VMM_DELEGATE_SERVICE } from '../services/vmm-delegate.js';
+import { RetryingDelegate } from './retry.js';
 
 /** What the front needs of a delegate: one call. Tests substitute their own. */
 export interface DelegateClient {
@@ -25,8 +26,14 @@ export class DelegatePool {
     tls: TlsMaterial,
   ): DelegatePool {
     const make = (def: typeof VOLUME_DELEGATE_SERVICE, list: readonly { name: string; url: string }[]) =>
-      new Map<string, DelegateClient>(list.map((d) => [d.name.toLowerCase(), new SoapClient({ def, url: d.url, tls, timeoutMs: cfg.delegateTimeoutMs })]));
+      new Map<string, DelegateClient>(
+        list.map((d) => [d.name.toLowerCase(), new RetryingDelegate(new SoapClient({ def, url: d.url, tls, timeoutMs: cfg.delegateTimeoutMs }))]),
+      );
     return new DelegatePool(make(VOLUME_DELEGATE_SERVICE, cfg.volumeDelegates), make(VMM_DELEGATE_SERVICE, cfg.vmmHosts));
+  }
+
+  vmmHostNames(): string[] {
+    return [...this.vmm.keys()];
   }
 
   volumeDelegateNames(): string[] {
@@ -50,6 +57,6 @@ export class DelegatePool {
   }
 
   close(): void {
-    for (const c of [...this.volume.values(), ...this.vmm.values()]) (c as Partial<SoapClient>).close?.();
+    for (const c of [...this.volume.values(), ...this.vmm.values()]) (c as { close?: () => void }).close?.();
   }
 }

@@ -7,6 +7,7 @@ import { Metadata } from '../db/metadata.js';
 import { VBS_SERVICE } from '../services/vbs.js';
 import { createSoapServer } from '../soap/server.js';
 import { DelegatePool } from './delegates.js';
+import { DelegateHealth } from './health.js';
 import { CreationMonitor } from './monitor.js';
 import { FrontService } from './service.js';
 import { FrontWorkflows } from './workflows.js';
@@ -45,6 +46,12 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
   const leftovers = setInterval(() => {
     workflows.engine.retryLeftovers().catch((err) => log.error('leftover retry failed', { err }));
   }, 5_000);
+  // A delegate back from an outage: what waited on it is done now.
+  const health = new DelegateHealth(delegates, log, cfg.healthIntervalMs, async () => {
+    await workflows.engine.retryLeftovers({ all: true });
+    await monitor.pollOnce();
+  });
+  health.start();
   log.info('VBS front listening', { url });
 
   return {
@@ -52,6 +59,7 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
     url,
     close: async () => {
       monitor.stop();
+      health.stop();
       clearInterval(leftovers);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();

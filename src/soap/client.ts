@@ -104,7 +104,8 @@ export class SoapClient {
   }
 }
 
-class TimeoutError extends Error {
+/** The service took longer than the call's timeout: whether it acted is unknown. */
+export class TimeoutError extends Error {
   constructor(ms: number) {
     super(`timeout after ${ms} ms`);
   }

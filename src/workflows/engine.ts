@@ -1,3 +1,4 @@
+import { crashPoint } from '../core/crash-points.js';
 import { VbsError, errorMessage, toSafeError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { now, writeTx, type Db } from '../db/database.js';
@@ -90,6 +91,7 @@ export class WorkflowEngine {
         .run(kind.kind, kind.resourceOf(data), JSON.stringify(data), t, t);
       return { id: Number(r.lastInsertRowid), data };
     });
+    crashPoint(`${kind.kind}/journaled`); // fault injection for crash tests (src/core/crash-points.ts)
     return this.execute(kind, id, data, 0);
   }
 
@@ -100,6 +102,7 @@ export class WorkflowEngine {
       this.markStep(id, i, step.name, 'started');
       let out: Partial<D> | void;
       try {
+        crashPoint(`${kind.kind}/${i + 1}/before`); // fault injection for crash tests
         this.beforeStep(kind.kind, step.name);
         out = await step.run(data);
       } catch (err) {
@@ -119,7 +122,9 @@ export class WorkflowEngine {
         this.db.prepare('UPDATE workflows SET data = ?, updated_at = ? WHERE id = ?').run(JSON.stringify(data), now(), id);
         this.setStep(id, i, step.name, 'done');
       });
+      crashPoint(`${kind.kind}/${i + 1}/after`); // fault injection for crash tests
     }
+    crashPoint(`${kind.kind}/commit`); // fault injection for crash tests
     this.finish(id, 'done', null, () => kind.commit(this.meta, data));
     return data;
   }
@@ -202,9 +207,13 @@ export class WorkflowEngine {
     return rows.length;
   }
 
-  /** Retries failed undo steps whose time has come; drops those that succeed. */
-  async retryLeftovers(): Promise<number> {
-    const due = this.db.prepare(`SELECT id, kind, step, data, attempts FROM leftovers WHERE next_attempt_at <= ? ORDER BY id LIMIT 20`).all(now()) as {
+  /**
+   * Retries failed undo steps whose time has come (or all of them, when a
+   * delegate just came back); drops those that succeed.
+   */
+  async retryLeftovers(opts: { all?: boolean } = {}): Promise<number> {
+    const until = opts.all ? '9999' : now();
+    const due = this.db.prepare(`SELECT id, kind, step, data, attempts FROM leftovers WHERE next_attempt_at <= ? ORDER BY id LIMIT 20`).all(until) as {
       id: number;
       kind: string;
       step: string;

@@ -1,0 +1,66 @@
+import { errorMessage } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import type { DelegatePool } from './delegates.js';
+
+type Target = { readonly kind: 'volume-delegate' | 'vmm-host'; readonly name: string };
+
+/**
+ * Probes every delegate at a steady pace and notices when one goes away and
+ * when it comes back. Coming back is when work that waited on it is done at
+ * once (undo leftovers, copies to restart, a consistency pass) instead of at
+ * the next backoff.
+ */
+export class DelegateHealth {
+  private timer: NodeJS.Timeout | undefined;
+  private readonly down = new Set<string>();
+  private probing = false;
+
+  constructor(
+    private readonly delegates: DelegatePool,
+    private readonly log: Logger,
+    private readonly intervalMs: number,
+    private readonly onReturn: (target: Target) => Promise<void>,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.probeOnce(), this.intervalMs);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** The delegates that did not answer the last probe, as `kind:name`. */
+  unreachable(): string[] {
+    return [...this.down].sort();
+  }
+
+  async probeOnce(): Promise<void> {
+    if (this.probing) return;
+    this.probing = true;
+    try {
+      const targets: Target[] = [
+        ...this.delegates.volumeDelegateNames().map((name) => ({ kind: 'volume-delegate' as const, name })),
+        ...this.delegates.vmmHostNames().map((name) => ({ kind: 'vmm-host' as const, name })),
+      ];
+      await Promise.all(targets.map((t) => this.probe(t)));
+    } finally {
+      this.probing = false;
+    }
+  }
+
+  private async probe(t: Target): Promise<void> {
+    const key = `${t.kind}:${t.name}`;
+    try {
+      if (t.kind === 'volume-delegate') await this.delegates.volumeDelegate(t.name).call('GetCapacity', {});
+      else await this.delegates.vmmDelegate(t.name).call('DescribeHost', {});
+    } catch (err) {
+      if (!this.down.has(key)) this.log.warn('delegate unreachable', { delegate: key, message: errorMessage(err) });
+      this.down.add(key);
+      return;
+    }
+    if (!this.down.delete(key)) return;
+    this.log.info('delegate is back; reconciling', { delegate: key });
+    await this.onReturn(t).catch((err) => this.log.error('reconciling a returning delegate failed', { delegate: key, err }));
+  }
+}

@@ -1,0 +1,48 @@
+import { VbsError } from '../core/errors.js';
+import { TimeoutError } from '../soap/client.js';
+import type { Record as XmlRecord } from '../soap/xml.js';
+import type { DelegateClient } from './delegates.js';
+
+export interface RetryPolicy {
+  /** Attempts in all, the first included. */
+  readonly attempts: number;
+  /** Wait before the second attempt; doubled for each one after. */
+  readonly firstDelayMs: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { attempts: 3, firstDelayMs: 200 };
+
+/**
+ * Every delegate operation is idempotent, so a call that could not reach its
+ * delegate (refused, reset: a restart, a blip) is simply sent again, a bounded
+ * number of times. A call that timed out is not: the delegate may still be
+ * working on it, and the workflow engine decides (undo, leftover) instead of
+ * stacking more waits on the user's request.
+ */
+export class RetryingDelegate implements DelegateClient {
+  constructor(
+    private readonly inner: DelegateClient,
+    private readonly policy: RetryPolicy = DEFAULT_RETRY,
+    private readonly sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms)),
+  ) {}
+
+  async call(operation: string, input: XmlRecord): Promise<XmlRecord> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.inner.call(operation, input);
+      } catch (err) {
+        if (attempt >= this.policy.attempts || !unreachable(err)) throw err;
+        await this.sleep(this.policy.firstDelayMs * 2 ** (attempt - 1));
+      }
+    }
+  }
+
+  close(): void {
+    (this.inner as { close?: () => void }).close?.();
+  }
+}
+
+/** The request never reached a delegate that could act on it. */
+function unreachable(err: unknown): boolean {
+  return err instanceof VbsError && err.code === 'ServiceUnavailable' && !(err.cause instanceof TimeoutError) && err.cause instanceof Error;
+}
