@@ -16,7 +16,7 @@ const SOURCE_MIB = 256;
 const BLANK_MIB = 1024;
 const OPTIONS = { iterations: 3, warmupIterations: 0, time: 0, warmupTime: 0 };
 
-const run = (cmd: string, ...args: string[]) => execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+const run = (cmd: string, ...args: string[]): void => void execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
 
 function reflinkFolder(): { dir: string; fs: string; cleanup: () => void } {
   const base = mkdtempSync(join(tmpdir(), 'vbs-bench-'));

@@ -1,5 +1,6 @@
 import { Command } from '@commander-js/extra-typings';
 import { VERSION } from '../core/version.js';
+import { registerAdminCommands } from './admin.js';
 import { registerAttachmentCommands } from './attachments.js';
 import { registerGlobalOptions } from './context.js';
 import { processRuntime, type CliRuntime } from './runtime.js';
@@ -30,6 +31,7 @@ export function buildProgram(runtime: CliRuntime = processRuntime()): Command {
   registerVolumeCommands(program, runtime);
   registerSnapshotCommands(program, runtime);
   registerAttachmentCommands(program, runtime);
+  registerAdminCommands(program, runtime);
   registerUp(program);
   registerServe(program);
   return program;

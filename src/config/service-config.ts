@@ -28,6 +28,8 @@ export const FrontConfigSchema = z
     vmmHosts: z.array(Endpoint).default([]),
     delegateTimeoutMs: z.number().int().positive().default(30_000),
     pollIntervalMs: z.number().int().positive().default(500),
+    /** Certificate names that may call the administrators' operations (CheckConsistency). */
+    admins: z.array(z.string().min(1)).default(['admin']),
     /** How often the front probes its delegates, to notice one coming back. */
     healthIntervalMs: z.number().int().positive().default(5_000),
   })
@@ -39,14 +41,41 @@ export const VolumeDelegateConfigSchema = z
     ...Common,
     name: z.string().min(1).default('volume-delegate'),
     allowedCallers: z.array(z.string()).default(['vbs-front']),
-    backend: z
-      .object({
-        type: z.literal('file'),
-        root: z.string(),
-        /** Caps what this delegate provisions, below what the file system has free. */
-        capacityGiB: z.number().int().positive().optional(),
-      })
-      .strict(),
+    backend: z.discriminatedUnion('type', [
+      z
+        .object({
+          type: z.literal('file'),
+          root: z.string(),
+          /** Caps what this delegate provisions, below what the file system has free. */
+          capacityGiB: z.number().int().positive().optional(),
+        })
+        .strict(),
+      z
+        .object({
+          type: z.literal('lvm-iscsi'),
+          /** The volume group volumes and snapshots are logical volumes of. */
+          vg: z.string().regex(/^[A-Za-z0-9+_][A-Za-z0-9+_.-]{0,126}$/),
+          /** Targets are named `<iqnPrefix>:<volumeId>`. */
+          iqnPrefix: z.string().regex(/^iqn\.[0-9]{4}-[0-9]{2}\.[a-z0-9.-]+$/),
+          /** ip:port the VMM hosts log in to (the target daemon's portal). */
+          portal: z.string().regex(/^[A-Za-z0-9.-]{1,253}:[0-9]{1,5}$/),
+          /** Which pattern set exports: iscsi.iet.* (ietadm) or iscsi.tgt.* (tgtadm). */
+          target: z.enum(['iet', 'tgt']),
+          /** tgtd's control port (`tgtadm -C`), for several tgtd on one host. */
+          tgtControlPort: z.number().int().min(0).max(65535).default(0),
+          /** Thin snapshots in this thin pool of the VG instead of copies of lvcreate -s snapshots. */
+          thinPool: z.string().regex(/^[A-Za-z0-9+_][A-Za-z0-9+_.-]{0,126}$/).optional(),
+          /** Caps what this delegate provisions, below what the VG has free. */
+          capacityGiB: z.number().int().positive().optional(),
+          /** Where the delegate keeps which VMM hosts use each export. */
+          stateDir: z.string(),
+          /** MiB copied per dd run: the grain of progress and of cancelling. */
+          copyChunkMiB: z.number().int().positive().max(65536).default(256),
+          /** Run the LVM and IET patterns' `.sim` variants on this host simulator state folder. */
+          simState: z.string().optional(),
+        })
+        .strict(),
+    ]),
   })
   .strict();
 
@@ -94,7 +123,15 @@ export function loadServiceConfig(file: string): ServiceConfig {
     case 'front':
       return { ...c, tls, commands, database: c.database === ':memory:' ? c.database : abs(c.database) };
     case 'volume-delegate':
-      return { ...c, tls, commands, backend: { ...c.backend, root: abs(c.backend.root) } };
+      return {
+        ...c,
+        tls,
+        commands,
+        backend:
+          c.backend.type === 'file'
+            ? { ...c.backend, root: abs(c.backend.root) }
+            : { ...c.backend, stateDir: abs(c.backend.stateDir), simState: c.backend.simState ? abs(c.backend.simState) : undefined },
+      };
     case 'vmm-delegate':
       return { ...c, tls, commands, volumeRoots: c.volumeRoots.map(abs), simState: c.simState ? abs(c.simState) : undefined };
   }

@@ -31,7 +31,12 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
   const recovered = await workflows.engine.recover();
   if (recovered) log.info('recovered interrupted workflows', { count: recovered });
 
-  const service = new FrontService(meta, delegates, workflows);
+  const service = new FrontService(meta, delegates, workflows, {
+    admins: cfg.admins,
+    // Twice the creation monitor's poll: a copy that just finished is not a difference.
+    checkSettleMs: Math.max(1_000, 2 * cfg.pollIntervalMs + 500),
+    checkCallTimeoutMs: Math.min(cfg.delegateTimeoutMs, 10_000),
+  });
   let url = '';
   const server = createSoapServer({ def: VBS_SERVICE, handlers: service.handlers(), tls, log, publicUrl: () => url });
   await new Promise<void>((resolve, reject) => {

@@ -5,9 +5,26 @@ import type { Metadata } from '../db/metadata.js';
 import type { CallContext, Handlers } from '../soap/server.js';
 import type { Record as XmlRecord } from '../soap/xml.js';
 import type { AttachmentData } from '../workflows/attach.js';
+import type { WorkflowKind } from '../workflows/engine.js';
 import type { DelegatePool } from './delegates.js';
 import type { FrontWorkflows } from './workflows.js';
+import { ConsistencyChecker } from './check/checker.js';
 import { attachmentRecord, snapshotRecord, volumeRecord } from './records.js';
+
+/** How the administrators' operations are set up (the front configuration's `admins`). */
+export interface AdminOptions {
+  /** Certificate names allowed to call CheckConsistency. */
+  readonly admins?: readonly string[];
+  /** Wait before a suspected difference is looked at again (longer than the creation monitor's poll). */
+  readonly checkSettleMs?: number;
+  /** A delegate that has not answered a check's question by then is unreachable. */
+  readonly checkCallTimeoutMs?: number;
+  /** How a check waits between its two observations (tests replace it). */
+  readonly checkSleep?: (ms: number) => Promise<void>;
+}
+
+const DEFAULT_CHECK_SETTLE_MS = 1_500;
+const DEFAULT_CHECK_CALL_TIMEOUT_MS = 10_000;
 
 /** Thrown inside a transaction when a client token names a create already made. */
 class AlreadyCreated {
@@ -21,12 +38,25 @@ class AlreadyCreated {
  */
 export class FrontService {
   private nextDelegate = 0;
+  /** Creates still running, by the id they made: a repeat of their client token shares their outcome. */
+  private readonly creating = new Map<string, Promise<unknown>>();
+
+  private readonly admins: ReadonlySet<string>;
+  private readonly checker: ConsistencyChecker;
 
   constructor(
     private readonly meta: Metadata,
     private readonly delegates: DelegatePool,
     private readonly wf: FrontWorkflows,
-  ) {}
+    admin: AdminOptions = {},
+  ) {
+    this.admins = new Set(admin.admins ?? ['admin']);
+    this.checker = new ConsistencyChecker(meta, delegates, wf.engine, {
+      settleMs: admin.checkSettleMs ?? DEFAULT_CHECK_SETTLE_MS,
+      callTimeoutMs: admin.checkCallTimeoutMs ?? DEFAULT_CHECK_CALL_TIMEOUT_MS,
+      sleep: admin.checkSleep,
+    });
+  }
 
   handlers(): Handlers {
     return {
@@ -38,10 +68,17 @@ export class FrontService {
       DescribeSnapshots: (i, c) => this.describeSnapshots(i, c),
       AttachVolume: (i, c) => this.attachVolume(i, c),
       DetachVolume: (i, c) => this.detachVolume(i, c),
-      CheckConsistency: () => {
-        throw new VbsError('InternalError', 'CheckConsistency: not built yet');
-      },
+      CheckConsistency: (i, c) => this.checkConsistency(i, c),
     };
+  }
+
+  // --- administration ---------------------------------------------------------
+
+  /** Reconciliation (src/front/check): administrators only, as their certificate names say. */
+  private async checkConsistency(input: XmlRecord, ctx: CallContext): Promise<XmlRecord> {
+    if (!this.admins.has(ctx.caller)) throw new VbsError('UnauthorizedOperation', 'Only VBS administrators may check consistency.');
+    const result = await this.checker.check(input.repair === true, ctx.log);
+    return { clean: result.clean, finding: result.finding as unknown as XmlRecord[] };
   }
 
   // --- lookups that enforce ownership -----------------------------------------
@@ -75,6 +112,33 @@ export class FrontService {
     throw new AlreadyCreated(seen.resource_id);
   }
 
+  /**
+   * Runs a create workflow and remembers it under the id it made until it
+   * ends, so a request repeating its client token meanwhile waits for the
+   * same outcome instead of returning a record the rollback is about to remove.
+   */
+  private runCreate<D extends object>(kind: WorkflowKind<D>, idOf: (d: D) => string, prepare: () => D): Promise<D> {
+    const made: { id?: string } = {};
+    const run = this.wf.run(kind, () => {
+      const d = prepare();
+      made.id = idOf(d);
+      return d;
+    });
+    // prepare ran synchronously, in the transaction that recorded the token: nobody saw the token before this.
+    const id = made.id;
+    if (id !== undefined) {
+      this.creating.set(id, run);
+      const forget = () => this.creating.delete(id);
+      run.then(forget, forget);
+    }
+    return run;
+  }
+
+  /** Waits for the create that first used a client token; its fault, if it failed, is this request's too. */
+  private async sameOutcomeAs(id: string): Promise<void> {
+    await this.creating.get(id);
+  }
+
   // --- volumes ---------------------------------------------------------------
 
   private async createVolume(input: XmlRecord, ctx: CallContext): Promise<XmlRecord> {
@@ -85,7 +149,7 @@ export class FrontService {
     const params = JSON.stringify({ size, comment, snapshotId });
     const delegate = snapshotId ? this.ownSnapshot(snapshotId, ctx.caller).delegate : this.pickDelegate();
     try {
-      const d = await this.wf.run(this.wf.createVolume, () => {
+      const d = await this.runCreate(this.wf.createVolume, (x) => x.volumeId, () => {
         this.checkToken(ctx.caller, token, 'CreateVolume', params);
         if (snapshotId) {
           const snap = this.ownSnapshot(snapshotId, ctx.caller);
@@ -101,8 +165,9 @@ export class FrontService {
       });
       return { volume: this.describeVolume(d.volumeId) };
     } catch (err) {
-      if (err instanceof AlreadyCreated) return { volume: this.describeVolume(err.resourceId) };
-      throw err;
+      if (!(err instanceof AlreadyCreated)) throw err;
+      await this.sameOutcomeAs(err.resourceId);
+      return { volume: this.describeVolume(err.resourceId) };
     }
   }
 
@@ -144,7 +209,7 @@ export class FrontService {
     const token = v.clientToken(input.clientToken);
     const params = JSON.stringify({ volumeId, comment });
     try {
-      const d = await this.wf.run(this.wf.createSnapshot, () => {
+      const d = await this.runCreate(this.wf.createSnapshot, (x) => x.snapshotId, () => {
         this.checkToken(ctx.caller, token, 'CreateSnapshot', params);
         const vol = this.ownVolume(volumeId, ctx.caller);
         if (vol.status !== 'available' && vol.status !== 'in-use') {
@@ -158,6 +223,7 @@ export class FrontService {
       return { snapshot: snapshotRecord(this.meta.snapshot(d.snapshotId)!) };
     } catch (err) {
       if (err instanceof AlreadyCreated) {
+        await this.sameOutcomeAs(err.resourceId);
         const snap = this.meta.snapshot(err.resourceId);
         if (!snap) throw new VbsError('InvalidSnapshot.NotFound', `The snapshot '${err.resourceId}' does not exist.`);
         return { snapshot: snapshotRecord(snap) };

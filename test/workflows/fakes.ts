@@ -18,6 +18,10 @@ export class FakeDelegate implements DelegateClient {
   readonly objects = new Map<string, string>();
   readonly exports = new Set<string>();
   readonly disks = new Map<string, string>(); // vmId/device -> volumeId
+  /** The mode each disk was attached in (vmId/device -> r or w), for ListDisks. */
+  readonly diskModes = new Map<string, string>();
+  /** ListExports: whether this back end's exports leave state to list (iSCSI yes, shared files no). */
+  exportsTracked = true;
   /** iSCSI initiator state of a fake VMM host: discovered nodes and logged-in sessions, by iqn. */
   readonly nodes = new Set<string>();
   readonly sessions = new Set<string>();
@@ -41,6 +45,7 @@ export class FakeDelegate implements DelegateClient {
         this.objects.set(String(i.snapshotId), 'ready');
         return { accepted: true };
       case 'DescribeObjects':
+        if (!(i.id as string[] | undefined)?.length) return { object: [...this.objects].map(([id, state]) => ({ id, state })) };
         return { object: ((i.id as string[]) ?? []).map((id) => ({ id, state: this.objects.get(id) ?? 'absent' })) };
       case 'DeleteObject':
         return { deleted: this.objects.delete(String(i.id)) };
@@ -74,7 +79,29 @@ export class FakeDelegate implements DelegateClient {
         const key = `${i.vmId}/${i.device}`;
         if (this.disks.has(key)) throw new VbsError('OperationFailed', 'device in use');
         this.disks.set(key, String(i.volumeId));
+        this.diskModes.set(key, String(i.mode ?? 'w'));
         return { return: true };
+      }
+      case 'ListExports':
+        return {
+          tracked: this.exportsTracked,
+          export: this.exportsTracked
+            ? [...this.exports].map((e) => {
+                const [volumeId, vmmHost] = e.split('@') as [string, string];
+                return { volumeId, vmmHost, kind: this.exportKind };
+              })
+            : [],
+        };
+      case 'ListDisks': {
+        const wanted = (i.vmId as string[] | undefined) ?? [];
+        return {
+          disk: [...this.disks]
+            .map(([key, volumeId]) => {
+              const cut = key.indexOf('/'); // devices may be /dev/...
+              return { vmId: key.slice(0, cut), device: key.slice(cut + 1), target: `/vols/${volumeId}.img`, mode: this.diskModes.get(key) ?? 'w', volumeId };
+            })
+            .filter((d) => !wanted.length || wanted.includes(d.vmId)),
+        };
       }
       case 'DetachDisk': {
         // Idempotent, as the real delegate: nothing there is done; someone else's disk is refused.

@@ -1,0 +1,158 @@
+import { VbsError } from '../../core/errors.js';
+import type { AttachmentRow, Metadata, SnapshotRow, VolumeRow } from '../../db/metadata.js';
+import type { Record as XmlRecord } from '../../soap/xml.js';
+import type { DelegateClient } from '../delegates.js';
+
+/** The metadata at one instant (one read transaction: WAL gives it a consistent snapshot). */
+export interface MetaSnapshot {
+  readonly volumes: ReadonlyMap<string, VolumeRow>;
+  readonly snapshots: ReadonlyMap<string, SnapshotRow>;
+  readonly attachments: readonly AttachmentRow[];
+  /** Volumes and snapshots some workflow in the journal is still working on. */
+  readonly busy: ReadonlySet<string>;
+  readonly leftovers: readonly LeftoverRow[];
+  /** For rows stuck in deleting: the status the last delete started from (its journal data). */
+  readonly statusBeforeDelete: ReadonlyMap<string, string>;
+}
+
+export interface LeftoverRow {
+  id: number;
+  kind: string;
+  step: string;
+  attempts: number;
+  resourceId: string;
+  data: Record<string, unknown>;
+}
+
+export function readMeta(meta: Metadata): MetaSnapshot {
+  const db = meta.db;
+  return db.transaction(() => {
+    const volumes = new Map(meta.allVolumes().map((v) => [v.volume_id, v]));
+    const snapshots = new Map(meta.allSnapshots().map((s) => [s.snapshot_id, s]));
+    const busy = new Set((db.prepare(`SELECT resource_id FROM workflows WHERE state = 'running'`).all() as { resource_id: string }[]).map((r) => r.resource_id));
+    const leftovers = (
+      db
+        .prepare(
+          `SELECT l.id, l.kind, l.step, l.attempts, l.data, w.resource_id FROM leftovers l JOIN workflows w ON w.id = l.workflow_id
+           WHERE w.state <> 'running' ORDER BY l.id`,
+        )
+        .all() as { id: number; kind: string; step: string; attempts: number; data: string; resource_id: string }[]
+    ).map((r) => ({ id: r.id, kind: r.kind, step: r.step, attempts: r.attempts, resourceId: r.resource_id, data: parseData(r.data) }));
+    const statusBeforeDelete = new Map<string, string>();
+    const lastDelete = db.prepare(`SELECT data FROM workflows WHERE resource_id = ? AND kind IN ('DeleteVolume', 'DeleteSnapshot') ORDER BY id DESC LIMIT 1`);
+    const deleting = [...volumes.values()].filter((v) => v.status === 'deleting').map((v) => v.volume_id);
+    deleting.push(...[...snapshots.values()].filter((s) => s.status === 'deleting').map((s) => s.snapshot_id));
+    for (const id of deleting) {
+      const w = lastDelete.get(id) as { data: string } | undefined;
+      const previous = w ? parseData(w.data).previous : undefined;
+      if (typeof previous === 'string') statusBeforeDelete.set(id, previous);
+    }
+    return { volumes, snapshots, attachments: meta.allAttachments(), busy, leftovers, statusBeforeDelete };
+  })();
+}
+
+function parseData(text: string): Record<string, unknown> {
+  try {
+    const v = JSON.parse(text) as unknown;
+    return v && typeof v === 'object' ? (v as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
+/** What a volume delegate reported; a part it did not answer is undefined and its reason is in `errors`. */
+export interface VolumeDelegateReport {
+  readonly name: string;
+  readonly objects?: ReadonlyMap<string, StoredObject>;
+  readonly exports?: { readonly tracked: boolean; readonly entries: readonly ExportEntry[] };
+  readonly errors: readonly string[];
+}
+
+export interface VmmHostReport {
+  readonly name: string;
+  readonly disks?: readonly VmDisk[];
+  readonly errors: readonly string[];
+}
+
+export interface Reports {
+  readonly volumeDelegates: ReadonlyMap<string, VolumeDelegateReport>;
+  readonly vmmHosts: ReadonlyMap<string, VmmHostReport>;
+}
+
+export interface StoredObject {
+  id: string;
+  state: string;
+  message?: string;
+}
+
+export interface ExportEntry {
+  volumeId: string;
+  vmmHost?: string;
+  kind: string;
+  iqn?: string;
+  tid?: number;
+  lun?: number;
+}
+
+export interface VmDisk {
+  vmId: string;
+  device: string;
+  target: string;
+  mode: string;
+  volumeId?: string;
+}
+
+export interface GatherTargets {
+  readonly volumeDelegates: readonly { name: string; client: DelegateClient }[];
+  readonly vmmHosts: readonly { name: string; client: DelegateClient }[];
+  /** A delegate that has not answered by then is reported unreachable. */
+  readonly callTimeoutMs: number;
+}
+
+/** Asks every delegate, all at once, what it holds. */
+export async function gather(t: GatherTargets): Promise<Reports> {
+  const [volumeDelegates, vmmHosts] = await Promise.all([
+    Promise.all(t.volumeDelegates.map((d) => askVolumeDelegate(d.name, d.client, t.callTimeoutMs))),
+    Promise.all(t.vmmHosts.map((h) => askVmmHost(h.name, h.client, t.callTimeoutMs))),
+  ]);
+  return { volumeDelegates: new Map(volumeDelegates.map((r) => [r.name, r])), vmmHosts: new Map(vmmHosts.map((r) => [r.name, r])) };
+}
+
+async function askVolumeDelegate(name: string, client: DelegateClient, timeoutMs: number): Promise<VolumeDelegateReport> {
+  const errors: string[] = [];
+  const [objects, exports] = await Promise.all([
+    ask(client, 'DescribeObjects', {}, timeoutMs, errors).then((r) =>
+      r ? new Map(list<StoredObject>(r.object).filter((o) => o.state !== 'absent').map((o) => [String(o.id), o])) : undefined,
+    ),
+    ask(client, 'ListExports', {}, timeoutMs, errors).then((r) => (r ? { tracked: r.tracked === true, entries: list<ExportEntry>(r.export) } : undefined)),
+  ]);
+  return { name, objects, exports, errors };
+}
+
+async function askVmmHost(name: string, client: DelegateClient, timeoutMs: number): Promise<VmmHostReport> {
+  const errors: string[] = [];
+  const r = await ask(client, 'ListDisks', {}, timeoutMs, errors);
+  return { name, disks: r ? list<VmDisk>(r.disk) : undefined, errors };
+}
+
+/** One call, bounded in time; a failure is noted in `errors` with a message safe to show. */
+async function ask(client: DelegateClient, op: string, input: XmlRecord, timeoutMs: number, errors: string[]): Promise<XmlRecord | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new VbsError('ServiceUnavailable', `it did not answer within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([client.call(op, input), timeout]);
+  } catch (err) {
+    // Delegates' faults carry safe messages; anything else stays in our log.
+    errors.push(`${op}: ${err instanceof VbsError ? `${err.code}: ${err.message}` : 'the call failed'}`);
+    return undefined;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function list<T>(value: unknown): T[] {
+  if (value === undefined || value === null) return [];
+  return (Array.isArray(value) ? value : [value]) as T[];
+}

@@ -1,0 +1,176 @@
+import { VbsError } from '../../core/errors.js';
+import type { Logger } from '../../core/log.js';
+import { writeTx } from '../../db/database.js';
+import type { Metadata } from '../../db/metadata.js';
+import type { Record as XmlRecord } from '../../soap/xml.js';
+import type { DelegatePool } from '../delegates.js';
+import type { Finding, Fix, Suspect } from './findings.js';
+
+export interface RepairDeps {
+  readonly meta: Metadata;
+  readonly delegates: DelegatePool;
+  readonly log: Logger;
+}
+
+/** What a repair did: done, or why not (a message safe to show). */
+type Outcome = { done: true; note?: string } | { done: false; why: string };
+
+/**
+ * Applies a finding's fix, if it has one, and says how it went. Every fix
+ * checks again, in the transaction that changes anything, that no workflow
+ * took the resource meanwhile and that its status is still the observed one;
+ * a request that raced the check wins and the finding stays unrepaired.
+ * Nothing here deletes data or detaches a disk.
+ */
+export async function repair(s: Suspect, deps: RepairDeps): Promise<Finding> {
+  const base = { kind: s.kind, resource: s.resource, location: s.location };
+  if (!s.fix) return { ...base, detail: s.detail, repaired: false };
+  let outcome: Outcome;
+  try {
+    outcome = await apply(s.fix, deps);
+  } catch (err) {
+    if (!(err instanceof VbsError)) deps.log.error('consistency repair failed', { fix: s.fix, err });
+    outcome = { done: false, why: err instanceof VbsError ? `${err.code}: ${err.message}` : 'an internal error occurred; see the service log' };
+  }
+  if (outcome.done) deps.log.info('consistency repair', { kind: s.kind, resource: s.resource, fix: s.fix.type });
+  const detail = outcome.done ? `${s.detail}; repaired: ${describeFix(s.fix)}${outcome.note ? ` (${outcome.note})` : ''}` : `${s.detail}; not repaired: ${outcome.why}`;
+  return { ...base, detail, repaired: outcome.done };
+}
+
+function describeFix(f: Fix): string {
+  switch (f.type) {
+    case 'volume-status':
+      return `volume set ${f.to}${f.message ? ` (${f.message})` : ''}`;
+    case 'snapshot-status':
+      return `snapshot set ${f.to}${f.message ? ` (${f.message})` : ''}`;
+    case 'finish-delete':
+      return `its data is gone, so the delete was finished`;
+    case 'settle-attachment':
+      return f.onVm ? 'the disk is on the VM, so the attachment is attached' : 'the disk is not on the VM, so the attachment was removed';
+    case 'unexport':
+      return `export to '${f.vmmHost}' withdrawn`;
+    case 'reexport':
+      return `exported to '${f.vmmHost}' again`;
+  }
+}
+
+const STALE: Outcome = { done: false, why: 'it changed while the check ran (a request took it); check again' };
+
+function busy(meta: Metadata, id: string): boolean {
+  return Boolean(meta.db.prepare(`SELECT 1 FROM workflows WHERE resource_id = ? AND state = 'running' LIMIT 1`).get(id));
+}
+
+function attachmentCount(meta: Metadata, volumeId: string, vmmHost?: string): number {
+  const row = vmmHost
+    ? meta.db.prepare('SELECT count(*) AS n FROM attachments WHERE volume_id = ? AND vmm_host = ?').get(volumeId, vmmHost)
+    : meta.db.prepare('SELECT count(*) AS n FROM attachments WHERE volume_id = ?').get(volumeId);
+  return (row as { n: number }).n;
+}
+
+async function apply(f: Fix, deps: RepairDeps): Promise<Outcome> {
+  const { meta } = deps;
+  switch (f.type) {
+    case 'volume-status':
+      return writeTx(meta.db, () => {
+        if (busy(meta, f.id) || (f.needsNoAttachments && attachmentCount(meta, f.id) > 0)) return STALE;
+        return meta.setVolumeStatus(f.id, [f.from], f.to, f.message ?? null) ? { done: true } : STALE;
+      });
+    case 'snapshot-status':
+      return writeTx(meta.db, () => {
+        if (busy(meta, f.id)) return STALE;
+        return meta.setSnapshotStatus(f.id, [f.from], f.to, f.message ?? null, f.to === 'completed' ? 100 : undefined) ? { done: true } : STALE;
+      });
+    case 'finish-delete':
+      return writeTx(meta.db, () => {
+        if (busy(meta, f.id)) return STALE;
+        const row = f.target === 'volume' ? meta.volume(f.id) : meta.snapshot(f.id);
+        if (row?.status !== 'deleting' || (f.target === 'volume' && attachmentCount(meta, f.id) > 0)) return STALE;
+        if (f.target === 'volume') meta.deleteVolume(f.id);
+        else meta.deleteSnapshot(f.id);
+        return { done: true };
+      });
+    case 'settle-attachment':
+      return settleAttachment(f, deps);
+    case 'unexport':
+      return withdrawExport(deps, f.delegate, f.volumeId, f.vmmHost);
+    case 'reexport':
+      return reexport(f, deps);
+  }
+}
+
+type SettleFix = Extract<Fix, { type: 'settle-attachment' }>;
+
+/** Rolls a stuck attachment to what the VMM host shows: attached if the disk is there, else gone. */
+async function settleAttachment(f: SettleFix, deps: RepairDeps): Promise<Outcome> {
+  const { meta } = deps;
+  const row = () => meta.attachmentsOf([f.volumeId]).find((a) => a.vmm_host === f.vmmHost && a.vm_id === f.vmId);
+  if (f.onVm) {
+    // A detach needs what was exported; an attach cut short may not have recorded it.
+    let source: XmlRecord | undefined;
+    if (!row()?.source) {
+      const r = await deps.delegates.volumeDelegate(f.delegate).call('ExportVolume', { volumeId: f.volumeId, vmmHost: f.vmmHost });
+      source = r.export as XmlRecord;
+    }
+    return writeTx(meta.db, () => {
+      if (busy(meta, f.volumeId) || !meta.setAttachmentStatus(f.volumeId, f.vmmHost, f.vmId, f.from, 'attached')) return STALE;
+      if (source) meta.setAttachmentSource(f.volumeId, f.vmmHost, f.vmId, source);
+      meta.setVolumeStatus(f.volumeId, ['available'], 'in-use');
+      return { done: true };
+    });
+  }
+  const removed = writeTx(meta.db, () => {
+    const a = row();
+    if (busy(meta, f.volumeId) || a?.status !== f.from) return undefined;
+    meta.deleteAttachment(f.volumeId, f.vmmHost, f.vmId);
+    meta.setVolumeStatus(f.volumeId, ['in-use', 'available'], attachmentCount(meta, f.volumeId) > 0 ? 'in-use' : 'available');
+    return { source: a.source ? (JSON.parse(a.source) as XmlRecord) : undefined };
+  });
+  if (!removed) return STALE;
+  if (f.hostHoldsVolume) return { done: true, note: 'its connection and export stay: another VM on the host holds the volume' };
+  const withdrawn = await disconnect(deps, f, removed.source).catch((err: unknown) => ({
+    done: false as const,
+    why: err instanceof VbsError ? err.message : 'the call failed',
+  }));
+  return withdrawn.done ? { done: true } : { done: true, note: `its connection or export was not withdrawn: ${withdrawn.why}` };
+}
+
+/** After a removed attachment no disk uses: the host's iSCSI session (if any), then the export. */
+async function disconnect(deps: RepairDeps, f: SettleFix, source: XmlRecord | undefined): Promise<Outcome> {
+  if (source?.kind === 'iscsi' && attachmentCount(deps.meta, f.volumeId, f.vmmHost) === 0) {
+    await deps.delegates.vmmDelegate(f.vmmHost).call('LogoutTarget', { volumeId: f.volumeId, source });
+  }
+  return withdrawExport(deps, f.delegate, f.volumeId, f.vmmHost);
+}
+
+/**
+ * Withdraws an export only while no attachment on that host needs it, and
+ * puts it back if an attach started meanwhile (that attach exports first and
+ * may have done so just before we withdrew).
+ */
+async function withdrawExport(deps: RepairDeps, delegate: string, volumeId: string, vmmHost: string): Promise<Outcome> {
+  const { meta } = deps;
+  const needed = () => busy(meta, volumeId) || attachmentCount(meta, volumeId, vmmHost) > 0;
+  if (needed()) return STALE;
+  const d = deps.delegates.volumeDelegate(delegate);
+  await d.call('UnexportVolume', { volumeId, vmmHost });
+  if (needed()) {
+    await d.call('ExportVolume', { volumeId, vmmHost });
+    return STALE;
+  }
+  return { done: true };
+}
+
+type ReexportFix = Extract<Fix, { type: 'reexport' }>;
+
+async function reexport(f: ReexportFix, deps: RepairDeps): Promise<Outcome> {
+  const { meta } = deps;
+  const stillAttached = () => !busy(meta, f.volumeId) && meta.attachmentsOf([f.volumeId]).some((a) => a.vmm_host === f.vmmHost && a.vm_id === f.vmId && a.status === 'attached');
+  if (!stillAttached()) return STALE;
+  await deps.delegates.volumeDelegate(f.delegate).call('ExportVolume', { volumeId: f.volumeId, vmmHost: f.vmmHost });
+  // A detach that finished meanwhile withdrew the export before we restored it: withdraw ours too.
+  if (!busy(meta, f.volumeId) && attachmentCount(meta, f.volumeId, f.vmmHost) === 0) {
+    await deps.delegates.volumeDelegate(f.delegate).call('UnexportVolume', { volumeId: f.volumeId, vmmHost: f.vmmHost });
+    return STALE;
+  }
+  return { done: true };
+}
