@@ -55,6 +55,7 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
   const health = new DelegateHealth(delegates, log, cfg.healthIntervalMs, async () => {
     await workflows.engine.retryLeftovers({ all: true });
     await monitor.pollOnce();
+    await service.reconcile(log);
   });
   health.start();
   log.info('VBS front listening', { url });

@@ -1,6 +1,7 @@
 import { VbsError } from '../core/errors.js';
 import { attachConflict } from '../core/states.js';
 import * as v from '../core/validate.js';
+import type { Logger } from '../core/log.js';
 import type { Metadata } from '../db/metadata.js';
 import type { CallContext, Handlers } from '../soap/server.js';
 import type { Record as XmlRecord } from '../soap/xml.js';
@@ -79,6 +80,16 @@ export class FrontService {
     if (!this.admins.has(ctx.caller)) throw new VbsError('UnauthorizedOperation', 'Only VBS administrators may check consistency.');
     const result = await this.checker.check(input.repair === true, ctx.log);
     return { clean: result.clean, finding: result.finding as unknown as XmlRecord[] };
+  }
+
+  /**
+   * The reconciliation a delegate gets when it comes back after an outage:
+   * safe repairs only, findings logged for the operator.
+   */
+  async reconcile(log: Logger): Promise<void> {
+    const result = await this.checker.check(true, log);
+    for (const f of result.finding) (f.repaired ? log.info : log.warn).call(log, 'reconciliation', { ...f });
+    log.info('reconciled after a delegate came back', { clean: result.clean, findings: result.finding.length });
   }
 
   // --- lookups that enforce ownership -----------------------------------------
