@@ -1,3 +1,4 @@
+import { KeyedMutex } from '../core/keyed-mutex.js';
 import type { Logger } from '../core/log.js';
 import type { Db } from '../db/database.js';
 import type { Metadata } from '../db/metadata.js';
@@ -20,7 +21,7 @@ export class FrontWorkflows {
 
   constructor(db: Db, meta: Metadata, delegates: DelegatePool, log: Logger, beforeStep?: (kind: string, step: string) => void) {
     this.engine = new WorkflowEngine(db, meta, log, beforeStep);
-    const deps = { meta, delegates };
+    const deps = { meta, delegates, hostLocks: new KeyedMutex() };
     this.createVolume = createVolumeKind(deps);
     this.createSnapshot = createSnapshotKind(deps);
     this.deleteVolume = deleteVolumeKind(deps);

@@ -33,29 +33,38 @@ const isIscsi = (d: AttachmentData): boolean => d.source?.kind === 'iscsi';
 type AttachStep = Step<AttachmentData>;
 
 /** The four steps of the paper's attach, each with its undo; detach runs their opposites. */
-function stepsOf({ meta, delegates }: WorkflowDeps) {
+function stepsOf({ meta, delegates, hostLocks }: WorkflowDeps) {
+  // An attachment's row exists before its first step runs, so a detach that
+  // decides "nobody else here" under this lock can never withdraw an export
+  // or session from under an attach that is already using it.
+  const locked = <T>(d: AttachmentData, section: () => Promise<T>) => hostLocks.run(`${d.volumeId}@${d.vmmHost}`, section);
   const volume = (d: AttachmentData) => delegates.volumeDelegate(d.delegate);
   const vmm = (d: AttachmentData) => delegates.vmmDelegate(d.vmmHost);
   const target = (d: AttachmentData) => ({ volumeId: d.volumeId, source: d.source });
 
-  const exportVolume = async (d: AttachmentData) => {
-    const r = await volume(d).call('ExportVolume', { volumeId: d.volumeId, vmmHost: d.vmmHost });
-    return { source: r.export as XmlRecord };
-  };
-  const unexportVolume = async (d: AttachmentData) => {
-    if (othersOnHost(meta, d)) return;
-    await volume(d).call('UnexportVolume', { volumeId: d.volumeId, vmmHost: d.vmmHost });
-  };
-  const discover = async (d: AttachmentData) => {
-    if (isIscsi(d)) await vmm(d).call('DiscoverTarget', target(d));
-  };
-  const login = async (d: AttachmentData) => {
-    if (isIscsi(d)) await vmm(d).call('LoginTarget', target(d));
-  };
+  const exportVolume = (d: AttachmentData) =>
+    locked(d, async () => {
+      const r = await volume(d).call('ExportVolume', { volumeId: d.volumeId, vmmHost: d.vmmHost });
+      return { source: r.export as XmlRecord };
+    });
+  const unexportVolume = (d: AttachmentData) =>
+    locked(d, async () => {
+      if (othersOnHost(meta, d)) return;
+      await volume(d).call('UnexportVolume', { volumeId: d.volumeId, vmmHost: d.vmmHost });
+    });
+  const discover = (d: AttachmentData) =>
+    locked(d, async () => {
+      if (isIscsi(d)) await vmm(d).call('DiscoverTarget', target(d));
+    });
+  const login = (d: AttachmentData) =>
+    locked(d, async () => {
+      if (isIscsi(d)) await vmm(d).call('LoginTarget', target(d));
+    });
   // Logging out also forgets the discovered node, so it undoes both.
-  const logout = async (d: AttachmentData) => {
-    if (isIscsi(d) && !othersOnHost(meta, d)) await vmm(d).call('LogoutTarget', target(d));
-  };
+  const logout = (d: AttachmentData) =>
+    locked(d, async () => {
+      if (isIscsi(d) && !othersOnHost(meta, d)) await vmm(d).call('LogoutTarget', target(d));
+    });
   const attachDisk = async (d: AttachmentData) => {
     await vmm(d).call('AttachDisk', { volumeId: d.volumeId, vmId: d.vmId, device: d.device, mode: d.mode, source: d.source });
   };
