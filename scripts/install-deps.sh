@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want_debs=(python3-zeep util-linux coreutils)
+want_debs=(python3-zeep util-linux coreutils tgt libiscsi-bin)
 if [ "${1:-}" = "--with-test-tools" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${want_debs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

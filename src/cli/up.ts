@@ -12,8 +12,14 @@ export function registerUp(program: Command): void {
     .option('--data <dir>', 'state folder (metadata, volumes, certificates, logs)', './vbs-data')
     .option('--port <n>', 'port of the front service', '8443')
     .option('--commands <file>', 'an operator\'s own commands.properties')
+    .option('--backend <type>', 'file (volumes as files) or lvm-iscsi (LVs of a simulated VG, exported over iSCSI)', 'file')
     .action(async (opts) => {
       const port = Number(opts.port);
+      const backend = opts.backend;
+      if (backend !== 'file' && backend !== 'lvm-iscsi') {
+        process.stderr.write(`vbs: --backend must be file or lvm-iscsi\n`);
+        process.exit(2);
+      }
       if (!Number.isInteger(port) || port < 0 || port > 65535) {
         process.stderr.write(`vbs: --port must be a port number\n`);
         process.exit(2);
@@ -32,7 +38,7 @@ export function registerUp(program: Command): void {
       process.once('SIGTERM', () => stop(0));
       let dep;
       try {
-        dep = await up({ dataDir: opts.data, port, commands: opts.commands });
+        dep = await up({ dataDir: opts.data, port, commands: opts.commands, backend });
       } catch (err) {
         if (stopping) return;
         process.stderr.write(`vbs up: ${(err as Error).message}\n`);
@@ -46,6 +52,7 @@ export function registerUp(program: Command): void {
           `  WSDL:           ${dep.frontUrl}?wsdl`,
           `  CLI config:     ${dep.clientConfig}  (export VBS_CONFIG=${dep.clientConfig})`,
           `  VMM host:       localhost (simulated), VMs vm1 vm2 vm3`,
+          `  Volumes:        ${dep.storage}`,
           `Press Ctrl-C to stop.`,
           '',
         ].join('\n'),

@@ -5,6 +5,7 @@ import { createInterface } from 'node:readline';
 import { execFileSync } from 'node:child_process';
 import { VBS_HOME } from '../core/paths.js';
 import { PkiStore, writeAtomic } from '../pki/store.js';
+import { canRunTgtd, startTgtd, type RunningTgtd } from './tgtd.js';
 
 export interface UpOptions {
   readonly dataDir: string;
@@ -12,6 +13,8 @@ export interface UpOptions {
   readonly commands?: string;
   /** Simulated VMs created on first start. */
   readonly simVms?: readonly string[];
+  /** `file` (default): volumes as files; `lvm-iscsi`: LVs of a simulated VG, exported over iSCSI. */
+  readonly backend?: 'file' | 'lvm-iscsi';
 }
 
 export interface Deployment {
@@ -20,11 +23,17 @@ export interface Deployment {
   stop(): Promise<void>;
   /** Resolves when any service exits on its own (it should not). */
   readonly died: Promise<string>;
+  /** What serves the volumes, for the start-up banner. */
+  readonly storage: string;
 }
 
 const CLI = join(VBS_HOME, 'dist', 'cli', 'main.js');
 const HOSTSIM = join(VBS_HOME, 'dist', 'sim', 'hostsim.js');
 export const DEFAULT_SIM_VMS = ['vm1', 'vm2', 'vm3'];
+/** The simulated volume group of `--backend lvm-iscsi` (sparse files: only written data takes space). */
+export const SIM_VG = 'vbs';
+const SIM_VG_BYTES = 256 * 1024 ** 3;
+export const IQN_PREFIX = 'iqn.2026-11.org.vbs';
 
 /**
  * The all-in-one deployment: a CA and certificates on first start, then one
@@ -42,6 +51,11 @@ export async function up(opts: UpOptions): Promise<Deployment> {
   pki.ensureIdentity('vmm-delegate', { commonName: 'vbs-vmm-delegate', use: 'server', hosts: loopback });
   pki.ensureIdentity('admin', { commonName: 'admin', use: 'client' });
   seedSimVms(join(dir, 'vmm-sim'), opts.simVms ?? DEFAULT_SIM_VMS);
+  const backendType = opts.backend ?? 'file';
+  // One simulated site: the VG, the IET and the VMM host share a state folder,
+  // so the simulated initiator finds what the simulated target exports.
+  if (backendType === 'lvm-iscsi') seedSimVg(join(dir, 'vmm-sim'));
+  const tgtd = backendType === 'lvm-iscsi' && canRunTgtd() ? await startTgtd(join(dir, 'logs', 'tgtd.log')) : undefined;
 
   const tls = (name: string) => ({ key: `pki/${name}.key`, cert: `pki/${name}.crt`, ca: 'pki/ca.crt' });
   const commands = opts.commands ? resolve(opts.commands) : undefined;
@@ -52,7 +66,7 @@ export async function up(opts: UpOptions): Promise<Deployment> {
     listen: listen(0),
     tls: tls('volume-delegate'),
     ...(commands ? { commands } : {}),
-    backend: { type: 'file', root: 'volumes' },
+    backend: backendType === 'file' ? { type: 'file', root: 'volumes' } : lvmIscsiBackend(tgtd),
   });
   writeJson(join(dir, 'vmm-delegate.json'), {
     role: 'vmm-delegate',
@@ -71,6 +85,7 @@ export async function up(opts: UpOptions): Promise<Deployment> {
   const stop = async () => {
     stopping = true;
     for (const c of [...children].reverse()) await stopChild(c);
+    await tgtd?.stop();
   };
   try {
     const volumeUrl = await startChild('volume-delegate', dir, children, () => !stopping && deathReport('volume-delegate'));
@@ -86,11 +101,37 @@ export async function up(opts: UpOptions): Promise<Deployment> {
     const frontUrl = await startChild('front', dir, children, () => !stopping && deathReport('front'));
     const clientConfig = join(dir, 'client.json');
     writeJson(clientConfig, { url: frontUrl, ...tls('admin') });
-    return { frontUrl, clientConfig, stop, died };
+    const storage =
+      backendType === 'file'
+        ? 'files in volumes/'
+        : `LVs of the simulated VG ${SIM_VG}, iSCSI targets on ${tgtd ? `a real tgtd at ${tgtd.portal} (PID ${tgtd.pid})` : 'the simulated IET'}`;
+    return { frontUrl, clientConfig, stop, died, storage };
   } catch (err) {
     await stop();
     throw err;
   }
+}
+
+/**
+ * The lvm-iscsi back end on the host simulator's VG: targets on a real tgtd
+ * when one runs here (its portal is real), else on the simulated IET.
+ */
+function lvmIscsiBackend(tgtd: RunningTgtd | undefined): object {
+  return {
+    type: 'lvm-iscsi',
+    vg: SIM_VG,
+    iqnPrefix: IQN_PREFIX,
+    stateDir: 'volume-delegate-state',
+    simState: 'vmm-sim',
+    ...(tgtd ? { target: 'tgt', portal: tgtd.portal, tgtControlPort: tgtd.controlPort } : { target: 'iet', portal: '127.0.0.1:3260' }),
+  };
+}
+
+/** The simulated volume group, created on first start. */
+function seedSimVg(stateDir: string): void {
+  const st = JSON.parse(execFileSync(process.execPath, [HOSTSIM, '--state', stateDir, 'dump'], { encoding: 'utf8' })) as { vgs: { name: string }[] };
+  if (st.vgs.some((v) => v.name === SIM_VG)) return;
+  execFileSync(process.execPath, [HOSTSIM, '--state', stateDir, 'lvm', 'vgcreate', SIM_VG, String(SIM_VG_BYTES)], { encoding: 'utf8' });
 }
 
 function writeJson(file: string, value: object): void {

@@ -6,6 +6,7 @@
  *   lvremove [-f] <vg>/<lv>|<vg>...                 (removing an origin removes its snapshots)
  *   lvs [--noheadings] [--units u] [--nosuffix] [-o f,...] [--separator s] [<vg>|<vg>/<lv>...]
  *   vgs [same options] [<vg>...]
+ *   lvrename <vg> <old> <new> | lvrename <vg>/<old> [<vg>/]<new>
  *   lvm <one of the above> ...
  *
  * Management verbs (not real tools):
@@ -89,6 +90,7 @@ const SPECS: Record<string, OptSpec[]> = {
     ]),
   ],
   lvremove: [...COMMON, ...spec([['force', 'f', false], ['nohistory', undefined, false], ['select', 'S', true]])],
+  lvrename: [...COMMON, ...spec([['force', 'f', false]])],
   lvs: [...COMMON, ...REPORT],
   vgs: [...COMMON, ...REPORT],
 };
@@ -409,7 +411,7 @@ function lvcreate(io: Io, dir: string, args: string[]): number {
       io.eprint(`  Volume group "${vg.name}" has insufficient free space (${free} extents): ${extents} required.`);
       return ECMD_FAILED;
     }
-    const backing = lvBackingRel(vg.name, name);
+    const backing = freeBackingRel(st, vg.name, name);
     const file = resolve(dir, backing);
     if (origin) {
       mkdirSync(dirname(file), { recursive: true });
@@ -425,6 +427,81 @@ function lvcreate(io: Io, dir: string, args: string[]): number {
       ...(perm === 'r' ? { readOnly: true } : {}),
     });
     io.print(`  Logical volume "${name}" created.`);
+    return 0;
+  });
+}
+
+/**
+ * The backing file for a new LV. A renamed LV keeps its file (as a real LV keeps
+ * its extents), so a later LV of the old name must not reuse that file.
+ */
+function freeBackingRel(st: SimState, vg: string, lv: string): string {
+  const taken = new Set(st.vgs.flatMap((g) => g.lvs.map((l) => l.backing)));
+  let rel = lvBackingRel(vg, lv);
+  for (let i = 1; taken.has(rel); i++) rel = join(dirname(lvBackingRel(vg, lv)), `${lv}.${i}.img`);
+  return rel;
+}
+
+// ---------------------------------------------------------------- lvrename
+
+/** lvrename VG OLD NEW, or lvrename VG/OLD [VG/]NEW (tools/lvrename.c). */
+function lvrename(io: Io, dir: string, args: string[]): number {
+  const p = parseOpts('lvrename', args, io);
+  if (typeof p === 'number') return p;
+  let vgName: string;
+  let oldArg: string;
+  let newArg: string;
+  if (p.pos.length === 3) {
+    [vgName, oldArg, newArg] = p.pos.map((a) => a.replace(/^\/dev\//, '')) as [string, string, string];
+    if (oldArg.includes('/') && splitLvArg(oldArg)[0] !== vgName) {
+      io.eprint(`  Please use a single volume group name ("${vgName}" or "${splitLvArg(oldArg)[0]}")`);
+      return EINVALID_CMD_LINE;
+    }
+  } else if (p.pos.length === 2) {
+    [oldArg, newArg] = p.pos as [string, string];
+    vgName = splitLvArg(oldArg)[0];
+    if (!oldArg.replace(/^\/dev\//, '').includes('/')) {
+      io.eprint('  Path required for Logical Volume "' + oldArg + '".');
+      return EINVALID_CMD_LINE;
+    }
+  } else {
+    io.eprint('  Old and new logical volume names required');
+    return EINVALID_CMD_LINE;
+  }
+  if (!validVgName(vgName)) {
+    io.eprint('  Please provide a valid volume group name');
+    return EINVALID_CMD_LINE;
+  }
+  if (newArg.includes('/') && splitLvArg(newArg)[0] !== vgName) {
+    io.eprint(`  Logical volume names must have the same volume group ("${vgName}" or "${splitLvArg(newArg)[0]}")`);
+    return EINVALID_CMD_LINE;
+  }
+  const oldName = oldArg.slice(oldArg.lastIndexOf('/') + 1);
+  const newName = newArg.slice(newArg.lastIndexOf('/') + 1);
+  if (!newName) {
+    io.eprint('  New logical volume name may not be blank');
+    return ECMD_FAILED;
+  }
+  if (!checkLvName(io, newName)) return EINVALID_CMD_LINE;
+  if (oldName === newName) {
+    io.eprint('  Old and new logical volume names must differ');
+    return EINVALID_CMD_LINE;
+  }
+  return transact(dir, (st) => {
+    const vg = st.vgs.find((v) => v.name === vgName);
+    if (!vg) return vgNotFound(io, vgName);
+    const lv = vg.lvs.find((l) => l.name === oldName);
+    if (!lv) {
+      io.eprint(`  Existing logical volume "${oldName}" not found in volume group "${vgName}"`);
+      return ECMD_FAILED;
+    }
+    if (vg.lvs.some((l) => l.name === newName)) {
+      io.eprint(`  Logical Volume "${newName}" already exists in volume group "${vgName}"`);
+      return ECMD_FAILED;
+    }
+    for (const snap of snapshotsOf(vg, lv)) snap.origin = newName;
+    lv.name = newName;
+    io.print(`  Renamed "${oldName}" to "${newName}" in volume group "${vgName}"`);
     return 0;
   });
 }
@@ -798,7 +875,7 @@ function lvmManage(io: Io, dir: string, args: string[]): number {
   }
 }
 
-export const LVM_TOOLS: Record<string, (io: Io, dir: string, args: string[]) => number> = { lvcreate, lvremove, lvs, vgs };
+export const LVM_TOOLS: Record<string, (io: Io, dir: string, args: string[]) => number> = { lvcreate, lvremove, lvrename, lvs, vgs };
 
 /** `lvm <tool> ...` runs the LVM tool; `lvm vgcreate|vgremove|path` are management verbs. */
 export function lvmMain(io: Io, dir: string, args: string[]): number {
@@ -807,13 +884,15 @@ export function lvmMain(io: Io, dir: string, args: string[]): number {
   return lvmManage(io, dir, args);
 }
 
-/** Fault-injection verbs: lvcreate.create / lvcreate.snapshot / lvremove.remove / lvs.list / vgs.list. */
+/** Fault-injection verbs: lvcreate.create / lvcreate.snapshot / lvremove.remove / lvrename.rename / lvs.list / vgs.list. */
 export function lvmVerb(tool: string, args: string[]): string {
   switch (tool) {
     case 'lvcreate':
       return args.some((a) => a === '-s' || a === '--snapshot' || /^-[a-zA-Z]*s/.test(a)) ? 'snapshot' : 'create';
     case 'lvremove':
       return 'remove';
+    case 'lvrename':
+      return 'rename';
     default:
       return 'list';
   }

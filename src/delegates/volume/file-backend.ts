@@ -4,18 +4,9 @@ import { VbsError, errorMessage } from '../../core/errors.js';
 import { SNAPSHOT_ID, VOLUME_ID } from '../../core/ids.js';
 import type { Logger } from '../../core/log.js';
 import type { CommandRunner } from '../../commands/runner.js';
+import { GiB, type Capacity, type ExportEntry, type StoredObject, type VolumeBackend } from './backend.js';
 
-export const GiB = 1024 ** 3;
-
-export type ObjectState = 'absent' | 'creating' | 'ready' | 'error';
-
-export interface StoredObject {
-  id: string;
-  state: ObjectState;
-  message?: string;
-  sizeBytes?: number;
-  progress?: number;
-}
+export { GiB, type StoredObject } from './backend.js';
 
 interface Job {
   state: 'creating' | 'error';
@@ -32,7 +23,8 @@ interface Job {
  * memory: after a restart, leftover .part files are removed and the front,
  * which polls, starts the copies again.
  */
-export class FileBackend {
+export class FileBackend implements VolumeBackend {
+  readonly type = 'file';
   private readonly jobs = new Map<string, Job>();
 
   constructor(
@@ -56,7 +48,11 @@ export class FileBackend {
     return join(this.root, `.${id}.img.part`);
   }
 
-  capacity(): { totalBytes: number; freeBytes: number; provisionedBytes: number } {
+  async capacity(): Promise<Capacity> {
+    return this.capacityNow();
+  }
+
+  private capacityNow(): Capacity {
     const fs = statfsSync(this.root);
     const provisioned = this.provisionedBytes();
     const reserved = [...this.jobs.values()].filter((j) => j.state === 'creating').reduce((n, j) => n + j.bytes, 0);
@@ -81,14 +77,14 @@ export class FileBackend {
     if (existsSync(this.pathOf(id))) return false;
     const job = this.jobs.get(id);
     if (job?.state === 'creating') return false;
-    if (this.capacity().freeBytes < bytes) {
+    if (this.capacityNow().freeBytes < bytes) {
       throw new VbsError('InsufficientCapacity', `There is not enough free space for ${Math.ceil(bytes / GiB)} GiB on this volume delegate.`);
     }
     this.jobs.set(id, { state: 'creating', bytes, source });
     return true;
   }
 
-  createVolume(volumeId: string, sizeGiB: number, snapshotId?: string): void {
+  async createVolume(volumeId: string, sizeGiB: number, snapshotId?: string): Promise<void> {
     const bytes = sizeGiB * GiB;
     const source = snapshotId ? this.pathOf(snapshotId) : undefined;
     if (source && !existsSync(source)) throw new VbsError('InvalidSnapshot.NotFound', `The snapshot '${snapshotId}' has no data on this volume delegate.`);
@@ -101,7 +97,7 @@ export class FileBackend {
     });
   }
 
-  createSnapshot(snapshotId: string, volumeId: string): void {
+  async createSnapshot(snapshotId: string, volumeId: string): Promise<void> {
     const source = this.pathOf(volumeId);
     if (!existsSync(source)) throw new VbsError('InvalidVolume.NotFound', `The volume '${volumeId}' has no data on this volume delegate.`);
     if (!this.reserve(snapshotId, statSync(source).size, source)) return;
@@ -130,7 +126,11 @@ export class FileBackend {
       });
   }
 
-  describe(id: string): StoredObject {
+  async describe(id: string): Promise<StoredObject> {
+    return this.describeNow(id);
+  }
+
+  private describeNow(id: string): StoredObject {
     const path = this.pathOf(id);
     if (existsSync(path)) return { id, state: 'ready', sizeBytes: statSync(path).size, progress: 100 };
     const job = this.jobs.get(id);
@@ -150,13 +150,13 @@ export class FileBackend {
     }
   }
 
-  list(): StoredObject[] {
+  async list(): Promise<StoredObject[]> {
     const ids = new Set<string>(this.jobs.keys());
     for (const f of readdirSync(this.root)) {
       const m = /^((?:vol|snap)-[0-9a-f]{17})\.img$/.exec(f);
       if (m) ids.add(m[1]!);
     }
-    return [...ids].sort().map((id) => this.describe(id)).filter((o) => o.state !== 'absent');
+    return [...ids].sort().map((id) => this.describeNow(id)).filter((o) => o.state !== 'absent');
   }
 
   /** Idempotent: true when something was there to delete. */
@@ -172,9 +172,19 @@ export class FileBackend {
     return true;
   }
 
-  exportVolume(volumeId: string): { kind: 'file'; path: string } {
+  async exportVolume(volumeId: string): Promise<{ kind: 'file'; path: string }> {
     const path = this.pathOf(volumeId);
     if (!existsSync(path)) throw new VbsError('InvalidVolume.NotFound', `The volume '${volumeId}' has no data on this volume delegate.`);
     return { kind: 'file', path };
+  }
+
+  /** A file on the shared file system needs nothing withdrawn. */
+  async unexportVolume(volumeId: string): Promise<void> {
+    this.pathOf(volumeId);
+  }
+
+  /** Exports of files leave no state on this node: nothing to list. */
+  async listExports(): Promise<{ tracked: boolean; exports: ExportEntry[] }> {
+    return { tracked: false, exports: [] };
   }
 }

@@ -1,20 +1,75 @@
 import type { Logger } from '../../core/log.js';
-import { DEFAULT_COMMANDS_FILE } from '../../core/paths.js';
+import { DEFAULT_COMMANDS_FILE, VBS_HOME } from '../../core/paths.js';
 import { CommandCatalog } from '../../commands/catalog.js';
 import { CommandRunner } from '../../commands/runner.js';
 import type { VolumeDelegateConfig } from '../../config/service-config.js';
 import { VOLUME_DELEGATE_SERVICE } from '../../services/volume-delegate.js';
 import type { RunningService } from '../../front/main.js';
 import { listenDelegate } from '../listen.js';
+import type { VolumeBackend } from './backend.js';
 import { FileBackend } from './file-backend.js';
+import { targetPatterns, targetTool } from './iscsi-targets.js';
+import { LvmIscsiBackend } from './lvm-iscsi-backend.js';
+import { LvmTools } from './lvm-tools.js';
 import { volumeDelegateHandlers } from './service.js';
 
 export const FILE_BACKEND_PATTERNS = ['volume.file.create', 'volume.file.snapshot', 'volume.file.clone', 'volume.file.resize', 'volume.file.delete'];
+export const LVM_PATTERNS = [
+  'volume.lvm.list',
+  'volume.lvm.vgs',
+  'volume.lvm.path',
+  'volume.lvm.create',
+  'volume.lvm.snapshot',
+  'volume.lvm.rename',
+  'volume.lvm.remove',
+  'volume.lvm.copy',
+];
+export const LVM_THIN_PATTERNS = ['volume.lvm.thin.create', 'volume.lvm.thin.snapshot', 'volume.lvm.thin.resize'];
+
+type LvmIscsiConfig = Extract<VolumeDelegateConfig['backend'], { type: 'lvm-iscsi' }>;
 
 export async function startVolumeDelegate(cfg: VolumeDelegateConfig, log: Logger): Promise<RunningService> {
   const catalog = CommandCatalog.fromFile(cfg.commands ?? DEFAULT_COMMANDS_FILE);
-  catalog.requireAll(FILE_BACKEND_PATTERNS);
-  const runner = new CommandRunner(catalog, { onRun: (key, argv) => log.debug('run', { key, argv }) });
-  const backend = new FileBackend(cfg.backend.root, runner, log, cfg.backend.capacityGiB);
+  const backend = await openBackend(cfg.backend, catalog, log);
   return listenDelegate(cfg, VOLUME_DELEGATE_SERVICE, volumeDelegateHandlers(backend), log);
+}
+
+/** The configured back end, refusing to start when commands.properties lacks a pattern it will run. */
+export async function openBackend(cfg: VolumeDelegateConfig['backend'], catalog: CommandCatalog, log: Logger): Promise<VolumeBackend> {
+  const onRun = (key: string, argv: readonly string[]) => log.debug('run', { key, argv });
+  if (cfg.type === 'file') {
+    catalog.requireAll(FILE_BACKEND_PATTERNS);
+    return new FileBackend(cfg.root, new CommandRunner(catalog, { onRun }), log, cfg.capacityGiB);
+  }
+  return openLvmIscsi(cfg, catalog, log, onRun);
+}
+
+async function openLvmIscsi(
+  cfg: LvmIscsiConfig,
+  catalog: CommandCatalog,
+  log: Logger,
+  onRun: (key: string, argv: readonly string[]) => void,
+): Promise<LvmIscsiBackend> {
+  catalog.requireAll([...LVM_PATTERNS, ...(cfg.thinPool ? LVM_THIN_PATTERNS : []), ...targetPatterns(cfg.target)]);
+  const variant = cfg.simState ? ('sim' as const) : undefined;
+  if (variant && cfg.thinPool) throw new Error('volume-delegate: the host simulator has no thin pools; drop thinPool or simState');
+  const runner = new CommandRunner(catalog, {
+    onRun,
+    // Values every pattern may use; stateDir is the simulator's, for `.sim` variants.
+    fixed: { node: process.execPath, vbsHome: VBS_HOME, stateDir: cfg.simState, controlPort: cfg.tgtControlPort },
+    env: { LVM_SUPPRESS_FD_WARNINGS: '1' },
+  });
+  return LvmIscsiBackend.open(
+    {
+      lvm: new LvmTools(runner, cfg.vg, variant),
+      targets: targetTool(cfg.target, runner, variant),
+      iqnPrefix: cfg.iqnPrefix,
+      portal: cfg.portal,
+      stateDir: cfg.stateDir,
+      copyChunkMiB: cfg.copyChunkMiB,
+      thinPool: cfg.thinPool,
+      capacityGiB: cfg.capacityGiB,
+    },
+    log,
+  );
 }

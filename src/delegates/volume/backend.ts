@@ -1,0 +1,53 @@
+/**
+ * What a Volume Delegate needs from a storage back end. The SOAP operations
+ * (src/services/volume-delegate.ts) map one to one onto these methods; every
+ * method is idempotent, so the front may retry and recover freely.
+ */
+export const GiB = 1024 ** 3;
+
+export type ObjectState = 'absent' | 'creating' | 'ready' | 'error';
+
+export interface StoredObject {
+  id: string;
+  state: ObjectState;
+  message?: string;
+  sizeBytes?: number;
+  progress?: number;
+}
+
+export interface Capacity {
+  totalBytes: number;
+  freeBytes: number;
+  provisionedBytes: number;
+}
+
+/** How a VMM host reaches a volume (the disk source record of src/services/disk-source.ts). */
+export type ExportedVolume = { kind: 'file'; path: string } | { kind: 'iscsi'; portal: string; iqn: string; lun: number };
+
+/** One export in place, as ListExports reports it. */
+export interface ExportEntry {
+  volumeId: string;
+  vmmHost?: string;
+  kind: 'file' | 'iscsi';
+  iqn?: string;
+  tid?: number;
+  lun?: number;
+}
+
+export interface VolumeBackend {
+  /** The name GetCapacity reports (`file`, `lvm-iscsi`). */
+  readonly type: string;
+  capacity(): Promise<Capacity>;
+  /** Checks capacity, then creates in the background (blank or from a snapshot). */
+  createVolume(volumeId: string, sizeGiB: number, snapshotId?: string): Promise<void>;
+  /** Checks capacity, then copies the volume to a snapshot in the background. */
+  createSnapshot(snapshotId: string, volumeId: string): Promise<void>;
+  describe(id: string): Promise<StoredObject>;
+  list(): Promise<StoredObject[]>;
+  /** Deletes if present, ending any copy in progress; true when there was something. */
+  delete(id: string): Promise<boolean>;
+  exportVolume(volumeId: string, vmmHost: string): Promise<ExportedVolume>;
+  unexportVolume(volumeId: string, vmmHost: string): Promise<void>;
+  /** tracked is false when exports leave no state to list (files on a shared file system). */
+  listExports(): Promise<{ tracked: boolean; exports: ExportEntry[] }>;
+}

@@ -1,0 +1,104 @@
+import type { CommandRunner } from '../../commands/runner.js';
+
+/** A target as its daemon lists it. */
+export interface TargetInfo {
+  tid: number;
+  iqn: string;
+  /** Data LUNs with their backing path (tgt's LUN 0, the controller, is left out). */
+  luns: { lun: number; path: string }[];
+  /** Initiators are allowed in (tgt's ACL has ALL; IET allows everyone unless told otherwise). */
+  open: boolean;
+}
+
+/** Parses /proc/net/iet/volume: `tid:N name:IQN`, then a tab-indented line per LUN ending in `path:P`. */
+export function parseIetVolume(text: string): TargetInfo[] {
+  const out: TargetInfo[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    const t = /^tid:([0-9]+) name:(\S+)\s*$/.exec(line);
+    if (t) {
+      out.push({ tid: Number(t[1]), iqn: t[2]!, luns: [], open: true });
+      continue;
+    }
+    const l = /^\s+lun:([0-9]+) .*?\bpath:(.*)$/.exec(line);
+    const current = out[out.length - 1];
+    if (l && current) current.luns.push({ lun: Number(l[1]), path: l[2]! });
+    else throw new Error(`/proc/net/iet/volume: unexpected line ${JSON.stringify(line.slice(0, 200))}`);
+  }
+  return out;
+}
+
+/**
+ * Parses `tgtadm --op show --mode target`: `Target N: IQN` at column 0, sections
+ * at 4 spaces (`LUN information:`, `ACL information:`), their entries deeper.
+ * Lines it does not need (system, nexus, account details) are skipped.
+ */
+export function parseTgtShow(text: string): TargetInfo[] {
+  const out: TargetInfo[] = [];
+  let section = '';
+  let lun: { lun: number; path: string } | undefined;
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    const t = /^Target ([0-9]+): (\S+)\s*$/.exec(line);
+    if (t) {
+      out.push({ tid: Number(t[1]), iqn: t[2]!, luns: [], open: false });
+      section = '';
+      lun = undefined;
+      continue;
+    }
+    const current = out[out.length - 1];
+    if (!current) throw new Error(`tgtadm show: unexpected line ${JSON.stringify(line.slice(0, 200))}`);
+    const s = /^ {4}(\S.*):\s*$/.exec(line);
+    if (s) {
+      section = s[1]!;
+      continue;
+    }
+    if (section === 'LUN information') {
+      const l = /^\s+LUN: ([0-9]+)\s*$/.exec(line);
+      if (l) {
+        lun = { lun: Number(l[1]), path: '' };
+        if (lun.lun !== 0) current.luns.push(lun);
+        continue;
+      }
+      const p = /^\s+Backing store path: (.*)$/.exec(line);
+      if (p && lun) lun.path = p[1]!.trim();
+    } else if (section === 'ACL information' && line.trim() === 'ALL') {
+      current.open = true;
+    }
+  }
+  return out;
+}
+
+/** Creating, listing and removing targets with one daemon's tool; every method is one pattern. */
+export interface TargetTool {
+  readonly kind: 'iet' | 'tgt';
+  list(): Promise<TargetInfo[]>;
+  addTarget(tid: number, iqn: string): Promise<void>;
+  addLun(tid: number, lun: number, lvPath: string): Promise<void>;
+  /** Lets initiators in (tgt binds ALL; IET needs nothing). */
+  open(tid: number): Promise<void>;
+  close(tid: number): Promise<void>;
+  removeLun(tid: number, lun: number): Promise<void>;
+  removeTarget(tid: number): Promise<void>;
+}
+
+/** iscsi.<kind>.* patterns; for iet with the simulator, their `.sim` variants. */
+export function targetTool(kind: 'iet' | 'tgt', runner: CommandRunner, variant: 'sim' | undefined): TargetTool {
+  const run = (action: string, params: Record<string, string | number> = {}) => runner.run(`iscsi.${kind}.${action}`, params, variant);
+  return {
+    kind,
+    list: async () => (kind === 'iet' ? parseIetVolume : parseTgtShow)((await run('list')).stdout),
+    addTarget: async (tid, iqn) => void (await run('add-target', { tid, iqn })),
+    addLun: async (tid, lun, lvPath) => void (await run('add-lun', { tid, lun, lvPath })),
+    open: async (tid) => void (kind === 'tgt' && (await run('bind', { tid }))),
+    close: async (tid) => void (kind === 'tgt' && (await run('unbind', { tid }))),
+    removeLun: async (tid, lun) => void (await run('remove-lun', { tid, lun })),
+    removeTarget: async (tid) => void (await run('remove-target', { tid })),
+  };
+}
+
+/** Keys a target kind needs in commands.properties. */
+export function targetPatterns(kind: 'iet' | 'tgt'): string[] {
+  const actions = ['list', 'add-target', 'add-lun', 'remove-lun', 'remove-target', ...(kind === 'tgt' ? ['bind', 'unbind'] : [])];
+  return actions.map((a) => `iscsi.${kind}.${a}`);
+}

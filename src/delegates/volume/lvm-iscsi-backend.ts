@@ -1,0 +1,333 @@
+import { SNAPSHOT_ID, VOLUME_ID } from '../../core/ids.js';
+import { VbsError, errorMessage } from '../../core/errors.js';
+import type { Logger } from '../../core/log.js';
+import { GiB, type Capacity, type ExportEntry, type ExportedVolume, type StoredObject, type VolumeBackend } from './backend.js';
+import { ExportRegistry } from './export-registry.js';
+import { IscsiExports, volumeNotFound } from './iscsi-exports.js';
+import type { TargetTool } from './iscsi-targets.js';
+import type { LvInfo, LvmTools } from './lvm-tools.js';
+import { Mutex } from './mutex.js';
+
+const MiB = 1024 ** 2;
+/** A copy in progress: renamed to the object's id only when whole. */
+const PART = 'part.';
+/** The lvcreate -s point-in-time source of a snapshot copy; removed after it. */
+const COW = 'cow.';
+
+export interface LvmIscsiOptions {
+  lvm: LvmTools;
+  targets: TargetTool;
+  iqnPrefix: string;
+  portal: string;
+  stateDir: string;
+  copyChunkMiB: number;
+  thinPool?: string;
+  capacityGiB?: number;
+}
+
+interface Job {
+  state: 'creating' | 'error';
+  message?: string;
+  /** Bytes not yet allocated from the VG: held against concurrent creates. */
+  reserved: number;
+  /** The object this job reads (a volume for a snapshot, a snapshot for a clone). */
+  source?: string;
+  doneMiB: number;
+  totalMiB: number;
+  cancelled: boolean;
+  done: Promise<void>;
+}
+
+class Cancelled extends Error {}
+
+/**
+ * The VBS paper's back end: volumes and snapshots are LVs of one volume group
+ * (named by their ids), exported as iSCSI targets. Whether an object exists
+ * is read from `lvs` every time, so a restart loses nothing but copies in
+ * flight, and those leave only `part.`/`cow.` LVs, removed on start (the
+ * front sees the object `absent` and starts the copy again).
+ *
+ * Snapshots outlive their volume (EBS): the lvcreate -s snapshot is only the
+ * consistent source of a copy into a standalone LV. With a thin pool,
+ * snapshots are thin snapshots instead, independent of their origin.
+ */
+export class LvmIscsiBackend implements VolumeBackend {
+  readonly type = 'lvm-iscsi';
+  private readonly jobs = new Map<string, Job>();
+  /** Capacity checks and LV allocations, one at a time: no over-commit. */
+  private readonly space = new Mutex();
+  private readonly exports: IscsiExports;
+
+  private constructor(
+    private readonly o: LvmIscsiOptions,
+    private readonly log: Logger,
+  ) {
+    this.exports = new IscsiExports({
+      iqnPrefix: o.iqnPrefix,
+      portal: o.portal,
+      tool: o.targets,
+      registry: new ExportRegistry(o.stateDir),
+      devicePath: (volumeId) => o.lvm.path(volumeId),
+    });
+  }
+
+  /** Opens the back end after removing what copies cut off by a crash left behind. */
+  static async open(o: LvmIscsiOptions, log: Logger): Promise<LvmIscsiBackend> {
+    const b = new LvmIscsiBackend(o, log);
+    for (const lv of await o.lvm.list()) {
+      if (!isLeftover(lv.name)) continue;
+      log.warn('removing a copy cut off by a restart', { lv: lv.name });
+      await o.lvm.remove(lv.name);
+    }
+    return b;
+  }
+
+  private get lvm(): LvmTools {
+    return this.o.lvm;
+  }
+
+  // ------------------------------------------------------------ capacity
+
+  async capacity(): Promise<Capacity> {
+    return this.capacityFrom(await this.lvm.list());
+  }
+
+  private async capacityFrom(lvs: LvInfo[]): Promise<Capacity> {
+    const reserved = [...this.jobs.values()].reduce((n, j) => n + (j.state === 'creating' ? j.reserved : 0), 0);
+    let total: number;
+    let provisioned: number;
+    let free: number;
+    if (this.o.thinPool) {
+      // Thin volumes count at full size against the pool: provisioning never over-commits it.
+      const pool = lvs.find((l) => l.name === this.o.thinPool);
+      if (!pool) throw new VbsError('OperationFailed', `The thin pool ${this.o.thinPool} is not in volume group ${this.lvm.vg}.`);
+      total = pool.sizeBytes;
+      provisioned = lvs.filter((l) => isOurs(l.name) || isLeftover(l.name)).reduce((n, l) => n + l.sizeBytes, 0);
+      free = Math.max(0, total - provisioned - reserved);
+    } else {
+      const vg = await this.lvm.vgSpace();
+      total = vg.sizeBytes;
+      provisioned = vg.sizeBytes - vg.freeBytes;
+      free = Math.max(0, vg.freeBytes - reserved);
+    }
+    if (this.o.capacityGiB !== undefined) {
+      total = Math.min(total, this.o.capacityGiB * GiB);
+      free = Math.min(free, Math.max(0, this.o.capacityGiB * GiB - provisioned - reserved));
+    }
+    return { totalBytes: total, freeBytes: free, provisionedBytes: provisioned };
+  }
+
+  /**
+   * Reserves space for a new job, or returns undefined when there is nothing
+   * to do (the object exists or is being made: creates are idempotent).
+   */
+  private reserve(id: string, bytes: number, source?: string): Promise<Job | undefined> {
+    return this.space.run(async () => {
+      const lvs = await this.lvm.list();
+      if (lvs.some((l) => l.name === id)) return undefined;
+      if (this.jobs.get(id)?.state === 'creating') return undefined;
+      if ((await this.capacityFrom(lvs)).freeBytes < bytes) {
+        throw new VbsError('InsufficientCapacity', `There is not enough free space for ${Math.ceil(bytes / GiB)} GiB on this volume delegate.`);
+      }
+      const job: Job = { state: 'creating', reserved: bytes, source, doneMiB: 0, totalMiB: 0, cancelled: false, done: Promise.resolve() };
+      this.jobs.set(id, job);
+      return job;
+    });
+  }
+
+  /** Allocates an LV under the space lock, turning its share of the reservation into used space. */
+  private allocate(job: Job, bytes: number, make: () => Promise<void>): Promise<void> {
+    return this.space.run(async () => {
+      if (job.cancelled) throw new Cancelled();
+      await make();
+      job.reserved = Math.max(0, job.reserved - bytes);
+    });
+  }
+
+  // ------------------------------------------------------------ create
+
+  async createVolume(volumeId: string, sizeGiB: number, snapshotId?: string): Promise<void> {
+    const bytes = sizeGiB * GiB;
+    let source: LvInfo | undefined;
+    if (snapshotId) {
+      source = (await this.lvm.list()).find((l) => l.name === snapshotId);
+      if (!source) throw new VbsError('InvalidSnapshot.NotFound', `The snapshot '${snapshotId}' has no data on this volume delegate.`);
+      if (source.sizeBytes > bytes) {
+        throw new VbsError('InvalidParameterValue', `The volume must be at least as large as its snapshot (${Math.ceil(source.sizeBytes / GiB)} GiB).`);
+      }
+    }
+    const job = await this.reserve(volumeId, bytes, snapshotId);
+    if (!job) return;
+    const part = PART + volumeId;
+    if (!source || !snapshotId) {
+      // One lvcreate is atomic: the LV appears whole under its name, or not at all.
+      this.background(volumeId, job, () =>
+        this.allocate(job, bytes, () => (this.o.thinPool ? this.lvm.thinCreate(volumeId, this.o.thinPool, bytes) : this.lvm.create(volumeId, bytes))),
+      );
+      return;
+    }
+    const snapBytes = source.sizeBytes;
+    if (this.o.thinPool) {
+      this.background(volumeId, job, async () => {
+        await this.allocate(job, bytes, () => this.lvm.thinSnapshot(part, snapshotId));
+        if (bytes > snapBytes) await this.lvm.thinResize(part, bytes);
+        await this.finish(job, part, volumeId);
+      });
+      return;
+    }
+    this.background(volumeId, job, async () => {
+      await this.allocate(job, bytes, () => this.lvm.create(part, bytes));
+      await this.copy(job, snapshotId, part, snapBytes);
+      await this.finish(job, part, volumeId);
+    });
+  }
+
+  async createSnapshot(snapshotId: string, volumeId: string): Promise<void> {
+    const volume = (await this.lvm.list()).find((l) => l.name === volumeId);
+    if (!volume) throw new VbsError('InvalidVolume.NotFound', `The volume '${volumeId}' has no data on this volume delegate.`);
+    const bytes = volume.sizeBytes;
+    if (this.o.thinPool) {
+      // A thin snapshot is whole at once and independent of its origin.
+      const job = await this.reserve(snapshotId, bytes, volumeId);
+      if (!job) return;
+      try {
+        await this.allocate(job, bytes, () => this.lvm.thinSnapshot(snapshotId, volumeId));
+      } finally {
+        if (this.jobs.get(snapshotId) === job) this.jobs.delete(snapshotId);
+      }
+      return;
+    }
+    // The copy-on-write snapshot is the point in time: taken before we answer.
+    const job = await this.reserve(snapshotId, 2 * bytes, volumeId);
+    if (!job) return;
+    const cow = COW + snapshotId;
+    const part = PART + snapshotId;
+    try {
+      await this.allocate(job, bytes, () => this.lvm.snapshot(cow, volumeId, bytes));
+    } catch (err) {
+      if (this.jobs.get(snapshotId) === job) this.jobs.delete(snapshotId);
+      if (err instanceof Cancelled) return; // deleted meanwhile
+      throw err;
+    }
+    this.background(snapshotId, job, async () => {
+      await this.allocate(job, bytes, () => this.lvm.create(part, bytes));
+      await this.copy(job, cow, part, bytes);
+      // The source goes first: once renamed, the snapshot is whole and holds nothing of its volume.
+      await this.lvm.remove(cow);
+      await this.finish(job, part, snapshotId);
+    });
+  }
+
+  /** The paper's dd, in chunks: progress to report and a point to stop at between each. */
+  private async copy(job: Job, fromLv: string, toLv: string, bytes: number): Promise<void> {
+    const [from, to] = [await this.lvm.path(fromLv), await this.lvm.path(toLv)];
+    job.totalMiB = Math.ceil(bytes / MiB);
+    for (let offset = 0; offset < job.totalMiB; offset += this.o.copyChunkMiB) {
+      if (job.cancelled) throw new Cancelled();
+      const count = Math.min(this.o.copyChunkMiB, job.totalMiB - offset);
+      await this.lvm.copyChunk(from, to, offset, count);
+      job.doneMiB = offset + count;
+    }
+  }
+
+  /** Gives a whole copy its real name: from here on it is ready, whatever happens next. */
+  private async finish(job: Job, part: string, id: string): Promise<void> {
+    if (job.cancelled) throw new Cancelled();
+    await this.lvm.rename(part, id);
+    job.source = undefined;
+  }
+
+  private background(id: string, job: Job, work: () => Promise<void>): void {
+    job.done = work()
+      .then(() => {
+        if (this.jobs.get(id) === job) this.jobs.delete(id);
+        this.log.info('created', { id });
+      })
+      .catch(async (err: unknown) => {
+        await this.removeTemporaries(id);
+        if (job.cancelled || err instanceof Cancelled) {
+          if (this.jobs.get(id) === job) this.jobs.delete(id);
+          return;
+        }
+        const message = err instanceof VbsError ? err.message : 'the copy failed on the volume delegate';
+        if (err instanceof VbsError) this.log.warn('background copy failed', { id, message });
+        else this.log.error('background copy failed', { id, err });
+        job.state = 'error';
+        job.message = message;
+        job.reserved = 0;
+      });
+  }
+
+  private async removeTemporaries(id: string): Promise<void> {
+    for (const lv of [PART + id, COW + id]) {
+      try {
+        if ((await this.lvm.list()).some((l) => l.name === lv)) await this.lvm.remove(lv);
+      } catch (err) {
+        this.log.warn('could not remove a temporary LV; removed on next start', { lv, message: errorMessage(err) });
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ describe, delete
+
+  async describe(id: string): Promise<StoredObject> {
+    return this.describeFrom(id, await this.lvm.list());
+  }
+
+  private describeFrom(id: string, lvs: LvInfo[]): StoredObject {
+    const lv = lvs.find((l) => l.name === id);
+    if (lv) return { id, state: 'ready', sizeBytes: lv.sizeBytes, progress: 100 };
+    const job = this.jobs.get(id);
+    if (!job || job.cancelled) return { id, state: 'absent' };
+    if (job.state === 'error') return { id, state: 'error', message: job.message };
+    const progress = job.totalMiB ? Math.min(99, Math.floor((job.doneMiB / job.totalMiB) * 100)) : 0;
+    return { id, state: 'creating', progress };
+  }
+
+  async list(): Promise<StoredObject[]> {
+    const lvs = await this.lvm.list();
+    const ids = new Set<string>([...this.jobs.keys(), ...lvs.map((l) => l.name).filter(isOurs)]);
+    return [...ids].sort().map((id) => this.describeFrom(id, lvs)).filter((o) => o.state !== 'absent');
+  }
+
+  async delete(id: string): Promise<boolean> {
+    const reader = [...this.jobs.entries()].find(([, j]) => j.state === 'creating' && !j.cancelled && j.source === id);
+    if (reader) {
+      const what = id.startsWith('vol-') ? 'a snapshot of it is being copied' : 'a volume is being created from it';
+      throw new VbsError('IncorrectState', `'${id}' cannot be deleted while ${what} (${reader[0]}).`);
+    }
+    const job = this.jobs.get(id);
+    if (job) {
+      job.cancelled = true;
+      await job.done;
+      if (this.jobs.get(id) === job) this.jobs.delete(id);
+    }
+    if (VOLUME_ID.test(id)) await this.exports.withdrawAll(id);
+    if (!(await this.lvm.list()).some((l) => l.name === id)) return Boolean(job);
+    await this.lvm.remove(id);
+    return true;
+  }
+
+  // ------------------------------------------------------------ exports
+
+  async exportVolume(volumeId: string, vmmHost: string): Promise<ExportedVolume> {
+    if (!(await this.lvm.list()).some((l) => l.name === volumeId)) throw volumeNotFound(volumeId);
+    return this.exports.export(volumeId, vmmHost);
+  }
+
+  async unexportVolume(volumeId: string, vmmHost: string): Promise<void> {
+    await this.exports.unexport(volumeId, vmmHost);
+  }
+
+  async listExports(): Promise<{ tracked: boolean; exports: ExportEntry[] }> {
+    return { tracked: true, exports: await this.exports.list() };
+  }
+}
+
+function isOurs(name: string): boolean {
+  return VOLUME_ID.test(name) || SNAPSHOT_ID.test(name);
+}
+
+function isLeftover(name: string): boolean {
+  return (name.startsWith(PART) || name.startsWith(COW)) && isOurs(name.slice(name.indexOf('.') + 1));
+}

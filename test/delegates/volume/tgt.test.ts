@@ -1,0 +1,79 @@
+import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
+import { cleanupDirs, GiB, IQN_PREFIX, libiscsi, lvmConfig, openLvm, ready, simSite, startTgtd, type Tgtd } from './helpers.js';
+
+/**
+ * tgt for real: a tgtd of our own on free ports of 127.0.0.1, targets made by
+ * the delegate's iscsi.tgt.* patterns, checked from the initiator side with
+ * libiscsi. The LVs come from the simulator (no device-mapper here); their
+ * backing files are what tgtd serves.
+ */
+let tgtd: Tgtd;
+beforeAll(async () => {
+  tgtd = await startTgtd();
+});
+afterAll(async () => {
+  await tgtd?.stop();
+});
+afterEach(() => {
+  tgtd.clear();
+  cleanupDirs();
+});
+
+const VOL = (n: number) => `vol-${n.toString(16).padStart(17, '0')}`;
+const show = () => tgtd.tgtadm('--lld', 'iscsi', '--op', 'show', '--mode', 'target');
+
+describe('lvm-iscsi exports through a real tgtd', { timeout: 180_000 }, () => {
+  it('exports a volume that an initiator can see and inquire, then withdraws it', async () => {
+    const site = simSite(8);
+    const { backend } = await openLvm(lvmConfig(site, { target: 'tgt', tgtControlPort: tgtd.controlPort, portal: tgtd.portal }));
+    await backend.createVolume(VOL(1), 1);
+    await ready(backend, VOL(1));
+    const iqn = `${IQN_PREFIX}:${VOL(1)}`;
+    const exp = await backend.exportVolume(VOL(1), 'host-a');
+    expect(exp).toEqual({ kind: 'iscsi', portal: tgtd.portal, iqn, lun: 1 });
+    expect(await backend.exportVolume(VOL(1), 'host-b')).toEqual(exp);
+    expect(show().match(/^Target /gm)).toHaveLength(1);
+
+    const ls = libiscsi('iscsi-ls', '-s', `iscsi://${tgtd.portal}`);
+    expect(ls.code).toBe(0);
+    expect(ls.stdout).toContain(`Target:${iqn} Portal:${tgtd.portal},1`);
+    expect(ls.stdout).toMatch(/Lun:1\s+Type:DIRECT_ACCESS /);
+    const inq = libiscsi('iscsi-inq', `iscsi://${tgtd.portal}/${iqn}/1`);
+    expect(inq.code).toBe(0);
+    expect(inq.stdout).toContain('Peripheral Device Type:DIRECT_ACCESS');
+    const cap = libiscsi('iscsi-readcapacity16', `iscsi://${tgtd.portal}/${iqn}/1`);
+    expect(cap.stdout).toContain(`Total size:${GiB}`);
+
+    expect((await backend.listExports()).exports).toEqual([
+      { volumeId: VOL(1), vmmHost: 'host-a', kind: 'iscsi', iqn, tid: 1, lun: 1 },
+      { volumeId: VOL(1), vmmHost: 'host-b', kind: 'iscsi', iqn, tid: 1, lun: 1 },
+    ]);
+    await backend.unexportVolume(VOL(1), 'host-a');
+    expect(libiscsi('iscsi-ls', '-s', `iscsi://${tgtd.portal}`).stdout).toContain(iqn);
+    await backend.unexportVolume(VOL(1), 'host-b');
+    await backend.unexportVolume(VOL(1), 'host-b');
+    expect(show()).toBe('');
+    const after = libiscsi('iscsi-ls', '-s', `iscsi://${tgtd.portal}`);
+    expect(after.stdout).not.toContain(iqn);
+    expect(libiscsi('iscsi-inq', `iscsi://${tgtd.portal}/${iqn}/1`).code).not.toBe(0);
+  });
+
+  it('gives concurrent exports distinct tids from tgtadm\'s own listing, and finishes a half-made target', async () => {
+    const site = simSite(8);
+    const { backend } = await openLvm(lvmConfig(site, { target: 'tgt', tgtControlPort: tgtd.controlPort, portal: tgtd.portal }));
+    // Someone else's target holds tid 1; a crash left ours at tid 2 without its LUN.
+    tgtd.tgtadm('--lld', 'iscsi', '--op', 'new', '--mode', 'target', '--tid', '1', '-T', 'iqn.2001-04.com.example:not-ours');
+    tgtd.tgtadm('--lld', 'iscsi', '--op', 'new', '--mode', 'target', '--tid', '2', '-T', `${IQN_PREFIX}:${VOL(1)}`);
+    const ids = [1, 2, 3, 4];
+    for (const n of ids) await backend.createVolume(VOL(n), 1);
+    for (const n of ids) await ready(backend, VOL(n));
+    await Promise.all(ids.map((n) => backend.exportVolume(VOL(n), 'host-a')));
+    const exports = (await backend.listExports()).exports;
+    expect(exports.find((e) => e.volumeId === VOL(1))?.tid).toBe(2);
+    expect(exports.map((e) => e.tid).sort()).toEqual([2, 3, 4, 5]);
+    const ls = libiscsi('iscsi-ls', '-s', `iscsi://${tgtd.portal}`).stdout;
+    for (const n of ids) expect(ls).toContain(`Target:${IQN_PREFIX}:${VOL(n)} `);
+    for (const n of ids) await backend.delete(VOL(n));
+    expect(show().match(/^Target \d+: (\S+)/gm)).toEqual(['Target 1: iqn.2001-04.com.example:not-ours']);
+  });
+});
