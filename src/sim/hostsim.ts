@@ -8,7 +8,7 @@
  *   <tool> <args...>            through a symlink or shim named after the tool
  *
  * The state folder is `--state DIR` (the first two arguments) or $VBS_SIM_STATE.
- * Tools: xm, xl, qm, lvcreate, lvremove, lvs, vgs, lvm, ietadm, iscsiadm.
+ * Tools: xm, xl, qm, lvcreate, lvremove, lvrename, lvs, vgs, lvm, ietadm, iscsiadm.
  * Management verbs: vm, lvm (vgcreate|vgremove|path), iet, iscsi, resolve, dump, shims.
  * Fault injection (fail/ and hang/ files in the state folder): see faults.ts.
  */
@@ -38,6 +38,7 @@ export const TOOLS: Record<string, ToolDef> = {
   qm: { run: qmMain, verbOf: qmVerb },
   lvcreate: lvmTool('lvcreate'),
   lvremove: lvmTool('lvremove'),
+  lvrename: lvmTool('lvrename'),
   lvs: lvmTool('lvs'),
   vgs: lvmTool('vgs'),
   ietadm: { run: ietadmMain, verbOf: ietVerb },
@@ -78,7 +79,7 @@ export const TOOLS: Record<string, ToolDef> = {
 };
 
 /** The host tools a shim folder provides. */
-export const REAL_TOOLS = ['xm', 'xl', 'qm', 'lvcreate', 'lvremove', 'lvs', 'vgs', 'lvm', 'ietadm', 'iscsiadm'];
+export const REAL_TOOLS = ['xm', 'xl', 'qm', 'lvcreate', 'lvremove', 'lvrename', 'lvs', 'vgs', 'lvm', 'ietadm', 'iscsiadm'];
 
 function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
@@ -107,7 +108,7 @@ function writeShims(io: Io, dir: string, args: string[]): number {
 }
 
 const USAGE = `usage: hostsim [--state DIR] <tool> <args...>
-tools: xm xl qm lvcreate lvremove lvs vgs lvm ietadm iscsiadm
+tools: xm xl qm lvcreate lvremove lvrename lvs vgs lvm ietadm iscsiadm
 management: vm create|destroy|list, lvm vgcreate|vgremove|path, iet list|sessions|portal,
             iscsi device|target, resolve <path>, dump, shims <bindir>
 the state folder is --state DIR or $VBS_SIM_STATE`;
