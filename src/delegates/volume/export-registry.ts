@@ -18,6 +18,11 @@ export class ExportRegistry {
     this.hosts = load(this.file);
   }
 
+  /** Every volume some host uses, with its hosts. */
+  entries(): [string, readonly string[]][] {
+    return [...this.hosts];
+  }
+
   hostsOf(volumeId: string): readonly string[] {
     return this.hosts.get(volumeId) ?? [];
   }

@@ -1,4 +1,5 @@
-import { VbsError } from '../../core/errors.js';
+import { VbsError, errorMessage } from '../../core/errors.js';
+import type { Logger } from '../../core/log.js';
 import { VOLUME_ID } from '../../core/ids.js';
 import type { ExportEntry } from './backend.js';
 import type { ExportRegistry } from './export-registry.js';
@@ -60,6 +61,30 @@ export class IscsiExports {
       this.o.registry.add(volumeId, vmmHost);
       return { kind: 'iscsi' as const, portal: this.o.portal, iqn, lun: VOLUME_LUN };
     });
+  }
+
+  /**
+   * Puts back the targets hosts still use that the daemon no longer has: tgtd
+   * and IET keep targets in memory only, so a restart of the daemon or the
+   * node loses them while VMs stay logged in and waiting to reconnect.
+   */
+  async restore(log: Logger): Promise<number> {
+    let restored = 0;
+    for (const [volumeId, hosts] of this.o.registry.entries()) {
+      const host = hosts[0];
+      if (!host) continue;
+      try {
+        const present = (await this.lock.run(() => this.o.tool.list())).some((t) => t.iqn === this.iqnOf(volumeId));
+        if (present) continue;
+        await this.export(volumeId, host);
+        restored++;
+        log.info('restored the target of an exported volume', { volumeId, hosts });
+      } catch (err) {
+        // Reported by the front's consistency check (missing-export), which can re-export it.
+        log.warn('could not restore the target of an exported volume', { volumeId, message: errorMessage(err) });
+      }
+    }
+    return restored;
   }
 
   /** Forgets the host; withdraws the target when no other host still uses it. */

@@ -79,6 +79,7 @@ export class LvmIscsiBackend implements VolumeBackend {
       log.warn('removing a copy cut off by a restart', { lv: lv.name });
       await o.lvm.remove(lv.name);
     }
+    await b.exports.restore(log);
     return b;
   }
 

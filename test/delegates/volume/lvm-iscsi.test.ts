@@ -225,6 +225,23 @@ describe('iSCSI exports through ietadm (simulated IET)', { timeout: 180_000 }, (
     expect(await restarted.listExports()).toEqual({ tracked: true, exports: [] });
   });
 
+  it('puts back, when it opens, the targets its hosts still use that the target daemon lost', async () => {
+    const site = simSite(8);
+    const cfg = lvmConfig(site);
+    const { backend } = await openLvm(cfg);
+    await backend.createVolume(VOL(1), 1);
+    await ready(backend, VOL(1));
+    await backend.exportVolume(VOL(1), 'host-a');
+    const before = ietTargets(site.state);
+    // What a restart of the daemon does: its targets are gone.
+    sim(site.state, 'ietadm', '--op', 'delete', '--tid=1', '--lun=1');
+    sim(site.state, 'ietadm', '--op', 'delete', '--tid=1');
+    expect(ietTargets(site.state)).toBe('');
+    const reopened = (await openLvm(cfg)).backend;
+    expect(ietTargets(site.state)).toBe(before);
+    expect((await reopened.listExports()).exports.map((e) => e.vmmHost)).toEqual(['host-a']);
+  });
+
   it('gives concurrent exports distinct target ids, lowest first, and reuses freed ones', async () => {
     const site = simSite(16);
     const { backend } = await openLvm(lvmConfig(site));
