@@ -103,8 +103,11 @@ export function resolveDevice(st: SimState, dir: string, p: string, depth = 0): 
     const portal = bp[1];
     const iqn = bp[2];
     const lunNo = Number(bp[3]);
-    const loggedIn = st.iscsi.sessions.some((s) => s.portal === portal && s.iqn === iqn);
-    const lun = loggedIn ? targetLuns(st, portal, iqn)?.find((l) => l.lun === lunNo) : undefined;
+    const session = st.iscsi.sessions.find((s) => s.portal === portal && s.iqn === iqn);
+    // A LUN of a real target (tgtd reached with libiscsi) has no host file
+    // here: the device path itself is the disk's identity for sharing checks.
+    if (session?.luns) return { exists: session.luns.includes(lunNo), backing: p, regularFile: false };
+    const lun = session ? targetLuns(st, portal, iqn)?.find((l) => l.lun === lunNo) : undefined;
     if (!lun) return { exists: false, backing: p, regularFile: false };
     const inner = resolveDevice(st, dir, lun.path, depth + 1);
     return { exists: inner.exists, backing: inner.backing, regularFile: false };

@@ -12,6 +12,11 @@
  * Logging in makes the LUNs of the target appear as
  * /dev/disk/by-path/ip-<ip:port>-iscsi-<iqn>-lun-<n> (known to the other simulated tools).
  *
+ * A portal where no simulated target answers is tried for real with libiscsi
+ * (libiscsi.ts): discovery runs `iscsi-ls -s`, login checks each LUN with
+ * `iscsi-inq`; the output, messages and exit codes stay iscsiadm's. The
+ * by-path devices of such a session have no host file behind them.
+ *
  * Management verbs (not real tools):
  *   hostsim iscsi device <iqn> <lun>            the by-path device of a logged-in LUN
  *   hostsim iscsi target add <ip:port> <iqn> [<lun>=<path>...]   a target not served by the IET
@@ -19,6 +24,7 @@
  */
 import { byPathName, ietServes, normalizePortal, splitPortal, targetLuns } from './devices.js';
 import type { Io } from './io.js';
+import { realDiscovery, realLogin, type LoginResult } from './libiscsi.js';
 import { readState, transact, type NodeRecord, type Session, type SimState } from './state.js';
 
 const ISCSI_ERR_TRANS = 4;
@@ -148,8 +154,15 @@ function discovery(io: Io, dir: string, a: Args): number {
     return ISCSI_ERR_INVAL;
   }
   const portal = normalizePortal(a.portal);
+  // Where no simulated target answers, ask the portal for real (before taking
+  // the state lock: it is network I/O).
+  const real = discover(readState(dir), portal)?.length ? undefined : realDiscovery(portal);
   return transact(dir, (st) => {
-    const found = discover(st, portal);
+    const simulated = discover(st, portal);
+    let found: NodeRecord[] | undefined;
+    if (simulated?.length) found = simulated.map((iqn) => ({ iqn, portal, tpgt: 1 }));
+    else if (real) found = real.map((t) => ({ iqn: t.iqn, portal, tpgt: t.tpgt, luns: t.luns }));
+    else if (simulated) found = [];
     if (found === undefined) {
       connectionRefused(io, portal);
       io.eprint('iscsiadm: Could not perform SendTargets discovery: encountered connection failure');
@@ -157,12 +170,12 @@ function discovery(io: Io, dir: string, a: Args): number {
     }
     // sendtargets replaces this portal's records with what the target reports.
     st.iscsi.nodes = st.iscsi.nodes.filter((n) => n.portal !== portal);
-    for (const iqn of found) st.iscsi.nodes.push({ iqn, portal, tpgt: 1 });
+    st.iscsi.nodes.push(...found);
     if (found.length === 0) {
       io.eprint('iscsiadm: No portals found');
       return ISCSI_ERR_NO_OBJS_FOUND;
     }
-    for (const iqn of found) io.print(`${portal},1 ${iqn}`);
+    for (const r of found) io.print(`${portal},${r.tpgt} ${r.iqn}`);
     return 0;
   }, true);
 }
@@ -171,7 +184,26 @@ function matches(r: { iqn: string; portal: string }, a: Args): boolean {
   return (a.target === undefined || r.iqn === a.target) && (a.portal === undefined || r.portal === normalizePortal(a.portal));
 }
 
+const recKey = (r: { iqn: string; portal: string }): string => `${r.portal} ${r.iqn}`;
+
+/** Real targets answer before the state lock is taken (network I/O); the transaction uses the answers. */
+function realLogins(dir: string, a: Args): Map<string, LoginResult> {
+  const st = readState(dir);
+  const answers = new Map<string, LoginResult>();
+  for (const r of st.iscsi.nodes.filter((n) => n.luns && matches(n, a))) {
+    if (st.iscsi.sessions.some((s) => s.iqn === r.iqn && s.portal === r.portal)) continue;
+    answers.set(recKey(r), realLogin(r.portal, r.iqn, r.luns ?? []));
+  }
+  return answers;
+}
+
+function loginFailed(io: Io, r: NodeRecord, code: number, text: string): void {
+  io.eprint(`iscsiadm: Could not login to ${recName(r)}.`);
+  io.eprint(`iscsiadm: initiator reported error (${code} - ${text})`);
+}
+
 function login(io: Io, dir: string, a: Args): number {
+  const real = realLogins(dir, a);
   return transact(
     dir,
     (st) => {
@@ -194,23 +226,34 @@ function login(io: Io, dir: string, a: Args): number {
         started.push(r);
       }
       for (const r of started) {
-        const reachable = discover(st, r.portal);
-        if (reachable === undefined) {
-          io.eprint(`iscsiadm: Could not login to ${recName(r)}.`);
-          io.eprint(`iscsiadm: initiator reported error (${ISCSI_ERR_TRANS} - encountered connection failure)`);
-          rc = rc || ISCSI_ERR_TRANS;
-          failed = true;
-          continue;
-        }
-        if (!reachable.includes(r.iqn) || targetLuns(st, r.portal, r.iqn) === undefined) {
-          io.eprint(`iscsiadm: Could not login to ${recName(r)}.`);
-          io.eprint(`iscsiadm: initiator reported error (${ISCSI_ERR_FATAL_LOGIN} - encountered non-retryable iSCSI login failure)`);
-          rc = rc || ISCSI_ERR_FATAL_LOGIN;
-          failed = true;
-          continue;
+        let luns: number[] | undefined;
+        if (r.luns) {
+          const answer = real.get(recKey(r)) ?? realLogin(r.portal, r.iqn, r.luns);
+          if (!answer.ok) {
+            const fatal = answer.why === 'refused';
+            loginFailed(io, r, fatal ? ISCSI_ERR_FATAL_LOGIN : ISCSI_ERR_TRANS, fatal ? 'encountered non-retryable iSCSI login failure' : 'encountered connection failure');
+            rc = rc || (fatal ? ISCSI_ERR_FATAL_LOGIN : ISCSI_ERR_TRANS);
+            failed = true;
+            continue;
+          }
+          luns = answer.luns;
+        } else {
+          const reachable = discover(st, r.portal);
+          if (reachable === undefined) {
+            loginFailed(io, r, ISCSI_ERR_TRANS, 'encountered connection failure');
+            rc = rc || ISCSI_ERR_TRANS;
+            failed = true;
+            continue;
+          }
+          if (!reachable.includes(r.iqn) || targetLuns(st, r.portal, r.iqn) === undefined) {
+            loginFailed(io, r, ISCSI_ERR_FATAL_LOGIN, 'encountered non-retryable iSCSI login failure');
+            rc = rc || ISCSI_ERR_FATAL_LOGIN;
+            failed = true;
+            continue;
+          }
         }
         const sid = st.iscsi.nextSid++;
-        st.iscsi.sessions.push({ sid, iqn: r.iqn, portal: r.portal, tpgt: r.tpgt });
+        st.iscsi.sessions.push({ sid, iqn: r.iqn, portal: r.portal, tpgt: r.tpgt, ...(luns ? { luns } : {}) });
         io.print(`Login to ${recName(r)} successful.`);
       }
       if (failed) io.eprint('iscsiadm: Could not log into all portals');
@@ -337,7 +380,7 @@ export function iscsiManage(io: Io, dir: string, args: string[]): number {
     }
     const st = readState(dir);
     const lun = Number(lunText);
-    const s = st.iscsi.sessions.find((x) => x.iqn === iqn && targetLuns(st, x.portal, iqn)?.some((l) => l.lun === lun));
+    const s = st.iscsi.sessions.find((x) => x.iqn === iqn && (x.luns ? x.luns.includes(lun) : targetLuns(st, x.portal, iqn)?.some((l) => l.lun === lun)));
     if (!s) {
       io.eprint(`hostsim: no device for ${iqn} lun ${lun} (not logged in, or no such LUN)`);
       return 1;

@@ -86,6 +86,8 @@ export interface NodeRecord {
   iqn: string;
   portal: string;
   tpgt: number;
+  /** Disk LUNs a real target (reached with libiscsi) reported at discovery; absent for simulated targets. */
+  luns?: number[];
 }
 
 export interface Session {
@@ -93,6 +95,8 @@ export interface Session {
   iqn: string;
   portal: string;
   tpgt: number;
+  /** LUNs of a real target that answered at login; their by-path devices have no host file behind them. */
+  luns?: number[];
 }
 
 /** A target served by something other than the simulated IET (set up by tests). */

@@ -287,9 +287,49 @@ function xmBlockList(io: Io, dir: string, args: string[]): number {
   return 0;
 }
 
+/**
+ * `xm list --long`: each domain's configuration as xend's SXP, with one
+ * `(device (vbd ...))` per disk: the only xm listing that names what backs a
+ * disk (`block-list --long` shows the frontend's xenstore nodes only).
+ */
+function xmDomainSxp(vm: Vm | undefined): string {
+  const [name, domid, mem, state] = vm ? [vm.name, vm.domid, 512, '-b----'] : ['Domain-0', 0, 1024, 'r-----'];
+  const lines = ['(domain', `    (domid ${domid})`, `    (name ${name})`, `    (memory ${mem})`, `    (maxmem ${mem})`, `    (vcpus 1)`, `    (state ${state})`];
+  for (const d of vm ? xenDisks(vm) : []) {
+    const uname = `${d.kind === 'file' ? 'file' : 'phy'}:${d.target}`;
+    lines.push(
+      '    (device',
+      '        (vbd',
+      `            (backend 0)`,
+      `            (dev ${d.dev}:disk)`,
+      `            (uname ${uname})`,
+      `            (mode ${d.mode === 'w' ? (d.forced ? 'w!' : 'w') : 'r'})`,
+      '        )',
+      '    )',
+    );
+  }
+  lines.push(')');
+  return lines.join('\n');
+}
+
 function xmList(io: Io, dir: string, args: string[]): number {
   const params = args.filter((a) => !a.startsWith('-'));
   const st = readState(dir);
+  if (args.some((a) => a === '-l' || a === '--long')) {
+    const picked: (Vm | undefined)[] = [];
+    if (params.length === 0) picked.push(undefined, ...[...st.vms].sort((a, b) => a.domid - b.domid));
+    for (const p of params) {
+      if (p === 'Domain-0' || p === '0') {
+        picked.push(undefined);
+        continue;
+      }
+      const vm = findDomain(st, p);
+      if (!vm) return xmNoDomain(io, p);
+      picked.push(vm);
+    }
+    for (const vm of picked) io.print(xmDomainSxp(vm));
+    return 0;
+  }
   const rows: [string, number, number, number, string, number][] = [];
   if (params.length === 0) {
     rows.push(['Domain-0', 0, 1024, 2, 'r-----', 120.3]);

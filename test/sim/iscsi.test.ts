@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
-import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { cleanup, disksOf, file, sim, tmp } from './helpers.js';
+import { freePort, startTgtd, type RealTarget } from './real-target.js';
 
 afterAll(cleanup);
 
@@ -224,5 +225,75 @@ describe('iscsiadm', () => {
   it('rejects a missing mode', () => {
     const r = sim(dir, ['iscsiadm']);
     expect(r.code).toBe(7);
+  });
+});
+
+describe('iscsiadm against a real target (tgtd, through libiscsi)', () => {
+  const VOL = 'iqn.2010-10.org.example:vol-0123456789abcdef0';
+  let tgt: RealTarget | undefined;
+  afterEach(async () => {
+    await tgt?.stop();
+    tgt = undefined;
+  });
+
+  async function realTarget(): Promise<{ t: RealTarget; dev: string }> {
+    tgt = await startTgtd();
+    tgt.add(VOL, file(tmp('hostsim-lun-'), 'lun.img', 4 * 1024 * 1024));
+    return { t: tgt, dev: `/dev/disk/by-path/ip-${tgt.portal}-iscsi-${VOL}-lun-1` };
+  }
+
+  it('discovers, logs in, attaches the by-path device with phy: and logs out, in iscsiadm\'s formats', async () => {
+    const { t, dev } = await realTarget();
+    const portalShown = t.portal.replace(':', ',');
+    expect(sim(dir, ['iscsiadm', '-m', 'discovery', '-t', 'sendtargets', '-p', t.portal])).toEqual({ code: 0, stdout: `${t.portal},1 ${VOL}\n`, stderr: '' });
+    expect(sim(dir, ['iscsiadm', '-m', 'node']).stdout).toBe(`${t.portal},1 ${VOL}\n`);
+    const login = sim(dir, ['iscsiadm', '-m', 'node', '-T', VOL, '-p', t.portal, '--login']);
+    expect(login).toEqual({
+      code: 0,
+      stdout: `Logging in to [iface: default, target: ${VOL}, portal: ${portalShown}]\nLogin to [iface: default, target: ${VOL}, portal: ${portalShown}] successful.\n`,
+      stderr: '',
+    });
+    expect(sim(dir, ['iscsiadm', '-m', 'node', '-T', VOL, '-p', t.portal, '--login']).code).toBe(15);
+    expect(sim(dir, ['iscsi', 'device', VOL, '1']).stdout).toBe(`${dev}\n`);
+    expect(sim(dir, ['iscsi', 'device', VOL, '0']).code).toBe(1);
+    // No host file behind a real LUN: the device path is the disk's identity.
+    expect(sim(dir, ['resolve', dev]).stdout).toBe(`${dev}\n`);
+    for (const n of ['vm1', 'vm2']) expect(sim(dir, ['vm', 'create', n]).code).toBe(0);
+    expect(sim(dir, ['xm', 'block-attach', 'vm1', `phy:${dev}`, 'xvdb', 'w']).code).toBe(0);
+    expect(disksOf(dir, 'vm1')).toEqual([{ dev: 'xvdb', target: dev, mode: 'w', kind: 'phy' }]);
+    const shared = sim(dir, ['xm', 'block-attach', 'vm2', `phy:${dev}`, 'xvdb', 'r']);
+    expect(shared.code).toBe(1);
+    expect(shared.stderr).toContain(`Device ${dev} is mounted read-write in a guest domain`);
+    const noLun = sim(dir, ['xm', 'block-attach', 'vm2', `phy:${dev.replace(/-lun-1$/, '-lun-2')}`, 'xvdc', 'r']);
+    expect(noLun.stderr).toContain('does not exist.');
+    expect(sim(dir, ['xm', 'block-detach', 'vm1', 'xvdb']).code).toBe(0);
+    expect(sim(dir, ['iscsiadm', '-m', 'node', '-T', VOL, '-p', t.portal, '--logout']).code).toBe(0);
+    expect(sim(dir, ['iscsiadm', '-m', 'node', '-T', VOL, '-p', t.portal, '--logout']).code).toBe(21);
+    expect(sim(dir, ['xm', 'block-attach', 'vm1', `phy:${dev}`, 'xvdb', 'w']).code).toBe(1);
+  });
+
+  it('fails a login to a target that went away with 19, and to a portal that went away with 4', async () => {
+    const { t } = await realTarget();
+    // tgtd answers a login for an unknown target with "Target not found" only while it serves another.
+    t.add(`${VOL}1`, file(tmp('hostsim-lun-'), 'other.img'));
+    expect(sim(dir, ['iscsiadm', '-m', 'discovery', '-t', 'st', '-p', t.portal]).code).toBe(0);
+    t.remove(1);
+    const gone = sim(dir, ['iscsiadm', '-m', 'node', '-T', VOL, '-p', t.portal, '--login']);
+    expect(gone.code).toBe(19);
+    expect(gone.stderr).toContain('initiator reported error (19 - encountered non-retryable iSCSI login failure)');
+    t.add(VOL, file(tmp('hostsim-lun-'), 'lun.img'));
+    await t.stop();
+    const down = sim(dir, ['iscsiadm', '-m', 'node', '-T', VOL, '-p', t.portal, '--login']);
+    expect(down.code).toBe(4);
+    expect(down.stderr).toContain('initiator reported error (4 - encountered connection failure)');
+    expect(sim(dir, ['iscsiadm', '-m', 'session']).code).toBe(21);
+  });
+
+  it('reports a portal where nothing answers as a connection failure (4) when no simulated target serves it', async () => {
+    expect(sim(dir, ['iet', 'portal', '10.1.1.1:3260']).code).toBe(0);
+    const port = await freePort();
+    const r = sim(dir, ['iscsiadm', '-m', 'discovery', '-t', 'st', '-p', `127.0.0.1:${port}`]);
+    expect(r.code).toBe(4);
+    expect(r.stderr.endsWith('iscsiadm: Could not perform SendTargets discovery: encountered connection failure\n')).toBe(true);
   });
 });

@@ -3,16 +3,32 @@ import { VBS_HOME } from '../../core/paths.js';
 import * as v from '../../core/validate.js';
 import type { AttachMode } from '../../core/states.js';
 import type { CommandCatalog } from '../../commands/catalog.js';
-import type { CommandRunner } from '../../commands/runner.js';
+import { CommandFailed, type CommandRunner } from '../../commands/runner.js';
+import { byPathDevice, iscsiLun } from './iscsi-target.js';
+import { LISTING_FORMATS, listingFormatName, type ListedDisk, type ListingFormat } from './listing/index.js';
+import { volumeIdOf } from './volume-of.js';
 
 export interface DiskSource {
   kind: string;
   path?: string;
+  portal?: string;
+  iqn?: string;
+  lun?: number;
+}
+
+export interface VmDisk extends ListedDisk {
+  vmId: string;
+  volumeId?: string;
 }
 
 /**
  * A hypervisor adapter is nothing but a group of patterns, vmm.<name>.*:
  * moving from Xen to Proxmox is an edit of commands.properties.
+ *
+ *   attach / detach            a file source (`file:<path>`, `target=<path>`...)
+ *   attach-device              a host block device, such as a logged-in iSCSI LUN (`phy:<vmmDev>`)
+ *   list-vms / list-disks      the VMs, and one VM's disks, printed in option.listFormat
+ *   iscsi.*                    the initiator (see initiator.ts)
  */
 export class VmmAdapter {
   constructor(
@@ -29,12 +45,21 @@ export class VmmAdapter {
     const name = override ?? catalog.setting('vmm.adapter') ?? 'sim';
     if (!/^[a-z][a-z0-9-]*$/.test(name)) throw new Error(`commands: vmm.adapter '${name}' is not an adapter name`);
     catalog.requireAll(VmmAdapter.patternsFor(name));
+    const format = catalog.setting(`vmm.${name}.option.listFormat`);
+    if (format !== undefined && !LISTING_FORMATS[format]) {
+      throw new Error(`commands: vmm.${name}.option.listFormat '${format}' is not one of ${Object.keys(LISTING_FORMATS).join(', ')}`);
+    }
     return name;
+  }
+
+  private key(action: string): string {
+    const key = `vmm.${this.name}.${action}`;
+    if (!this.runner.catalog.has(key)) throw new VbsError('OperationFailed', `This VMM host cannot do that: its commands.properties has no ${key}.`);
+    return key;
   }
 
   /** The local path of a file source, which must lie under a configured volume root. */
   private localPath(source: DiskSource): string {
-    if (source.kind !== 'file') throw new VbsError('InvalidParameterValue', `Value for parameter source.kind is invalid: this host attaches file sources.`);
     const path = v.requireString('source.path', source.path);
     for (const root of this.volumeRoots) {
       try {
@@ -46,13 +71,100 @@ export class VmmAdapter {
     throw new VbsError('InvalidParameterValue', 'Value for parameter source.path is invalid: it is not under a volume folder of this host.');
   }
 
-  async attach(vmId: string, device: string, mode: AttachMode, source: DiskSource): Promise<void> {
-    const path = this.localPath(source);
-    await this.runner.run(`vmm.${this.name}.attach`, { vmId, vmDev: v.bareDevice(device), mode, access: mode === 'r' ? 'ro' : 'rw', path }, mode);
+  /** What a source becomes on this host: the pattern that attaches it and the host path it names. */
+  private plan(source: DiskSource): { key: string; params: Record<string, string>; hostPath: string } {
+    switch (source.kind) {
+      case 'file': {
+        const path = this.localPath(source);
+        return { key: `vmm.${this.name}.attach`, params: { path }, hostPath: path };
+      }
+      case 'iscsi': {
+        const vmmDev = byPathDevice(iscsiLun(source));
+        return { key: this.key('attach-device'), params: { vmmDev }, hostPath: vmmDev };
+      }
+      default:
+        throw new VbsError('InvalidParameterValue', 'Value for parameter source.kind is invalid: expected file or iscsi.');
+    }
   }
 
+  /** Attaches; attaching what is already attached there, the same way, is done already. */
+  async attach(vmId: string, device: string, mode: AttachMode, source: DiskSource): Promise<void> {
+    const { key, params, hostPath } = this.plan(source);
+    const vmDev = v.bareDevice(device);
+    try {
+      await this.runner.run(key, { vmId, vmDev, mode, access: mode === 'r' ? 'ro' : 'rw', ...params }, mode);
+    } catch (e) {
+      if (!(e instanceof CommandFailed)) throw e;
+      const there = await this.diskAfterFailure(vmId, vmDev, e);
+      if (there?.target === hostPath && there.mode === mode) return;
+      throw e;
+    }
+  }
+
+  /** Detaches; a device that is not attached is detached already. */
   async detach(vmId: string, device: string): Promise<void> {
-    await this.runner.run(`vmm.${this.name}.detach`, { vmId, vmDev: v.bareDevice(device) });
+    const vmDev = v.bareDevice(device);
+    try {
+      await this.runner.run(`vmm.${this.name}.detach`, { vmId, vmDev });
+    } catch (e) {
+      if (!(e instanceof CommandFailed)) throw e;
+      const vms = await this.vmIdsOrUndefined();
+      if (vms && !vms.includes(vmId)) throw e;
+      const there = await this.diskAfterFailure(vmId, vmDev, e);
+      if (there === undefined && vms) return;
+      throw e;
+    }
+  }
+
+  /** The VM's disk on `vmDev` after a command failed; rethrows the failure when the VM cannot be listed. */
+  private async diskAfterFailure(vmId: string, vmDev: string, failure: CommandFailed): Promise<ListedDisk | undefined> {
+    let disks: ListedDisk[];
+    try {
+      disks = await this.disksOf(vmId);
+    } catch {
+      throw failure;
+    }
+    return disks.find((d) => d.device === vmDev);
+  }
+
+  private async vmIdsOrUndefined(): Promise<string[] | undefined> {
+    try {
+      return await this.vmIds();
+    } catch {
+      return undefined;
+    }
+  }
+
+  private format(): ListingFormat {
+    const name = listingFormatName(this.name, this.runner.catalog.setting(`vmm.${this.name}.option.listFormat`));
+    const format = name ? LISTING_FORMATS[name] : undefined;
+    if (!format) throw new VbsError('OperationFailed', `This VMM host cannot list disks: set vmm.${this.name}.option.listFormat in its commands.properties.`);
+    return format;
+  }
+
+  async vmIds(): Promise<string[]> {
+    return this.format().vmIds((await this.runner.run(this.key('list-vms'), {})).stdout);
+  }
+
+  async disksOf(vmId: string): Promise<ListedDisk[]> {
+    return this.format().disks(vmId, (await this.runner.run(this.key('list-disks'), { vmId })).stdout);
+  }
+
+  /**
+   * The disks of the given VMs, or of every VM of the host. A VM the host does
+   * not have has no disks (the consistency check then sees its attachments gone).
+   */
+  async listDisks(wanted: readonly string[]): Promise<VmDisk[]> {
+    const all = await this.vmIds();
+    const vmIds = wanted.length ? [...new Set(wanted)].filter((id) => all.includes(id)) : all;
+    const out: VmDisk[] = [];
+    for (const vmId of vmIds) {
+      for (const d of await this.disksOf(vmId)) {
+        const volumeId = volumeIdOf(d.target, this.volumeRoots);
+        out.push({ vmId, ...d, ...(volumeId ? { volumeId } : {}) });
+      }
+    }
+    return out;
   }
 }
 

@@ -1,3 +1,4 @@
+import { VbsError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { DEFAULT_COMMANDS_FILE } from '../../core/paths.js';
 import * as v from '../../core/validate.js';
@@ -9,12 +10,21 @@ import type { RunningService } from '../../front/main.js';
 import type { Handlers } from '../../soap/server.js';
 import { listenDelegate } from '../listen.js';
 import { FIXED_PARAMS, VmmAdapter, type DiskSource } from './adapter.js';
+import { IscsiInitiator } from './initiator.js';
+import { iscsiLun, type IscsiLun } from './iscsi-target.js';
 
-const notYet = () => {
-  throw new Error('not built yet');
-};
+type SourceInput = { kind?: unknown; portal?: unknown; iqn?: unknown; lun?: unknown };
 
-export function vmmDelegateHandlers(hostName: string, adapter: VmmAdapter): Handlers {
+/** The iSCSI LUN a connection operation names; file sources need no connection (undefined). */
+function connectionOf(input: { volumeId?: unknown; source?: unknown }): IscsiLun | undefined {
+  v.volumeId(input.volumeId);
+  const source = (input.source ?? {}) as SourceInput;
+  if (source.kind === 'file') return undefined;
+  if (source.kind !== 'iscsi') throw new VbsError('InvalidParameterValue', 'Value for parameter source.kind is invalid: expected file or iscsi.');
+  return iscsiLun(source);
+}
+
+export function vmmDelegateHandlers(hostName: string, adapter: VmmAdapter, initiator: IscsiInitiator): Handlers {
   return {
     DescribeHost: () => ({ hostName, adapter: adapter.name }),
     AttachDisk: async (i) => {
@@ -22,10 +32,26 @@ export function vmmDelegateHandlers(hostName: string, adapter: VmmAdapter): Hand
       await adapter.attach(v.vmId(i.vmId), v.device(i.device), v.attachMode(i.mode), (i.source ?? {}) as unknown as DiskSource);
       return { return: true };
     },
-    DiscoverTarget: notYet,
-    LoginTarget: notYet,
-    LogoutTarget: notYet,
-    ListDisks: notYet,
+    DiscoverTarget: async (i) => {
+      const lun = connectionOf(i);
+      if (lun) await initiator.discover(lun);
+      return { return: true };
+    },
+    LoginTarget: async (i) => {
+      const lun = connectionOf(i);
+      if (!lun) throw new VbsError('InvalidParameterValue', 'Value for parameter source.kind is invalid: only iscsi sources are logged in to.');
+      return { device: await initiator.login(lun) };
+    },
+    LogoutTarget: async (i) => {
+      const lun = connectionOf(i);
+      if (lun) await initiator.logout(lun);
+      return { return: true };
+    },
+    ListDisks: async (i) => {
+      const wanted = ((i.vmId ?? []) as unknown[]).map((id) => v.vmId(id));
+      const disks = await adapter.listDisks(wanted);
+      return { disk: disks.map((d) => ({ vmId: d.vmId, device: d.device, target: d.target, mode: d.mode, ...(d.volumeId ? { volumeId: d.volumeId } : {}) })) };
+    },
     DetachDisk: async (i) => {
       v.volumeId(i.volumeId);
       await adapter.detach(v.vmId(i.vmId), v.device(i.device));
@@ -41,5 +67,5 @@ export async function startVmmDelegate(cfg: VmmDelegateConfig, log: Logger): Pro
   const runner = new CommandRunner(catalog, { fixed, env: cfg.env, onRun: (key, argv) => log.debug('run', { key, argv }) });
   const adapter = new VmmAdapter(name, runner, cfg.volumeRoots);
   log.info('VMM adapter', { adapter: name, host: cfg.hostName });
-  return listenDelegate(cfg, VMM_DELEGATE_SERVICE, vmmDelegateHandlers(cfg.hostName, adapter) as Handlers, log);
+  return listenDelegate(cfg, VMM_DELEGATE_SERVICE, vmmDelegateHandlers(cfg.hostName, adapter, new IscsiInitiator(name, runner)) as Handlers, log);
 }

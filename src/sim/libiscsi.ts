@@ -1,0 +1,90 @@
+/**
+ * The simulated iscsiadm's window on REAL targets (tgtd, any iSCSI target on
+ * a reachable portal), through libiscsi's userspace tools, because open-iscsi
+ * cannot log in on machines without the iscsi_tcp kernel module:
+ *
+ *   iscsi-ls -s iscsi://<ip:port>                  SendTargets discovery, with each target's LUNs
+ *   iscsi-inq iscsi://<ip:port>/<iqn>/<lun>        logs in and asks one LUN for its INQUIRY data
+ *
+ * Neither keeps a session open: a "logged-in" real target is one that answered
+ * at login, and its LUNs have no host file behind them.
+ */
+import { spawnSync } from 'node:child_process';
+
+export interface RealTarget {
+  iqn: string;
+  tpgt: number;
+  /** Disk (DIRECT_ACCESS) LUNs. */
+  luns: number[];
+}
+
+export type LoginResult = { ok: true; luns: number[] } | { ok: false; why: 'unreachable' | 'refused' };
+
+/** A stuck portal must not hold the simulated command for ever. */
+const TOOL_TIMEOUT_MS = 15_000;
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(tool: string, args: string[]): Run {
+  const r = spawnSync(tool, args, { encoding: 'utf8', timeout: TOOL_TIMEOUT_MS, stdio: ['ignore', 'pipe', 'pipe'] });
+  // A missing tool or a timeout is a portal we could not reach.
+  if (r.error) return { code: null, stdout: '', stderr: String(r.error.message) };
+  return { code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+}
+
+/**
+ * Parses `iscsi-ls -s` output:
+ *   Target:iqn.2010-10.org.example:vol-1 Portal:127.0.0.1:13260,1
+ *   Lun:0    Type:STORAGE_ARRAY_CONTROLLER
+ *   Lun:1    Type:DIRECT_ACCESS (Size:3M)
+ */
+export function parseIscsiLs(text: string): RealTarget[] {
+  const targets: RealTarget[] = [];
+  let current: RealTarget | undefined;
+  for (const line of text.split('\n')) {
+    const t = /^Target:(\S+)\s+Portal:\S*?,(\d+)\s*$/.exec(line) ?? /^Target:(\S+)/.exec(line);
+    if (t?.[1]) {
+      current = { iqn: t[1], tpgt: t[2] ? Number(t[2]) : 1, luns: [] };
+      targets.push(current);
+      continue;
+    }
+    const l = /^Lun:(\d+)\s+Type:(\S+)/.exec(line);
+    if (l?.[1] && current && l[2] === 'DIRECT_ACCESS') current.luns.push(Number(l[1]));
+  }
+  return targets;
+}
+
+/** The targets a real SendTargets discovery at `portal` returns, or undefined when nothing answers there. */
+export function realDiscovery(portal: string): RealTarget[] | undefined {
+  const r = run('iscsi-ls', ['-s', `iscsi://${portal}`]);
+  if (r.code !== 0) return undefined;
+  return parseIscsiLs(r.stdout);
+}
+
+/**
+ * Logs in to a real target by asking each LUN found at discovery (LUN 0 when
+ * there was none) for its INQUIRY data. A LUN that is no longer there is left
+ * out, as a real login simply makes no device for it.
+ */
+export function realLogin(portal: string, iqn: string, luns: readonly number[]): LoginResult {
+  const answered: number[] = [];
+  for (const lun of luns.length ? luns : [0]) {
+    const r = run('iscsi-inq', [`iscsi://${portal}/${iqn}/${lun}`]);
+    if (r.code === 0) {
+      answered.push(lun);
+      continue;
+    }
+    // The target answered the login and the LUN is not there.
+    if (r.code !== null && /SENSE KEY|LOGICAL_UNIT_NOT_SUPPORTED/.test(r.stderr)) continue;
+    // The target answered the login with a status ("Failed to log in to target.
+    // Status: Target not found(515)", authorization failures): it will not change.
+    if (r.code !== null && /Failed to log in to target\. Status:/.test(r.stderr)) return { ok: false, why: 'refused' };
+    // Anything else (refused, reset, timed out, no tool) is a connection failure.
+    return { ok: false, why: 'unreachable' };
+  }
+  return { ok: true, luns: luns.length ? answered : [] };
+}
