@@ -260,6 +260,7 @@ export function isQuiet(dir: string): boolean {
     !m.snapshots.some((s) => TRANSIENT_SNAPSHOT_STATES.includes(s.status)) &&
     !m.attachments.some((a) => TRANSIENT_ATTACHMENT_STATES.includes(a.status)) &&
     m.runningWorkflows.length === 0 &&
+    m.leftovers.length === 0 &&
     !storedFiles(view.volumeDelegates).some((f) => f.partial)
   );
 }

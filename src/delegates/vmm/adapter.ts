@@ -101,19 +101,48 @@ export class VmmAdapter {
     }
   }
 
-  /** Detaches; a device that is not attached is detached already. */
-  async detach(vmId: string, device: string): Promise<void> {
+  /**
+   * Detaches the volume's disk. A device that holds nothing, or another disk
+   * than this volume's, has nothing of this volume to detach: that is done
+   * already (an undo after an attach that never happened must not pull
+   * someone else's disk). The VM's disks are read first when this adapter
+   * can list them; otherwise the detach command decides.
+   */
+  async detach(vmId: string, device: string, volumeId: string, source?: DiskSource): Promise<void> {
     const vmDev = v.bareDevice(device);
+    const there = await this.diskBeforeDetach(vmId, vmDev);
+    if (there === null) return;
+    if (there && !this.isDiskOf(there, volumeId, source)) return;
     try {
       await this.runner.run(`vmm.${this.name}.detach`, { vmId, vmDev });
     } catch (e) {
       if (!(e instanceof CommandFailed)) throw e;
       const vms = await this.vmIdsOrUndefined();
       if (vms && !vms.includes(vmId)) throw e;
-      const there = await this.diskAfterFailure(vmId, vmDev, e);
-      if (there === undefined && vms) return;
+      const after = await this.diskAfterFailure(vmId, vmDev, e);
+      if (after === undefined && vms) return;
       throw e;
     }
+  }
+
+  /** The disk on the device (null: none), or undefined when the VM's disks cannot be listed. */
+  private async diskBeforeDetach(vmId: string, vmDev: string): Promise<ListedDisk | null | undefined> {
+    try {
+      return (await this.disksOf(vmId)).find((d) => d.device === vmDev) ?? null;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private isDiskOf(disk: ListedDisk, volumeId: string, source?: DiskSource): boolean {
+    if (source) {
+      try {
+        return disk.target === this.plan(source).hostPath;
+      } catch {
+        // a source this host cannot place: judge by the volume id alone
+      }
+    }
+    return volumeIdOf(disk.target, this.volumeRoots) === volumeId;
   }
 
   /** The VM's disk on `vmDev` after a command failed; rethrows the failure when the VM cannot be listed. */

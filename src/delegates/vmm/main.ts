@@ -1,4 +1,5 @@
 import { VbsError } from '../../core/errors.js';
+import { KeyedMutex } from '../../core/keyed-mutex.js';
 import type { Logger } from '../../core/log.js';
 import { DEFAULT_COMMANDS_FILE } from '../../core/paths.js';
 import * as v from '../../core/validate.js';
@@ -25,11 +26,17 @@ function connectionOf(input: { volumeId?: unknown; source?: unknown }): IscsiLun
 }
 
 export function vmmDelegateHandlers(hostName: string, adapter: VmmAdapter, initiator: IscsiInitiator): Handlers {
+  const perVm = new KeyedMutex();
   return {
     DescribeHost: () => ({ hostName, adapter: adapter.name }),
+    // One disk change at a time per VM: an undo's detach must wait for an
+    // attach that is still running there (its caller timed out), or the
+    // attach lands after the detach and leaves a disk no record knows of.
     AttachDisk: async (i) => {
       v.volumeId(i.volumeId);
-      await adapter.attach(v.vmId(i.vmId), v.device(i.device), v.attachMode(i.mode), (i.source ?? {}) as unknown as DiskSource);
+      const vmId = v.vmId(i.vmId);
+      const [device, mode] = [v.device(i.device), v.attachMode(i.mode)];
+      await perVm.run(vmId, () => adapter.attach(vmId, device, mode, (i.source ?? {}) as unknown as DiskSource));
       return { return: true };
     },
     DiscoverTarget: async (i) => {
@@ -53,8 +60,10 @@ export function vmmDelegateHandlers(hostName: string, adapter: VmmAdapter, initi
       return { disk: disks.map((d) => ({ vmId: d.vmId, device: d.device, target: d.target, mode: d.mode, ...(d.volumeId ? { volumeId: d.volumeId } : {}) })) };
     },
     DetachDisk: async (i) => {
-      v.volumeId(i.volumeId);
-      await adapter.detach(v.vmId(i.vmId), v.device(i.device));
+      const volumeId = v.volumeId(i.volumeId);
+      const [vmId, device] = [v.vmId(i.vmId), v.device(i.device)];
+      const source = i.source === undefined ? undefined : (i.source as unknown as DiskSource);
+      await perVm.run(vmId, () => adapter.detach(vmId, device, volumeId, source));
       return { return: true };
     },
   };
