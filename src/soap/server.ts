@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { randomUUID } from 'node:crypto';
+import { crashPoint } from '../core/crash-points.js';
 import { FAULTS, VbsError, toSafeError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { Record as XmlRecord, Value } from './xml.js';
@@ -119,7 +120,11 @@ export function createSoapServer(opts: SoapServerOptions): Server {
       const op = Object.prototype.hasOwnProperty.call(def.operations, name) ? def.operations[name] : undefined;
       if (!op) throw new VbsError('InvalidParameterValue', `Unknown operation ${name.slice(0, 64)}.`);
       const input = decodeFields(def, op.input, content, name);
+      // Fault injection for crash tests (src/core/crash-points.ts): die before
+      // the handler runs, or after it did its work but before the answer.
+      crashPoint(`${def.name}.${name}/before`);
       const output = await opts.handlers[name]!(input, ctx);
+      crashPoint(`${def.name}.${name}/after`);
       const xml = envelope(def.namespace, `<tns:${name}Response>${encodeFields(def, op.output, output)}</tns:${name}Response>`);
       res.writeHead(200, { 'content-type': 'text/xml; charset=utf-8' }).end(xml);
       ctx.log.debug('ok', { op: name });

@@ -58,6 +58,32 @@ export class StepFailed extends VbsError {
   }
 }
 
+/**
+ * A step of a rollforward workflow (a delete) whose outcome is unknown: it may
+ * have taken effect, so rolling back could leave a record without its data.
+ * The workflow stays running and is finished once the delegate answers.
+ */
+export class StepStalled extends VbsError {
+  constructor(kind: string, stepIndex: number, stepCount: number, stepName: string, cause: VbsError) {
+    super(
+      'ServiceUnavailable',
+      `${kind} could not finish step ${stepIndex + 1} of ${stepCount} (${stepName}): ${cause.message} VBS finishes it when the delegate answers again.`,
+      { cause },
+    );
+  }
+}
+
+/**
+ * A new workflow on a resource whose earlier workflow still has an undo to
+ * retry: running it first could let that stale undo break the new result
+ * (detach the disk a retried attach just attached), so it waits.
+ */
+export class UndoPending extends VbsError {
+  constructor(readonly resource: string) {
+    super('ServiceUnavailable', `An earlier operation on '${resource}' was interrupted and VBS is still undoing part of it; retry shortly.`);
+  }
+}
+
 /** Errors after which we cannot tell whether the step took effect. */
 function outcomeUnknown(err: VbsError): boolean {
   return err.code === 'ServiceUnavailable' || err.code === 'InternalError';
@@ -65,6 +91,8 @@ function outcomeUnknown(err: VbsError): boolean {
 
 export class WorkflowEngine {
   private readonly kinds = new Map<string, AnyKind>();
+  /** Workflows this process is running now: a stalled workflow is one it is not. */
+  private readonly active = new Set<number>();
 
   constructor(
     private readonly db: Db,
@@ -80,11 +108,30 @@ export class WorkflowEngine {
 
   /**
    * Journals a new workflow together with `prepare`'s metadata changes (one
-   * transaction; prepare throws to refuse), then runs its steps.
+   * transaction; prepare throws to refuse), then runs its steps. While an
+   * earlier workflow on the same resource has an undo left to retry, that
+   * undo is retried first; if it still fails, the new workflow is refused.
    */
   async run<D extends object>(kind: WorkflowKind<D>, prepare: () => D): Promise<D> {
+    try {
+      return await this.start(kind, prepare);
+    } catch (err) {
+      if (!(err instanceof UndoPending)) throw err;
+      await this.retryLeftovers({ all: true, resource: err.resource });
+      return this.start(kind, prepare);
+    }
+  }
+
+  private hasLeftovers(resource: string): boolean {
+    return Boolean(
+      this.db.prepare('SELECT 1 FROM leftovers l JOIN workflows w ON w.id = l.workflow_id WHERE w.resource_id = ? LIMIT 1').get(resource),
+    );
+  }
+
+  private async start<D extends object>(kind: WorkflowKind<D>, prepare: () => D): Promise<D> {
     const { id, data } = writeTx(this.db, () => {
       const data = prepare();
+      if (this.hasLeftovers(kind.resourceOf(data))) throw new UndoPending(kind.resourceOf(data));
       const t = now();
       const r = this.db
         .prepare(`INSERT INTO workflows (kind, resource_id, state, data, created_at, updated_at) VALUES (?, ?, 'running', ?, ?, ?)`)
@@ -96,6 +143,15 @@ export class WorkflowEngine {
   }
 
   private async execute<D extends object>(kind: WorkflowKind<D>, id: number, data: D, from: number): Promise<D> {
+    this.active.add(id);
+    try {
+      return await this.executeSteps(kind, id, data, from);
+    } finally {
+      this.active.delete(id);
+    }
+  }
+
+  private async executeSteps<D extends object>(kind: WorkflowKind<D>, id: number, data: D, from: number): Promise<D> {
     const steps = kind.steps(data);
     for (let i = from; i < steps.length; i++) {
       const step = steps[i]!;
@@ -109,6 +165,10 @@ export class WorkflowEngine {
         const cause = toSafeError(err);
         if (cause.code === 'InternalError') this.log.error('workflow step failed', { kind: kind.kind, step: step.name, err });
         this.markStep(id, i, step.name, 'failed', cause.message);
+        if (kind.recovery === 'rollforward' && outcomeUnknown(cause)) {
+          this.log.warn('workflow stalled on a step of unknown outcome; it will be resumed', { id, kind: kind.kind, step: step.name, message: cause.message });
+          throw new StepStalled(kind.kind, i, steps.length, step.name, cause);
+        }
         // A step that failed cleanly changed nothing; one whose outcome is
         // unknown (timeout, lost connection) is undone too, to be safe.
         const undoFrom = outcomeUnknown(cause) ? i : i - 1;
@@ -170,10 +230,11 @@ export class WorkflowEngine {
   }
 
   /**
-   * Finishes or undoes every workflow a crash left running. Rollback kinds
-   * undo every step that started (undo is idempotent; failures become
-   * leftovers) and restore the metadata; rollforward kinds rerun from the
-   * first step not done.
+   * Finishes or undoes every workflow a crash left running. A workflow whose
+   * steps are all done only lacks its final metadata change: it is committed,
+   * whatever its kind. Otherwise rollback kinds undo every step that started
+   * (undo is idempotent; failures become leftovers) and restore the metadata;
+   * rollforward kinds rerun from the first step not done.
    */
   async recover(): Promise<number> {
     const rows = this.db.prepare(`SELECT id, kind, resource_id, data FROM workflows WHERE state = 'running' ORDER BY id`).all() as WorkflowRow[];
@@ -190,8 +251,8 @@ export class WorkflowEngine {
         state: string;
       }[];
       this.log.info('recovering workflow', { id: row.id, kind: row.kind, resource: row.resource_id, recovery: kind.recovery });
-      if (kind.recovery === 'rollforward') {
-        const firstNotDone = steps.findIndex((_, i) => journaled.find((s) => s.idx === i)?.state !== 'done');
+      const firstNotDone = steps.findIndex((_, i) => journaled.find((s) => s.idx === i)?.state !== 'done');
+      if (kind.recovery === 'rollforward' || firstNotDone < 0) {
         try {
           await this.execute(kind, row.id, data, firstNotDone < 0 ? steps.length : firstNotDone);
         } catch (err) {
@@ -209,11 +270,18 @@ export class WorkflowEngine {
 
   /**
    * Retries failed undo steps whose time has come (or all of them, when a
-   * delegate just came back); drops those that succeed.
+   * delegate just came back), or those of one resource; drops those that
+   * succeed. Stalled rollforward workflows are resumed first (resumeStalled).
    */
-  async retryLeftovers(opts: { all?: boolean } = {}): Promise<number> {
+  async retryLeftovers(opts: { all?: boolean; resource?: string } = {}): Promise<number> {
+    await this.resumeStalled();
     const until = opts.all ? '9999' : now();
-    const due = this.db.prepare(`SELECT id, kind, step, data, attempts FROM leftovers WHERE next_attempt_at <= ? ORDER BY id LIMIT 20`).all(until) as {
+    const due = this.db
+      .prepare(
+        `SELECT id, kind, step, data, attempts FROM leftovers WHERE next_attempt_at <= ?
+         AND (? IS NULL OR workflow_id IN (SELECT id FROM workflows WHERE resource_id = ?)) ORDER BY id LIMIT 20`,
+      )
+      .all(until, opts.resource ?? null, opts.resource ?? null) as {
       id: number;
       kind: string;
       step: string;
@@ -239,5 +307,30 @@ export class WorkflowEngine {
       }
     }
     return fixed;
+  }
+
+  /**
+   * Resumes rollforward workflows left running after a step of unknown outcome
+   * (StepStalled), from their first step not done. Bounded: each pass tries
+   * each stalled workflow once.
+   */
+  async resumeStalled(): Promise<number> {
+    const rows = this.db.prepare(`SELECT id, kind, data FROM workflows WHERE state = 'running' ORDER BY id`).all() as Omit<WorkflowRow, 'resource_id'>[];
+    let finished = 0;
+    for (const row of rows) {
+      const kind = this.kinds.get(row.kind);
+      if (!kind || kind.recovery !== 'rollforward' || this.active.has(row.id)) continue;
+      const data = JSON.parse(row.data) as object;
+      const done = this.db.prepare(`SELECT idx FROM workflow_steps WHERE workflow_id = ? AND state = 'done'`).all(row.id) as { idx: number }[];
+      const steps = kind.steps(data);
+      const from = steps.findIndex((_, i) => !done.some((s) => s.idx === i));
+      try {
+        await this.execute(kind, row.id, data, from < 0 ? steps.length : from);
+        finished++;
+      } catch (err) {
+        this.log.warn('stalled workflow not finished yet', { id: row.id, kind: row.kind, message: errorMessage(err) });
+      }
+    }
+    return finished;
   }
 }

@@ -1,0 +1,260 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { CRASH_ENV } from '../../../src/core/crash-points.js';
+import { PkiStore } from '../../../src/pki/store.js';
+import { VBS_SERVICE } from '../../../src/services/vbs.js';
+import { SoapClient } from '../../../src/soap/client.js';
+import { ROOT } from '../harness.js';
+
+const CLI = join(ROOT, 'dist', 'cli', 'main.js');
+const HOSTSIM = join(ROOT, 'dist', 'sim', 'hostsim.js');
+
+export const ROLES = ['volume-delegate', 'vmm-delegate', 'front'] as const;
+export type Role = (typeof ROLES)[number];
+
+export interface StartOptions {
+  /** A crash point (src/core/crash-points.ts) at which the service kills itself. */
+  readonly crashAt?: string;
+  /** An operator's own commands.properties (`vbs serve --commands`). */
+  readonly commands?: string;
+}
+
+interface Running {
+  readonly child: ChildProcess;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+const WAIT_READY_MS = 30_000;
+const WAIT_EXIT_MS = 20_000;
+
+/**
+ * Three `vbs serve` processes, as `vbs up` lays them out (the same CA,
+ * certificates and configuration files), but each one under the test's
+ * control: killed with SIGKILL, restarted with or without a crash point. The
+ * ports are fixed when the cluster is made, so a restarted delegate is found
+ * at the same URL by a front that kept running.
+ *
+ * Everything it starts is tracked by PID: the services, and processes a killed
+ * service left behind (a copy it had started), recognised by the cluster's
+ * own folder in their command line. `destroy` ends them and removes the folder.
+ */
+export class Cluster {
+  private readonly running = new Map<Role, Running>();
+  private readonly starts = new Map<Role, number>();
+  private readonly clients: SoapClient[] = [];
+  private frontUrl = '';
+
+  private constructor(
+    readonly dir: string,
+    private readonly ports: Readonly<Record<Role, number>>,
+  ) {}
+
+  static async create(vms: readonly string[]): Promise<Cluster> {
+    const dir = mkdtempSync(join(tmpdir(), 'vbs-crash-'));
+    try {
+      for (const sub of ['volumes', 'logs', 'vmm-sim']) mkdirSync(join(dir, sub), { recursive: true, mode: 0o700 });
+      const ports = { 'volume-delegate': await freePort(), 'vmm-delegate': await freePort(), front: await freePort() };
+      const cluster = new Cluster(dir, ports);
+      cluster.writeConfigs();
+      for (const vm of vms) cluster.sim('vm', 'create', vm);
+      for (const role of ROLES) await cluster.start(role);
+      return cluster;
+    } catch (err) {
+      rmSync(dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /** The configuration files `vbs up` writes, with fixed ports and brisk polling. */
+  private writeConfigs(): void {
+    const pki = new PkiStore(join(this.dir, 'pki'));
+    pki.ensureCa();
+    const loopback = ['127.0.0.1', 'localhost'];
+    pki.ensureIdentity('front', { commonName: 'vbs-front', use: 'server+client', hosts: loopback });
+    pki.ensureIdentity('volume-delegate', { commonName: 'vbs-volume-delegate', use: 'server', hosts: loopback });
+    pki.ensureIdentity('vmm-delegate', { commonName: 'vbs-vmm-delegate', use: 'server', hosts: loopback });
+    pki.ensureIdentity('admin', { commonName: 'admin', use: 'client' });
+    const tls = (name: string) => ({ key: `pki/${name}.key`, cert: `pki/${name}.crt`, ca: 'pki/ca.crt' });
+    const listen = (role: Role) => ({ host: '127.0.0.1', port: this.ports[role] });
+    const url = (role: Role, path: string) => `https://127.0.0.1:${this.ports[role]}${path}`;
+    const write = (name: string, value: object) => writeFileSync(join(this.dir, name), `${JSON.stringify(value, null, 2)}\n`, { mode: 0o600 });
+    write('volume-delegate.json', {
+      role: 'volume-delegate',
+      name: 'local',
+      listen: listen('volume-delegate'),
+      tls: tls('volume-delegate'),
+      backend: { type: 'file', root: 'volumes' },
+    });
+    write('vmm-delegate.json', {
+      role: 'vmm-delegate',
+      hostName: 'localhost',
+      listen: listen('vmm-delegate'),
+      tls: tls('vmm-delegate'),
+      volumeRoots: ['volumes'],
+      simState: 'vmm-sim',
+    });
+    write('front.json', {
+      role: 'front',
+      listen: listen('front'),
+      tls: tls('front'),
+      database: 'vbs.db',
+      volumeDelegates: [{ name: 'local', url: url('volume-delegate', '/volume-delegate') }],
+      vmmHosts: [{ name: 'localhost', url: url('vmm-delegate', '/vmm-delegate') }],
+      pollIntervalMs: 100,
+      // A delegate back from a kill is noticed (and what waited on it redone) within half a second.
+      healthIntervalMs: 500,
+    });
+    this.frontUrl = url('front', '/vbs');
+  }
+
+  /** Starts `vbs serve <role>` and waits (bounded) for its ready line. */
+  async start(role: Role, opts: StartOptions = {}): Promise<void> {
+    if (this.isRunning(role)) throw new Error(`${role} is already running`);
+    const env = { ...process.env };
+    delete env[CRASH_ENV];
+    if (opts.crashAt) env[CRASH_ENV] = opts.crashAt;
+    const args = [CLI, 'serve', role, '--config', join(this.dir, `${role}.json`), '--exit-with-parent'];
+    if (opts.commands) args.push('--commands', opts.commands);
+    const child = spawn(process.execPath, args, { cwd: this.dir, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const log = createWriteStream(join(this.dir, 'logs', `${role}.log`), { flags: 'a' });
+    child.stderr!.pipe(log);
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('exit', (code, signal) => r({ code, signal })));
+    this.running.set(role, { child, exited });
+    this.starts.set(role, this.generation(role) + 1);
+    await new Promise<void>((resolveReady, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${role} was not ready within ${WAIT_READY_MS} ms; see ${this.logOf(role)}`)), WAIT_READY_MS);
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        if (line.startsWith('{"ready"')) {
+          clearTimeout(timer);
+          resolveReady();
+        }
+      });
+      void exited.then(({ code, signal }) => {
+        clearTimeout(timer);
+        reject(new Error(`${role} exited (${code ?? signal}) before it was ready:\n${this.tail(role)}`));
+      });
+    });
+  }
+
+  /** How many times the service was started: clients of an older generation talk to a dead process. */
+  generation(role: Role): number {
+    return this.starts.get(role) ?? 0;
+  }
+
+  isRunning(role: Role): boolean {
+    const r = this.running.get(role);
+    return Boolean(r && r.child.exitCode === null && r.child.signalCode === null);
+  }
+
+  /** Resolves with the signal that ended the service, or undefined if it still runs after `ms`. */
+  async waitExit(role: Role, ms = WAIT_EXIT_MS): Promise<NodeJS.Signals | null | undefined> {
+    const r = this.running.get(role);
+    if (!r) return null;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<undefined>((res) => (timer = setTimeout(() => res(undefined), ms)));
+    const result = await Promise.race([r.exited.then((e) => e.signal), timeout]);
+    clearTimeout(timer);
+    // Only forget the process waited for, never one started since.
+    if (result !== undefined && this.running.get(role) === r) {
+      this.running.delete(role);
+      this.killStrays();
+    }
+    return result;
+  }
+
+  /** kill -9 the service, wait for it to be gone, and end what it left running. */
+  async kill(role: Role): Promise<void> {
+    const r = this.running.get(role);
+    if (!r) return;
+    if (this.isRunning(role)) r.child.kill('SIGKILL');
+    const signal = await this.waitExit(role);
+    if (signal === undefined) throw new Error(`${role} (pid ${r.child.pid}) survived SIGKILL for ${WAIT_EXIT_MS} ms`);
+  }
+
+  async restart(role: Role, opts: StartOptions = {}): Promise<void> {
+    await this.kill(role);
+    await this.start(role, opts);
+  }
+
+  /**
+   * Processes a killed service left behind (a copy command it had started):
+   * their command line names a file in this cluster's folder and their parent
+   * is none of the services still running. Killed by PID.
+   */
+  killStrays(): void {
+    const ours = new Set([...this.running.values()].filter((r) => r.child.exitCode === null && r.child.signalCode === null).map((r) => r.child.pid));
+    for (const entry of readdirSync('/proc')) {
+      if (!/^[0-9]+$/.test(entry) || ours.has(Number(entry)) || Number(entry) === process.pid) continue;
+      let cmdline: string;
+      let parent: number;
+      try {
+        cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+        parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      } catch {
+        continue;
+      }
+      if (!cmdline.includes(this.dir) || cmdline.includes(`${CLI}\0serve`) || ours.has(parent)) continue;
+      try {
+        process.kill(Number(entry), 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+
+  /** A SOAP client for the admin identity (closed by destroy). */
+  soap(): SoapClient {
+    const pki = (f: string) => readFileSync(join(this.dir, 'pki', f));
+    const c = new SoapClient({ def: VBS_SERVICE, url: this.frontUrl, tls: { key: pki('admin.key'), cert: pki('admin.crt'), ca: pki('ca.crt') }, timeoutMs: 60_000 });
+    this.clients.push(c);
+    return c;
+  }
+
+  /** The host simulator on this cluster's VMM state folder. */
+  sim(...args: string[]): string {
+    return execFileSync(process.execPath, [HOSTSIM, '--state', join(this.dir, 'vmm-sim'), ...args], { encoding: 'utf8' });
+  }
+
+  logOf(role: Role): string {
+    return join(this.dir, 'logs', `${role}.log`);
+  }
+
+  /** The last lines of a service's log, for failure messages. */
+  tail(role: Role, lines = 15): string {
+    try {
+      return readFileSync(this.logOf(role), 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+    } catch {
+      return '(no log)';
+    }
+  }
+
+  /** Ends every process the cluster started and removes its folder. */
+  async destroy(): Promise<void> {
+    for (const c of this.clients.splice(0)) c.close();
+    for (const role of [...ROLES].reverse()) {
+      try {
+        await this.kill(role);
+      } catch {
+        // reported by the test that left it; keep cleaning
+      }
+    }
+    this.killStrays();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolvePort(port));
+    });
+  });
+}
