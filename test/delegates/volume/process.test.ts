@@ -95,13 +95,14 @@ async function until(c: SoapClient, id: string, state: string): Promise<XmlRecor
 }
 
 /** Host-simulator processes working on this state folder (children the killed delegate left behind). */
-function simProcessesOn(state: string): number[] {
+/** Simulator processes on this state folder; with `tool`, only those running that tool. */
+function simProcessesOn(state: string, tool?: string): number[] {
   return readdirSync('/proc')
     .filter((d) => /^[0-9]+$/.test(d))
     .filter((d) => {
       try {
         const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
-        return cmd.includes(state) && cmd.some((a) => a.endsWith('hostsim.js'));
+        return cmd.includes(state) && cmd.some((a) => a.endsWith('hostsim.js')) && (!tool || cmd.includes(tool));
       } catch {
         return false;
       }
@@ -147,7 +148,8 @@ describe('volume delegate process, lvm-iscsi back end', { timeout: 180_000 }, ()
     writeFileSync(join(site.state, 'hang', 'lvrename.rename'), '3600');
     await first.client.call('CreateSnapshot', { snapshotId: SNAP(1), volumeId: VOL(1) });
     await eventually(async () => ((await describeOne(first.client, SNAP(1))).progress === 99 ? true : undefined));
-    await eventually(async () => (simProcessesOn(site.state).length > 0 ? true : undefined));
+    // Wait for the hung rename itself, not for an earlier step (removing the cow LV) still running.
+    await eventually(async () => (simProcessesOn(site.state, 'lvrename').length > 0 ? true : undefined));
     await kill(first.process, 'SIGKILL');
     for (const pid of simProcessesOn(site.state)) process.kill(pid, 'SIGKILL');
     expect(lvNames(site.state)).toEqual([`part.${SNAP(1)}`, VOL(1)]);
