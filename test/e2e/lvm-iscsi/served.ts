@@ -1,0 +1,146 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { promisify } from 'node:util';
+import { VBS_SERVICE } from '../../../src/services/vbs.js';
+import { SoapClient } from '../../../src/soap/client.js';
+import { ROOT, startVbs, VBS_BIN } from '../harness.js';
+import { ietOnlyEnv, type Site } from './site.js';
+
+const run = promisify(execFile);
+const CLI = join(ROOT, 'dist', 'cli', 'main.js');
+
+/** A service this test started, which it may kill and start again on the same port. */
+export interface ServedService {
+  readonly pid: number;
+  kill(): Promise<void>;
+  restart(): Promise<void>;
+}
+
+export interface ServedSite extends Site {
+  readonly vmm: ServedService;
+  stop(): Promise<void>;
+}
+
+/**
+ * The lvm-iscsi deployment with each service run by `vbs serve`, as `vbs up`
+ * runs them, for what `vbs up` cannot do: a front with its own settings
+ * (delegateTimeoutMs) and a VMM delegate that stays down until the test
+ * brings it back (`vbs up` reacts to a service that dies on its own).
+ * `vbs up` lays the folder out first (CA, certificates, configurations, VG,
+ * VMs); its targets are on the simulated IET, so no tgtd outlives it.
+ */
+export async function startServedLvmIscsi(front: Record<string, unknown>): Promise<ServedSite> {
+  const base = await startVbs(['--backend', 'lvm-iscsi'], undefined, ietOnlyEnv());
+  await base.stop(true);
+  const dir = base.dir;
+  const children: ChildProcess[] = [];
+  let api: SoapClient | undefined;
+  const stop = async () => {
+    api?.close();
+    for (const c of [...children].reverse()) await stopChild(c);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const readJson = (f: string) => JSON.parse(readFileSync(join(dir, f), 'utf8')) as Record<string, unknown>;
+    const writeJson = (f: string, v: object) => writeFileSync(join(dir, f), JSON.stringify(v, null, 2), { mode: 0o600 });
+    const volumeUrl = await serve('volume-delegate', dir, children);
+    let vmmChild = children.length;
+    const vmmUrl = await serve('vmm-delegate', dir, children);
+    // Restarts bind the same port, so the front finds the delegate again.
+    writeJson('vmm-delegate.json', { ...readJson('vmm-delegate.json'), listen: { host: '127.0.0.1', port: Number(new URL(vmmUrl).port) } });
+    writeJson('front.json', {
+      ...readJson('front.json'),
+      volumeDelegates: [{ name: 'local', url: volumeUrl }],
+      vmmHosts: [{ name: 'localhost', url: vmmUrl }],
+      pollIntervalMs: 100,
+      healthIntervalMs: 500,
+      ...front,
+    });
+    const url = await serve('front', dir, children);
+    writeJson('client.json', { ...readJson('client.json'), url });
+    const pki = (f: string) => readFileSync(join(dir, 'pki', f));
+    api = new SoapClient({ def: VBS_SERVICE, url, tls: { key: pki('admin.key'), cert: pki('admin.crt'), ca: pki('ca.crt') }, timeoutMs: 60_000 });
+    const vmm: ServedService = {
+      get pid() {
+        return children[vmmChild]!.pid!;
+      },
+      kill: () => stopChild(children[vmmChild]!, 'SIGKILL'),
+      async restart() {
+        vmmChild = children.length;
+        const again = await serve('vmm-delegate', dir, children);
+        if (again !== vmmUrl) throw new Error(`the VMM delegate came back at ${again}, not ${vmmUrl}`);
+      },
+    };
+    return {
+      dir,
+      api,
+      vmm,
+      async cli(...args: string[]) {
+        try {
+          const r = await run(process.execPath, [VBS_BIN, '--config', join(dir, 'client.json'), ...args], { timeout: 120_000 });
+          return { code: 0, stdout: r.stdout, stderr: r.stderr };
+        } catch (err) {
+          const e = err as { code?: number; stdout?: string; stderr?: string };
+          return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+        }
+      },
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** `vbs serve ROLE` with the folder's ROLE.json, stopped with us (stdin closes); resolves with its URL once ready. */
+function serve(role: string, dir: string, children: ChildProcess[]): Promise<string> {
+  const child = spawn(process.execPath, [CLI, 'serve', role, '--config', join(dir, `${role}.json`), '--exit-with-parent'], { cwd: dir, stdio: ['pipe', 'pipe', 'pipe'] });
+  children.push(child);
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr = (stderr + String(d)).slice(-4000)));
+  child.stderr!.pipe(createWriteStream(join(dir, 'logs', `${role}-served.log`), { flags: 'a' }));
+  return new Promise((resolveUrl, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${role} did not start in 60 s: ${stderr}`)), 60_000);
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      const m = /^\{"ready":"([^"]+)"/.exec(line);
+      if (m) {
+        clearTimeout(timer);
+        resolveUrl(m[1]!);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${role} exited with ${code}: ${stderr}`));
+    });
+  });
+}
+
+function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((done) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      done();
+    });
+    child.kill(signal);
+  });
+}
+
+/** The processes whose parent is `pid` and whose command line contains `text` (from /proc). */
+export function childProcesses(pid: number, text: string): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) !== pid) continue;
+      if (readFileSync(`/proc/${d}/cmdline`, 'utf8').replace(/\0/g, ' ').includes(text)) out.push(Number(d));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
