@@ -23,7 +23,12 @@ export class CommandCatalog {
     const settings = new Map<string, string>();
     const patterns = new Map<string, Pattern>();
     for (const [key, value] of Object.entries(props)) {
-      if (SETTING_KEYS.test(key)) settings.set(key, value.trim());
+      if (SETTING_KEYS.test(key)) {
+        if (key.endsWith('.timeoutMs') && !/^[1-9][0-9]{0,8}$/.test(value.trim())) {
+          throw new Error(`commands: ${source}: ${key} must be a whole number of milliseconds, not '${value.trim()}'`);
+        }
+        settings.set(key, value.trim());
+      }
       else patterns.set(key, parsePattern(key, value));
     }
     return new CommandCatalog(source, settings, patterns);
@@ -51,5 +56,9 @@ export class CommandCatalog {
   }
 }
 
-/** Keys whose values are settings (a word), not command patterns. */
-const SETTING_KEYS = /^(?:vmm\.adapter|volume\.backend|[a-z]+\.[a-z0-9-]+\.(?:timeoutMs|option\.[A-Za-z]+))$/;
+/**
+ * Keys whose values are settings (a word), not command patterns: the adapter
+ * choices, and `<pattern key>.timeoutMs` / `<group>.option.<name>` for keys of
+ * any depth (vmm.sim.attach-device.timeoutMs, vmm.xen.iscsi.login.timeoutMs).
+ */
+const SETTING_KEYS = /^(?:vmm\.adapter|volume\.backend|[a-z]+(?:\.[a-z0-9-]+)+\.(?:timeoutMs|option\.[A-Za-z]+))$/;

@@ -59,6 +59,21 @@ describe('command patterns', () => {
   });
 });
 
+describe('settings in commands.properties', () => {
+  it('reads a timeout for a pattern key of any depth, and does not take it for a pattern', () => {
+    const c = CommandCatalog.fromText('vmm.sim.attach-device = xm block-attach <vmId> phy:<vmmDev> <vmDev> <mode>\nvmm.sim.attach-device.timeoutMs = 4000\nvmm.xen.iscsi.login.timeoutMs = 15000');
+    expect(c.setting('vmm.sim.attach-device.timeoutMs')).toBe('4000');
+    expect(c.setting('vmm.xen.iscsi.login.timeoutMs')).toBe('15000');
+    expect(c.has('vmm.sim.attach-device.timeoutMs')).toBe(false);
+    expect(c.has('vmm.sim.attach-device')).toBe(true);
+  });
+
+  it('refuses a timeout that is not a whole number of milliseconds when it loads', () => {
+    expect(() => CommandCatalog.fromText('vmm.sim.attach.timeoutMs = soon')).toThrow(/vmm.sim.attach.timeoutMs must be a whole number of milliseconds/);
+    expect(() => CommandCatalog.fromText('vmm.sim.attach.timeoutMs = 0')).toThrow(/whole number/);
+  });
+});
+
 describe('command runner', () => {
   const dir = mkdtempSync(join(tmpdir(), 'vbs-runner-'));
   // Tiny programs for the runner to run (patterns themselves cannot hold code).
