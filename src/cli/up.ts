@@ -3,12 +3,14 @@ import { up } from '../deploy/all-in-one.js';
 
 /**
  * `vbs up`: the all-in-one deployment on embedded defaults. Runs until
- * SIGINT/SIGTERM, then stops its services in reverse order.
+ * SIGINT/SIGTERM, then stops its services in reverse order. A service that
+ * stops unexpectedly is restarted; one that keeps dying stops everything,
+ * and `vbs up` exits 1.
  */
 export function registerUp(program: Command): void {
   program
     .command('up')
-    .description('run VBS on this machine: front, a file volume delegate and a simulated VMM host, on 127.0.0.1')
+    .description('run VBS on this machine: front, a volume delegate and a simulated VMM host on 127.0.0.1, each restarted if it stops')
     .option('--data <dir>', 'state folder (metadata, volumes, certificates, logs)', './vbs-data')
     .option('--port <n>', 'port of the front service', '8443')
     .option('--commands <file>', 'an operator\'s own commands.properties')
@@ -57,8 +59,9 @@ export function registerUp(program: Command): void {
           '',
         ].join('\n'),
       );
-      void dep.died.then((role) => {
-        process.stderr.write(`vbs up: the ${role} service stopped unexpectedly; stopping.\n`);
+      void dep.gaveUp.then((message) => {
+        if (stopping) return;
+        process.stderr.write(`vbs up: ${message}\n`);
         stop(1);
       });
     });

@@ -1,11 +1,12 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { VBS_HOME } from '../core/paths.js';
 import { PkiStore, writeAtomic } from '../pki/store.js';
-import { canRunTgtd, startTgtd, type RunningTgtd } from './tgtd.js';
+import { LogFiles } from './log-files.js';
+import { startServe } from './service-process.js';
+import { Supervisor, type SupervisedService } from './supervisor.js';
+import { canRunTgtd, freeTgtdPorts, startTgtd, type TgtdPorts } from './tgtd.js';
 
 export interface UpOptions {
   readonly dataDir: string;
@@ -15,14 +16,17 @@ export interface UpOptions {
   readonly simVms?: readonly string[];
   /** `file` (default): volumes as files; `lvm-iscsi`: LVs of a simulated VG, exported over iSCSI. */
   readonly backend?: 'file' | 'lvm-iscsi';
+  /** Where restarts and give-ups are reported, a line each (stderr by default). */
+  readonly report?: (line: string) => void;
 }
 
 export interface Deployment {
   readonly frontUrl: string;
   readonly clientConfig: string;
+  /** Stops every service, in reverse order of start; idempotent. */
   stop(): Promise<void>;
-  /** Resolves when any service exits on its own (it should not). */
-  readonly died: Promise<string>;
+  /** Resolves with a message when a service keeps dying and the supervisor gave up on it. */
+  readonly gaveUp: Promise<string>;
   /** What serves the volumes, for the start-up banner. */
   readonly storage: string;
 }
@@ -34,11 +38,18 @@ export const DEFAULT_SIM_VMS = ['vm1', 'vm2', 'vm3'];
 export const SIM_VG = 'vbs';
 const SIM_VG_BYTES = 256 * 1024 ** 3;
 export const IQN_PREFIX = 'iqn.2026-11.org.vbs';
+/** How long a service may take to accept requests (the front recovers its journal first). */
+const READY_TIMEOUT_MS = 120_000;
+const ROLES = ['volume-delegate', 'vmm-delegate', 'front'] as const;
+type Role = (typeof ROLES)[number];
 
 /**
  * The all-in-one deployment: a CA and certificates on first start, then one
- * process per service on 127.0.0.1 (delegates first, on free ports, then the
- * front), and DIR/client.json for the admin once the front accepts requests.
+ * process per service on 127.0.0.1 (tgtd when it runs a real one, the
+ * delegates, then the front), and DIR/client.json for the admin once the front
+ * accepts requests. A service that stops unexpectedly is restarted on the same
+ * port (see Supervisor): the first port each one got is written into its
+ * configuration, so the front's and the client's URLs stay true.
  */
 export async function up(opts: UpOptions): Promise<Deployment> {
   const dir = resolve(opts.dataDir);
@@ -55,57 +66,83 @@ export async function up(opts: UpOptions): Promise<Deployment> {
   // One simulated site: the VG, the IET and the VMM host share a state folder,
   // so the simulated initiator finds what the simulated target exports.
   if (backendType === 'lvm-iscsi') seedSimVg(join(dir, 'vmm-sim'));
-  const tgtd = backendType === 'lvm-iscsi' && canRunTgtd() ? await startTgtd(join(dir, 'logs', 'tgtd.log')) : undefined;
+  const tgtdPorts = backendType === 'lvm-iscsi' && canRunTgtd() ? await freeTgtdPorts() : undefined;
 
+  const logs = new LogFiles(join(dir, 'logs'));
   const tls = (name: string) => ({ key: `pki/${name}.key`, cert: `pki/${name}.crt`, ca: 'pki/ca.crt' });
   const commands = opts.commands ? resolve(opts.commands) : undefined;
   const listen = (port: number) => ({ host: '127.0.0.1', port });
-  writeJson(join(dir, 'volume-delegate.json'), {
-    role: 'volume-delegate',
-    name: 'local',
-    listen: listen(0),
-    tls: tls('volume-delegate'),
-    ...(commands ? { commands } : {}),
-    backend: backendType === 'file' ? { type: 'file', root: 'volumes' } : lvmIscsiBackend(tgtd),
-  });
-  writeJson(join(dir, 'vmm-delegate.json'), {
-    role: 'vmm-delegate',
-    hostName: 'localhost',
-    listen: listen(0),
-    tls: tls('vmm-delegate'),
-    ...(commands ? { commands } : {}),
-    volumeRoots: ['volumes'],
-    simState: 'vmm-sim',
-  });
-
-  const children: ChildProcess[] = [];
-  let deathReport: (msg: string) => void = () => {};
-  const died = new Promise<string>((r) => (deathReport = r));
-  let stopping = false;
-  const stop = async () => {
-    stopping = true;
-    for (const c of [...children].reverse()) await stopChild(c);
-    await tgtd?.stop();
-  };
-  try {
-    const volumeUrl = await startChild('volume-delegate', dir, children, () => !stopping && deathReport('volume-delegate'));
-    const vmmUrl = await startChild('vmm-delegate', dir, children, () => !stopping && deathReport('vmm-delegate'));
-    writeJson(join(dir, 'front.json'), {
+  const urls = new Map<Role, string>();
+  const configs: Record<Role, () => object> = {
+    'volume-delegate': () => ({
+      role: 'volume-delegate',
+      name: 'local',
+      listen: listen(0),
+      tls: tls('volume-delegate'),
+      ...(commands ? { commands } : {}),
+      backend: backendType === 'file' ? { type: 'file', root: 'volumes' } : lvmIscsiBackend(tgtdPorts),
+    }),
+    'vmm-delegate': () => ({
+      role: 'vmm-delegate',
+      hostName: 'localhost',
+      listen: listen(0),
+      tls: tls('vmm-delegate'),
+      ...(commands ? { commands } : {}),
+      volumeRoots: ['volumes'],
+      simState: 'vmm-sim',
+    }),
+    front: () => ({
       role: 'front',
       listen: listen(opts.port),
       tls: tls('front'),
       database: 'vbs.db',
-      volumeDelegates: [{ name: 'local', url: volumeUrl }],
-      vmmHosts: [{ name: 'localhost', url: vmmUrl }],
+      volumeDelegates: [{ name: 'local', url: urls.get('volume-delegate') }],
+      vmmHosts: [{ name: 'localhost', url: urls.get('vmm-delegate') }],
+    }),
+  };
+  const configFile = (role: Role) => join(dir, `${role}.json`);
+  const serve = (role: Role): SupervisedService => ({
+    name: role,
+    logFile: logs.path(role),
+    start: (abort) =>
+      startServe({ cli: CLI, role, configFile: configFile(role), cwd: dir, log: logs.stream(role), logFile: logs.path(role), readyTimeoutMs: READY_TIMEOUT_MS }, abort),
+  });
+  const services: SupervisedService[] = [
+    ...(tgtdPorts
+      ? [{ name: 'tgtd', logFile: logs.path('tgtd'), dependents: ['volume-delegate'], start: () => startTgtd(logs.stream('tgtd'), logs.path('tgtd'), tgtdPorts) }]
+      : []),
+    ...ROLES.map(serve),
+  ];
+  const supervisor = new Supervisor(services, {
+    report: opts.report ?? ((line) => process.stderr.write(`${line}\n`)),
+    log: (service, level, msg, fields) => logs.line(service, level, msg, fields),
+  });
+  const stop = async () => {
+    await supervisor.stop();
+    await logs.close();
+  };
+  try {
+    // Each service's configuration is written just before its first start;
+    // then its port is pinned there, for its restarts.
+    writeJson(configFile('volume-delegate'), configs['volume-delegate']());
+    writeJson(configFile('vmm-delegate'), configs['vmm-delegate']());
+    await supervisor.startAll((name, handle) => {
+      const role = ROLES.find((r) => r === name);
+      if (!role || !handle.url) return;
+      urls.set(role, handle.url);
+      writeJson(configFile(role), { ...configs[role](), listen: listen(Number(new URL(handle.url).port)) });
+      // The front's configuration names the delegates' URLs: written once both serve.
+      if (role === 'vmm-delegate') writeJson(configFile('front'), configs.front());
     });
-    const frontUrl = await startChild('front', dir, children, () => !stopping && deathReport('front'));
+    const frontUrl = urls.get('front')!;
     const clientConfig = join(dir, 'client.json');
     writeJson(clientConfig, { url: frontUrl, ...tls('admin') });
+    const tgtd = supervisor.handle('tgtd');
     const storage =
       backendType === 'file'
         ? 'files in volumes/'
-        : `LVs of the simulated VG ${SIM_VG}, iSCSI targets on ${tgtd ? `a real tgtd at ${tgtd.portal} (PID ${tgtd.pid})` : 'the simulated IET'}`;
-    return { frontUrl, clientConfig, stop, died, storage };
+        : `LVs of the simulated VG ${SIM_VG}, iSCSI targets on ${tgtdPorts && tgtd ? `a real tgtd at 127.0.0.1:${tgtdPorts.port} (PID ${tgtd.pid})` : 'the simulated IET'}`;
+    return { frontUrl, clientConfig, stop, gaveUp: supervisor.gaveUp, storage };
   } catch (err) {
     await stop();
     throw err;
@@ -116,14 +153,14 @@ export async function up(opts: UpOptions): Promise<Deployment> {
  * The lvm-iscsi back end on the host simulator's VG: targets on a real tgtd
  * when one runs here (its portal is real), else on the simulated IET.
  */
-function lvmIscsiBackend(tgtd: RunningTgtd | undefined): object {
+function lvmIscsiBackend(tgtd: TgtdPorts | undefined): object {
   return {
     type: 'lvm-iscsi',
     vg: SIM_VG,
     iqnPrefix: IQN_PREFIX,
     stateDir: 'volume-delegate-state',
     simState: 'vmm-sim',
-    ...(tgtd ? { target: 'tgt', portal: tgtd.portal, tgtControlPort: tgtd.controlPort } : { target: 'iet', portal: '127.0.0.1:3260' }),
+    ...(tgtd ? { target: 'tgt', portal: `127.0.0.1:${tgtd.port}`, tgtControlPort: tgtd.controlPort } : { target: 'iet', portal: '127.0.0.1:3260' }),
   };
 }
 
@@ -143,47 +180,4 @@ function seedSimVms(stateDir: string, vms: readonly string[]): void {
   const sim = (...args: string[]) => execFileSync(process.execPath, [HOSTSIM, '--state', stateDir, ...args], { encoding: 'utf8' });
   if ((JSON.parse(sim('vm', 'list')) as unknown[]).length > 0) return;
   for (const vm of vms) sim('vm', 'create', vm);
-}
-
-/** Starts `vbs serve <role>` and resolves with its URL once it prints its ready line. */
-function startChild(role: string, dir: string, children: ChildProcess[], onUnexpectedExit: () => void): Promise<string> {
-  const log = createWriteStream(join(dir, 'logs', `${role}.log`), { flags: 'a' });
-  // stdin is a pipe that only closes when `up` is gone, however it ended.
-  const child = spawn(process.execPath, [CLI, 'serve', role, '--config', join(dir, `${role}.json`), '--exit-with-parent'], {
-    cwd: dir,
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  child.stderr!.pipe(log);
-  return new Promise((resolveUrl, reject) => {
-    const lines = createInterface({ input: child.stdout! });
-    let ready = false;
-    lines.on('line', (line) => {
-      try {
-        const msg = JSON.parse(line) as { ready?: string };
-        if (msg.ready && !ready) {
-          ready = true;
-          resolveUrl(msg.ready);
-        }
-      } catch {
-        // not a control line
-      }
-    });
-    child.once('exit', (code, signal) => {
-      if (!ready) reject(new Error(`${role} exited (${code ?? signal}) before it was ready; see ${join(dir, 'logs', `${role}.log`)}`));
-      else onUnexpectedExit();
-    });
-  });
-}
-
-function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolveStop) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolveStop();
-    });
-    child.kill('SIGTERM');
-  });
 }

@@ -1,14 +1,24 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { createWriteStream, existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { delimiter, join } from 'node:path';
+import type { Writable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
+import { describeExit } from './service-process.js';
 
 export interface RunningTgtd {
   readonly portal: string;
   readonly controlPort: number;
   readonly pid: number;
+  /** Resolves once tgtd is gone, with how it ended. */
+  readonly exited: Promise<string>;
   stop(): Promise<void>;
+}
+
+/** Where a tgtd listens: a restarted one keeps them, since configurations and VMM hosts name the portal. */
+export interface TgtdPorts {
+  readonly port: number;
+  readonly controlPort: number;
 }
 
 /** True when a real tgtd can run here: installed, and we are root (it needs to be). */
@@ -39,22 +49,32 @@ function freeControlPort(): number {
   throw new Error('no free tgtd control port');
 }
 
+/** Free ports for a new tgtd of the deployment's own. */
+export async function freeTgtdPorts(): Promise<TgtdPorts> {
+  return { port: await freePort(), controlPort: freeControlPort() };
+}
+
 /**
- * Starts a tgtd of the deployment's own on a free port of 127.0.0.1 and waits
- * until tgtadm reaches it. Stopping removes its targets (tgtd refuses to stop
- * with targets), asks it to stop, and kills it by its PID if it lingers.
+ * Starts a tgtd of the deployment's own on 127.0.0.1 and waits until tgtadm
+ * reaches it. Stopping removes its targets (tgtd refuses to stop with
+ * targets), asks it to stop, and kills it by its PID if it lingers. Its
+ * output goes to `log`, which is left open (a restarted tgtd writes there too).
  */
-export async function startTgtd(logFile: string): Promise<RunningTgtd> {
-  const port = await freePort();
-  const controlPort = freeControlPort();
-  const log = createWriteStream(logFile, { flags: 'a' });
+export async function startTgtd(log: Writable, logFile: string, ports: TgtdPorts): Promise<RunningTgtd> {
+  const { port, controlPort } = ports;
   const child = spawn('tgtd', ['-f', '-C', String(controlPort), '--iscsi', `portal=127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout!.pipe(log);
-  child.stderr!.pipe(log);
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.stdout!.pipe(log, { end: false });
+  child.stderr!.pipe(log, { end: false });
+  const exited = new Promise<string>((r) => {
+    child.once('exit', (code, signal) => r(describeExit(code, signal)));
+    // It could not be started at all (the exit event may never come).
+    child.once('error', (err) => r(`could not run tgtd: ${err.message}`));
+  });
+  let gone = false;
+  void exited.then(() => (gone = true));
   const tgtadm = (...args: string[]) => execFileSync('tgtadm', ['-C', String(controlPort), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   const stop = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
+    if (gone || child.exitCode !== null || child.signalCode !== null) return;
     try {
       const show = tgtadm('--lld', 'iscsi', '--op', 'show', '--mode', 'target');
       for (const m of show.matchAll(/^Target (\d+):/gm)) tgtadm('--lld', 'iscsi', '--op', 'delete', '--mode', 'target', '--tid', m[1]!, '--force');
@@ -67,7 +87,7 @@ export async function startTgtd(logFile: string): Promise<RunningTgtd> {
     clearTimeout(timer);
   };
   for (let attempt = 0; ; attempt++) {
-    if (child.exitCode !== null) throw new Error(`tgtd exited with ${child.exitCode}; see ${logFile}`);
+    if (gone) throw new Error(`tgtd exited (${await exited}); see ${logFile}`);
     try {
       tgtadm('--lld', 'iscsi', '--op', 'show', '--mode', 'target');
       break;
@@ -79,5 +99,5 @@ export async function startTgtd(logFile: string): Promise<RunningTgtd> {
       await delay(100);
     }
   }
-  return { portal: `127.0.0.1:${port}`, controlPort, pid: child.pid!, stop };
+  return { portal: `127.0.0.1:${port}`, controlPort, pid: child.pid!, exited, stop };
 }
