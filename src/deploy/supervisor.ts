@@ -1,5 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { Mutex } from '../delegates/volume/mutex.js';
+import { Mutex } from '../core/mutex.js';
 import { DEFAULT_RESTART_POLICY, RestartBudget, type RestartPolicy } from './restart-policy.js';
 import type { ServiceHandle } from './service-process.js';
 

@@ -4,7 +4,7 @@ import { VOLUME_ID } from '../../core/ids.js';
 import type { ExportEntry } from './backend.js';
 import type { ExportRegistry } from './export-registry.js';
 import type { TargetInfo, TargetTool } from './iscsi-targets.js';
-import { Mutex } from './mutex.js';
+import { Mutex } from '../../core/mutex.js';
 
 /** The LUN a volume is on inside its target (tgt keeps LUN 0 for its controller). */
 export const VOLUME_LUN = 1;

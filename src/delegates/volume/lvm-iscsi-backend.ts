@@ -6,7 +6,7 @@ import { ExportRegistry } from './export-registry.js';
 import { IscsiExports, volumeNotFound } from './iscsi-exports.js';
 import type { TargetTool } from './iscsi-targets.js';
 import type { LvInfo, LvmTools } from './lvm-tools.js';
-import { Mutex } from './mutex.js';
+import { Mutex } from '../../core/mutex.js';
 
 const MiB = 1024 ** 2;
 /** A copy in progress: renamed to the object's id only when whole. */
