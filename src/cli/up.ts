@@ -15,11 +15,17 @@ export function registerUp(program: Command): void {
     .option('--port <n>', 'port of the front service', '8443')
     .option('--commands <file>', 'an operator\'s own commands.properties')
     .option('--backend <type>', 'file (volumes as files) or lvm-iscsi (LVs of a simulated VG, exported over iSCSI)', 'file')
+    .option('--target <daemon>', 'lvm-iscsi only: auto (a real tgtd when installed and root, else the simulated IET), iet or tgt', 'auto')
     .action(async (opts) => {
       const port = Number(opts.port);
       const backend = opts.backend;
       if (backend !== 'file' && backend !== 'lvm-iscsi') {
         process.stderr.write(`vbs: --backend must be file or lvm-iscsi\n`);
+        process.exit(2);
+      }
+      const target = opts.target;
+      if (target !== 'auto' && target !== 'iet' && target !== 'tgt') {
+        process.stderr.write(`vbs: --target must be auto, iet or tgt\n`);
         process.exit(2);
       }
       if (!Number.isInteger(port) || port < 0 || port > 65535) {
@@ -40,7 +46,7 @@ export function registerUp(program: Command): void {
       process.once('SIGTERM', () => stop(0));
       let dep;
       try {
-        dep = await up({ dataDir: opts.data, port, commands: opts.commands, backend });
+        dep = await up({ dataDir: opts.data, port, commands: opts.commands, backend, target });
       } catch (err) {
         if (stopping) return;
         process.stderr.write(`vbs up: ${(err as Error).message}\n`);

@@ -16,6 +16,8 @@ export interface UpOptions {
   readonly simVms?: readonly string[];
   /** `file` (default): volumes as files; `lvm-iscsi`: LVs of a simulated VG, exported over iSCSI. */
   readonly backend?: 'file' | 'lvm-iscsi';
+  /** lvm-iscsi only: the target daemon. `auto` (default): a real tgtd when one can run here, else the simulated IET. */
+  readonly target?: 'auto' | 'iet' | 'tgt';
   /** Where restarts and give-ups are reported, a line each (stderr by default). */
   readonly report?: (line: string) => void;
 }
@@ -66,7 +68,10 @@ export async function up(opts: UpOptions): Promise<Deployment> {
   // One simulated site: the VG, the IET and the VMM host share a state folder,
   // so the simulated initiator finds what the simulated target exports.
   if (backendType === 'lvm-iscsi') seedSimVg(join(dir, 'vmm-sim'));
-  const tgtdPorts = backendType === 'lvm-iscsi' && canRunTgtd() ? await freeTgtdPorts() : undefined;
+  const target = opts.target ?? 'auto';
+  if (target === 'tgt' && !canRunTgtd()) throw new Error('--target tgt needs tgtd and tgtadm on PATH and root (install the Debian package tgt)');
+  const realTgtd = backendType === 'lvm-iscsi' && (target === 'tgt' || (target === 'auto' && canRunTgtd()));
+  const tgtdPorts = realTgtd ? await freeTgtdPorts() : undefined;
 
   const logs = new LogFiles(join(dir, 'logs'));
   const tls = (name: string) => ({ key: `pki/${name}.key`, cert: `pki/${name}.crt`, ca: 'pki/ca.crt' });

@@ -6,7 +6,6 @@ import {
   backendOf,
   expectCheckClean,
   GiB,
-  ietOnlyEnv,
   IQN_PREFIX,
   iscsiLs,
   lvFile,
@@ -25,8 +24,8 @@ import {
  * the VMM host's iSCSI sessions and its VMs' disks.
  */
 const MODES = [
-  { label: canRunTgtd() ? 'a real tgtd started by vbs up' : 'the simulated IET (no tgtd can run here)', target: canRunTgtd() ? 'tgt' : 'iet', env: process.env },
-  { label: 'the simulated IET (tgtd kept off PATH)', target: 'iet', env: ietOnlyEnv() },
+  { label: canRunTgtd() ? 'a real tgtd started by vbs up' : 'the simulated IET (no tgtd can run here)', target: canRunTgtd() ? 'tgt' : 'iet' },
+  { label: 'the simulated IET (vbs up --target iet)', target: 'iet' },
 ] as const;
 
 interface Volume {
@@ -79,7 +78,7 @@ for (const mode of MODES) {
     let clone: Volume;
 
     beforeAll(async () => {
-      vbs = await startVbs(['--backend', 'lvm-iscsi'], undefined, mode.env);
+      vbs = await startVbs(['--backend', 'lvm-iscsi', '--target', mode.target]);
       site = { dir: vbs.dir, cli: (...a) => vbs.cli(...a), api: vbs.soap() };
       b = backendOf(vbs.dir);
     });

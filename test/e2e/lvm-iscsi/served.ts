@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { VBS_SERVICE } from '../../../src/services/vbs.js';
 import { SoapClient } from '../../../src/soap/client.js';
 import { ROOT, startVbs, VBS_BIN } from '../harness.js';
-import { ietOnlyEnv, type Site } from './site.js';
+import type { Site } from './site.js';
 
 const run = promisify(execFile);
 const CLI = join(ROOT, 'dist', 'cli', 'main.js');
@@ -32,7 +32,7 @@ export interface ServedSite extends Site {
  * VMs); its targets are on the simulated IET, so no tgtd outlives it.
  */
 export async function startServedLvmIscsi(front: Record<string, unknown>): Promise<ServedSite> {
-  const base = await startVbs(['--backend', 'lvm-iscsi'], undefined, ietOnlyEnv());
+  const base = await startVbs(['--backend', 'lvm-iscsi', '--target', 'iet']);
   await base.stop(true);
   const dir = base.dir;
   const children: ChildProcess[] = [];

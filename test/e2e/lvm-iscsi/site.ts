@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { expect } from 'vitest';
 import type { SoapClient } from '../../../src/soap/client.js';
 import type { Record as XmlRecord } from '../../../src/soap/xml.js';
@@ -40,19 +40,6 @@ export function backendOf(dir: string): BackendConfig {
   const cfg = JSON.parse(readFileSync(join(dir, 'volume-delegate.json'), 'utf8')) as { backend: BackendConfig & { type: string } };
   if (cfg.backend.type !== 'lvm-iscsi') throw new Error(`${dir} does not run the lvm-iscsi back end`);
   return { ...cfg.backend, simState: join(dir, cfg.backend.simState), stateDir: join(dir, cfg.backend.stateDir) };
-}
-
-/**
- * The environment for a `vbs up` that must export on the simulated IET even
- * where tgtd is installed: `vbs up` starts a tgtd only when it finds one on
- * PATH (there is no option to choose), so the folders holding tgtd are left out.
- */
-export function ietOnlyEnv(): NodeJS.ProcessEnv {
-  const path = (process.env.PATH ?? '')
-    .split(delimiter)
-    .filter((d) => d && !existsSync(join(d, 'tgtd')))
-    .join(delimiter);
-  return { ...process.env, PATH: path };
 }
 
 export function hostsim(simState: string, ...args: string[]): string {
