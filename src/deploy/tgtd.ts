@@ -21,10 +21,13 @@ export interface TgtdPorts {
   readonly controlPort: number;
 }
 
+function onPath(command: string): boolean {
+  return (process.env.PATH ?? '').split(delimiter).some((d) => d && existsSync(join(d, command)));
+}
+
 /** True when a real tgtd can run here: installed, and we are root (it needs to be). */
 export function canRunTgtd(): boolean {
-  if (process.getuid?.() !== 0) return false;
-  return (process.env.PATH ?? '').split(delimiter).some((d) => d && existsSync(join(d, 'tgtd')) && existsSync(join(d, 'tgtadm')));
+  return process.getuid?.() === 0 && onPath('tgtd') && onPath('tgtadm');
 }
 
 function freePort(): Promise<number> {
@@ -62,7 +65,12 @@ export async function freeTgtdPorts(): Promise<TgtdPorts> {
  */
 export async function startTgtd(log: Writable, logFile: string, ports: TgtdPorts): Promise<RunningTgtd> {
   const { port, controlPort } = ports;
-  const child = spawn('tgtd', ['-f', '-C', String(controlPort), '--iscsi', `portal=127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const tgtd = ['tgtd', '-f', '-C', String(controlPort), '--iscsi', `portal=127.0.0.1:${port}`];
+  // tgtd cannot watch a pipe as `vbs serve --exit-with-parent` does, so the
+  // kernel ends it if `vbs up` dies without stopping it (util-linux setpriv
+  // sets the parent-death signal, then becomes tgtd: same PID).
+  const argv = onPath('setpriv') ? ['setpriv', '--pdeathsig', 'KILL', '--', ...tgtd] : tgtd;
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.pipe(log, { end: false });
   child.stderr!.pipe(log, { end: false });
   const exited = new Promise<string>((r) => {

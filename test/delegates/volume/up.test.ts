@@ -50,4 +50,13 @@ describe('vbs up --backend lvm-iscsi', { timeout: 240_000 }, () => {
     expect(lvNames(join(vbs.dir, 'vmm-sim'))).toEqual([snapshotId, volumeId]);
     expect(await (async () => String(((await again.soap().call('DescribeVolumes', { volumeId: [volumeId] })).volume as XmlRecord[])[0]!.status))()).toBe('available');
   });
+
+  it('leaves no tgtd behind when vbs up itself is killed', async () => {
+    const vbs = await startVbs(['--backend', 'lvm-iscsi', '--target', 'tgt']);
+    running.push(vbs);
+    const portal = (JSON.parse(readFileSync(join(vbs.dir, 'volume-delegate.json'), 'utf8')) as { backend: { portal: string } }).backend.portal;
+    expect(await listening(portal)).toBe(true);
+    vbs.process.kill('SIGKILL');
+    await eventually(async () => ((await listening(portal)) ? undefined : true), 20_000);
+  });
 });
