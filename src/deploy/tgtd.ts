@@ -1,7 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { delimiter, join } from 'node:path';
+import { freePort } from '../core/free-port.js';
 import type { Writable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import { describeExit } from './service-process.js';
@@ -30,16 +30,6 @@ export function canRunTgtd(): boolean {
   return process.getuid?.() === 0 && onPath('tgtd') && onPath('tgtadm');
 }
 
-function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const s = createServer();
-    s.once('error', fail);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => done(port));
-    });
-  });
-}
 
 /** A control port (tgtd takes 0..32767) no other tgtd on this host uses. */
 function freeControlPort(): number {

@@ -1,6 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from '../../src/core/free-port.js';
+export { freePort };
 
 /**
  * A real iSCSI target for tests: tgtd (userspace, Debian's `tgt`) on a free
@@ -16,16 +17,6 @@ export interface RealTarget {
   stop(): Promise<void>;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 function tgtadm(control: number, args: string[]): { code: number | null; stderr: string } {
   const r = spawnSync('tgtadm', ['-C', String(control), ...args], { encoding: 'utf8', timeout: 10_000 });

@@ -1,6 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CommandCatalog } from '../../../src/commands/catalog.js';
@@ -8,6 +7,12 @@ import { silentLogger } from '../../../src/core/log.js';
 import { VolumeDelegateConfigSchema, type VolumeDelegateConfig } from '../../../src/config/service-config.js';
 import type { VolumeBackend } from '../../../src/delegates/volume/backend.js';
 import { openBackend } from '../../../src/delegates/volume/main.js';
+import { freePort } from '../../../src/core/free-port.js';
+import { eventually as eventuallyWithin } from '../../e2e/harness.js';
+
+/** Polls until `check` returns a value; bounded (longer than the e2e default: simulated LVM is slow under load). */
+export const eventually = <T>(check: () => Promise<T | undefined>, ms = 60_000, every = 50): Promise<T> => eventuallyWithin(check, ms, every);
+export { freePort };
 
 export const ROOT = resolve(import.meta.dirname, '../../..');
 export const HOSTSIM = join(ROOT, 'dist', 'sim', 'hostsim.js');
@@ -93,16 +98,6 @@ export async function openLvm(cfg: LvmBackendConfig, extraCommands = ''): Promis
   return { backend: await openBackend(cfg, catalog, log as typeof silentLogger), ran };
 }
 
-/** Polls until `check` returns a value; bounded. */
-export async function eventually<T>(check: () => Promise<T | undefined>, ms = 60_000, every = 50): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`condition not met within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, every));
-  }
-}
 
 export async function ready(backend: VolumeBackend, id: string): Promise<void> {
   await eventually(async () => {
@@ -112,16 +107,6 @@ export async function ready(backend: VolumeBackend, id: string): Promise<void> {
   });
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const s = createServer();
-    s.once('error', fail);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => done(port));
-    });
-  });
-}
 
 export interface Tgtd {
   port: number;
