@@ -22,6 +22,14 @@ import { ROOT } from './harness.js';
  *   workflow or pending undo, every attachment's disk on its VM and every VM
  *   disk on a volume file backed by an attachment, every usable volume and
  *   completed snapshot with its file, and no file without a row.
+ *
+ * An lvm-iscsi delegate on the host simulator is read the same way through
+ * the tools a storage node has: its objects are the LVs `lvs` lists (a
+ * `part.`/`cow.` LV is a partial copy), and, once quiet, each of its iSCSI
+ * targets (`iet list`, or `tgtadm --op show` for a real tgtd) must serve an
+ * attached volume and each attached volume must have one; on the VMM host,
+ * each iSCSI session (`iscsiadm -m session`) must be for a volume attached
+ * there, and each by-path disk must have its session.
  */
 export interface InvariantOptions {
   /** Check the quiet-deployment invariants too (default true). */
@@ -30,8 +38,19 @@ export interface InvariantOptions {
 
 export interface VolumeDelegateView {
   readonly name: string;
-  readonly root: string;
+  /** The file back end's folder. */
+  readonly root?: string;
+  /** The lvm-iscsi back end on the host simulator. */
+  readonly lvm?: LvmIscsiView;
   readonly capacityGiB?: number;
+}
+
+export interface LvmIscsiView {
+  readonly simState: string;
+  readonly vg: string;
+  readonly target: 'iet' | 'tgt';
+  readonly tgtControlPort?: number;
+  readonly iqnPrefix: string;
 }
 
 export interface VmmHostView {
@@ -72,10 +91,14 @@ export function deploymentView(dir: string): DeploymentView {
     const at = (p: string) => resolve(dirname(join(dir, f)), p);
     if (cfg.role === 'front' && typeof cfg.database === 'string') database = at(cfg.database);
     if (cfg.role === 'volume-delegate') {
-      const backend = cfg.backend as { type: string; root: string; capacityGiB?: number };
-      // Only file back ends are looked at: their objects are files under one root.
-      if (backend.type !== 'file') continue;
-      volumeDelegates.push({ name: String(cfg.name ?? 'volume-delegate'), root: at(backend.root), capacityGiB: backend.capacityGiB });
+      const backend = cfg.backend as { type: string; root: string; capacityGiB?: number } & Omit<LvmIscsiView, 'simState'> & { simState?: string };
+      const name = String(cfg.name ?? 'volume-delegate');
+      // File back ends, and lvm-iscsi ones on the host simulator (a real VG is not looked at).
+      if (backend.type === 'file') volumeDelegates.push({ name, root: at(backend.root), capacityGiB: backend.capacityGiB });
+      if (backend.type === 'lvm-iscsi' && backend.simState) {
+        const { vg, target, tgtControlPort, iqnPrefix } = backend;
+        volumeDelegates.push({ name, lvm: { simState: at(backend.simState), vg, target, tgtControlPort, iqnPrefix }, capacityGiB: backend.capacityGiB });
+      }
     }
     if (cfg.role === 'vmm-delegate') {
       vmmHosts.push({ name: String(cfg.hostName), simState: typeof cfg.simState === 'string' ? at(cfg.simState) : undefined });
@@ -125,7 +148,8 @@ interface StoredFile {
 function storedFiles(delegates: readonly VolumeDelegateView[]): StoredFile[] {
   const files: StoredFile[] = [];
   for (const d of delegates) {
-    if (!existsSync(d.root)) continue;
+    if (d.lvm) files.push(...storedLvs(d, d.lvm));
+    if (!d.root || !existsSync(d.root)) continue;
     for (const f of readdirSync(d.root)) {
       const m = /^(\.)?((?:vol|snap)-[0-9a-f]{17})\.img(\.part)?$/.exec(f);
       if (!m || Boolean(m[1]) !== Boolean(m[3])) continue;
@@ -140,6 +164,49 @@ function storedFiles(delegates: readonly VolumeDelegateView[]): StoredFile[] {
   }
   return files;
 }
+
+// --- lvm-iscsi on the host simulator ---------------------------------------------
+
+function hostsim(simState: string, ...args: string[]): string {
+  return execFileSync(process.execPath, [HOSTSIM, '--state', simState, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** The delegate's objects as `lvs` lists them: an LV named by an id, or a partial copy `part.<id>` / `cow.<id>`. */
+function storedLvs(d: VolumeDelegateView, lvm: LvmIscsiView): StoredFile[] {
+  const out = hostsim(lvm.simState, 'lvs', '--noheadings', '--units', 'b', '--nosuffix', '--separator', ',', '-o', 'lv_name,lv_size', lvm.vg);
+  const lvs: StoredFile[] = [];
+  for (const line of out.split('\n')) {
+    const m = /^\s*(part\.|cow\.)?((?:vol|snap)-[0-9a-f]{17}),([0-9]+)\s*$/.exec(line);
+    if (m) lvs.push({ delegate: d, id: m[2]!, bytes: Number(m[3]), partial: Boolean(m[1]) });
+  }
+  return lvs;
+}
+
+/** The names (iqns) of the targets the delegate's daemon serves: the simulated IET's /proc listing, or a real tgtd's. */
+function targetNames(lvm: LvmIscsiView): string[] {
+  const out =
+    lvm.target === 'iet'
+      ? hostsim(lvm.simState, 'iet', 'list')
+      : execFileSync('tgtadm', ['-C', String(lvm.tgtControlPort ?? 0), '--lld', 'iscsi', '--op', 'show', '--mode', 'target'], { encoding: 'utf8' });
+  const re = lvm.target === 'iet' ? /^tid:[0-9]+ name:(\S+)/gm : /^Target [0-9]+: (\S+)/gm;
+  return [...out.matchAll(re)].map((x) => x[1]!);
+}
+
+/** The iqns of the host's open iSCSI sessions (`iscsiadm -m session`; exit 21 means none). */
+function sessionIqns(simState: string): string[] {
+  let out: string;
+  try {
+    out = hostsim(simState, 'iscsiadm', '-m', 'session');
+  } catch (err) {
+    if ((err as { status?: number }).status === 21) return [];
+    throw err;
+  }
+  return [...out.matchAll(/^tcp: \[[0-9]+\] \S+ (\S+)/gm)].map((x) => x[1]!);
+}
+
+/** The volume an iqn of ours or an iSCSI by-path device names (`...:<volumeId>[-lun-N]`). */
+const iscsiVolume = (name: string) => /:(vol-[0-9a-f]{17})(?:-lun-[0-9]+)?$/.exec(name)?.[1];
+const BY_PATH = /^\/dev\/disk\/by-path\/ip-\S+-iscsi-(\S+)-lun-[0-9]+$/;
 
 const bare = (dev: string) => dev.replace(/^\/dev\//, '');
 
@@ -216,12 +283,31 @@ export function findViolations(dir: string, opts: InvariantOptions = {}): string
   }
   for (const s of m.snapshots) if (s.status === 'completed' && !fileIds.has(s.snapshot_id)) bad.push(`${s.snapshot_id} is completed but has no file`);
 
+  // Every target serves an attached volume; every attached volume has its target.
+  for (const d of view.volumeDelegates) {
+    if (!d.lvm) continue;
+    const targets = targetNames(d.lvm);
+    for (const iqn of targets) {
+      const id = iscsiVolume(iqn);
+      if (iqn.startsWith(`${d.lvm.iqnPrefix}:`) && id && !attachmentsOf.has(id)) bad.push(`target ${iqn} on ${d.name} serves ${id}, which has no attachment`);
+    }
+    for (const id of attachmentsOf.keys()) {
+      if (volumeById.get(id)?.delegate === d.name && !targets.includes(`${d.lvm.iqnPrefix}:${id}`)) bad.push(`${id} is attached but ${d.name} has no target for it`);
+    }
+  }
+
   // The hypervisors agree with the attachments, both ways.
-  const volumeFile = (target: string) => /^((?:vol|snap)-[0-9a-f]{17})\.img$/.exec(basename(target))?.[1];
+  const volumeFile = (target: string) => /^((?:vol|snap)-[0-9a-f]{17})\.img$/.exec(basename(target))?.[1] ?? (BY_PATH.test(target) ? iscsiVolume(target) : undefined);
   for (const host of view.vmmHosts) {
     if (!host.simState) continue;
     const vms = simVms(host.simState);
     const recorded = m.attachments.filter((a) => a.vmm_host === host.name);
+    // Only iSCSI back ends make sessions (one process less per look at a file deployment).
+    const sessions = view.volumeDelegates.some((d) => d.lvm) ? sessionIqns(host.simState) : [];
+    for (const iqn of sessions) {
+      const id = iscsiVolume(iqn);
+      if (id && !recorded.some((a) => a.volume_id === id)) bad.push(`${host.name} has an iSCSI session to ${iqn} with no attachment of ${id} there`);
+    }
     for (const a of recorded) {
       const vm = vms.find((x) => x.name === a.vm_id);
       const disk = vm?.disks.find((d) => bare(d.dev) === bare(a.device));
@@ -229,7 +315,9 @@ export function findViolations(dir: string, opts: InvariantOptions = {}): string
       else {
         if (volumeFile(disk.target) !== a.volume_id) bad.push(`${a.vm_id}/${a.device} at ${host.name} holds ${disk.target}, not ${a.volume_id}`);
         if (disk.mode !== a.mode) bad.push(`${a.vm_id}/${a.device} at ${host.name} is attached ${disk.mode}, recorded ${a.mode}`);
-        if (!existsSync(disk.target)) bad.push(`${a.vm_id}/${a.device} at ${host.name} points to a missing file ${disk.target}`);
+        const byPath = BY_PATH.exec(disk.target);
+        if (byPath && !sessions.includes(byPath[1]!)) bad.push(`${a.vm_id}/${a.device} at ${host.name} is ${disk.target}, with no iSCSI session behind it`);
+        if (!byPath && !existsSync(disk.target)) bad.push(`${a.vm_id}/${a.device} at ${host.name} points to a missing file ${disk.target}`);
       }
     }
     for (const vm of vms) {

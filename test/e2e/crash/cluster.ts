@@ -1,10 +1,11 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, type WriteStream, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { CRASH_ENV } from '../../../src/core/crash-points.js';
+import { freeTgtdPorts, startTgtd, type RunningTgtd } from '../../../src/deploy/tgtd.js';
 import { PkiStore } from '../../../src/pki/store.js';
 import { VBS_SERVICE } from '../../../src/services/vbs.js';
 import { SoapClient } from '../../../src/soap/client.js';
@@ -15,6 +16,23 @@ const HOSTSIM = join(ROOT, 'dist', 'sim', 'hostsim.js');
 
 export const ROLES = ['volume-delegate', 'vmm-delegate', 'front'] as const;
 export type Role = (typeof ROLES)[number];
+
+/**
+ * What stores the volumes: files (the default), or the lvm-iscsi back end as
+ * `vbs up --backend lvm-iscsi` sets it up (LVs of a simulated VG in the VMM
+ * host simulator's state folder, one site), exporting on the simulated IET or
+ * on a real tgtd the cluster starts.
+ */
+export type Backend = { readonly type: 'file' } | { readonly type: 'lvm-iscsi'; readonly target: 'iet' | 'tgt' };
+
+export const FILE_BACKEND: Backend = { type: 'file' };
+export const LVM_IET: Backend = { type: 'lvm-iscsi', target: 'iet' };
+export const LVM_TGT: Backend = { type: 'lvm-iscsi', target: 'tgt' };
+
+/** The simulated VG (as `vbs up` makes it: sparse files, so only written data takes space). */
+const SIM_VG = 'vbs';
+const SIM_VG_BYTES = 256 * 1024 ** 3;
+export const IQN_PREFIX = 'iqn.2026-11.org.vbs';
 
 export interface StartOptions {
   /** A crash point (src/core/crash-points.ts) at which the service kills itself. */
@@ -47,30 +65,55 @@ export class Cluster {
   private readonly starts = new Map<Role, number>();
   private readonly clients: SoapClient[] = [];
   private frontUrl = '';
+  /** The real tgtd of an lvm-iscsi cluster exporting with tgt (stopped by destroy). */
+  private tgtd: RunningTgtd | undefined;
+  private tgtdLog: WriteStream | undefined;
 
   private constructor(
     readonly dir: string,
     private readonly ports: Readonly<Record<Role, number>>,
+    readonly backend: Backend,
   ) {}
 
-  static async create(vms: readonly string[]): Promise<Cluster> {
+  static async create(vms: readonly string[], backend: Backend = FILE_BACKEND): Promise<Cluster> {
     const dir = mkdtempSync(join(tmpdir(), 'vbs-crash-'));
+    let cluster: Cluster | undefined;
     try {
       for (const sub of ['volumes', 'logs', 'vmm-sim']) mkdirSync(join(dir, sub), { recursive: true, mode: 0o700 });
       const ports = { 'volume-delegate': await freePort(), 'vmm-delegate': await freePort(), front: await freePort() };
-      const cluster = new Cluster(dir, ports);
+      cluster = new Cluster(dir, ports, backend);
+      if (backend.type === 'lvm-iscsi') {
+        // One simulated site: the VG, the IET and the VMM host share a state folder.
+        cluster.sim('lvm', 'vgcreate', SIM_VG, String(SIM_VG_BYTES));
+        if (backend.target === 'tgt') {
+          const logFile = join(dir, 'logs', 'tgtd.log');
+          cluster.tgtdLog = createWriteStream(logFile, { flags: 'a' });
+          cluster.tgtd = await startTgtd(cluster.tgtdLog, logFile, await freeTgtdPorts());
+        }
+      }
       cluster.writeConfigs();
       for (const vm of vms) cluster.sim('vm', 'create', vm);
       for (const role of ROLES) await cluster.start(role);
       return cluster;
     } catch (err) {
-      rmSync(dir, { recursive: true, force: true });
+      if (cluster) await cluster.destroy();
+      else rmSync(dir, { recursive: true, force: true });
       throw err;
     }
   }
 
+  /** The volume delegate's back end, as `vbs up` configures it. */
+  private backendConfig(): object {
+    if (this.backend.type === 'file') return { type: 'file', root: 'volumes' };
+    const common = { type: 'lvm-iscsi', vg: SIM_VG, iqnPrefix: IQN_PREFIX, stateDir: 'volume-delegate-state', simState: 'vmm-sim' };
+    if (this.backend.target === 'iet') return { ...common, target: 'iet', portal: '127.0.0.1:3260' };
+    if (!this.tgtd) throw new Error('the tgt back end needs its tgtd started first');
+    return { ...common, target: 'tgt', portal: this.tgtd.portal, tgtControlPort: this.tgtd.controlPort };
+  }
+
   /** The configuration files `vbs up` writes, with fixed ports and brisk polling. */
   private writeConfigs(): void {
+    const lvm = this.backend.type === 'lvm-iscsi';
     const pki = new PkiStore(join(this.dir, 'pki'));
     pki.ensureCa();
     const loopback = ['127.0.0.1', 'localhost'];
@@ -87,7 +130,7 @@ export class Cluster {
       name: 'local',
       listen: listen('volume-delegate'),
       tls: tls('volume-delegate'),
-      backend: { type: 'file', root: 'volumes' },
+      backend: this.backendConfig(),
     });
     write('vmm-delegate.json', {
       role: 'vmm-delegate',
@@ -104,9 +147,10 @@ export class Cluster {
       database: 'vbs.db',
       volumeDelegates: [{ name: 'local', url: url('volume-delegate', '/volume-delegate') }],
       vmmHosts: [{ name: 'localhost', url: url('vmm-delegate', '/vmm-delegate') }],
-      pollIntervalMs: 100,
       // A delegate back from a kill is noticed (and what waited on it redone) within half a second.
-      healthIntervalMs: 500,
+      // On lvm-iscsi each poll of a copy runs lvs, and each probe lvs and vgs (a process each), so less often.
+      pollIntervalMs: lvm ? 250 : 100,
+      healthIntervalMs: lvm ? 2_000 : 500,
     });
     this.frontUrl = url('front', '/vbs');
   }
@@ -244,6 +288,8 @@ export class Cluster {
       }
     }
     this.killStrays();
+    await this.tgtd?.stop();
+    this.tgtdLog?.end();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
