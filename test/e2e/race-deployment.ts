@@ -53,10 +53,14 @@ export async function startRaceDeployment(opts: RaceDeploymentOptions): Promise<
     const readJson = (f: string) => JSON.parse(readFileSync(join(dir, f), 'utf8')) as Record<string, unknown>;
     const writeJson = (f: string, v: object) => writeFileSync(join(dir, f), JSON.stringify(v, null, 2), { mode: 0o600 });
 
-    const volume = readJson('volume-delegate.json');
+    // vbs up wrote the ports its services had; every service here gets a
+    // fresh one instead (port 0): there may be several VMM delegates, and the
+    // old ports may have been taken since.
+    const anyPort = (c: Record<string, unknown>): Record<string, unknown> => ({ ...c, listen: { ...(c.listen as object), port: 0 } });
+    const volume = anyPort(readJson('volume-delegate.json'));
     writeJson('volume-delegate.json', { ...volume, backend: { ...(volume.backend as object), capacityGiB: opts.capacityGiB } });
 
-    const vmmBase = readJson('vmm-delegate.json');
+    const vmmBase = anyPort(readJson('vmm-delegate.json'));
     const vmmConfigs: { host: string; file: string }[] = [];
     opts.hosts.forEach((h, i) => {
       const simState = i === 0 ? 'vmm-sim' : `vmm-sim-${h.name}`;
@@ -69,7 +73,7 @@ export async function startRaceDeployment(opts: RaceDeploymentOptions): Promise<
 
     const volumeUrl = await serve('volume-delegate', join(dir, 'volume-delegate.json'), dir, children);
     const vmmUrls = await Promise.all(vmmConfigs.map((c) => serve('vmm-delegate', join(dir, c.file), dir, children)));
-    const front = readJson('front.json');
+    const front = anyPort(readJson('front.json'));
     writeJson('front.json', {
       ...front,
       volumeDelegates: [{ name: String(volume.name), url: volumeUrl }],

@@ -45,6 +45,11 @@ export async function startServedLvmIscsi(front: Record<string, unknown>): Promi
   try {
     const readJson = (f: string) => JSON.parse(readFileSync(join(dir, f), 'utf8')) as Record<string, unknown>;
     const writeJson = (f: string, v: object) => writeFileSync(join(dir, f), JSON.stringify(v, null, 2), { mode: 0o600 });
+    // vbs up wrote the ports its services had, which may be taken since: start on fresh ones.
+    for (const f of ['volume-delegate.json', 'vmm-delegate.json', 'front.json']) {
+      const c = readJson(f);
+      writeJson(f, { ...c, listen: { ...(c.listen as object), port: 0 } });
+    }
     const volumeUrl = await serve('volume-delegate', dir, children);
     let vmmChild = children.length;
     const vmmUrl = await serve('vmm-delegate', dir, children);
