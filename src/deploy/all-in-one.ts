@@ -56,13 +56,7 @@ type Role = (typeof ROLES)[number];
 export async function up(opts: UpOptions): Promise<Deployment> {
   const dir = resolve(opts.dataDir);
   for (const sub of ['', 'volumes', 'logs', 'vmm-sim']) mkdirSync(join(dir, sub), { recursive: true, mode: 0o700 });
-  const pki = new PkiStore(join(dir, 'pki'));
-  pki.ensureCa();
-  const loopback = ['127.0.0.1', 'localhost'];
-  pki.ensureIdentity('front', { commonName: 'vbs-front', use: 'server+client', hosts: loopback });
-  pki.ensureIdentity('volume-delegate', { commonName: 'vbs-volume-delegate', use: 'server', hosts: loopback });
-  pki.ensureIdentity('vmm-delegate', { commonName: 'vbs-vmm-delegate', use: 'server', hosts: loopback });
-  pki.ensureIdentity('admin', { commonName: 'admin', use: 'client' });
+  ensureDeploymentPki(dir);
   seedSimVms(join(dir, 'vmm-sim'), opts.simVms ?? DEFAULT_SIM_VMS);
   const backendType = opts.backend ?? 'file';
   // One simulated site: the VG, the IET and the VMM host share a state folder,
@@ -174,6 +168,21 @@ function seedSimVg(stateDir: string): void {
   const st = JSON.parse(execFileSync(process.execPath, [HOSTSIM, '--state', stateDir, 'dump'], { encoding: 'utf8' })) as { vgs: { name: string }[] };
   if (st.vgs.some((v) => v.name === SIM_VG)) return;
   execFileSync(process.execPath, [HOSTSIM, '--state', stateDir, 'lvm', 'vgcreate', SIM_VG, String(SIM_VG_BYTES)], { encoding: 'utf8' });
+}
+
+/**
+ * The CA and identities of a one-machine deployment, in DIR/pki: the front
+ * (server, and client of the delegates), the two delegates (servers on
+ * loopback) and the admin. Kept when they exist.
+ */
+export function ensureDeploymentPki(dir: string): void {
+  const pki = new PkiStore(join(dir, 'pki'));
+  pki.ensureCa();
+  const loopback = ['127.0.0.1', 'localhost'];
+  pki.ensureIdentity('front', { commonName: 'vbs-front', use: 'server+client', hosts: loopback });
+  pki.ensureIdentity('volume-delegate', { commonName: 'vbs-volume-delegate', use: 'server', hosts: loopback });
+  pki.ensureIdentity('vmm-delegate', { commonName: 'vbs-vmm-delegate', use: 'server', hosts: loopback });
+  pki.ensureIdentity('admin', { commonName: 'admin', use: 'client' });
 }
 
 function writeJson(file: string, value: object): void {

@@ -1,5 +1,5 @@
 import { DISK_SOURCE_FIELDS } from './disk-source.js';
-import { bool, int, rec, str, type ServiceDefinition } from '../soap/schema.js';
+import { bool, rec, str, type ServiceDefinition } from '../soap/schema.js';
 
 /** The VMM Delegate: runs on a hypervisor node and attaches exported volumes to its VMs. */
 export const VMM_DELEGATE_SERVICE: ServiceDefinition = {

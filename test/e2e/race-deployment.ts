@@ -1,13 +1,12 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { VBS_SERVICE } from '../../src/services/vbs.js';
 import { SoapClient } from '../../src/soap/client.js';
 import { PkiStore } from '../../src/pki/store.js';
 import { ROOT, startVbs } from './harness.js';
+import { serve, stopChild } from './serve.js';
 
-const CLI = join(ROOT, 'dist', 'cli', 'main.js');
 const HOSTSIM = join(ROOT, 'dist', 'sim', 'hostsim.js');
 
 export interface RaceHost {
@@ -111,37 +110,4 @@ function sim(state: string, ...args: string[]): string {
   return execFileSync(process.execPath, [HOSTSIM, '--state', state, ...args], { encoding: 'utf8' });
 }
 
-/** `vbs serve ROLE`, stopped with us (stdin closes), resolved with its URL once ready. */
-function serve(role: string, config: string, dir: string, children: ChildProcess[]): Promise<string> {
-  const child = spawn(process.execPath, [CLI, 'serve', role, '--config', config, '--exit-with-parent'], { cwd: dir, stdio: ['pipe', 'pipe', 'pipe'] });
-  children.push(child);
-  let stderr = '';
-  child.stderr!.on('data', (d) => (stderr = (stderr + String(d)).slice(-4000)));
-  child.stderr!.pipe(createWriteStream(join(dir, 'logs', `${role}-${children.length}.log`), { flags: 'a' }));
-  return new Promise((resolveUrl, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${role} did not start in 60 s: ${stderr}`)), 60_000);
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      const m = /^\{"ready":"([^"]+)"/.exec(line);
-      if (m) {
-        clearTimeout(timer);
-        resolveUrl(m[1]!);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${role} exited with ${code}: ${stderr}`));
-    });
-  });
-}
 
-function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((done) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      done();
-    });
-    child.kill('SIGTERM');
-  });
-}

@@ -1,12 +1,12 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, type WriteStream, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { CRASH_ENV } from '../../../src/core/crash-points.js';
+import { freePort } from '../../../src/core/free-port.js';
 import { freeTgtdPorts, startTgtd, type RunningTgtd } from '../../../src/deploy/tgtd.js';
-import { PkiStore } from '../../../src/pki/store.js';
+import { ensureDeploymentPki } from '../../../src/deploy/all-in-one.js';
 import { VBS_SERVICE } from '../../../src/services/vbs.js';
 import { SoapClient } from '../../../src/soap/client.js';
 import { ROOT } from '../harness.js';
@@ -114,13 +114,7 @@ export class Cluster {
   /** The configuration files `vbs up` writes, with fixed ports and brisk polling. */
   private writeConfigs(): void {
     const lvm = this.backend.type === 'lvm-iscsi';
-    const pki = new PkiStore(join(this.dir, 'pki'));
-    pki.ensureCa();
-    const loopback = ['127.0.0.1', 'localhost'];
-    pki.ensureIdentity('front', { commonName: 'vbs-front', use: 'server+client', hosts: loopback });
-    pki.ensureIdentity('volume-delegate', { commonName: 'vbs-volume-delegate', use: 'server', hosts: loopback });
-    pki.ensureIdentity('vmm-delegate', { commonName: 'vbs-vmm-delegate', use: 'server', hosts: loopback });
-    pki.ensureIdentity('admin', { commonName: 'admin', use: 'client' });
+    ensureDeploymentPki(this.dir);
     const tls = (name: string) => ({ key: `pki/${name}.key`, cert: `pki/${name}.crt`, ca: 'pki/ca.crt' });
     const listen = (role: Role) => ({ host: '127.0.0.1', port: this.ports[role] });
     const url = (role: Role, path: string) => `https://127.0.0.1:${this.ports[role]}${path}`;
@@ -294,13 +288,3 @@ export class Cluster {
   }
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolvePort(port));
-    });
-  });
-}

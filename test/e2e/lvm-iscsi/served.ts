@@ -1,15 +1,17 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { VBS_SERVICE } from '../../../src/services/vbs.js';
 import { SoapClient } from '../../../src/soap/client.js';
-import { ROOT, startVbs, VBS_BIN } from '../harness.js';
+import { startVbs, VBS_BIN } from '../harness.js';
+import { serve as serveWith, stopChild } from '../serve.js';
 import type { Site } from './site.js';
 
+/** `vbs serve ROLE` with the folder's ROLE.json. */
+const serve = (role: string, dir: string, children: ChildProcess[]) => serveWith(role, join(dir, `${role}.json`), dir, children, `${role}-served`);
+
 const run = promisify(execFile);
-const CLI = join(ROOT, 'dist', 'cli', 'main.js');
 
 /** A service this test started, which it may kill and start again on the same port. */
 export interface ServedService {
@@ -99,40 +101,7 @@ export async function startServedLvmIscsi(front: Record<string, unknown>): Promi
   }
 }
 
-/** `vbs serve ROLE` with the folder's ROLE.json, stopped with us (stdin closes); resolves with its URL once ready. */
-function serve(role: string, dir: string, children: ChildProcess[]): Promise<string> {
-  const child = spawn(process.execPath, [CLI, 'serve', role, '--config', join(dir, `${role}.json`), '--exit-with-parent'], { cwd: dir, stdio: ['pipe', 'pipe', 'pipe'] });
-  children.push(child);
-  let stderr = '';
-  child.stderr!.on('data', (d) => (stderr = (stderr + String(d)).slice(-4000)));
-  child.stderr!.pipe(createWriteStream(join(dir, 'logs', `${role}-served.log`), { flags: 'a' }));
-  return new Promise((resolveUrl, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${role} did not start in 60 s: ${stderr}`)), 60_000);
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      const m = /^\{"ready":"([^"]+)"/.exec(line);
-      if (m) {
-        clearTimeout(timer);
-        resolveUrl(m[1]!);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${role} exited with ${code}: ${stderr}`));
-    });
-  });
-}
 
-function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((done) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      done();
-    });
-    child.kill(signal);
-  });
-}
 
 /** The processes whose parent is `pid` and whose command line contains `text` (from /proc). */
 export function childProcesses(pid: number, text: string): number[] {
