@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
-import type { TlsMaterial } from '../soap/server.js';
+import type { TlsMaterial } from '../core/service.js';
 
 /**
  * What the CLI needs to reach the front as one user: the service URL and that

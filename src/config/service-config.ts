@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
-import type { TlsMaterial } from '../soap/server.js';
+import type { TlsMaterial } from '../core/service.js';
 
 /**
  * Configuration files of the three services (JSON). Relative paths are taken
@@ -32,6 +32,14 @@ export const FrontConfigSchema = z
     admins: z.array(z.string().min(1)).default(['admin']),
     /** How often the front probes its delegates, to notice one coming back. */
     healthIntervalMs: z.number().int().positive().default(5_000),
+    /**
+     * Unfinished work (a detach or delete that could not finish, an undo that
+     * failed) is retried with a back-off from retryFirstDelayMs doubling up to
+     * retryMaxDelayMs; after retryGiveUpMs its resource goes to error.
+     */
+    retryFirstDelayMs: z.number().int().positive().default(2_000),
+    retryMaxDelayMs: z.number().int().positive().default(300_000),
+    retryGiveUpMs: z.number().int().positive().default(3_600_000),
   })
   .strict();
 

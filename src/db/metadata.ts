@@ -110,6 +110,7 @@ export class Metadata {
   }
 
   deleteVolume(id: string): void {
+    this.db.prepare('DELETE FROM volume_hosts WHERE volume_id = ?').run(id);
     this.db.prepare('DELETE FROM volumes WHERE volume_id = ?').run(id);
   }
 
@@ -225,6 +226,48 @@ export class Metadata {
 
   deleteAttachment(volumeId: string, vmmHost: string, vmId: string): void {
     this.db.prepare('DELETE FROM attachments WHERE volume_id = ? AND vmm_host = ? AND vm_id = ?').run(volumeId, vmmHost, vmId);
+  }
+
+  /** Attachments on one VMM host of a volume, other than one VM's: who else shares its export and session there. */
+  othersOnHost(volumeId: string, vmmHost: string, vmId: string): number {
+    const r = this.db.prepare('SELECT count(*) AS n FROM attachments WHERE volume_id = ? AND vmm_host = ? AND vm_id <> ?').get(volumeId, vmmHost, vmId) as {
+      n: number;
+    };
+    return r.n;
+  }
+
+  attachmentCount(volumeId: string, vmmHost?: string): number {
+    const row = vmmHost
+      ? this.db.prepare('SELECT count(*) AS n FROM attachments WHERE volume_id = ? AND vmm_host = ?').get(volumeId, vmmHost)
+      : this.db.prepare('SELECT count(*) AS n FROM attachments WHERE volume_id = ?').get(volumeId);
+    return (row as { n: number }).n;
+  }
+
+  /** Remembers that a volume was attached on a host: its delete asks that host first. */
+  recordVolumeHost(volumeId: string, vmmHost: string): void {
+    this.db.prepare('INSERT OR IGNORE INTO volume_hosts (volume_id, vmm_host) VALUES (?, ?)').run(volumeId, vmmHost);
+  }
+
+  /** Every VMM host the volume was ever attached on. */
+  volumeHosts(volumeId: string): string[] {
+    return (this.db.prepare('SELECT vmm_host FROM volume_hosts WHERE volume_id = ? ORDER BY vmm_host').all(volumeId) as { vmm_host: string }[]).map((r) => r.vmm_host);
+  }
+
+  // --- errors set by the workflow engine ----------------------------------
+
+  /** Puts a volume or snapshot in error with a message; returns the status it had (undefined: no such record). */
+  markError(id: string, message: string): string | undefined {
+    const [table, key] = id.startsWith('snap-') ? ['snapshots', 'snapshot_id'] : ['volumes', 'volume_id'];
+    const row = this.db.prepare(`SELECT status FROM ${table} WHERE ${key} = ?`).get(id) as { status: string } | undefined;
+    if (!row) return undefined;
+    this.db.prepare(`UPDATE ${table} SET status = 'error', status_message = ? WHERE ${key} = ?`).run(message, id);
+    return row.status;
+  }
+
+  /** Undoes markError when the work it reported is resumed: only while the record is still in that error. */
+  clearError(id: string, status: string): void {
+    const [table, key] = id.startsWith('snap-') ? ['snapshots', 'snapshot_id'] : ['volumes', 'volume_id'];
+    this.db.prepare(`UPDATE ${table} SET status = ?, status_message = NULL WHERE ${key} = ? AND status = 'error'`).run(status, id);
   }
 
   // --- client tokens -------------------------------------------------------

@@ -104,4 +104,37 @@ export const MIGRATIONS: readonly string[] = [
     next_attempt_at TEXT NOT NULL
   );
   `,
+  `
+  -- One runner at a time: a workflow or leftover undo is claimed with a lease
+  -- (owner, expiry) before anyone runs it. Retries back off (attempts,
+  -- next_attempt_at) and give up after a limit (parked_at), putting their
+  -- resource in error; parked_status is the status it had, put back when a
+  -- repair resumes the work.
+  ALTER TABLE workflows ADD COLUMN lease_owner TEXT;
+  ALTER TABLE workflows ADD COLUMN lease_until TEXT;
+  ALTER TABLE workflows ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE workflows ADD COLUMN next_attempt_at TEXT;
+  ALTER TABLE workflows ADD COLUMN first_failed_at TEXT;
+  ALTER TABLE workflows ADD COLUMN last_error TEXT;
+  ALTER TABLE workflows ADD COLUMN parked_at TEXT;
+  ALTER TABLE workflows ADD COLUMN parked_status TEXT;
+  CREATE INDEX workflows_resource ON workflows(resource_id, state);
+
+  ALTER TABLE leftovers ADD COLUMN resource_id TEXT;
+  ALTER TABLE leftovers ADD COLUMN lease_owner TEXT;
+  ALTER TABLE leftovers ADD COLUMN lease_until TEXT;
+  ALTER TABLE leftovers ADD COLUMN parked_at TEXT;
+  ALTER TABLE leftovers ADD COLUMN parked_status TEXT;
+  UPDATE leftovers SET resource_id = (SELECT resource_id FROM workflows w WHERE w.id = leftovers.workflow_id);
+  CREATE INDEX leftovers_resource ON leftovers(resource_id);
+
+  -- Every VMM host a volume was ever attached on: before its data is deleted,
+  -- those hosts must show that no VM still holds it.
+  CREATE TABLE volume_hosts (
+    volume_id TEXT NOT NULL,
+    vmm_host TEXT NOT NULL,
+    PRIMARY KEY (volume_id, vmm_host)
+  );
+  INSERT OR IGNORE INTO volume_hosts SELECT volume_id, vmm_host FROM attachments;
+  `,
 ];

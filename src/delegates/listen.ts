@@ -4,7 +4,7 @@ import type { Logger } from '../core/log.js';
 import { defaultPublicUrl, readTls } from '../config/service-config.js';
 import type { ServiceDefinition } from '../soap/schema.js';
 import { createSoapServer, type Handlers } from '../soap/server.js';
-import type { RunningService } from '../front/main.js';
+import type { RunningService } from '../core/service.js';
 
 /** Delegates serve the front only: any other certificate is refused. */
 export function onlyCallers(allowed: readonly string[]): (caller: string) => void {

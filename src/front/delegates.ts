@@ -1,21 +1,19 @@
+import type { DelegateClient, Delegates } from '../core/delegates.js';
 import { VbsError } from '../core/errors.js';
 import { SoapClient } from '../soap/client.js';
-import type { TlsMaterial } from '../soap/server.js';
+import type { TlsMaterial } from '../core/service.js';
 import type { Record as XmlRecord } from '../soap/xml.js';
 import { VOLUME_DELEGATE_SERVICE } from '../services/volume-delegate.js';
 import { VMM_DELEGATE_SERVICE } from '../services/vmm-delegate.js';
 import { RetryingDelegate } from './retry.js';
 
-/** What the front needs of a delegate: one call. Tests substitute their own. */
-export interface DelegateClient {
-  call(operation: string, input: XmlRecord): Promise<XmlRecord>;
-}
+export type { DelegateClient } from '../core/delegates.js';
 
 /**
  * The front's view of its delegates: one mutual-TLS client per volume
  * delegate and per VMM host, by name.
  */
-export class DelegatePool {
+export class DelegatePool implements Delegates {
   constructor(
     private readonly volume: ReadonlyMap<string, DelegateClient>,
     private readonly vmm: ReadonlyMap<string, DelegateClient>,

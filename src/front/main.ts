@@ -1,6 +1,6 @@
-import type { Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../core/log.js';
+import type { RunningService } from '../core/service.js';
 import { defaultPublicUrl, readTls, type FrontConfig } from '../config/service-config.js';
 import { openDatabase } from '../db/database.js';
 import { Metadata } from '../db/metadata.js';
@@ -12,11 +12,7 @@ import { CreationMonitor } from './monitor.js';
 import { FrontService } from './service.js';
 import { FrontWorkflows } from './workflows.js';
 
-export interface RunningService {
-  readonly server: Server;
-  readonly url: string;
-  close(): Promise<void>;
-}
+export type { RunningService };
 
 /**
  * Starts the front: opens and migrates the metadata, finishes or undoes what a
@@ -27,7 +23,11 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
   const meta = new Metadata(db);
   const tls = readTls(cfg.tls);
   const delegates = DelegatePool.fromConfig(cfg, tls);
-  const workflows = new FrontWorkflows(db, meta, delegates, log, hooks.beforeStep);
+  const workflows = new FrontWorkflows(db, meta, delegates, log, hooks.beforeStep, {
+    firstDelayMs: cfg.retryFirstDelayMs,
+    maxDelayMs: cfg.retryMaxDelayMs,
+    giveUpAfterMs: cfg.retryGiveUpMs,
+  });
   const recovered = await workflows.engine.recover();
   if (recovered) log.info('recovered interrupted workflows', { count: recovered });
 
@@ -48,12 +48,13 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
 
   const monitor = new CreationMonitor(meta, delegates, log, cfg.pollIntervalMs);
   monitor.start();
-  const leftovers = setInterval(() => {
-    workflows.engine.retryLeftovers().catch((err) => log.error('leftover retry failed', { err }));
-  }, 5_000);
+  // Unfinished work whose next attempt is due; each piece is claimed, so this never runs it twice at once.
+  const pending = setInterval(() => {
+    workflows.engine.resume().catch((err: unknown) => log.error('retrying unfinished work failed', { err }));
+  }, Math.min(5_000, cfg.retryFirstDelayMs));
   // A delegate back from an outage: what waited on it is done now.
   const health = new DelegateHealth(delegates, log, cfg.healthIntervalMs, async () => {
-    await workflows.engine.retryLeftovers({ all: true });
+    await workflows.engine.resume({ notDueToo: true });
     await monitor.pollOnce();
     await service.reconcile(log);
   });
@@ -66,7 +67,7 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
     close: async () => {
       monitor.stop();
       health.stop();
-      clearInterval(leftovers);
+      clearInterval(pending);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
       await closed;

@@ -1,4 +1,5 @@
 import { errorMessage } from '../core/errors.js';
+import { workflowRunningOn } from '../db/journal.js';
 import type { Logger } from '../core/log.js';
 import { writeTx } from '../db/database.js';
 import type { Metadata } from '../db/metadata.js';
@@ -63,7 +64,7 @@ export class CreationMonitor {
 
   /** The create workflow itself is still talking to the delegate: not ours yet. */
   private inFlight(id: string): boolean {
-    return Boolean(this.meta.db.prepare(`SELECT 1 FROM workflows WHERE resource_id = ? AND state = 'running' LIMIT 1`).get(id));
+    return workflowRunningOn(this.meta.db, id);
   }
 
   private async apply(delegate: string, o: XmlRecord): Promise<void> {

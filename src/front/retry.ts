@@ -1,5 +1,4 @@
-import { VbsError } from '../core/errors.js';
-import { TimeoutError } from '../soap/client.js';
+import { failureOutcome } from '../core/outcome.js';
 import type { Record as XmlRecord } from '../soap/xml.js';
 import type { DelegateClient } from './delegates.js';
 
@@ -13,11 +12,12 @@ export interface RetryPolicy {
 export const DEFAULT_RETRY: RetryPolicy = { attempts: 3, firstDelayMs: 200 };
 
 /**
- * Every delegate operation is idempotent, so a call that could not reach its
- * delegate (refused, reset: a restart, a blip) is simply sent again, a bounded
- * number of times. A call that timed out is not: the delegate may still be
- * working on it, and the workflow engine decides (undo, leftover) instead of
- * stacking more waits on the user's request.
+ * Every delegate operation is idempotent, so a call that never reached its
+ * delegate (refused, no route: a restart, a blip) is simply sent again, a
+ * bounded number of times. A call whose outcome is unknown (a timeout, a
+ * connection cut after sending) is not: the delegate may still be working on
+ * it, and the workflow engine looks before it decides. Only never-delivered
+ * attempts are repeated, so a final refusal still means "nothing changed".
  */
 export class RetryingDelegate implements DelegateClient {
   constructor(
@@ -31,7 +31,7 @@ export class RetryingDelegate implements DelegateClient {
       try {
         return await this.inner.call(operation, input);
       } catch (err) {
-        if (attempt >= this.policy.attempts || !unreachable(err)) throw err;
+        if (attempt >= this.policy.attempts || failureOutcome(err) !== 'not-delivered') throw err;
         await this.sleep(this.policy.firstDelayMs * 2 ** (attempt - 1));
       }
     }
@@ -40,9 +40,4 @@ export class RetryingDelegate implements DelegateClient {
   close(): void {
     (this.inner as { close?: () => void }).close?.();
   }
-}
-
-/** The request never reached a delegate that could act on it. */
-function unreachable(err: unknown): boolean {
-  return err instanceof VbsError && err.code === 'ServiceUnavailable' && !(err.cause instanceof TimeoutError) && err.cause instanceof Error;
 }

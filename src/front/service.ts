@@ -199,7 +199,7 @@ export class FrontService {
       if (this.meta.pendingSnapshotsOf(id)) throw new VbsError('IncorrectState', `A snapshot of '${id}' is still being taken.`);
       this.meta.setVolumeStatus(id, [vol.status], 'deleting');
       return { id, delegate: vol.delegate, previous: vol.status };
-    });
+    }, id);
     return { return: true };
   }
 
@@ -253,7 +253,7 @@ export class FrontService {
       if (this.meta.volumesCreatingFrom(id)) throw new VbsError('IncorrectState', `A volume is still being created from '${id}'.`);
       this.meta.setSnapshotStatus(id, [snap.status], 'deleting');
       return { id, delegate: snap.delegate, previous: snap.status };
-    });
+    }, id);
     return { return: true };
   }
 
@@ -289,9 +289,10 @@ export class FrontService {
         throw new VbsError('InvalidParameterValue', `Value for parameter device is invalid: ${device} is already used on ${vmId}.`);
       }
       this.meta.insertAttachment({ volume_id: volumeId, vmm_host: vmmHost, vm_id: vmId, device, mode, status: 'attaching' });
+      this.meta.recordVolumeHost(volumeId, vmmHost);
       this.meta.setVolumeStatus(volumeId, ['available', 'in-use'], 'in-use');
       return { volumeId, vmmHost, vmId, device, mode, delegate: vol.delegate };
-    });
+    }, volumeId);
     const row = this.meta.attachmentsOf([volumeId]).find((a) => a.vmm_host === d.vmmHost && a.vm_id === d.vmId);
     if (!row) throw new VbsError('InternalError', 'attachment vanished after attach');
     return { attachment: attachmentRecord(row) };
@@ -316,7 +317,7 @@ export class FrontService {
       this.meta.setAttachmentStatus(volumeId, a.vmm_host, a.vm_id, 'attached', 'detaching');
       detached = attachmentRecord({ ...a, status: 'detaching' });
       return { volumeId, vmmHost: a.vmm_host, vmId: a.vm_id, device: a.device, mode: a.mode, delegate: vol.delegate, source: a.source ? (JSON.parse(a.source) as XmlRecord) : undefined };
-    });
+    }, volumeId);
     return { attachment: detached! };
   }
 }

@@ -1,3 +1,4 @@
+import type { Delegates } from '../core/delegates.js';
 import { KeyedMutex } from '../core/keyed-mutex.js';
 import type { Logger } from '../core/log.js';
 import type { Db } from '../db/database.js';
@@ -6,8 +7,7 @@ import { attachKind, detachKind } from '../workflows/attach.js';
 import { createSnapshotKind } from '../workflows/create-snapshot.js';
 import { createVolumeKind } from '../workflows/create-volume.js';
 import { deleteSnapshotKind, deleteVolumeKind } from '../workflows/delete.js';
-import { WorkflowEngine, type WorkflowKind } from '../workflows/engine.js';
-import type { DelegatePool } from './delegates.js';
+import { WorkflowEngine, type RetryOptions, type WorkflowKind } from '../workflows/engine.js';
 
 /** The front's workflow kinds, registered with one engine for running and recovery. */
 export class FrontWorkflows {
@@ -19,9 +19,16 @@ export class FrontWorkflows {
   readonly attach;
   readonly detach;
 
-  constructor(db: Db, meta: Metadata, delegates: DelegatePool, log: Logger, beforeStep?: (kind: string, step: string) => void) {
-    this.engine = new WorkflowEngine(db, meta, log, beforeStep);
-    const deps = { meta, delegates, hostLocks: new KeyedMutex() };
+  constructor(
+    db: Db,
+    meta: Metadata,
+    delegates: Delegates,
+    log: Logger,
+    beforeStep?: (kind: string, step: string) => void,
+    retry?: Partial<RetryOptions>,
+  ) {
+    this.engine = new WorkflowEngine(db, meta, log, beforeStep, retry);
+    const deps = { meta, delegates, hostLocks: new KeyedMutex(), log };
     this.createVolume = createVolumeKind(deps);
     this.createSnapshot = createSnapshotKind(deps);
     this.deleteVolume = deleteVolumeKind(deps);
@@ -33,7 +40,8 @@ export class FrontWorkflows {
     }
   }
 
-  run<D extends object>(kind: WorkflowKind<D>, prepare: () => D): Promise<D> {
-    return this.engine.run(kind, prepare);
+  /** `resource`: the volume or snapshot it acts on, when known before preparing (its unfinished work runs first). */
+  run<D extends object>(kind: WorkflowKind<D>, prepare: () => D, resource?: string): Promise<D> {
+    return this.engine.run(kind, prepare, resource);
   }
 }

@@ -20,11 +20,8 @@ export interface CallContext {
 export type Handler = (input: XmlRecord, ctx: CallContext) => Promise<XmlRecord> | XmlRecord;
 export type Handlers = Readonly<Record<string, Handler>>;
 
-export interface TlsMaterial {
-  readonly key: string | Buffer;
-  readonly cert: string | Buffer;
-  readonly ca: string | Buffer;
-}
+import type { TlsMaterial } from '../core/service.js';
+export type { TlsMaterial };
 
 export interface SoapServerOptions {
   readonly def: ServiceDefinition;

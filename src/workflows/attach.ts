@@ -20,19 +20,19 @@ export interface AttachmentData {
  * attachments of one volume to several VMs of a host share them, so only the
  * last one there withdraws them.
  */
-function othersOnHost(meta: Metadata, d: AttachmentData): boolean {
-  const row = meta.db
-    .prepare('SELECT count(*) AS n FROM attachments WHERE volume_id = ? AND vmm_host = ? AND vm_id <> ?')
-    .get(d.volumeId, d.vmmHost, d.vmId) as { n: number };
-  return row.n > 0;
-}
+const othersOnHost = (meta: Metadata, d: AttachmentData): boolean => meta.othersOnHost(d.volumeId, d.vmmHost, d.vmId) > 0;
 
 /** File sources on a shared file system need no connection; iSCSI ones do. */
 const isIscsi = (d: AttachmentData): boolean => d.source?.kind === 'iscsi';
 
 type AttachStep = Step<AttachmentData>;
 
-/** The four steps of the paper's attach, each with its undo; detach runs their opposites. */
+/**
+ * The four steps of the paper's attach and the three of detach. Each is an
+ * ensure (exported, logged in, attached; detached, logged out, unexported):
+ * the delegates look at the host first and do only what is missing, so any of
+ * them can be run again, and an attach's undo is the matching detach step.
+ */
 function stepsOf({ meta, delegates, hostLocks }: WorkflowDeps) {
   // An attachment's row exists before its first step runs, so a detach that
   // decides "nobody else here" under this lock can never withdraw an export
@@ -79,17 +79,18 @@ function stepsOf({ meta, delegates, hostLocks }: WorkflowDeps) {
       { name: 'vmm-delegate.LoginTarget', run: login, undo: logout },
       { name: 'vmm-delegate.AttachDisk', run: attachDisk, undo: detachDisk },
     ] satisfies AttachStep[],
+    // No undos: a detach that got part-way is finished, never turned back into
+    // an attachment the VM may no longer have.
     detach: [
-      { name: 'vmm-delegate.DetachDisk', run: detachDisk, undo: attachDisk },
-      { name: 'vmm-delegate.LogoutTarget', run: logout, undo: async (d) => (await discover(d), await login(d)) },
-      { name: 'volume-delegate.UnexportVolume', run: unexportVolume, undo: async (d) => void (await exportVolume(d)) },
+      { name: 'vmm-delegate.DetachDisk', run: detachDisk },
+      { name: 'vmm-delegate.LogoutTarget', run: logout },
+      { name: 'volume-delegate.UnexportVolume', run: unexportVolume },
     ] satisfies AttachStep[],
   };
 }
 
 function settleVolumeStatus(meta: Metadata, volumeId: string): void {
-  const n = (meta.db.prepare('SELECT count(*) AS n FROM attachments WHERE volume_id = ?').get(volumeId) as { n: number }).n;
-  meta.setVolumeStatus(volumeId, ['in-use', 'available'], n > 0 ? 'in-use' : 'available');
+  meta.setVolumeStatus(volumeId, ['in-use', 'available'], meta.attachmentCount(volumeId) > 0 ? 'in-use' : 'available');
 }
 
 /**
@@ -116,12 +117,17 @@ export function attachKind(deps: WorkflowDeps): WorkflowKind<AttachmentData> {
   };
 }
 
-/** Detach volume: the reverse (detach the disk, log out, unexport), each step undone by its opposite. */
+/**
+ * Detach volume: the reverse (detach the disk, log out, unexport). It rolls
+ * forward, as EBS's does: only a first step that failed without touching the
+ * VM leaves the attachment as it was; past that, a failure leaves it
+ * `detaching` and VBS finishes it when the host answers.
+ */
 export function detachKind(deps: WorkflowDeps): WorkflowKind<AttachmentData> {
   const steps = stepsOf(deps).detach;
   return {
     kind: 'DetachVolume',
-    recovery: 'rollback',
+    recovery: 'rollforward',
     resourceOf: (d) => d.volumeId,
     steps: () => steps,
     commit: (m, d) => {

@@ -1,6 +1,7 @@
+import { VbsError, errorMessage } from '../core/errors.js';
 import type { SnapshotState, VolumeState } from '../core/states.js';
 import type { WorkflowDeps } from './deps.js';
-import type { WorkflowKind } from './engine.js';
+import type { Step, WorkflowKind } from './engine.js';
 
 export interface DeleteData {
   id: string;
@@ -15,12 +16,12 @@ export interface DeleteData {
  * in between finishes the delete on restart (rollforward); a delegate that
  * refuses puts the record back as it was.
  */
-export function deleteVolumeKind({ delegates }: WorkflowDeps): WorkflowKind<DeleteData> {
+export function deleteVolumeKind(deps: WorkflowDeps): WorkflowKind<DeleteData> {
   return {
     kind: 'DeleteVolume',
     recovery: 'rollforward',
     resourceOf: (d) => d.id,
-    steps: (d) => [deleteObjectStep(delegates, d)],
+    steps: (d) => [noVmHoldsStep(deps, d), deleteObjectStep(deps.delegates, d)],
     commit: (m, d) => m.deleteVolume(d.id),
     abort: (m, d, err) => {
       m.setVolumeStatus(d.id, ['deleting'], d.previous as VolumeState, d.previous === 'error' ? `deletion failed: ${err.message}` : null);
@@ -46,6 +47,40 @@ function deleteObjectStep(delegates: WorkflowDeps['delegates'], d: DeleteData) {
     name: 'volume-delegate.DeleteObject',
     run: async () => {
       await delegates.volumeDelegate(d.delegate).call('DeleteObject', { id: d.id });
+    },
+  };
+}
+
+/**
+ * Before a volume's data goes, the VMM hosts show that no VM holds it: with
+ * LVM a new volume can reuse those extents, and a VM still writing to them
+ * would write into another tenant's volume. Every host is asked; one that
+ * does not answer blocks the delete only if the volume was ever attached
+ * there (the others cannot have it through VBS).
+ */
+function noVmHoldsStep({ meta, delegates, log }: WorkflowDeps, d: DeleteData): Step<DeleteData> {
+  return {
+    name: 'vmm-delegate.ListDisks',
+    observes: true,
+    run: async () => {
+      const everOn = new Set(meta.volumeHosts(d.id));
+      for (const host of delegates.vmmHostNames()) {
+        let disks: { vmId?: unknown; device?: unknown; volumeId?: unknown }[];
+        try {
+          disks = ((await delegates.vmmDelegate(host).call('ListDisks', {})).disk as typeof disks | undefined) ?? [];
+        } catch (err) {
+          if (!everOn.has(host)) {
+            log.warn('a VMM host did not list its disks before a delete; the volume was never attached there', { volumeId: d.id, host, message: errorMessage(err) });
+            continue;
+          }
+          throw new VbsError('ServiceUnavailable', `VMM host '${host}', where the volume was attached before, could not show that no VM still holds it.`, { cause: err });
+        }
+        const held = disks.find((disk) => disk.volumeId === d.id);
+        if (held) {
+          log.error('a VM holds a volume VBS has no attachment for; the delete is refused', { volumeId: d.id, host, vmId: held.vmId, device: held.device });
+          throw new VbsError('VolumeInUse', `The volume '${d.id}' is still held by ${String(held.vmId)} on '${host}' (as ${String(held.device)}); it was not deleted.`);
+        }
+      }
     },
   };
 }

@@ -1,31 +1,50 @@
+import { randomUUID } from 'node:crypto';
 import { crashPoint } from '../core/crash-points.js';
 import { VbsError, errorMessage, toSafeError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { now, writeTx, type Db } from '../db/database.js';
+import { failureOutcome } from '../core/outcome.js';
+import type { Db } from '../db/database.js';
+import { Journal, pendingWork, type ClaimFilter, type LeftoverRow, type WorkflowRow } from '../db/journal.js';
 import type { Metadata } from '../db/metadata.js';
 
 /**
- * Multi-step operations as journaled workflows with compensation.
+ * Multi-step operations as journaled workflows.
  *
  * A workflow's first change to the metadata (for example: volume available ->
  * attachment attaching) is made in the same transaction that journals it. Each
  * external step is journaled as `started` before it runs and `done` after, with
- * whatever it returned merged into the workflow's data. When a step fails, the
- * completed steps are undone in reverse and `abort` restores the metadata; an
- * undo that fails is kept as a leftover and retried until it succeeds. After a
- * crash, `recover` finishes or undoes every workflow still running, so nothing
- * stays in a transient state.
+ * whatever it returned merged into the workflow's data.
+ *
+ * What a failure means depends on the kind's direction:
+ * - rollback kinds (attach, creates) undo the completed steps in reverse; an
+ *   undo that fails is kept as a leftover and retried.
+ * - rollforward kinds (detach, deletes: what a user expects to finish) abort
+ *   only while nothing has changed yet (every earlier step only looked, and
+ *   this one failed without acting); otherwise they stall and are finished
+ *   later, never turned back.
+ * Whether a failed step acted is decided in one place (src/core/outcome.ts).
+ *
+ * Work nobody is running (a stalled workflow, a leftover undo) is claimed in
+ * the database before it runs, so it runs in one place at a time; it is retried
+ * with a capped exponential back-off and, past the retry limit, parked: its
+ * resource goes to `error` with a message saying what is left and where, until
+ * `vbs admin check --repair` (or the user's next request on it) resumes it.
+ * A new workflow on a resource first finishes that resource's pending work, in
+ * the order it was journaled, and is refused while any remains: an old undo
+ * never runs after a newer operation.
  */
 export interface Step<D> {
   readonly name: string;
   run(data: D): Promise<Partial<D> | void>;
-  /** Idempotent. Absent for steps with nothing to undo. */
+  /** Idempotent, and it looks before it acts. Absent for steps with nothing to undo. */
   undo?(data: D): Promise<void>;
+  /** The step only looks: whatever happens to it, it changed nothing. */
+  readonly observes?: boolean;
 }
 
 export interface WorkflowKind<D> {
   readonly kind: string;
-  /** After a crash: undo what ran (rollback) or finish it (rollforward: every step idempotent). */
+  /** On failure and after a crash: undo what ran (rollback) or finish it (rollforward: every step idempotent). */
   readonly recovery: 'rollback' | 'rollforward';
   /** The volume or snapshot the workflow is about, for the journal. */
   resourceOf(data: D): string;
@@ -38,69 +57,99 @@ export interface WorkflowKind<D> {
 
 type AnyKind = WorkflowKind<any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-interface WorkflowRow {
-  id: number;
-  kind: string;
-  resource_id: string;
-  data: string;
+/** How pending work is retried. */
+export interface RetryOptions {
+  /** First wait after a failed attempt; doubled after each. */
+  readonly firstDelayMs: number;
+  /** The longest wait between two attempts. */
+  readonly maxDelayMs: number;
+  /** Retrying stops this long after the first failure: the work is parked and its resource set to error. */
+  readonly giveUpAfterMs: number;
 }
+
+export const DEFAULT_RETRY_OPTIONS: RetryOptions = { firstDelayMs: 2_000, maxDelayMs: 300_000, giveUpAfterMs: 3_600_000 };
+
+/** How long a runner's claim on a workflow holds without a step being journaled. */
+const LEASE_MS = 120_000;
 
 /** A step failure as the user sees it: which step and why. */
 export class StepFailed extends VbsError {
-  constructor(kind: string, stepIndex: number, stepCount: number, stepName: string, cause: VbsError) {
+  constructor(kind: string, stepIndex: number, stepCount: number, stepName: string, cause: VbsError, rolledBack: boolean) {
     super(
-      // The step's own code (InsufficientCapacity, VolumeInUse...) tells the
-      // user most; only an internal error is reported as a failed operation.
-      cause.code === 'InternalError' ? 'OperationFailed' : cause.code,
-      `${kind} failed at step ${stepIndex + 1} of ${stepCount} (${stepName}): ${cause.message}`,
+      userCode(cause),
+      `${kind} failed at step ${stepIndex + 1} of ${stepCount} (${stepName}): ${cause.message}${rolledBack ? '' : ' What it changed is being undone.'}`,
       { cause },
     );
   }
 }
 
 /**
- * A step of a rollforward workflow (a delete) whose outcome is unknown: it may
- * have taken effect, so rolling back could leave a record without its data.
- * The workflow stays running and is finished once the delegate answers.
+ * A delegate's fault is about VBS's request to the delegate, not the user's
+ * request to VBS: only codes that tell the user something true about their own
+ * request or about capacity pass; the rest is our failure (soap:Server).
+ */
+function userCode(cause: VbsError): VbsError['code'] {
+  switch (cause.code) {
+    case 'InsufficientCapacity':
+    case 'VolumeInUse':
+    case 'ServiceUnavailable':
+    case 'OperationFailed':
+      return cause.code;
+    default:
+      return 'OperationFailed';
+  }
+}
+
+/**
+ * A step of a rollforward workflow (a detach, a delete) that could not be
+ * finished now. Its effect may already be partly there, so it is never turned
+ * back: the workflow stays running and is finished when the host answers.
  */
 export class StepStalled extends VbsError {
   constructor(kind: string, stepIndex: number, stepCount: number, stepName: string, cause: VbsError) {
     super(
       'ServiceUnavailable',
-      `${kind} could not finish step ${stepIndex + 1} of ${stepCount} (${stepName}): ${cause.message} VBS finishes it when the delegate answers again.`,
+      `${kind} could not finish step ${stepIndex + 1} of ${stepCount} (${stepName}): ${cause.message} VBS finishes it when the host answers again.`,
       { cause },
     );
   }
 }
 
 /**
- * A new workflow on a resource whose earlier workflow still has an undo to
- * retry: running it first could let that stale undo break the new result
- * (detach the disk a retried attach just attached), so it waits.
+ * A new workflow on a resource whose earlier work is unfinished (a stalled
+ * workflow, an undo to retry): running it first could let that old work break
+ * the new result, so it is refused until the old work is done.
  */
 export class UndoPending extends VbsError {
-  constructor(readonly resource: string) {
-    super('ServiceUnavailable', `An earlier operation on '${resource}' was interrupted and VBS is still undoing part of it; retry shortly.`);
+  constructor(readonly resource: string, what: string) {
+    super('ServiceUnavailable', `An earlier operation on '${resource}' is not finished (${what}); VBS keeps retrying it. Retry shortly.`);
   }
 }
 
-/** Errors after which we cannot tell whether the step took effect. */
-function outcomeUnknown(err: VbsError): boolean {
-  return err.code === 'ServiceUnavailable' || err.code === 'InternalError';
+/** Where a step acts: the VMM host or the volume delegate named in the workflow's data. */
+export function stepLocation(step: string, data: Record<string, unknown>): string {
+  const at = step.startsWith('vmm-delegate') ? data.vmmHost : data.delegate;
+  return typeof at === 'string' ? at : '-';
 }
 
 export class WorkflowEngine {
   private readonly kinds = new Map<string, AnyKind>();
-  /** Workflows this process is running now: a stalled workflow is one it is not. */
+  /** Workflows this process is running now (the lease in the journal says the same to everyone). */
   private readonly active = new Set<number>();
+  readonly journal: Journal;
+  private readonly retry: RetryOptions;
 
   constructor(
-    private readonly db: Db,
+    db: Db,
     private readonly meta: Metadata,
     private readonly log: Logger,
     /** Called before each step runs; tests use it to crash or fail at a chosen step. */
     private readonly beforeStep: (kind: string, step: string) => void = () => {},
-  ) {}
+    retry: Partial<RetryOptions> = {},
+  ) {
+    this.journal = new Journal(db, `front-${process.pid}-${randomUUID()}`, LEASE_MS);
+    this.retry = { ...DEFAULT_RETRY_OPTIONS, ...retry };
+  }
 
   register(kind: AnyKind): void {
     this.kinds.set(kind.kind, kind);
@@ -108,38 +157,43 @@ export class WorkflowEngine {
 
   /**
    * Journals a new workflow together with `prepare`'s metadata changes (one
-   * transaction; prepare throws to refuse), then runs its steps. While an
-   * earlier workflow on the same resource has an undo left to retry, that
-   * undo is retried first; if it still fails, the new workflow is refused.
+   * transaction; prepare throws to refuse), then runs its steps. Unfinished
+   * earlier work on the resource (`resource`, when the caller knows it before
+   * preparing) is finished first; while any remains, the workflow is refused.
    */
-  async run<D extends object>(kind: WorkflowKind<D>, prepare: () => D): Promise<D> {
+  async run<D extends object>(kind: WorkflowKind<D>, prepare: () => D, resource?: string): Promise<D> {
+    if (resource) await this.settle(resource);
     try {
       return await this.start(kind, prepare);
     } catch (err) {
       if (!(err instanceof UndoPending)) throw err;
-      await this.retryLeftovers({ all: true, resource: err.resource });
+      await this.settle(err.resource);
       return this.start(kind, prepare);
     }
   }
 
-  private hasLeftovers(resource: string): boolean {
-    return Boolean(
-      this.db.prepare('SELECT 1 FROM leftovers l JOIN workflows w ON w.id = l.workflow_id WHERE w.resource_id = ? LIMIT 1').get(resource),
-    );
+  /** Runs a resource's pending work now (parked too: a user asked for something on it). */
+  private async settle(resource: string): Promise<void> {
+    await this.resume({ resource, notDueToo: true, parkedToo: true });
   }
 
   private async start<D extends object>(kind: WorkflowKind<D>, prepare: () => D): Promise<D> {
-    const { id, data } = writeTx(this.db, () => {
+    const { id, data } = this.journal.db.transaction(() => {
       const data = prepare();
-      if (this.hasLeftovers(kind.resourceOf(data))) throw new UndoPending(kind.resourceOf(data));
-      const t = now();
-      const r = this.db
-        .prepare(`INSERT INTO workflows (kind, resource_id, state, data, created_at, updated_at) VALUES (?, ?, 'running', ?, ?, ?)`)
-        .run(kind.kind, kind.resourceOf(data), JSON.stringify(data), t, t);
-      return { id: Number(r.lastInsertRowid), data };
-    });
+      const resource = kind.resourceOf(data);
+      if (this.journal.hasPendingWork(resource)) throw new UndoPending(resource, this.pendingSummary(resource));
+      return { id: this.journal.insert(kind.kind, resource, data), data };
+    }).immediate();
     crashPoint(`${kind.kind}/journaled`); // fault injection for crash tests (src/core/crash-points.ts)
     return this.execute(kind, id, data, 0);
+  }
+
+  private pendingSummary(resource: string): string {
+    const { workflows, leftovers } = pendingWork(this.journal.db);
+    const w = workflows.find((r) => r.resource_id === resource);
+    if (w) return `${w.kind}${w.last_error ? `: ${w.last_error}` : ''}`;
+    const l = leftovers.find((r) => r.resource_id === resource);
+    return l ? `the undo of ${l.step}: ${l.error}` : 'a step in flight';
   }
 
   private async execute<D extends object>(kind: WorkflowKind<D>, id: number, data: D, from: number): Promise<D> {
@@ -155,78 +209,86 @@ export class WorkflowEngine {
     const steps = kind.steps(data);
     for (let i = from; i < steps.length; i++) {
       const step = steps[i]!;
-      this.markStep(id, i, step.name, 'started');
+      this.journal.setStep(id, i, step.name, 'started');
       let out: Partial<D> | void;
       try {
         crashPoint(`${kind.kind}/${i + 1}/before`); // fault injection for crash tests
         this.beforeStep(kind.kind, step.name);
         out = await step.run(data);
       } catch (err) {
-        const cause = toSafeError(err);
-        if (cause.code === 'InternalError') this.log.error('workflow step failed', { kind: kind.kind, step: step.name, err });
-        this.markStep(id, i, step.name, 'failed', cause.message);
-        if (kind.recovery === 'rollforward' && outcomeUnknown(cause)) {
-          this.log.warn('workflow stalled on a step of unknown outcome; it will be resumed', { id, kind: kind.kind, step: step.name, message: cause.message });
-          throw new StepStalled(kind.kind, i, steps.length, step.name, cause);
-        }
-        // A step that failed cleanly changed nothing; one whose outcome is
-        // unknown (timeout, lost connection) is undone too, to be safe.
-        const undoFrom = outcomeUnknown(cause) ? i : i - 1;
-        await this.compensate(kind, id, data, steps, undoFrom);
-        const failure = new StepFailed(kind.kind, i, steps.length, step.name, cause);
-        this.finish(id, 'failed', failure.message, () => kind.abort(this.meta, data, failure));
-        throw failure;
+        return await this.failed(kind, id, data, steps, i, toSafeError(err));
       }
       if (out) Object.assign(data, out);
-      writeTx(this.db, () => {
-        this.db.prepare('UPDATE workflows SET data = ?, updated_at = ? WHERE id = ?').run(JSON.stringify(data), now(), id);
-        this.setStep(id, i, step.name, 'done');
-      });
+      this.journal.stepDone(id, i, step.name, data);
       crashPoint(`${kind.kind}/${i + 1}/after`); // fault injection for crash tests
     }
     crashPoint(`${kind.kind}/commit`); // fault injection for crash tests
-    this.finish(id, 'done', null, () => kind.commit(this.meta, data));
+    this.journal.finish(id, 'done', null, () => kind.commit(this.meta, data));
     return data;
   }
 
-  private async compensate<D extends object>(kind: WorkflowKind<D>, id: number, data: D, steps: readonly Step<D>[], last: number): Promise<void> {
+  /** Decides what a failed step means for its workflow, acts on it, and throws what the caller sees. */
+  private async failed<D extends object>(kind: WorkflowKind<D>, id: number, data: D, steps: readonly Step<D>[], i: number, cause: VbsError): Promise<never> {
+    const step = steps[i]!;
+    const outcome = failureOutcome(cause);
+    if (cause.code === 'InternalError') this.log.error('workflow step failed', { kind: kind.kind, step: step.name, err: cause.cause ?? cause });
+    this.journal.setStep(id, i, step.name, 'failed', cause.message);
+    if (kind.recovery === 'rollforward') {
+      const nothingChanged = steps.slice(0, i).every((s) => s.observes) && (step.observes || outcome !== 'unknown');
+      if (!nothingChanged) {
+        this.stall(kind, id, data, step.name, cause);
+        throw new StepStalled(kind.kind, i, steps.length, step.name, cause);
+      }
+      const failure = new StepFailed(kind.kind, i, steps.length, step.name, cause, true);
+      this.journal.finish(id, 'failed', failure.message, () => kind.abort(this.meta, data, failure));
+      throw failure;
+    }
+    // A step that failed without acting changed nothing; one whose outcome is
+    // unknown is undone too (undos look before they act).
+    const undoFrom = outcome === 'unknown' ? i : i - 1;
+    const clean = await this.compensate(kind, id, data, steps, undoFrom);
+    const failure = new StepFailed(kind.kind, i, steps.length, step.name, cause, clean);
+    this.journal.finish(id, 'failed', failure.message, () => kind.abort(this.meta, data, failure));
+    throw failure;
+  }
+
+  /** Undoes steps `last`..0; returns whether every undo worked (the others are kept as leftovers). */
+  private async compensate<D extends object>(kind: WorkflowKind<D>, id: number, data: D, steps: readonly Step<D>[], last: number): Promise<boolean> {
+    let clean = true;
     for (let j = last; j >= 0; j--) {
       const step = steps[j]!;
       if (!step.undo) continue;
       try {
         await step.undo(data);
-        this.markStep(id, j, step.name, 'undone');
+        this.journal.setStep(id, j, step.name, 'undone');
       } catch (err) {
+        clean = false;
         const message = errorMessage(err);
         this.log.warn('undo failed; kept as a leftover to retry', { kind: kind.kind, step: step.name, message });
-        writeTx(this.db, () => {
-          const t = now();
-          this.db
-            .prepare(`INSERT INTO leftovers (workflow_id, kind, step, data, error, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)`)
-            .run(id, kind.kind, step.name, JSON.stringify(data), message, t, t);
-        });
+        this.journal.addLeftover(id, kind.kind, step.name, kind.resourceOf(data), data, message, this.nextAttempt(0));
       }
     }
+    return clean;
   }
 
-  private finish(id: number, state: 'done' | 'failed', error: string | null, change: () => void): void {
-    writeTx(this.db, () => {
-      change();
-      this.db.prepare('UPDATE workflows SET state = ?, error = ?, updated_at = ? WHERE id = ?').run(state, error, now(), id);
-    });
+  /** A rollforward workflow that could not finish now: released, retried later, or given up on past the limit. */
+  private stall<D extends object>(kind: WorkflowKind<D>, id: number, data: D, stepName: string, cause: VbsError): void {
+    const { attempts, firstFailedAt } = this.journal.stall(id, cause.message, (failuresBefore) => this.nextAttempt(failuresBefore));
+    this.log.warn('workflow stalled; it will be resumed', { id, kind: kind.kind, step: stepName, attempts, message: cause.message });
+    if (Date.now() - Date.parse(firstFailedAt) < this.retry.giveUpAfterMs) return;
+    const where = stepLocation(stepName, data as Record<string, unknown>);
+    const message = `${kind.kind} could not finish ${stepName} on '${where}' since ${firstFailedAt}: ${cause.message} VBS stopped retrying; \`vbs admin check --repair\` resumes it.`;
+    this.park('workflows', id, kind.resourceOf(data), message);
   }
 
-  private markStep(id: number, idx: number, name: string, state: string, error: string | null = null): void {
-    writeTx(this.db, () => this.setStep(id, idx, name, state, error));
+  private park(table: 'workflows' | 'leftovers', id: number, resource: string, message: string): void {
+    this.journal.park(table, id, () => this.meta.markError(resource, message));
+    this.log.error('gave up retrying; the resource is in error until a repair resumes it', { resource, message });
   }
 
-  private setStep(id: number, idx: number, name: string, state: string, error: string | null = null): void {
-    this.db
-      .prepare(
-        `INSERT INTO workflow_steps (workflow_id, idx, name, state, error, updated_at) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (workflow_id, idx) DO UPDATE SET state = excluded.state, error = excluded.error, updated_at = excluded.updated_at`,
-      )
-      .run(id, idx, name, state, error, now());
+  private nextAttempt(failures: number): string {
+    const delay = Math.min(this.retry.maxDelayMs, this.retry.firstDelayMs * 2 ** Math.max(0, failures));
+    return new Date(Date.now() + delay).toISOString();
   }
 
   /**
@@ -237,100 +299,81 @@ export class WorkflowEngine {
    * rollforward kinds rerun from the first step not done.
    */
   async recover(): Promise<number> {
-    const rows = this.db.prepare(`SELECT id, kind, resource_id, data FROM workflows WHERE state = 'running' ORDER BY id`).all() as WorkflowRow[];
+    const rows = this.journal.takeAllRunning();
     for (const row of rows) {
       const kind = this.kinds.get(row.kind);
-      const data = JSON.parse(row.data) as object;
       if (!kind) {
         this.log.error('journal holds a workflow of an unknown kind', { id: row.id, kind: row.kind });
         continue;
       }
-      const steps = kind.steps(data);
-      const journaled = this.db.prepare('SELECT idx, state FROM workflow_steps WHERE workflow_id = ? ORDER BY idx').all(row.id) as {
-        idx: number;
-        state: string;
-      }[];
       this.log.info('recovering workflow', { id: row.id, kind: row.kind, resource: row.resource_id, recovery: kind.recovery });
-      const firstNotDone = steps.findIndex((_, i) => journaled.find((s) => s.idx === i)?.state !== 'done');
-      if (kind.recovery === 'rollforward' || firstNotDone < 0) {
-        try {
-          await this.execute(kind, row.id, data, firstNotDone < 0 ? steps.length : firstNotDone);
-        } catch (err) {
-          this.log.warn('rolled-forward workflow failed', { id: row.id, message: errorMessage(err) });
-        }
-      } else {
-        const lastStarted = journaled.length ? Math.max(...journaled.map((s) => s.idx)) : -1;
-        await this.compensate(kind, row.id, data, steps, lastStarted);
-        const failure = new VbsError('OperationFailed', `${row.kind} was interrupted by a restart of the VBS service and was rolled back.`);
-        this.finish(row.id, 'failed', failure.message, () => kind.abort(this.meta, data, failure));
-      }
+      await this.recoverOne(kind, row, true);
     }
     return rows.length;
   }
 
-  /**
-   * Retries failed undo steps whose time has come (or all of them, when a
-   * delegate just came back), or those of one resource; drops those that
-   * succeed. Stalled rollforward workflows are resumed first (resumeStalled).
-   */
-  async retryLeftovers(opts: { all?: boolean; resource?: string } = {}): Promise<number> {
-    await this.resumeStalled();
-    const until = opts.all ? '9999' : now();
-    const due = this.db
-      .prepare(
-        `SELECT id, kind, step, data, attempts FROM leftovers WHERE next_attempt_at <= ?
-         AND (? IS NULL OR workflow_id IN (SELECT id FROM workflows WHERE resource_id = ?)) ORDER BY id LIMIT 20`,
-      )
-      .all(until, opts.resource ?? null, opts.resource ?? null) as {
-      id: number;
-      kind: string;
-      step: string;
-      data: string;
-      attempts: number;
-    }[];
-    let fixed = 0;
-    for (const l of due) {
-      const data = JSON.parse(l.data) as object;
-      const step = this.kinds.get(l.kind)?.steps(data).find((s) => s.name === l.step);
+  /** Continues a claimed workflow: forward from its first step not done, or (rollback kinds, after a crash) back. */
+  private async recoverOne(kind: AnyKind, row: WorkflowRow, afterCrash: boolean): Promise<boolean> {
+    const data = JSON.parse(row.data) as object;
+    const steps = kind.steps(data);
+    const journaled = this.journal.steps(row.id);
+    const firstNotDone = steps.findIndex((_, i) => journaled.find((s) => s.idx === i)?.state !== 'done');
+    if (kind.recovery === 'rollforward' || firstNotDone < 0 || !afterCrash) {
       try {
-        if (!step?.undo) throw new Error(`no undo for ${l.kind}/${l.step}`);
-        await step.undo(data);
-        writeTx(this.db, () => this.db.prepare('DELETE FROM leftovers WHERE id = ?').run(l.id));
-        fixed++;
+        await this.execute(kind, row.id, data, firstNotDone < 0 ? steps.length : firstNotDone);
+        return true;
       } catch (err) {
-        const backoffMs = Math.min(300_000, 2_000 * 2 ** l.attempts);
-        writeTx(this.db, () =>
-          this.db
-            .prepare('UPDATE leftovers SET attempts = attempts + 1, error = ?, next_attempt_at = ? WHERE id = ?')
-            .run(errorMessage(err), new Date(Date.now() + backoffMs).toISOString(), l.id),
-        );
+        this.log.warn('resumed workflow not finished yet', { id: row.id, kind: row.kind, message: errorMessage(err) });
+        return false;
       }
     }
-    return fixed;
+    const lastStarted = journaled.length ? Math.max(...journaled.map((s) => s.idx)) : -1;
+    await this.compensate(kind, row.id, data, steps, lastStarted);
+    const failure = new VbsError('OperationFailed', `${row.kind} was interrupted by a restart of the VBS service and was rolled back.`);
+    this.journal.finish(row.id, 'failed', failure.message, () => kind.abort(this.meta, data, failure));
+    return true;
   }
 
   /**
-   * Resumes rollforward workflows left running after a step of unknown outcome
-   * (StepStalled), from their first step not done. Bounded: each pass tries
-   * each stalled workflow once.
+   * Runs pending work nobody else is running: stalled workflows first, then
+   * leftover undos, each claimed before it runs. By default only work whose
+   * next attempt is due and that was not given up on; a delegate back from an
+   * outage asks for everything not parked, a repair for everything.
+   * Returns how many pieces of work finished.
    */
-  async resumeStalled(): Promise<number> {
-    const rows = this.db.prepare(`SELECT id, kind, data FROM workflows WHERE state = 'running' ORDER BY id`).all() as Omit<WorkflowRow, 'resource_id'>[];
+  async resume(f: ClaimFilter = {}): Promise<number> {
     let finished = 0;
-    for (const row of rows) {
+    for (const row of this.journal.claimStalled(f)) {
       const kind = this.kinds.get(row.kind);
-      if (!kind || kind.recovery !== 'rollforward' || this.active.has(row.id)) continue;
-      const data = JSON.parse(row.data) as object;
-      const done = this.db.prepare(`SELECT idx FROM workflow_steps WHERE workflow_id = ? AND state = 'done'`).all(row.id) as { idx: number }[];
-      const steps = kind.steps(data);
-      const from = steps.findIndex((_, i) => !done.some((s) => s.idx === i));
-      try {
-        await this.execute(kind, row.id, data, from < 0 ? steps.length : from);
-        finished++;
-      } catch (err) {
-        this.log.warn('stalled workflow not finished yet', { id: row.id, kind: row.kind, message: errorMessage(err) });
-      }
+      if (!kind || this.active.has(row.id)) continue;
+      if (row.parked_at) this.journal.unpark('workflows', row.id, () => row.parked_status && this.meta.clearError(row.resource_id, row.parked_status));
+      if (await this.recoverOne(kind, row, false)) finished++;
+    }
+    for (const l of this.journal.claimLeftovers(f)) {
+      if (await this.retryLeftover(l)) finished++;
     }
     return finished;
+  }
+
+  private async retryLeftover(l: LeftoverRow): Promise<boolean> {
+    const data = JSON.parse(l.data) as Record<string, unknown>;
+    const step = this.kinds.get(l.kind)?.steps(data).find((s) => s.name === l.step);
+    // Resuming parked work starts its retries afresh, with its resource as it was.
+    if (l.parked_at) this.journal.unpark('leftovers', l.id, () => l.parked_status && this.meta.clearError(l.resource_id, l.parked_status));
+    try {
+      if (!step?.undo) throw new Error(`no undo for ${l.kind}/${l.step}`);
+      await step.undo(data);
+      this.journal.dropLeftover(l.id);
+      return true;
+    } catch (err) {
+      const message = errorMessage(err);
+      this.journal.rescheduleLeftover(l.id, message, this.nextAttempt(l.parked_at ? 0 : l.attempts));
+      const since = l.parked_at ? Date.now() : Date.parse(l.created_at);
+      if (!l.parked_at && Date.now() - since >= this.retry.giveUpAfterMs) {
+        const where = stepLocation(l.step, data);
+        this.park('leftovers', l.id, l.resource_id, `the undo of ${l.step} (${l.kind}) on '${where}' has failed since ${l.created_at}: ${message} VBS stopped retrying; \`vbs admin check --repair\` resumes it.`);
+      }
+      return false;
+    }
   }
 }

@@ -36,6 +36,13 @@ export async function raceChecked(d: RaceDeployment, calls: readonly (() => Prom
   return out;
 }
 
+/** Runs the calls one after another: what a given order must give, with no race (the rounds whose outcome is known). */
+export async function inOrder(calls: readonly (() => Promise<XmlRecord>)[]): Promise<Outcome[]> {
+  const out: Outcome[] = [];
+  for (const call of calls) out.push(...(await race([call])));
+  return out;
+}
+
 export const successes = (outcomes: readonly Outcome[]) => outcomes.filter((o) => o.ok).length;
 
 /** Every failed outcome has one of `codes` and a message matching `message`. */

@@ -354,12 +354,26 @@ describe('CheckConsistency: VM disks', () => {
     const f = checkFront();
     const vol = await createVolume(f);
     f.vmm.disks.set('vm1/xvdz', vol);
+    f.storage.objects.set(ORPHAN, 'ready'); // no record, but its data is there: someone's work
     f.vmm.disks.set('vm2/xvdy', ORPHAN);
     const r = await f.check(true);
-    expect(kinds(r)).toEqual([`orphan-disk ${ORPHAN}/vm2 @localhost`, `orphan-disk ${vol}/vm1 @localhost`]);
-    expect(r.finding[0]!.detail).toMatch(/nor such a volume/);
+    expect(kinds(r)).toEqual([`orphan-disk ${ORPHAN}/vm2 @localhost`, `orphan-disk ${vol}/vm1 @localhost`, `orphan-object ${ORPHAN} @local`]);
+    expect(r.finding[0]!.detail).toMatch(/nor such a volume, but its data is still there/);
     expect(f.vmm.disks.size).toBe(2);
     expect(f.vmm.calls).not.toContain('DetachDisk');
+  });
+
+  it('orphan-disk of a deleted volume whose data is gone (a stray writer): --repair detaches it', async () => {
+    const f = checkFront();
+    f.vmm.disks.set('vm2/xvdy', ORPHAN);
+    const report = await f.check(false);
+    expect(kinds(report)).toEqual([`orphan-disk ${ORPHAN}/vm2 @localhost`]);
+    expect(report.finding[0]!.detail).toMatch(/the volume and its data are gone/);
+    expect(f.vmm.disks.size).toBe(1);
+    const r = await f.check(true);
+    expect(kinds(r)).toEqual([`orphan-disk ${ORPHAN}/vm2 @localhost repaired`]);
+    expect(r.finding[0]!.detail).toMatch(/repaired: detached from vm2/);
+    expect(f.vmm.disks.size).toBe(0);
   });
 
   it('mode-mismatch and device-mismatch are reported', async () => {

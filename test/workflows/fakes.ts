@@ -6,6 +6,7 @@ import { DelegatePool, type DelegateClient } from '../../src/front/delegates.js'
 import { FrontService } from '../../src/front/service.js';
 import { FrontWorkflows } from '../../src/front/workflows.js';
 import type { CallContext } from '../../src/soap/server.js';
+import type { RetryOptions } from '../../src/workflows/engine.js';
 import type { Record as XmlRecord } from '../../src/soap/xml.js';
 
 /**
@@ -29,9 +30,23 @@ export class FakeDelegate implements DelegateClient {
   exportKind: 'file' | 'iscsi' = 'file';
   failures = new Map<string, VbsError>();
   hangs = new Set<string>();
+  private readonly waiting = new Map<string, (() => void)[]>();
+
+  /** Resolves once a call of `op` has arrived (at once if one already did): a signal, not a sleep. */
+  reached(op: string): Promise<void> {
+    if (this.calls.includes(op)) return Promise.resolve();
+    return new Promise((resolve) => this.waiting.set(op, [...(this.waiting.get(op) ?? []), resolve]));
+  }
+
+  /** Records a call (or any event a subclass names) and wakes whoever waits for it. */
+  protected note(op: string): void {
+    this.calls.push(op);
+    for (const resolve of this.waiting.get(op) ?? []) resolve();
+    this.waiting.delete(op);
+  }
 
   async call(op: string, i: XmlRecord): Promise<XmlRecord> {
-    this.calls.push(op);
+    this.note(op);
     if (this.hangs.has(op)) return new Promise(() => {});
     const f = this.failures.get(op);
     if (f) throw f;
@@ -127,11 +142,11 @@ export interface Front {
   call(op: string, input: XmlRecord, caller?: string): Promise<XmlRecord>;
 }
 
-export function makeFront(file = ':memory:', storage = new FakeDelegate(), vmm = new FakeDelegate()): Front {
+export function makeFront(file = ':memory:', storage = new FakeDelegate(), vmm = new FakeDelegate(), retry?: Partial<RetryOptions>): Front {
   const db = openDatabase(file);
   const meta = new Metadata(db);
   const pool = new DelegatePool(new Map([['local', storage]]), new Map([['localhost', vmm]]));
-  const wf = new FrontWorkflows(db, meta, pool, silentLogger);
+  const wf = new FrontWorkflows(db, meta, pool, silentLogger, undefined, retry);
   const svc = new FrontService(meta, pool, wf);
   const handlers = svc.handlers();
   return {
@@ -143,6 +158,11 @@ export function makeFront(file = ':memory:', storage = new FakeDelegate(), vmm =
     vmm,
     call: async (op, input, caller = 'alice') => handlers[op]!(input, { caller, requestId: 't', log: silentLogger } as CallContext),
   };
+}
+
+/** A delegate that cannot be reached: the request never left this process (nothing changed on the host). */
+export function unreachable(): VbsError {
+  return new VbsError('ServiceUnavailable', 'VmmDelegate could not be reached.', { cause: Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }) });
 }
 
 /** Creates an available volume through the service (the fake creates instantly). */

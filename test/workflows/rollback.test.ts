@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { VbsError } from '../../src/core/errors.js';
 import type { Record as XmlRecord } from '../../src/soap/xml.js';
-import { availableVolume, makeFront } from './fakes.js';
+import { availableVolume, makeFront, unreachable } from './fakes.js';
 
 const attachArgs = (volumeId: string, extra: XmlRecord = {}) => ({ volumeId, vmmHost: 'localhost', vmId: 'vm1', device: 'xvdb', ...extra });
 const fault = (code: 'OperationFailed' | 'ServiceUnavailable' = 'OperationFailed') => new VbsError(code, 'injected failure');
@@ -89,8 +89,8 @@ describe('attach-volume (iSCSI: export, discover, log in, attach) rolls back at 
     expect(f.db.prepare('SELECT step FROM leftovers').all()).toEqual([{ step: 'volume-delegate.ExportVolume' }]);
     expect(f.storage.exports.size).toBe(1);
     f.storage.failures.clear();
-    f.db.prepare(`UPDATE leftovers SET next_attempt_at = '2000-01-01'`).run();
-    expect(await f.wf.engine.retryLeftovers()).toBe(1);
+    expect(await f.wf.engine.resume()).toBe(0); // not due yet: it backs off
+    expect(await f.wf.engine.resume({ notDueToo: true })).toBe(1);
     expect(f.storage.exports.size).toBe(0);
     expect(f.db.prepare('SELECT count(*) AS n FROM leftovers').get()).toEqual({ n: 0 });
   });
@@ -115,7 +115,7 @@ const DETACH_STEPS = [
   { op: 'UnexportVolume', on: 'storage', name: 'volume-delegate.UnexportVolume' },
 ] as const;
 
-describe('detach-volume (iSCSI: detach, log out, unexport) rolls back at every step', () => {
+describe('detach-volume (iSCSI: detach, log out, unexport) rolls forward', () => {
   async function attached(kind: 'file' | 'iscsi' = 'iscsi') {
     const f = makeFront();
     f.storage.exportKind = kind;
@@ -125,32 +125,70 @@ describe('detach-volume (iSCSI: detach, log out, unexport) rolls back at every s
     f.vmm.calls.length = 0;
     return { f, vol };
   }
+  const detached = { exports: [], nodes: [], sessions: [], disks: [] };
 
-  for (const [k, step] of DETACH_STEPS.entries()) {
-    it(`step ${k + 1} (${step.op}) fails: the volume is attached and connected as before, and the next detach works`, async () => {
+  for (const [why, error] of [
+    ['the hypervisor refused it', fault()],
+    ['the VMM host could not be reached', unreachable()],
+  ] as const) {
+    it(`step 1 (DetachDisk) fails because ${why}: nothing changed, the attachment stays attached, nothing is kept to undo`, async () => {
       const { f, vol } = await attached();
       const before = hostState(f);
-      f[step.on].failures.set(step.op, fault());
-      await expect(f.call('DetachVolume', { volumeId: vol })).rejects.toThrow(
-        new RegExp(`DetachVolume failed at step ${k + 1} of 3 \\(${step.name.replace('.', '\\.')}\\)`),
-      );
+      f.vmm.failures.set('DetachDisk', error);
+      await expect(f.call('DetachVolume', { volumeId: vol })).rejects.toThrow(/DetachVolume failed at step 1 of 3 \(vmm-delegate\.DetachDisk\)/);
       expect(hostState(f)).toEqual(before);
       expect(f.meta.attachmentsOf([vol])[0]!.status).toBe('attached');
-      expect(f.meta.volume(vol)!.status).toBe('in-use');
+      expect(f.vmm.calls).toEqual(['DetachDisk']); // no re-attach was tried or kept
+      expect(f.db.prepare('SELECT count(*) AS n FROM leftovers').get()).toEqual({ n: 0 });
       noTransients(f);
-      f[step.on].failures.clear();
+      f.vmm.failures.clear();
       await f.call('DetachVolume', { volumeId: vol });
-      expect(f.meta.volume(vol)!.status).toBe('available');
-      expect(hostState(f)).toEqual({ exports: [], nodes: [], sessions: [], disks: [] });
+      expect(hostState(f)).toEqual(detached);
     });
   }
 
-  it('file source: unexport fails, the disk is attached again', async () => {
+  for (const [k, step] of DETACH_STEPS.entries()) {
+    it(`step ${k + 1} (${step.op}) has an unknown outcome or fails after the disk went: it stays detaching, the volume cannot be deleted, and VBS finishes it`, async () => {
+      const { f, vol } = await attached();
+      f[step.on].failures.set(step.op, k === 0 ? fault('ServiceUnavailable') : fault());
+      await expect(f.call('DetachVolume', { volumeId: vol })).rejects.toMatchObject({
+        code: 'ServiceUnavailable',
+        message: expect.stringMatching(new RegExp(`DetachVolume could not finish step ${k + 1} of 3 \\(${step.name.replace('.', '\\.')}\\)`)),
+      });
+      expect(f.meta.attachmentsOf([vol])[0]!.status).toBe('detaching');
+      expect(f.vmm.calls).not.toContain('AttachDisk');
+      await expect(f.call('DeleteVolume', { volumeId: vol })).rejects.toMatchObject({ code: 'VolumeInUse' });
+      expect(f.storage.objects.has(vol)).toBe(true);
+      f[step.on].failures.clear();
+      expect(await f.wf.engine.resume({ notDueToo: true })).toBe(1);
+      expect(f.meta.attachmentsOf([vol])).toEqual([]);
+      expect(f.meta.volume(vol)!.status).toBe('available');
+      expect(hostState(f)).toEqual(detached);
+      noTransients(f);
+      await f.call('DeleteVolume', { volumeId: vol });
+      expect(f.meta.volume(vol)).toBeUndefined();
+    });
+  }
+
+  it('a second detach request finishes a stalled one instead of being refused', async () => {
+    const { f, vol } = await attached();
+    f.vmm.failures.set('LogoutTarget', fault());
+    await expect(f.call('DetachVolume', { volumeId: vol })).rejects.toMatchObject({ code: 'ServiceUnavailable' });
+    f.vmm.failures.clear();
+    // The stalled detach runs first; the attachment it removes is then not there to detach.
+    await expect(f.call('DetachVolume', { volumeId: vol })).rejects.toMatchObject({ code: 'IncorrectState' });
+    expect(hostState(f)).toEqual(detached);
+    expect(f.meta.volume(vol)!.status).toBe('available');
+  });
+
+  it('file source: unexport fails after the disk went: the disk is not attached again', async () => {
     const { f, vol } = await attached('file');
     f.storage.failures.set('UnexportVolume', fault());
-    await expect(f.call('DetachVolume', { volumeId: vol })).rejects.toThrow(/step 3 of 3 \(volume-delegate.UnexportVolume\)/);
-    expect(f.vmm.calls).toEqual(['DetachDisk', 'AttachDisk']);
-    expect(f.vmm.disks.size).toBe(1);
+    await expect(f.call('DetachVolume', { volumeId: vol })).rejects.toThrow(/could not finish step 3 of 3 \(volume-delegate.UnexportVolume\)/);
+    expect(f.vmm.calls).toEqual(['DetachDisk']);
+    expect(f.vmm.disks.size).toBe(0);
+    f.storage.failures.clear();
+    await f.wf.engine.resume({ notDueToo: true });
     noTransients(f);
   });
 
@@ -185,7 +223,7 @@ describe('create and delete roll back', () => {
     const f = makeFront();
     const vol = await availableVolume(f);
     f.storage.failures.set('DeleteObject', fault());
-    await expect(f.call('DeleteVolume', { volumeId: vol })).rejects.toThrow(/DeleteVolume failed at step 1 of 1/);
+    await expect(f.call('DeleteVolume', { volumeId: vol })).rejects.toThrow(/DeleteVolume failed at step 2 of 2/);
     expect(f.meta.volume(vol)!.status).toBe('available');
     f.storage.failures.clear();
     await f.call('DeleteVolume', { volumeId: vol });

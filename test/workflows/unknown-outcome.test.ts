@@ -28,16 +28,16 @@ describe('a delete whose delegate step has an unknown outcome', () => {
     const f = makeFront(':memory:', storage);
     const vol = await availableVolume(f);
     storage.lose.add('DeleteObject');
-    await expect(f.call('DeleteVolume', { volumeId: vol })).rejects.toMatchObject({ code: 'ServiceUnavailable', message: expect.stringMatching(/finishes it when the delegate answers/) });
+    await expect(f.call('DeleteVolume', { volumeId: vol })).rejects.toMatchObject({ code: 'ServiceUnavailable', message: expect.stringMatching(/finishes it when the host answers/) });
     expect(storage.objects.has(vol)).toBe(false);
     expect(f.meta.volume(vol)!.status).toBe('deleting');
 
     // Still unreachable: nothing changes, nothing is lost.
-    await f.wf.engine.retryLeftovers();
+    await f.wf.engine.resume({ notDueToo: true });
     expect(f.meta.volume(vol)!.status).toBe('deleting');
 
     storage.lose.clear();
-    await f.wf.engine.retryLeftovers();
+    await f.wf.engine.resume({ notDueToo: true });
     expect(f.meta.volume(vol)).toBeUndefined();
   });
 
@@ -51,7 +51,7 @@ describe('a delete whose delegate step has an unknown outcome', () => {
     before.meta.setSnapshotStatus(snap, ['pending'], 'completed', null, 100);
     storage.hangs.add('DeleteObject');
     void before.call('DeleteSnapshot', { snapshotId: snap });
-    await new Promise((r) => setTimeout(r, 20));
+    await storage.reached('DeleteObject');
 
     storage.hangs.clear();
     storage.lose.add('DeleteObject');
@@ -59,7 +59,7 @@ describe('a delete whose delegate step has an unknown outcome', () => {
     await after.wf.engine.recover();
     expect(after.meta.snapshot(snap)!.status).toBe('deleting');
     storage.lose.clear();
-    await after.wf.engine.retryLeftovers();
+    await after.wf.engine.resume({ notDueToo: true });
     expect(after.meta.snapshot(snap)).toBeUndefined();
     expect(storage.objects.has(snap)).toBe(false);
   });
@@ -90,12 +90,12 @@ describe('an undo left to retry (a leftover)', () => {
 
     // Still down: the retry is refused rather than run with a stale undo pending.
     vmm.lose.clear();
-    await expect(attach()).rejects.toMatchObject({ code: 'ServiceUnavailable', message: expect.stringMatching(/still undoing/) });
+    await expect(attach()).rejects.toMatchObject({ code: 'ServiceUnavailable', message: expect.stringMatching(/is not finished \(the undo of vmm-delegate.AttachDisk/) });
 
     // Back: the pending undo runs first, then the attach; the disk stays attached.
     vmm.failures.clear();
     await attach();
-    await f.wf.engine.retryLeftovers({ all: true });
+    await f.wf.engine.resume({ notDueToo: true });
     expect(f.meta.attachmentsOf([vol]).map((a) => a.status)).toEqual(['attached']);
     expect([...vmm.disks]).toEqual([['vm1/xvdb', vol]]);
   });

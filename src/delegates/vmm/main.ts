@@ -7,7 +7,7 @@ import { CommandCatalog } from '../../commands/catalog.js';
 import { CommandRunner } from '../../commands/runner.js';
 import type { VmmDelegateConfig } from '../../config/service-config.js';
 import { VMM_DELEGATE_SERVICE } from '../../services/vmm-delegate.js';
-import type { RunningService } from '../../front/main.js';
+import type { RunningService } from '../../core/service.js';
 import type { Handlers } from '../../soap/server.js';
 import { listenDelegate } from '../listen.js';
 import { FIXED_PARAMS, VmmAdapter, type DiskSource } from './adapter.js';

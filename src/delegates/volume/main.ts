@@ -4,7 +4,7 @@ import { CommandCatalog } from '../../commands/catalog.js';
 import { CommandRunner } from '../../commands/runner.js';
 import type { VolumeDelegateConfig } from '../../config/service-config.js';
 import { VOLUME_DELEGATE_SERVICE } from '../../services/volume-delegate.js';
-import type { RunningService } from '../../front/main.js';
+import type { RunningService } from '../../core/service.js';
 import { listenDelegate } from '../listen.js';
 import type { VolumeBackend } from './backend.js';
 import { FileBackend } from './file-backend.js';

@@ -1,5 +1,4 @@
 import type { Logger } from '../../core/log.js';
-import { now, writeTx } from '../../db/database.js';
 import type { Metadata } from '../../db/metadata.js';
 import type { WorkflowEngine } from '../../workflows/engine.js';
 import type { DelegatePool } from '../delegates.js';
@@ -24,7 +23,7 @@ export interface CheckResult {
   finding: Finding[];
 }
 
-const LEFTOVER_BATCH = 20; // what WorkflowEngine.retryLeftovers takes per call
+const RESUME_BATCH = 20;
 
 /**
  * Reconciliation: compares the metadata with what every delegate reports.
@@ -88,31 +87,25 @@ export class ConsistencyChecker {
   }
 
   /**
-   * Retries now, through the engine, every pending undo of a finished
-   * workflow; those that succeed are reported repaired, the others are found
-   * again by the observations that follow.
+   * Resumes now, through the engine, all unfinished work (parked work too);
+   * what finishes is reported repaired, the rest is found again by the
+   * observations that follow.
    */
   private async retryLeftoversNow(): Promise<Finding[]> {
-    const db = this.meta.db;
-    const m = readMeta(this.meta);
-    const pending = m.leftovers.filter((l) => !m.busy.has(l.resourceId));
+    const pending = readMeta(this.meta).leftovers;
     if (!pending.length) return [];
-    const due = writeTx(db, () => {
-      const t = now();
-      const mark = db.prepare('UPDATE leftovers SET next_attempt_at = ? WHERE id = ?');
-      for (const l of pending) mark.run(t, l.id);
-      return (db.prepare('SELECT count(*) AS n FROM leftovers WHERE next_attempt_at <= ?').get(t) as { n: number }).n;
-    });
-    // Each call takes up to a batch of due leftovers; a failed one is rescheduled later, so every call moves on.
-    for (let i = 0; i < Math.ceil(due / LEFTOVER_BATCH); i++) await this.engine.retryLeftovers();
-    const left = new Set((db.prepare('SELECT id FROM leftovers').all() as { id: number }[]).map((r) => r.id));
+    // Each pass claims a batch; work that fails again is rescheduled, so every pass moves on.
+    for (let i = 0; i <= Math.ceil(pending.length / RESUME_BATCH); i++) {
+      await this.engine.resume({ notDueToo: true, parkedToo: true, limit: RESUME_BATCH });
+    }
+    const left = new Set(readMeta(this.meta).leftovers.map((l) => l.key));
     return pending
-      .filter((l) => !left.has(l.id))
+      .filter((l) => !left.has(l.key))
       .map((l) => ({
         kind: 'leftover' as const,
         resource: l.resourceId,
         location: leftoverLocation(l),
-        detail: `the undo of ${l.step} (${l.kind}) was pending; repaired: retried now and it succeeded`,
+        detail: `${l.key.startsWith('workflow:') ? `${l.kind} had not finished ${l.step}` : `the undo of ${l.step} (${l.kind}) was pending`}; repaired: retried now and it succeeded`,
         repaired: true,
       }));
   }

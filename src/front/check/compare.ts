@@ -1,5 +1,6 @@
 import { bareDevice } from '../../core/validate.js';
 import type { AttachmentRow, SnapshotRow, VolumeRow } from '../../db/metadata.js';
+import { stepLocation } from '../../workflows/engine.js';
 import { attachmentName, type Suspect } from './findings.js';
 import type { LeftoverRow, MetaSnapshot, Reports, StoredObject, VmDisk, VolumeDelegateReport } from './observe.js';
 
@@ -18,7 +19,7 @@ export function compare(m: MetaSnapshot, r: Reports): Suspect[] {
     if (d.objects) orphanObjects(m, d.name, d.objects, out);
     if (d.exports?.tracked) exportsOf(m, r, d, out);
   }
-  for (const h of r.vmmHosts.values()) if (h.disks) disksOf(m, h.name, h.disks, out);
+  for (const h of r.vmmHosts.values()) if (h.disks) disksOf(m, r, h.name, h.disks, out);
   stuckAttachments(m, r, out);
   volumeStatusVsAttachments(m, r, out);
   leftovers(m, out);
@@ -219,7 +220,7 @@ function exportsOf(m: MetaSnapshot, r: Reports, d: VolumeDelegateReport, out: Su
   }
 }
 
-function disksOf(m: MetaSnapshot, host: string, disks: readonly VmDisk[], out: Suspect[]): void {
+function disksOf(m: MetaSnapshot, r: Reports, host: string, disks: readonly VmDisk[], out: Suspect[]): void {
   for (const a of m.attachments) {
     if (a.vmm_host !== host || a.status !== 'attached' || m.busy.has(a.volume_id)) continue;
     const disk = disks.find((d) => d.vmId === a.vm_id && d.volumeId === a.volume_id);
@@ -244,12 +245,19 @@ function disksOf(m: MetaSnapshot, host: string, disks: readonly VmDisk[], out: S
   for (const d of disks) {
     if (!d.volumeId || m.busy.has(d.volumeId)) continue;
     if (m.attachments.some((a) => a.volume_id === d.volumeId && a.vmm_host === host && a.vm_id === d.vmId)) continue;
+    // A disk of a volume whose record and data are both gone has nothing left
+    // to lose: detaching it stops a VM from writing where a new volume may
+    // live. Any other stray disk may hold a user's work: reported only.
+    const dataGone = !m.volumes.has(d.volumeId) && [...r.volumeDelegates.values()].every((v) => v.objects && !v.objects.has(d.volumeId!));
     out.push({
       kind: 'orphan-disk',
       resource: attachmentName(d.volumeId, d.vmId),
       location: host,
       identity: `orphan-disk|${d.volumeId}|${d.vmId}|${host}|${bareDevice(d.device)}`,
-      detail: `${d.vmId} on '${host}' has ${d.volumeId} as ${d.device} (mode ${d.mode}) but VBS has no attachment for it${m.volumes.has(d.volumeId) ? '' : ' (nor such a volume)'}; reported only, never detached`,
+      detail: `${d.vmId} on '${host}' has ${d.volumeId} as ${d.device} (mode ${d.mode}) but VBS has no attachment for it${
+        m.volumes.has(d.volumeId) ? '; reported only, never detached' : dataGone ? ' and the volume and its data are gone' : ' (nor such a volume, but its data is still there); reported only, never detached'
+      }`,
+      fix: dataGone ? { type: 'detach-stray', vmmHost: host, vmId: d.vmId, device: d.device, volumeId: d.volumeId } : undefined,
     });
   }
 }
@@ -311,21 +319,21 @@ function volumeStatusVsAttachments(m: MetaSnapshot, r: Reports, out: Suspect[]):
   }
 }
 
+/** Unfinished work is reported whatever else is going on: it is what keeps its resource from moving on. */
 function leftovers(m: MetaSnapshot, out: Suspect[]): void {
   for (const l of m.leftovers) {
-    if (m.busy.has(l.resourceId)) continue;
+    const what = l.key.startsWith('workflow:') ? `${l.kind} could not finish ${l.step}` : `the undo of ${l.step} (${l.kind}) is still pending`;
     out.push({
       kind: 'leftover',
       resource: l.resourceId,
       location: leftoverLocation(l),
-      identity: `leftover|${l.id}`,
-      detail: `the undo of ${l.step} (${l.kind}) is still pending after ${l.attempts} retr${l.attempts === 1 ? 'y' : 'ies'}; VBS keeps retrying it`,
+      identity: `leftover|${l.key}`,
+      detail: `${what} after ${l.attempts} retr${l.attempts === 1 ? 'y' : 'ies'} (${l.error}); ${l.parked ? 'VBS gave up retrying it: --repair resumes it' : 'VBS keeps retrying it'}`,
     });
   }
 }
 
-/** The delegate or VMM host an undo step talks to, from its step name and workflow data. */
+/** The delegate or VMM host a piece of pending work talks to. */
 export function leftoverLocation(l: Pick<LeftoverRow, 'step' | 'data'>): string {
-  const at = l.step.startsWith('vmm-delegate.') ? l.data.vmmHost : l.data.delegate;
-  return typeof at === 'string' ? at : '-';
+  return stepLocation(l.step, l.data);
 }

@@ -46,7 +46,9 @@ export type Fix =
   /** An export that no attachment needs and no VM on its host uses. */
   | { type: 'unexport'; delegate: string; volumeId: string; vmmHost: string }
   /** The export of an attached volume went missing. */
-  | { type: 'reexport'; delegate: string; volumeId: string; vmmHost: string; vmId: string };
+  | { type: 'reexport'; delegate: string; volumeId: string; vmmHost: string; vmId: string }
+  /** A VM still holds a deleted volume whose data is gone: nothing to lose, and it must not write on. */
+  | { type: 'detach-stray'; vmmHost: string; vmId: string; device: string; volumeId: string };
 
 /** A finding before it is confirmed and repaired. */
 export interface Suspect extends Omit<Finding, 'repaired'> {

@@ -1,4 +1,5 @@
 import { VbsError } from '../../core/errors.js';
+import { busyResources, lastDeleteData, lastStep, pendingWork } from '../../db/journal.js';
 import type { AttachmentRow, Metadata, SnapshotRow, VolumeRow } from '../../db/metadata.js';
 import type { Record as XmlRecord } from '../../soap/xml.js';
 import type { DelegateClient } from '../delegates.js';
@@ -15,13 +16,18 @@ export interface MetaSnapshot {
   readonly statusBeforeDelete: ReadonlyMap<string, string>;
 }
 
+/** Work nobody is running now: an undo to retry, or a workflow that could not finish a step. */
 export interface LeftoverRow {
-  id: number;
+  /** `leftover:<id>` or `workflow:<id>`: stable across observations. */
+  key: string;
   kind: string;
   step: string;
   attempts: number;
   resourceId: string;
   data: Record<string, unknown>;
+  error: string;
+  /** Given up on: the resource is in error until a repair resumes it. */
+  parked: boolean;
 }
 
 export function readMeta(meta: Metadata): MetaSnapshot {
@@ -29,22 +35,36 @@ export function readMeta(meta: Metadata): MetaSnapshot {
   return db.transaction(() => {
     const volumes = new Map(meta.allVolumes().map((v) => [v.volume_id, v]));
     const snapshots = new Map(meta.allSnapshots().map((s) => [s.snapshot_id, s]));
-    const busy = new Set((db.prepare(`SELECT resource_id FROM workflows WHERE state = 'running'`).all() as { resource_id: string }[]).map((r) => r.resource_id));
-    const leftovers = (
-      db
-        .prepare(
-          `SELECT l.id, l.kind, l.step, l.attempts, l.data, w.resource_id FROM leftovers l JOIN workflows w ON w.id = l.workflow_id
-           WHERE w.state <> 'running' ORDER BY l.id`,
-        )
-        .all() as { id: number; kind: string; step: string; attempts: number; data: string; resource_id: string }[]
-    ).map((r) => ({ id: r.id, kind: r.kind, step: r.step, attempts: r.attempts, resourceId: r.resource_id, data: parseData(r.data) }));
+    const busy = busyResources(db);
+    const pending = pendingWork(db);
+    const leftovers: LeftoverRow[] = [
+      ...pending.workflows.map((w) => ({
+        key: `workflow:${w.id}`,
+        kind: w.kind,
+        step: lastStep(db, w.id) ?? 'its first step',
+        attempts: w.attempts,
+        resourceId: w.resource_id,
+        data: parseData(w.data),
+        error: w.last_error ?? 'interrupted',
+        parked: w.parked_at !== null,
+      })),
+      ...pending.leftovers.map((l) => ({
+        key: `leftover:${l.id}`,
+        kind: l.kind,
+        step: l.step,
+        attempts: l.attempts,
+        resourceId: l.resource_id,
+        data: parseData(l.data),
+        error: l.error,
+        parked: l.parked_at !== null,
+      })),
+    ];
     const statusBeforeDelete = new Map<string, string>();
-    const lastDelete = db.prepare(`SELECT data FROM workflows WHERE resource_id = ? AND kind IN ('DeleteVolume', 'DeleteSnapshot') ORDER BY id DESC LIMIT 1`);
     const deleting = [...volumes.values()].filter((v) => v.status === 'deleting').map((v) => v.volume_id);
     deleting.push(...[...snapshots.values()].filter((s) => s.status === 'deleting').map((s) => s.snapshot_id));
     for (const id of deleting) {
-      const w = lastDelete.get(id) as { data: string } | undefined;
-      const previous = w ? parseData(w.data).previous : undefined;
+      const data = lastDeleteData(db, id);
+      const previous = data ? parseData(data).previous : undefined;
       if (typeof previous === 'string') statusBeforeDelete.set(id, previous);
     }
     return { volumes, snapshots, attachments: meta.allAttachments(), busy, leftovers, statusBeforeDelete };

@@ -1,6 +1,7 @@
 import { VbsError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { writeTx } from '../../db/database.js';
+import { workflowRunningOn } from '../../db/journal.js';
 import type { Metadata } from '../../db/metadata.js';
 import type { Record as XmlRecord } from '../../soap/xml.js';
 import type { DelegatePool } from '../delegates.js';
@@ -51,21 +52,16 @@ function describeFix(f: Fix): string {
       return `export to '${f.vmmHost}' withdrawn`;
     case 'reexport':
       return `exported to '${f.vmmHost}' again`;
+    case 'detach-stray':
+      return `detached from ${f.vmId}`;
   }
 }
 
 const STALE: Outcome = { done: false, why: 'it changed while the check ran (a request took it); check again' };
 
-function busy(meta: Metadata, id: string): boolean {
-  return Boolean(meta.db.prepare(`SELECT 1 FROM workflows WHERE resource_id = ? AND state = 'running' LIMIT 1`).get(id));
-}
+const busy = (meta: Metadata, id: string): boolean => workflowRunningOn(meta.db, id);
 
-function attachmentCount(meta: Metadata, volumeId: string, vmmHost?: string): number {
-  const row = vmmHost
-    ? meta.db.prepare('SELECT count(*) AS n FROM attachments WHERE volume_id = ? AND vmm_host = ?').get(volumeId, vmmHost)
-    : meta.db.prepare('SELECT count(*) AS n FROM attachments WHERE volume_id = ?').get(volumeId);
-  return (row as { n: number }).n;
-}
+const attachmentCount = (meta: Metadata, volumeId: string, vmmHost?: string): number => meta.attachmentCount(volumeId, vmmHost);
 
 async function apply(f: Fix, deps: RepairDeps): Promise<Outcome> {
   const { meta } = deps;
@@ -95,7 +91,18 @@ async function apply(f: Fix, deps: RepairDeps): Promise<Outcome> {
       return withdrawExport(deps, f.delegate, f.volumeId, f.vmmHost);
     case 'reexport':
       return reexport(f, deps);
+    case 'detach-stray':
+      return detachStray(f, deps);
   }
+}
+
+type StrayFix = Extract<Fix, { type: 'detach-stray' }>;
+
+async function detachStray(f: StrayFix, deps: RepairDeps): Promise<Outcome> {
+  if (deps.meta.volume(f.volumeId)) return STALE;
+  deps.log.error('a VM held a deleted volume; detaching it', { volumeId: f.volumeId, vmmHost: f.vmmHost, vmId: f.vmId, device: f.device });
+  await deps.delegates.vmmDelegate(f.vmmHost).call('DetachDisk', { volumeId: f.volumeId, vmId: f.vmId, device: f.device });
+  return { done: true };
 }
 
 type SettleFix = Extract<Fix, { type: 'settle-attachment' }>;

@@ -145,6 +145,8 @@ export class Cluster {
       // On lvm-iscsi each poll of a copy runs lvs, and each probe lvs and vgs (a process each), so less often.
       pollIntervalMs: lvm ? 250 : 100,
       healthIntervalMs: lvm ? 2_000 : 500,
+      // A detach or delete stalled on a killed delegate is finished soon after it is back.
+      retryFirstDelayMs: 500,
     });
     this.frontUrl = url('front', '/vbs');
   }

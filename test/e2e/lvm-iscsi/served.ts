@@ -63,10 +63,12 @@ export async function startServedLvmIscsi(front: Record<string, unknown>): Promi
       vmmHosts: [{ name: 'localhost', url: vmmUrl }],
       pollIntervalMs: 100,
       healthIntervalMs: 500,
+      retryFirstDelayMs: 500,
       ...front,
     });
     const url = await serve('front', dir, children);
-    writeJson('client.json', { ...readJson('client.json'), url });
+    // A request here may wait out two of the front's delegate timeouts (a step and its undo) on a loaded machine.
+    writeJson('client.json', { ...readJson('client.json'), url, timeoutMs: 90_000 });
     const pki = (f: string) => readFileSync(join(dir, 'pki', f));
     api = new SoapClient({ def: VBS_SERVICE, url, tls: { key: pki('admin.key'), cert: pki('admin.crt'), ca: pki('ca.crt') }, timeoutMs: 60_000 });
     const vmm: ServedService = {
