@@ -1,4 +1,4 @@
-import { VbsError, errorMessage } from '../core/errors.js';
+import { VbsError } from '../core/errors.js';
 import type { SnapshotState, VolumeState } from '../core/states.js';
 import type { WorkflowDeps } from './deps.js';
 import type { Step, WorkflowKind } from './engine.js';
@@ -54,25 +54,24 @@ function deleteObjectStep(delegates: WorkflowDeps['delegates'], d: DeleteData) {
 /**
  * Before a volume's data goes, the VMM hosts show that no VM holds it: with
  * LVM a new volume can reuse those extents, and a VM still writing to them
- * would write into another tenant's volume. Every host is asked; one that
- * does not answer blocks the delete only if the volume was ever attached
- * there (the others cannot have it through VBS).
+ * would write into another tenant's volume. A VM can only have been given the
+ * volume on a host VBS attached it on (each is recorded before the attach's
+ * first step), so those hosts are asked, and each must answer.
  */
 function noVmHoldsStep({ meta, delegates, log }: WorkflowDeps, d: DeleteData): Step<DeleteData> {
   return {
     name: 'vmm-delegate.ListDisks',
     observes: true,
     run: async () => {
-      const everOn = new Set(meta.volumeHosts(d.id));
-      for (const host of delegates.vmmHostNames()) {
+      for (const host of meta.volumeHosts(d.id)) {
+        if (!delegates.hasVmmHost(host)) {
+          log.warn('a VMM host the volume was attached on is no longer configured; it cannot be asked before the delete', { volumeId: d.id, host });
+          continue;
+        }
         let disks: { vmId?: unknown; device?: unknown; volumeId?: unknown }[];
         try {
           disks = ((await delegates.vmmDelegate(host).call('ListDisks', {})).disk as typeof disks | undefined) ?? [];
         } catch (err) {
-          if (!everOn.has(host)) {
-            log.warn('a VMM host did not list its disks before a delete; the volume was never attached there', { volumeId: d.id, host, message: errorMessage(err) });
-            continue;
-          }
           throw new VbsError('ServiceUnavailable', `VMM host '${host}', where the volume was attached before, could not show that no VM still holds it.`, { cause: err });
         }
         const held = disks.find((disk) => disk.volumeId === d.id);

@@ -46,6 +46,8 @@ describe('never delete data a VM holds', () => {
   it('a VM that holds the volume without an attachment stops the delete: VolumeInUse, data kept, status back', async () => {
     const f = makeFront();
     const vol = await availableVolume(f);
+    await f.call('AttachVolume', attachArgs(vol));
+    await f.call('DetachVolume', { volumeId: vol });
     f.vmm.disks.set('vm2/xvdq', vol); // a stray writer VBS has no attachment for
     await expect(f.call('DeleteVolume', { volumeId: vol })).rejects.toMatchObject({
       code: 'VolumeInUse',
@@ -56,7 +58,7 @@ describe('never delete data a VM holds', () => {
     expect(f.storage.calls).not.toContain('DeleteObject');
   });
 
-  it('a VMM host the volume was attached on that does not answer stops the delete; one it never was on does not', async () => {
+  it('a VMM host the volume was attached on that does not answer stops the delete; a volume never attached asks no host', async () => {
     const f = makeFront();
     const never = await availableVolume(f);
     const once = await availableVolume(f);
@@ -148,5 +150,24 @@ describe('retries that end', () => {
     expect(f.meta.volume(vol)).toBeUndefined();
     expect(f.storage.exports.size).toBe(0);
     expect(leftoverCount(f)).toBe(0);
+  });
+});
+
+describe('faults blame the right side', () => {
+  for (const code of ['InvalidParameterValue', 'UnauthorizedOperation', 'AuthFailure', 'MissingParameter'] as const) {
+    it(`a delegate's ${code} (about the front's request, not the user's) reaches the user as a server-side OperationFailed naming the step`, async () => {
+      const f = makeFront();
+      const vol = await availableVolume(f);
+      f.storage.failures.set('ExportVolume', new VbsError(code, 'Value for parameter source.path is invalid'));
+      const err = (await f.call('AttachVolume', attachArgs(vol)).catch((e: unknown) => e)) as VbsError;
+      expect(err).toMatchObject({ code: 'OperationFailed', message: expect.stringMatching(/AttachVolume failed at step 1 of 4 \(volume-delegate\.ExportVolume\)/) });
+      expect(err.faultBy).toBe('Server');
+    });
+  }
+
+  it('a capacity refusal keeps its code: it is true of the user request', async () => {
+    const f = makeFront();
+    f.storage.failures.set('CreateVolume', new VbsError('InsufficientCapacity', 'full'));
+    await expect(f.call('CreateVolume', { size: 5 })).rejects.toMatchObject({ code: 'InsufficientCapacity' });
   });
 });
