@@ -104,4 +104,9 @@ export const MIGRATIONS: readonly string[] = [
     next_attempt_at TEXT NOT NULL
   );
   `,
+  // Issue 9, attach by instance id: the instance an attachment was asked for,
+  // beside the host and VM it resolved to (NULL for the vmmHost + vmId form).
+  `
+  ALTER TABLE attachments ADD COLUMN instance_id TEXT;
+  `,
 ];
