@@ -166,6 +166,29 @@ describe('the request forms', () => {
   });
 });
 
+describe('the instance resolver service', () => {
+  it('serves the front only: any other certificate is refused', async () => {
+    const { SoapClient } = await import('../../../src/soap/client.js');
+    const { INSTANCE_RESOLVER_SERVICE } = await import('../../../src/services/instance-resolver.js');
+    const { readFileSync } = await import('node:fs');
+    const front = JSON.parse(readFileSync(join(site.dir, 'front.json'), 'utf8')) as { instances: { resolverUrl: string } };
+    const pki = (f: string) => readFileSync(join(site.dir, 'pki', f));
+    const as = (name: string) =>
+      new SoapClient({ def: INSTANCE_RESOLVER_SERVICE, url: front.instances.resolverUrl, tls: { key: pki(`${name}.key`), cert: pki(`${name}.crt`), ca: pki('ca.crt') } });
+    const alice = as('user-alice');
+    const admin = as('admin');
+    const theFront = as('front');
+    try {
+      const ask = { instanceId: 'i-0a1b2c3d', owner: 'alice', resolver: 'nimbus' };
+      for (const c of [alice, admin]) expect(await c.call('ResolveInstance', ask).then(() => 'answered', (e: { code: string }) => e.code)).toBe('UnauthorizedOperation');
+      expect(await theFront.call('DescribeResolvers', {})).toEqual({ resolver: ['nimbus', 'openstack', 'static'] });
+      expect(await theFront.call('ResolveInstance', ask)).toEqual({ found: true, vmmHost: 'node2', vmId: 'wrksp-7', state: 'Running', running: true });
+    } finally {
+      for (const c of [alice, admin, theFront]) c.close();
+    }
+  });
+});
+
 describe('a resolver service that is down', () => {
   it('is ServiceUnavailable with nothing started; the host form still works; back up, the instance form works', async () => {
     const vol = await newVolume();
