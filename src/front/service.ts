@@ -274,10 +274,19 @@ export class FrontService {
     const volumeId = v.volumeId(input.volumeId);
     const device = v.device(input.device);
     const mode = v.attachMode(input.mode);
+    this.ownVolume(volumeId, ctx.caller); // someone else's volume asks no resolver (checked again when journaled)
     // vmmHost + vmId, or an instance id resolved here, before anything is journaled.
-    const target = await this.instances.attachTarget(input, ctx.caller);
-    const { vmmHost, vmId, instanceId } = target;
-    this.delegates.vmmDelegate(vmmHost); // unknown host: a clear fault before anything changes
+    const { vmmHost, vmId, instanceId } = await this.instances.attachTarget(input, ctx.caller);
+    // A failed attach never reuses the placement it was given.
+    const forgetPlacement = (err: unknown): never => {
+      if (instanceId) this.instances.forget(instanceId, ctx.caller);
+      throw err;
+    };
+    try {
+      this.delegates.vmmDelegate(vmmHost); // unknown host: a clear fault before anything changes
+    } catch (err) {
+      forgetPlacement(err);
+    }
     const attached = this.wf.run(this.wf.attach, (): AttachmentData => {
       const vol = this.ownVolume(volumeId, ctx.caller);
       if (vol.status !== 'available' && vol.status !== 'in-use') {
@@ -299,11 +308,7 @@ export class FrontService {
       const data: AttachmentData & { instanceId?: string } = { volumeId, vmmHost, vmId, device, mode, delegate: vol.delegate, ...(instanceId ? { instanceId } : {}) };
       return data;
     });
-    // A failed attach never reuses the placement it was given.
-    const d = await attached.catch((err: unknown) => {
-      if (instanceId) this.instances.forget(instanceId, ctx.caller);
-      throw err;
-    });
+    const d = await attached.catch(forgetPlacement);
     const row = this.meta.attachmentsOf([volumeId]).find((a) => a.vmm_host === d.vmmHost && a.vm_id === d.vmId);
     if (!row) throw new VbsError('InternalError', 'attachment vanished after attach');
     return { attachment: attachmentRecord(row) };
