@@ -16,10 +16,12 @@ export interface CreateSnapshotInput {
   readonly clientToken?: string;
 }
 
+/** Either vmmHost and vmId, or instanceId (attach by instance id). */
 export interface AttachVolumeInput {
   readonly volumeId: string;
-  readonly vmmHost: string;
-  readonly vmId: string;
+  readonly vmmHost?: string;
+  readonly vmId?: string;
+  readonly instanceId?: string;
   readonly device: string;
   readonly mode: string;
 }
@@ -28,6 +30,7 @@ export interface DetachVolumeInput {
   readonly volumeId: string;
   readonly vmmHost?: string;
   readonly vmId?: string;
+  readonly instanceId?: string;
 }
 
 /**

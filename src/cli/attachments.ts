@@ -1,5 +1,6 @@
 import type { Command } from '@commander-js/extra-typings';
 import * as validate from '../core/validate.js';
+import { instanceId as checkInstanceId } from '../resolver/instance-id.js';
 import { invoke, type Invocation } from './context.js';
 import { checkLocally, CliFailure } from './errors.js';
 import { attachmentTable } from './format.js';
@@ -10,40 +11,54 @@ import { waitForAttached, waitForDetached, type AttachmentState } from './wait.j
 export function registerAttachmentCommands(program: Command, runtime: CliRuntime): void {
   program
     .command('attach-volume')
-    .description('attach a volume to a VM on a VMM host as <device>')
+    .summary('attach a volume to a cloud instance, or to a VM on a VMM host, as <device>')
+    .description(
+      'attach a volume as <device>: to a cloud instance (<volume-id> <instance-id> <device>, the EBS form) ' +
+        'or to a VM on a VMM host (<volume-id> <vmm-host> <vm-id> <device>)',
+    )
     .argument('<volume-id>')
-    .argument('<vmm-host>', 'host name of the VMM running the VM')
-    .argument('<vm-id>')
-    .argument('<device>', 'e.g. xvdb, sdf, /dev/vdc')
+    .argument('<instance-id|vmm-host>', 'the instance id (i-0a1b2c3d, a UUID, a VM name), or the host name of the VMM running the VM')
+    .argument('<device|vm-id>', 'with an instance id, the device; else the VM')
+    .argument('[device]', 'with a host and a VM: e.g. xvdb, sdf, /dev/vdc')
     .option('--mode <mode>', 'w (read-write, exclusive) or r (read-only, shareable)', 'w')
-    .action((volumeId, vmmHost, vmId, device, opts, cmd) =>
-      invoke(runtime, cmd, (inv) => attachVolume(inv, { volumeId, vmmHost, vmId, device, mode: opts.mode })),
+    .action((volumeId, second, third, fourth, opts, cmd) =>
+      invoke(runtime, cmd, (inv) =>
+        attachVolume(
+          inv,
+          fourth === undefined
+            ? { volumeId, instanceId: second, device: third, mode: opts.mode }
+            : { volumeId, vmmHost: second, vmId: third, device: fourth, mode: opts.mode },
+        ),
+      ),
     );
 
   program
     .command('detach-volume')
-    .description('detach a volume; with several attachments, --vmm-host and --vm-id name the one')
+    .description('detach a volume; with several attachments, --vmm-host and --vm-id, or --instance-id, name the one')
     .argument('<volume-id>')
     .option('--vmm-host <host>', 'VMM host of the attachment to detach')
     .option('--vm-id <vm>', 'VM of the attachment to detach')
+    .option('--instance-id <id>', 'instance of the attachment to detach (not with --vmm-host/--vm-id)')
     .action((volumeId, opts, cmd) =>
-      invoke(runtime, cmd, (inv) => detachVolume(inv, { volumeId, vmmHost: opts.vmmHost, vmId: opts.vmId })),
+      invoke(runtime, cmd, (inv) => detachVolume(inv, { volumeId, vmmHost: opts.vmmHost, vmId: opts.vmId, instanceId: opts.instanceId })),
     );
 }
 
-interface AttachArgs {
+/** The EBS form names an instance; the VBS form a host and a VM. */
+type AttachArgs = {
   readonly volumeId: string;
-  readonly vmmHost: string;
-  readonly vmId: string;
   readonly device: string;
   readonly mode: string;
-}
+} & ({ readonly instanceId: string } | { readonly vmmHost: string; readonly vmId: string });
 
 export async function attachVolume(inv: Invocation, args: AttachArgs): Promise<void> {
+  const where =
+    'instanceId' in args
+      ? { instanceId: checkLocally(() => checkInstanceId(args.instanceId)) }
+      : { vmmHost: checkLocally(() => validate.hostName(args.vmmHost)), vmId: checkLocally(() => validate.vmId(args.vmId)) };
   const input = {
     volumeId: checkLocally(() => validate.volumeId(args.volumeId)),
-    vmmHost: checkLocally(() => validate.hostName(args.vmmHost)),
-    vmId: checkLocally(() => validate.vmId(args.vmId)),
+    ...where,
     device: checkLocally(() => validate.device(args.device)),
     mode: checkLocally(() => validate.attachMode(args.mode)),
   };
@@ -57,6 +72,7 @@ interface DetachArgs {
   readonly volumeId: string;
   readonly vmmHost?: string;
   readonly vmId?: string;
+  readonly instanceId?: string;
 }
 
 export async function detachVolume(inv: Invocation, args: DetachArgs): Promise<void> {
@@ -64,6 +80,7 @@ export async function detachVolume(inv: Invocation, args: DetachArgs): Promise<v
     volumeId: checkLocally(() => validate.volumeId(args.volumeId)),
     vmmHost: args.vmmHost === undefined ? undefined : checkLocally(() => validate.hostName(args.vmmHost, 'vmmHost')),
     vmId: args.vmId === undefined ? undefined : checkLocally(() => validate.vmId(args.vmId, 'vmId')),
+    instanceId: args.instanceId === undefined ? undefined : checkLocally(() => checkInstanceId(args.instanceId)),
   };
   const api = inv.vbs();
   const attachment = await api.detachVolume(input);

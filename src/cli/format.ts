@@ -24,7 +24,7 @@ function cleanCell(text: string): string {
 
 export const VOLUME_HEADERS = ['ID', 'SIZE(GiB)', 'STATUS', 'ATTACHMENTS', 'SNAPSHOT', 'COMMENT', 'CREATED'] as const;
 export const SNAPSHOT_HEADERS = ['ID', 'VOLUME', 'SIZE', 'STATUS', 'PROGRESS', 'COMMENT', 'CREATED'] as const;
-export const ATTACHMENT_HEADERS = ['VOLUME', 'VM', 'HOST', 'DEVICE', 'MODE', 'STATUS', 'ATTACHED'] as const;
+export const ATTACHMENT_HEADERS = ['VOLUME', 'VM', 'HOST', 'DEVICE', 'MODE', 'STATUS', 'ATTACHED', 'INSTANCE'] as const;
 
 export function volumesTable(volumes: readonly Volume[]): string {
   return formatTable(
@@ -57,13 +57,16 @@ export function snapshotsTable(snapshots: readonly Snapshot[]): string {
 }
 
 export function attachmentTable(a: Attachment): string {
-  return formatTable(ATTACHMENT_HEADERS, [[a.volumeId, a.vmId, a.vmmHost, a.device, a.mode, a.status, formatTime(a.attachTime)]]);
+  return formatTable(ATTACHMENT_HEADERS, [[a.volumeId, a.vmId, a.vmmHost, a.device, a.mode, a.status, formatTime(a.attachTime), a.instanceId ?? '']]);
 }
 
-/** `vm1@localhost:xvdb(w)`; an attachment still changing says so: `vm1@localhost:xvdb(w,attaching)`. */
+/**
+ * `vm1@localhost:xvdb(w)`; an attachment still changing says so: `vm1@localhost:xvdb(w,attaching)`;
+ * one made by instance id names it first: `i-0a1b2c3d/wrksp-7@node2:xvdb(w)`.
+ */
 export function attachmentLabel(a: Attachment): string {
   const state = a.status === 'attached' ? a.mode : `${a.mode},${a.status}`;
-  return `${a.vmId}@${a.vmmHost}:${a.device}(${state})`;
+  return `${a.instanceId ? `${a.instanceId}/` : ''}${a.vmId}@${a.vmmHost}:${a.device}(${state})`;
 }
 
 /** ISO 8601 to the second, in UTC: sortable and unambiguous. */

@@ -7,6 +7,8 @@ export interface Attachment {
   readonly volumeId: string;
   readonly vmmHost: string;
   readonly vmId: string;
+  /** The instance the attach named (attach by instance id). */
+  readonly instanceId?: string;
   readonly device: string;
   readonly mode: string;
   readonly status: string;

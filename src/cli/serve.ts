@@ -5,8 +5,9 @@ import { loadServiceConfig } from '../config/service-config.js';
 import { startFront, type RunningService } from '../front/main.js';
 import { startVolumeDelegate } from '../delegates/volume/main.js';
 import { startVmmDelegate } from '../delegates/vmm/main.js';
+import { startInstanceResolver } from '../resolver/main.js';
 
-const ROLES = ['front', 'volume-delegate', 'vmm-delegate'] as const;
+const ROLES = ['front', 'volume-delegate', 'vmm-delegate', 'instance-resolver'] as const;
 type Role = (typeof ROLES)[number];
 
 /** Starts one service from its configuration file. */
@@ -22,6 +23,8 @@ export async function startService(role: Role, configFile: string, commandsFile?
       return startVolumeDelegate(cfg, log);
     case 'vmm-delegate':
       return startVmmDelegate(cfg, log);
+    case 'instance-resolver':
+      return startInstanceResolver(cfg, log);
   }
 }
 
@@ -33,7 +36,7 @@ export async function startService(role: Role, configFile: string, commandsFile?
 export function registerServe(program: Command): void {
   program
     .command('serve')
-    .description('run one VBS service (front, volume-delegate or vmm-delegate)')
+    .description('run one VBS service (front, volume-delegate, vmm-delegate or instance-resolver)')
     .argument('<role>', ROLES.join(' | '))
     .option('--commands <file>', "an operator's own commands.properties (overrides the configuration's)")
     .option('--exit-with-parent', 'stop when stdin closes (how `vbs up` makes sure no service outlives it)')

@@ -61,6 +61,7 @@ export function registerUp(program: Command): void {
           `  CLI config:     ${dep.clientConfig}  (export VBS_CONFIG=${dep.clientConfig})`,
           `  VMM host:       localhost (simulated), VMs vm1 vm2 vm3`,
           `  Volumes:        ${dep.storage}`,
+          `  Instance ids:   a VM's name (scan), or an id in instances.json (static)`,
           `Press Ctrl-C to stop.`,
           '',
         ].join('\n'),

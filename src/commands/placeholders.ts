@@ -21,6 +21,8 @@ export const PLACEHOLDERS: Record<string, Check> = {
   snapshotId: word(SNAPSHOT_ID),
   id: (v) => VOLUME_ID.test(v) || SNAPSHOT_ID.test(v),
   vmId: word(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/),
+  // A cloud's instance id (Nimbus i-0a1b2c3d, a Nova UUID, a VM name): resolver.* patterns.
+  instanceId: word(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/),
   vmDev: word(/^(?:(?:xvd|sd|hd|vd)[a-z]{1,2}|(?:scsi|virtio|sata|ide)[0-9]{1,2})$/),
   mode: word(/^[rw]$/),
   access: word(/^r[ow]$/),

@@ -40,6 +40,66 @@ export const FrontConfigSchema = z
     retryFirstDelayMs: z.number().int().positive().default(2_000),
     retryMaxDelayMs: z.number().int().positive().default(300_000),
     retryGiveUpMs: z.number().int().positive().default(3_600_000),
+    /** Attach by instance id: see InstanceResolutionSchema. */
+    instances: z.lazy(() => InstanceResolutionSchema).default({}),
+  })
+  .strict();
+
+/**
+ * The front's side of attach by instance id: the resolvers to try, in order.
+ * `scan` runs in the front (it asks the VMM delegates, which serve only the
+ * front); every other name is asked of the instance resolver service at
+ * `resolverUrl`.
+ */
+export const InstanceResolutionSchema = z
+  .object({
+    resolvers: z.array(z.string().regex(/^[a-z][a-z0-9-]{0,31}$/)).default(['scan']),
+    resolverUrl: z.string().url().optional(),
+    /** How long a resolved placement is reused (never after an attach to it failed). */
+    cacheMs: z.number().int().min(0).max(600_000).default(5_000),
+    /** Each call to the resolver service and each scan of a VMM delegate. */
+    timeoutMs: z.number().int().positive().default(10_000),
+  })
+  .strict()
+  .refine((c) => c.resolvers.every((r) => r === 'scan') || c.resolverUrl !== undefined, {
+    message: 'resolvers other than scan need resolverUrl (the instance resolver service)',
+  });
+
+const HostNames = z.record(z.string().min(1), z.string().min(1));
+
+/** The instance resolver service (src/resolver): each resolver it runs, with its settings. */
+export const InstanceResolverConfigSchema = z
+  .object({
+    role: z.literal('instance-resolver'),
+    ...Common,
+    allowedCallers: z.array(z.string()).default(['vbs-front']),
+    /** Run the resolver.* patterns' `.sim` variants on this host simulator state folder. */
+    simState: z.string().optional(),
+    /** Environment for the resolvers' commands (OS_CLOUD, OS_CLIENT_CONFIG_FILE, NIMBUS_HOME...). */
+    env: z.record(z.string()).default({}),
+    nimbus: z
+      .object({
+        /** $NIMBUS_HOME/services/var/nimbus/elastic.db */
+        elasticDb: z.string(),
+        /** Nimbus node name → VBS VMM host name, where they differ. */
+        nodeHosts: HostNames.optional(),
+      })
+      .strict()
+      .optional(),
+    /** Resolvers run by one show command (src/resolver/clouds), by name: openstack. */
+    clouds: z
+      .record(
+        z.string(),
+        z
+          .object({
+            /** Cloud account (an OpenStack project id) → the VBS users whose instances it holds. */
+            accounts: z.record(z.string().min(1), z.array(z.string().min(1))),
+            hostNames: HostNames.optional(),
+          })
+          .strict(),
+      )
+      .default({}),
+    static: z.object({ file: z.string() }).strict().optional(),
   })
   .strict();
 
@@ -103,11 +163,18 @@ export const VmmDelegateConfigSchema = z
   })
   .strict();
 
-export const ServiceConfigSchema = z.discriminatedUnion('role', [FrontConfigSchema, VolumeDelegateConfigSchema, VmmDelegateConfigSchema]);
+export const ServiceConfigSchema = z.discriminatedUnion('role', [
+  FrontConfigSchema,
+  VolumeDelegateConfigSchema,
+  VmmDelegateConfigSchema,
+  InstanceResolverConfigSchema,
+]);
 
 export type FrontConfig = z.infer<typeof FrontConfigSchema>;
 export type VolumeDelegateConfig = z.infer<typeof VolumeDelegateConfigSchema>;
 export type VmmDelegateConfig = z.infer<typeof VmmDelegateConfigSchema>;
+export type InstanceResolverConfig = z.infer<typeof InstanceResolverConfigSchema>;
+export type InstanceResolution = z.infer<typeof InstanceResolutionSchema>;
 export type ServiceConfig = z.infer<typeof ServiceConfigSchema>;
 
 /** Reads and checks a service configuration, resolving its paths. */
@@ -142,6 +209,15 @@ export function loadServiceConfig(file: string): ServiceConfig {
       };
     case 'vmm-delegate':
       return { ...c, tls, commands, volumeRoots: c.volumeRoots.map(abs), simState: c.simState ? abs(c.simState) : undefined };
+    case 'instance-resolver':
+      return {
+        ...c,
+        tls,
+        commands,
+        simState: c.simState ? abs(c.simState) : undefined,
+        nimbus: c.nimbus ? { ...c.nimbus, elasticDb: abs(c.nimbus.elasticDb) } : undefined,
+        static: c.static ? { file: abs(c.static.file) } : undefined,
+      };
   }
 }
 

@@ -19,6 +19,13 @@ export const FAULTS = {
   UnauthorizedOperation: { by: 'Client', http: 500 },
   InsufficientCapacity: { by: 'Server', http: 500 },
   QuotaExceeded: { by: 'Client', http: 500 },
+  // Attach by instance id (issue 9): EC2's codes for the instance form of AttachVolume.
+  /** AttachVolume named both an instanceId and a vmmHost/vmId, or neither (DetachVolume: both). */
+  InvalidParameterCombination: { by: 'Client', http: 500 },
+  /** No configured instance resolver knows the instance (or it is someone else's). */
+  'InvalidInstanceID.NotFound': { by: 'Client', http: 500 },
+  /** The instance exists but is not running (stopped, paused, terminating...). */
+  IncorrectInstanceState: { by: 'Client', http: 500 },
   /** A host command or a delegate failed; the message says which step and why. */
   OperationFailed: { by: 'Server', http: 500 },
   ServiceUnavailable: { by: 'Server', http: 500 },

@@ -39,6 +39,8 @@ export interface AttachmentRow {
   status: AttachmentState;
   attach_time: string;
   source: string | null;
+  /** The instance id the attach named (attach by instance id), else null. */
+  instance_id?: string | null;
 }
 
 /**
@@ -215,6 +217,11 @@ export class Metadata {
          VALUES (@volume_id, @vmm_host, @vm_id, @device, @mode, @status, @attach_time)`,
       )
       .run({ ...a, attach_time: now() });
+  }
+
+  /** Records the instance id an attachment was asked for, beside the host and VM it resolved to. */
+  setAttachmentInstance(volumeId: string, vmmHost: string, vmId: string, instanceId: string): void {
+    this.db.prepare('UPDATE attachments SET instance_id = ? WHERE volume_id = ? AND vmm_host = ? AND vm_id = ?').run(instanceId, volumeId, vmmHost, vmId);
   }
 
   setAttachmentStatus(volumeId: string, vmmHost: string, vmId: string, from: AttachmentState, to: AttachmentState): boolean {

@@ -137,4 +137,9 @@ export const MIGRATIONS: readonly string[] = [
   );
   INSERT OR IGNORE INTO volume_hosts SELECT volume_id, vmm_host FROM attachments;
   `,
+  // Issue 9, attach by instance id: the instance an attachment was asked for,
+  // beside the host and VM it resolved to (NULL for the vmmHost + vmId form).
+  `
+  ALTER TABLE attachments ADD COLUMN instance_id TEXT;
+  `,
 ];

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { VBS_HOME } from '../core/paths.js';
 import { PkiStore, writeAtomic } from '../pki/store.js';
@@ -42,7 +42,9 @@ const SIM_VG_BYTES = 256 * 1024 ** 3;
 export const IQN_PREFIX = 'iqn.2026-11.org.vbs';
 /** How long a service may take to accept requests (the front recovers its journal first). */
 const READY_TIMEOUT_MS = 120_000;
-const ROLES = ['volume-delegate', 'vmm-delegate', 'front'] as const;
+const ROLES = ['volume-delegate', 'vmm-delegate', 'instance-resolver', 'front'] as const;
+/** The instance resolver's static map (instance id → host, VM, owner), for the operator to fill. */
+export const INSTANCE_MAP = 'instances.json';
 type Role = (typeof ROLES)[number];
 
 /**
@@ -90,6 +92,14 @@ export async function up(opts: UpOptions): Promise<Deployment> {
       volumeRoots: ['volumes'],
       simState: 'vmm-sim',
     }),
+    // Attach by instance id: a VM's own name (scan), then the operator's map (static).
+    'instance-resolver': () => ({
+      role: 'instance-resolver',
+      listen: listen(0),
+      tls: tls('instance-resolver'),
+      ...(commands ? { commands } : {}),
+      static: { file: INSTANCE_MAP },
+    }),
     front: () => ({
       role: 'front',
       listen: listen(opts.port),
@@ -97,6 +107,7 @@ export async function up(opts: UpOptions): Promise<Deployment> {
       database: 'vbs.db',
       volumeDelegates: [{ name: 'local', url: urls.get('volume-delegate') }],
       vmmHosts: [{ name: 'localhost', url: urls.get('vmm-delegate') }],
+      instances: { resolvers: ['scan', 'static'], resolverUrl: urls.get('instance-resolver') },
     }),
   };
   const configFile = (role: Role) => join(dir, `${role}.json`);
@@ -125,13 +136,15 @@ export async function up(opts: UpOptions): Promise<Deployment> {
     // then its port is pinned there, for its restarts.
     writeJson(configFile('volume-delegate'), configs['volume-delegate']());
     writeJson(configFile('vmm-delegate'), configs['vmm-delegate']());
+    writeJson(configFile('instance-resolver'), configs['instance-resolver']());
+    if (!existsSync(join(dir, INSTANCE_MAP))) writeJson(join(dir, INSTANCE_MAP), {});
     await supervisor.startAll((name, handle) => {
       const role = ROLES.find((r) => r === name);
       if (!role || !handle.url) return;
       urls.set(role, handle.url);
       writeJson(configFile(role), { ...configs[role](), listen: listen(Number(new URL(handle.url).port)) });
-      // The front's configuration names the delegates' URLs: written once both serve.
-      if (role === 'vmm-delegate') writeJson(configFile('front'), configs.front());
+      // The front's configuration names the delegates' and the resolver's URLs: written once they serve.
+      if (role === 'instance-resolver') writeJson(configFile('front'), configs.front());
     });
     const frontUrl = urls.get('front')!;
     const clientConfig = join(dir, 'client.json');
@@ -182,6 +195,7 @@ export function ensureDeploymentPki(dir: string): void {
   pki.ensureIdentity('front', { commonName: 'vbs-front', use: 'server+client', hosts: loopback });
   pki.ensureIdentity('volume-delegate', { commonName: 'vbs-volume-delegate', use: 'server', hosts: loopback });
   pki.ensureIdentity('vmm-delegate', { commonName: 'vbs-vmm-delegate', use: 'server', hosts: loopback });
+  pki.ensureIdentity('instance-resolver', { commonName: 'vbs-instance-resolver', use: 'server', hosts: loopback });
   pki.ensureIdentity('admin', { commonName: 'admin', use: 'client' });
 }
 

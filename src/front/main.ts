@@ -9,6 +9,7 @@ import { createSoapServer } from '../soap/server.js';
 import { DelegatePool } from './delegates.js';
 import { DelegateHealth } from './health.js';
 import { CreationMonitor } from './monitor.js';
+import { InstanceLocator } from './instances.js';
 import { FrontService } from './service.js';
 import { FrontWorkflows } from './workflows.js';
 
@@ -31,12 +32,19 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
   const recovered = await workflows.engine.recover();
   if (recovered) log.info('recovered interrupted workflows', { count: recovered });
 
-  const service = new FrontService(meta, delegates, workflows, {
-    admins: cfg.admins,
-    // Twice the creation monitor's poll: a copy that just finished is not a difference.
-    checkSettleMs: Math.max(1_000, 2 * cfg.pollIntervalMs + 500),
-    checkCallTimeoutMs: Math.min(cfg.delegateTimeoutMs, 10_000),
-  });
+  const instances = InstanceLocator.fromConfig(cfg.instances, delegates, tls);
+  const service = new FrontService(
+    meta,
+    delegates,
+    workflows,
+    {
+      admins: cfg.admins,
+      // Twice the creation monitor's poll: a copy that just finished is not a difference.
+      checkSettleMs: Math.max(1_000, 2 * cfg.pollIntervalMs + 500),
+      checkCallTimeoutMs: Math.min(cfg.delegateTimeoutMs, 10_000),
+    },
+    instances,
+  );
   let url = '';
   const server = createSoapServer({ def: VBS_SERVICE, handlers: service.handlers(), tls, log, publicUrl: () => url });
   await new Promise<void>((resolve, reject) => {
@@ -72,6 +80,7 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
       server.closeAllConnections();
       await closed;
       delegates.close();
+      instances.close();
       db.close();
     },
   };

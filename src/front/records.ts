@@ -7,6 +7,7 @@ export function attachmentRecord(a: AttachmentRow): XmlRecord {
     volumeId: a.volume_id,
     vmmHost: a.vmm_host,
     vmId: a.vm_id,
+    instanceId: a.instance_id ?? undefined,
     device: a.device,
     mode: a.mode,
     status: a.status,

@@ -9,6 +9,7 @@ import type { AttachmentData } from '../workflows/attach.js';
 import type { WorkflowKind } from '../workflows/engine.js';
 import type { DelegatePool } from './delegates.js';
 import type { FrontWorkflows } from './workflows.js';
+import { InstanceLocator } from './instances.js';
 import { ConsistencyChecker } from './check/checker.js';
 import { attachmentRecord, snapshotRecord, volumeRecord } from './records.js';
 
@@ -50,6 +51,8 @@ export class FrontService {
     private readonly delegates: DelegatePool,
     private readonly wf: FrontWorkflows,
     admin: AdminOptions = {},
+    /** Attach by instance id (src/front/instances.ts); none configured: every instance id is unknown. */
+    private readonly instances: InstanceLocator = new InstanceLocator([], 0),
   ) {
     this.admins = new Set(admin.admins ?? ['admin']);
     this.checker = new ConsistencyChecker(meta, delegates, wf.engine, {
@@ -269,12 +272,22 @@ export class FrontService {
 
   private async attachVolume(input: XmlRecord, ctx: CallContext): Promise<XmlRecord> {
     const volumeId = v.volumeId(input.volumeId);
-    const vmmHost = v.hostName(input.vmmHost);
-    const vmId = v.vmId(input.vmId);
     const device = v.device(input.device);
     const mode = v.attachMode(input.mode);
-    this.delegates.vmmDelegate(vmmHost); // unknown host: a clear fault before anything changes
-    const d = await this.wf.run(this.wf.attach, (): AttachmentData => {
+    this.ownVolume(volumeId, ctx.caller); // someone else's volume asks no resolver (checked again when journaled)
+    // vmmHost + vmId, or an instance id resolved here, before anything is journaled.
+    const { vmmHost, vmId, instanceId } = await this.instances.attachTarget(input, ctx.caller);
+    // A failed attach never reuses the placement it was given.
+    const forgetPlacement = (err: unknown): never => {
+      if (instanceId) this.instances.forget(instanceId, ctx.caller);
+      throw err;
+    };
+    try {
+      this.delegates.vmmDelegate(vmmHost); // unknown host: a clear fault before anything changes
+    } catch (err) {
+      forgetPlacement(err);
+    }
+    const attached = this.wf.run(this.wf.attach, (): AttachmentData => {
       const vol = this.ownVolume(volumeId, ctx.caller);
       if (vol.status !== 'available' && vol.status !== 'in-use') {
         throw new VbsError('IncorrectState', `The volume '${volumeId}' is ${vol.status}; only available or in-use volumes can be attached.`);
@@ -290,9 +303,13 @@ export class FrontService {
       }
       this.meta.insertAttachment({ volume_id: volumeId, vmm_host: vmmHost, vm_id: vmId, device, mode, status: 'attaching' });
       this.meta.recordVolumeHost(volumeId, vmmHost);
+      if (instanceId) this.meta.setAttachmentInstance(volumeId, vmmHost, vmId, instanceId);
       this.meta.setVolumeStatus(volumeId, ['available', 'in-use'], 'in-use');
-      return { volumeId, vmmHost, vmId, device, mode, delegate: vol.delegate };
+      // The instance id rides in the journaled data beside the host and VM it resolved to.
+      const data: AttachmentData & { instanceId?: string } = { volumeId, vmmHost, vmId, device, mode, delegate: vol.delegate, ...(instanceId ? { instanceId } : {}) };
+      return data;
     }, volumeId);
+    const d = await attached.catch(forgetPlacement);
     const row = this.meta.attachmentsOf([volumeId]).find((a) => a.vmm_host === d.vmmHost && a.vm_id === d.vmId);
     if (!row) throw new VbsError('InternalError', 'attachment vanished after attach');
     return { attachment: attachmentRecord(row) };
@@ -302,12 +319,14 @@ export class FrontService {
     const volumeId = v.volumeId(input.volumeId);
     const vmmHost = input.vmmHost === undefined ? undefined : v.hostName(input.vmmHost);
     const vmId = input.vmId === undefined ? undefined : v.vmId(input.vmId);
+    const instanceId = this.instances.detachInstance(input);
     let detached: XmlRecord | undefined;
     await this.wf.run(this.wf.detach, (): AttachmentData => {
       const vol = this.ownVolume(volumeId, ctx.caller);
       const all = this.meta.attachmentsOf([volumeId]);
-      const matching = all.filter((a) => (!vmmHost || a.vmm_host === vmmHost) && (!vmId || a.vm_id === vmId));
+      const matching = all.filter((a) => (!vmmHost || a.vmm_host === vmmHost) && (!vmId || a.vm_id === vmId) && (!instanceId || a.instance_id === instanceId));
       if (!all.length) throw new VbsError('IncorrectState', `The volume '${volumeId}' is not attached.`);
+      if (!matching.length && instanceId) throw new VbsError('InvalidAttachment.NotFound', `The volume '${volumeId}' is not attached to the instance '${instanceId}'.`);
       if (!matching.length) throw new VbsError('InvalidAttachment.NotFound', `The volume '${volumeId}' is not attached to ${vmId ?? 'that VM'} on ${vmmHost ?? 'that host'}.`);
       if (matching.length > 1) {
         throw new VbsError('MissingParameter', `The volume '${volumeId}' has ${matching.length} attachments; name the one to detach with vmmHost and vmId.`);

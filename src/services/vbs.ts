@@ -11,6 +11,7 @@ export const VBS_SERVICE: ServiceDefinition = {
       str('volumeId'),
       str('vmmHost'),
       str('vmId'),
+      str('instanceId', { optional: true, doc: 'the instance the attach named (attach by instance id)' }),
       str('device'),
       str('mode', { doc: 'r (read-only, shareable) or w (read-write, exclusive)' }),
       str('status', { doc: 'attaching, attached or detaching' }),
@@ -78,8 +79,15 @@ export const VBS_SERVICE: ServiceDefinition = {
       output: [rec('snapshot', 'Snapshot', { many: true })],
     },
     AttachVolume: {
-      doc: 'Attaches a volume to a VM on a VMM host as device, read-write (w, the default) or read-only (r, shareable by many VMs).',
-      input: [str('volumeId'), str('vmmHost'), str('vmId'), str('device'), str('mode', { optional: true })],
+      doc: 'Attaches a volume as device, read-write (w, the default) or read-only (r, shareable by many VMs), to a cloud instance (instanceId) or to a VM on a VMM host (vmmHost and vmId): exactly one of the two forms.',
+      input: [
+        str('volumeId'),
+        str('vmmHost', { optional: true }),
+        str('vmId', { optional: true }),
+        str('device'),
+        str('mode', { optional: true }),
+        str('instanceId', { optional: true }),
+      ],
       output: [rec('attachment', 'Attachment')],
     },
     CheckConsistency: {
@@ -88,8 +96,8 @@ export const VBS_SERVICE: ServiceDefinition = {
       output: [bool('clean'), rec('finding', 'Finding', { many: true })],
     },
     DetachVolume: {
-      doc: 'Detaches a volume; when it has several attachments, vmmHost and vmId name the one to detach.',
-      input: [str('volumeId'), str('vmmHost', { optional: true }), str('vmId', { optional: true })],
+      doc: 'Detaches a volume; when it has several attachments, vmmHost and vmId, or instanceId, name the one to detach.',
+      input: [str('volumeId'), str('vmmHost', { optional: true }), str('vmId', { optional: true }), str('instanceId', { optional: true })],
       output: [rec('attachment', 'Attachment')],
     },
   },

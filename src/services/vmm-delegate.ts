@@ -43,6 +43,11 @@ export const VMM_DELEGATE_SERVICE: ServiceDefinition = {
       input: [str('volumeId'), rec('source', 'Source')],
       output: [bool('return')],
     },
+    ListVms: {
+      doc: 'The VMs of this host, by the ids AttachDisk takes (the instance resolver\'s scan).',
+      input: [],
+      output: [str('vmId', { many: true })],
+    },
     ListDisks: {
       doc: 'The disks attached to the given VMs, or to every VM of this host when none is given.',
       input: [str('vmId', { many: true })],

@@ -8,8 +8,8 @@
  *   <tool> <args...>            through a symlink or shim named after the tool
  *
  * The state folder is `--state DIR` (the first two arguments) or $VBS_SIM_STATE.
- * Tools: xm, xl, qm, lvcreate, lvremove, lvrename, lvs, vgs, lvm, ietadm, iscsiadm.
- * Management verbs: vm, lvm (vgcreate|vgremove|path), iet, iscsi, resolve, dump, shims.
+ * Tools: xm, xl, qm, lvcreate, lvremove, lvrename, lvs, vgs, lvm, ietadm, iscsiadm, nimbus-admin, openstack.
+ * Management verbs: vm, lvm (vgcreate|vgremove|path), iet, iscsi, nimbus, nova, resolve, dump, shims.
  * Fault injection (fail/ and hang/ files in the state folder): see faults.ts.
  */
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -21,6 +21,8 @@ import { ietadmMain, ietManage, ietVerb } from './iet.js';
 import { Io, type ToolDef } from './io.js';
 import { iscsiadmMain, iscsiadmVerb, iscsiManage } from './iscsiadm.js';
 import { LVM_TOOLS, lvmMain, lvmVerb } from './lvm.js';
+import { nimbusAdminMain, nimbusManage } from './nimbus.js';
+import { novaManage, openstackMain } from './openstack.js';
 import { qmMain, qmVerb } from './proxmox.js';
 import { ensureDir, LockTimeout, readState } from './state.js';
 import { vmMain } from './vm.js';
@@ -43,6 +45,9 @@ export const TOOLS: Record<string, ToolDef> = {
   vgs: lvmTool('vgs'),
   ietadm: { run: ietadmMain, verbOf: ietVerb },
   iscsiadm: { run: iscsiadmMain, verbOf: iscsiadmVerb },
+  // Cloud tools the instance resolver drives (src/resolver): fault verbs `list` and `show`.
+  'nimbus-admin': { run: nimbusAdminMain, verbOf: () => 'list' },
+  openstack: { run: openstackMain, verbOf: (args) => args[1] ?? '' },
   // `lvm lvcreate ...` is the real multi-call LVM binary; `lvm vgcreate|path` are management verbs.
   lvm: {
     run: lvmMain,
@@ -54,6 +59,8 @@ export const TOOLS: Record<string, ToolDef> = {
   vm: { run: vmMain },
   iet: { run: ietManage },
   iscsi: { run: iscsiManage },
+  nimbus: { run: nimbusManage },
+  nova: { run: novaManage },
   resolve: {
     run: (io, dir, args) => {
       if (args.length !== 1 || !args[0]) {
@@ -79,7 +86,7 @@ export const TOOLS: Record<string, ToolDef> = {
 };
 
 /** The host tools a shim folder provides. */
-export const REAL_TOOLS = ['xm', 'xl', 'qm', 'lvcreate', 'lvremove', 'lvrename', 'lvs', 'vgs', 'lvm', 'ietadm', 'iscsiadm'];
+export const REAL_TOOLS = ['xm', 'xl', 'qm', 'lvcreate', 'lvremove', 'lvrename', 'lvs', 'vgs', 'lvm', 'ietadm', 'iscsiadm', 'nimbus-admin', 'openstack'];
 
 function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
@@ -108,9 +115,10 @@ function writeShims(io: Io, dir: string, args: string[]): number {
 }
 
 const USAGE = `usage: hostsim [--state DIR] <tool> <args...>
-tools: xm xl qm lvcreate lvremove lvrename lvs vgs lvm ietadm iscsiadm
+tools: xm xl qm lvcreate lvremove lvrename lvs vgs lvm ietadm iscsiadm nimbus-admin openstack
 management: vm create|destroy|list, lvm vgcreate|vgremove|path, iet list|sessions|portal,
-            iscsi device|target, resolve <path>, dump, shims <bindir>
+            iscsi device|target, nimbus launch|state|terminate|path, nova add|status,
+            resolve <path>, dump, shims <bindir>
 the state folder is --state DIR or $VBS_SIM_STATE`;
 
 export async function main(argv: string[]): Promise<{ code: number; io: Io }> {

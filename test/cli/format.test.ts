@@ -67,12 +67,18 @@ describe('volume, snapshot and attachment tables', () => {
   it('prints an attachment as a one-row table', () => {
     const lines = attachmentTable(attachment({ mode: 'r' })).trimEnd().split('\n');
     expect(lines).toHaveLength(2);
-    expect(lines[1]!.split(/\s+/)).toEqual([VOL, 'vm1', 'localhost', 'xvdb', 'r', 'attached', '2026-03-01T10:20:30Z']);
+    expect(lines[1]!.split(/\s+/)).toEqual([VOL, 'vm1', 'localhost', 'xvdb', 'r', 'attached', '2026-03-01T10:20:30Z', '-']);
   });
 
   it('labels attachments as vm@host:device(mode)', () => {
     expect(attachmentLabel(attachment())).toBe('vm1@localhost:xvdb(w)');
     expect(attachmentLabel(attachment({ status: 'detaching' }))).toBe('vm1@localhost:xvdb(w,detaching)');
+  });
+
+  it('names the instance an attachment was asked for, in the table and the label', () => {
+    const a = attachment({ vmId: 'wrksp-7', vmmHost: 'node2', instanceId: 'i-0a1b2c3d' });
+    expect(attachmentTable(a).trimEnd().split('\n')[1]!.split(/\s+/)).toEqual([VOL, 'wrksp-7', 'node2', 'xvdb', 'w', 'attached', '2026-03-01T10:20:30Z', 'i-0a1b2c3d']);
+    expect(attachmentLabel(a)).toBe('i-0a1b2c3d/wrksp-7@node2:xvdb(w)');
   });
 
   it('formats times as UTC ISO to the second', () => {

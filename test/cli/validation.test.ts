@@ -70,7 +70,7 @@ describe('local validation', () => {
     const help = await rejected('--help');
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('create-volume [options] <size> [comment] [snapshot-id]');
-    expect(help.stdout).toContain('attach-volume [options] <volume-id> <vmm-host> <vm-id> <device>');
+    expect(help.stdout).toContain('attach-volume [options] <volume-id> <instance-id|vmm-host> <device|vm-id> [device]');
 
     const none = await rejected();
     expect(none.code).toBe(2);

@@ -288,7 +288,7 @@ describe('vbs up stopping', { timeout: 120_000 }, () => {
     await killService(vbs, 'volume-delegate');
     await stderr.waitFor('the volume-delegate service is back');
     const services = childrenOf(vbs.process.pid!);
-    expect(services).toHaveLength(3);
+    expect(services).toHaveLength(4); // volume delegate, VMM delegate, instance resolver, front
     const exited = new Promise<number | null>((r) => vbs.process.once('exit', (code) => r(code)));
     vbs.process.kill('SIGTERM');
     expect(await exited).toBe(0);
@@ -303,7 +303,7 @@ describe('vbs up gives up on a service that dies on every start', { timeout: 240
   it('after 5 restarts: a message naming the service and its log, exit 1, and no process left', async () => {
     const { vbs, stderr } = await start();
     const services = childrenOf(vbs.process.pid!);
-    expect(services).toHaveLength(3);
+    expect(services).toHaveLength(4); // volume delegate, VMM delegate, instance resolver, front
     const exited = new Promise<number | null>((r) => vbs.process.once('exit', (code) => r(code)));
     // Every start from now on fails: the configuration no longer parses.
     writeFileSync(join(vbs.dir, 'vmm-delegate.json'), '{ "role": "vmm-delegate", ');

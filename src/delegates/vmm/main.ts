@@ -54,6 +54,7 @@ export function vmmDelegateHandlers(hostName: string, adapter: VmmAdapter, initi
       if (lun) await initiator.logout(lun);
       return { return: true };
     },
+    ListVms: async () => ({ vmId: await adapter.vmIds() }),
     ListDisks: async (i) => {
       const wanted = ((i.vmId ?? []) as unknown[]).map((id) => v.vmId(id));
       const disks = await adapter.listDisks(wanted);
