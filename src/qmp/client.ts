@@ -21,6 +21,9 @@ export class QmpError extends Error {
   }
 }
 
+/** How long one command may take: blockdev-add of an iSCSI LUN connects to its portal first. */
+const COMMAND_TIMEOUT_MS = 30_000;
+const MAX_EVENTS = 100;
 /** A reply line longer than this is not QMP talking: the connection is dropped. */
 const MAX_LINE = 4 * 1024 * 1024;
 
@@ -58,13 +61,28 @@ export class QmpClient {
     return client;
   }
 
-  /** Runs a command and returns its `return` value; a QMP `error` reply throws QmpError. */
-  async execute(command: string, args?: Record<string, unknown>): Promise<unknown> {
+  /**
+   * Runs a command and returns its `return` value; a QMP `error` reply throws
+   * QmpError. A QEMU that does not answer within timeoutMs (its main loop
+   * stuck, on storage that went away) is an error too; the connection is then
+   * closed, since a late reply would be taken for the next command's.
+   */
+  async execute(command: string, args?: Record<string, unknown>, timeoutMs = COMMAND_TIMEOUT_MS): Promise<unknown> {
     this.socket.write(`${JSON.stringify(args ? { execute: command, arguments: args } : { execute: command })}\n`);
+    try {
+      return await withTimeout(this.reply(command), timeoutMs, `QEMU did not answer ${command} within ${timeoutMs} ms`);
+    } catch (err) {
+      if (!(err instanceof QmpError)) this.close();
+      throw err;
+    }
+  }
+
+  private async reply(command: string): Promise<unknown> {
     for (;;) {
       const msg = await this.next();
       if ('event' in msg) {
-        this.events.push(msg as unknown as QmpEvent);
+        // Kept for waitForEvent; only the latest few matter (bounded).
+        if (this.events.push(msg as unknown as QmpEvent) > MAX_EVENTS) this.events.shift();
         continue;
       }
       if ('error' in msg) {

@@ -69,7 +69,7 @@ async function disks(d: LibvirtDomain): Promise<{ target: string; source: string
     }));
 }
 
-describe('vbs up --vmm libvirt', () => {
+describe('vbs up --vmm libvirt', { timeout: 180_000 }, () => {
   it('runs domains of the type this machine can run, and writes the adapter into vmm-delegate.json', async () => {
     expect(await doms[1]!.xml()).toContain(`<domain type='${HAS_KVM ? 'kvm' : 'qemu'}'`);
     expect(JSON.parse(readFileSync(join(data, 'vmm-delegate.json'), 'utf8'))).toMatchObject({ adapter: 'libvirt' });

@@ -54,7 +54,7 @@ async function newVolume(label: string): Promise<{ id: string; bytes: Buffer }> 
   return { id: v.volumeId, bytes };
 }
 
-describe('vbs up --vmm qemu', () => {
+describe('vbs up --vmm qemu', { timeout: 180_000 }, () => {
   it('writes the adapter and the QMP folder into vmm-delegate.json', () => {
     const cfg = JSON.parse(readFileSync(join(data, 'vmm-delegate.json'), 'utf8')) as Record<string, unknown>;
     expect(cfg).toMatchObject({ adapter: 'qemu', qmpDir });
