@@ -2,7 +2,10 @@ import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, r
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { VMM_DELEGATE_SERVICE } from '../../src/services/vmm-delegate.js';
+import { SoapClient } from '../../src/soap/client.js';
 import { ROOT, startVbs, type Vbs } from '../e2e/harness.js';
+import { startTgtd } from '../sim/real-target.js';
 import { json, volume, type Volume } from './cli.js';
 import { HAS_KVM, LibvirtDaemons, LibvirtDomain, requireRoot, sector } from './host.js';
 
@@ -129,5 +132,44 @@ describe('vbs up --vmm libvirt', { timeout: 180_000 }, () => {
     await json(vbs, 'detach-volume', keep.id, '--wait');
     for (const v of [keep.id, id]) await json(vbs, 'delete-volume', v);
     expect(await doms[1]!.blklist()).toEqual([]);
+  });
+
+  it('attaches an iSCSI LUN as a network disk that QEMU opens itself, read-only, with no kernel initiator', async () => {
+    // The VMM delegate called directly, as the front calls it (its certificate),
+    // with a LUN of a tgtd of this test's own.
+    const target = await startTgtd();
+    const front = JSON.parse(readFileSync(join(data, 'front.json'), 'utf8')) as { vmmHosts: { url: string }[] };
+    const pem = (f: string) => readFileSync(join(data, 'pki', f));
+    const vmm = new SoapClient({ def: VMM_DELEGATE_SERVICE, url: front.vmmHosts[0]!.url, tls: { key: pem('front.key'), cert: pem('front.crt'), ca: pem('ca.crt') } });
+    try {
+      const volumeId = 'vol-0000000000000000d';
+      const iqn = `iqn.2026-11.org.vbs:${volumeId}`;
+      const lunFile = join(dir, 'lun.img');
+      const bytes = sector('libvirt-iscsi');
+      writeFileSync(lunFile, Buffer.concat([bytes, Buffer.alloc(1024 * 1024 - 512)]));
+      target.add(iqn, lunFile);
+      const source = { kind: 'iscsi', portal: target.portal, iqn, lun: 1 };
+      const url = `iscsi://${target.portal}/${iqn}/1`;
+
+      // Discovery and login have nothing to do: the device is QEMU's own connection.
+      await vmm.call('DiscoverTarget', { volumeId, source });
+      expect(await vmm.call('LoginTarget', { volumeId, source })).toMatchObject({ device: url });
+      await vmm.call('AttachDisk', { volumeId, vmId: name(2), device: 'sdd', mode: 'r', source });
+      const xml = await doms[2]!.xml();
+      const disk = xml.split('<disk ').find((d) => d.includes("<target dev='sdd'"))!.split('</disk>')[0]!;
+      expect(disk).toMatch(/^type='network'/);
+      expect(disk).toContain(`<source protocol='iscsi' name='${iqn}/1'`);
+      expect(disk).toContain('<readonly/>');
+      expect((await vmm.call('ListDisks', { vmId: [name(2)] })).disk).toEqual([{ vmId: name(2), device: 'sdd', target: url, mode: 'r', volumeId }]);
+      expect(await doms[2]!.read('sdd', nbdDir)).toEqual(bytes);
+      expect(await doms[2]!.qemuIo('sdd', 'write -P 0 0 512')).toMatch(/Block node is read-only/);
+
+      await vmm.call('DetachDisk', { volumeId, vmId: name(2), device: 'sdd', source });
+      expect(await doms[2]!.blklist()).toEqual([]);
+      await vmm.call('LogoutTarget', { volumeId, source });
+    } finally {
+      vmm.close();
+      await target.stop();
+    }
   });
 });
