@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -107,5 +107,19 @@ describe('a VMM delegate that names no adapter (fail closed)', () => {
     const r = spawnSync(process.execPath, [VBS, 'serve', 'vmm-delegate', '--config', join(dir, 'vmm.json')], { encoding: 'utf8', timeout: 60_000 });
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/needs "qmpDir"/);
+  });
+});
+
+describe('vbs up --vmm', () => {
+  it.each([
+    [['--vmm', 'hyperv'], /--vmm must be sim, libvirt, qemu/],
+    [['--vmm', 'libvirt', '--qmp-dir', '/tmp'], /--qmp-dir goes with --vmm qemu/],
+  ])('refuses %j as a usage error before starting anything', (args, message) => {
+    const dir = mkdtempSync(join(tmpdir(), 'vbs-up-usage-'));
+    dirs.push(dir);
+    const r = spawnSync(process.execPath, [VBS, 'up', '--data', join(dir, 'data'), '--port', '0', ...args], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(message);
+    expect(existsSync(join(dir, 'data'))).toBe(false);
   });
 });
