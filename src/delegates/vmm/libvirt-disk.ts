@@ -1,3 +1,4 @@
+import { VbsError } from '../../core/errors.js';
 import type { AttachMode } from '../../core/states.js';
 import type { IscsiLun } from './iscsi-target.js';
 
@@ -16,7 +17,7 @@ function attr(value: string): string {
  * enforces in its block layer.
  */
 export function iscsiDiskXml(lun: IscsiLun, vmDev: string, mode: AttachMode): string {
-  if (!DEV.test(vmDev)) throw new Error(`not a SCSI disk name: ${vmDev}`);
+  if (!DEV.test(vmDev)) throw new VbsError('InvalidParameterValue', 'Value for parameter device is invalid: this host attaches iSCSI volumes as disks named like sdb.');
   const [host, port] = splitPortal(lun.portal);
   return [
     `<disk type='network' device='disk'>`,

@@ -66,8 +66,8 @@ describe('the libvirt network disk of an iSCSI LUN', () => {
   });
 
   it('takes only a SCSI disk name as its target', () => {
-    expect(() => iscsiDiskXml(lun, "sdb'/><x", 'w')).toThrow();
-    expect(() => iscsiDiskXml(lun, 'scsi1', 'w')).toThrow();
+    expect(() => iscsiDiskXml(lun, "sdb'/><x", 'w')).toThrow(expect.objectContaining({ code: 'InvalidParameterValue' }));
+    expect(() => iscsiDiskXml(lun, 'scsi1', 'w')).toThrow(expect.objectContaining({ code: 'InvalidParameterValue' }));
   });
 });
 
