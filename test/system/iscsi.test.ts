@@ -137,9 +137,8 @@ describe('lvm-iscsi with a real tgtd, QEMU VMs reading over iSCSI', { timeout: 3
       expect(targets(), key).toEqual([]);
     }
 
-    await vbs!.stop(true);
-    vbs = await startVbs(ARGS(), data);
-    await json(vbs, 'delete-volume', id);
+    // Deleting needs none of the failing patterns.
+    await json(vbs!, 'delete-volume', id);
     expect(targets()).toEqual([]);
   });
 });

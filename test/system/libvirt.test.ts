@@ -127,8 +127,7 @@ describe('vbs up --vmm libvirt', { timeout: 180_000 }, () => {
     expect(await doms[1]!.xml()).toBe(before);
     expect(await volume(vbs, id)).toMatchObject({ status: 'available', attachments: [] });
 
-    await vbs.stop(true);
-    vbs = await startVbs(['--vmm', 'libvirt'], data);
+    // Detaching and deleting need none of the failing patterns.
     await json(vbs, 'detach-volume', keep.id, '--wait');
     for (const v of [keep.id, id]) await json(vbs, 'delete-volume', v);
     expect(await doms[1]!.blklist()).toEqual([]);

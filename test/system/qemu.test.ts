@@ -117,8 +117,7 @@ describe('vbs up --vmm qemu', { timeout: 180_000 }, () => {
     expect(await vms.vm1!.disks()).toEqual(before);
     expect(await volume(vbs, id)).toMatchObject({ status: 'available', attachments: [] });
 
-    await vbs.stop(true);
-    vbs = await startVbs(['--vmm', 'qemu', '--qmp-dir', qmpDir], data);
+    // Detaching and deleting need none of the failing patterns.
     await json(vbs, 'detach-volume', keep.id, '--wait');
     for (const v of [keep.id, id]) await json(vbs, 'delete-volume', v);
     expect(await vms.vm1!.disks()).toEqual([]);
