@@ -6,7 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want_debs=(python3-zeep util-linux coreutils tgt libiscsi-bin)
+# The system tests (test/system) drive real QEMU (TCG where there is no KVM),
+# libvirt, XFS reflinks and network namespaces.
+want_debs=(python3-zeep util-linux coreutils tgt libiscsi-bin
+  qemu-system-x86 qemu-block-extra qemu-utils libvirt-daemon-system libvirt-clients
+  iproute2 xfsprogs e2fsprogs)
 if [ "${1:-}" = "--with-test-tools" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${want_debs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -1,5 +1,5 @@
 import type { Command } from '@commander-js/extra-typings';
-import { up } from '../deploy/all-in-one.js';
+import { up, VMM_CHOICES, type VmmChoice } from '../deploy/all-in-one.js';
 
 /**
  * `vbs up`: the all-in-one deployment on embedded defaults. Runs until
@@ -10,12 +10,14 @@ import { up } from '../deploy/all-in-one.js';
 export function registerUp(program: Command): void {
   program
     .command('up')
-    .description('run VBS on this machine: front, a volume delegate and a simulated VMM host on 127.0.0.1, each restarted if it stops')
+    .description('run VBS on this machine: front, a volume delegate and a VMM host (simulated unless --vmm says otherwise) on 127.0.0.1, each restarted if it stops')
     .option('--data <dir>', 'state folder (metadata, volumes, certificates, logs)', './vbs-data')
     .option('--port <n>', 'port of the front service', '8443')
     .option('--commands <file>', 'an operator\'s own commands.properties')
     .option('--backend <type>', 'file (volumes as files) or lvm-iscsi (LVs of a simulated VG, exported over iSCSI)', 'file')
     .option('--target <daemon>', 'lvm-iscsi only: auto (a real tgtd when installed and root, else the simulated IET), iet or tgt', 'auto')
+    .option('--vmm <adapter>', 'the VMM host\'s adapter: sim (simulated VMs vm1-vm3), libvirt (domains of qemu:///system) or qemu (QMP sockets); default: the --commands file\'s vmm.adapter, else sim')
+    .option('--qmp-dir <dir>', 'qemu only: the folder of the VMs\' QMP sockets, <dir>/<vmId>.qmp (default DATA/qmp)')
     .action(async (opts) => {
       const port = Number(opts.port);
       const backend = opts.backend;
@@ -26,6 +28,15 @@ export function registerUp(program: Command): void {
       const target = opts.target;
       if (target !== 'auto' && target !== 'iet' && target !== 'tgt') {
         process.stderr.write(`vbs: --target must be auto, iet or tgt\n`);
+        process.exit(2);
+      }
+      const vmm = opts.vmm;
+      if (vmm !== undefined && !(VMM_CHOICES as readonly string[]).includes(vmm)) {
+        process.stderr.write(`vbs: --vmm must be ${VMM_CHOICES.join(', ')}\n`);
+        process.exit(2);
+      }
+      if (opts.qmpDir !== undefined && vmm !== 'qemu') {
+        process.stderr.write(`vbs: --qmp-dir goes with --vmm qemu\n`);
         process.exit(2);
       }
       if (!Number.isInteger(port) || port < 0 || port > 65535) {
@@ -46,7 +57,7 @@ export function registerUp(program: Command): void {
       process.once('SIGTERM', () => stop(0));
       let dep;
       try {
-        dep = await up({ dataDir: opts.data, port, commands: opts.commands, backend, target });
+        dep = await up({ dataDir: opts.data, port, commands: opts.commands, backend, target, vmm: vmm as VmmChoice | undefined, qmpDir: opts.qmpDir });
       } catch (err) {
         if (stopping) return;
         process.stderr.write(`vbs up: ${(err as Error).message}\n`);
@@ -59,7 +70,7 @@ export function registerUp(program: Command): void {
           `VBS is up: ${dep.frontUrl}`,
           `  WSDL:           ${dep.frontUrl}?wsdl`,
           `  CLI config:     ${dep.clientConfig}  (export VBS_CONFIG=${dep.clientConfig})`,
-          `  VMM host:       localhost (simulated), VMs vm1 vm2 vm3`,
+          `  VMM host:       ${dep.vmmHost}`,
           `  Volumes:        ${dep.storage}`,
           `  Instance ids:   a VM's name (scan), or an id in instances.json (static)`,
           `Press Ctrl-C to stop.`,

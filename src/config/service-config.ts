@@ -159,6 +159,8 @@ export const VmmDelegateConfigSchema = z
     volumeRoots: z.array(z.string()).default([]),
     /** State folder of the simulated hypervisor (adapter sim). */
     simState: z.string().optional(),
+    /** Folder of the VMs' QMP sockets, `<qmpDir>/<vmId>.qmp` (adapter qemu). */
+    qmpDir: z.string().optional(),
     env: z.record(z.string()).default({}),
   })
   .strict();
@@ -208,7 +210,7 @@ export function loadServiceConfig(file: string): ServiceConfig {
             : { ...c.backend, stateDir: abs(c.backend.stateDir), simState: c.backend.simState ? abs(c.backend.simState) : undefined },
       };
     case 'vmm-delegate':
-      return { ...c, tls, commands, volumeRoots: c.volumeRoots.map(abs), simState: c.simState ? abs(c.simState) : undefined };
+      return { ...c, tls, commands, volumeRoots: c.volumeRoots.map(abs), simState: c.simState ? abs(c.simState) : undefined, qmpDir: c.qmpDir ? abs(c.qmpDir) : undefined };
     case 'instance-resolver':
       return {
         ...c,

@@ -1,7 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { VBS_HOME } from '../core/paths.js';
+import { CommandCatalog } from '../commands/catalog.js';
 import { PkiStore, writeAtomic } from '../pki/store.js';
 import { LogFiles } from './log-files.js';
 import { startServe } from './service-process.js';
@@ -18,6 +19,15 @@ export interface UpOptions {
   readonly backend?: 'file' | 'lvm-iscsi';
   /** lvm-iscsi only: the target daemon. `auto` (default): a real tgtd when one can run here, else the simulated IET. */
   readonly target?: 'auto' | 'iet' | 'tgt';
+  /**
+   * The VMM adapter of the host `localhost`, written into vmm-delegate.json:
+   * `sim` (the simulator, with VMs vm1-vm3), `libvirt` (virsh on
+   * qemu:///system) or `qemu` (QMP sockets in qmpDir). Default: the
+   * operator's --commands file's vmm.adapter when it names one, else sim.
+   */
+  readonly vmm?: VmmChoice;
+  /** qemu only: the folder of the VMs' QMP sockets (default DIR/qmp). */
+  readonly qmpDir?: string;
   /** Where restarts and give-ups are reported, a line each (stderr by default). */
   readonly report?: (line: string) => void;
 }
@@ -31,7 +41,12 @@ export interface Deployment {
   readonly gaveUp: Promise<string>;
   /** What serves the volumes, for the start-up banner. */
   readonly storage: string;
+  /** The VMM host and what it drives, for the start-up banner. */
+  readonly vmmHost: string;
 }
+
+export const VMM_CHOICES = ['sim', 'libvirt', 'qemu'] as const;
+export type VmmChoice = (typeof VMM_CHOICES)[number];
 
 const CLI = join(VBS_HOME, 'dist', 'cli', 'main.js');
 const HOSTSIM = join(VBS_HOME, 'dist', 'sim', 'hostsim.js');
@@ -59,7 +74,15 @@ export async function up(opts: UpOptions): Promise<Deployment> {
   const dir = resolve(opts.dataDir);
   for (const sub of ['', 'volumes', 'logs', 'vmm-sim']) mkdirSync(join(dir, sub), { recursive: true, mode: 0o700 });
   ensureDeploymentPki(dir);
-  seedSimVms(join(dir, 'vmm-sim'), opts.simVms ?? DEFAULT_SIM_VMS);
+  const commands = opts.commands ? resolve(opts.commands) : undefined;
+  const vmm: string = opts.vmm ?? operatorsAdapter(commands) ?? 'sim';
+  const qmpDir = resolve(opts.qmpDir ?? join(dir, 'qmp'));
+  if (vmm === 'sim') seedSimVms(join(dir, 'vmm-sim'), opts.simVms ?? DEFAULT_SIM_VMS);
+  if (vmm === 'qemu') mkdirSync(qmpDir, { recursive: true, mode: 0o700 });
+  // libvirt runs QEMU as its own user (libvirt-qemu), which must be able to
+  // reach volume files: search (x) permission on the folders on their path,
+  // no listing. libvirt then gives it the file itself (dynamic_ownership).
+  if (vmm === 'libvirt') for (const sub of ['', 'volumes']) chmodSync(join(dir, sub), 0o711);
   const backendType = opts.backend ?? 'file';
   // One simulated site: the VG, the IET and the VMM host share a state folder,
   // so the simulated initiator finds what the simulated target exports.
@@ -71,7 +94,6 @@ export async function up(opts: UpOptions): Promise<Deployment> {
 
   const logs = new LogFiles(join(dir, 'logs'));
   const tls = (name: string) => ({ key: `pki/${name}.key`, cert: `pki/${name}.crt`, ca: 'pki/ca.crt' });
-  const commands = opts.commands ? resolve(opts.commands) : undefined;
   const listen = (port: number) => ({ host: '127.0.0.1', port });
   const urls = new Map<Role, string>();
   const configs: Record<Role, () => object> = {
@@ -89,8 +111,12 @@ export async function up(opts: UpOptions): Promise<Deployment> {
       listen: listen(0),
       tls: tls('vmm-delegate'),
       ...(commands ? { commands } : {}),
+      // Always explicit: a VMM delegate with no adapter refuses to start.
+      adapter: vmm,
       volumeRoots: ['volumes'],
-      simState: 'vmm-sim',
+      ...(vmm === 'sim' ? { simState: 'vmm-sim' } : {}),
+      ...(vmm === 'qemu' ? { qmpDir } : {}),
+      ...(vmm === 'libvirt' ? { env: { LIBVIRT_DEFAULT_URI: 'qemu:///system' } } : {}),
     }),
     // Attach by instance id: a VM's own name (scan), then the operator's map (static).
     'instance-resolver': () => ({
@@ -154,11 +180,24 @@ export async function up(opts: UpOptions): Promise<Deployment> {
       backendType === 'file'
         ? 'files in volumes/'
         : `LVs of the simulated VG ${SIM_VG}, iSCSI targets on ${tgtdPorts && tgtd ? `a real tgtd at 127.0.0.1:${tgtdPorts.port} (PID ${tgtd.pid})` : 'the simulated IET'}`;
-    return { frontUrl, clientConfig, stop, gaveUp: supervisor.gaveUp, storage };
+    const vmmHost =
+      vmm === 'sim'
+        ? 'localhost (simulated), VMs vm1 vm2 vm3'
+        : vmm === 'libvirt'
+          ? 'localhost, libvirt domains of qemu:///system'
+          : vmm === 'qemu'
+            ? `localhost, QEMU VMs with QMP sockets <vmId>.qmp in ${qmpDir}`
+            : `localhost, adapter ${vmm}`;
+    return { frontUrl, clientConfig, stop, gaveUp: supervisor.gaveUp, storage, vmmHost };
   } catch (err) {
     await stop();
     throw err;
   }
+}
+
+/** The adapter an operator's own commands.properties names, if any. */
+function operatorsAdapter(commands: string | undefined): string | undefined {
+  return commands ? CommandCatalog.fromFile(commands).setting('vmm.adapter') : undefined;
 }
 
 /**

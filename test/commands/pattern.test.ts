@@ -52,8 +52,9 @@ describe('command patterns', () => {
 
   it('the shipped commands.properties loads, and every adapter is complete', () => {
     const c = CommandCatalog.fromFile(DEFAULT_COMMANDS_FILE);
-    expect(c.setting('vmm.adapter')).toBe('sim');
-    for (const a of ['sim', 'xen', 'xl', 'libvirt', 'proxmox']) expect(() => c.requireAll([`vmm.${a}.attach`, `vmm.${a}.detach`])).not.toThrow();
+    // No default adapter: a VMM delegate must name its own (fail closed).
+    expect(c.setting('vmm.adapter')).toBeUndefined();
+    for (const a of ['sim', 'xen', 'xl', 'libvirt', 'qemu', 'proxmox']) expect(() => c.requireAll([`vmm.${a}.attach`, `vmm.${a}.detach`])).not.toThrow();
     expect(c.pattern('vmm.libvirt.attach', 'r').text).toContain('--mode readonly');
     expect(c.pattern('vmm.libvirt.attach', 'w').text).not.toContain('readonly');
   });

@@ -139,7 +139,7 @@ describe('moving a VMM host from Xen to Proxmox', () => {
     const shipped = readFileSync(join(ROOT, 'commands.properties'), 'utf8');
     const props = join(data, 'operator.properties');
 
-    writeFileSync(props, shipped.replace(/^vmm\.adapter = .*$/m, 'vmm.adapter = xen'));
+    writeFileSync(props, `${shipped}\nvmm.adapter = xen\n`);
     let vbs = await startVbs(['--commands', props], data, env);
     running.push(vbs);
     const vol = await available(vbs);
@@ -149,7 +149,7 @@ describe('moving a VMM host from Xen to Proxmox', () => {
     await vbs.stop(true);
     running.pop();
 
-    writeFileSync(props, shipped.replace(/^vmm\.adapter = .*$/m, 'vmm.adapter = proxmox'));
+    writeFileSync(props, `${shipped}\nvmm.adapter = proxmox\n`);
     vbs = await startVbs(['--commands', props], data, env);
     running.push(vbs);
     await vbs.soap().call('AttachVolume', { volumeId: vol, vmmHost: 'localhost', vmId: '100', device: 'scsi1', mode: 'r' });

@@ -1,10 +1,15 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { VbsError } from '../../core/errors.js';
 import { VBS_HOME } from '../../core/paths.js';
 import * as v from '../../core/validate.js';
 import type { AttachMode } from '../../core/states.js';
 import type { CommandCatalog } from '../../commands/catalog.js';
+import { placeholdersOf } from '../../commands/pattern.js';
 import { CommandFailed, type CommandRunner } from '../../commands/runner.js';
-import { byPathDevice, iscsiLun } from './iscsi-target.js';
+import { byPathDevice, iscsiLun, type IscsiLun } from './iscsi-target.js';
+import { iscsiDiskXml, iscsiUrl, splitPortal } from './libvirt-disk.js';
 import { LISTING_FORMATS, listingFormatName, type ListedDisk, type ListingFormat } from './listing/index.js';
 import { volumeIdOf } from './volume-of.js';
 
@@ -27,24 +32,46 @@ export interface VmDisk extends ListedDisk {
  *
  *   attach / detach            a file source (`file:<path>`, `target=<path>`...)
  *   attach-device              a host block device, such as a logged-in iSCSI LUN (`phy:<vmmDev>`)
+ *   attach-iscsi               with option.iscsi = direct: an iSCSI LUN the hypervisor opens
+ *                              itself (QEMU's iscsi driver); no initiator, no host device
  *   list-vms / list-disks      the VMs, and one VM's disks, printed in option.listFormat
  *   iscsi.*                    the initiator (see initiator.ts)
  */
 export class VmmAdapter {
+  /** True when the hypervisor reaches iSCSI LUNs itself (vmm.<name>.option.iscsi = direct). */
+  readonly iscsiDirect: boolean;
+
   constructor(
     readonly name: string,
     private readonly runner: CommandRunner,
     private readonly volumeRoots: readonly string[],
-  ) {}
-
-  static patternsFor(name: string): string[] {
-    return [`vmm.${name}.attach`, `vmm.${name}.detach`];
+  ) {
+    this.iscsiDirect = runner.catalog.setting(`vmm.${name}.option.iscsi`) === 'direct';
   }
 
+  static patternsFor(name: string, iscsiDirect = false): string[] {
+    return [`vmm.${name}.attach`, `vmm.${name}.detach`, ...(iscsiDirect ? [`vmm.${name}.attach-iscsi`] : [])];
+  }
+
+  /**
+   * The adapter this delegate runs: its configuration's `adapter`, else
+   * `vmm.adapter` of commands.properties. There is no default: a delegate
+   * that names none would otherwise attach volumes to a simulator while the
+   * operator believes they reach real VMs (fail closed).
+   */
   static choose(catalog: CommandCatalog, override?: string): string {
-    const name = override ?? catalog.setting('vmm.adapter') ?? 'sim';
+    const name = override ?? catalog.setting('vmm.adapter');
+    if (name === undefined || name === '') {
+      throw new Error(
+        `no VMM adapter is chosen: set "adapter" in the vmm-delegate configuration (or vmm.adapter in ${catalog.source}) to one of sim, xen, xl, libvirt, qemu, proxmox`,
+      );
+    }
     if (!/^[a-z][a-z0-9-]*$/.test(name)) throw new Error(`commands: vmm.adapter '${name}' is not an adapter name`);
-    catalog.requireAll(VmmAdapter.patternsFor(name));
+    const iscsi = catalog.setting(`vmm.${name}.option.iscsi`);
+    if (iscsi !== undefined && iscsi !== 'direct' && iscsi !== 'initiator') {
+      throw new Error(`commands: vmm.${name}.option.iscsi '${iscsi}' is not one of direct, initiator`);
+    }
+    catalog.requireAll(VmmAdapter.patternsFor(name, iscsi === 'direct'));
     const format = catalog.setting(`vmm.${name}.option.listFormat`);
     if (format !== undefined && !LISTING_FORMATS[format]) {
       throw new Error(`commands: vmm.${name}.option.listFormat '${format}' is not one of ${Object.keys(LISTING_FORMATS).join(', ')}`);
@@ -72,14 +99,20 @@ export class VmmAdapter {
   }
 
   /** What a source becomes on this host: the pattern that attaches it and the host path it names. */
-  private plan(source: DiskSource): { key: string; params: Record<string, string>; hostPath: string } {
+  private plan(source: DiskSource): { key: string; params: Record<string, string>; hostPath: string; lun?: IscsiLun } {
     switch (source.kind) {
       case 'file': {
         const path = this.localPath(source);
         return { key: `vmm.${this.name}.attach`, params: { path }, hostPath: path };
       }
       case 'iscsi': {
-        const vmmDev = byPathDevice(iscsiLun(source));
+        const lun = iscsiLun(source);
+        if (this.iscsiDirect) {
+          const [portalHost, portalPort] = splitPortal(lun.portal);
+          const params = { portalHost, portalPort: String(portalPort), iqn: lun.iqn, lun: String(lun.lun) };
+          return { key: this.key('attach-iscsi'), params, hostPath: iscsiUrl(lun), lun };
+        }
+        const vmmDev = byPathDevice(lun);
         return { key: this.key('attach-device'), params: { vmmDev }, hostPath: vmmDev };
       }
       default:
@@ -89,10 +122,16 @@ export class VmmAdapter {
 
   /** Attaches; attaching what is already attached there, the same way, is done already. */
   async attach(vmId: string, device: string, mode: AttachMode, source: DiskSource): Promise<void> {
-    const { key, params, hostPath } = this.plan(source);
+    const { key, params, hostPath, lun } = this.plan(source);
     const vmDev = v.bareDevice(device);
     try {
-      await this.runner.run(key, { vmId, vmDev, mode, access: mode === 'r' ? 'ro' : 'rw', ...params }, mode);
+      const all = { vmId, vmDev, mode, access: mode === 'r' ? 'ro' : 'rw', ...params };
+      if (lun && placeholdersOf(this.runner.catalog.pattern(key, mode)).includes('path')) {
+        // libvirt takes a network disk as XML (virsh attach-device <vm> <file>).
+        await withDiskXml(iscsiDiskXml(lun, vmDev, mode), (path) => this.runner.run(key, { ...all, path }, mode));
+      } else {
+        await this.runner.run(key, all, mode);
+      }
     } catch (e) {
       if (!(e instanceof CommandFailed)) throw e;
       const there = await this.diskAfterFailure(vmId, vmDev, e);
@@ -194,6 +233,18 @@ export class VmmAdapter {
       }
     }
     return out;
+  }
+}
+
+/** Writes a disk's XML to a private temporary file for the command that reads it, and removes it after. */
+async function withDiskXml<T>(xml: string, run: (path: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), 'vbs-disk-'));
+  try {
+    const path = join(dir, 'disk.xml');
+    writeFileSync(path, xml, { mode: 0o600 });
+    return await run(path);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 

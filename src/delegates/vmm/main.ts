@@ -13,6 +13,7 @@ import { listenDelegate } from '../listen.js';
 import { FIXED_PARAMS, VmmAdapter, type DiskSource } from './adapter.js';
 import { IscsiInitiator } from './initiator.js';
 import { iscsiLun, type IscsiLun } from './iscsi-target.js';
+import { iscsiUrl } from './libvirt-disk.js';
 
 type SourceInput = { kind?: unknown; portal?: unknown; iqn?: unknown; lun?: unknown };
 
@@ -39,19 +40,22 @@ export function vmmDelegateHandlers(hostName: string, adapter: VmmAdapter, initi
       await perVm.run(vmId, () => adapter.attach(vmId, device, mode, (i.source ?? {}) as unknown as DiskSource));
       return { return: true };
     },
+    // An adapter whose hypervisor opens iSCSI LUNs itself (option.iscsi =
+    // direct: QEMU's iscsi driver) needs no host session: nothing to discover,
+    // log in to or out of. The values are still checked.
     DiscoverTarget: async (i) => {
       const lun = connectionOf(i);
-      if (lun) await initiator.discover(lun);
+      if (lun && !adapter.iscsiDirect) await initiator.discover(lun);
       return { return: true };
     },
     LoginTarget: async (i) => {
       const lun = connectionOf(i);
       if (!lun) throw new VbsError('InvalidParameterValue', 'Value for parameter source.kind is invalid: only iscsi sources are logged in to.');
-      return { device: await initiator.login(lun) };
+      return { device: adapter.iscsiDirect ? iscsiUrl(lun) : await initiator.login(lun) };
     },
     LogoutTarget: async (i) => {
       const lun = connectionOf(i);
-      if (lun) await initiator.logout(lun);
+      if (lun && !adapter.iscsiDirect) await initiator.logout(lun);
       return { return: true };
     },
     ListVms: async () => ({ vmId: await adapter.vmIds() }),
@@ -73,7 +77,11 @@ export function vmmDelegateHandlers(hostName: string, adapter: VmmAdapter, initi
 export async function startVmmDelegate(cfg: VmmDelegateConfig, log: Logger): Promise<RunningService> {
   const catalog = CommandCatalog.fromFile(cfg.commands ?? DEFAULT_COMMANDS_FILE);
   const name = VmmAdapter.choose(catalog, cfg.adapter);
-  const fixed = { ...FIXED_PARAMS, ...(cfg.simState ? { stateDir: cfg.simState } : {}) };
+  // <stateDir> is the adapter's own state folder: the simulator's, or the
+  // folder of the VMs' QMP sockets for the qemu adapter.
+  const stateDir = name === 'qemu' ? cfg.qmpDir : cfg.simState;
+  if (name === 'qemu' && !stateDir) throw new Error('the qemu adapter needs "qmpDir" in the vmm-delegate configuration: the folder of the VMs\' QMP sockets (<qmpDir>/<vmId>.qmp)');
+  const fixed = { ...FIXED_PARAMS, ...(stateDir ? { stateDir } : {}) };
   const runner = new CommandRunner(catalog, { fixed, env: cfg.env, onRun: (key, argv) => log.debug('run', { key, argv }) });
   const adapter = new VmmAdapter(name, runner, cfg.volumeRoots);
   log.info('VMM adapter', { adapter: name, host: cfg.hostName });

@@ -82,7 +82,7 @@ beforeAll(async () => {
   const tls = (n: string) => ({ key: `pki/${n}.key`, cert: `pki/${n}.crt`, ca: 'pki/ca.crt' });
   writeFileSync(
     join(dir, 'vmm.json'),
-    JSON.stringify({ role: 'vmm-delegate', hostName: 'h1', listen: { port: 0 }, tls: tls('vmm-delegate'), volumeRoots: ['volumes'], simState: 'sim' }),
+    JSON.stringify({ role: 'vmm-delegate', hostName: 'h1', listen: { port: 0 }, tls: tls('vmm-delegate'), adapter: 'sim', volumeRoots: ['volumes'], simState: 'sim' }),
   );
   delegate = spawn(process.execPath, [VBS, 'serve', 'vmm-delegate', '--config', join(dir, 'vmm.json')], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';

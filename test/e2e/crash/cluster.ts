@@ -131,6 +131,7 @@ export class Cluster {
       hostName: 'localhost',
       listen: listen('vmm-delegate'),
       tls: tls('vmm-delegate'),
+      adapter: 'sim',
       volumeRoots: ['volumes'],
       simState: 'vmm-sim',
     });

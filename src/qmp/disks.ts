@@ -1,0 +1,109 @@
+import { QmpError, type QmpClient } from './client.js';
+
+/**
+ * Hot-plugging a disk into a running QEMU over QMP, the way libvirt does it
+ * with -blockdev: a block node (`vbs-<dev>`) for the image, then a `scsi-hd`
+ * device (id `<dev>`) on the VM's virtio-scsi bus. A `scsi-hd` is released
+ * without a guest's help (a virtio-blk one waits forever for a guest OS), so
+ * detach works on paused VMs and ones without a guest. A read-only disk is
+ * read-only in the block layer (`read-only: true`), not just a flag.
+ */
+export type DiskImage =
+  | { kind: 'file'; path: string }
+  | { kind: 'iscsi'; host: string; port: number; iqn: string; lun: number };
+
+export interface Attachment {
+  /** The device id in the VM, which is also the name VBS gives the disk (sdb). */
+  readonly dev: string;
+  readonly image: DiskImage;
+  readonly readOnly: boolean;
+}
+
+/** The SCSI bus disks are added to: the virtio-scsi-pci controller with id scsi0. */
+export const SCSI_BUS = 'scsi0.0';
+/** The iSCSI initiator name QEMU uses for a VM: one per VM, so a target can tell them apart. */
+export const INITIATOR_PREFIX = 'iqn.2026-11.org.vbs.qemu';
+/** How long a device may take to go away after device_del (scsi-hd needs no guest: milliseconds). */
+const DEVICE_DELETED_TIMEOUT_MS = 10_000;
+
+export const nodeName = (dev: string): string => `vbs-${dev}`;
+
+interface BlockInfo {
+  qdev?: string;
+  device?: string;
+  inserted?: { 'node-name'?: string; file?: string; ro?: boolean; drv?: string; image?: { filename?: string } };
+}
+
+export async function queryBlock(qmp: QmpClient): Promise<BlockInfo[]> {
+  return (await qmp.execute('query-block')) as BlockInfo[];
+}
+
+/** The device id of a query-block entry (QEMU names hot-plugged devices by their id, or their QOM path). */
+export function deviceIdOf(b: BlockInfo): string | undefined {
+  const q = b.qdev ?? '';
+  const m = /^\/machine\/peripheral\/([^/]+)(?:\/.*)?$/.exec(q);
+  return m ? m[1] : q || undefined;
+}
+
+async function nodeExists(qmp: QmpClient, name: string): Promise<boolean> {
+  const nodes = (await qmp.execute('query-named-block-nodes', { flat: true })) as { 'node-name'?: string }[];
+  return nodes.some((n) => n['node-name'] === name);
+}
+
+function blockdevOptions(a: Attachment, vmId: string): Record<string, unknown> {
+  const common = { 'node-name': nodeName(a.dev), 'read-only': a.readOnly };
+  if (a.image.kind === 'file') {
+    return { ...common, driver: 'raw', file: { driver: 'file', filename: a.image.path } };
+  }
+  // QEMU's own initiator (libiscsi): no kernel session, no host device.
+  return {
+    ...common,
+    driver: 'iscsi',
+    transport: 'tcp',
+    portal: `${a.image.host}:${a.image.port}`,
+    target: a.image.iqn,
+    lun: a.image.lun,
+    'initiator-name': `${INITIATOR_PREFIX}:${vmId}`,
+  };
+}
+
+/**
+ * Adds the disk. A device of that id already there is refused; a block node
+ * left behind by an attach cut short (no device uses it) is removed first.
+ * When device_add fails the node just added is removed again, so a failed
+ * attach leaves the VM as it was.
+ */
+export async function attachDisk(qmp: QmpClient, vmId: string, a: Attachment): Promise<void> {
+  if ((await queryBlock(qmp)).some((b) => deviceIdOf(b) === a.dev)) {
+    throw new QmpError('device_add', 'GenericError', `Duplicate device ID '${a.dev}': the VM already has a disk ${a.dev}`);
+  }
+  const node = nodeName(a.dev);
+  if (await nodeExists(qmp, node)) await qmp.execute('blockdev-del', { 'node-name': node });
+  await qmp.execute('blockdev-add', blockdevOptions(a, vmId));
+  try {
+    await qmp.execute('device_add', { driver: 'scsi-hd', id: a.dev, drive: node, bus: SCSI_BUS });
+  } catch (err) {
+    await qmp.execute('blockdev-del', { 'node-name': node }).catch(() => undefined);
+    throw err;
+  }
+}
+
+/**
+ * Removes the disk: device_del, then (once QEMU reports DEVICE_DELETED) its
+ * block node. A device that is not there is an error, as with virsh and xm;
+ * its stray node, if any, is removed all the same.
+ */
+export async function detachDisk(qmp: QmpClient, dev: string): Promise<void> {
+  const node = nodeName(dev);
+  const present = (await queryBlock(qmp)).some((b) => deviceIdOf(b) === dev);
+  if (!present) {
+    if (await nodeExists(qmp, node)) {
+      await qmp.execute('blockdev-del', { 'node-name': node });
+      return;
+    }
+    throw new QmpError('device_del', 'DeviceNotFound', `Device '${dev}' not found`);
+  }
+  await qmp.execute('device_del', { id: dev });
+  await qmp.waitForEvent((e) => e.event === 'DEVICE_DELETED' && e.data?.device === dev, DEVICE_DELETED_TIMEOUT_MS, `DEVICE_DELETED for ${dev}`);
+  if (await nodeExists(qmp, node)) await qmp.execute('blockdev-del', { 'node-name': node });
+}

@@ -1,0 +1,124 @@
+#!/usr/bin/env node
+import { readdirSync, statSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
+import { QmpClient, QmpError } from './client.js';
+import { attachDisk, detachDisk, queryBlock, type DiskImage } from './disks.js';
+
+/**
+ * vbs-qmp: the qemu adapter's host tool, run from commands.properties as
+ * `<node> <vbsHome>/dist/qmp/tool.js --dir <stateDir> ...`. Each VM's QMP
+ * monitor is the unix socket `<dir>/<vmId>.qmp` (QEMU started with
+ * `-qmp unix:<dir>/<vmId>.qmp,server=on,wait=off`).
+ *
+ *   list-vms                                   the VMs whose socket is in the folder, one a line
+ *   query-block <vmId>                         QMP query-block, as JSON
+ *   attach <vmId> <dev> file <path> <ro|rw>
+ *   attach <vmId> <dev> iscsi <host> <port> <iqn> <lun> <ro|rw>
+ *   detach <vmId> <dev>
+ *
+ * Exit codes, like the hypervisor tools VBS drives: 0 done, 1 the VM or QEMU
+ * refused (message on stderr), 2 usage. Every argument is checked here too,
+ * whatever the pattern that called it checked.
+ */
+const VM_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const DEV = /^(?:sd|vd|hd|xvd)[a-z]{1,2}$/;
+const HOST = /^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})$/;
+const IQN = /^iqn\.[0-9]{4}-[0-9]{2}\.[a-z0-9.-]+(?::[A-Za-z0-9.:_-]+)?$/;
+const CONNECT_TIMEOUT_MS = 10_000;
+
+class Usage extends Error {}
+
+function need(value: string | undefined, re: RegExp, what: string): string {
+  if (value === undefined || !re.test(value)) throw new Usage(`${what} is missing or invalid`);
+  return value;
+}
+
+function number(value: string | undefined, max: number, what: string): number {
+  if (value === undefined || !/^[0-9]{1,5}$/.test(value) || Number(value) > max) throw new Usage(`${what} is missing or invalid`);
+  return Number(value);
+}
+
+function access(value: string | undefined): boolean {
+  if (value !== 'ro' && value !== 'rw') throw new Usage('access must be ro or rw');
+  return value === 'ro';
+}
+
+function image(kind: string | undefined, rest: string[]): { image: DiskImage; accessArg: string | undefined } {
+  if (kind === 'file') {
+    const path = rest[0];
+    if (!path || !isAbsolute(path) || path.split('/').includes('..') || /[\0\n\r]/.test(path)) throw new Usage('path must be absolute');
+    return { image: { kind: 'file', path }, accessArg: rest[1] };
+  }
+  if (kind === 'iscsi') {
+    return {
+      image: { kind: 'iscsi', host: need(rest[0], HOST, 'host'), port: number(rest[1], 65535, 'port'), iqn: need(rest[2], IQN, 'iqn'), lun: number(rest[3], 16383, 'lun') },
+      accessArg: rest[4],
+    };
+  }
+  throw new Usage('the image kind must be file or iscsi');
+}
+
+function listVms(dir: string): string[] {
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.qmp') && VM_ID.test(f.slice(0, -4)))
+    .filter((f) => {
+      try {
+        return statSync(join(dir, f)).isSocket();
+      } catch {
+        return false;
+      }
+    })
+    .map((f) => f.slice(0, -4))
+    .sort();
+}
+
+async function withVm<T>(dir: string, vmId: string, work: (qmp: QmpClient) => Promise<T>): Promise<T> {
+  if (!listVms(dir).includes(vmId)) throw new QmpError('connect', 'DeviceNotFound', `no VM ${vmId}: no QMP socket ${vmId}.qmp in ${dir}`);
+  const qmp = await QmpClient.connect(join(dir, `${vmId}.qmp`), CONNECT_TIMEOUT_MS);
+  try {
+    return await work(qmp);
+  } finally {
+    qmp.close();
+  }
+}
+
+async function main(argv: string[]): Promise<void> {
+  if (argv[0] !== '--dir' || !argv[1] || !isAbsolute(argv[1])) throw new Usage('--dir <absolute folder of QMP sockets> comes first');
+  const dir = argv[1];
+  const [command, ...args] = argv.slice(2);
+  switch (command) {
+    case 'list-vms':
+      for (const vm of listVms(dir)) process.stdout.write(`${vm}\n`);
+      return;
+    case 'query-block': {
+      const vmId = need(args[0], VM_ID, 'vmId');
+      process.stdout.write(`${JSON.stringify(await withVm(dir, vmId, queryBlock))}\n`);
+      return;
+    }
+    case 'attach': {
+      const vmId = need(args[0], VM_ID, 'vmId');
+      const dev = need(args[1], DEV, 'device');
+      const { image: img, accessArg } = image(args[2], args.slice(3));
+      const readOnly = access(accessArg);
+      await withVm(dir, vmId, (qmp) => attachDisk(qmp, vmId, { dev, image: img, readOnly }));
+      return;
+    }
+    case 'detach': {
+      const vmId = need(args[0], VM_ID, 'vmId');
+      const dev = need(args[1], DEV, 'device');
+      await withVm(dir, vmId, (qmp) => detachDisk(qmp, dev));
+      return;
+    }
+    default:
+      throw new Usage(`unknown command ${command ?? '(none)'}`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  () => process.exit(0),
+  (err: unknown) => {
+    const usage = err instanceof Usage;
+    process.stderr.write(`vbs-qmp: ${usage ? 'usage: ' : 'error: '}${(err as Error).message}\n`);
+    process.exit(usage ? 2 : 1);
+  },
+);
