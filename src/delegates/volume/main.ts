@@ -74,7 +74,7 @@ async function openLvmIscsi(
   });
   return LvmIscsiBackend.open(
     {
-      lvm: new LvmTools(runner, cfg.vg, variant),
+      lvm: new LvmTools(runner, cfg.vg, variant, log),
       targets: targetTool(cfg.target, runner, variant),
       iqnPrefix: cfg.iqnPrefix,
       portal: cfg.portal,
