@@ -111,7 +111,7 @@ const acted = (mode: Mode) => mode !== 'fail';
  * each, goes through the same check and is tried on one step per operation.
  */
 type Plan = readonly (readonly [key: string, modes: readonly Mode[]])[];
-describe('ExportVolume / UnexportVolume are ensure operations', { timeout: 300_000 }, () => {
+describe('ExportVolume / UnexportVolume are ensure operations', { timeout: 900_000 }, () => {
   it('export: each step broken in turn leaves no half-made target, and export again completes it', async () => {
     const r = await rig();
     await r.backend.createVolume(VOL(1), 1);
@@ -172,7 +172,7 @@ describe('ExportVolume / UnexportVolume are ensure operations', { timeout: 300_0
   });
 });
 
-describe('DeleteObject is an ensure operation', { timeout: 300_000 }, () => {
+describe('DeleteObject is an ensure operation', { timeout: 900_000 }, () => {
   it('deleting an exported volume: each step broken in turn, delete again finishes it', async () => {
     const r = await rig();
     let n = 0;
@@ -204,7 +204,7 @@ describe('DeleteObject is an ensure operation', { timeout: 300_000 }, () => {
   });
 });
 
-describe('CreateVolume and CreateSnapshot: timed-out steps are verified, failed ones undone', { timeout: 600_000 }, () => {
+describe('CreateVolume and CreateSnapshot: timed-out steps are verified, failed ones undone', { timeout: 900_000 }, () => {
   it('a blank volume whose lvcreate failed is absent-or-error with nothing left; one whose lvcreate acted is ready', async () => {
     const r = await rig();
     let n = 0;
