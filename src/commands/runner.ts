@@ -1,7 +1,8 @@
-import { execa } from 'execa';
 import { VbsError } from '../core/errors.js';
 import type { CommandCatalog } from './catalog.js';
 import { fillPattern, type Params } from './pattern.js';
+import { runProcessGroup } from './process-group.js';
+import { Semaphore } from './semaphore.js';
 
 export interface CommandResult {
   readonly stdout: string;
@@ -17,7 +18,7 @@ export class CommandFailed extends VbsError {
     readonly result: { exitCode?: number; stderr: string; timedOut: boolean },
   ) {
     const why = result.timedOut
-      ? 'timed out'
+      ? 'timed out (its outcome is unknown)'
       : `exited with ${result.exitCode ?? 'no code'}${result.stderr ? `: ${lastLine(result.stderr)}` : ''}`;
     super('OperationFailed', `${key} ${why}`);
   }
@@ -33,53 +34,43 @@ export interface RunnerOptions {
   readonly fixed?: Params;
   readonly env?: Readonly<Record<string, string>>;
   readonly timeoutMs?: number;
+  /** At most this many commands run at once; the rest wait their turn (unbounded when absent). */
+  readonly maxConcurrent?: number;
   /** Observes each argv before it runs (tests, logs). */
   readonly onRun?: (key: string, argv: readonly string[]) => void;
 }
 
 /**
- * Runs catalogued patterns with execa: no shell, a timeout per command, and the
- * whole process group killed on timeout so a stuck grandchild cannot hold us.
+ * Runs catalogued patterns: no shell, each command in its own process group,
+ * and a timeout per command that kills the whole group, so a grandchild that
+ * holds our pipes open cannot make a command outlive its limit.
  */
 export class CommandRunner {
+  private readonly slots?: Semaphore;
+
   constructor(
     readonly catalog: CommandCatalog,
     private readonly options: RunnerOptions = {},
-  ) {}
+  ) {
+    if (options.maxConcurrent !== undefined) this.slots = new Semaphore(options.maxConcurrent);
+  }
 
   async run(key: string, params: Params, variant?: string): Promise<CommandResult> {
     const pattern = this.catalog.pattern(key, variant);
     const { file, args } = fillPattern(pattern, { ...this.options.fixed, ...params });
-    this.options.onRun?.(key, [file, ...args]);
     const timeoutMs = Number(this.catalog.setting(`${key}.timeoutMs`) ?? this.options.timeoutMs ?? 120_000);
-    const child = execa(file, args, {
-      reject: false,
-      timeout: timeoutMs,
-      env: this.options.env,
-      extendEnv: true,
-      stdin: 'ignore',
-      detached: true,
-      forceKillAfterDelay: 2000,
-      maxBuffer: 4 * 1024 * 1024,
-      cleanup: true,
-    });
-    const result = await child;
-    if (result.timedOut && child.pid) killGroup(child.pid);
-    if (result.failed || result.exitCode !== 0) {
+    const exec = async () => {
+      this.options.onRun?.(key, [file, ...args]);
+      return runProcessGroup(file, args, { timeoutMs, env: this.options.env });
+    };
+    const result = this.slots ? await this.slots.run(exec) : await exec();
+    if (result.timedOut || result.exitCode !== 0) {
       throw new CommandFailed(key, [file, ...args], {
         exitCode: result.exitCode,
-        stderr: String(result.stderr ?? '') || (result.failed && result.exitCode === undefined ? String(result.shortMessage ?? '') : ''),
-        timedOut: Boolean(result.timedOut),
+        stderr: result.stderr || result.error || '',
+        timedOut: result.timedOut,
       });
     }
-    return { stdout: String(result.stdout ?? ''), stderr: String(result.stderr ?? ''), exitCode: 0 };
-  }
-}
-
-function killGroup(pid: number): void {
-  try {
-    process.kill(-pid, 'SIGKILL');
-  } catch {
-    // already gone
+    return { stdout: result.stdout, stderr: result.stderr, exitCode: 0 };
   }
 }

@@ -109,6 +109,8 @@ export const VolumeDelegateConfigSchema = z
     ...Common,
     name: z.string().min(1).default('volume-delegate'),
     allowedCallers: z.array(z.string()).default(['vbs-front']),
+    /** Host commands that may run at once; more wait their turn (one slow command holds up only its own slot). */
+    commandConcurrency: z.number().int().min(1).max(64).default(8),
     backend: z.discriminatedUnion('type', [
       z
         .object({
@@ -116,6 +118,13 @@ export const VolumeDelegateConfigSchema = z
           root: z.string(),
           /** Caps what this delegate provisions, below what the file system has free. */
           capacityGiB: z.number().int().positive().optional(),
+          /**
+           * Free space never provisioned, so thick volumes cannot fill the file
+           * system to its last byte: the smaller of reservePercent of its size
+           * and reserveGiB (0 in either turns the reserve off).
+           */
+          reservePercent: z.number().min(0).max(50).default(5),
+          reserveGiB: z.number().min(0).max(1_048_576).default(10),
         })
         .strict(),
       z

@@ -1,6 +1,7 @@
 import { VbsError } from '../../core/errors.js';
 import type { CommandRunner } from '../../commands/runner.js';
 import { CommandFailed } from '../../commands/runner.js';
+import { runVerified } from '../../commands/verified.js';
 import { byPathDevice, type IscsiLun } from './iscsi-target.js';
 
 /**
@@ -23,7 +24,15 @@ async function runAccepting(runner: CommandRunner, key: string, params: Record<s
 /**
  * The iSCSI initiator of a VMM host, as the paper drives it: discover the
  * targets at a portal, log in to one (its LUNs appear as local devices), log
- * out and forget it. Patterns: vmm.<adapter>.iscsi.{discover,login,logout,forget}.
+ * out and forget it. Patterns: vmm.<adapter>.iscsi.{discover,login,logout,forget},
+ * and optionally vmm.<adapter>.iscsi.sessions (`iscsiadm -m session`).
+ *
+ * A login or logout that fails or times out has an unknown outcome. With a
+ * sessions pattern, the session listing decides (a session there is a login
+ * done; none is a logout done); without one, the failure is reported as it
+ * is, and the front undoes the step with its idempotent undo. logout is an
+ * "ensure": both its commands accept "already done", so calling it again
+ * after a failure part-way finishes it.
  */
 export class IscsiInitiator {
   constructor(
@@ -47,13 +56,36 @@ export class IscsiInitiator {
 
   /** Logs in (an existing session is fine) and returns the LUN's local device. */
   async login(t: IscsiLun): Promise<string> {
-    await runAccepting(this.runner, this.key('login'), { portal: t.portal, iqn: t.iqn }, [ISCSI_ERR_SESS_EXISTS]);
+    await runVerified(
+      `login to ${t.iqn}`,
+      () => runAccepting(this.runner, this.key('login'), { portal: t.portal, iqn: t.iqn }, [ISCSI_ERR_SESS_EXISTS]),
+      async () => (await this.hasSession(t)) === true,
+    );
     return byPathDevice(t);
   }
 
   /** Logs out and deletes the node record discovery made; both are fine when already gone. */
   async logout(t: IscsiLun): Promise<void> {
-    await runAccepting(this.runner, this.key('logout'), { portal: t.portal, iqn: t.iqn }, [ISCSI_ERR_NO_OBJS_FOUND]);
+    await runVerified(
+      `logout from ${t.iqn}`,
+      () => runAccepting(this.runner, this.key('logout'), { portal: t.portal, iqn: t.iqn }, [ISCSI_ERR_NO_OBJS_FOUND]),
+      async () => (await this.hasSession(t)) === false,
+    );
     await runAccepting(this.runner, this.key('forget'), { portal: t.portal, iqn: t.iqn }, [ISCSI_ERR_NO_OBJS_FOUND]);
+  }
+
+  /**
+   * Whether this host has a session to the target, from `iscsiadm -m session`
+   * ("tcp: [sid] ip:port,tpgt iqn ..."; exit 21 when there is none), or
+   * undefined when the adapter has no sessions pattern: unknown.
+   */
+  private async hasSession(t: IscsiLun): Promise<boolean | undefined> {
+    const key = `vmm.${this.adapter}.iscsi.sessions`;
+    if (!this.runner.catalog.has(key)) return undefined;
+    const stdout = await runAccepting(this.runner, key, {}, [ISCSI_ERR_NO_OBJS_FOUND]);
+    return stdout.split('\n').some((line) => {
+      const words = line.trim().split(/\s+/);
+      return words[2]?.startsWith(`${t.portal},`) === true && words[3] === t.iqn;
+    });
   }
 }

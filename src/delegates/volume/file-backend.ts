@@ -16,27 +16,64 @@ interface Job {
   cancelled?: boolean;
 }
 
+/** Limits of a file back end (the `backend` of volume-delegate.json). */
+export interface FileBackendLimits {
+  /** Caps what this delegate provisions, below what the file system has free. */
+  capacityGiB?: number;
+  /** Free space kept back: the smaller of this share of the file system… */
+  reservePercent?: number;
+  /** …and this many GiB. */
+  reserveGiB?: number;
+}
+
+const OBJECT_FILE = /^((?:vol|snap)-[0-9a-f]{17})\.img$/;
+
 /**
  * Volumes and snapshots as files under one root (VBS-Lustre): `<id>.img`.
  * Copies are written to `.<id>.part` and renamed into place only when whole,
  * so a file that exists under its real name is always complete. Jobs live in
  * memory: after a restart, leftover .part files are removed and the front,
  * which polls, starts the copies again.
+ *
+ * Provisioned bytes are a running total of the files this delegate knows
+ * (`sizes`), counted once at start and kept as objects are made and deleted:
+ * listing the folder and stat-ing every file on each create cost more with
+ * every volume, and failed when a concurrent delete removed a file between the
+ * two. Capacity checks and reservations are synchronous, so two creates can
+ * never both take the last free bytes.
  */
 export class FileBackend implements VolumeBackend {
   readonly type = 'file';
   private readonly jobs = new Map<string, Job>();
+  /** Size of each object file in place, and their sum. */
+  private readonly sizes = new Map<string, number>();
+  private provisioned = 0;
 
   constructor(
     readonly root: string,
     private readonly runner: CommandRunner,
     private readonly log: Logger,
-    private readonly capacityGiB?: number,
+    private readonly limits: FileBackendLimits = {},
   ) {
     mkdirSync(root, { recursive: true });
     for (const f of readdirSync(root)) {
       if (f.endsWith('.part')) rmSync(join(root, f), { force: true });
+      const m = OBJECT_FILE.exec(f);
+      if (!m) continue;
+      const size = sizeOrUndefined(join(root, f));
+      // A file deleted while we count is simply not there.
+      if (size !== undefined) this.track(m[1]!, size);
     }
+  }
+
+  private track(id: string, size: number): void {
+    this.provisioned += size - (this.sizes.get(id) ?? 0);
+    this.sizes.set(id, size);
+  }
+
+  private untrack(id: string): void {
+    this.provisioned -= this.sizes.get(id) ?? 0;
+    this.sizes.delete(id);
   }
 
   pathOf(id: string): string {
@@ -54,23 +91,21 @@ export class FileBackend implements VolumeBackend {
 
   private capacityNow(): Capacity {
     const fs = statfsSync(this.root);
-    const provisioned = this.provisionedBytes();
+    const provisioned = this.provisioned;
     const reserved = [...this.jobs.values()].filter((j) => j.state === 'creating').reduce((n, j) => n + j.bytes, 0);
     let total = fs.blocks * fs.bsize;
-    let free = Math.max(0, fs.bavail * fs.bsize - reserved);
-    if (this.capacityGiB !== undefined) {
-      total = Math.min(total, this.capacityGiB * GiB);
-      free = Math.min(free, Math.max(0, this.capacityGiB * GiB - provisioned - reserved));
+    let free = Math.max(0, fs.bavail * fs.bsize - this.reserveBytes(total) - reserved);
+    if (this.limits.capacityGiB !== undefined) {
+      total = Math.min(total, this.limits.capacityGiB * GiB);
+      free = Math.min(free, Math.max(0, this.limits.capacityGiB * GiB - provisioned - reserved));
     }
     return { totalBytes: total, freeBytes: free, provisionedBytes: provisioned };
   }
 
-  private provisionedBytes(): number {
-    let n = 0;
-    for (const f of readdirSync(this.root)) {
-      if (f.endsWith('.img')) n += statSync(join(this.root, f)).size;
-    }
-    return n;
+  /** Space of the file system never provisioned (default: 5 % or 10 GiB, whichever is smaller). */
+  private reserveBytes(fsBytes: number): number {
+    const byShare = Math.floor((fsBytes * (this.limits.reservePercent ?? 5)) / 100);
+    return Math.min(byShare, Math.floor((this.limits.reserveGiB ?? 10) * GiB));
   }
 
   private reserve(id: string, bytes: number, source?: string): boolean {
@@ -99,8 +134,9 @@ export class FileBackend implements VolumeBackend {
 
   async createSnapshot(snapshotId: string, volumeId: string): Promise<void> {
     const source = this.pathOf(volumeId);
-    if (!existsSync(source)) throw new VbsError('InvalidVolume.NotFound', `The volume '${volumeId}' has no data on this volume delegate.`);
-    if (!this.reserve(snapshotId, statSync(source).size, source)) return;
+    const size = sizeOrUndefined(source);
+    if (size === undefined) throw new VbsError('InvalidVolume.NotFound', `The volume '${volumeId}' has no data on this volume delegate.`);
+    if (!this.reserve(snapshotId, size, source)) return;
     const part = this.partOf(snapshotId);
     this.background(snapshotId, () => this.runner.run('volume.file.snapshot', { source, path: part }).then(() => undefined));
   }
@@ -111,7 +147,9 @@ export class FileBackend implements VolumeBackend {
       .then(() => {
         const job = this.jobs.get(id);
         if (job?.cancelled) throw new Error('cancelled');
+        const size = statSync(part).size;
         renameSync(part, this.pathOf(id));
+        this.track(id, size);
         this.jobs.delete(id);
         this.log.info('created', { id });
       })
@@ -132,7 +170,8 @@ export class FileBackend implements VolumeBackend {
 
   private describeNow(id: string): StoredObject {
     const path = this.pathOf(id);
-    if (existsSync(path)) return { id, state: 'ready', sizeBytes: statSync(path).size, progress: 100 };
+    const size = sizeOrUndefined(path);
+    if (size !== undefined) return { id, state: 'ready', sizeBytes: size, progress: 100 };
     const job = this.jobs.get(id);
     if (!job || job.cancelled) return { id, state: 'absent' };
     if (job.state === 'error') return { id, state: 'error', message: job.message };
@@ -153,7 +192,7 @@ export class FileBackend implements VolumeBackend {
   async list(): Promise<StoredObject[]> {
     const ids = new Set<string>(this.jobs.keys());
     for (const f of readdirSync(this.root)) {
-      const m = /^((?:vol|snap)-[0-9a-f]{17})\.img$/.exec(f);
+      const m = OBJECT_FILE.exec(f);
       if (m) ids.add(m[1]!);
     }
     return [...ids].sort().map((id) => this.describeNow(id)).filter((o) => o.state !== 'absent');
@@ -167,8 +206,18 @@ export class FileBackend implements VolumeBackend {
       if (job.state === 'creating') job.cancelled = true;
       else this.jobs.delete(id);
     }
-    if (!existsSync(path)) return Boolean(job);
-    await this.runner.run('volume.file.delete', { path });
+    if (!existsSync(path)) {
+      this.untrack(id);
+      return Boolean(job);
+    }
+    try {
+      await this.runner.run('volume.file.delete', { path });
+    } catch (err) {
+      // Failed or timed out: what counts is whether the file is still there.
+      if (existsSync(path)) throw err;
+      this.log.warn('delete command failed, but the file is gone', { id, message: errorMessage(err) });
+    }
+    this.untrack(id);
     return true;
   }
 
@@ -186,5 +235,15 @@ export class FileBackend implements VolumeBackend {
   /** Exports of files leave no state on this node: nothing to list. */
   async listExports(): Promise<{ tracked: boolean; exports: ExportEntry[] }> {
     return { tracked: false, exports: [] };
+  }
+}
+
+/** The size of a file, or undefined when it is not there (deleted meanwhile). */
+function sizeOrUndefined(path: string): number | undefined {
+  try {
+    return statSync(path).size;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
   }
 }

@@ -5,6 +5,7 @@ import type { ExportEntry } from './backend.js';
 import type { ExportRegistry } from './export-registry.js';
 import type { TargetInfo, TargetTool } from './iscsi-targets.js';
 import { Mutex } from '../../core/mutex.js';
+import { runVerified } from '../../commands/verified.js';
 
 /** The LUN a volume is on inside its target (tgt keeps LUN 0 for its controller). */
 export const VOLUME_LUN = 1;
@@ -16,13 +17,21 @@ export interface IscsiExportsOptions {
   registry: ExportRegistry;
   /** The device or file the LUN serves, for a volume that exists. */
   devicePath: (volumeId: string) => Promise<string>;
+  log?: Pick<Logger, 'warn'>;
 }
 
 /**
  * One iSCSI target per volume, named `<iqnPrefix>:<volumeId>`. Every change
  * runs under one mutex and starts from the daemon's own listing, so target
- * ids never collide and each step is skipped when it is already done: export
- * and unexport are idempotent and finish what a crash left half-done.
+ * ids never collide.
+ *
+ * Export and unexport are "ensure" operations: each looks at the listing and
+ * runs only the steps still missing (new target, LUN, bind; or unbind, LUN
+ * removal, target removal), so calling one again finishes what a failure or
+ * a crash left half-done. A step whose command fails or times out is checked
+ * against the listing before it counts as failed. An export that fails
+ * withdraws the target unless some host already uses it: no half-made target
+ * stays behind.
  */
 export class IscsiExports {
   private readonly lock = new Mutex();
@@ -43,24 +52,40 @@ export class IscsiExports {
   export(volumeId: string, vmmHost: string): Promise<{ kind: 'iscsi'; portal: string; iqn: string; lun: number }> {
     return this.lock.run(async () => {
       const iqn = this.iqnOf(volumeId);
-      const targets = await this.o.tool.list();
-      let target = targets.find((t) => t.iqn === iqn);
-      const created = !target;
-      if (!target) {
-        const tid = lowestFreeTid(targets);
-        await this.o.tool.addTarget(tid, iqn);
-        target = { tid, iqn, luns: [], open: false };
-      }
       try {
-        if (!target.luns.some((l) => l.lun === VOLUME_LUN)) await this.o.tool.addLun(target.tid, VOLUME_LUN, await this.o.devicePath(volumeId));
-        if (!target.open) await this.o.tool.open(target.tid);
+        await this.ensureTarget(volumeId, iqn);
       } catch (err) {
-        if (created) await this.withdrawQuietly(iqn);
+        if (this.o.registry.hostsOf(volumeId).length === 0) await this.withdrawQuietly(iqn);
         throw err;
       }
       this.o.registry.add(volumeId, vmmHost);
       return { kind: 'iscsi' as const, portal: this.o.portal, iqn, lun: VOLUME_LUN };
     });
+  }
+
+  /** Makes the volume's target whole: present, with its LUN, open to initiators. */
+  private async ensureTarget(volumeId: string, iqn: string): Promise<void> {
+    const targets = await this.o.tool.list();
+    let target = targets.find((t) => t.iqn === iqn);
+    if (!target) {
+      const tid = lowestFreeTid(targets);
+      await this.step(`add target ${iqn}`, () => this.o.tool.addTarget(tid, iqn), async () => (target = await this.find(iqn)) !== undefined);
+      target ??= { tid, iqn, luns: [], open: false };
+    }
+    const tid = target.tid;
+    if (!target.luns.some((l) => l.lun === VOLUME_LUN)) {
+      const device = await this.o.devicePath(volumeId);
+      await this.step(`add LUN of ${iqn}`, () => this.o.tool.addLun(tid, VOLUME_LUN, device), async () => hasLun(await this.find(iqn)));
+    }
+    if (!target.open) await this.step(`open ${iqn}`, () => this.o.tool.open(tid), async () => (await this.find(iqn))?.open ?? false);
+  }
+
+  private async find(iqn: string): Promise<TargetInfo | undefined> {
+    return (await this.o.tool.list()).find((t) => t.iqn === iqn);
+  }
+
+  private step(what: string, run: () => Promise<void>, isDone: () => Promise<boolean>): Promise<void> {
+    return runVerified(what, run, isDone, this.o.log);
   }
 
   /**
@@ -123,10 +148,15 @@ export class IscsiExports {
     if (target) await this.remove(target);
   }
 
+  /** Each step verified against the listing; a failure part-way leaves what a retry of withdraw finishes. */
   private async remove(t: TargetInfo): Promise<void> {
-    if (t.open && this.o.tool.kind === 'tgt') await this.o.tool.close(t.tid);
-    for (const l of t.luns) await this.o.tool.removeLun(t.tid, l.lun);
-    await this.o.tool.removeTarget(t.tid);
+    if (t.open && this.o.tool.kind === 'tgt') {
+      await this.step(`close ${t.iqn}`, () => this.o.tool.close(t.tid), async () => !((await this.find(t.iqn))?.open ?? false));
+    }
+    for (const l of t.luns) {
+      await this.step(`remove LUN ${l.lun} of ${t.iqn}`, () => this.o.tool.removeLun(t.tid, l.lun), async () => !(await this.find(t.iqn))?.luns.some((x) => x.lun === l.lun));
+    }
+    await this.step(`remove target ${t.iqn}`, () => this.o.tool.removeTarget(t.tid), async () => (await this.find(t.iqn)) === undefined);
   }
 
   private async withdrawQuietly(iqn: string): Promise<void> {
@@ -136,6 +166,10 @@ export class IscsiExports {
       // The export already failed; the caller reports that. A retry finds and finishes the target.
     }
   }
+}
+
+function hasLun(t: TargetInfo | undefined): boolean {
+  return t?.luns.some((l) => l.lun === VOLUME_LUN) ?? false;
 }
 
 /** Target ids start at 1 (0 means "all" to both tools). */

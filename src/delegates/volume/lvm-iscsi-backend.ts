@@ -68,6 +68,7 @@ export class LvmIscsiBackend implements VolumeBackend {
       tool: o.targets,
       registry: new ExportRegistry(o.stateDir),
       devicePath: (volumeId) => o.lvm.path(volumeId),
+      log,
     });
   }
 
@@ -208,6 +209,8 @@ export class LvmIscsiBackend implements VolumeBackend {
     } catch (err) {
       if (this.jobs.get(snapshotId) === job) this.jobs.delete(snapshotId);
       if (err instanceof Cancelled) return; // deleted meanwhile
+      // Nothing half-made stays: a cow. LV whose state could not be told goes now.
+      await this.removeTemporaries(snapshotId);
       throw err;
     }
     this.background(snapshotId, job, async () => {

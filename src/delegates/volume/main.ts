@@ -30,38 +30,51 @@ type LvmIscsiConfig = Extract<VolumeDelegateConfig['backend'], { type: 'lvm-iscs
 
 export async function startVolumeDelegate(cfg: VolumeDelegateConfig, log: Logger): Promise<RunningService> {
   const catalog = CommandCatalog.fromFile(cfg.commands ?? DEFAULT_COMMANDS_FILE);
-  const backend = await openBackend(cfg.backend, catalog, log);
+  const backend = await openBackend(cfg.backend, catalog, log, { commandConcurrency: cfg.commandConcurrency });
   return listenDelegate(cfg, VOLUME_DELEGATE_SERVICE, volumeDelegateHandlers(backend), log);
 }
 
 /** The configured back end, refusing to start when commands.properties lacks a pattern it will run. */
-export async function openBackend(cfg: VolumeDelegateConfig['backend'], catalog: CommandCatalog, log: Logger): Promise<VolumeBackend> {
+export async function openBackend(
+  cfg: VolumeDelegateConfig['backend'],
+  catalog: CommandCatalog,
+  log: Logger,
+  o: { commandConcurrency?: number } = {},
+): Promise<VolumeBackend> {
   const onRun = (key: string, argv: readonly string[]) => log.debug('run', { key, argv });
+  // Independent requests run their commands side by side, up to this many at once.
+  const maxConcurrent = o.commandConcurrency ?? DEFAULT_COMMAND_CONCURRENCY;
   if (cfg.type === 'file') {
     catalog.requireAll(FILE_BACKEND_PATTERNS);
-    return new FileBackend(cfg.root, new CommandRunner(catalog, { onRun }), log, cfg.capacityGiB);
+    const { capacityGiB, reservePercent, reserveGiB } = cfg;
+    return new FileBackend(cfg.root, new CommandRunner(catalog, { onRun, maxConcurrent }), log, { capacityGiB, reservePercent, reserveGiB });
   }
-  return openLvmIscsi(cfg, catalog, log, onRun);
+  return openLvmIscsi(cfg, catalog, log, onRun, maxConcurrent);
 }
+
+/** Host commands a volume delegate runs at once unless configured (commandConcurrency). */
+export const DEFAULT_COMMAND_CONCURRENCY = 8;
 
 async function openLvmIscsi(
   cfg: LvmIscsiConfig,
   catalog: CommandCatalog,
   log: Logger,
   onRun: (key: string, argv: readonly string[]) => void,
+  maxConcurrent: number,
 ): Promise<LvmIscsiBackend> {
   catalog.requireAll([...LVM_PATTERNS, ...(cfg.thinPool ? LVM_THIN_PATTERNS : []), ...targetPatterns(cfg.target)]);
   const variant = cfg.simState ? ('sim' as const) : undefined;
   if (variant && cfg.thinPool) throw new Error('volume-delegate: the host simulator has no thin pools; drop thinPool or simState');
   const runner = new CommandRunner(catalog, {
     onRun,
+    maxConcurrent,
     // Values every pattern may use; stateDir is the simulator's, for `.sim` variants.
     fixed: { node: process.execPath, vbsHome: VBS_HOME, stateDir: cfg.simState, controlPort: cfg.tgtControlPort },
     env: { LVM_SUPPRESS_FD_WARNINGS: '1' },
   });
   return LvmIscsiBackend.open(
     {
-      lvm: new LvmTools(runner, cfg.vg, variant),
+      lvm: new LvmTools(runner, cfg.vg, variant, log),
       targets: targetTool(cfg.target, runner, variant),
       iqnPrefix: cfg.iqnPrefix,
       portal: cfg.portal,
