@@ -158,11 +158,14 @@ export class Chaos {
   private async killCommand(service: 'volume-delegate' | 'vmm-delegate'): Promise<void> {
     const delegate = this.pidOf(service);
     if (delegate === undefined) return;
+    const own = cmdline(delegate);
     const end = Date.now() + COMMAND_WATCH_MS;
     while (!this.stopping && Date.now() < end) {
       for (const pid of childrenOf(delegate)) {
         const command = cmdline(pid);
-        if (!command || !isDescendantOf(pid, this.dep.pid)) continue;
+        // A child that still shows the delegate's own command line is forked but
+        // not yet exec'd: wait for it to become the host command it is meant to be.
+        if (!command || command === own || !isDescendantOf(pid, this.dep.pid)) continue;
         if (signal(pid, 'SIGKILL')) return this.record({ kind: 'kill-command', service, pid, command });
       }
       await delay(2);
