@@ -89,12 +89,18 @@ async function main(argv: readonly string[]): Promise<number> {
     quiet: settled.quiet,
     violations,
     internalErrors: log.internalErrors,
+    // What the clients did to each resource a violation names: where a post-mortem starts.
+    histories: Object.fromEntries(idsIn(violations).map((id) => [id, log.historyOf(id)])),
     adminCheck: settled.adminCheck,
   };
   writeFileSync(join(out, 'violations.json'), `${JSON.stringify(report, null, 2)}\n`);
   printSummary(say, opts, out, report);
   say(`soak: ${log.total} operations, ${chaos.kills} kills, ${violations.length} violations`);
   return violations.length ? 1 : 0;
+}
+
+function idsIn(lines: readonly string[]): string[] {
+  return [...new Set(lines.flatMap((l) => l.match(/\b(?:vol|snap)-[0-9a-f]{17}\b/g) ?? []))];
 }
 
 function chaosCounts(events: readonly ChaosEvent[]): Record<string, Record<string, number>> {

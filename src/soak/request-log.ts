@@ -19,6 +19,8 @@ export class RequestLog {
   private readonly out: WriteStream;
   readonly outcomes = new Map<string, number>();
   readonly internalErrors: RequestRecord[] = [];
+  /** Every request, kept for the histories of the resources a violation names. */
+  private readonly all: RequestRecord[] = [];
   total = 0;
 
   constructor(file: string) {
@@ -27,10 +29,16 @@ export class RequestLog {
 
   add(r: RequestRecord): void {
     this.total++;
+    this.all.push(r);
     this.outcomes.set(r.outcome, (this.outcomes.get(r.outcome) ?? 0) + 1);
     // Never an expected outcome: a bug to look at, even when the state is consistent.
     if (r.outcome === 'InternalError') this.internalErrors.push(r);
     this.out.write(`${JSON.stringify(r)}\n`);
+  }
+
+  /** The requests that named `id` (as input or as what they returned), in order. */
+  historyOf(id: string): RequestRecord[] {
+    return this.all.filter((r) => r.resource === id || Object.values(r.input).includes(id));
   }
 
   close(): Promise<void> {
