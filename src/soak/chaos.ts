@@ -17,6 +17,8 @@ const WINDOW_MS = DEFAULT_RESTART_POLICY.windowMs;
 /** The pause between two chaos events, and how long a SIGSTOP lasts. */
 const GAP_MS = [800, 3_000] as const;
 const PAUSE_MS = [200, 3_000] as const;
+/** How often a kill may hit a service that is still starting (it then fails to start, which costs a restart too). */
+const START_KILL_CHANCE = 0.2;
 /** How long to watch a delegate for a host command to kill. */
 const COMMAND_WATCH_MS = 3_000;
 
@@ -131,6 +133,8 @@ export class Chaos {
     if (recent.length >= KILLS_PER_WINDOW) return;
     const pid = this.pidOf(service);
     if (pid === undefined || pid === this.lastKilledPid.get(service)) return; // still restarting
+    // Mostly a service that serves; sometimes one still starting (a crash during its recovery).
+    if (!this.dep.isReady(pid) && !this.prng.chance(START_KILL_CHANCE)) return;
     if (!signal(pid, 'SIGKILL')) return;
     recent.push(now);
     this.lastKilledPid.set(service, pid);

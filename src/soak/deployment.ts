@@ -34,8 +34,10 @@ export class SoakDeployment {
   exited: string | undefined;
   private readonly exitedPromise: Promise<void>;
   private readonly stderrLog: WriteStream;
-  /** `vbs up`'s reports of services that stopped unexpectedly (ours and any others). */
+  /** `vbs up`'s reports of services that stopped unexpectedly or failed to start again (ours and any others). */
   unexpectedStops = 0;
+  /** Service processes known to serve: the first ones, and each one `vbs up` reports back. */
+  private readonly readyPids = new Set<number>();
 
   private constructor(
     readonly dir: string,
@@ -78,7 +80,10 @@ export class SoakDeployment {
     createInterface({ input: child.stderr! }).on('line', (line) => {
       stderrLog.write(`${new Date().toISOString()} ${line}\n`);
       if (stderrText.length < 10_000) stderrText += `${line}\n`;
-      if (deployment && /stopped unexpectedly/.test(line)) deployment.unexpectedStops++;
+      if (!deployment) return;
+      if (/stopped unexpectedly|did not start again/.test(line)) deployment.unexpectedStops++;
+      const back = /service is back \(PID ([0-9]+)/.exec(line);
+      if (back) deployment.readyPids.add(Number(back[1]));
     });
     const url = await new Promise<string>((resolveUrl, reject) => {
       const timer = setTimeout(() => {
@@ -98,6 +103,10 @@ export class SoakDeployment {
       });
     });
     deployment = new SoakDeployment(o.dir, url, child, stderrLog, exitedPromise);
+    for (const name of SERVICES) {
+      const pid = deployment.servicePid(name);
+      if (pid !== undefined) deployment.readyPids.add(pid);
+    }
     void exitedPromise.then(() => (deployment!.exited = exitedHow));
     return deployment;
   }
@@ -106,6 +115,11 @@ export class SoakDeployment {
   servicePid(name: ServiceName): number | undefined {
     const match = childrenOf(this.pid).filter((p) => cmdline(p).includes(` serve ${name} `));
     return match.length === 1 ? match[0] : undefined;
+  }
+
+  /** Whether the process is a service that has said it serves (not one still starting, or recovering its journal). */
+  isReady(pid: number): boolean {
+    return this.readyPids.has(pid);
   }
 
   /** Stops `vbs up` (SIGTERM, then SIGKILL if it lingers) and waits until it is gone. */
