@@ -66,11 +66,17 @@ export class SoakDeployment {
     const args = [VBS_BIN, 'up', '--data', o.dir, '--port', '0', '--commands', o.commands, '--backend', o.backend];
     // The simulated IET: the soak checks targets through the simulator, and needs no root.
     if (o.backend === 'lvm-iscsi') args.push('--target', 'iet');
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Its own process group: a Ctrl-C at the terminal reaches the soak, which
+    // then ends the chaos and still checks, instead of stopping `vbs up` too.
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    // Whatever way the soak ends (short of SIGKILL), the deployment ends with it.
+    const stopOnExit = () => child.kill('SIGTERM');
+    process.once('exit', stopOnExit);
     const stderrLog = createWriteStream(o.stderrFile);
     let exitedHow: string | undefined;
     const exitedPromise = new Promise<void>((r) =>
       child.once('exit', (code, sig) => {
+        process.removeListener('exit', stopOnExit);
         exitedHow = sig ? `signal ${sig}` : `exit code ${code}`;
         r();
       }),
