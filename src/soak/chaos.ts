@@ -1,0 +1,179 @@
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { setTimeout as delay } from 'node:timers/promises';
+import { DEFAULT_RESTART_POLICY } from '../deploy/restart-policy.js';
+import { SERVICES, type ServiceName, type SoakDeployment } from './deployment.js';
+import type { Prng } from './prng.js';
+import { childrenOf, cmdline, isDescendantOf, signal } from './processes.js';
+
+/**
+ * At most this many of our SIGKILLs per service within the restart policy's
+ * window. `vbs up` gives up after DEFAULT_RESTART_POLICY.maxRestarts restarts
+ * in that window; we stay two below it, so a restart that fails on its own
+ * (or a service that crashes by itself) does not end the deployment because
+ * of us.
+ */
+export const KILLS_PER_WINDOW = DEFAULT_RESTART_POLICY.maxRestarts - 2;
+const WINDOW_MS = DEFAULT_RESTART_POLICY.windowMs;
+/** The pause between two chaos events, and how long a SIGSTOP lasts. */
+const GAP_MS = [800, 3_000] as const;
+const PAUSE_MS = [200, 3_000] as const;
+/** How often a kill may hit a service that is still starting (it then fails to start, which costs a restart too). */
+const START_KILL_CHANCE = 0.2;
+/** How long to watch a delegate for a host command to kill. */
+const COMMAND_WATCH_MS = 3_000;
+
+export type ChaosKind = 'kill-service' | 'pause-service' | 'kill-command';
+
+export interface ChaosEvent {
+  readonly time: string;
+  readonly kind: ChaosKind;
+  readonly service: ServiceName;
+  readonly pid?: number;
+  /** The host command killed (its command line). */
+  readonly command?: string;
+  readonly pauseMs?: number;
+  /** Why nothing was signalled (no host command showed up in time). */
+  readonly missed?: string;
+}
+
+/**
+ * The chaos monkey: SIGKILL of a random service, SIGSTOP then SIGCONT after
+ * a short random pause, and SIGKILL of a host command a delegate is running
+ * (a child of the delegate's process: hostsim, dd, cp, truncate...). It only
+ * signals descendants of the `vbs up` it was given, and keeps a per-service
+ * budget of kills inside the restart policy.
+ */
+export class Chaos {
+  private stopping = false;
+  private loop: Promise<void> | undefined;
+  private stopped: Promise<void> | undefined;
+  private readonly wake = new AbortController();
+  private readonly killTimes = new Map<ServiceName, number[]>();
+  private readonly lastKilledPid = new Map<ServiceName, number>();
+  /** Processes we stopped and have not continued yet (continued on stop, whatever happens). */
+  private readonly paused = new Set<number>();
+  private readonly out: WriteStream;
+  readonly events: ChaosEvent[] = [];
+
+  constructor(
+    private readonly dep: SoakDeployment,
+    private readonly prng: Prng,
+    logFile: string,
+  ) {
+    this.out = createWriteStream(logFile);
+  }
+
+  /** SIGKILLs delivered: services and host commands. */
+  get kills(): number {
+    return this.events.filter((e) => e.kind !== 'pause-service' && !e.missed).length;
+  }
+
+  count(kind: ChaosKind, service?: ServiceName): number {
+    return this.events.filter((e) => e.kind === kind && !e.missed && (!service || e.service === service)).length;
+  }
+
+  start(): void {
+    this.loop = this.run();
+  }
+
+  /** Ends the chaos: no new event, every paused process continued. */
+  stop(): Promise<void> {
+    this.stopped ??= (async () => {
+      this.stopping = true;
+      this.wake.abort();
+      try {
+        await this.loop;
+      } finally {
+        for (const pid of this.paused) signal(pid, 'SIGCONT');
+        this.paused.clear();
+        await new Promise<void>((r) => this.out.end(r));
+      }
+    })();
+    return this.stopped;
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopping && this.dep.exited === undefined) {
+      if (!(await this.sleep(this.prng.int(...GAP_MS)))) return;
+      const kind = this.prng.weighted<ChaosKind>({ 'kill-service': 3, 'pause-service': 2, 'kill-command': 4 });
+      const service = this.prng.pick(SERVICES);
+      if (kind === 'kill-service') this.killService(service);
+      if (kind === 'pause-service') await this.pauseService(service);
+      if (kind === 'kill-command') await this.killCommand(this.prng.chance(0.5) ? 'volume-delegate' : 'vmm-delegate');
+    }
+  }
+
+  /** Sleeps, or returns false at once when the chaos is stopped. */
+  private async sleep(ms: number): Promise<boolean> {
+    try {
+      await delay(ms, undefined, { signal: this.wake.signal });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private record(e: Omit<ChaosEvent, 'time'>): void {
+    const event = { time: new Date().toISOString(), ...e };
+    this.events.push(event);
+    this.out.write(`${JSON.stringify(event)}\n`);
+  }
+
+  /** The service's current process, when it is one of our `vbs up`'s children. */
+  private pidOf(service: ServiceName): number | undefined {
+    const pid = this.dep.servicePid(service);
+    return pid !== undefined && isDescendantOf(pid, this.dep.pid) ? pid : undefined;
+  }
+
+  /** SIGKILL, when the budget allows and the service is back from our last kill. */
+  private killService(service: ServiceName): void {
+    const now = Date.now();
+    const recent = (this.killTimes.get(service) ?? []).filter((t) => now - t < WINDOW_MS);
+    this.killTimes.set(service, recent);
+    if (recent.length >= KILLS_PER_WINDOW) return;
+    const pid = this.pidOf(service);
+    if (pid === undefined || pid === this.lastKilledPid.get(service)) return; // still restarting
+    // Mostly a service that serves; sometimes one still starting (a crash during its recovery).
+    if (!this.dep.isReady(pid) && !this.prng.chance(START_KILL_CHANCE)) return;
+    if (!signal(pid, 'SIGKILL')) return;
+    recent.push(now);
+    this.lastKilledPid.set(service, pid);
+    this.record({ kind: 'kill-service', service, pid });
+  }
+
+  /** SIGSTOP, a random pause, SIGCONT: a service that hangs, then goes on as if nothing happened. */
+  private async pauseService(service: ServiceName): Promise<void> {
+    const pid = this.pidOf(service);
+    if (pid === undefined) return;
+    const pauseMs = this.prng.int(...PAUSE_MS);
+    if (!signal(pid, 'SIGSTOP')) return;
+    this.paused.add(pid);
+    this.record({ kind: 'pause-service', service, pid, pauseMs });
+    await this.sleep(pauseMs);
+    signal(pid, 'SIGCONT');
+    this.paused.delete(pid);
+  }
+
+  /**
+   * Watches the delegate for a host command (a child process) for a while and
+   * SIGKILLs the first one seen. They live milliseconds, so the children are
+   * polled through /proc/PID/task/TID/children, which is cheap.
+   */
+  private async killCommand(service: 'volume-delegate' | 'vmm-delegate'): Promise<void> {
+    const delegate = this.pidOf(service);
+    if (delegate === undefined) return;
+    const own = cmdline(delegate);
+    const end = Date.now() + COMMAND_WATCH_MS;
+    while (!this.stopping && Date.now() < end) {
+      for (const pid of childrenOf(delegate)) {
+        const command = cmdline(pid);
+        // A child that still shows the delegate's own command line is forked but
+        // not yet exec'd: wait for it to become the host command it is meant to be.
+        if (!command || command === own || !isDescendantOf(pid, this.dep.pid)) continue;
+        if (signal(pid, 'SIGKILL')) return this.record({ kind: 'kill-command', service, pid, command });
+      }
+      await delay(2);
+    }
+    this.record({ kind: 'kill-command', service, missed: `no host command of ${service} seen within ${COMMAND_WATCH_MS / 1000} s` });
+  }
+}
