@@ -68,8 +68,12 @@ export class InstanceLocator {
     return new InstanceLocator(resolvers, cfg.cacheMs, Date.now, () => client?.close());
   }
 
-  /** AttachVolume names an instance, or a host and a VM: exactly one of the two. */
-  async attachTarget(input: XmlRecord, owner: string): Promise<AttachTarget> {
+  /**
+   * AttachVolume names an instance, or a host and a VM: exactly one of the
+   * two. Checked before anything else is looked at, so hostile values are
+   * refused as such.
+   */
+  attachForm(input: XmlRecord): { vmmHost: string; vmId: string } | { instanceId: string } {
     const byVm = input.vmmHost !== undefined || input.vmId !== undefined;
     if (input.instanceId !== undefined && byVm) {
       throw new VbsError('InvalidParameterCombination', 'Name the instance with instanceId, or the host and VM with vmmHost and vmId, not both.');
@@ -78,9 +82,14 @@ export class InstanceLocator {
       if (!byVm) throw new VbsError('InvalidParameterCombination', 'AttachVolume needs instanceId, or vmmHost and vmId.');
       return { vmmHost: v.hostName(input.vmmHost), vmId: v.vmId(input.vmId) };
     }
-    const instanceId = checkInstanceId(input.instanceId);
-    const p = await this.locate(instanceId, owner);
-    return { vmmHost: p.vmmHost, vmId: p.vmId, instanceId };
+    return { instanceId: checkInstanceId(input.instanceId) };
+  }
+
+  /** Where an attach in either form goes: an instance is resolved here. */
+  async attachTarget(form: ReturnType<InstanceLocator['attachForm']>, owner: string): Promise<AttachTarget> {
+    if (!('instanceId' in form)) return form;
+    const p = await this.locate(form.instanceId, owner);
+    return { vmmHost: p.vmmHost, vmId: p.vmId, instanceId: form.instanceId };
   }
 
   /** DetachVolume: instanceId is another way to say which attachment, not to be mixed with vmmHost/vmId. */

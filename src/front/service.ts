@@ -272,11 +272,12 @@ export class FrontService {
 
   private async attachVolume(input: XmlRecord, ctx: CallContext): Promise<XmlRecord> {
     const volumeId = v.volumeId(input.volumeId);
+    const form = this.instances.attachForm(input);
     const device = v.device(input.device);
     const mode = v.attachMode(input.mode);
     this.ownVolume(volumeId, ctx.caller); // someone else's volume asks no resolver (checked again when journaled)
     // vmmHost + vmId, or an instance id resolved here, before anything is journaled.
-    const { vmmHost, vmId, instanceId } = await this.instances.attachTarget(input, ctx.caller);
+    const { vmmHost, vmId, instanceId } = await this.instances.attachTarget(form, ctx.caller);
     // A failed attach never reuses the placement it was given.
     const forgetPlacement = (err: unknown): never => {
       if (instanceId) this.instances.forget(instanceId, ctx.caller);

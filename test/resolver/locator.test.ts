@@ -1,3 +1,4 @@
+import type { Record as XmlRecord } from '../../src/soap/xml.js';
 import { describe, expect, it } from 'vitest';
 import { VbsError } from '../../src/core/errors.js';
 import { InstanceLocator } from '../../src/front/instances.js';
@@ -67,13 +68,14 @@ describe('InstanceLocator: the front\'s resolution', () => {
 
   it('AttachVolume takes exactly one form; DetachVolume does not mix them', async () => {
     const loc = new InstanceLocator([a], 0);
-    expect(await codeOf(loc.attachTarget({ instanceId: 'i-00000001', vmmHost: 'node1', vmId: 'x' }, 'alice'))).toBe('InvalidParameterCombination');
-    expect(await codeOf(loc.attachTarget({ instanceId: 'i-00000001', vmId: 'x' }, 'alice'))).toBe('InvalidParameterCombination');
-    expect(await codeOf(loc.attachTarget({}, 'alice'))).toBe('InvalidParameterCombination');
-    expect(await codeOf(loc.attachTarget({ vmmHost: 'node1' }, 'alice'))).toBe('MissingParameter');
-    expect(await codeOf(loc.attachTarget({ instanceId: '--help' }, 'alice'))).toBe('InvalidParameterValue');
-    expect(await loc.attachTarget({ instanceId: 'i-00000001' }, 'alice')).toEqual({ vmmHost: 'node1', vmId: 'wrksp-1', instanceId: 'i-00000001' });
-    expect(await loc.attachTarget({ vmmHost: 'Node1', vmId: 'vm1' }, 'alice')).toEqual({ vmmHost: 'node1', vmId: 'vm1' });
+    const target = async (input: XmlRecord) => loc.attachTarget(loc.attachForm(input), 'alice');
+    expect(await codeOf(target({ instanceId: 'i-00000001', vmmHost: 'node1', vmId: 'x' }))).toBe('InvalidParameterCombination');
+    expect(await codeOf(target({ instanceId: 'i-00000001', vmId: 'x' }))).toBe('InvalidParameterCombination');
+    expect(await codeOf(target({}))).toBe('InvalidParameterCombination');
+    expect(await codeOf(target({ vmmHost: 'node1' }))).toBe('MissingParameter');
+    expect(await codeOf(target({ instanceId: '--help' }))).toBe('InvalidParameterValue');
+    expect(await target({ instanceId: 'i-00000001' })).toEqual({ vmmHost: 'node1', vmId: 'wrksp-1', instanceId: 'i-00000001' });
+    expect(await target({ vmmHost: 'Node1', vmId: 'vm1' })).toEqual({ vmmHost: 'node1', vmId: 'vm1' });
     expect(() => loc.detachInstance({ instanceId: 'i-00000001', vmmHost: 'node1' })).toThrow(/not both/);
     expect(loc.detachInstance({ instanceId: 'i-00000001' })).toBe('i-00000001');
     expect(loc.detachInstance({})).toBeUndefined();
