@@ -78,7 +78,7 @@ describe('vbs up', () => {
   it('stops every service process on SIGTERM', async () => {
     const vbs = await startVbs();
     const pids = childrenOf(vbs.process.pid!);
-    expect(pids).toHaveLength(3);
+    expect(pids).toHaveLength(4) // front, volume delegate, VMM delegate, instance resolver;
     const exited = new Promise<[number | null, string | null]>((r) => vbs.process.once('exit', (code, signal) => r([code, signal])));
     await vbs.stop();
     expect(await exited).toEqual([0, null]);
@@ -88,7 +88,7 @@ describe('vbs up', () => {
   it('leaves no service behind when vbs up itself is killed', async () => {
     const vbs = await startVbs();
     const pids = childrenOf(vbs.process.pid!);
-    expect(pids).toHaveLength(3);
+    expect(pids).toHaveLength(4);
     vbs.process.kill('SIGKILL');
     await eventually(async () => (pids.some(isRunning) ? undefined : true), 20_000);
     await vbs.stop();

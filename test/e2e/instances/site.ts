@@ -70,7 +70,7 @@ export class Site {
     const listen = (r: Role) => ({ host: '127.0.0.1', port: this.ports[r] });
     this.write('volume-delegate.json', { role: 'volume-delegate', name: 'local', listen: listen('volume-delegate'), tls: tls('volume-delegate'), backend: { type: 'file', root: 'volumes' } });
     for (const node of ['node1', 'node2'] as const) {
-      this.write(`${node}.json`, { role: 'vmm-delegate', hostName: node, listen: listen(node), tls: tls('vmm-delegate'), volumeRoots: ['volumes'], simState: `${node}-sim` });
+      this.write(`${node}.json`, { role: 'vmm-delegate', hostName: node, adapter: 'sim', listen: listen(node), tls: tls('vmm-delegate'), volumeRoots: ['volumes'], simState: `${node}-sim` });
     }
     this.write('instance-resolver.json', {
       role: 'instance-resolver',
