@@ -2,35 +2,51 @@ import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { silentLogger } from '../../src/core/log.js';
+import type { Logger } from '../../src/core/log.js';
 import { VbsError } from '../../src/core/errors.js';
+import { requestScope } from '../../src/core/request-context.js';
 import { createCa, issueCertificate, type KeyAndCert } from '../../src/pki/certificates.js';
 import { VBS_SERVICE } from '../../src/services/vbs.js';
 import { SoapClient } from '../../src/soap/client.js';
-import { createSoapServer, type Handlers } from '../../src/soap/server.js';
+import { createSoapServer, type CallContext, type Handlers } from '../../src/soap/server.js';
 import { committedWsdl } from '../../src/tools/write-wsdl.js';
+import { opensslIssue } from '../pki/openssl.js';
 
 const ca = createCa('test CA');
-const server = issueCertificate(ca, { commonName: 'vbs-front', use: 'server', hosts: ['127.0.0.1'] });
+const server = issueCertificate(ca, { commonName: 'vbs-front', use: 'server', hosts: ['127.0.0.1'], service: true });
 const alice = issueCertificate(ca, { commonName: 'alice', use: 'client' });
 const stranger = issueCertificate(createCa('other CA'), { commonName: 'alice', use: 'client' });
+/** A service's certificate (the CA's mark), and a user's that claims a service's name. */
+const serviceCert = issueCertificate(ca, { commonName: 'vbs-volume-delegate', use: 'server+client', service: true });
+const forgedFront = opensslIssue(ca, '/CN=vbs-front/O=Tenant');
 
-const seen: { op: string; input: unknown; caller: string }[] = [];
+/** A stored volume whose comment holds U+FFFF: what the old validator let in. */
+const BAD_VOLUME = 'vol-0bad0bad0bad0bad0';
+const badRecord = { volumeId: BAD_VOLUME, size: 1, comment: 'broken \uffff comment', status: 'available', createTime: new Date(0), owner: 'alice', attachments: [] };
+
+const seen: { op: string; input: unknown; caller: string; requestId: string }[] = [];
 const handlers: Handlers = Object.fromEntries(
   Object.keys(VBS_SERVICE.operations).map((op) => [
     op,
-    (input: Record<string, unknown>, ctx: { caller: string }) => {
-      seen.push({ op, input, caller: ctx.caller });
+    (input: Record<string, unknown>, ctx: CallContext) => {
+      seen.push({ op, input, caller: ctx.caller, requestId: ctx.requestId });
       if (op === 'DeleteVolume') throw new Error('secret internal detail /etc/vbs');
       if (op === 'DescribeSnapshots') throw new VbsError('InvalidSnapshot.NotFound', 'no such snapshot');
-      if (op === 'DescribeVolumes') return { volume: [] };
+      if (op === 'DescribeVolumes') return { volume: (input.volumeId as string[]).includes(BAD_VOLUME) ? [badRecord, { ...badRecord, comment: 'fine' }] : [] };
       return { return: true };
     },
   ]),
 ) as Handlers;
 
+/** The service log: every line with the logger's fields. */
+const logLines: Record<string, unknown>[] = [];
+function recordingLogger(base: object = {}): Logger {
+  const emit = (level: string) => (msg: string, fields: object = {}) => void logLines.push({ level, msg, ...base, ...fields });
+  return { debug: emit('debug'), info: emit('info'), warn: emit('warn'), error: emit('error'), child: (f) => recordingLogger({ ...base, ...f }) };
+}
+
 let url = '';
-const srv = createSoapServer({ def: VBS_SERVICE, handlers, tls: { key: server.keyPem, cert: server.certPem, ca: ca.certPem }, log: silentLogger, publicUrl: () => url, maxBodyBytes: 64 * 1024 });
+const srv = createSoapServer({ def: VBS_SERVICE, handlers, tls: { key: server.keyPem, cert: server.certPem, ca: ca.certPem }, log: recordingLogger(), publicUrl: () => url, maxBodyBytes: 64 * 1024 });
 
 beforeAll(async () => {
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
@@ -41,15 +57,21 @@ afterAll(() => {
   srv.close();
 });
 
-function post(body: string, who: KeyAndCert | null = alice, path = '/vbs'): Promise<{ status: number; text: string }> {
+interface Answer {
+  status: number;
+  text: string;
+  headers: Record<string, string | string[] | undefined>;
+}
+
+function post(body: string | Buffer, who: KeyAndCert | null = alice, path = '/vbs', headers: Record<string, string | number> = {}): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = request(
       `${url.replace('/vbs', '')}${path}`,
-      { method: 'POST', ca: ca.certPem, key: who?.keyPem, cert: who?.certPem, headers: { 'content-type': 'text/xml' } },
+      { method: 'POST', ca: ca.certPem, key: who?.keyPem, cert: who?.certPem, agent: false, headers: { 'content-type': 'text/xml', ...headers } },
       (res) => {
-        let text = '';
-        res.on('data', (c) => (text += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), headers: res.headers }));
       },
     );
     req.on('error', reject);
@@ -65,7 +87,7 @@ describe('SOAP service over mutual TLS', () => {
   it('decodes a request, passes the certificate subject as the caller, and answers', async () => {
     const r = await post(env('<v:AttachVolume><v:volumeId>vol-0123456789abcdef0</v:volumeId><v:vmmHost>h</v:vmmHost><v:vmId>vm1</v:vmId><v:device>xvdb</v:device></v:AttachVolume>'));
     expect(r.status).toBe(200);
-    expect(seen.at(-1)).toEqual({ op: 'AttachVolume', caller: 'alice', input: { volumeId: 'vol-0123456789abcdef0', vmmHost: 'h', vmId: 'vm1', device: 'xvdb' } });
+    expect(seen.at(-1)).toEqual({ op: 'AttachVolume', caller: 'alice', requestId: r.headers['x-vbs-request-id'], input: { volumeId: 'vol-0123456789abcdef0', vmmHost: 'h', vmId: 'vm1', device: 'xvdb' } });
   });
 
   it('refuses a caller without a client certificate with AuthFailure', async () => {
@@ -97,10 +119,27 @@ describe('SOAP service over mutual TLS', () => {
     expect(faultCode((await post(env('<v:CreateVolume/>'))).text)).toBe('MissingParameter');
   });
 
-  it('cuts off a body over the limit with RequestTooLarge', async () => {
-    const r = await post(env(`<v:CreateVolume><v:size>1</v:size><v:comment>${'x'.repeat(200_000)}</v:comment></v:CreateVolume>`)).catch(() => ({ status: 413, text: '<faultstring>RequestTooLarge</faultstring>' }));
-    expect(r.status).toBe(413);
-    expect(faultCode(r.text)).toBe('RequestTooLarge');
+  it('answers a body over the limit with a 413 RequestTooLarge that arrives before the connection closes', async () => {
+    // 5 MB with a Content-Length (refused on its header), and again streamed in chunks without one.
+    const big = env(`<v:CreateVolume><v:size>1</v:size><v:comment>${'x'.repeat(5_000_000)}</v:comment></v:CreateVolume>`);
+    for (let i = 0; i < 3; i++) {
+      const r = await post(big, alice, '/vbs', { 'content-length': Buffer.byteLength(big) });
+      expect(r.status).toBe(413);
+      expect(faultCode(r.text)).toBe('RequestTooLarge');
+      expect(r.headers.connection).toBe('close');
+    }
+    const chunked = await new Promise<Answer>((resolve, reject) => {
+      const req = request(url, { method: 'POST', ca: ca.certPem, key: alice.keyPem, cert: alice.certPem, agent: false, headers: { 'content-type': 'text/xml' } }, (res) => {
+        let text = '';
+        res.on('data', (c) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text, headers: res.headers }));
+      });
+      req.on('error', reject);
+      for (let i = 0; i < 20; i++) req.write('x'.repeat(100_000));
+      req.end();
+    });
+    expect(chunked.status).toBe(413);
+    expect(faultCode(chunked.text)).toBe('RequestTooLarge');
   });
 
   it('never shows an internal error to the caller', async () => {
