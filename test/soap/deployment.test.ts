@@ -1,9 +1,10 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VbsError } from '../../src/core/errors.js';
-import type { KeyAndCert } from '../../src/pki/certificates.js';
+import { createCa, isServiceCertificate, type KeyAndCert } from '../../src/pki/certificates.js';
 import { VBS_SERVICE } from '../../src/services/vbs.js';
 import { VMM_DELEGATE_SERVICE } from '../../src/services/vmm-delegate.js';
 import { VOLUME_DELEGATE_SERVICE } from '../../src/services/volume-delegate.js';
@@ -34,13 +35,37 @@ const log = (service: string) => {
   return existsSync(f) ? readFileSync(f, 'utf8') : '';
 };
 
+/** A deployment folder from before services were marked: its CA, and service certificates without the mark. */
+let oldCa: KeyAndCert;
+function seedOldPki(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'vbs-soapsec-'));
+  const pki = join(dir, 'pki');
+  mkdirSync(pki, { recursive: true, mode: 0o700 });
+  oldCa = createCa();
+  writeFileSync(join(pki, 'ca.crt'), oldCa.certPem);
+  writeFileSync(join(pki, 'ca.key'), oldCa.keyPem, { mode: 0o600 });
+  for (const [file, cn] of [['front', 'vbs-front'], ['volume-delegate', 'vbs-volume-delegate'], ['vmm-delegate', 'vbs-vmm-delegate']] as const) {
+    const old = opensslIssue(oldCa, `/CN=${cn}/O=VBS`);
+    writeFileSync(join(pki, `${file}.crt`), old.certPem);
+    writeFileSync(join(pki, `${file}.key`), old.keyPem, { mode: 0o600 });
+  }
+  return dir;
+}
+
 beforeAll(async () => {
-  vbs = await startVbs();
+  vbs = await startVbs([], seedOldPki());
   ca = { certPem: pem('ca.crt'), keyPem: pem('ca.key') };
 });
 afterAll(async () => {
   for (const c of clients) c.close();
   await vbs?.stop();
+});
+
+describe('an existing deployment folder', () => {
+  it('keeps its CA, and its service certificates are issued again with the service mark (every test here runs on it)', () => {
+    expect(pem('ca.crt')).toBe(oldCa.certPem);
+    for (const name of ['front', 'volume-delegate', 'vmm-delegate']) expect(isServiceCertificate(pem(`${name}.crt`)), name).toBe(true);
+  });
 });
 
 describe('a deployment refuses what XML cannot carry before storing it', () => {
