@@ -176,9 +176,32 @@ describe('SOAP service over mutual TLS', () => {
     client.close();
   });
 
-  it('an unreachable service is ServiceUnavailable', async () => {
-    const client = new SoapClient({ def: VBS_SERVICE, url: 'https://127.0.0.1:1/vbs', tls: { key: alice.keyPem, cert: alice.certPem, ca: ca.certPem } });
-    await expect(client.call('DescribeVolumes', {})).rejects.toMatchObject({ code: 'ServiceUnavailable' });
+  it('an unreachable service is ServiceUnavailable, named by its configured name; the address is only in the cause, for the log', async () => {
+    const client = new SoapClient({ def: VBS_SERVICE, url: 'https://127.0.0.1:1/vbs', name: 'VmmDelegate localhost', tls: { key: alice.keyPem, cert: alice.certPem, ca: ca.certPem } });
+    const err = (await client.call('DescribeVolumes', {}).catch((e: unknown) => e)) as VbsError;
+    expect(err).toMatchObject({ code: 'ServiceUnavailable', message: 'VmmDelegate localhost could not be reached.' });
+    expect((err.cause as Error).message).toContain('https://127.0.0.1:1/vbs');
+    client.close();
+  });
+
+  it('a service that does not answer in time is named the same way', async () => {
+    let release = () => {};
+    const held = new Promise<void>((r) => (release = r));
+    const slowHandlers = Object.fromEntries(Object.keys(VBS_SERVICE.operations).map((op) => [op, async () => (await held, { volume: [] })])) as Handlers;
+    const slow = createSoapServer({ def: VBS_SERVICE, handlers: slowHandlers, tls: { key: server.keyPem, cert: server.certPem, ca: ca.certPem }, log: recordingLogger(), publicUrl: () => '' });
+    await new Promise<void>((r) => slow.listen(0, '127.0.0.1', () => r()));
+    const slowUrl = `https://127.0.0.1:${(slow.address() as AddressInfo).port}/vbs`;
+    const client = new SoapClient({ def: VBS_SERVICE, url: slowUrl, name: 'VolumeDelegate store-1', timeoutMs: 200, tls: { key: alice.keyPem, cert: alice.certPem, ca: ca.certPem } });
+    try {
+      const err = (await client.call('DescribeVolumes', {}).catch((e: unknown) => e)) as VbsError;
+      expect(err).toMatchObject({ code: 'ServiceUnavailable', message: 'VolumeDelegate store-1 did not answer within 200 ms.' });
+      expect((err.cause as Error).message).toContain(slowUrl);
+    } finally {
+      release();
+      client.close();
+      slow.closeAllConnections();
+      slow.close();
+    }
   });
 });
 
