@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VbsError } from '../../src/core/errors.js';
 import { createCa, isServiceCertificate, type KeyAndCert } from '../../src/pki/certificates.js';
@@ -83,6 +84,22 @@ describe('a deployment refuses what XML cannot carry before storing it', () => {
     const created = (await alice.call('CreateVolume', { size: 1, comment: 'fine' })) as { volume: { volumeId: string } };
     const listed = (await alice.call('DescribeVolumes', {})) as { volume: { volumeId: string; comment: string }[] };
     expect(listed.volume.map((v) => [v.volumeId, v.comment])).toEqual([[created.volume.volumeId, 'fine']]);
+  });
+
+  it('a record stored before the validators refused such characters does not take the listing down', async () => {
+    const carol = vbs.soap('carol');
+    const a = (await carol.call('CreateVolume', { size: 1, comment: 'will be broken' })) as { volume: { volumeId: string } };
+    const b = (await carol.call('CreateVolume', { size: 1, comment: 'fine' })) as { volume: { volumeId: string } };
+    // What an older VBS let in, written into the front's database as it would have stored it.
+    const db = new Database(join(vbs.dir, 'vbs.db'));
+    try {
+      db.prepare('UPDATE volumes SET comment = ? WHERE volume_id = ?').run('broken \uffff here', a.volume.volumeId);
+    } finally {
+      db.close();
+    }
+    const listed = (await carol.call('DescribeVolumes', {})) as { volume: { volumeId: string; comment: string }[] };
+    expect(Object.fromEntries(listed.volume.map((v) => [v.volumeId, v.comment]))).toEqual({ [a.volume.volumeId]: 'broken \ufffd here', [b.volume.volumeId]: 'fine' });
+    await eventually(async () => (/a stored value holds a character XML cannot carry/.test(log('front')) ? true : undefined), 10_000);
   });
 });
 
