@@ -49,7 +49,8 @@ export function reportError(err: unknown, stderr: OutputStream, debug = false): 
     return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
   }
   if (err instanceof VbsError) {
-    stderr.write(line(err.code, err.message));
+    // The request id finds the request in the services' logs: what to give an operator.
+    stderr.write(line(err.code, err.requestId ? `${err.message} (request id ${err.requestId})` : err.message));
     return EXIT_FAILED;
   }
   if (err instanceof UsageError) {

@@ -17,16 +17,11 @@ export class CommandFailed extends VbsError {
     readonly argv: readonly string[],
     readonly result: { exitCode?: number; stderr: string; timedOut: boolean },
   ) {
-    const why = result.timedOut
-      ? 'timed out (its outcome is unknown)'
-      : `exited with ${result.exitCode ?? 'no code'}${result.stderr ? `: ${lastLine(result.stderr)}` : ''}`;
+    // What the tool printed stays in `result`, for the delegate's log: it can
+    // name paths and hosts, so it is never part of a message users see.
+    const why = result.timedOut ? 'timed out (its outcome is unknown)' : `exited with ${result.exitCode ?? 'no code'}`;
     super('OperationFailed', `${key} ${why}`);
   }
-}
-
-function lastLine(s: string): string {
-  const lines = s.trim().split('\n');
-  return (lines[lines.length - 1] ?? '').slice(0, 300);
 }
 
 export interface RunnerOptions {

@@ -30,7 +30,13 @@ export const FAULTS = {
   OperationFailed: { by: 'Server', http: 500 },
   ServiceUnavailable: { by: 'Server', http: 500 },
   InternalError: { by: 'Server', http: 500 },
-} as const satisfies Record<string, { by: 'Client' | 'Server'; http: number }>;
+  /** SOAP's own fault codes (SOAP 1.1 section 4.4.1): faultcode soap:VersionMismatch / soap:MustUnderstand. */
+  VersionMismatch: { by: 'VersionMismatch', http: 500 },
+  MustUnderstand: { by: 'MustUnderstand', http: 500 },
+} as const satisfies Record<string, { by: FaultBy; http: number }>;
+
+/** The SOAP 1.1 faultcode a fault is sent with: whose fault it is, or SOAP's own two codes. */
+export type FaultBy = 'Client' | 'Server' | 'VersionMismatch' | 'MustUnderstand';
 
 export type FaultCode = keyof typeof FAULTS;
 
@@ -44,12 +50,19 @@ export class VbsError extends Error {
   constructor(
     readonly code: FaultCode,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; requestId?: string },
   ) {
-    super(message, options);
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.requestId = options?.requestId;
   }
 
-  get faultBy(): 'Client' | 'Server' {
+  /**
+   * The id of the request that failed, as the service that answered logged it
+   * (set on faults received from a service, so the CLI can print it).
+   */
+  readonly requestId: string | undefined;
+
+  get faultBy(): FaultBy {
     return FAULTS[this.code].by;
   }
 }

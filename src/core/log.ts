@@ -2,6 +2,8 @@
  * Structured one-line JSON logs on stderr. Call sites pass fields, never
  * secrets: keys and certificates are never handed to the logger.
  */
+import { currentRequestId } from './request-context.js';
+
 export type Level = 'debug' | 'info' | 'warn' | 'error';
 const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
@@ -16,7 +18,9 @@ export interface Logger {
 export function createLogger(base: object = {}, min: Level = (process.env.VBS_LOG_LEVEL as Level) || 'info'): Logger {
   const emit = (level: Level, msg: string, fields?: object): void => {
     if (ORDER[level] < (ORDER[min] ?? 20)) return;
-    const line = { time: new Date().toISOString(), level, pid: process.pid, msg, ...base, ...serialize(fields) };
+    // Work done for a request (even after its response) carries its id.
+    const requestId = currentRequestId();
+    const line = { time: new Date().toISOString(), level, pid: process.pid, msg, ...(requestId ? { requestId } : {}), ...base, ...serialize(fields) };
     process.stderr.write(`${JSON.stringify(line)}\n`);
   };
   return {

@@ -2,6 +2,7 @@ import { resolve, sep } from 'node:path';
 import { VbsError } from './errors.js';
 import { SNAPSHOT_ID, VOLUME_ID } from './ids.js';
 import { ATTACH_MODES, type AttachMode } from './states.js';
+import { NOT_XML_CHAR } from './xml-chars.js';
 
 /**
  * Validators for every value that can reach a host command or the metadata.
@@ -26,7 +27,13 @@ export function requireString(param: string, value: unknown): string {
     throw new VbsError('MissingParameter', `The request must contain the parameter ${param}.`);
   }
   if (typeof value !== 'string') throw invalid(param, 'expected a string');
+  refuseNonXml(param, value);
   return value;
+}
+
+/** Every string VBS stores is written back in XML: a character XML 1.0 cannot carry is refused up front. */
+function refuseNonXml(param: string, value: string): void {
+  if (NOT_XML_CHAR.test(value)) throw invalid(param, 'it holds a character XML 1.0 does not allow');
 }
 
 export function volumeId(value: unknown, param = 'volumeId'): string {
@@ -56,6 +63,7 @@ export function comment(value: unknown, param = 'comment'): string {
   if (value === undefined || value === null) return '';
   if (typeof value !== 'string') throw invalid(param, 'expected a string');
   if (value.length > COMMENT_MAX) throw invalid(param, `at most ${COMMENT_MAX} characters`);
+  refuseNonXml(param, value);
   // eslint-disable-next-line no-control-regex
   if (/[\x00-\x1f\x7f]/.test(value)) throw invalid(param, 'control characters are not allowed');
   return value;
@@ -94,6 +102,7 @@ export function attachMode(value: unknown, param = 'mode'): AttachMode {
 
 export function clientToken(value: unknown, param = 'clientToken'): string | undefined {
   if (value === undefined || value === null || value === '') return undefined;
+  if (typeof value === 'string') refuseNonXml(param, value);
   if (typeof value !== 'string' || !CLIENT_TOKEN.test(value)) {
     throw invalid(param, 'expected 1-64 printable ASCII characters');
   }

@@ -1,28 +1,60 @@
 import type { AddressInfo } from 'node:net';
 import { VbsError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
+import { CommandFailed } from '../commands/runner.js';
 import { defaultPublicUrl, readTls } from '../config/service-config.js';
 import type { ServiceDefinition } from '../soap/schema.js';
-import { createSoapServer, type Handlers } from '../soap/server.js';
+import { createSoapServer, onlyServices, type Handler, type Handlers } from '../soap/server.js';
 import type { RunningService } from '../core/service.js';
 
-/** Delegates serve the front only: any other certificate is refused. */
-export function onlyCallers(allowed: readonly string[]): (caller: string) => void {
-  return (caller) => {
-    if (!allowed.includes(caller)) throw new VbsError('UnauthorizedOperation', 'This delegate serves the VBS front only.');
-  };
+/**
+ * A host command's failure as the caller sees it: which command, on which
+ * host, and how it ended. The command line and everything it printed go to
+ * this delegate's log, under the request id, not to the user.
+ */
+export function safeCommandFailures(handlers: Handlers, host: string): Handlers {
+  const wrap =
+    (h: Handler): Handler =>
+    async (input, ctx) => {
+      try {
+        return await h(input, ctx);
+      } catch (err) {
+        if (!(err instanceof CommandFailed)) throw err;
+        const { exitCode, stderr, timedOut } = err.result;
+        ctx.log.warn('host command failed', { key: err.key, argv: err.argv, exitCode, timedOut, stderr: stderr.slice(-8000) });
+        const how = timedOut ? 'timed out' : `exited with ${exitCode ?? 'no code'}`;
+        throw new VbsError('OperationFailed', `${err.key} ${how} on ${host}.`);
+      }
+    };
+  return Object.fromEntries(Object.entries(handlers).map(([op, h]) => [op, wrap(h)]));
 }
 
-/** Starts a delegate's SOAP service on its configured address. */
+/** Starts a delegate's SOAP service on its configured address; it serves VBS services (the front) only. */
 export async function listenDelegate(
-  cfg: { listen: { host: string; port: number }; publicUrl?: string; tls: { key: string; cert: string; ca: string }; allowedCallers: string[] },
+  cfg: {
+    listen: { host: string; port: number };
+    publicUrl?: string;
+    tls: { key: string; cert: string; ca: string };
+    allowedCallers: string[];
+    /** The host this delegate runs for, as users know it (a VMM host's name, a volume delegate's). */
+    hostName?: string;
+    name?: string;
+  },
   def: ServiceDefinition,
   handlers: Handlers,
   log: Logger,
   onClose: () => void = () => {},
 ): Promise<RunningService> {
   let url = '';
-  const server = createSoapServer({ def, handlers, tls: readTls(cfg.tls), log, publicUrl: () => url, authorize: onlyCallers(cfg.allowedCallers) });
+  const host = cfg.hostName ?? cfg.name ?? def.name;
+  const server = createSoapServer({
+    def,
+    handlers: safeCommandFailures(handlers, host),
+    tls: readTls(cfg.tls),
+    log,
+    publicUrl: () => url,
+    authorize: onlyServices(cfg.allowedCallers),
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(cfg.listen.port, cfg.listen.host, () => resolve());

@@ -25,7 +25,7 @@ export class DelegatePool implements Delegates {
   ): DelegatePool {
     const make = (def: typeof VOLUME_DELEGATE_SERVICE, list: readonly { name: string; url: string }[]) =>
       new Map<string, DelegateClient>(
-        list.map((d) => [d.name.toLowerCase(), new RetryingDelegate(new SoapClient({ def, url: d.url, tls, timeoutMs: cfg.delegateTimeoutMs }))]),
+        list.map((d) => [d.name.toLowerCase(), new RetryingDelegate(new SoapClient({ def, url: d.url, name: `${def.name} ${d.name}`, tls, timeoutMs: cfg.delegateTimeoutMs }))]),
       );
     return new DelegatePool(make(VOLUME_DELEGATE_SERVICE, cfg.volumeDelegates), make(VMM_DELEGATE_SERVICE, cfg.vmmHosts));
   }

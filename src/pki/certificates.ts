@@ -1,6 +1,7 @@
 import { generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import forge from 'node-forge';
+import { VBS_SERVICE_PURPOSE, hasServicePurpose, isReservedServiceName } from './identity.js';
 
 /**
  * VBS's own certificate authority. node-forge builds and signs the X.509
@@ -55,9 +56,18 @@ export interface IssueRequest {
   /** DNS names and IP addresses the server answers on. */
   readonly hosts?: readonly string[];
   readonly days?: number;
+  /**
+   * A VBS service's identity (the front, a delegate): marked with the VBS
+   * service purpose that delegates require. Names reserved for services
+   * (vbs-*) can only be issued this way.
+   */
+  readonly service?: boolean;
 }
 
 export function issueCertificate(ca: KeyAndCert, req: IssueRequest): KeyAndCert {
+  if (!req.service && isReservedServiceName(req.commonName)) {
+    throw new Error(`${req.commonName} is a name reserved for VBS services; it cannot be a user's`);
+  }
   const caCert = forge.pki.certificateFromPem(ca.certPem);
   const caKey = forge.pki.privateKeyFromPem(ca.keyPem);
   const key = newRsaKey();
@@ -71,11 +81,11 @@ export function issueCertificate(ca: KeyAndCert, req: IssueRequest): KeyAndCert 
   const extensions: object[] = [
     { name: 'basicConstraints', cA: false, critical: true },
     { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
-    {
-      name: 'extKeyUsage',
-      serverAuth: req.use !== 'client',
-      clientAuth: req.use !== 'server',
-    },
+    extendedKeyUsage([
+      ...(req.use !== 'client' ? [SERVER_AUTH] : []),
+      ...(req.use !== 'server' ? [CLIENT_AUTH] : []),
+      ...(req.service ? [VBS_SERVICE_PURPOSE] : []),
+    ]),
     { name: 'subjectKeyIdentifier' },
     { name: 'authorityKeyIdentifier', keyIdentifier: caCert.generateSubjectKeyIdentifier().getBytes() },
   ];
@@ -90,8 +100,39 @@ export function issueCertificate(ca: KeyAndCert, req: IssueRequest): KeyAndCert 
   return { keyPem: key.pem, certPem: forge.pki.certificateToPem(cert) };
 }
 
+const SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
+const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
+
+/**
+ * The extKeyUsage extension, encoded here because forge's encoder takes only
+ * 32-bit arcs and the VBS service purpose is a UUID OID (arc 2.25).
+ */
+function extendedKeyUsage(oids: readonly string[]): object {
+  const { asn1 } = forge;
+  const seq = asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, oids.map((o) => asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OID, false, oidContent(o))));
+  return { id: '2.5.29.37', name: 'extKeyUsage', critical: false, value: asn1.toDer(seq).getBytes() };
+}
+
+/** The content octets of an OBJECT IDENTIFIER (X.690 8.19), as a binary string. */
+function oidContent(oid: string): string {
+  const arcs = oid.split('.').map((a) => BigInt(a));
+  const subs = [arcs[0]! * 40n + arcs[1]!, ...arcs.slice(2)];
+  const bytes: number[] = [];
+  for (const sub of subs) {
+    const groups = [Number(sub & 0x7fn)];
+    for (let n = sub >> 7n; n > 0n; n >>= 7n) groups.unshift(Number(n & 0x7fn) | 0x80);
+    bytes.push(...groups);
+  }
+  return String.fromCharCode(...bytes);
+}
+
 /** The common name of a PEM certificate (the user id, for client certificates). */
 export function commonNameOf(certPem: string): string | undefined {
   const subject = new X509Certificate(certPem).subject;
   return /^CN=(.*)$/m.exec(subject)?.[1];
+}
+
+/** Whether a PEM certificate was issued to a VBS service (carries the VBS service purpose). */
+export function isServiceCertificate(certPem: string): boolean {
+  return hasServicePurpose(new X509Certificate(certPem).keyUsage);
 }

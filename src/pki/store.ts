@@ -1,6 +1,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createCa, issueCertificate, type IssueRequest, type KeyAndCert } from './certificates.js';
+import { createCa, isServiceCertificate, issueCertificate, type IssueRequest, type KeyAndCert } from './certificates.js';
+import { isReservedServiceName } from './identity.js';
 
 /**
  * A folder of PEM files: ca.crt/ca.key and <name>.crt/<name>.key per identity.
@@ -30,10 +31,19 @@ export class PkiStore {
     return this.load('ca');
   }
 
-  /** Issues `name` unless it already exists (first start creates, restarts reuse). */
+  /**
+   * Issues `name` unless it already exists (first start creates, restarts reuse).
+   * A reserved service name (vbs-*) is issued as a service identity; one
+   * issued before services were marked is issued again, so a deployment
+   * folder from an older VBS keeps working with delegates that require the mark.
+   */
   ensureIdentity(name: string, req: IssueRequest): IdentityFiles {
     const files = this.files(name);
-    if (!existsSync(files.cert) || !existsSync(files.key)) this.save(name, issueCertificate(this.ensureCa(), req));
+    const service = req.service ?? isReservedServiceName(req.commonName);
+    const exists = existsSync(files.cert) && existsSync(files.key);
+    if (!exists || (service && !isServiceCertificate(readFileSync(files.cert, 'utf8')))) {
+      this.save(name, issueCertificate(this.ensureCa(), { ...req, service }));
+    }
     return files;
   }
 

@@ -1,5 +1,6 @@
 import { Agent, request } from 'node:https';
 import { VbsError, isFaultCode, errorMessage } from '../core/errors.js';
+import { REQUEST_ID_HEADER, currentRequestId } from '../core/request-context.js';
 import type { ServiceDefinition } from './schema.js';
 import type { TlsMaterial } from './server.js';
 import { XMLParser } from 'fast-xml-parser';
@@ -9,26 +10,36 @@ export interface SoapClientOptions {
   readonly def: ServiceDefinition;
   /** The service URL, e.g. https://127.0.0.1:8443/vbs */
   readonly url: string;
+  /**
+   * How errors name the service (a delegate's configured name): users see
+   * it; the address stays in the error's cause, for the log. Default: the
+   * service's name (VBS, VolumeDelegate, VmmDelegate).
+   */
+  readonly name?: string;
   readonly tls: TlsMaterial;
   readonly timeoutMs?: number;
   readonly maxResponseBytes?: number;
 }
 
-const faultParser = new XMLParser({ removeNSPrefix: true, parseTagValue: false, ignoreAttributes: true });
+const faultParser = new XMLParser({ removeNSPrefix: true, parseTagValue: false, ignoreAttributes: true, processEntities: true, htmlEntities: false });
 
 /**
  * A keep-alive mutual-TLS SOAP client for our own services (the CLI to the
  * front, the front to its delegates). Faults come back as VbsError with the
- * service's code; a service that cannot be reached is ServiceUnavailable.
+ * service's code and the request id it logged them under; a service that
+ * cannot be reached is ServiceUnavailable. A call made while serving a
+ * request forwards that request's id, so the delegate logs it too.
  */
 export class SoapClient {
   private readonly agent: Agent;
   private readonly def: ServiceDefinition;
   private readonly url: URL;
+  private readonly name: string;
 
   constructor(private readonly opts: SoapClientOptions) {
     this.def = opts.def;
     this.url = new URL(opts.url);
+    this.name = opts.name ?? opts.def.name;
     this.agent = new Agent({
       keepAlive: true,
       maxSockets: 16,
@@ -44,20 +55,20 @@ export class SoapClient {
     const op = this.def.operations[operation];
     if (!op) throw new Error(`${this.def.name} has no operation ${operation}`);
     const body = envelope(this.def.namespace, `<tns:${operation}>${encodeFields(this.def, op.input, input)}</tns:${operation}>`);
-    const { status, text } = await this.post(operation, body, timeoutMs);
-    if (status !== 200) throw parseFault(text, status, this.url.host);
+    const { status, text, requestId } = await this.post(operation, body, timeoutMs);
+    if (status !== 200) throw parseFault(text, status, this.name, requestId);
     let parsed;
     try {
       parsed = parseEnvelope(text);
-    } catch {
-      throw new VbsError('ServiceUnavailable', `${this.url.host} answered with a malformed SOAP response.`);
+    } catch (err) {
+      throw new VbsError('ServiceUnavailable', `${this.name} answered with a malformed SOAP response.`, { cause: err, requestId });
     }
-    if (parsed.name !== `${operation}Response`) throw new VbsError('ServiceUnavailable', `${this.url.host} answered ${parsed.name} to ${operation}.`);
+    if (parsed.name !== `${operation}Response`) throw new VbsError('ServiceUnavailable', `${this.name} answered ${parsed.name.slice(0, 64)} to ${operation}.`, { requestId });
     try {
       return decodeFields(this.def, op.output, parsed.content, parsed.name);
     } catch (err) {
       // The service broke its own contract: not something the caller did.
-      throw new VbsError('ServiceUnavailable', `${this.url.host} answered ${operation} with an invalid response.`, { cause: err });
+      throw new VbsError('ServiceUnavailable', `${this.name} answered ${operation} with an invalid response.`, { cause: err, requestId });
     }
   }
 
@@ -65,7 +76,8 @@ export class SoapClient {
     this.agent.destroy();
   }
 
-  private post(operation: string, body: string, timeoutMs: number): Promise<{ status: number; text: string }> {
+  private post(operation: string, body: string, timeoutMs: number): Promise<{ status: number; text: string; requestId?: string }> {
+    const forwarded = currentRequestId();
     const max = this.opts.maxResponseBytes ?? 64 * 1024 * 1024;
     return new Promise((resolve, reject) => {
       const req = request(
@@ -77,6 +89,7 @@ export class SoapClient {
             'content-type': 'text/xml; charset=utf-8',
             soapaction: `"${this.def.namespace}/${operation}"`,
             'content-length': Buffer.byteLength(body),
+            ...(forwarded ? { [REQUEST_ID_HEADER]: forwarded } : {}),
           },
         },
         (res) => {
@@ -90,14 +103,20 @@ export class SoapClient {
             }
             chunks.push(c);
           });
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+          res.on('end', () => {
+            const id = res.headers[REQUEST_ID_HEADER];
+            resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), requestId: typeof id === 'string' ? id : undefined });
+          });
           res.on('error', reject);
         },
       );
-      req.setTimeout(timeoutMs, () => req.destroy(new TimeoutError(timeoutMs)));
+      req.setTimeout(timeoutMs, () => req.destroy(new TimeoutError(timeoutMs, this.url.href)));
       req.on('error', (err) => {
-        const why = err instanceof TimeoutError ? `did not answer within ${timeoutMs} ms` : `could not be reached (${errorMessage(err)})`;
-        reject(new VbsError('ServiceUnavailable', `${this.def.name} at ${this.url.host} ${why}.`, { cause: err }));
+        // Users read the service's name; its address and the socket's error
+        // are in the cause, which the service logs under the request id.
+        const timedOut = err instanceof TimeoutError;
+        const cause = timedOut ? err : Object.assign(new Error(`${this.url.href}: ${errorMessage(err)}`, { cause: err }), { code: (err as { code?: string }).code });
+        reject(new VbsError('ServiceUnavailable', `${this.name} ${timedOut ? `did not answer within ${timeoutMs} ms` : 'could not be reached'}.`, { cause }));
       });
       req.end(body);
     });
@@ -106,20 +125,21 @@ export class SoapClient {
 
 /** The service took longer than the call's timeout: whether it acted is unknown. */
 export class TimeoutError extends Error {
-  constructor(ms: number) {
-    super(`timeout after ${ms} ms`);
+  constructor(ms: number, url?: string) {
+    super(`timeout after ${ms} ms${url ? ` calling ${url}` : ''}`);
   }
 }
 
-function parseFault(text: string, status: number, host: string): VbsError {
+function parseFault(text: string, status: number, name: string, headerId: string | undefined): VbsError {
   try {
     const doc = faultParser.parse(text);
     const fault = doc?.Envelope?.Body?.Fault;
     const code = fault?.detail?.VbsFault?.code ?? fault?.faultstring;
     const message = fault?.detail?.VbsFault?.message ?? String(fault?.faultstring ?? '');
-    if (isFaultCode(code)) return new VbsError(code, String(message));
+    const requestId = fault?.detail?.VbsFault?.requestId ?? headerId;
+    if (isFaultCode(code)) return new VbsError(code, String(message), { requestId: requestId === undefined ? undefined : String(requestId) });
   } catch {
     // fall through
   }
-  return new VbsError('ServiceUnavailable', `${host} answered HTTP ${status} without a VBS fault.`);
+  return new VbsError('ServiceUnavailable', `${name} answered HTTP ${status} without a VBS fault.`, { requestId: headerId });
 }

@@ -3,18 +3,29 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { randomUUID } from 'node:crypto';
 import { crashPoint } from '../core/crash-points.js';
-import { FAULTS, VbsError, toSafeError } from '../core/errors.js';
+import { FAULTS, VbsError, errorMessage, toSafeError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
+import { REQUEST_ID, REQUEST_ID_HEADER, requestScope } from '../core/request-context.js';
+import { hasServicePurpose, isReservedServiceName } from '../pki/identity.js';
 import type { Record as XmlRecord, Value } from './xml.js';
-import { decodeFields, encodeFields, envelope, escapeXml, parseEnvelope } from './xml.js';
+import { decodeBody, decodeFields, encodeFields, envelope, escapeXml, parseEnvelope, xmlSafe } from './xml.js';
 import type { ServiceDefinition } from './schema.js';
 import { generateWsdl } from './wsdl.js';
 
 export interface CallContext {
   /** The caller's certificate common name: the user id. */
   readonly caller: string;
+  /** This request's id: in the response's x-vbs-request-id header, in every fault, and on every log line. */
   readonly requestId: string;
   readonly log: Logger;
+}
+
+/** Who called, from the client certificate the VBS CA issued. */
+export interface Peer {
+  /** The certificate's common name. */
+  readonly name: string;
+  /** Whether the CA issued it to a VBS service (src/pki/identity.ts). */
+  readonly service: boolean;
 }
 
 export type Handler = (input: XmlRecord, ctx: CallContext) => Promise<XmlRecord> | XmlRecord;
@@ -30,22 +41,47 @@ export interface SoapServerOptions {
   readonly log: Logger;
   /** The public URL written into the served WSDL. */
   readonly publicUrl: () => string;
-  /** Throws AuthFailure/UnauthorizedOperation for callers this service does not serve. */
-  readonly authorize?: (caller: string) => void;
+  /**
+   * Throws AuthFailure/UnauthorizedOperation for callers this service does
+   * not serve. By default, tenants only: no service certificate and no name
+   * reserved for services (the front's policy; delegates pass onlyServices).
+   */
+  readonly authorize?: (peer: Peer) => void;
   readonly maxBodyBytes?: number;
 }
 
 const DEFAULT_MAX_BODY = 1024 * 1024;
+/** What an oversized body is read to its end for, so its 413 arrives before the connection closes. */
+const DRAIN_BYTES = 16 * 1024 * 1024;
+const DRAIN_MS = 10_000;
+
+/** The front's callers: users, never a service's certificate or a name kept for services. */
+export function tenantsOnly(peer: Peer): void {
+  if (peer.service || isReservedServiceName(peer.name)) {
+    throw new VbsError('AuthFailure', 'This certificate belongs to a VBS service; it cannot be used as a user identity.');
+  }
+}
+
+/** A delegate's callers: certificates the VBS CA issued to a service, under one of the allowed names. */
+export function onlyServices(allowed: readonly string[]): (peer: Peer) => void {
+  return (peer) => {
+    if (!peer.service || !allowed.includes(peer.name)) throw new VbsError('UnauthorizedOperation', 'This delegate serves the VBS front only.');
+  };
+}
 
 /**
- * A SOAP 1.1 document/literal service over HTTPS with client certificates.
- * Body size is capped while it streams in; every request is decoded against
- * the service table before a handler sees it; every error becomes a fault
- * with a registered code, and only VbsError messages reach the caller.
+ * A SOAP 1.1 document/literal service over HTTPS (TLS 1.2 or later) with client
+ * certificates. Body size is capped while it streams in; every request is
+ * decoded against the service table before a handler sees it; every error
+ * becomes a fault with a registered code, and only VbsError messages reach
+ * the caller. Each request gets an id, sent back in the x-vbs-request-id
+ * header and in every fault, and stamped on every log line of the work it
+ * starts; a request from another VBS service keeps the id it came with.
  */
 export function createSoapServer(opts: SoapServerOptions): Server {
   const { def, log } = opts;
   const maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_BODY;
+  const authorize = opts.authorize ?? tenantsOnly;
   for (const name of Object.keys(def.operations)) {
     if (!opts.handlers[name]) throw new Error(`${def.name}: no handler for ${name}`);
   }
@@ -62,10 +98,16 @@ export function createSoapServer(opts: SoapServerOptions): Server {
       minVersion: 'TLSv1.2',
     },
     (req, res) => {
-      const requestId = randomUUID();
-      handle(req, res, requestId).catch((err) => {
-        log.error('request failed outside the handler', { requestId, err });
-        if (!res.headersSent) sendFault(res, def.namespace, toSafeError(err));
+      const peer = peerOf(req.socket as TLSSocket);
+      const forwarded = req.headers[REQUEST_ID_HEADER];
+      // Only a service may name the request (the front, for the user's request it serves).
+      const requestId = peer?.service && typeof forwarded === 'string' && REQUEST_ID.test(forwarded) ? forwarded : randomUUID();
+      res.setHeader(REQUEST_ID_HEADER, requestId);
+      requestScope.run({ requestId }, () => {
+        handle(req, res, peer, requestId).catch((err) => {
+          log.error('request failed outside the handler', { requestId, err });
+          if (!res.headersSent) sendFault(res, def.namespace, toSafeError(err), requestId);
+        });
       });
     },
   );
@@ -73,26 +115,25 @@ export function createSoapServer(opts: SoapServerOptions): Server {
   server.headersTimeout = 20_000;
   server.requestTimeout = 60_000;
 
-  async function handle(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
-    const socket = req.socket as TLSSocket;
+  async function handle(req: IncomingMessage, res: ServerResponse, peer: Peer | undefined, requestId: string): Promise<void> {
     const url = new URL(req.url ?? '/', 'https://vbs.invalid');
     if (url.pathname !== def.path) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('Not found\n');
       req.resume();
       return;
     }
-    const cert = socket.authorized ? socket.getPeerCertificate() : undefined;
-    const caller = cert?.subject?.CN;
-    if (!caller || Array.isArray(caller)) {
+    if (!peer) {
       req.resume();
-      return sendFault(res, def.namespace, new VbsError('AuthFailure', 'A client certificate issued by the VBS certificate authority is required.'));
+      return sendFault(res, def.namespace, new VbsError('AuthFailure', 'A client certificate issued by the VBS certificate authority is required.'), requestId);
     }
     try {
-      opts.authorize?.(caller);
+      authorize(peer);
     } catch (err) {
       req.resume();
-      return sendFault(res, def.namespace, toSafeError(err));
+      log.info('caller refused', { requestId, caller: peer.name, service: peer.service });
+      return sendFault(res, def.namespace, toSafeError(err), requestId);
     }
+    const caller = peer.name;
     if (req.method === 'GET' && url.search.toLowerCase() === '?wsdl') {
       res.writeHead(200, { 'content-type': 'text/xml; charset=utf-8' }).end(generateWsdl(def, opts.publicUrl()));
       req.resume();
@@ -104,71 +145,116 @@ export function createSoapServer(opts: SoapServerOptions): Server {
       return;
     }
     const body = await readBody(req, maxBody);
-    if (body === null) {
-      sendFault(res, def.namespace, new VbsError('RequestTooLarge', `The request body exceeds ${maxBody} bytes.`));
-      req.destroy();
+    if (body.tooLarge) {
+      log.info('fault', { requestId, caller, code: 'RequestTooLarge' });
+      // Read to its end (bounded), the request gets its answer; a body past
+      // the bound gets it too, then the connection is cut.
+      if (!body.drained) res.once('finish', () => req.socket.destroy());
+      sendFault(res, def.namespace, new VbsError('RequestTooLarge', `The request body exceeds ${maxBody} bytes.`), requestId);
       return;
     }
     const ctx: CallContext = { caller, requestId, log: log.child({ requestId, caller }) };
     let opName = '?';
     try {
-      const { name, content } = parseEnvelope(body);
+      const { name, ns, content } = parseEnvelope(decodeBody(body.data, req.headers['content-type']));
       opName = name;
-      const op = Object.prototype.hasOwnProperty.call(def.operations, name) ? def.operations[name] : undefined;
+      const op = ns === def.namespace && Object.prototype.hasOwnProperty.call(def.operations, name) ? def.operations[name] : undefined;
       if (!op) throw new VbsError('InvalidParameterValue', `Unknown operation ${name.slice(0, 64)}.`);
+      checkSoapAction(req.headers.soapaction, def.namespace, name);
       const input = decodeFields(def, op.input, content, name);
       // Fault injection for crash tests (src/core/crash-points.ts): die before
       // the handler runs, or after it did its work but before the answer.
       crashPoint(`${def.name}.${name}/before`);
       const output = await opts.handlers[name]!(input, ctx);
       crashPoint(`${def.name}.${name}/after`);
-      const xml = envelope(def.namespace, `<tns:${name}Response>${encodeFields(def, op.output, output)}</tns:${name}Response>`);
+      const unwritable = (field: string) => ctx.log.error('a stored value holds a character XML cannot carry; sent with U+FFFD in its place', { op: name, field });
+      const xml = envelope(def.namespace, `<tns:${name}Response>${encodeFields(def, op.output, output, unwritable)}</tns:${name}Response>`);
       res.writeHead(200, { 'content-type': 'text/xml; charset=utf-8' }).end(xml);
       ctx.log.debug('ok', { op: name });
     } catch (err) {
       const safe = toSafeError(err);
       if (safe.code === 'InternalError') ctx.log.error('internal error', { op: opName, err });
-      else ctx.log.info('fault', { op: opName, code: safe.code, message: safe.message });
-      sendFault(res, def.namespace, safe);
+      // The cause (a delegate's address, a command's output) stays here, under the request id.
+      else ctx.log.info('fault', { op: opName, code: safe.code, message: safe.message, ...(safe.cause ? { cause: errorMessage(safe.cause) } : {}) });
+      sendFault(res, def.namespace, safe, requestId);
     }
   }
 
   return server;
 }
 
-function readBody(req: IncomingMessage, max: number): Promise<string | null> {
-  const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > max) return Promise.resolve(null);
+/** The caller's identity, when it presented a certificate our CA issued. */
+function peerOf(socket: TLSSocket): Peer | undefined {
+  if (!socket.authorized) return undefined;
+  const cert = socket.getPeerCertificate();
+  const name = cert?.subject?.CN;
+  if (!name || Array.isArray(name)) return undefined;
+  return { name, service: hasServicePurpose(cert.ext_key_usage) };
+}
+
+/**
+ * A SOAPAction header, when a client sends a non-empty one, must name the
+ * operation in the body: the WSDL's `<namespace>/<operation>`, or the
+ * operation's name as the last part of a URI.
+ */
+function checkSoapAction(header: string | string[] | undefined, namespace: string, operation: string): void {
+  if (header === undefined) return;
+  const action = (Array.isArray(header) ? header.join(',') : header).trim().replace(/^"(.*)"$/, '$1').trim();
+  if (action === '' || action === `${namespace}/${operation}` || action.split(/[/#:]/).at(-1) === operation) return;
+  throw new VbsError('MalformedRequest', `The SOAPAction header (${action.slice(0, 80)}) names another operation than the body (${operation}).`);
+}
+
+type BodyRead = { tooLarge: false; data: Buffer } | { tooLarge: true; drained: boolean };
+
+/**
+ * Reads a body of at most `max` bytes. A larger one (declared or streamed) is
+ * read on to its end and thrown away, up to DRAIN_BYTES or DRAIN_MS, so that
+ * closing the connection after the 413 does not reset it under the answer.
+ */
+function readBody(req: IncomingMessage, max: number): Promise<BodyRead> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     let over = false;
+    let done = false;
+    let timer: NodeJS.Timeout | undefined;
+    const finish = (r: BodyRead) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      resolve(r);
+    };
+    const overflow = () => {
+      over = true;
+      chunks.length = 0;
+      timer = setTimeout(() => finish({ tooLarge: true, drained: false }), DRAIN_MS);
+      const declared = Number(req.headers['content-length'] ?? 0);
+      if (declared > DRAIN_BYTES) finish({ tooLarge: true, drained: false });
+    };
+    if (Number(req.headers['content-length'] ?? 0) > max) overflow();
     req.on('data', (c: Buffer) => {
-      if (over) return;
       size += c.length;
-      if (size > max) {
-        over = true;
-        resolve(null);
-        return;
-      }
-      chunks.push(c);
+      if (!over && size > max) overflow();
+      if (!over) chunks.push(c);
+      else if (size > DRAIN_BYTES) finish({ tooLarge: true, drained: false });
     });
-    req.on('end', () => !over && resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
+    req.on('end', () => finish(over ? { tooLarge: true, drained: true } : { tooLarge: false, data: Buffer.concat(chunks) }));
+    req.on('error', (err) => (done ? undefined : reject(err)));
   });
 }
 
-export function faultXml(namespace: string, err: VbsError): string {
+export function faultXml(namespace: string, err: VbsError, requestId?: string): string {
   return envelope(
     namespace,
     `<soap:Fault><faultcode>soap:${FAULTS[err.code].by}</faultcode><faultstring>${err.code}</faultstring>` +
-      `<detail><tns:VbsFault><tns:code>${err.code}</tns:code><tns:message>${escapeXml(err.message)}</tns:message></tns:VbsFault></detail></soap:Fault>`,
+      `<detail><tns:VbsFault><tns:code>${err.code}</tns:code><tns:message>${escapeXml(xmlSafe(err.message))}</tns:message>` +
+      `${requestId ? `<tns:requestId>${escapeXml(requestId)}</tns:requestId>` : ''}</tns:VbsFault></detail></soap:Fault>`,
   );
 }
 
-function sendFault(res: ServerResponse, namespace: string, err: VbsError): void {
+function sendFault(res: ServerResponse, namespace: string, err: VbsError, requestId: string): void {
   res.writeHead(FAULTS[err.code].http, { 'content-type': 'text/xml; charset=utf-8', connection: err.code === 'RequestTooLarge' ? 'close' : 'keep-alive' });
-  res.end(faultXml(namespace, err));
+  res.end(faultXml(namespace, err, requestId));
 }
 
 export type { Value };

@@ -1,6 +1,13 @@
 import { escapeXml } from './xml.js';
 import type { Field, ServiceDefinition } from './schema.js';
 
+/** The VbsFault detail: the code, a message safe to show, and the request id the service logged it under. */
+const FAULT_FIELDS: readonly Field[] = [
+  { name: 'code', type: 'string' },
+  { name: 'message', type: 'string' },
+  { name: 'requestId', type: 'string', optional: true },
+];
+
 /**
  * WSDL 1.1, SOAP 1.1 document/literal, generated from the service table.
  * Every operation declares the common VbsFault so generated clients
@@ -33,7 +40,7 @@ export function generateWsdl(def: ServiceDefinition, location: string): string {
   lines.push(
     `      <xsd:element name="VbsFault">`,
     `        <xsd:complexType>`,
-    sequence([{ name: 'code', type: 'string' }, { name: 'message', type: 'string' }], '          '),
+    sequence(FAULT_FIELDS, '          '),
     `        </xsd:complexType>`,
     `      </xsd:element>`,
   );

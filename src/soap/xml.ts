@@ -1,23 +1,38 @@
 import { XMLParser } from 'fast-xml-parser';
 import { VbsError } from '../core/errors.js';
+import { NOT_XML_CHAR, NOT_XML_CHARS } from '../core/xml-chars.js';
 import type { Field, ServiceDefinition } from './schema.js';
+
+export const SOAP11_ENV = 'http://schemas.xmlsoap.org/soap/envelope/';
+export const SOAP12_ENV = 'http://www.w3.org/2003/05/soap-envelope';
+export const XSI = 'http://www.w3.org/2001/XMLSchema-instance';
+const XML_NS = 'http://www.w3.org/XML/1998/namespace';
+/** SOAP 1.1's "next" actor: a header with it (or with no actor) is addressed to us. */
+const ACTOR_NEXT = 'http://schemas.xmlsoap.org/soap/actor/next';
 
 /** XML text escaping for element content. */
 export function escapeXml(s: string): string {
   return s.replace(/[<>&"']/g, (c) => `&${{ '<': 'lt', '>': 'gt', '&': 'amp', '"': 'quot', "'": 'apos' }[c]};`);
 }
 
-/** Only characters XML 1.0 allows; anything else would make a malformed document. */
-// eslint-disable-next-line no-control-regex
-const NOT_XML_CHAR = /[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\u{10000}-\u{10ffff}]/u;
+
+/** `s` with every character XML cannot carry replaced by U+FFFD. */
+export function xmlSafe(s: string): string {
+  return s.replace(NOT_XML_CHARS, '\ufffd');
+}
 
 export type Value = string | number | boolean | Date | null | undefined | Record | Value[];
 export interface Record {
   [k: string]: Value;
 }
 
-/** Serializes `value` as the children of a record or operation element, in field order. */
-export function encodeFields(def: ServiceDefinition, fields: readonly Field[], value: Record): string {
+/**
+ * Serializes `value` as the children of a record or operation element, in field order.
+ * A string holding a character XML cannot carry (it should never have been
+ * stored) is written with U+FFFD in its place and reported to `onUnwritable`:
+ * one bad record must not turn a whole listing into an internal error.
+ */
+export function encodeFields(def: ServiceDefinition, fields: readonly Field[], value: Record, onUnwritable?: (field: string) => void): string {
   let out = '';
   for (const f of fields) {
     const v = value[f.name];
@@ -25,11 +40,14 @@ export function encodeFields(def: ServiceDefinition, fields: readonly Field[], v
     for (const item of items) {
       if (item == null) continue;
       let inner: string;
-      if (typeof f.type === 'object') inner = encodeFields(def, def.types[f.type.record]!, item as Record);
+      if (typeof f.type === 'object') inner = encodeFields(def, def.types[f.type.record]!, item as Record, onUnwritable);
       else if (item instanceof Date) inner = item.toISOString();
       else {
-        const s = String(item);
-        if (NOT_XML_CHAR.test(s)) throw new VbsError('InternalError', `value of ${f.name} cannot be written as XML`);
+        let s = String(item);
+        if (NOT_XML_CHAR.test(s)) {
+          onUnwritable?.(f.name);
+          s = s.replace(NOT_XML_CHARS, '\ufffd');
+        }
         inner = escapeXml(s);
       }
       out += `<tns:${f.name}>${inner}</tns:${f.name}>`;
@@ -41,71 +59,223 @@ export function encodeFields(def: ServiceDefinition, fields: readonly Field[], v
 export function envelope(namespace: string, body: string): string {
   return (
     `<?xml version="1.0" encoding="UTF-8"?>` +
-    `<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:tns="${namespace}">` +
+    `<soap:Envelope xmlns:soap="${SOAP11_ENV}" xmlns:tns="${namespace}">` +
     `<soap:Body>${body}</soap:Body></soap:Envelope>`
   );
 }
 
-const parser = new XMLParser({
-  ignoreAttributes: true,
-  removeNSPrefix: true,
-  parseTagValue: false,
-  trimValues: false,
-  processEntities: true, // only the five predefined entities; DOCTYPEs are refused before parsing
-  htmlEntities: false,
-  isArray: () => true,
-});
-
-type Tree = { [k: string]: Tree[] | string | undefined; '#text'?: string };
+// ---------------------------------------------------------------------------
+// Reading: bytes -> text -> elements with resolved namespaces.
 
 /**
- * Parses a SOAP 1.1 envelope and returns the single element inside Body:
- * its local name and its child tree. Anything else is a client fault.
+ * The request's bytes as text, in the encoding it says it is in: a byte order
+ * mark first, else the charset of its Content-Type (RFC 7303 gives it
+ * precedence), else the XML declaration's encoding, else UTF-8. Bytes that are
+ * not valid in that encoding, or an encoding we cannot decode, are refused:
+ * never guessed at, never replaced.
  */
-export function parseEnvelope(xml: string): { name: string; content: Tree } {
-  if (/<!DOCTYPE|<!ENTITY/i.test(xml)) throw new VbsError('MalformedRequest', 'DOCTYPE and entity declarations are not allowed.');
-  let doc: Tree;
+export function decodeBody(body: Buffer, contentType?: string): string {
+  let label: string | undefined;
+  let start = 0;
+  if (body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf) [label, start] = ['utf-8', 3];
+  else if (body[0] === 0xff && body[1] === 0xfe) [label, start] = ['utf-16le', 2];
+  else if (body[0] === 0xfe && body[1] === 0xff) [label, start] = ['utf-16be', 2];
+  label ??= charsetOf(contentType) ?? declaredEncoding(body) ?? 'utf-8';
+  let decoder: TextDecoder;
   try {
-    doc = parser.parse(xml, true) as Tree;
+    decoder = new TextDecoder(label, { fatal: true, ignoreBOM: true });
+  } catch {
+    throw new VbsError('MalformedRequest', `The character encoding ${label.slice(0, 40)} is not supported; send UTF-8.`);
+  }
+  try {
+    return decoder.decode(body.subarray(start));
+  } catch {
+    throw new VbsError('MalformedRequest', `The request is not valid ${decoder.encoding} text.`);
+  }
+}
+
+function charsetOf(contentType: string | undefined): string | undefined {
+  return /;\s*charset\s*=\s*"?([^";\s]+)"?/i.exec(contentType ?? '')?.[1];
+}
+
+function declaredEncoding(body: Buffer): string | undefined {
+  const head = body.subarray(0, 256).toString('latin1');
+  return /^<\?xml\s[^>]*?\bencoding\s*=\s*["']([A-Za-z][A-Za-z0-9._-]*)["']/.exec(head)?.[1];
+}
+
+/** An element after parsing: its namespace resolved, its text and attributes decoded. */
+export interface XmlElement {
+  readonly local: string;
+  /** The namespace URI, undefined for none. */
+  readonly ns: string | undefined;
+  /** Decoded attribute values by `{namespace}local` (`{}local` for no namespace); xmlns declarations excluded. */
+  readonly attrs: ReadonlyMap<string, string>;
+  readonly children: readonly XmlElement[];
+  readonly text: string;
+}
+
+const parser = new XMLParser({
+  ignoreAttributes: false,
+  attributeNamePrefix: '',
+  attributesGroupName: '@',
+  removeNSPrefix: false,
+  parseTagValue: false,
+  parseAttributeValue: false,
+  trimValues: false,
+  // References are checked and decoded here (decodeReferences), in one pass, so
+  // `&amp;#65;` stays the text "&#65;" and nothing is decoded twice.
+  processEntities: false,
+  htmlEntities: false,
+  commentPropName: false,
+  isArray: (_name, _path, _leaf, isAttribute) => !isAttribute,
+});
+
+/**
+ * What the parser must not see raw: CDATA sections become escaped text, comments
+ * go, and every `&` must start one of the five predefined entities or a
+ * character reference. A DOCTYPE is refused before this (no entity is ever declared).
+ */
+function normalizeMarkup(xml: string): string {
+  return xml.replace(/<!\[CDATA\[([\s\S]*?)\]\]>|<!--[\s\S]*?-->|&(?:lt|gt|amp|quot|apos|#[0-9]{1,7}|#x[0-9a-fA-F]{1,6});|&([A-Za-z_:][\w.:-]{0,63});|&/g, (m, cdata: string | undefined, entity: string | undefined) => {
+    if (cdata !== undefined) return cdata.replace(/[&<>]/g, (c) => `&${{ '&': 'amp', '<': 'lt', '>': 'gt' }[c]};`);
+    if (m.startsWith('<!--')) return '';
+    if (entity !== undefined) throw new VbsError('MalformedRequest', `The entity &${entity}; is not declared.`);
+    if (m === '&') throw new VbsError('MalformedRequest', 'A bare & is not allowed in XML; write &amp;.');
+    return m;
+  });
+}
+
+/** Decodes the five predefined entities and character references, in one pass. */
+function decodeReferences(s: string): string {
+  if (!s.includes('&')) return s;
+  return s.replace(/&(lt|gt|amp|quot|apos);|&#([0-9]{1,7});|&#x([0-9a-fA-F]{1,6});/g, (_m, named: string | undefined, dec: string | undefined, hex: string | undefined) => {
+    if (named) return { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" }[named as 'lt']!;
+    const cp = dec !== undefined ? Number(dec) : parseInt(hex!, 16);
+    if (cp > 0x10ffff) throw new VbsError('MalformedRequest', 'A character reference is beyond Unicode.');
+    // A reference to a character XML cannot carry is decoded as it is and
+    // refused by the field it lands in (decodeValue), naming the parameter.
+    return String.fromCodePoint(cp);
+  });
+}
+
+type RawNode = { [k: string]: RawNode[] | string | { [a: string]: string } | undefined };
+
+function split(qname: string): [string | undefined, string] {
+  const i = qname.indexOf(':');
+  return i < 0 ? [undefined, qname] : [qname.slice(0, i), qname.slice(i + 1)];
+}
+
+function buildElement(qname: string, node: RawNode | string, scope: ReadonlyMap<string, string>): XmlElement {
+  const obj: RawNode = typeof node === 'object' && node !== null ? node : { '#text': String(node ?? '') };
+  const rawAttrs = (obj['@'] ?? {}) as { [a: string]: string };
+  let ns = scope;
+  for (const [k, v] of Object.entries(rawAttrs)) {
+    if (k !== 'xmlns' && !k.startsWith('xmlns:')) continue;
+    if (ns === scope) ns = new Map(scope);
+    (ns as Map<string, string>).set(k === 'xmlns' ? '' : k.slice(6), decodeReferences(v));
+  }
+  const uriOf = (prefix: string | undefined, forElement: boolean): string | undefined => {
+    if (prefix === undefined) return forElement ? ns.get('') || undefined : undefined;
+    if (prefix === 'xml') return XML_NS;
+    const uri = ns.get(prefix);
+    if (!uri) throw new VbsError('MalformedRequest', `The namespace prefix ${prefix.slice(0, 32)} is not declared.`);
+    return uri;
+  };
+  const [prefix, local] = split(qname);
+  const attrs = new Map<string, string>();
+  for (const [k, v] of Object.entries(rawAttrs)) {
+    if (k === 'xmlns' || k.startsWith('xmlns:')) continue;
+    const [p, l] = split(k);
+    attrs.set(`{${uriOf(p, false) ?? ''}}${l}`, decodeReferences(v));
+  }
+  const children: XmlElement[] = [];
+  for (const [k, v] of Object.entries(obj)) {
+    if (k === '@' || k === '#text' || !Array.isArray(v)) continue;
+    for (const item of v) children.push(buildElement(k, item, ns));
+  }
+  const rawText = obj['#text'];
+  const text = decodeReferences(Array.isArray(rawText) ? rawText.join('') : typeof rawText === 'string' ? rawText : '');
+  return { local, ns: uriOf(prefix, true), attrs, children, text };
+}
+
+/** Parses a whole document and returns its root element. */
+export function parseXml(xml: string): XmlElement {
+  if (/<!DOCTYPE|<!ENTITY/i.test(xml)) throw new VbsError('MalformedRequest', 'DOCTYPE and entity declarations are not allowed.');
+  const normalized = normalizeMarkup(xml);
+  let doc: RawNode;
+  try {
+    doc = parser.parse(normalized, true) as RawNode;
   } catch {
     throw new VbsError('MalformedRequest', 'The request is not well-formed XML.');
   }
-  const env = only(doc, 'Envelope');
-  const body = env && only(env, 'Body');
-  if (!body) throw new VbsError('MalformedRequest', 'The request is not a SOAP envelope with a Body.');
-  const names = Object.keys(body).filter((k) => k !== '#text');
-  if (names.length !== 1 || (body[names[0]!] as Tree[]).length !== 1) {
-    throw new VbsError('MalformedRequest', 'The SOAP Body must hold exactly one operation element.');
+  const roots = Object.entries(doc).filter(([k]) => !k.startsWith('?'));
+  if (roots.length !== 1 || !Array.isArray(roots[0]![1]) || roots[0]![1].length !== 1) {
+    throw new VbsError('MalformedRequest', 'The request must have exactly one root element.');
   }
-  const name = names[0]!;
-  const content = (body[name] as Tree[])[0]!;
-  return { name, content: typeof content === 'object' ? content : {} };
+  return buildElement(roots[0]![0], roots[0]![1][0]!, new Map());
 }
 
-function only(t: Tree, name: string): Tree | undefined {
-  const v = t[name];
-  return Array.isArray(v) && v.length === 1 && typeof v[0] === 'object' ? v[0] : undefined;
+const isTrue = (v: string | undefined): boolean => v !== undefined && ['1', 'true'].includes(v.trim());
+
+/**
+ * Parses a SOAP 1.1 envelope and returns the single element inside Body.
+ * Another envelope version is a VersionMismatch fault; a header addressed to
+ * us with mustUnderstand="1" is a MustUnderstand fault (VBS defines no
+ * headers); anything else that is not an envelope is a client fault.
+ */
+export function parseEnvelope(xml: string): { name: string; ns: string | undefined; content: XmlElement } {
+  const env = parseXml(xml);
+  if (env.local !== 'Envelope') throw new VbsError('MalformedRequest', 'The request is not a SOAP envelope with a Body.');
+  if (env.ns !== SOAP11_ENV) {
+    const which = env.ns === SOAP12_ENV ? 'a SOAP 1.2 envelope' : 'an envelope of an unknown SOAP version';
+    throw new VbsError('VersionMismatch', `This service speaks SOAP 1.1 (${SOAP11_ENV}); the request is ${which}.`);
+  }
+  const parts = env.children.filter((c) => c.ns === SOAP11_ENV);
+  const bodies = parts.filter((c) => c.local === 'Body');
+  if (bodies.length !== 1) throw new VbsError('MalformedRequest', 'The request is not a SOAP envelope with a Body.');
+  for (const header of parts.filter((c) => c.local === 'Header')) {
+    for (const block of header.children) {
+      const actor = block.attrs.get(`{${SOAP11_ENV}}actor`);
+      if (isTrue(block.attrs.get(`{${SOAP11_ENV}}mustUnderstand`)) && (actor === undefined || actor === ACTOR_NEXT)) {
+        throw new VbsError('MustUnderstand', `The header ${block.local.slice(0, 64)} (${(block.ns ?? 'no namespace').slice(0, 128)}) is not understood by this service.`);
+      }
+    }
+  }
+  const body = bodies[0]!;
+  if (body.children.length !== 1 || body.text.trim() !== '') {
+    throw new VbsError('MalformedRequest', 'The SOAP Body must hold exactly one operation element.');
+  }
+  const op = body.children[0]!;
+  return { name: op.local, ns: op.ns, content: op };
+}
+
+/** xsi:nil="true": the element stands for no value. */
+function isNil(el: XmlElement): boolean {
+  return isTrue(el.attrs.get(`{${XSI}}nil`));
 }
 
 /**
  * Decodes children against their field list: unknown elements, repeated single
  * elements and wrongly typed values are refused (node-soap would let them pass).
- * Missing required fields are refused as MissingParameter.
+ * Missing required fields are refused as MissingParameter; an element sent as
+ * xsi:nil="true" counts as absent. Children are in the service's namespace
+ * (elementFormDefault qualified) or, leniently, in none.
  */
-export function decodeFields(def: ServiceDefinition, fields: readonly Field[], tree: Tree, where: string): Record {
-  const out: Record = {};
+export function decodeFields(def: ServiceDefinition, fields: readonly Field[], el: XmlElement, where: string): Record {
+  if (el.text.trim() !== '') throw new VbsError('MalformedRequest', `Unexpected text in ${where}.`);
+  const byName = new Map<string, XmlElement[]>();
   const known = new Set(fields.map((f) => f.name));
-  for (const k of Object.keys(tree)) {
-    if (k === '#text') {
-      if (String(tree[k]).trim() !== '') throw new VbsError('MalformedRequest', `Unexpected text in ${where}.`);
-      continue;
+  for (const child of el.children) {
+    if (!known.has(child.local) || (child.ns !== undefined && child.ns !== def.namespace)) {
+      throw new VbsError('InvalidParameterValue', `Unknown element ${child.local.slice(0, 64)} in ${where}.`);
     }
-    if (!known.has(k)) throw new VbsError('InvalidParameterValue', `Unknown element ${k} in ${where}.`);
+    byName.set(child.local, [...(byName.get(child.local) ?? []), child]);
   }
+  const out: Record = {};
   for (const f of fields) {
-    const raw = (tree[f.name] as (Tree | string)[] | undefined) ?? [];
+    const raw = byName.get(f.name) ?? [];
     if (!f.many && raw.length > 1) throw new VbsError('InvalidParameterValue', `Element ${f.name} may appear only once.`);
-    const values = raw.map((r) => decodeValue(def, f, r, where));
+    const values = raw.filter((r) => !isNil(r)).map((r) => decodeValue(def, f, r, where));
     if (f.many) out[f.name] = values;
     else if (values.length === 1) out[f.name] = values[0];
     else if (!f.optional) throw new VbsError('MissingParameter', `The request must contain the parameter ${f.name}.`);
@@ -113,13 +283,15 @@ export function decodeFields(def: ServiceDefinition, fields: readonly Field[], t
   return out;
 }
 
-function decodeValue(def: ServiceDefinition, f: Field, raw: Tree | string, where: string): Value {
-  if (typeof f.type === 'object') {
-    return decodeFields(def, def.types[f.type.record]!, typeof raw === 'object' ? raw : {}, `${where}/${f.name}`);
-  }
-  const text = typeof raw === 'string' ? raw : textOf(raw, f.name);
+function decodeValue(def: ServiceDefinition, f: Field, el: XmlElement, where: string): Value {
+  if (typeof f.type === 'object') return decodeFields(def, def.types[f.type.record]!, el, `${where}/${f.name}`);
+  if (el.children.length) throw new VbsError('InvalidParameterValue', `Element ${f.name} must hold text, not elements.`);
+  const text = el.text;
   switch (f.type) {
     case 'string':
+      // Stored as given and written back in every listing: a character XML
+      // cannot carry would break every response that shows it.
+      if (NOT_XML_CHAR.test(text)) throw new VbsError('InvalidParameterValue', `Value for parameter ${f.name} is invalid: it holds a character XML 1.0 does not allow.`);
       return text;
     case 'int':
     case 'long': {
@@ -143,11 +315,4 @@ function decodeValue(def: ServiceDefinition, f: Field, raw: Tree | string, where
       return d;
     }
   }
-}
-
-function textOf(t: Tree, name: string): string {
-  const elements = Object.keys(t).filter((k) => k !== '#text');
-  if (elements.length) throw new VbsError('InvalidParameterValue', `Element ${name} must hold text, not elements.`);
-  const text = t['#text'];
-  return Array.isArray(text) ? text.join('') : (text ?? '');
 }

@@ -75,3 +75,24 @@ describe('read-only sharing rule', () => {
     expect(attachConflict(['w'], 'w')).toMatch(/read-write/);
   });
 });
+
+describe('characters XML 1.0 cannot carry', () => {
+  // U+FFFE, U+FFFF, a lone surrogate, NUL, ESC, and a surrogate pair cut in half.
+  const unwritable = ['\ufffe', '\uffff', '\ud800', '\u0000', '\u001b', '\udc00x'];
+
+  it.each(unwritable.map((c) => [escape(c), c]))('are refused in every string validator (%s)', (_name, c) => {
+    expect(code(() => v.comment(`before ${c} after`))).toBe('InvalidParameterValue');
+    expect(code(() => v.clientToken(`tok${c}`))).toBe('InvalidParameterValue');
+    expect(code(() => v.volumeId(`vol-0123456789abcdef${c}`))).toBe('InvalidParameterValue');
+    expect(code(() => v.snapshotId(`snap-0123456789abcdef${c}`))).toBe('InvalidParameterValue');
+    expect(code(() => v.hostName(`host${c}`))).toBe('InvalidParameterValue');
+    expect(code(() => v.vmId(`vm${c}`))).toBe('InvalidParameterValue');
+    expect(code(() => v.device(`xvd${c}`))).toBe('InvalidParameterValue');
+    expect(code(() => v.requireString('any', `x${c}`))).toBe('InvalidParameterValue');
+  });
+
+  it('lets every character XML can carry through a comment', () => {
+    const fine = 'café ✓ \ud83d\ude00 \ue000 \ufffd';
+    expect(v.comment(fine)).toBe(fine);
+  });
+});

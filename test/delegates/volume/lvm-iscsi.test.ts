@@ -2,6 +2,7 @@ import { closeSync, mkdirSync, openSync, readSync, statSync, writeFileSync, writ
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { VbsError } from '../../../src/core/errors.js';
+import { CommandFailed } from '../../../src/commands/runner.js';
 import { volumeDelegateHandlers } from '../../../src/delegates/volume/service.js';
 import { cleanupDirs, eventually, GiB, IQN_PREFIX, ietTargets, lvmConfig, lvNames, openLvm, ready, sim, simSite } from './helpers.js';
 
@@ -143,7 +144,8 @@ describe('lvm-iscsi back end on the simulator (iet)', { timeout: 180_000 }, () =
     writeFileSync(join(site.state, 'fail', 'lvcreate.snapshot'), '  Failed to activate new LV.\n');
     const err = await rejects(backend.createSnapshot(SNAP(1), VOL(1)));
     expect(err.code).toBe('OperationFailed');
-    expect(err.message).toMatch(/volume\.lvm\.snapshot exited with 1: Failed to activate new LV\./);
+    expect(err.message).toBe('volume.lvm.snapshot exited with 1');
+    expect((err as CommandFailed).result.stderr).toMatch(/Failed to activate new LV\./);
     expect(lvNames(site.state)).toEqual([VOL(1)]);
     expect(await backend.describe(SNAP(1))).toEqual({ id: SNAP(1), state: 'absent' });
 
@@ -274,7 +276,8 @@ describe('iSCSI exports through ietadm (simulated IET)', { timeout: 180_000 }, (
     await ready(backend, VOL(1));
     const err = await rejects(backend.exportVolume(VOL(1), 'host-a'));
     expect(err.code).toBe('OperationFailed');
-    expect(err.message).toMatch(/iscsi\.iet\.add-lun exited with 254: No such file or directory\./);
+    expect(err.message).toMatch(/^iscsi\.iet\.add-lun(\.sim)? exited with 254$/);
+    expect((err as CommandFailed).result.stderr).toMatch(/No such file or directory\./);
     expect(ietTargets(site.state)).toBe('');
     expect(await backend.listExports()).toEqual({ tracked: true, exports: [] });
   });

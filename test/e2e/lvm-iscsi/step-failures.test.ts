@@ -81,15 +81,15 @@ describe(`step failures under vbs up --backend lvm-iscsi (targets on ${canRunTgt
   }
 
   it('AttachVolume step 2 (discover) fails: the export is withdrawn', async () => {
-    await failThenSucceed('iscsiadm.discovery', attach(), /OperationFailed: AttachVolume failed at step 2 of 4 \(vmm-delegate\.DiscoverTarget\): .*iscsiadm: simulated failure/);
+    await failThenSucceed('iscsiadm.discovery', attach(), /OperationFailed: AttachVolume failed at step 2 of 4 \(vmm-delegate\.DiscoverTarget\): .*exited with \d+ on [a-z-]+\./);
   });
 
   it('DetachVolume step 1 (detach the disk) fails: nothing changes', async () => {
-    await failThenSucceed('xm.block-detach', ['detach-volume', vol], /OperationFailed: DetachVolume failed at step 1 of 3 \(vmm-delegate\.DetachDisk\): .*xm: simulated failure/);
+    await failThenSucceed('xm.block-detach', ['detach-volume', vol], /OperationFailed: DetachVolume failed at step 1 of 3 \(vmm-delegate\.DetachDisk\): .*exited with \d+ on [a-z-]+\./);
   });
 
   it('AttachVolume step 3 (log in) fails: the node record and the export are withdrawn', async () => {
-    await failThenSucceed('iscsiadm.login', attach(), /OperationFailed: AttachVolume failed at step 3 of 4 \(vmm-delegate\.LoginTarget\): .*iscsiadm: simulated failure/);
+    await failThenSucceed('iscsiadm.login', attach(), /OperationFailed: AttachVolume failed at step 3 of 4 \(vmm-delegate\.LoginTarget\): .*exited with \d+ on [a-z-]+\./);
   });
 
   /**
@@ -122,7 +122,7 @@ describe(`step failures under vbs up --backend lvm-iscsi (targets on ${canRunTgt
   }
 
   it('DetachVolume step 2 (log out) fails: the disk stays detached and VBS finishes the detach', async () => {
-    await detachRollsForward('iscsiadm.logout', /ServiceUnavailable: DetachVolume could not finish step 2 of 3 \(vmm-delegate\.LogoutTarget\): .*iscsiadm: simulated failure/);
+    await detachRollsForward('iscsiadm.logout', /ServiceUnavailable: DetachVolume could not finish step 2 of 3 \(vmm-delegate\.LogoutTarget\): .*exited with \d+ on [a-z-]+\./);
     await ok(site, 'detach-volume', vol);
   });
 
@@ -154,7 +154,7 @@ describe(`step failures under vbs up --backend lvm-iscsi (targets on ${canRunTgt
   });
 
   it('AttachVolume step 4 (attach the disk) fails: logged out, unexported', async () => {
-    await failThenSucceed('xm.block-attach', attach(), /OperationFailed: AttachVolume failed at step 4 of 4 \(vmm-delegate\.AttachDisk\): .*xm: simulated failure/);
+    await failThenSucceed('xm.block-attach', attach(), /OperationFailed: AttachVolume failed at step 4 of 4 \(vmm-delegate\.AttachDisk\): .*exited with \d+ on [a-z-]+\./);
     await ok(site, 'detach-volume', vol);
   });
 
@@ -186,17 +186,17 @@ describe(`step failures under vbs up --backend lvm-iscsi (targets on ${canRunTgt
   });
 
   it('CreateSnapshot step 1 fails (lvcreate -s): no snapshot, no LV', async () => {
-    await failThenSucceed('lvcreate.snapshot', ['create-snapshot', vol, 'again', '--wait'], /OperationFailed: CreateSnapshot failed at step 1 of 1 \(volume-delegate\.CreateSnapshot\): .*lvcreate: simulated failure/);
+    await failThenSucceed('lvcreate.snapshot', ['create-snapshot', vol, 'again', '--wait'], /OperationFailed: CreateSnapshot failed at step 1 of 1 \(volume-delegate\.CreateSnapshot\): .*exited with \d+ on [a-z-]+\./);
   });
 
   it('DeleteSnapshot step 1 fails (lvremove): the snapshot is completed again', async () => {
     const before = await siteState(site);
     const second = before.snapshots.map((s) => String(s.snapshotId)).find((id) => id !== snap)!;
-    await failThenSucceed('lvremove.remove', ['delete-snapshot', second], /OperationFailed: DeleteSnapshot failed at step 1 of 1 \(volume-delegate\.DeleteObject\): .*lvremove: simulated failure/);
+    await failThenSucceed('lvremove.remove', ['delete-snapshot', second], /OperationFailed: DeleteSnapshot failed at step 1 of 1 \(volume-delegate\.DeleteObject\): .*exited with \d+ on [a-z-]+\./);
   });
 
   it('CreateVolume from a snapshot fails at its step (the delegate cannot read the VG): no volume', async () => {
-    await failThenSucceed('lvs.list', ['create-volume', '1', 'clone', snap, '--wait'], /OperationFailed: CreateVolume failed at step 1 of 1 \(volume-delegate\.CreateVolume\): .*lvs: simulated failure/);
+    await failThenSucceed('lvs.list', ['create-volume', '1', 'clone', snap, '--wait'], /OperationFailed: CreateVolume failed at step 1 of 1 \(volume-delegate\.CreateVolume\): .*exited with \d+ on [a-z-]+\./);
   });
 
   it("CreateVolume from a snapshot whose copy's LV cannot be made: the volume is error, no LV is left", async () => {
@@ -207,7 +207,7 @@ describe(`step failures under vbs up --backend lvm-iscsi (targets on ${canRunTgt
       const r = await site.cli('--json', 'create-volume', '1', 'clone', snap, '--wait');
       expect(r.code, r.stderr).toBe(1);
       failed = (await ok<Volume[]>(site, 'describe-volumes')).find((v) => !before.volumes.some((b) => b.volumeId === v.volumeId))!;
-      expect(failed).toMatchObject({ status: 'error', statusMessage: expect.stringMatching(/lvcreate: simulated failure/) });
+      expect(failed).toMatchObject({ status: 'error', statusMessage: expect.stringMatching(/volume\.lvm\.create(\.sim)? exited with 1/) });
     } finally {
       clearFault(site, 'fail', 'lvcreate.create');
     }
@@ -221,7 +221,7 @@ describe(`step failures under vbs up --backend lvm-iscsi (targets on ${canRunTgt
 
   it('DeleteVolume step 1 fails (lvremove): the volume is available again', async () => {
     const clone = (await siteState(site)).volumes.map((v) => String(v.volumeId)).find((id) => id !== vol)!;
-    await failThenSucceed('lvremove.remove', ['delete-volume', clone, '--wait'], /OperationFailed: DeleteVolume failed at step 2 of 2 \(volume-delegate\.DeleteObject\): .*lvremove: simulated failure/);
+    await failThenSucceed('lvremove.remove', ['delete-volume', clone, '--wait'], /OperationFailed: DeleteVolume failed at step 2 of 2 \(volume-delegate\.DeleteObject\): .*exited with \d+ on [a-z-]+\./);
     await expectCheckClean(site);
   });
 });
@@ -322,7 +322,7 @@ describe('IET exports, a VMM delegate that dies, and one that hangs past the fro
     const before = await siteState(site);
     armFault(site, 'fail', 'ietadm.new');
     try {
-      await expectRolledBack(site, before, await fails(site, ...attach()), /OperationFailed: AttachVolume failed at step 1 of 4 \(volume-delegate\.ExportVolume\): .*ietadm: simulated failure/);
+      await expectRolledBack(site, before, await fails(site, ...attach()), /OperationFailed: AttachVolume failed at step 1 of 4 \(volume-delegate\.ExportVolume\): .*exited with \d+ on [a-z-]+\./);
     } finally {
       clearFault(site, 'fail', 'ietadm.new');
     }
@@ -335,7 +335,7 @@ describe('IET exports, a VMM delegate that dies, and one that hangs past the fro
     try {
       attached = await siteState(site);
       const stderr = await fails(site, 'detach-volume', vol);
-      expect(stderr).toMatch(/ServiceUnavailable: DetachVolume could not finish step 3 of 3 \(volume-delegate\.UnexportVolume\): .*ietadm: simulated failure/);
+      expect(stderr).toMatch(/ServiceUnavailable: DetachVolume could not finish step 3 of 3 \(volume-delegate\.UnexportVolume\): .*exited with \d+ on [a-z-]+\./);
       const now = await siteState(site);
       expect(now.disks).toEqual([]);
       expect(now.sessions).toEqual([]);
@@ -369,7 +369,7 @@ describe('IET exports, a VMM delegate that dies, and one that hangs past the fro
     armFault(site, 'hang', 'xm.block-attach.count', '1');
     try {
       const stderr = await fails(site, ...attach());
-      expect(stderr).toContain('ServiceUnavailable: AttachVolume failed at step 4 of 4 (vmm-delegate.AttachDisk): VmmDelegate at ');
+      expect(stderr).toContain('ServiceUnavailable: AttachVolume failed at step 4 of 4 (vmm-delegate.AttachDisk): VmmDelegate localhost ');
       expect(stderr).toContain(`did not answer within ${FRONT_TIMEOUT_MS} ms`);
       expect(await siteState(site)).toEqual(before);
       // The delegate runs one disk change at a time per VM, so the undo's detach
