@@ -11,8 +11,17 @@ const CLI = join(ROOT, 'dist', 'cli', 'main.js');
  * (its stdin closes), logged to dir/logs/LOGNAME.log; resolves with its URL
  * once it prints its ready line. The child is pushed onto `children`.
  */
-export function serve(role: string, config: string, dir: string, children: ChildProcess[], logName = `${role}-${children.length + 1}`): Promise<string> {
-  const child = spawn(process.execPath, [CLI, 'serve', role, '--config', config, '--exit-with-parent'], { cwd: dir, stdio: ['pipe', 'pipe', 'pipe'] });
+export function serve(
+  role: string,
+  config: string,
+  dir: string,
+  children: ChildProcess[],
+  logName = `${role}-${children.length + 1}`,
+  /** A command that execs the rest, e.g. `ip netns exec NS`: the child is still the service itself. */
+  launcher: readonly string[] = [],
+): Promise<string> {
+  const argv = [...launcher, process.execPath, CLI, 'serve', role, '--config', config, '--exit-with-parent'];
+  const child = spawn(argv[0]!, argv.slice(1), { cwd: dir, stdio: ['pipe', 'pipe', 'pipe'] });
   children.push(child);
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr = (stderr + String(d)).slice(-4000)));

@@ -8,6 +8,7 @@ import type { Record as XmlRecord } from '../../src/soap/xml.js';
 import type { SoapClient } from '../../src/soap/client.js';
 import { libiscsi } from '../delegates/volume/helpers.js';
 import { eventually, ROOT, startVbs, type Vbs } from './harness.js';
+import { childrenOf, cmdline, isRunning } from '../../src/soak/processes.js';
 
 /**
  * `vbs up` as a supervisor, through real processes: a service killed with
@@ -52,38 +53,11 @@ async function start(args: string[] = [], env: NodeJS.ProcessEnv = process.env):
   return entry;
 }
 
-function stat(pid: number): string[] | undefined {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return s.slice(s.lastIndexOf(')') + 2).split(' ');
-  } catch {
-    return undefined;
-  }
-}
-
-function cmdline(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
-  } catch {
-    return '';
-  }
-}
-
-/** Alive and not a zombie (this sandbox's PID 1 may not reap orphans). */
-function isRunning(pid: number): boolean {
-  const s = stat(pid);
-  return s !== undefined && s[0] !== 'Z';
-}
-
 function livePids(): number[] {
   return readdirSync('/proc')
     .filter((d) => /^[0-9]+$/.test(d))
     .map(Number)
     .filter(isRunning);
-}
-
-function childrenOf(pid: number): number[] {
-  return livePids().filter((p) => Number(stat(p)?.[1]) === pid);
 }
 
 function processesMentioning(dir: string): number[] {

@@ -1,13 +1,12 @@
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PkiStore } from '../../src/pki/store.js';
 import { ROOT, VBS_BIN } from '../e2e/harness.js';
-import { stopChild } from '../e2e/serve.js';
+import { serve, stopChild } from '../e2e/serve.js';
 import { requireRoot } from './host.js';
 
 /**
@@ -21,7 +20,6 @@ import { requireRoot } from './host.js';
  */
 const run = promisify(execFile);
 const HOSTSIM = join(ROOT, 'dist', 'sim', 'hostsim.js');
-const CLI = join(ROOT, 'dist', 'cli', 'main.js');
 const SUBNET = `10.250.${100 + (process.pid % 100)}`;
 const tag = `vbs${process.pid}`;
 const NODES = { front: 1, volume: 2, h1: 3, h2: 4, client: 5 } as const;
@@ -57,24 +55,8 @@ function makeNetwork(): void {
 
 /** `vbs serve` inside a namespace (`ip netns exec` execs it: the child is the service itself). */
 function serveIn(n: Node, role: string, config: string): Promise<string> {
-  const child = spawn('ip', ['netns', 'exec', ns(n), process.execPath, CLI, 'serve', role, '--config', config, '--exit-with-parent'], { cwd: dir, stdio: ['pipe', 'pipe', 'pipe'] });
-  children.push(child);
-  let stderr = '';
-  child.stderr!.on('data', (d) => (stderr = (stderr + String(d)).slice(-4000)));
-  return new Promise((resolveUrl, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${role} in ${n} did not start in 60 s: ${stderr}`)), 60_000);
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      const m = /^\{"ready":"([^"]+)"/.exec(line);
-      if (m) {
-        clearTimeout(timer);
-        resolveUrl(m[1]!);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${role} in ${n} exited with ${code}: ${stderr}`));
-    });
-  });
+  mkdirSync(join(dir, 'logs'), { recursive: true });
+  return serve(role, config, dir, children, `${role}-${n}`, ['ip', 'netns', 'exec', ns(n)]);
 }
 
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

@@ -8,6 +8,7 @@ import { CommandRunner } from '../../../src/commands/runner.js';
 import { DEFAULT_COMMANDS_FILE } from '../../../src/core/paths.js';
 import { VbsError } from '../../../src/core/errors.js';
 import { IscsiInitiator } from '../../../src/delegates/vmm/initiator.js';
+import { faultOf } from '../../fault-of.js';
 
 /**
  * The initiator's multi-command operations against the simulator's iscsiadm:
@@ -61,16 +62,6 @@ function iscsiState(): { sessions: { iqn: string }[]; nodes: { iqn: string }[] }
   return (JSON.parse(sim('dump')) as { iscsi: { sessions: { iqn: string }[]; nodes: { iqn: string }[] } }).iscsi;
 }
 
-async function fault(p: Promise<unknown>): Promise<VbsError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof VbsError) return err;
-    throw err;
-  }
-  throw new Error('expected a fault');
-}
-
 describe('iSCSI initiator: logout is an ensure operation', { timeout: 180_000 }, () => {
   it.each([
     ['logout', 'iscsiadm.logout'],
@@ -81,7 +72,7 @@ describe('iSCSI initiator: logout is an ensure operation', { timeout: 180_000 },
     await i.login(LUN);
     expect(iscsiState().sessions.map((s) => s.iqn)).toEqual([IQN]);
     simFault('fail', faultName);
-    expect((await fault(i.logout(LUN))).message).toContain(`vmm.sim.iscsi.${step} exited with 1`);
+    expect((await faultOf(i.logout(LUN))).message).toContain(`vmm.sim.iscsi.${step} exited with 1`);
     // The step before the broken one is done, the broken one and those after are not.
     expect(iscsiState().sessions.map((s) => s.iqn)).toEqual(step === 'logout' ? [IQN] : []);
     expect(iscsiState().nodes.map((n) => n.iqn)).toEqual([IQN]);
@@ -96,7 +87,7 @@ describe('iSCSI initiator: a login whose command timed out', { timeout: 180_000 
     const i = initiator([SESSIONS, LOGIN_TIMEOUT]);
     await i.discover(LUN);
     simFault('hang', 'iscsiadm.login', '3600');
-    const err = await fault(i.login(LUN));
+    const err = await faultOf(i.login(LUN));
     expect(err.message).toContain('vmm.sim.iscsi.login timed out');
     expect(iscsiState().sessions).toEqual([]);
     expect(await i.login(LUN)).toBe(`/dev/disk/by-path/ip-${PORTAL}-iscsi-${IQN}-lun-1`);
@@ -117,7 +108,7 @@ describe('iSCSI initiator: a login whose command timed out', { timeout: 180_000 
     const i = initiator([actedThenHung.replace('<faults>', faults), LOGIN_TIMEOUT]);
     await i.discover(LUN);
     writeFileSync(join(faults, 'vmm.sim.iscsi.login'), 'hang-after');
-    expect((await fault(i.login(LUN))).message).toBe('vmm.sim.iscsi.login timed out (its outcome is unknown)');
+    expect((await faultOf(i.login(LUN))).message).toBe('vmm.sim.iscsi.login timed out (its outcome is unknown)');
     await i.logout(LUN);
     expect(iscsiState()).toMatchObject({ sessions: [], nodes: [] });
   });

@@ -6,6 +6,7 @@ import { VbsError } from '../../../src/core/errors.js';
 import type { VolumeBackend } from '../../../src/delegates/volume/backend.js';
 import { parseIetVolume } from '../../../src/delegates/volume/iscsi-targets.js';
 import { cleanupDirs, COMMANDS, eventually, IQN_PREFIX, ietTargets, lvmConfig, lvNames, openLvm, ready, ROOT, sim, simSite, tempDir, type Site } from './helpers.js';
+import { faultOf } from '../../fault-of.js';
 
 /**
  * Every command of every multi-command operation of the lvm-iscsi back end,
@@ -71,16 +72,6 @@ async function rig(sizeGiB = 16): Promise<Rig> {
   };
 }
 
-async function fault(p: Promise<unknown>): Promise<VbsError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof VbsError) return err;
-    throw err;
-  }
-  throw new Error('expected a fault');
-}
-
 /** Waits for a background create to end; its final state. */
 async function settled(backend: VolumeBackend, id: string): Promise<string> {
   return eventually(async () => {
@@ -129,7 +120,7 @@ describe('ExportVolume / UnexportVolume are ensure operations', { timeout: 900_0
           // The command's outcome was checked in the target listing: done.
           expect(await exported).toEqual({ kind: 'iscsi', portal: '127.0.0.1:3260', iqn, lun: 1 });
         } else {
-          expect((await fault(exported)).message).toContain(`${key} exited with 1`);
+          expect((await faultOf(exported)).message).toContain(`${key} exited with 1`);
           expect(ourTargets(r.site.state)).toEqual([]);
           expect((await r.backend.listExports()).exports).toEqual([]);
           await r.backend.exportVolume(VOL(1), 'host-a');
@@ -159,7 +150,7 @@ describe('ExportVolume / UnexportVolume are ensure operations', { timeout: 900_0
         const unexported = r.backend.unexportVolume(VOL(1), 'host-a');
         if (acted(mode)) await unexported;
         else {
-          expect((await fault(unexported)).message).toContain(`${key} exited with 1`);
+          expect((await faultOf(unexported)).message).toContain(`${key} exited with 1`);
           // Still recorded as used by host-a: a restart would put the target back, not lose it.
           expect((await r.backend.listExports()).exports.map((e) => e.vmmHost)).toEqual(['host-a']);
           await r.backend.unexportVolume(VOL(1), 'host-a');
@@ -191,7 +182,7 @@ describe('DeleteObject is an ensure operation', { timeout: 900_000 }, () => {
         const deleted = r.backend.delete(id);
         if (acted(mode)) expect(await deleted).toBe(true);
         else {
-          expect((await fault(deleted)).message).toContain(`${key} exited with 1`);
+          expect((await faultOf(deleted)).message).toContain(`${key} exited with 1`);
           expect(await r.backend.delete(id)).toBe(true);
         }
         expect(r.taken(key)).toBe(true);

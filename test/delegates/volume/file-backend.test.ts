@@ -11,6 +11,7 @@ import { volumeDelegateHandlers } from '../../../src/delegates/volume/service.js
 import type { Record as XmlRecord } from '../../../src/soap/xml.js';
 import { cleanupDirs, COMMANDS, eventually, GiB, tempDir } from './helpers.js';
 import { startDelegate, stopDelegates, until, writeDelegateConfig } from './served.js';
+import { faultOf } from '../../fault-of.js';
 
 const VOL = (n: number) => `vol-${n.toString(16).padStart(17, '0')}`;
 const MiB = 1024 ** 2;
@@ -46,16 +47,6 @@ async function fileDelegate(backend: object) {
   return { backend: b, call };
 }
 
-async function rejects(p: Promise<unknown>): Promise<VbsError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof VbsError) return err;
-    throw err;
-  }
-  throw new Error('expected a fault');
-}
-
 describe('file back end: disk reserve', { timeout: 120_000 }, () => {
   it('keeps the smaller of reservePercent and reserveGiB free, counted in the capacity check', async () => {
     const size = 2 * GiB + 64 * MiB;
@@ -68,7 +59,7 @@ describe('file back end: disk reserve', { timeout: 120_000 }, () => {
     await eventually(async () => ((await backend.describe(VOL(1))).state === 'ready' ? true : undefined));
     expect(await backend.capacity()).toEqual({ totalBytes: size, freeBytes: size - GiB - reserve, provisionedBytes: GiB });
     // 1 GiB + 64 MiB is free on the file system, but part of it is the reserve: refused, nothing made.
-    const err = await rejects(call('CreateVolume', { volumeId: VOL(2), sizeGiB: 1 }));
+    const err = await faultOf(call('CreateVolume', { volumeId: VOL(2), sizeGiB: 1 }));
     expect(err.code).toBe('InsufficientCapacity');
     expect(readdirSync(root).sort()).toEqual([`${VOL(1)}.img`]);
   });

@@ -5,6 +5,7 @@ import { VbsError } from '../../../src/core/errors.js';
 import { CommandFailed } from '../../../src/commands/runner.js';
 import { volumeDelegateHandlers } from '../../../src/delegates/volume/service.js';
 import { cleanupDirs, eventually, GiB, IQN_PREFIX, ietTargets, lvmConfig, lvNames, openLvm, ready, sim, simSite } from './helpers.js';
+import { faultOf } from '../../fault-of.js';
 
 afterEach(cleanupDirs);
 
@@ -26,16 +27,6 @@ function readAt(state: string, lv: string, at: number, n: number): string {
   readSync(fd, buf, 0, n, at);
   closeSync(fd);
   return buf.toString();
-}
-
-async function rejects(p: Promise<unknown>): Promise<VbsError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof VbsError) return err;
-    throw err;
-  }
-  throw new Error('expected a fault');
 }
 
 describe('lvm-iscsi back end on the simulator (iet)', { timeout: 180_000 }, () => {
@@ -84,10 +75,10 @@ describe('lvm-iscsi back end on the simulator (iet)', { timeout: 180_000 }, () =
       [VOL(2), 'ready'],
     ]);
     // From a snapshot that is not here: a client fault, nothing created.
-    expect((await rejects(backend.createVolume(VOL(3), 1, SNAP(2)))).code).toBe('InvalidSnapshot.NotFound');
+    expect((await faultOf(backend.createVolume(VOL(3), 1, SNAP(2)))).code).toBe('InvalidSnapshot.NotFound');
     await backend.createSnapshot(SNAP(3), VOL(2));
     await ready(backend, SNAP(3));
-    expect((await rejects(backend.createVolume(VOL(4), 1, SNAP(3)))).code).toBe('InvalidParameterValue');
+    expect((await faultOf(backend.createVolume(VOL(4), 1, SNAP(3)))).code).toBe('InvalidParameterValue');
     expect(lvNames(site.state)).toEqual([SNAP(1), SNAP(3), VOL(2)]);
   });
 
@@ -123,8 +114,8 @@ describe('lvm-iscsi back end on the simulator (iet)', { timeout: 180_000 }, () =
     expect((await backend.capacity()).freeBytes).toBe(0);
     // A snapshot needs room for its copy-on-write source and its copy.
     const [first] = lvNames(site.state);
-    expect((await rejects(backend.createSnapshot(SNAP(1), first!))).code).toBe('InsufficientCapacity');
-    expect((await rejects(backend.createVolume(VOL(9), 1))).code).toBe('InsufficientCapacity');
+    expect((await faultOf(backend.createSnapshot(SNAP(1), first!))).code).toBe('InsufficientCapacity');
+    expect((await faultOf(backend.createVolume(VOL(9), 1))).code).toBe('InsufficientCapacity');
   });
 
   it('honours capacityGiB below what the VG has', async () => {
@@ -132,7 +123,7 @@ describe('lvm-iscsi back end on the simulator (iet)', { timeout: 180_000 }, () =
     const { backend } = await openLvm(lvmConfig(site, { capacityGiB: 2 }));
     expect((await backend.capacity()).totalBytes).toBe(2 * GiB);
     await backend.createVolume(VOL(1), 2);
-    expect((await rejects(backend.createVolume(VOL(2), 1))).code).toBe('InsufficientCapacity');
+    expect((await faultOf(backend.createVolume(VOL(2), 1))).code).toBe('InsufficientCapacity');
   });
 
   it('a failing lvcreate -s leaves nothing behind; a failing rename leaves no LV and reports the error', async () => {
@@ -142,7 +133,7 @@ describe('lvm-iscsi back end on the simulator (iet)', { timeout: 180_000 }, () =
     await ready(backend, VOL(1));
     mkdirSync(join(site.state, 'fail'), { recursive: true });
     writeFileSync(join(site.state, 'fail', 'lvcreate.snapshot'), '  Failed to activate new LV.\n');
-    const err = await rejects(backend.createSnapshot(SNAP(1), VOL(1)));
+    const err = await faultOf(backend.createSnapshot(SNAP(1), VOL(1)));
     expect(err.code).toBe('OperationFailed');
     expect(err.message).toBe('volume.lvm.snapshot exited with 1');
     expect((err as CommandFailed).result.stderr).toMatch(/Failed to activate new LV\./);
@@ -171,7 +162,7 @@ describe('lvm-iscsi back end on the simulator (iet)', { timeout: 180_000 }, () =
     await backend.createVolume(VOL(1), 1);
     await ready(backend, VOL(1));
     await backend.createSnapshot(SNAP(1), VOL(1));
-    expect((await rejects(backend.delete(VOL(1)))).code).toBe('IncorrectState');
+    expect((await faultOf(backend.delete(VOL(1)))).code).toBe('IncorrectState');
     await eventually(async () => ((await backend.describe(SNAP(1))).progress ?? 0) > 0 || undefined);
     expect(await backend.delete(SNAP(1))).toBe(true);
     expect(await backend.describe(SNAP(1))).toEqual({ id: SNAP(1), state: 'absent' });
@@ -274,7 +265,7 @@ describe('iSCSI exports through ietadm (simulated IET)', { timeout: 180_000 }, (
     const { backend } = await openLvm(lvmConfig(site), broken);
     await backend.createVolume(VOL(1), 1);
     await ready(backend, VOL(1));
-    const err = await rejects(backend.exportVolume(VOL(1), 'host-a'));
+    const err = await faultOf(backend.exportVolume(VOL(1), 'host-a'));
     expect(err.code).toBe('OperationFailed');
     expect(err.message).toMatch(/^iscsi\.iet\.add-lun(\.sim)? exited with 254$/);
     expect((err as CommandFailed).result.stderr).toMatch(/No such file or directory\./);
@@ -291,7 +282,7 @@ describe('iSCSI exports through ietadm (simulated IET)', { timeout: 180_000 }, (
     expect(await backend.delete(VOL(1))).toBe(true);
     expect(ietTargets(site.state)).toBe('');
     expect(lvNames(site.state)).toEqual([]);
-    expect((await rejects(backend.exportVolume(VOL(1), 'host-a'))).code).toBe('InvalidVolume.NotFound');
+    expect((await faultOf(backend.exportVolume(VOL(1), 'host-a'))).code).toBe('InvalidVolume.NotFound');
   });
 });
 
@@ -312,7 +303,7 @@ describe('SOAP handlers over the lvm-iscsi back end', { timeout: 180_000 }, () =
       ['UnexportVolume', { volumeId: 'vol-0123456789ABCDEF0', vmmHost: 'host-a' }],
     ];
     for (const [op, input] of hostile) {
-      const err = await rejects(Promise.resolve().then(() => h[op]!(input as never, {} as never)));
+      const err = await faultOf(Promise.resolve().then(() => h[op]!(input as never, {} as never)));
       expect(['InvalidParameterValue', 'MissingParameter']).toContain(err.code);
       expect(err.faultBy).toBe('Client');
     }
