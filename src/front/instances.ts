@@ -6,7 +6,7 @@ import { ScanResolver, type VmmHosts } from '../resolver/scan.js';
 import type { InstanceResolver, Placement } from '../resolver/types.js';
 import { INSTANCE_RESOLVER_SERVICE } from '../services/instance-resolver.js';
 import { SoapClient } from '../soap/client.js';
-import type { TlsMaterial } from '../soap/server.js';
+import type { TlsMaterial } from '../core/service.js';
 import type { Record as XmlRecord } from '../soap/xml.js';
 import type { DelegateClient } from './delegates.js';
 import { RetryingDelegate } from './retry.js';

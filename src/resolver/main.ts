@@ -5,7 +5,7 @@ import { CommandRunner } from '../commands/runner.js';
 import type { InstanceResolverConfig } from '../config/service-config.js';
 import { FIXED_PARAMS } from '../delegates/vmm/adapter.js';
 import { listenDelegate } from '../delegates/listen.js';
-import type { RunningService } from '../front/main.js';
+import type { RunningService } from '../core/service.js';
 import { INSTANCE_RESOLVER_SERVICE } from '../services/instance-resolver.js';
 import { CLOUDS } from './clouds/index.js';
 import { CommandResolver } from './command-resolver.js';
