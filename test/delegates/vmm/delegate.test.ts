@@ -153,9 +153,18 @@ describe('the VMM Delegate over SOAP, on the simulator', () => {
     clear = fault('iscsiadm.logout', 21);
     expect(await client.call('LogoutTarget', { volumeId: VOL_C, source: src })).toEqual({ return: true });
     clear();
+    // A logout that fails while the session is still open is a failure; the
+    // session listing (vmm.sim.iscsi.sessions) is what decides, not the exit code alone.
+    expect(sim('iscsi', 'target', 'add', PORTAL, iqnOf(VOL_C), `1=${lunFile('c.img')}`).code).toBe(0);
+    await client.call('DiscoverTarget', { volumeId: VOL_C, source: src });
+    await client.call('LoginTarget', { volumeId: VOL_C, source: src });
     clear = fault('iscsiadm.logout', 4);
-    await expect(client.call('LogoutTarget', { volumeId: VOL_C, source: src })).rejects.toMatchObject({ code: 'OperationFailed' });
-    clear();
+    try {
+      await expect(client.call('LogoutTarget', { volumeId: VOL_C, source: src })).rejects.toMatchObject({ code: 'OperationFailed' });
+    } finally {
+      clear();
+    }
+    await client.call('LogoutTarget', { volumeId: VOL_C, source: src });
     clear = fault('iscsiadm.discovery', 4);
     await expect(client.call('DiscoverTarget', { volumeId: VOL_C, source: src })).rejects.toMatchObject({ code: 'OperationFailed' });
     clear();
