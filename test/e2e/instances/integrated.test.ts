@@ -82,7 +82,7 @@ describe('nimbus: vbs attach-volume <vol> i-0a1b2c3d xvdb', () => {
     const vol = await newVolume('bob');
     const r = await site.cli('bob', 'attach-volume', vol, 'i-0a1b2c3d', 'xvdb');
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe("vbs: InvalidInstanceID.NotFound: The instance ID 'i-0a1b2c3d' does not exist.\n");
+    expect(r.stderr).toMatch(/^vbs: InvalidInstanceID\.NotFound: The instance ID 'i-0a1b2c3d' does not exist\. \(request id [0-9a-f-]+\)\n$/);
     expect((await volume(vol, 'bob')).status).toBe('available');
   });
 
@@ -197,7 +197,7 @@ describe('a resolver service that is down', () => {
     try {
       const r = await site.cli('alice', 'attach-volume', vol, 'i-0a1b2c3d', 'xvdg');
       expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(/^vbs: ServiceUnavailable: InstanceResolver at 127\.0\.0\.1:\d+ could not be reached/);
+      expect(r.stderr).toMatch(/^vbs: ServiceUnavailable: InstanceResolver could not be reached\./);
       expect(site.workflows('AttachVolume')).toBe(before);
       expect(await volume(vol)).toMatchObject({ status: 'available', attachments: [] });
       expect(Object.keys(site.disks('node2'))).not.toContain('wrksp-7:xvdg');
