@@ -26,8 +26,3 @@ export function failureOutcome(err: unknown): FailureOutcome {
   // Anything else unavailable (a timeout, a cut connection, a broken answer) may have acted.
   return typeof code === 'string' && NOT_DELIVERED_CODES.has(code) ? 'not-delivered' : 'unknown';
 }
-
-/** Changed nothing on the host: safe to treat as if the call had never been made. */
-export function changedNothing(err: unknown): boolean {
-  return failureOutcome(err) !== 'unknown';
-}

@@ -162,7 +162,7 @@ export class Journal {
     });
   }
 
-  /** Claims leftover undos, newest workflow last: undos run in the reverse order they were kept in. */
+  /** Claims leftover undos, in the order they were kept: the order their compensation ran them in. */
   claimLeftovers(f: ClaimFilter = {}): LeftoverRow[] {
     const t = now();
     return writeTx(this.db, () =>
@@ -178,12 +178,9 @@ export class Journal {
     ).sort((a, b) => a.id - b.id);
   }
 
-  /** A leftover that worked: gone. `change` runs in the same transaction. */
-  dropLeftover(id: number, change: () => void = () => {}): void {
-    writeTx(this.db, () => {
-      change();
-      this.db.prepare('DELETE FROM leftovers WHERE id = ?').run(id);
-    });
+  /** A leftover that worked: gone. */
+  dropLeftover(id: number): void {
+    writeTx(this.db, () => this.db.prepare('DELETE FROM leftovers WHERE id = ?').run(id));
   }
 
   /** A leftover that failed again: released and scheduled. */
