@@ -76,7 +76,9 @@ describe('nimbus resolver (elastic.db + nimbus-admin stand-ins)', () => {
     try {
       const err = await fault(nimbus.resolve('i-0a1b2c3d', 'alice'));
       expect(err.code).toBe('ServiceUnavailable');
-      expect(err.message).toContain('Connection refused');
+      // The tool's own words stay in the resolver's log: they may name internal hosts.
+      expect(err.message).toMatch(/nimbus instance resolver cannot answer now: resolver\.nimbus\.list(\.sim)? exited with 1/);
+      expect(err.message).not.toContain('Connection refused');
     } finally {
       rmSync(join(dir, 'fail'), { recursive: true, force: true });
     }
@@ -115,7 +117,8 @@ describe('openstack resolver (openstack server show -f json stand-in)', () => {
     try {
       const err = await fault(openstack.resolve(WEB, 'alice'));
       expect(err.code).toBe('ServiceUnavailable');
-      expect(err.message).toContain('identity versions');
+      expect(err.message).toMatch(/openstack instance resolver cannot answer now: .* exited with 1/);
+      expect(err.message).not.toContain('keystone');
     } finally {
       rmSync(join(dir, 'fail'), { recursive: true, force: true });
     }

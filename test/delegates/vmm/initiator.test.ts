@@ -46,8 +46,13 @@ function sim(...args: string[]): string {
   return execFileSync(process.execPath, [HOSTSIM, '--state', state, ...args], { encoding: 'utf8' });
 }
 
-function initiator(extra: string[] = []): IscsiInitiator {
-  const catalog = CommandCatalog.fromText(`${readFileSync(DEFAULT_COMMANDS_FILE, 'utf8')}\n${extra.join('\n')}\n`);
+/** The shipped patterns plus `extra`; `withoutSessions` drops the session listing (as an operator's file may lack it). */
+function initiator(extra: string[] = [], withoutSessions = false): IscsiInitiator {
+  const shipped = readFileSync(DEFAULT_COMMANDS_FILE, 'utf8')
+    .split('\n')
+    .filter((line) => !withoutSessions || !line.startsWith('vmm.sim.iscsi.sessions'))
+    .join('\n');
+  const catalog = CommandCatalog.fromText(`${shipped}\n${extra.join('\n')}\n`);
   return new IscsiInitiator('sim', new CommandRunner(catalog, { fixed: { node: process.execPath, vbsHome: ROOT, stateDir: state } }));
 }
 
@@ -105,7 +110,7 @@ describe('iSCSI initiator: a login whose command timed out', { timeout: 180_000 
   });
 
   it('is reported as unknown without a session listing pattern, and logout (the undo) clears it', async () => {
-    const i = initiator([actedThenHung.replace('<faults>', faults), LOGIN_TIMEOUT]);
+    const i = initiator([actedThenHung.replace('<faults>', faults), LOGIN_TIMEOUT], true);
     await i.discover(LUN);
     writeFileSync(join(faults, 'vmm.sim.iscsi.login'), 'hang-after');
     expect((await faultOf(i.login(LUN))).message).toBe('vmm.sim.iscsi.login timed out (its outcome is unknown)');
