@@ -196,16 +196,17 @@ export class WorkflowEngine {
     return l ? `the undo of ${l.step}: ${l.error}` : 'a step in flight';
   }
 
-  private async execute<D extends object>(kind: WorkflowKind<D>, id: number, data: D, from: number): Promise<D> {
+  /** `resumed`: an earlier attempt of this workflow may have acted (a crash, a stall), so no failure now proves that nothing changed. */
+  private async execute<D extends object>(kind: WorkflowKind<D>, id: number, data: D, from: number, resumed = false): Promise<D> {
     this.active.add(id);
     try {
-      return await this.executeSteps(kind, id, data, from);
+      return await this.executeSteps(kind, id, data, from, resumed);
     } finally {
       this.active.delete(id);
     }
   }
 
-  private async executeSteps<D extends object>(kind: WorkflowKind<D>, id: number, data: D, from: number): Promise<D> {
+  private async executeSteps<D extends object>(kind: WorkflowKind<D>, id: number, data: D, from: number, resumed: boolean): Promise<D> {
     const steps = kind.steps(data);
     for (let i = from; i < steps.length; i++) {
       const step = steps[i]!;
@@ -216,7 +217,7 @@ export class WorkflowEngine {
         this.beforeStep(kind.kind, step.name);
         out = await step.run(data);
       } catch (err) {
-        return await this.failed(kind, id, data, steps, i, toSafeError(err));
+        return await this.failed(kind, id, data, steps, i, toSafeError(err), resumed);
       }
       if (out) Object.assign(data, out);
       this.journal.stepDone(id, i, step.name, data);
@@ -228,13 +229,14 @@ export class WorkflowEngine {
   }
 
   /** Decides what a failed step means for its workflow, acts on it, and throws what the caller sees. */
-  private async failed<D extends object>(kind: WorkflowKind<D>, id: number, data: D, steps: readonly Step<D>[], i: number, cause: VbsError): Promise<never> {
+  private async failed<D extends object>(kind: WorkflowKind<D>, id: number, data: D, steps: readonly Step<D>[], i: number, cause: VbsError, resumed: boolean): Promise<never> {
     const step = steps[i]!;
     const outcome = failureOutcome(cause);
     if (cause.code === 'InternalError') this.log.error('workflow step failed', { kind: kind.kind, step: step.name, err: cause.cause ?? cause });
     this.journal.setStep(id, i, step.name, 'failed', cause.message);
     if (kind.recovery === 'rollforward') {
-      const nothingChanged = steps.slice(0, i).every((s) => s.observes) && (step.observes || outcome !== 'unknown');
+      // A resumed workflow's earlier attempt at this step may have acted even if this one never reached the host.
+      const nothingChanged = !resumed && steps.slice(0, i).every((s) => s.observes) && (step.observes || outcome !== 'unknown');
       if (!nothingChanged) {
         this.stall(kind, id, data, step.name, cause);
         throw new StepStalled(kind.kind, i, steps.length, step.name, cause);
@@ -320,7 +322,7 @@ export class WorkflowEngine {
     const firstNotDone = steps.findIndex((_, i) => journaled.find((s) => s.idx === i)?.state !== 'done');
     if (kind.recovery === 'rollforward' || firstNotDone < 0 || !afterCrash) {
       try {
-        await this.execute(kind, row.id, data, firstNotDone < 0 ? steps.length : firstNotDone);
+        await this.execute(kind, row.id, data, firstNotDone < 0 ? steps.length : firstNotDone, true);
         return true;
       } catch (err) {
         this.log.warn('resumed workflow not finished yet', { id: row.id, kind: row.kind, message: errorMessage(err) });

@@ -171,3 +171,29 @@ describe('faults blame the right side', () => {
     await expect(f.call('CreateVolume', { size: 5 })).rejects.toMatchObject({ code: 'InsufficientCapacity' });
   });
 });
+
+describe('a resumed detach or delete never takes "not delivered" for "nothing changed"', () => {
+  it('a delete whose first attempt lost its answer is not put back when the retry cannot reach the delegate', async () => {
+    const f = makeFront();
+    const vol = await availableVolume(f);
+    // The delete acts, then its answer is lost: unknown outcome, the workflow stalls.
+    const lose = new VbsError('ServiceUnavailable', 'socket hang up');
+    const real = f.storage.call.bind(f.storage);
+    f.storage.call = async (op, i) => {
+      const r = await real(op, i);
+      if (op === 'DeleteObject' && lose) throw lose;
+      return r;
+    };
+    await expect(f.call('DeleteVolume', { volumeId: vol })).rejects.toMatchObject({ code: 'ServiceUnavailable' });
+    expect(f.storage.objects.has(vol)).toBe(false);
+    // The retry cannot even connect: still deleting, never available without its data.
+    f.storage.call = async () => {
+      throw unreachable();
+    };
+    await f.wf.engine.resume({ notDueToo: true });
+    expect(f.meta.volume(vol)!.status).toBe('deleting');
+    f.storage.call = real;
+    await f.wf.engine.resume({ notDueToo: true });
+    expect(f.meta.volume(vol)).toBeUndefined();
+  });
+});

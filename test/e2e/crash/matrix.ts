@@ -267,7 +267,13 @@ export const DELETE_VOLUME: Scenario = {
   title: 'DeleteVolume',
   kind: 'DeleteVolume',
   sample: { id: VOL, delegate: 'local', previous: 'available' },
-  setup: async (t) => ({ vol: await t.availableVolume() }),
+  // Attached once before: the delete's first step then asks that VMM host whether a VM still holds it.
+  setup: async (t) => {
+    const vol = await t.availableVolume();
+    await t.api().call('AttachVolume', { volumeId: vol, vmmHost: HOST, vmId: 'vm1', device: 'xvdb' });
+    await t.api().call('DetachVolume', { volumeId: vol });
+    return { vol };
+  },
   act: (t, ctx) => t.api().call('DeleteVolume', { volumeId: ctx.vol }),
   tookEffect: async (t, ctx) => (await t.volume(ctx.vol!)) === undefined,
   next: async (t, ctx) => {
@@ -295,12 +301,34 @@ export const DELETE_SNAPSHOT: Scenario = {
   created: (ctx) => [ctx.snap, ctx.source],
 };
 
+/**
+ * A request sent right after a delegate crash may be told "retry shortly"
+ * (ServiceUnavailable: the delegate is restarting, or VBS is still finishing
+ * what the crash cut off): the user retries, a bounded number of times.
+ */
+async function patiently<T>(call: () => Promise<T>): Promise<T> {
+  return eventually(
+    () =>
+      call().then(
+        (v) => ({ v }),
+        (err: unknown) => ((err as { code?: string }).code === 'ServiceUnavailable' ? undefined : Promise.reject(err)),
+      ),
+    30_000,
+    250,
+  ).then((r) => r.v);
+}
+
+/** Until no detach of that VM's attachment is still being finished (detach rolls forward). */
+async function untilNotDetaching(t: Tools, vol: string, vmId: string): Promise<void> {
+  await eventually(async () => ((await t.attachmentsOf(vol)).some((a) => a.vmId === vmId && a.status === 'detaching') ? undefined : true), 30_000, 250);
+}
+
 /** Attached (again, if the crash undid it) and then detached: both must work. */
 async function ensureAttachedThenDetach(t: Tools, vol: string, vmId: string, device: string, mode: 'r' | 'w'): Promise<void> {
-  if (!(await t.attachmentsOf(vol)).some((a) => a.vmId === vmId)) await t.attach(vol, vmId, device, mode);
+  if (!(await t.attachmentsOf(vol)).some((a) => a.vmId === vmId)) await patiently(() => t.attach(vol, vmId, device, mode));
   const a = (await t.attachmentsOf(vol)).find((x) => x.vmId === vmId);
   expect(a).toMatchObject({ status: 'attached', mode, device });
-  await t.detach(vol, vmId);
+  await patiently(() => t.detach(vol, vmId));
 }
 
 export const ATTACH_W: Scenario = {
@@ -336,10 +364,11 @@ export const ATTACH_R: Scenario = {
 
 /** Detached (again, if the crash undid it), then attached anew to the same VM and device: both must work. */
 async function ensureDetachedThenReattach(t: Tools, vol: string, vmId: string, device: string, mode: 'r' | 'w'): Promise<void> {
-  if ((await t.attachmentsOf(vol)).some((a) => a.vmId === vmId)) await t.detach(vol, vmId);
+  await untilNotDetaching(t, vol, vmId);
+  if ((await t.attachmentsOf(vol)).some((a) => a.vmId === vmId)) await patiently(() => t.detach(vol, vmId));
   expect((await t.attachmentsOf(vol)).some((a) => a.vmId === vmId)).toBe(false);
-  await t.attach(vol, vmId, device, mode);
-  await t.detach(vol, vmId);
+  await patiently(() => t.attach(vol, vmId, device, mode));
+  await patiently(() => t.detach(vol, vmId));
 }
 
 export const DETACH_LAST: Scenario = {
