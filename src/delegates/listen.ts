@@ -22,8 +22,9 @@ export function safeCommandFailures(handlers: Handlers, host: string): Handlers 
         if (!(err instanceof CommandFailed)) throw err;
         const { exitCode, stderr, timedOut } = err.result;
         ctx.log.warn('host command failed', { key: err.key, argv: err.argv, exitCode, timedOut, stderr: stderr.slice(-8000) });
-        const how = timedOut ? 'timed out' : `exited with ${exitCode ?? 'no code'}`;
-        throw new VbsError('OperationFailed', `${err.key} ${how} on ${host}.`);
+        // A command that timed out may have acted: the caller must look before deciding (an unknown outcome).
+        if (timedOut) throw new VbsError('ServiceUnavailable', `${err.key} timed out on ${host}; its outcome is unknown.`);
+        throw new VbsError('OperationFailed', `${err.key} exited with ${exitCode ?? 'no code'} on ${host}.`);
       }
     };
   return Object.fromEntries(Object.entries(handlers).map(([op, h]) => [op, wrap(h)]));
