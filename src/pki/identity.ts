@@ -27,3 +27,15 @@ export function isReservedServiceName(commonName: string): boolean {
 export function hasServicePurpose(extKeyUsage: readonly string[] | undefined): boolean {
   return (extKeyUsage ?? []).includes(VBS_SERVICE_PURPOSE);
 }
+
+/**
+ * The "VBS administrator" key purpose, set on user certificates issued with
+ * `vbs admin user add --admin`: such a user sees and acts on every owner's
+ * resources. Like the service purpose, only the VBS CA can set it.
+ */
+export const VBS_ADMIN_PURPOSE = '2.25.33570205906380719716764491859024694840';
+
+/** Whether a certificate's extended key usages (OIDs) include the VBS administrator purpose. */
+export function hasAdminPurpose(extKeyUsage: readonly string[] | undefined): boolean {
+  return (extKeyUsage ?? []).includes(VBS_ADMIN_PURPOSE);
+}

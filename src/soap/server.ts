@@ -6,7 +6,7 @@ import { crashPoint } from '../core/crash-points.js';
 import { FAULTS, VbsError, errorMessage, toSafeError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { REQUEST_ID, REQUEST_ID_HEADER, requestScope } from '../core/request-context.js';
-import { hasServicePurpose, isReservedServiceName } from '../pki/identity.js';
+import { hasAdminPurpose, hasServicePurpose, isReservedServiceName } from '../pki/identity.js';
 import type { Record as XmlRecord, Value } from './xml.js';
 import { decodeBody, decodeFields, encodeFields, envelope, escapeXml, parseEnvelope, xmlSafe } from './xml.js';
 import type { ServiceDefinition } from './schema.js';
@@ -15,6 +15,8 @@ import { generateWsdl } from './wsdl.js';
 export interface CallContext {
   /** The caller's certificate common name: the user id. */
   readonly caller: string;
+  /** Whether the caller's certificate carries the VBS administrator purpose (the front also honours its `admins` list). */
+  readonly admin: boolean;
   /** This request's id: in the response's x-vbs-request-id header, in every fault, and on every log line. */
   readonly requestId: string;
   readonly log: Logger;
@@ -26,6 +28,8 @@ export interface Peer {
   readonly name: string;
   /** Whether the CA issued it to a VBS service (src/pki/identity.ts). */
   readonly service: boolean;
+  /** Whether the CA issued it to a VBS administrator (src/pki/identity.ts). */
+  readonly admin: boolean;
 }
 
 export type Handler = (input: XmlRecord, ctx: CallContext) => Promise<XmlRecord> | XmlRecord;
@@ -153,7 +157,7 @@ export function createSoapServer(opts: SoapServerOptions): Server {
       sendFault(res, def.namespace, new VbsError('RequestTooLarge', `The request body exceeds ${maxBody} bytes.`), requestId);
       return;
     }
-    const ctx: CallContext = { caller, requestId, log: log.child({ requestId, caller }) };
+    const ctx: CallContext = { caller, admin: peer.admin, requestId, log: log.child({ requestId, caller }) };
     let opName = '?';
     try {
       const { name, ns, content } = parseEnvelope(decodeBody(body.data, req.headers['content-type']));
@@ -189,7 +193,7 @@ function peerOf(socket: TLSSocket): Peer | undefined {
   const cert = socket.getPeerCertificate();
   const name = cert?.subject?.CN;
   if (!name || Array.isArray(name)) return undefined;
-  return { name, service: hasServicePurpose(cert.ext_key_usage) };
+  return { name, service: hasServicePurpose(cert.ext_key_usage), admin: hasAdminPurpose(cert.ext_key_usage) };
 }
 
 /**

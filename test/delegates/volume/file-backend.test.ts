@@ -41,7 +41,7 @@ async function fileDelegate(backend: object) {
   const catalog = CommandCatalog.fromFile(COMMANDS);
   const b = await openBackend(cfg.backend, catalog, silentLogger, { commandConcurrency: cfg.commandConcurrency });
   const handlers = volumeDelegateHandlers(b);
-  const ctx = { caller: 'vbs-front', requestId: 'test', log: silentLogger };
+  const ctx = { caller: 'vbs-front', admin: false, requestId: 'test', log: silentLogger };
   /** Calls an operation as the SOAP server would. */
   const call = async (op: string, input: XmlRecord = {}) => handlers[op]!(input, ctx);
   return { backend: b, call };
