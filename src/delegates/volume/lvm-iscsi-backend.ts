@@ -13,6 +13,9 @@ const MiB = 1024 ** 2;
 const PART = 'part.';
 /** The lvcreate -s point-in-time source of a snapshot copy; removed after it. */
 const COW = 'cow.';
+/** A failed copy's temporaries: removal tried this often, waiting a little longer each time. */
+const TEMPORARY_REMOVE_ATTEMPTS = 3;
+const TEMPORARY_REMOVE_BACKOFF_MS = 500;
 
 export interface LvmIscsiOptions {
   lvm: LvmTools;
@@ -248,7 +251,7 @@ export class LvmIscsiBackend implements VolumeBackend {
         this.log.info('created', { id });
       })
       .catch(async (err: unknown) => {
-        await this.removeTemporaries(id);
+        await this.removeTemporariesPatiently(id);
         if (job.cancelled || err instanceof Cancelled) {
           if (this.jobs.get(id) === job) this.jobs.delete(id);
           return;
@@ -262,12 +265,37 @@ export class LvmIscsiBackend implements VolumeBackend {
       });
   }
 
-  private async removeTemporaries(id: string): Promise<void> {
+  /** Removes the `part.`/`cow.` LVs of `id`; throws when one could not be removed. */
+  private async removeTemporariesOrThrow(id: string): Promise<void> {
+    const lvs = await this.lvm.list();
     for (const lv of [PART + id, COW + id]) {
+      if (lvs.some((l) => l.name === lv)) await this.lvm.remove(lv);
+    }
+  }
+
+  private async removeTemporaries(id: string): Promise<void> {
+    try {
+      await this.removeTemporariesOrThrow(id);
+    } catch (err) {
+      this.log.warn('could not remove a temporary LV; removed when the object is deleted or on next start', { id, message: errorMessage(err) });
+    }
+  }
+
+  /**
+   * After a failed copy: the command that failed may be failing for a reason
+   * that also stops lvremove (a killed or timed-out tool), so try a few times
+   * before leaving the LVs to the object's delete or the next start.
+   */
+  private async removeTemporariesPatiently(id: string): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
       try {
-        if ((await this.lvm.list()).some((l) => l.name === lv)) await this.lvm.remove(lv);
+        return await this.removeTemporariesOrThrow(id);
       } catch (err) {
-        this.log.warn('could not remove a temporary LV; removed on next start', { lv, message: errorMessage(err) });
+        if (attempt >= TEMPORARY_REMOVE_ATTEMPTS) {
+          this.log.warn('could not remove a temporary LV; removed when the object is deleted or on next start', { id, message: errorMessage(err) });
+          return;
+        }
+        await new Promise((r) => setTimeout(r, TEMPORARY_REMOVE_BACKOFF_MS * attempt));
       }
     }
   }
@@ -306,6 +334,9 @@ export class LvmIscsiBackend implements VolumeBackend {
       await job.done;
       if (this.jobs.get(id) === job) this.jobs.delete(id);
     }
+    // A failed copy may have left its temporaries (see removeTemporariesPatiently):
+    // they go with the object, and a delete that cannot remove them fails, to be retried.
+    await this.removeTemporariesOrThrow(id);
     if (VOLUME_ID.test(id)) await this.exports.withdrawAll(id);
     if (!(await this.lvm.list()).some((l) => l.name === id)) return Boolean(job);
     await this.lvm.remove(id);

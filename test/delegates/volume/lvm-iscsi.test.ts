@@ -156,6 +156,29 @@ describe('lvm-iscsi back end on the simulator (iet)', { timeout: 180_000 }, () =
     await ready(backend, SNAP(1));
   });
 
+  it('a failed copy whose temporaries cannot be removed either leaves them to the delete, which removes them or fails', async () => {
+    // The soak's case: a killed copy, then the lvremove of its part. LV killed too.
+    const site = simSite(8);
+    const { backend } = await openLvm(lvmConfig(site));
+    await backend.createVolume(VOL(1), 1);
+    await ready(backend, VOL(1));
+    mkdirSync(join(site.state, 'fail'), { recursive: true });
+    // lvremove fails 5 times: the cow. removal that ends the copy, the 3 cleanup attempts, the first delete.
+    writeFileSync(join(site.state, 'fail', 'lvremove.remove'), '  Logical volume in use.\n');
+    writeFileSync(join(site.state, 'fail', 'lvremove.remove.count'), '5');
+    await backend.createSnapshot(SNAP(1), VOL(1));
+    await eventually(async () => ((await backend.describe(SNAP(1))).state === 'error' ? true : undefined));
+    // Both temporaries are still there after the three cleanup attempts.
+    expect(lvNames(site.state)).toEqual([`cow.${SNAP(1)}`, `part.${SNAP(1)}`, VOL(1)].sort());
+    // One more failure: the delete fails, to be retried, and reports nothing gone.
+    expect((await faultOf(backend.delete(SNAP(1)))).code).toBe('OperationFailed');
+    expect(lvNames(site.state)).toContain(`part.${SNAP(1)}`);
+    // The retry removes them.
+    await backend.delete(SNAP(1));
+    expect(lvNames(site.state)).toEqual([VOL(1)]);
+    expect(await backend.describe(SNAP(1))).toEqual({ id: SNAP(1), state: 'absent' });
+  });
+
   it('refuses to delete a volume whose snapshot is being copied, and ends a copy that is deleted', async () => {
     const site = simSite(8);
     const { backend } = await openLvm(lvmConfig(site, { copyChunkMiB: 1 }));
