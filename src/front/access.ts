@@ -18,18 +18,25 @@ import type { CallContext } from '../soap/server.js';
  *   owner they acted for. What an administrator creates is their own: there
  *   is no creating on another user's behalf.
  */
+/** The one definition of an administrator: a certificate with the administrator purpose, or a name in the front's `admins`. */
+export type AdminTest = (caller: string, certificateAdmin: boolean) => boolean;
+
+export function administrators(admins: readonly string[]): AdminTest {
+  const names = new Set(admins);
+  return (caller, certificateAdmin) => certificateAdmin || names.has(caller);
+}
+
 export class Access {
   constructor(
     private readonly meta: Metadata,
     private readonly shares: SnapshotShares,
-    private readonly admins: ReadonlySet<string>,
+    private readonly isAdministrator: AdminTest,
     /** Told when an administrator acts on another user's resource (the audit log's onBehalfOf). */
     private readonly actingFor: (ctx: CallContext, owner: string) => void = () => {},
   ) {}
 
-  /** The one definition of an administrator. */
   isAdmin(ctx: CallContext): boolean {
-    return ctx.admin || this.admins.has(ctx.caller);
+    return this.isAdministrator(ctx.caller, ctx.admin);
   }
 
   /** Whose records a describe returns: an administrator's scope is everyone, a user's is theirs (and what is shared with them). */

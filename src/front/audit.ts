@@ -2,6 +2,7 @@ import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { CallContext, RequestOutcome } from '../soap/server.js';
 import type { Record as XmlRecord, Value } from '../soap/xml.js';
+import type { AdminTest } from './access.js';
 
 /** Operations that change nothing: their successes are not audited (their refusals are). */
 const READ_ONLY = new Set(['DescribeVolumes', 'DescribeSnapshots', 'DescribeQuota']);
@@ -15,7 +16,7 @@ export interface AuditEntry {
   readonly requestId: string;
   /** The certificate's common name; null when the caller presented none. */
   readonly caller: string | null;
-  /** Whether the caller's certificate carries the VBS administrator purpose. */
+  /** Whether the caller is an administrator (by certificate or by the front's `admins`). */
   readonly admin: boolean;
   /** The owner of the resource an administrator acted on, when not the administrator. */
   readonly onBehalfOf?: string;
@@ -64,6 +65,7 @@ export class AuditTrail {
 
   constructor(
     private readonly file: AuditFile | undefined,
+    private readonly isAdministrator: AdminTest = (_caller, certificateAdmin) => certificateAdmin,
     private readonly clock: () => Date = () => new Date(),
   ) {}
 
@@ -82,7 +84,7 @@ export class AuditTrail {
       time: this.clock().toISOString(),
       requestId: o.requestId,
       caller: o.caller ?? null,
-      admin: o.admin,
+      admin: o.caller !== undefined && this.isAdministrator(o.caller, o.admin),
       ...(onBehalfOf ? { onBehalfOf } : {}),
       operation: o.operation ?? null,
       ...(o.input ? { arguments: bounded(o.input) as Record<string, unknown> } : {}),

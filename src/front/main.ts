@@ -13,6 +13,7 @@ import { InstanceLocator } from './instances.js';
 import { FrontService } from './service.js';
 import { FrontWorkflows } from './workflows.js';
 import { AuditFile, AuditTrail } from './audit.js';
+import { administrators } from './access.js';
 
 export type { RunningService };
 
@@ -34,7 +35,7 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
   if (recovered) log.info('recovered interrupted workflows', { count: recovered });
 
   const instances = InstanceLocator.fromConfig(cfg.instances, delegates, tls);
-  const audit = new AuditTrail(cfg.auditLog ? new AuditFile(cfg.auditLog) : undefined);
+  const audit = new AuditTrail(cfg.auditLog ? new AuditFile(cfg.auditLog) : undefined, administrators(cfg.admins));
   const service = new FrontService(
     meta,
     delegates,

@@ -15,7 +15,7 @@ import type { FrontWorkflows } from './workflows.js';
 import { InstanceLocator } from './instances.js';
 import { ConsistencyChecker } from './check/checker.js';
 import { attachmentRecord, snapshotRecord, volumeRecord } from './records.js';
-import { Access } from './access.js';
+import { Access, administrators } from './access.js';
 import type { AuditTrail } from './audit.js';
 import { DEFAULT_LIMITS, QuotaPolicy } from './quotas.js';
 
@@ -71,7 +71,7 @@ export class FrontService {
     this.shares = new SnapshotShares(meta.db);
     this.quotas = new QuotaPolicy(new QuotaStore(meta.db), admin.quotas ?? DEFAULT_LIMITS);
     const audit = admin.audit;
-    this.access = new Access(meta, this.shares, new Set(admin.admins ?? ['admin']), audit ? (ctx, owner) => audit.actingFor(ctx, owner) : undefined);
+    this.access = new Access(meta, this.shares, administrators(admin.admins ?? ['admin']), audit ? (ctx, owner) => audit.actingFor(ctx, owner) : undefined);
     this.checker = new ConsistencyChecker(meta, delegates, wf.engine, {
       settleMs: admin.checkSettleMs ?? DEFAULT_CHECK_SETTLE_MS,
       callTimeoutMs: admin.checkCallTimeoutMs ?? DEFAULT_CHECK_CALL_TIMEOUT_MS,

@@ -174,6 +174,10 @@ describe('the audit log', () => {
   it('has a line for each allowed change, naming the owner an administrator acted for', () => {
     const deleted = entries().find((e) => e.operation === 'DeleteVolume' && e.caller === 'ops' && e.result === 'ok');
     expect(deleted).toMatchObject({ admin: true, onBehalfOf: 'alice', arguments: { volumeId: fx.fresh['delete-adminCert'] } });
+    const byName = entries().find((e) => e.operation === 'DeleteVolume' && e.caller === 'admin' && e.result === 'ok');
+    expect(byName).toMatchObject({ admin: true, onBehalfOf: 'alice', arguments: { volumeId: fx.fresh['delete-admin'] } });
+    // The owner acting on their own: no onBehalfOf.
+    expect(entries().find((e) => e.operation === 'DeleteVolume' && e.caller === 'alice' && e.result === 'ok')).not.toHaveProperty('onBehalfOf');
     expect(Date.parse(deleted!.time)).not.toBeNaN();
     expect(deleted!.requestId).toMatch(/^[0-9a-f-]{36}$/);
     const created = entries().filter((e) => e.operation === 'CreateVolume' && e.caller === 'quinn');

@@ -7,6 +7,7 @@ import { silentLogger } from '../../src/core/log.js';
 import { openDatabase } from '../../src/db/database.js';
 import { Metadata } from '../../src/db/metadata.js';
 import type { Limits } from '../../src/db/quotas.js';
+import { administrators } from '../../src/front/access.js';
 import { AuditFile, AuditTrail, type AuditEntry } from '../../src/front/audit.js';
 import { DelegatePool } from '../../src/front/delegates.js';
 import { FrontService } from '../../src/front/service.js';
@@ -29,7 +30,7 @@ function front(quotas?: Limits, auditFile?: string) {
   const storage = new FakeDelegate();
   const pool = new DelegatePool(new Map([['local', storage]]), new Map([['localhost', new FakeDelegate()]]));
   const wf = new FrontWorkflows(db, meta, pool, silentLogger);
-  const audit = new AuditTrail(auditFile ? new AuditFile(auditFile) : undefined, () => new Date('2026-11-30T12:00:00Z'));
+  const audit = new AuditTrail(auditFile ? new AuditFile(auditFile) : undefined, administrators(['root']), () => new Date('2026-11-30T12:00:00Z'));
   const handlers = new FrontService(meta, pool, wf, { admins: ['root'], quotas, audit }).handlers();
   const ctxOf = (caller: string, admin = false): CallContext => ({ caller, admin, requestId: `r-${caller}`, log: silentLogger });
   const call = async (op: string, input: XmlRecord, caller: string, admin = false) => handlers[op]!(input, ctxOf(caller, admin));
@@ -214,7 +215,7 @@ describe('the audit trail', () => {
     f.audit.record({ requestId: 'r5', caller: 'alice', admin: false, operation: 'CreateVolume', input: { size: 1, comment: 'x'.repeat(1000) }, output: { volume: { volumeId: vol } } });
     const lines = readFileSync(file, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as AuditEntry);
     expect(lines).toEqual([
-      { time: '2026-11-30T12:00:00.000Z', requestId: 'r1', caller: 'root', admin: false, onBehalfOf: 'alice', operation: 'DeleteVolume', arguments: { volumeId: vol }, result: 'ok' },
+      { time: '2026-11-30T12:00:00.000Z', requestId: 'r1', caller: 'root', admin: true, onBehalfOf: 'alice', operation: 'DeleteVolume', arguments: { volumeId: vol }, result: 'ok' },
       { time: '2026-11-30T12:00:00.000Z', requestId: 'r2', caller: 'bob', admin: false, operation: 'DescribeVolumes', arguments: { volumeId: [vol] }, result: 'InvalidVolume.NotFound' },
       { time: '2026-11-30T12:00:00.000Z', requestId: 'r4', caller: null, admin: false, operation: null, result: 'AuthFailure' },
       { time: '2026-11-30T12:00:00.000Z', requestId: 'r5', caller: 'alice', admin: false, operation: 'CreateVolume', arguments: { size: 1, comment: `${'x'.repeat(256)}…` }, result: 'ok', resource: vol },
