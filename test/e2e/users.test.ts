@@ -140,22 +140,23 @@ describe('the authorization matrix', () => {
 });
 
 describe('quotas under concurrency', () => {
+  /** `n` creates of `size` GiB at once by a user with `limits`: how many succeeded and were refused, and the usage after. */
+  async function race(user: string, limits: XmlRecord, n: number, size: number) {
+    await as.admin.call('SetQuota', { user, ...limits });
+    const client = vbs.soap(user);
+    const results = await Promise.all(Array.from({ length: n }, () => code(client.call('CreateVolume', { size }))));
+    const quota = (await as.admin.call('DescribeQuota', { user })).quota as XmlRecord;
+    return { ok: results.filter((r) => r === 'ok').length, refused: results.filter((r) => r === 'QuotaExceeded').length, quota };
+  }
+
   it('20 parallel creates with a limit of 5 volumes: exactly 5 succeed, the rest are QuotaExceeded', async () => {
-    await as.admin.call('SetQuota', { user: 'quinn', volumes: 5 });
-    const quinn = vbs.soap('quinn');
-    const results = await Promise.all(Array.from({ length: 20 }, () => code(quinn.call('CreateVolume', { size: 1 }))));
-    expect(results.filter((r) => r === 'ok')).toHaveLength(5);
-    expect(results.filter((r) => r === 'QuotaExceeded')).toHaveLength(15);
-    expect((await as.admin.call('DescribeQuota', { user: 'quinn' })).quota).toMatchObject({ volumes: 5, volumeLimit: 5, gib: 5 });
+    const r = await race('quinn', { volumes: 5 }, 20, 1);
+    expect(r).toMatchObject({ ok: 5, refused: 15, quota: { volumes: 5, volumeLimit: 5, gib: 5 } });
   });
 
   it('8 parallel 3 GiB creates with a limit of 10 GiB: exactly 3 succeed', async () => {
-    await as.admin.call('SetQuota', { user: 'gina', gib: 10 });
-    const gina = vbs.soap('gina');
-    const results = await Promise.all(Array.from({ length: 8 }, () => code(gina.call('CreateVolume', { size: 3 }))));
-    expect(results.filter((r) => r === 'ok')).toHaveLength(3);
-    expect(results.filter((r) => r === 'QuotaExceeded')).toHaveLength(5);
-    expect((await as.admin.call('DescribeQuota', { user: 'gina' })).quota).toMatchObject({ gib: 9, gibLimit: 10 });
+    const r = await race('gina', { gib: 10 }, 8, 3);
+    expect(r).toMatchObject({ ok: 3, refused: 5, quota: { volumes: 3, gib: 9, gibLimit: 10 } });
   });
 
   it('a create the volume delegate refuses gives its usage back', async () => {
