@@ -154,7 +154,8 @@ export function createSoapServer(opts: SoapServerOptions): Server {
     }
   }
 
-  function refuse(res: ServerResponse, err: VbsError, outcome: Omit<RequestOutcome, 'fault'>): void {
+  /** Answers a fault, recorded first (beforeAnswer). */
+  function answerFault(res: ServerResponse, err: VbsError, outcome: Omit<RequestOutcome, 'fault'>): void {
     sendFault(res, def.namespace, told({ ...outcome, fault: err.code }) ?? err, outcome.requestId);
   }
 
@@ -167,14 +168,14 @@ export function createSoapServer(opts: SoapServerOptions): Server {
     }
     if (!peer) {
       req.resume();
-      return refuse(res, new VbsError('AuthFailure', 'A client certificate issued by the VBS certificate authority is required.'), { requestId, admin: false });
+      return answerFault(res, new VbsError('AuthFailure', 'A client certificate issued by the VBS certificate authority is required.'), { requestId, admin: false });
     }
     try {
       authorize(peer);
     } catch (err) {
       req.resume();
       log.info('caller refused', { requestId, caller: peer.name, service: peer.service });
-      return refuse(res, toSafeError(err), { requestId, caller: peer.name, admin: peer.admin });
+      return answerFault(res, toSafeError(err), { requestId, caller: peer.name, admin: peer.admin });
     }
     const caller = peer.name;
     if (req.method === 'GET' && url.search.toLowerCase() === '?wsdl') {
@@ -193,7 +194,7 @@ export function createSoapServer(opts: SoapServerOptions): Server {
       // Read to its end (bounded), the request gets its answer; a body past
       // the bound gets it too, then the connection is cut.
       if (!body.drained) res.once('finish', () => req.socket.destroy());
-      refuse(res, new VbsError('RequestTooLarge', `The request body exceeds ${maxBody} bytes.`), { requestId, caller, admin: peer.admin });
+      answerFault(res, new VbsError('RequestTooLarge', `The request body exceeds ${maxBody} bytes.`), { requestId, caller, admin: peer.admin });
       return;
     }
     const ctx: CallContext = { caller, admin: peer.admin, requestId, log: log.child({ requestId, caller }) };
@@ -222,7 +223,7 @@ export function createSoapServer(opts: SoapServerOptions): Server {
       if (safe.code === 'InternalError') ctx.log.error('internal error', { op: opName, err });
       // The cause (a delegate's address, a command's output) stays here, under the request id.
       else ctx.log.info('fault', { op: opName, code: safe.code, message: safe.message, ...(safe.cause ? { cause: errorMessage(safe.cause) } : {}) });
-      refuse(res, safe, { requestId, caller, admin: peer.admin, operation: opName === '?' ? undefined : opName, input, ctx });
+      answerFault(res, safe, { requestId, caller, admin: peer.admin, operation: opName === '?' ? undefined : opName, input, ctx });
     }
   }
 
