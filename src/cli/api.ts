@@ -1,5 +1,5 @@
 import type { Record as XmlRecord } from '../soap/xml.js';
-import type { Attachment, Snapshot, Volume } from './records.js';
+import type { Attachment, Quota, Snapshot, Volume } from './records.js';
 import { retryWhenUnavailable, type RetryOptions } from './retry.js';
 import type { Caller } from './runtime.js';
 
@@ -82,6 +82,22 @@ export class VbsApi {
   async detachVolume(input: DetachVolumeInput): Promise<Attachment> {
     const out = await this.caller.call('DetachVolume', { ...input });
     return out.attachment as unknown as Attachment;
+  }
+
+  /** Shares a snapshot with a user (share) or stops sharing it. Repeating either changes nothing, so it may be retried. */
+  async shareSnapshot(snapshotId: string, user: string, share: boolean): Promise<boolean> {
+    const out = await this.callRetryingIf(true, share ? 'ShareSnapshot' : 'UnshareSnapshot', { snapshotId, user });
+    return out.return === true;
+  }
+
+  async setQuota(input: { readonly user: string; readonly volumes?: number; readonly gib?: number; readonly snapshots?: number }): Promise<Quota> {
+    const out = await this.callRetryingIf(true, 'SetQuota', { ...input });
+    return out.quota as unknown as Quota;
+  }
+
+  async describeQuota(user: string): Promise<Quota> {
+    const out = await this.callRetryingIf(true, 'DescribeQuota', { user });
+    return out.quota as unknown as Quota;
   }
 
   /** The same input object is sent on every attempt: a retried create carries the same token. */

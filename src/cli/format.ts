@@ -22,8 +22,9 @@ function cleanCell(text: string): string {
   return clean === '' ? EMPTY : clean;
 }
 
-export const VOLUME_HEADERS = ['ID', 'SIZE(GiB)', 'STATUS', 'ATTACHMENTS', 'SNAPSHOT', 'COMMENT', 'CREATED'] as const;
-export const SNAPSHOT_HEADERS = ['ID', 'VOLUME', 'SIZE', 'STATUS', 'PROGRESS', 'COMMENT', 'CREATED'] as const;
+// OWNER last: an administrator's describe lists every user's records; a user's own shared snapshots name their owner.
+export const VOLUME_HEADERS = ['ID', 'SIZE(GiB)', 'STATUS', 'ATTACHMENTS', 'SNAPSHOT', 'COMMENT', 'CREATED', 'OWNER'] as const;
+export const SNAPSHOT_HEADERS = ['ID', 'VOLUME', 'SIZE', 'STATUS', 'PROGRESS', 'COMMENT', 'CREATED', 'OWNER'] as const;
 export const ATTACHMENT_HEADERS = ['VOLUME', 'VM', 'HOST', 'DEVICE', 'MODE', 'STATUS', 'ATTACHED', 'INSTANCE'] as const;
 
 export function volumesTable(volumes: readonly Volume[]): string {
@@ -37,6 +38,7 @@ export function volumesTable(volumes: readonly Volume[]): string {
       v.snapshotId ?? '',
       v.comment ?? '',
       formatTime(v.createTime),
+      v.owner,
     ]),
   );
 }
@@ -52,6 +54,7 @@ export function snapshotsTable(snapshots: readonly Snapshot[]): string {
       `${s.progress}%`,
       s.comment ?? '',
       formatTime(s.createTime),
+      s.owner,
     ]),
   );
 }

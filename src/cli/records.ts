@@ -39,6 +39,17 @@ export interface Snapshot {
   readonly owner: string;
 }
 
+/** A user's limits and what they hold now (SetQuota, DescribeQuota). */
+export interface Quota {
+  readonly user: string;
+  readonly volumeLimit: number;
+  readonly gibLimit: number;
+  readonly snapshotLimit: number;
+  readonly volumes: number;
+  readonly gib: number;
+  readonly snapshots: number;
+}
+
 /** The same VM on the same host (host names are case-insensitive; the front lowercases them). */
 export function sameAttachment(a: Pick<Attachment, 'vmmHost' | 'vmId'>, b: Pick<Attachment, 'vmmHost' | 'vmId'>): boolean {
   return a.vmId === b.vmId && a.vmmHost.toLowerCase() === b.vmmHost.toLowerCase();

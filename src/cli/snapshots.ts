@@ -29,6 +29,26 @@ export function registerSnapshotCommands(program: Command, runtime: CliRuntime):
     .description('describe the given snapshots, or all of yours')
     .argument('[snapshot-id...]')
     .action((snapshotIds, _opts, cmd) => invoke(runtime, cmd, (inv) => describeSnapshots(inv, snapshotIds)));
+
+  for (const share of [true, false]) {
+    program
+      .command(share ? 'share-snapshot' : 'unshare-snapshot')
+      .description(
+        share
+          ? 'let a user see your snapshot and create volumes from it (they cannot delete or share it)'
+          : 'stop sharing your snapshot with a user (volumes they already made from it stay theirs)',
+      )
+      .argument('<snapshot-id>')
+      .argument('<user>', "the user's certificate name")
+      .action((snapshotId, user, _opts, cmd) => invoke(runtime, cmd, (inv) => shareSnapshot(inv, snapshotId, user, share)));
+  }
+}
+
+export async function shareSnapshot(inv: Invocation, rawId: string, rawUser: string, share: boolean): Promise<void> {
+  const snapshotId = checkLocally(() => validate.snapshotId(rawId));
+  const user = checkLocally(() => validate.userName(rawUser));
+  const done = await inv.vbs().shareSnapshot(snapshotId, user, share);
+  inv.print({ return: done }, () => `${snapshotId}: ${share ? 'shared with' : 'no longer shared with'} ${user}\n`);
 }
 
 interface CreateSnapshotArgs {

@@ -28,8 +28,23 @@ export const FrontConfigSchema = z
     vmmHosts: z.array(Endpoint).default([]),
     delegateTimeoutMs: z.number().int().positive().default(30_000),
     pollIntervalMs: z.number().int().positive().default(500),
-    /** Certificate names that may call the administrators' operations (CheckConsistency). */
+    /**
+     * Certificate names that are administrators (beside certificates issued
+     * with the VBS administrator purpose): they see and act on every user's
+     * resources and call the administrators' operations.
+     */
     admins: z.array(z.string().min(1)).default(['admin']),
+    /** Each user's limits unless `vbs admin quota set` gave them others. */
+    quotas: z
+      .object({
+        volumes: z.number().int().min(0).default(1000),
+        gib: z.number().int().min(0).default(102_400),
+        snapshots: z.number().int().min(0).default(1000),
+      })
+      .strict()
+      .default({}),
+    /** The audit log: one JSON line per state-changing or refused request, written before its answer. None: no audit log. */
+    auditLog: z.string().optional(),
     /** How often the front probes its delegates, to notice one coming back. */
     healthIntervalMs: z.number().int().positive().default(5_000),
     /**
@@ -207,7 +222,7 @@ export function loadServiceConfig(file: string): ServiceConfig {
   const commands = c.commands ? abs(c.commands) : undefined;
   switch (c.role) {
     case 'front':
-      return { ...c, tls, commands, database: c.database === ':memory:' ? c.database : abs(c.database) };
+      return { ...c, tls, commands, database: c.database === ':memory:' ? c.database : abs(c.database), auditLog: c.auditLog ? abs(c.auditLog) : undefined };
     case 'volume-delegate':
       return {
         ...c,

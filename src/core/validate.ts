@@ -110,6 +110,27 @@ export function clientToken(value: unknown, param = 'clientToken'): string | und
 }
 
 /**
+ * A user name as a certificate's common name carries it (users live in the
+ * CA, not the metadata): 1-64 characters, letters, digits and `._@-`, the
+ * first a letter or digit; names kept for services (vbs-*) are nobody's.
+ */
+const USER_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
+export function userName(value: unknown, param = 'user'): string {
+  const v = requireString(param, value);
+  if (!USER_NAME.test(v)) throw invalid(param, 'expected 1-64 letters, digits or ._@- (a certificate common name), starting with a letter or digit');
+  if (v.toLowerCase().startsWith('vbs-')) throw invalid(param, 'names starting with vbs- are kept for VBS services');
+  return v;
+}
+
+/** A quota limit: a whole number from 0 (nothing allowed) up. */
+export function limit(value: unknown, param: string): number | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  const n = typeof value === 'string' && /^[0-9]{1,9}$/.test(value) ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 1_000_000_000) throw invalid(param, 'expected a whole number from 0 to 1000000000');
+  return n;
+}
+
+/**
  * An absolute path that must stay inside `root` once resolved: the guard
  * against `../` reaching a host command.
  */

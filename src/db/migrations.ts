@@ -142,4 +142,30 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE attachments ADD COLUMN instance_id TEXT;
   `,
+  // Issue 8, users: snapshot sharing (EBS's createVolumePermission) and
+  // per-user quota overrides (the front's configuration holds the defaults).
+  `
+  CREATE TABLE snapshot_shares (
+    snapshot_id TEXT NOT NULL REFERENCES snapshots(snapshot_id),
+    user TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (snapshot_id, user)
+  );
+  -- "What is shared with me": describe-snapshots of every user reads it.
+  CREATE INDEX snapshot_shares_user ON snapshot_shares(user);
+  -- A deleted snapshot's shares go with it, whoever deletes the row.
+  CREATE TRIGGER snapshot_shares_follow_delete BEFORE DELETE ON snapshots
+  BEGIN
+    DELETE FROM snapshot_shares WHERE snapshot_id = old.snapshot_id;
+  END;
+
+  -- A NULL limit is the configured default.
+  CREATE TABLE quotas (
+    owner TEXT PRIMARY KEY,
+    volumes INTEGER CHECK (volumes >= 0),
+    gib INTEGER CHECK (gib >= 0),
+    snapshots INTEGER CHECK (snapshots >= 0),
+    updated_at TEXT NOT NULL
+  );
+  `,
 ];

@@ -131,6 +131,7 @@ export async function up(opts: UpOptions): Promise<Deployment> {
       listen: listen(opts.port),
       tls: tls('front'),
       database: 'vbs.db',
+      auditLog: 'audit.log',
       volumeDelegates: [{ name: 'local', url: urls.get('volume-delegate') }],
       vmmHosts: [{ name: 'localhost', url: urls.get('vmm-delegate') }],
       instances: { resolvers: ['scan', 'static'], resolverUrl: urls.get('instance-resolver') },

@@ -12,6 +12,8 @@ import { CreationMonitor } from './monitor.js';
 import { InstanceLocator } from './instances.js';
 import { FrontService } from './service.js';
 import { FrontWorkflows } from './workflows.js';
+import { AuditFile, AuditTrail } from './audit.js';
+import { administrators } from './access.js';
 
 export type { RunningService };
 
@@ -33,12 +35,15 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
   if (recovered) log.info('recovered interrupted workflows', { count: recovered });
 
   const instances = InstanceLocator.fromConfig(cfg.instances, delegates, tls);
+  const audit = new AuditTrail(cfg.auditLog ? new AuditFile(cfg.auditLog) : undefined, administrators(cfg.admins));
   const service = new FrontService(
     meta,
     delegates,
     workflows,
     {
       admins: cfg.admins,
+      quotas: cfg.quotas,
+      audit,
       // Twice the creation monitor's poll: a copy that just finished is not a difference.
       checkSettleMs: Math.max(1_000, 2 * cfg.pollIntervalMs + 500),
       checkCallTimeoutMs: Math.min(cfg.delegateTimeoutMs, 10_000),
@@ -46,7 +51,14 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
     instances,
   );
   let url = '';
-  const server = createSoapServer({ def: VBS_SERVICE, handlers: service.handlers(), tls, log, publicUrl: () => url });
+  const server = createSoapServer({
+    def: VBS_SERVICE,
+    handlers: service.handlers(),
+    tls,
+    log,
+    publicUrl: () => url,
+    beforeAnswer: (outcome) => audit.record(outcome),
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(cfg.listen.port, cfg.listen.host, () => resolve());
@@ -81,6 +93,7 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
       await closed;
       delegates.close();
       instances.close();
+      audit.close();
       db.close();
     },
   };

@@ -1,8 +1,11 @@
 import { VbsError } from '../core/errors.js';
+import { writeTx } from '../db/database.js';
 import { attachConflict } from '../core/states.js';
 import * as v from '../core/validate.js';
 import type { Logger } from '../core/log.js';
 import type { Metadata } from '../db/metadata.js';
+import { QuotaStore, type Limits } from '../db/quotas.js';
+import { SnapshotShares } from '../db/shares.js';
 import type { CallContext, Handlers } from '../soap/server.js';
 import type { Record as XmlRecord } from '../soap/xml.js';
 import type { AttachmentData } from '../workflows/attach.js';
@@ -12,11 +15,18 @@ import type { FrontWorkflows } from './workflows.js';
 import { InstanceLocator } from './instances.js';
 import { ConsistencyChecker } from './check/checker.js';
 import { attachmentRecord, snapshotRecord, volumeRecord } from './records.js';
+import { Access, administrators } from './access.js';
+import type { AuditTrail } from './audit.js';
+import { DEFAULT_LIMITS, QuotaPolicy } from './quotas.js';
 
-/** How the administrators' operations are set up (the front configuration's `admins`). */
+/** Who administers the front and what limits users have (the front configuration's `admins`, `quotas`). */
 export interface AdminOptions {
-  /** Certificate names allowed to call CheckConsistency. */
+  /** Certificate names that are administrators, beside certificates with the administrator purpose. */
   readonly admins?: readonly string[];
+  /** Each user's limits unless SetQuota gave them others. */
+  readonly quotas?: Limits;
+  /** Told which owner an administrator acts for (the audit log). */
+  readonly audit?: AuditTrail;
   /** Wait before a suspected difference is looked at again (longer than the creation monitor's poll). */
   readonly checkSettleMs?: number;
   /** A delegate that has not answered a check's question by then is unreachable. */
@@ -34,16 +44,20 @@ class AlreadyCreated {
 }
 
 /**
- * The eight VBS operations. Each validates its input, checks that the caller
- * owns what it names (someone else's volume is reported as not found, so ids
- * leak nothing), and hands multi-step work to a journaled workflow.
+ * The VBS operations. Each validates its input, checks that the caller may
+ * act on what it names (src/front/access.ts: someone else's volume is
+ * reported as not found, so ids leak nothing; administrators act on anyone's),
+ * checks quotas in the transaction that creates a record, and hands
+ * multi-step work to a journaled workflow.
  */
 export class FrontService {
   private nextDelegate = 0;
   /** Creates still running, by the id they made: a repeat of their client token shares their outcome. */
   private readonly creating = new Map<string, Promise<unknown>>();
 
-  private readonly admins: ReadonlySet<string>;
+  private readonly access: Access;
+  private readonly shares: SnapshotShares;
+  private readonly quotas: QuotaPolicy;
   private readonly checker: ConsistencyChecker;
 
   constructor(
@@ -54,7 +68,10 @@ export class FrontService {
     /** Attach by instance id (src/front/instances.ts); none configured: every instance id is unknown. */
     private readonly instances: InstanceLocator = new InstanceLocator([], 0),
   ) {
-    this.admins = new Set(admin.admins ?? ['admin']);
+    this.shares = new SnapshotShares(meta.db);
+    this.quotas = new QuotaPolicy(new QuotaStore(meta.db), admin.quotas ?? DEFAULT_LIMITS);
+    const audit = admin.audit;
+    this.access = new Access(meta, this.shares, administrators(admin.admins ?? ['admin']), audit ? (ctx, owner) => audit.actingFor(ctx, owner) : undefined);
     this.checker = new ConsistencyChecker(meta, delegates, wf.engine, {
       settleMs: admin.checkSettleMs ?? DEFAULT_CHECK_SETTLE_MS,
       callTimeoutMs: admin.checkCallTimeoutMs ?? DEFAULT_CHECK_CALL_TIMEOUT_MS,
@@ -72,6 +89,10 @@ export class FrontService {
       DescribeSnapshots: (i, c) => this.describeSnapshots(i, c),
       AttachVolume: (i, c) => this.attachVolume(i, c),
       DetachVolume: (i, c) => this.detachVolume(i, c),
+      ShareSnapshot: (i, c) => this.shareSnapshot(i, c, true),
+      UnshareSnapshot: (i, c) => this.shareSnapshot(i, c, false),
+      SetQuota: (i, c) => this.setQuota(i, c),
+      DescribeQuota: (i, c) => this.describeQuota(i, c),
       CheckConsistency: (i, c) => this.checkConsistency(i, c),
     };
   }
@@ -80,7 +101,7 @@ export class FrontService {
 
   /** Reconciliation (src/front/check): administrators only, as their certificate names say. */
   private async checkConsistency(input: XmlRecord, ctx: CallContext): Promise<XmlRecord> {
-    if (!this.admins.has(ctx.caller)) throw new VbsError('UnauthorizedOperation', 'Only VBS administrators may check consistency.');
+    if (!this.access.isAdmin(ctx)) throw new VbsError('UnauthorizedOperation', 'Only VBS administrators may check consistency.');
     const result = await this.checker.check(input.repair === true, ctx.log);
     return { clean: result.clean, finding: result.finding as unknown as XmlRecord[] };
   }
@@ -95,18 +116,27 @@ export class FrontService {
     log.info('reconciled after a delegate came back', { clean: result.clean, findings: result.finding.length });
   }
 
-  // --- lookups that enforce ownership -----------------------------------------
-
-  private ownVolume(id: string, owner: string) {
-    const vol = this.meta.volume(id);
-    if (!vol || vol.owner !== owner) throw new VbsError('InvalidVolume.NotFound', `The volume '${id}' does not exist.`);
-    return vol;
+  /** A user's limits: administrators only, like every quota operation. */
+  private setQuota(input: XmlRecord, ctx: CallContext): XmlRecord {
+    this.adminsOnly(ctx, 'set quotas');
+    const user = v.userName(input.user);
+    const limits = { volumes: v.limit(input.volumes, 'volumes'), gib: v.limit(input.gib, 'gib'), snapshots: v.limit(input.snapshots, 'snapshots') };
+    this.quotas.set(user, limits);
+    return { quota: this.quotaRecord(user) };
   }
 
-  private ownSnapshot(id: string, owner: string) {
-    const snap = this.meta.snapshot(id);
-    if (!snap || snap.owner !== owner) throw new VbsError('InvalidSnapshot.NotFound', `The snapshot '${id}' does not exist.`);
-    return snap;
+  private describeQuota(input: XmlRecord, ctx: CallContext): XmlRecord {
+    this.adminsOnly(ctx, 'see quotas');
+    return { quota: this.quotaRecord(v.userName(input.user)) };
+  }
+
+  private quotaRecord(user: string): XmlRecord {
+    const { limits, usage } = this.quotas.describe(user);
+    return { user, volumeLimit: limits.volumes, gibLimit: limits.gib, snapshotLimit: limits.snapshots, ...usage };
+  }
+
+  private adminsOnly(ctx: CallContext, what: string): void {
+    if (!this.access.isAdmin(ctx)) throw new VbsError('UnauthorizedOperation', `Only VBS administrators may ${what}.`);
   }
 
   private describeVolume(id: string): XmlRecord {
@@ -161,17 +191,18 @@ export class FrontService {
     const snapshotId = input.snapshotId === undefined ? null : v.snapshotId(input.snapshotId);
     const token = v.clientToken(input.clientToken);
     const params = JSON.stringify({ size, comment, snapshotId });
-    const delegate = snapshotId ? this.ownSnapshot(snapshotId, ctx.caller).delegate : this.pickDelegate();
+    const delegate = snapshotId ? this.access.snapshotToUse(snapshotId, ctx).delegate : this.pickDelegate();
     try {
       const d = await this.runCreate(this.wf.createVolume, (x) => x.volumeId, () => {
         this.checkToken(ctx.caller, token, 'CreateVolume', params);
         if (snapshotId) {
-          const snap = this.ownSnapshot(snapshotId, ctx.caller);
+          const snap = this.access.snapshotToUse(snapshotId, ctx);
           if (snap.status !== 'completed') throw new VbsError('IncorrectState', `The snapshot '${snapshotId}' is ${snap.status}, not completed.`);
           if (size < snap.size_gib) {
             throw new VbsError('InvalidParameterValue', `Value for parameter size is invalid: the snapshot holds ${snap.size_gib} GiB; the volume must be at least that.`);
           }
         }
+        this.quotas.admitVolume(ctx.caller, size); // in this transaction: concurrent creates cannot overshoot
         const volumeId = this.meta.reserveId('vol');
         this.meta.insertVolume({ volume_id: volumeId, owner: ctx.caller, size_gib: size, comment, snapshot_id: snapshotId, status: 'creating', delegate });
         if (token) this.meta.insertClientToken(ctx.caller, token, 'CreateVolume', params, volumeId);
@@ -194,7 +225,7 @@ export class FrontService {
   private async deleteVolume(input: XmlRecord, ctx: CallContext): Promise<XmlRecord> {
     const id = v.volumeId(input.volumeId);
     await this.wf.run(this.wf.deleteVolume, () => {
-      const vol = this.ownVolume(id, ctx.caller);
+      const vol = this.access.volume(id, ctx);
       if (this.meta.attachmentsOf([id]).length) throw new VbsError('VolumeInUse', `The volume '${id}' is attached; detach it first.`);
       if (vol.status !== 'available' && vol.status !== 'error') {
         throw new VbsError('IncorrectState', `The volume '${id}' is ${vol.status}; only available or error volumes can be deleted.`);
@@ -208,7 +239,7 @@ export class FrontService {
 
   private describeVolumes(input: XmlRecord, ctx: CallContext): XmlRecord {
     const ids = ((input.volumeId as unknown[]) ?? []).map((x) => v.volumeId(x));
-    const rows = this.meta.volumesOf(ctx.caller, ids);
+    const rows = this.meta.volumesIn(this.access.describeScope(ctx), ids);
     const missing = ids.filter((id) => !rows.some((r) => r.volume_id === id));
     if (missing.length) throw new VbsError('InvalidVolume.NotFound', `The volume '${missing[0]}' does not exist.`);
     const attachments = this.meta.attachmentsOf(rows.map((r) => r.volume_id));
@@ -225,10 +256,11 @@ export class FrontService {
     try {
       const d = await this.runCreate(this.wf.createSnapshot, (x) => x.snapshotId, () => {
         this.checkToken(ctx.caller, token, 'CreateSnapshot', params);
-        const vol = this.ownVolume(volumeId, ctx.caller);
+        const vol = this.access.volume(volumeId, ctx);
         if (vol.status !== 'available' && vol.status !== 'in-use') {
           throw new VbsError('IncorrectState', `The volume '${volumeId}' is ${vol.status}; snapshots are taken of available or in-use volumes.`);
         }
+        this.quotas.admitSnapshot(ctx.caller); // the snapshot is the caller's, an administrator's too
         const snapshotId = this.meta.reserveId('snap');
         this.meta.insertSnapshot({ snapshot_id: snapshotId, owner: ctx.caller, volume_id: volumeId, size_gib: vol.size_gib, comment, status: 'pending', delegate: vol.delegate });
         if (token) this.meta.insertClientToken(ctx.caller, token, 'CreateSnapshot', params, snapshotId);
@@ -249,7 +281,7 @@ export class FrontService {
   private async deleteSnapshot(input: XmlRecord, ctx: CallContext): Promise<XmlRecord> {
     const id = v.snapshotId(input.snapshotId);
     await this.wf.run(this.wf.deleteSnapshot, () => {
-      const snap = this.ownSnapshot(id, ctx.caller);
+      const snap = this.access.snapshotToManage(id, ctx);
       if (snap.status !== 'completed' && snap.status !== 'error') {
         throw new VbsError('IncorrectState', `The snapshot '${id}' is ${snap.status}; only completed or error snapshots can be deleted.`);
       }
@@ -262,10 +294,30 @@ export class FrontService {
 
   private describeSnapshots(input: XmlRecord, ctx: CallContext): XmlRecord {
     const ids = ((input.snapshotId as unknown[]) ?? []).map((x) => v.snapshotId(x));
-    const rows = this.meta.snapshotsOf(ctx.caller, ids);
+    const rows = this.meta.snapshotsIn(this.access.describeScope(ctx), ids);
     const missing = ids.filter((id) => !rows.some((r) => r.snapshot_id === id));
     if (missing.length) throw new VbsError('InvalidSnapshot.NotFound', `The snapshot '${missing[0]}' does not exist.`);
     return { snapshot: rows.map(snapshotRecord) };
+  }
+
+  /**
+   * Share or stop sharing a snapshot with a user: its owner, or an
+   * administrator. The user need not exist yet (users live in the CA, not
+   * here), but the name must be one a certificate could carry; sharing with
+   * the owner is refused. Sharing twice, or unsharing what was not shared,
+   * changes nothing. Unsharing leaves volumes already made from it alone.
+   */
+  private shareSnapshot(input: XmlRecord, ctx: CallContext, share: boolean): XmlRecord {
+    const id = v.snapshotId(input.snapshotId);
+    const user = v.userName(input.user);
+    writeTx(this.meta.db, () => {
+      const snap = this.access.snapshotToManage(id, ctx);
+      if (user === snap.owner) throw new VbsError('InvalidParameterValue', `Value for parameter user is invalid: ${user} owns the snapshot '${id}'.`);
+      if (!share) return this.shares.remove(id, user);
+      if (snap.status === 'deleting') throw new VbsError('IncorrectState', `The snapshot '${id}' is being deleted.`);
+      this.shares.add(id, user);
+    });
+    return { return: true };
   }
 
   // --- attachments -----------------------------------------------------------
@@ -275,7 +327,7 @@ export class FrontService {
     const form = this.instances.attachForm(input);
     const device = v.device(input.device);
     const mode = v.attachMode(input.mode);
-    this.ownVolume(volumeId, ctx.caller); // someone else's volume asks no resolver (checked again when journaled)
+    this.access.volume(volumeId, ctx); // someone else's volume asks no resolver (checked again when journaled)
     // vmmHost + vmId, or an instance id resolved here, before anything is journaled.
     const { vmmHost, vmId, instanceId } = await this.instances.attachTarget(form, ctx.caller);
     // A failed attach never reuses the placement it was given.
@@ -289,7 +341,7 @@ export class FrontService {
       forgetPlacement(err);
     }
     const attached = this.wf.run(this.wf.attach, (): AttachmentData => {
-      const vol = this.ownVolume(volumeId, ctx.caller);
+      const vol = this.access.volume(volumeId, ctx);
       if (vol.status !== 'available' && vol.status !== 'in-use') {
         throw new VbsError('IncorrectState', `The volume '${volumeId}' is ${vol.status}; only available or in-use volumes can be attached.`);
       }
@@ -323,7 +375,7 @@ export class FrontService {
     const instanceId = this.instances.detachInstance(input);
     let detached: XmlRecord | undefined;
     await this.wf.run(this.wf.detach, (): AttachmentData => {
-      const vol = this.ownVolume(volumeId, ctx.caller);
+      const vol = this.access.volume(volumeId, ctx);
       const all = this.meta.attachmentsOf([volumeId]);
       const matching = all.filter((a) => (!vmmHost || a.vmm_host === vmmHost) && (!vmId || a.vm_id === vmId) && (!instanceId || a.instance_id === instanceId));
       if (!all.length) throw new VbsError('IncorrectState', `The volume '${volumeId}' is not attached.`);

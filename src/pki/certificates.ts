@@ -1,7 +1,7 @@
 import { generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import forge from 'node-forge';
-import { VBS_SERVICE_PURPOSE, hasServicePurpose, isReservedServiceName } from './identity.js';
+import { VBS_ADMIN_PURPOSE, VBS_SERVICE_PURPOSE, hasServicePurpose, isReservedServiceName } from './identity.js';
 
 /**
  * VBS's own certificate authority. node-forge builds and signs the X.509
@@ -62,6 +62,8 @@ export interface IssueRequest {
    * (vbs-*) can only be issued this way.
    */
   readonly service?: boolean;
+  /** A VBS administrator's identity: marked with the VBS administrator purpose (src/pki/identity.ts). */
+  readonly admin?: boolean;
 }
 
 export function issueCertificate(ca: KeyAndCert, req: IssueRequest): KeyAndCert {
@@ -85,6 +87,7 @@ export function issueCertificate(ca: KeyAndCert, req: IssueRequest): KeyAndCert 
       ...(req.use !== 'client' ? [SERVER_AUTH] : []),
       ...(req.use !== 'server' ? [CLIENT_AUTH] : []),
       ...(req.service ? [VBS_SERVICE_PURPOSE] : []),
+      ...(req.admin ? [VBS_ADMIN_PURPOSE] : []),
     ]),
     { name: 'subjectKeyIdentifier' },
     { name: 'authorityKeyIdentifier', keyIdentifier: caCert.generateSubjectKeyIdentifier().getBytes() },

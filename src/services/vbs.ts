@@ -1,6 +1,6 @@
 import { bool, int, rec, str, time, type ServiceDefinition } from '../soap/schema.js';
 
-/** The front VBS service: the papers' eight operations, EBS-style records. */
+/** The front VBS service: the papers' eight operations, EBS-style records, and the administrators' and sharing operations. */
 export const VBS_SERVICE: ServiceDefinition = {
   name: 'VBS',
   namespace: 'urn:vbs:2026:vbs',
@@ -46,6 +46,15 @@ export const VBS_SERVICE: ServiceDefinition = {
       time('createTime'),
       str('owner'),
     ],
+    Quota: [
+      str('user'),
+      int('volumeLimit', { doc: 'volumes the user may hold' }),
+      int('gibLimit', { doc: 'GiB of volumes the user may hold' }),
+      int('snapshotLimit', { doc: 'snapshots the user may hold' }),
+      int('volumes', { doc: 'volumes held now (every status: being created, in error and being deleted too)' }),
+      int('gib', { doc: 'GiB of the volumes held now' }),
+      int('snapshots', { doc: 'snapshots held now' }),
+    ],
   },
   operations: {
     CreateVolume: {
@@ -59,7 +68,7 @@ export const VBS_SERVICE: ServiceDefinition = {
       output: [bool('return')],
     },
     DescribeVolumes: {
-      doc: 'Describes the given volumes, or all of the caller\'s volumes when none is given.',
+      doc: 'Describes the given volumes, or all of the caller\'s volumes when none is given (an administrator: everyone\'s; each record names its owner).',
       input: [str('volumeId', { many: true })],
       output: [rec('volume', 'Volume', { many: true })],
     },
@@ -74,7 +83,7 @@ export const VBS_SERVICE: ServiceDefinition = {
       output: [bool('return')],
     },
     DescribeSnapshots: {
-      doc: 'Describes the given snapshots, or all of the caller\'s snapshots when none is given.',
+      doc: 'Describes the given snapshots, or all of the caller\'s snapshots and those shared with the caller when none is given (an administrator: everyone\'s).',
       input: [str('snapshotId', { many: true })],
       output: [rec('snapshot', 'Snapshot', { many: true })],
     },
@@ -94,6 +103,26 @@ export const VBS_SERVICE: ServiceDefinition = {
       doc: 'Administrators only: compares the metadata with what every delegate reports and lists each difference; with repair, fixes what is safe to fix. Orphans are reported, never deleted.',
       input: [bool('repair', { optional: true })],
       output: [bool('clean'), rec('finding', 'Finding', { many: true })],
+    },
+    ShareSnapshot: {
+      doc: "Lets user see the snapshot and create volumes from it (EBS's createVolumePermission). The owner (or an administrator) only; sharing again changes nothing.",
+      input: [str('snapshotId'), str('user')],
+      output: [bool('return')],
+    },
+    UnshareSnapshot: {
+      doc: 'Stops sharing the snapshot with user. Volumes already created from it stay theirs.',
+      input: [str('snapshotId'), str('user')],
+      output: [bool('return')],
+    },
+    SetQuota: {
+      doc: "Administrators only: sets a user's limits (those given; the others stay as they were).",
+      input: [str('user'), int('volumes', { optional: true }), int('gib', { optional: true }), int('snapshots', { optional: true })],
+      output: [rec('quota', 'Quota')],
+    },
+    DescribeQuota: {
+      doc: "Administrators only: a user's limits and what they hold now.",
+      input: [str('user')],
+      output: [rec('quota', 'Quota')],
     },
     DetachVolume: {
       doc: 'Detaches a volume; when it has several attachments, vmmHost and vmId, or instanceId, name the one to detach.',

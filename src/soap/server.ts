@@ -32,6 +32,23 @@ export interface Peer {
   readonly admin: boolean;
 }
 
+/** What became of a request, told to `beforeAnswer` just before its answer is sent (the front's audit log). */
+export interface RequestOutcome {
+  readonly requestId: string;
+  /** The certificate's common name; undefined when the caller presented none the CA issued. */
+  readonly caller?: string;
+  readonly admin: boolean;
+  /** The operation the body named; undefined when the request was refused before its body was read. */
+  readonly operation?: string;
+  /** The decoded input, when it decoded. */
+  readonly input?: XmlRecord;
+  readonly output?: XmlRecord;
+  /** The answer's fault code, when it is a fault. */
+  readonly fault?: string;
+  /** The handler's context, when the request reached one. */
+  readonly ctx?: CallContext;
+}
+
 export type Handler = (input: XmlRecord, ctx: CallContext) => Promise<XmlRecord> | XmlRecord;
 export type Handlers = Readonly<Record<string, Handler>>;
 
@@ -52,6 +69,12 @@ export interface SoapServerOptions {
    */
   readonly authorize?: (peer: Peer) => void;
   readonly maxBodyBytes?: number;
+  /**
+   * Told every request's outcome (refused callers too) before the answer is
+   * sent. If it throws, the answer is an InternalError fault instead: a
+   * request is never answered unrecorded.
+   */
+  readonly beforeAnswer?: (outcome: RequestOutcome) => void;
 }
 
 const DEFAULT_MAX_BODY = 1024 * 1024;
@@ -119,6 +142,23 @@ export function createSoapServer(opts: SoapServerOptions): Server {
   server.headersTimeout = 20_000;
   server.requestTimeout = 60_000;
 
+  /** Runs beforeAnswer; its failure (logged here) is the fault to answer with. */
+  function told(outcome: RequestOutcome): VbsError | undefined {
+    if (!opts.beforeAnswer) return undefined;
+    try {
+      opts.beforeAnswer(outcome);
+      return undefined;
+    } catch (err) {
+      log.error('the request could not be recorded; answered with an internal error', { requestId: outcome.requestId, err });
+      return toSafeError(new Error('unrecorded'));
+    }
+  }
+
+  /** Answers a fault, recorded first (beforeAnswer). */
+  function answerFault(res: ServerResponse, err: VbsError, outcome: Omit<RequestOutcome, 'fault'>): void {
+    sendFault(res, def.namespace, told({ ...outcome, fault: err.code }) ?? err, outcome.requestId);
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse, peer: Peer | undefined, requestId: string): Promise<void> {
     const url = new URL(req.url ?? '/', 'https://vbs.invalid');
     if (url.pathname !== def.path) {
@@ -128,14 +168,14 @@ export function createSoapServer(opts: SoapServerOptions): Server {
     }
     if (!peer) {
       req.resume();
-      return sendFault(res, def.namespace, new VbsError('AuthFailure', 'A client certificate issued by the VBS certificate authority is required.'), requestId);
+      return answerFault(res, new VbsError('AuthFailure', 'A client certificate issued by the VBS certificate authority is required.'), { requestId, admin: false });
     }
     try {
       authorize(peer);
     } catch (err) {
       req.resume();
       log.info('caller refused', { requestId, caller: peer.name, service: peer.service });
-      return sendFault(res, def.namespace, toSafeError(err), requestId);
+      return answerFault(res, toSafeError(err), { requestId, caller: peer.name, admin: peer.admin });
     }
     const caller = peer.name;
     if (req.method === 'GET' && url.search.toLowerCase() === '?wsdl') {
@@ -154,18 +194,19 @@ export function createSoapServer(opts: SoapServerOptions): Server {
       // Read to its end (bounded), the request gets its answer; a body past
       // the bound gets it too, then the connection is cut.
       if (!body.drained) res.once('finish', () => req.socket.destroy());
-      sendFault(res, def.namespace, new VbsError('RequestTooLarge', `The request body exceeds ${maxBody} bytes.`), requestId);
+      answerFault(res, new VbsError('RequestTooLarge', `The request body exceeds ${maxBody} bytes.`), { requestId, caller, admin: peer.admin });
       return;
     }
     const ctx: CallContext = { caller, admin: peer.admin, requestId, log: log.child({ requestId, caller }) };
     let opName = '?';
+    let input: XmlRecord | undefined;
     try {
       const { name, ns, content } = parseEnvelope(decodeBody(body.data, req.headers['content-type']));
       opName = name;
       const op = ns === def.namespace && Object.prototype.hasOwnProperty.call(def.operations, name) ? def.operations[name] : undefined;
       if (!op) throw new VbsError('InvalidParameterValue', `Unknown operation ${name.slice(0, 64)}.`);
       checkSoapAction(req.headers.soapaction, def.namespace, name);
-      const input = decodeFields(def, op.input, content, name);
+      input = decodeFields(def, op.input, content, name);
       // Fault injection for crash tests (src/core/crash-points.ts): die before
       // the handler runs, or after it did its work but before the answer.
       crashPoint(`${def.name}.${name}/before`);
@@ -173,6 +214,8 @@ export function createSoapServer(opts: SoapServerOptions): Server {
       crashPoint(`${def.name}.${name}/after`);
       const unwritable = (field: string) => ctx.log.error('a stored value holds a character XML cannot carry; sent with U+FFFD in its place', { op: name, field });
       const xml = envelope(def.namespace, `<tns:${name}Response>${encodeFields(def, op.output, output, unwritable)}</tns:${name}Response>`);
+      const unrecorded = told({ requestId, caller, admin: peer.admin, operation: name, input, output, ctx });
+      if (unrecorded) return sendFault(res, def.namespace, unrecorded, requestId);
       res.writeHead(200, { 'content-type': 'text/xml; charset=utf-8' }).end(xml);
       ctx.log.debug('ok', { op: name });
     } catch (err) {
@@ -180,7 +223,7 @@ export function createSoapServer(opts: SoapServerOptions): Server {
       if (safe.code === 'InternalError') ctx.log.error('internal error', { op: opName, err });
       // The cause (a delegate's address, a command's output) stays here, under the request id.
       else ctx.log.info('fault', { op: opName, code: safe.code, message: safe.message, ...(safe.cause ? { cause: errorMessage(safe.cause) } : {}) });
-      sendFault(res, def.namespace, safe, requestId);
+      answerFault(res, safe, { requestId, caller, admin: peer.admin, operation: opName === '?' ? undefined : opName, input, ctx });
     }
   }
 

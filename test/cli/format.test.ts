@@ -41,7 +41,7 @@ describe('volume, snapshot and attachment tables', () => {
     const v1 = volume({ status: 'in-use', attachments: [attachment(), attachment({ vmId: 'vm2', device: 'xvdc', mode: 'r', status: 'attaching' })] });
     const v2 = volume({ volumeId: VOL2, size: 100, comment: '', snapshotId: 'snap-0123456789abcdef0', status: 'creating' });
     const lines = volumesTable([v1, v2]).trimEnd().split('\n');
-    expect(lines[0]!.split(/\s+/)).toEqual(['ID', 'SIZE(GiB)', 'STATUS', 'ATTACHMENTS', 'SNAPSHOT', 'COMMENT', 'CREATED']);
+    expect(lines[0]!.split(/\s+/)).toEqual(['ID', 'SIZE(GiB)', 'STATUS', 'ATTACHMENTS', 'SNAPSHOT', 'COMMENT', 'CREATED', 'OWNER']);
     expect(lines[1]!.split(/\s+/)).toEqual([
       VOL,
       '5',
@@ -50,8 +50,9 @@ describe('volume, snapshot and attachment tables', () => {
       '-',
       'data',
       '2026-03-01T10:20:30Z',
+      'alice',
     ]);
-    expect(lines[2]!.split(/\s+/)).toEqual([VOL2, '100', 'creating', '-', 'snap-0123456789abcdef0', '-', '2026-03-01T10:20:30Z']);
+    expect(lines[2]!.split(/\s+/)).toEqual([VOL2, '100', 'creating', '-', 'snap-0123456789abcdef0', '-', '2026-03-01T10:20:30Z', 'alice']);
     // Every column starts at the same offset on every line.
     const createdAt = lines[0]!.indexOf('CREATED');
     expect(lines[1]!.indexOf('2026')).toBe(createdAt);
@@ -60,8 +61,8 @@ describe('volume, snapshot and attachment tables', () => {
 
   it('lists snapshots with progress as a percentage', () => {
     const lines = snapshotsTable([snapshot({ status: 'pending', progress: 42 })]).trimEnd().split('\n');
-    expect(lines[0]!.split(/\s+/)).toEqual(['ID', 'VOLUME', 'SIZE', 'STATUS', 'PROGRESS', 'COMMENT', 'CREATED']);
-    expect(lines[1]!.split(/\s+/)).toEqual(['snap-0123456789abcdef0', VOL, '5', 'pending', '42%', 'nightly', '2026-03-01T10:20:30Z']);
+    expect(lines[0]!.split(/\s+/)).toEqual(['ID', 'VOLUME', 'SIZE', 'STATUS', 'PROGRESS', 'COMMENT', 'CREATED', 'OWNER']);
+    expect(lines[1]!.split(/\s+/)).toEqual(['snap-0123456789abcdef0', VOL, '5', 'pending', '42%', 'nightly', '2026-03-01T10:20:30Z', 'alice']);
   });
 
   it('prints an attachment as a one-row table', () => {

@@ -64,7 +64,7 @@ describe('tables and faults', () => {
     const runtime = fakeRuntime(new FakeFront({ DescribeVolumes: () => rec({ volume: [volume({ status: 'in-use', attachments: [attachment()] })] }) }));
     expect(await run(runtime, 'describe-volumes')).toBe(0);
     const lines = runtime.stdout.text.trimEnd().split('\n');
-    expect(lines[0]).toMatch(/^ID\s+SIZE\(GiB\)\s+STATUS\s+ATTACHMENTS\s+SNAPSHOT\s+COMMENT\s+CREATED$/);
+    expect(lines[0]).toMatch(/^ID\s+SIZE\(GiB\)\s+STATUS\s+ATTACHMENTS\s+SNAPSHOT\s+COMMENT\s+CREATED\s+OWNER$/);
     expect(lines[1]).toContain('vm1@localhost:xvdb(w)');
   });
 

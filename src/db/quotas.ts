@@ -1,0 +1,55 @@
+import { now, type Db } from './database.js';
+
+/** One user's limits; each undefined in an override means "the configured default". */
+export interface Limits {
+  readonly volumes: number;
+  readonly gib: number;
+  readonly snapshots: number;
+}
+
+export type LimitName = keyof Limits;
+
+/** What a user holds: every volume and snapshot row of theirs (see usage()). */
+export interface Usage {
+  readonly volumes: number;
+  readonly gib: number;
+  readonly snapshots: number;
+}
+
+/** The per-user overrides of the quota defaults, and each user's usage. */
+export class QuotaStore {
+  constructor(private readonly db: Db) {}
+
+  /** A user's overrides (absent fields: the default). */
+  overrides(owner: string): Partial<Limits> {
+    const row = this.db.prepare('SELECT volumes, gib, snapshots FROM quotas WHERE owner = ?').get(owner) as
+      | { volumes: number | null; gib: number | null; snapshots: number | null }
+      | undefined;
+    const out: { -readonly [K in LimitName]?: number } = {};
+    for (const k of ['volumes', 'gib', 'snapshots'] as const) if (row?.[k] != null) out[k] = row[k]!;
+    return out;
+  }
+
+  /** Sets the given limits, keeping the others as they were. */
+  set(owner: string, limits: Partial<Limits>): void {
+    this.db
+      .prepare(
+        `INSERT INTO quotas (owner, volumes, gib, snapshots, updated_at) VALUES (@owner, @volumes, @gib, @snapshots, @t)
+         ON CONFLICT (owner) DO UPDATE SET volumes = coalesce(@volumes, volumes), gib = coalesce(@gib, gib),
+           snapshots = coalesce(@snapshots, snapshots), updated_at = @t`,
+      )
+      .run({ owner, volumes: limits.volumes ?? null, gib: limits.gib ?? null, snapshots: limits.snapshots ?? null, t: now() });
+  }
+
+  /**
+   * Every row a user owns counts, whatever its status: `creating`/`pending`
+   * (being made), `deleting` (its data is still there) and `error` (it holds
+   * data until deleted). A failed create's rollback and a finished delete
+   * remove the row, which gives its usage back.
+   */
+  usage(owner: string): Usage {
+    const v = this.db.prepare('SELECT count(*) AS n, coalesce(sum(size_gib), 0) AS gib FROM volumes WHERE owner = ?').get(owner) as { n: number; gib: number };
+    const s = this.db.prepare('SELECT count(*) AS n FROM snapshots WHERE owner = ?').get(owner) as { n: number };
+    return { volumes: v.n, gib: v.gib, snapshots: s.n };
+  }
+}
