@@ -46,7 +46,7 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
     instances,
   );
   let url = '';
-  const server = createSoapServer({ def: VBS_SERVICE, handlers: service.handlers(), tls, log, publicUrl: () => url });
+  const server = createSoapServer({ def: VBS_SERVICE, handlers: service.handlers(), tls, log, publicUrl: () => url, crlFile: cfg.tls.crl });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(cfg.listen.port, cfg.listen.host, () => resolve());

@@ -47,9 +47,22 @@ export async function buildCrl(ca: KeyAndCert, revoked: readonly RevokedSerial[]
  * keeps the list it has (a half-written or forged file must not replace it).
  */
 export async function revokedSerials(crlPem: string, caCertPem: string | Buffer): Promise<Set<string>> {
-  const crl = new x509.X509Crl(crlPem.replace(/-----(BEGIN|END) X509 CRL-----/g, '-----$1 CRL-----'));
+  const crl = parseCrl(crlPem);
   const caCert = new x509.X509Certificate(caCertPem.toString());
   if (!(await crl.verify({ publicKey: caCert }))) throw new Error('the CRL is not signed by the VBS CA');
+  return serialsOf(crl);
+}
+
+/** The revoked serials of a CRL, its signature unchecked (OpenSSL checks it at every handshake). */
+export function crlEntries(crlPem: string): Set<string> {
+  return serialsOf(parseCrl(crlPem));
+}
+
+function parseCrl(pem: string): x509.X509Crl {
+  return new x509.X509Crl(pem.replace(/-----(BEGIN|END) X509 CRL-----/g, '-----$1 CRL-----'));
+}
+
+function serialsOf(crl: x509.X509Crl): Set<string> {
   return new Set(crl.entries.map((e) => normalSerial(e.serialNumber)));
 }
 
