@@ -4,6 +4,7 @@ import { invoke, type Invocation } from './context.js';
 import { CliFailure } from './errors.js';
 import { formatTable } from './format.js';
 import { retryWhenUnavailable } from './retry.js';
+import { registerUserCommands } from './admin-users.js';
 import type { CliRuntime } from './runtime.js';
 
 /** A CheckConsistency finding, field names as in the WSDL. */
@@ -29,6 +30,7 @@ export function registerAdminCommands(program: Command, runtime: CliRuntime): vo
     .description('compare the metadata with what every delegate reports and list each difference; exit 0 only when everything matches')
     .option('--repair', 'also fix what is safe to fix (orphans are reported, never deleted)')
     .action((opts, cmd) => invoke(runtime, cmd, (inv) => check(inv, opts.repair === true)));
+  registerUserCommands(admin as unknown as Command, runtime);
 }
 
 export async function check(inv: Invocation, repair: boolean): Promise<void> {

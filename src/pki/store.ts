@@ -65,7 +65,7 @@ export class PkiStore {
   }
 }
 
-export function writeAtomic(file: string, content: string, mode = 0o644): void {
+export function writeAtomic(file: string, content: string | Buffer, mode = 0o644): void {
   const tmp = `${file}.${process.pid}.tmp`;
   writeFileSync(tmp, content, { mode });
   chmodSync(tmp, mode);

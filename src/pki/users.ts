@@ -41,6 +41,12 @@ export interface IssueOptions {
   readonly csrPem?: string;
   /** Tests only: an explicit validity (an expired certificate). */
   readonly validity?: { readonly notBefore: Date; readonly notAfter: Date };
+  /**
+   * Hands the new certificate (and key) over before it is recorded: if this
+   * throws (the user's folder cannot be written), nothing is registered and
+   * the command can simply be run again.
+   */
+  readonly deliver?: (issued: Issued) => void;
 }
 
 /** What an issuance gives the caller to hand over: the key only when VBS made it. */
@@ -102,7 +108,9 @@ export class UserRegistry {
       if (clash) throw new UserExists(`user ${clash.name} already exists; \`vbs admin user renew ${clash.name}\` issues a new certificate`);
       const ca = this.pki.ensureCa();
       const user: UserRecord = { name: n, admin, createdAt: new Date().toISOString(), certificates: [] };
-      return this.issue(ca, user, opts);
+      const issued = this.issue(ca, user, opts);
+      this.write(issued.user);
+      return issued;
     });
   }
 
@@ -116,7 +124,7 @@ export class UserRegistry {
       const user = this.get(name);
       const ca = this.pki.ensureCa();
       const before = user.certificates.filter((c) => !c.revokedAt);
-      const issued = await this.issue(ca, user, opts);
+      const issued = this.issue(ca, user, opts);
       const now = new Date().toISOString();
       const renewed: UserRecord = {
         ...issued.user,
@@ -152,7 +160,8 @@ export class UserRegistry {
     return this.crlFile;
   }
 
-  private async issue(ca: KeyAndCert, user: UserRecord, opts: IssueOptions): Promise<Issued> {
+  /** A new certificate for `user`, delivered; the caller records the user it returns. */
+  private issue(ca: KeyAndCert, user: UserRecord, opts: IssueOptions): Issued {
     const req = { commonName: user.name, use: 'client' as const, admin: user.admin, days: opts.days ?? DEFAULT_USER_DAYS, validity: opts.validity };
     let certPem: string;
     let keyPem: string | undefined;
@@ -163,9 +172,9 @@ export class UserRegistry {
     }
     const facts = certificateFacts(certPem);
     const entry: UserCertificate = { serial: facts.serial, issuedAt: new Date().toISOString(), notAfter: facts.notAfter.toISOString(), certPem };
-    const updated: UserRecord = { ...user, certificates: [...user.certificates, entry] };
-    this.write(updated);
-    return { user: updated, certPem, keyPem, caPem: ca.certPem };
+    const issued: Issued = { user: { ...user, certificates: [...user.certificates, entry] }, certPem, keyPem, caPem: ca.certPem };
+    opts.deliver?.(issued);
+    return issued;
   }
 
   private locked<T>(run: () => Promise<T>): Promise<T> {
