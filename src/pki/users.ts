@@ -110,6 +110,8 @@ export class UserRegistry {
       const user: UserRecord = { name: n, admin, createdAt: new Date().toISOString(), certificates: [] };
       const issued = this.issue(ca, user, opts);
       this.write(issued.user);
+      // A folder no `vbs up` has run on yet: its services will find a CRL.
+      if (!existsSync(this.crlFile)) await this.writeCrl();
       return issued;
     });
   }
