@@ -24,7 +24,7 @@ export interface CheckResult {
 export const FINDING_HEADERS = ['KIND', 'RESOURCE', 'LOCATION', 'REPAIRED', 'DETAIL'] as const;
 
 export function registerAdminCommands(program: Command, runtime: CliRuntime): void {
-  const admin = program.command('admin').description("administrators' operations (the caller must be one of the front's admins)");
+  const admin = program.command('admin').description("administrators' operations: `check` (the caller must be one of the front's admins) and `user` (on the data folder)");
   admin
     .command('check')
     .description('compare the metadata with what every delegate reports and list each difference; exit 0 only when everything matches')
