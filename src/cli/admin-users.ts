@@ -3,8 +3,9 @@ import { InvalidArgumentError } from '@commander-js/extra-typings';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { userName } from '../core/validate.js';
+import { BadCertificateRequest } from '../pki/certificates.js';
 import { VBS_SERVICE } from '../services/vbs.js';
-import { currentCertificate, DEFAULT_USER_DAYS, MAX_USER_DAYS, UserExists, UserNotFound, UserRegistry, userStatus, type Issued, type UserRecord } from '../pki/users.js';
+import { currentCertificate, DEFAULT_USER_DAYS, MAX_USER_DAYS, UserExists, UserNotFound, UserRegistry, userStatus, type IssueOptions, type Issued, type UserRecord } from '../pki/users.js';
 import { globalOptions } from './context.js';
 import { checkLocally, CliFailure, UsageError } from './errors.js';
 import { formatJson, formatTable, formatTime } from './format.js';
@@ -19,69 +20,62 @@ import { existingUserFiles, readPassword, writeUserFiles, type UserFiles } from 
 export function registerUserCommands(admin: Command, runtime: CliRuntime): void {
   const user = admin.command('user').description("the deployment's users and their certificates (run on the data folder, where the CA key is)");
   const DATA = ['--data <dir>', "the deployment's data folder (as `vbs up --data`)", './vbs-data'] as const;
-  const ISSUING = {
-    out: ['--out <dir>', "the folder to write the user's files to"],
-    csr: ['--csr <file>', "sign the user's own certificate request (PEM, RSA); no key is made or written"],
-    days: ['--days <n>', `validity in days (default ${DEFAULT_USER_DAYS})`],
-    p12: ['--p12-password-file <file>', "the PKCS#12 bundle's password (default: a generated one, written to OUT/<name>.p12.password, mode 0600)"],
-    url: ['--url <url>', "the front's URL for the user's client.json (default: DATA/client.json's)"],
-  } as const;
+  /** add and renew: the same options, the same hand-over; `issue` is the registry call. */
+  const issuing = (verb: 'add' | 'renew', description: string) =>
+    user
+      .command(verb)
+      .description(description)
+      .argument('<name>', 'the user id (the certificate subject CN)')
+      .option(...DATA)
+      .requiredOption('--out <dir>', "the folder to write the user's files to")
+      .option('--csr <file>', "sign the user's own certificate request (PEM, RSA); no key is made or written")
+      .option('--days <n>', `validity in days (default ${DEFAULT_USER_DAYS})`, parseDays, DEFAULT_USER_DAYS)
+      .option('--p12-password-file <file>', "the PKCS#12 bundle's password (default: a generated one, written to OUT/<name>.p12.password, mode 0600)")
+      .option('--url <url>', "the front's URL for the user's client.json (default: DATA/client.json's)");
+  const handOver = async (name: string, o: IssuingOptions, done: string, issue: (registry: UserRegistry, n: string, opts: IssueOptions) => Promise<Issued>) => {
+    const n = checkLocally(() => userName(name));
+    const out = resolve(runtime.cwd, o.out);
+    // A new user's folder must not hold someone's files already; a renewal replaces the user's own.
+    const clobbered = done === 'added' ? existingUserFiles(out, n) : [];
+    if (clobbered.length) throw new UsageError(`${clobbered.join(', ')} already exist${clobbered.length === 1 ? 's' : ''}; choose another --out folder`);
+    const ctx = prepare(runtime, o);
+    let files: UserFiles | undefined;
+    const deliver = (i: Issued) => void (files = writeUserFiles(out, i, ctx.url, ctx.p12PasswordFile));
+    const issued = await registryCall(() => issue(ctx.registry, n, { days: o.days, csrPem: ctx.csrPem, deliver }));
+    report(runtime, done, issued, files!, out);
+  };
 
-  user
-    .command('add')
-    .description('register a user and issue their certificate')
-    .argument('<name>', 'the user id (the certificate subject CN)')
+  issuing('add', 'register a user and issue their certificate')
     .option('--admin', "a VBS administrator (sees and acts on every owner's resources)")
-    .option(...DATA)
-    .requiredOption(...ISSUING.out)
-    .option(...ISSUING.csr)
-    .option(...ISSUING.days, parseDays, DEFAULT_USER_DAYS)
-    .option(...ISSUING.p12)
-    .option(...ISSUING.url)
-    .action(async (name, o) => {
-      const n = checkLocally(() => userName(name));
-      const out = resolve(runtime.cwd, o.out);
-      const clobbered = existingUserFiles(out, n);
-      if (clobbered.length) throw new UsageError(`${clobbered.join(', ')} already exist${clobbered.length === 1 ? 's' : ''}; choose another --out folder`);
-      const ctx = prepare(runtime, o);
-      let files: UserFiles | undefined;
-      const deliver = (i: Issued) => void (files = writeUserFiles(out, i, ctx.url, ctx.p12PasswordFile));
-      const issued = await registryCall(() => ctx.registry.add(n, o.admin === true, { days: o.days, csrPem: ctx.csrPem, deliver }));
-      report(runtime, 'added', issued, files!, out);
-    });
+    .action((name, o) => handOver(name, o, 'added', (registry, n, opts) => registry.add(n, o.admin === true, opts)));
 
-  user
-    .command('renew')
-    .description('issue a new certificate under the same name; the previous one is revoked')
-    .argument('<name>')
-    .option(...DATA)
-    .requiredOption(...ISSUING.out)
-    .option(...ISSUING.csr)
-    .option(...ISSUING.days, parseDays, DEFAULT_USER_DAYS)
-    .option(...ISSUING.p12)
-    .option(...ISSUING.url)
-    .action(async (name, o) => {
-      const n = checkLocally(() => userName(name));
-      const out = resolve(runtime.cwd, o.out);
-      const ctx = prepare(runtime, o);
-      let files: UserFiles | undefined;
-      const deliver = (i: Issued) => void (files = writeUserFiles(out, i, ctx.url, ctx.p12PasswordFile));
-      const issued = await registryCall(() => ctx.registry.renew(n, { days: o.days, csrPem: ctx.csrPem, deliver }));
-      report(runtime, 'renewed', issued, files!, out);
-    });
+  issuing('renew', 'issue a new certificate under the same name; the previous one is revoked').action((name, o) =>
+    handOver(name, o, 'renewed', (registry, n, opts) => registry.renew(n, opts)),
+  );
 
-  user
-    .command('revoke')
-    .description('revoke every certificate of a user; running services refuse them within a second or two')
-    .argument('<name>')
-    .option(...DATA)
-    .action(async (name, o, cmd) => {
-      const n = checkLocally(() => userName(name));
-      const registry = new UserRegistry(resolve(runtime.cwd, o.data));
-      const u = await registryCall(() => registry.revoke(n));
-      if (globalOptions(cmd).json) return void runtime.stdout.write(formatJson(userView(u)));
-      runtime.stdout.write(`User ${u.name} revoked: ${u.certificates.length} certificate${u.certificates.length === 1 ? '' : 's'} listed in ${registry.crlFile}.\n`);
-    });
+  /** revoke and show: one named user of the data folder; `act` returns what to print. */
+  const perUser = (verb: string, description: string, act: (registry: UserRegistry, name: string, json: boolean) => Promise<string>) =>
+    user
+      .command(verb)
+      .description(description)
+      .argument('<name>')
+      .option(...DATA)
+      .action(async (name, o, cmd) => {
+        const n = checkLocally(() => userName(name));
+        const registry = new UserRegistry(resolve(runtime.cwd, o.data));
+        runtime.stdout.write(await registryCall(() => act(registry, n, globalOptions(cmd).json)));
+      });
+
+  perUser('revoke', 'revoke every certificate of a user; running services refuse them within a second or two', async (registry, n, json) => {
+    const u = await registry.revoke(n);
+    if (json) return formatJson(userView(u));
+    return `User ${u.name} revoked: ${u.certificates.length} certificate${u.certificates.length === 1 ? '' : 's'} listed in ${registry.crlFile}.\n`;
+  });
+
+  perUser('show', "a user's certificates, newest last", async (registry, n, json) => {
+    const u = registry.get(n);
+    return json ? formatJson(userView(u)) : userDetail(u);
+  });
 
   user
     .command('list')
@@ -90,18 +84,6 @@ export function registerUserCommands(admin: Command, runtime: CliRuntime): void 
     .action((o, cmd) => {
       const users = new UserRegistry(resolve(runtime.cwd, o.data)).list();
       runtime.stdout.write(globalOptions(cmd).json ? formatJson(users.map((u) => userView(u))) : usersTable(users));
-    });
-
-  user
-    .command('show')
-    .description("a user's certificates, newest last")
-    .argument('<name>')
-    .option(...DATA)
-    .action(async (name, o, cmd) => {
-      const n = checkLocally(() => userName(name));
-      const registry = new UserRegistry(resolve(runtime.cwd, o.data));
-      const u = await registryCall(async () => registry.get(n));
-      runtime.stdout.write(globalOptions(cmd).json ? formatJson(userView(u)) : userDetail(u));
     });
 }
 
@@ -164,7 +146,7 @@ async function registryCall<T>(run: () => Promise<T>): Promise<T> {
     return await run();
   } catch (err) {
     if (err instanceof UserExists || err instanceof UserNotFound) throw new CliFailure(err.message);
-    if (err instanceof Error && /certificate signing request/.test(err.message)) throw new UsageError(`--csr: ${err.message}`);
+    if (err instanceof BadCertificateRequest) throw new UsageError(`--csr: ${err.message}`);
     throw err;
   }
 }

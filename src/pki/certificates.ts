@@ -116,16 +116,18 @@ export function signPublicKey(ca: KeyAndCert, publicKey: forge.pki.rsa.PublicKey
  * CA itself issues; forge reads no other kind). The request's subject is not
  * used: the CA names the certificate after the user it registers.
  */
+export class BadCertificateRequest extends Error {}
+
 export function publicKeyOfRequest(csrPem: string): forge.pki.rsa.PublicKey {
   let csr: forge.pki.CertificateSigningRequest;
   try {
     csr = forge.pki.certificationRequestFromPem(csrPem);
   } catch (err) {
-    throw new Error(`not a PEM certificate signing request with an RSA key: ${(err as Error).message}`);
+    throw new BadCertificateRequest(`not a PEM certificate signing request with an RSA key: ${(err as Error).message}`);
   }
-  if (!csr.verify()) throw new Error('the certificate signing request is not signed by its own key');
+  if (!csr.verify()) throw new BadCertificateRequest('the certificate signing request is not signed by its own key');
   const key = csr.publicKey as forge.pki.rsa.PublicKey | null;
-  if (!key?.n || key.n.bitLength() < 2048) throw new Error('the certificate signing request must hold an RSA key of at least 2048 bits');
+  if (!key?.n || key.n.bitLength() < 2048) throw new BadCertificateRequest('the certificate signing request must hold an RSA key of at least 2048 bits');
   return key;
 }
 
