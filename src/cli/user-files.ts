@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import forge from 'node-forge';
 import { writeAtomic } from '../pki/store.js';
@@ -46,6 +46,9 @@ export function writeUserFiles(outDir: string, issued: Issued, frontUrl: string,
     if (!p12PasswordFile) writeAtomic(files.p12Password, `${password}\n`, 0o600);
     writeAtomic(files.p12, pkcs12(issued, password), 0o600);
   }
+  // A renewal into the same folder leaves nothing of the previous certificate's that no longer fits.
+  if (!issued.keyPem) rmSync(files.p12, { force: true });
+  if (!issued.keyPem || p12PasswordFile) rmSync(files.p12Password, { force: true });
   // Paths relative to client.json: the folder can be handed over as a whole.
   const config = { url: frontUrl, key: `${name}.key`, cert: `${name}.crt`, ca: 'ca.crt' };
   writeAtomic(files.clientConfig, `${JSON.stringify(config, null, 2)}\n`, 0o644);

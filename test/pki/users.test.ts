@@ -134,6 +134,13 @@ describe('vbs admin user add', () => {
     expect(isServiceCertificate(readFileSync(join(out, 'dave.crt'), 'utf8'))).toBe(false);
     expect(openssl('x509', '-in', join(out, 'dave.crt'), '-noout', '-pubkey')).toBe(openssl('req', '-in', join(dir, 'dave.csr'), '-noout', '-pubkey'));
     expect(verify(join(out, 'dave.crt'))).toContain(': OK');
+    // Renewed into the same folder: a bundle left there from an earlier key goes (it no longer fits).
+    writeFileSync(join(out, 'dave.p12'), 'old bundle');
+    writeFileSync(join(out, 'dave.p12.password'), 'old password');
+    const renewed = await vbs('admin', 'user', 'renew', 'dave', '--csr', join(dir, 'dave.csr'), '--data', data, '--url', URL_, '--out', out);
+    expect(renewed.code, renewed.stderr).toBe(0);
+    expect([existsSync(join(out, 'dave.p12')), existsSync(join(out, 'dave.p12.password'))]).toEqual([false, false]);
+    expect(verify(join(out, 'dave.crt'))).toContain(': OK');
     // Not a request, or a key VBS does not issue: a usage error, nobody registered.
     writeFileSync(join(dir, 'junk.csr'), 'not a request');
     expect((await add('eve', '--csr', join(dir, 'junk.csr'), '--out', join(root, 'eve'))).code).toBe(2);
