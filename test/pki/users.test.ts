@@ -1,12 +1,12 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { userName } from '../../src/core/validate.js';
 import { ensureDeploymentPki } from '../../src/deploy/all-in-one.js';
-import { certificateFacts, isAdminCertificate, isServiceCertificate } from '../../src/pki/certificates.js';
-import { crlEntries } from '../../src/pki/crl.js';
+import { certificateFacts, createCa, isAdminCertificate, isServiceCertificate } from '../../src/pki/certificates.js';
+import { buildCrl, crlEntries, revokedSerials } from '../../src/pki/crl.js';
 import { UserExists, UserRegistry, userStatus } from '../../src/pki/users.js';
 import { FakeFront, fakeRuntime, run } from '../cli/fakes.js';
 import { opensslIssue } from './openssl.js';
@@ -159,7 +159,8 @@ describe('revocation and renewal', () => {
     expect(r.code, r.stderr).toBe(0);
     const crl = join(data, 'pki', 'ca.crl');
     expect(openssl('crl', '-in', crl, '-noout', '-CAfile', join(data, 'pki', 'ca.crt'))).toBe('');
-    expect(openssl('crl', '-in', crl, '-noout', '-text')).toContain(`Serial Number: ${serial}`);
+    // OpenSSL prints whole bytes (a leading 0 when the serial has an odd number of hex digits).
+    expect(openssl('crl', '-in', crl, '-noout', '-text')).toMatch(new RegExp(`Serial Number: 0?${serial}\\n`));
     expect(crlEntries(readFileSync(crl, 'utf8'))).toContain(serial);
     expect(verify(join(root, 'frank', 'frank.crt'))).toMatch(/certificate revoked/);
     expect(verify(join(root, 'grace', 'grace.crt'))).toContain(': OK');
@@ -200,6 +201,17 @@ describe('revocation and renewal', () => {
   });
 });
 
+describe('the CRL', () => {
+  it('lists serials of any length and leading digit exactly as the certificates carry them, and is signed by the CA', async () => {
+    const reg = new UserRegistry(data);
+    const serials = ['1', '0ABC', '7F', '80', 'FF00', '586A638121491CCFBD201E0000000001'];
+    const pem = await buildCrl(reg.pki.load('ca'), serials.map((serial) => ({ serial, revokedAt: new Date() })));
+    expect([...crlEntries(pem)].sort()).toEqual(['1', 'ABC', '7F', '80', 'FF00', '586A638121491CCFBD201E0000000001'].sort());
+    expect(await revokedSerials(pem, reg.pki.load('ca').certPem)).toEqual(crlEntries(pem));
+    await expect(revokedSerials(pem, createCa('another').certPem)).rejects.toThrow(/not signed by the VBS CA/);
+  });
+});
+
 describe('the registry', () => {
   it('two commands at once: the lock serialises them; one name is added once', async () => {
     const reg = new UserRegistry(data);
@@ -207,6 +219,13 @@ describe('the registry', () => {
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(2);
     expect(results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason)).toEqual([expect.any(UserExists)]);
     expect(reg.get('henry').certificates).toHaveLength(1);
+    expect(existsSync(join(data, 'pki', 'users.lock'))).toBe(false);
+  });
+
+  it('a lock left by a command that died is taken over', async () => {
+    const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+    writeFileSync(join(data, 'pki', 'users.lock'), String(dead));
+    await new UserRegistry(data).add('lena', false);
     expect(existsSync(join(data, 'pki', 'users.lock'))).toBe(false);
   });
 
