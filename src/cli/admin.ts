@@ -5,6 +5,7 @@ import { CliFailure } from './errors.js';
 import { formatTable } from './format.js';
 import { registerQuotaCommands } from './quotas.js';
 import { retryWhenUnavailable } from './retry.js';
+import { registerUserCommands } from './admin-users.js';
 import type { CliRuntime } from './runtime.js';
 
 /** A CheckConsistency finding, field names as in the WSDL. */
@@ -24,13 +25,14 @@ export interface CheckResult {
 export const FINDING_HEADERS = ['KIND', 'RESOURCE', 'LOCATION', 'REPAIRED', 'DETAIL'] as const;
 
 export function registerAdminCommands(program: Command, runtime: CliRuntime): void {
-  const admin = program.command('admin').description("administrators' operations (the caller must be one of the front's admins)");
+  const admin = program.command('admin').description("administrators' operations: `check` (the caller must be one of the front's admins) and `user` (on the data folder)");
   admin
     .command('check')
     .description('compare the metadata with what every delegate reports and list each difference; exit 0 only when everything matches')
     .option('--repair', 'also fix what is safe to fix (orphans are reported, never deleted)')
     .action((opts, cmd) => invoke(runtime, cmd, (inv) => check(inv, opts.repair === true)));
   registerQuotaCommands(admin, runtime);
+  registerUserCommands(admin as unknown as Command, runtime);
 }
 
 export async function check(inv: Invocation, repair: boolean): Promise<void> {

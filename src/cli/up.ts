@@ -73,6 +73,7 @@ export function registerUp(program: Command): void {
           `  VMM host:       ${dep.vmmHost}`,
           `  Volumes:        ${dep.storage}`,
           `  Instance ids:   a VM's name (scan), or an id in instances.json (static)`,
+          `  Users:          vbs admin user add NAME --data ${opts.data} --out FOLDER  (revoke, renew, list, show)`,
           `Press Ctrl-C to stop.`,
           '',
         ].join('\n'),

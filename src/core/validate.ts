@@ -3,6 +3,10 @@ import { VbsError } from './errors.js';
 import { SNAPSHOT_ID, VOLUME_ID } from './ids.js';
 import { ATTACH_MODES, type AttachMode } from './states.js';
 import { NOT_XML_CHAR } from './xml-chars.js';
+import { SERVICE_NAME_PREFIX } from '../pki/identity.js';
+
+/** The administrator identity `vbs up` issues itself (DIR/pki/admin.crt, DIR/client.json). */
+export const DEPLOYMENT_ADMIN = 'admin';
 
 /**
  * Validators for every value that can reach a host command or the metadata.
@@ -17,6 +21,9 @@ const VM_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const DEVICE = /^(?:\/dev\/)?(?:(?:xvd|sd|hd|vd)[a-z]{1,2}|(?:scsi|virtio|sata|ide)[0-9]{1,2})$/;
 const CLIENT_TOKEN = /^[\x21-\x7e]{1,64}$/;
 const COMMENT_MAX = 255;
+/** A user id: it is a certificate's subject CN, a file name in DIR/pki/users and an owner in the metadata. */
+const USER_NAME = /^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/;
+const USER_NAME_MAX = 64;
 
 function invalid(param: string, why: string): VbsError {
   return new VbsError('InvalidParameterValue', `Value for parameter ${param} is invalid: ${why}.`);
@@ -69,6 +76,28 @@ export function comment(value: unknown, param = 'comment'): string {
   return value;
 }
 
+/**
+ * A user's name: a certificate's common name (users live in the CA, not the
+ * metadata). Letters, digits and `_ . @ -` only, first a letter or digit, at
+ * most 64 characters: nothing a certificate subject or a file name gives a
+ * meaning to (no `/`, `,`, `=`, `+`, quotes, spaces or control characters).
+ * `vbs-` names belong to services and are nobody's.
+ */
+export function userName(value: unknown, param = 'user'): string {
+  const v = requireString(param, value);
+  if (v.length > USER_NAME_MAX) throw invalid(param, `at most ${USER_NAME_MAX} characters`);
+  if (!USER_NAME.test(v)) throw invalid(param, 'expected letters, digits, "_", ".", "@" or "-", starting with a letter or digit');
+  if (v.toLowerCase().startsWith(SERVICE_NAME_PREFIX)) throw invalid(param, `names starting with ${SERVICE_NAME_PREFIX} are reserved for VBS services`);
+  return v;
+}
+
+/** A name `vbs admin user add` may register: a user name other than `admin`, the deployment's own administrator identity. */
+export function registrableUserName(value: unknown, param = 'name'): string {
+  const v = userName(value, param);
+  if (v.toLowerCase() === DEPLOYMENT_ADMIN) throw invalid(param, `${DEPLOYMENT_ADMIN} is the deployment's own administrator identity (DIR/pki/admin.crt)`);
+  return v;
+}
+
 export function hostName(value: unknown, param = 'vmmHost'): string {
   const v = requireString(param, value);
   if (!HOST_NAME.test(v)) throw invalid(param, 'expected a host name');
@@ -107,19 +136,6 @@ export function clientToken(value: unknown, param = 'clientToken'): string | und
     throw invalid(param, 'expected 1-64 printable ASCII characters');
   }
   return value;
-}
-
-/**
- * A user name as a certificate's common name carries it (users live in the
- * CA, not the metadata): 1-64 characters, letters, digits and `._@-`, the
- * first a letter or digit; names kept for services (vbs-*) are nobody's.
- */
-const USER_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
-export function userName(value: unknown, param = 'user'): string {
-  const v = requireString(param, value);
-  if (!USER_NAME.test(v)) throw invalid(param, 'expected 1-64 letters, digits or ._@- (a certificate common name), starting with a letter or digit');
-  if (v.toLowerCase().startsWith('vbs-')) throw invalid(param, 'names starting with vbs- are kept for VBS services');
-  return v;
 }
 
 /** A quota limit: a whole number from 0 (nothing allowed) up. */

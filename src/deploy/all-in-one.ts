@@ -4,6 +4,8 @@ import { join, resolve } from 'node:path';
 import { VBS_HOME } from '../core/paths.js';
 import { CommandCatalog } from '../commands/catalog.js';
 import { PkiStore, writeAtomic } from '../pki/store.js';
+import { UserRegistry } from '../pki/users.js';
+import { DEPLOYMENT_ADMIN } from '../core/validate.js';
 import { LogFiles } from './log-files.js';
 import { startServe } from './service-process.js';
 import { Supervisor, type SupervisedService } from './supervisor.js';
@@ -74,6 +76,7 @@ export async function up(opts: UpOptions): Promise<Deployment> {
   const dir = resolve(opts.dataDir);
   for (const sub of ['', 'volumes', 'logs', 'vmm-sim']) mkdirSync(join(dir, sub), { recursive: true, mode: 0o700 });
   ensureDeploymentPki(dir);
+  await new UserRegistry(dir).ensureCrl();
   const commands = opts.commands ? resolve(opts.commands) : undefined;
   const vmm: string = opts.vmm ?? operatorsAdapter(commands) ?? 'sim';
   const qmpDir = resolve(opts.qmpDir ?? join(dir, 'qmp'));
@@ -93,7 +96,8 @@ export async function up(opts: UpOptions): Promise<Deployment> {
   const tgtdPorts = realTgtd ? await freeTgtdPorts() : undefined;
 
   const logs = new LogFiles(join(dir, 'logs'));
-  const tls = (name: string) => ({ key: `pki/${name}.key`, cert: `pki/${name}.crt`, ca: 'pki/ca.crt' });
+  // Every service checks callers against the CA's revocation list (reloaded on change).
+  const tls = (name: string) => ({ key: `pki/${name}.key`, cert: `pki/${name}.crt`, ca: 'pki/ca.crt', crl: 'pki/ca.crl' });
   const listen = (port: number) => ({ host: '127.0.0.1', port });
   const urls = new Map<Role, string>();
   const configs: Record<Role, () => object> = {
@@ -175,7 +179,7 @@ export async function up(opts: UpOptions): Promise<Deployment> {
     });
     const frontUrl = urls.get('front')!;
     const clientConfig = join(dir, 'client.json');
-    writeJson(clientConfig, { url: frontUrl, ...tls('admin') });
+    writeJson(clientConfig, { url: frontUrl, key: 'pki/admin.key', cert: 'pki/admin.crt', ca: 'pki/ca.crt' });
     const tgtd = supervisor.handle('tgtd');
     const storage =
       backendType === 'file'
@@ -226,7 +230,8 @@ function seedSimVg(stateDir: string): void {
 /**
  * The CA and identities of a one-machine deployment, in DIR/pki: the front
  * (server, and client of the delegates), the two delegates (servers on
- * loopback) and the admin. Kept when they exist.
+ * loopback) and the admin. Kept when they exist. The revocation list
+ * (DIR/pki/ca.crl) is created by up() (UserRegistry.ensureCrl).
  */
 export function ensureDeploymentPki(dir: string): void {
   const pki = new PkiStore(join(dir, 'pki'));
@@ -236,7 +241,8 @@ export function ensureDeploymentPki(dir: string): void {
   pki.ensureIdentity('volume-delegate', { commonName: 'vbs-volume-delegate', use: 'server', hosts: loopback });
   pki.ensureIdentity('vmm-delegate', { commonName: 'vbs-vmm-delegate', use: 'server', hosts: loopback });
   pki.ensureIdentity('instance-resolver', { commonName: 'vbs-instance-resolver', use: 'server', hosts: loopback });
-  pki.ensureIdentity('admin', { commonName: 'admin', use: 'client' });
+  // The deployment's own administrator: marked as one (reissued when an older VBS issued it unmarked).
+  pki.ensureIdentity('admin', { commonName: DEPLOYMENT_ADMIN, use: 'client', admin: true });
 }
 
 function writeJson(file: string, value: object): void {

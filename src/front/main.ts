@@ -58,6 +58,7 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
     log,
     publicUrl: () => url,
     beforeAnswer: (outcome) => audit.record(outcome),
+    crlFile: cfg.tls.crl,
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -1,7 +1,7 @@
 import { generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import forge from 'node-forge';
-import { VBS_ADMIN_PURPOSE, VBS_SERVICE_PURPOSE, hasServicePurpose, isReservedServiceName } from './identity.js';
+import { VBS_ADMIN_PURPOSE, VBS_SERVICE_PURPOSE, hasAdminPurpose, hasServicePurpose, isReservedServiceName } from './identity.js';
 
 /**
  * VBS's own certificate authority. node-forge builds and signs the X.509
@@ -62,22 +62,29 @@ export interface IssueRequest {
    * (vbs-*) can only be issued this way.
    */
   readonly service?: boolean;
-  /** A VBS administrator's identity: marked with the VBS administrator purpose (src/pki/identity.ts). */
+  /** A VBS administrator (`vbs admin user add --admin`, the deployment's `admin`): marked with the VBS administrator purpose. */
   readonly admin?: boolean;
+  /** An explicit validity, instead of from a minute ago for `days` (tests issue expired certificates with it). */
+  readonly validity?: { readonly notBefore: Date; readonly notAfter: Date };
 }
 
 export function issueCertificate(ca: KeyAndCert, req: IssueRequest): KeyAndCert {
+  const key = newRsaKey();
+  return { keyPem: key.pem, certPem: signPublicKey(ca, key.publicKey, req) };
+}
+
+/** A certificate for a key the CA never sees (the public key of a user's signing request). */
+export function signPublicKey(ca: KeyAndCert, publicKey: forge.pki.rsa.PublicKey, req: IssueRequest): string {
   if (!req.service && isReservedServiceName(req.commonName)) {
     throw new Error(`${req.commonName} is a name reserved for VBS services; it cannot be a user's`);
   }
   const caCert = forge.pki.certificateFromPem(ca.certPem);
   const caKey = forge.pki.privateKeyFromPem(ca.keyPem);
-  const key = newRsaKey();
   const cert = forge.pki.createCertificate();
-  cert.publicKey = key.publicKey;
+  cert.publicKey = publicKey;
   cert.serialNumber = serial();
-  cert.validity.notBefore = new Date(Date.now() - 60_000);
-  cert.validity.notAfter = new Date(Date.now() + (req.days ?? 825) * DAY_MS);
+  cert.validity.notBefore = req.validity?.notBefore ?? new Date(Date.now() - 60_000);
+  cert.validity.notAfter = req.validity?.notAfter ?? new Date(Date.now() + (req.days ?? 825) * DAY_MS);
   cert.setSubject([{ name: 'commonName', value: req.commonName }, { name: 'organizationName', value: 'VBS' }]);
   cert.setIssuer(caCert.subject.attributes);
   const extensions: object[] = [
@@ -100,7 +107,28 @@ export function issueCertificate(ca: KeyAndCert, req: IssueRequest): KeyAndCert 
   }
   cert.setExtensions(extensions);
   cert.sign(caKey, forge.md.sha256.create());
-  return { keyPem: key.pem, certPem: forge.pki.certificateToPem(cert) };
+  return forge.pki.certificateToPem(cert);
+}
+
+/**
+ * The public key of a PKCS#10 request, once its signature proves the
+ * requester holds the private key. RSA of 2048 bits or more only (what the
+ * CA itself issues; forge reads no other kind). The request's subject is not
+ * used: the CA names the certificate after the user it registers.
+ */
+export class BadCertificateRequest extends Error {}
+
+export function publicKeyOfRequest(csrPem: string): forge.pki.rsa.PublicKey {
+  let csr: forge.pki.CertificateSigningRequest;
+  try {
+    csr = forge.pki.certificationRequestFromPem(csrPem);
+  } catch (err) {
+    throw new BadCertificateRequest(`not a PEM certificate signing request with an RSA key: ${(err as Error).message}`);
+  }
+  if (!csr.verify()) throw new BadCertificateRequest('the certificate signing request is not signed by its own key');
+  const key = csr.publicKey as forge.pki.rsa.PublicKey | null;
+  if (!key?.n || key.n.bitLength() < 2048) throw new BadCertificateRequest('the certificate signing request must hold an RSA key of at least 2048 bits');
+  return key;
 }
 
 const SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
@@ -138,4 +166,20 @@ export function commonNameOf(certPem: string): string | undefined {
 /** Whether a PEM certificate was issued to a VBS service (carries the VBS service purpose). */
 export function isServiceCertificate(certPem: string): boolean {
   return hasServicePurpose(new X509Certificate(certPem).keyUsage);
+}
+
+/** Whether a PEM certificate was issued to a VBS administrator (carries the VBS administrator purpose). */
+export function isAdminCertificate(certPem: string): boolean {
+  return hasAdminPurpose(new X509Certificate(certPem).keyUsage);
+}
+
+/** A certificate's serial as VBS writes it everywhere: upper-case hex, no leading zeros (as node's TLS reports it). */
+export function normalSerial(hex: string): string {
+  return hex.replace(/^0+(?=.)/, '').toUpperCase();
+}
+
+/** The serial and validity of a PEM certificate. */
+export function certificateFacts(certPem: string): { serial: string; notBefore: Date; notAfter: Date } {
+  const c = new X509Certificate(certPem);
+  return { serial: normalSerial(c.serialNumber), notBefore: new Date(c.validFrom), notAfter: new Date(c.validTo) };
 }

@@ -1,6 +1,6 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createCa, isServiceCertificate, issueCertificate, type IssueRequest, type KeyAndCert } from './certificates.js';
+import { createCa, isAdminCertificate, isServiceCertificate, issueCertificate, type IssueRequest, type KeyAndCert } from './certificates.js';
 import { isReservedServiceName } from './identity.js';
 
 /**
@@ -36,12 +36,17 @@ export class PkiStore {
    * A reserved service name (vbs-*) is issued as a service identity; one
    * issued before services were marked is issued again, so a deployment
    * folder from an older VBS keeps working with delegates that require the mark.
+   * The same holds for the administrator mark (`admin: true`).
    */
   ensureIdentity(name: string, req: IssueRequest): IdentityFiles {
     const files = this.files(name);
     const service = req.service ?? isReservedServiceName(req.commonName);
     const exists = existsSync(files.cert) && existsSync(files.key);
-    if (!exists || (service && !isServiceCertificate(readFileSync(files.cert, 'utf8')))) {
+    const unmarked = () => {
+      const pem = readFileSync(files.cert, 'utf8');
+      return (service && !isServiceCertificate(pem)) || (req.admin === true && !isAdminCertificate(pem));
+    };
+    if (!exists || unmarked()) {
       this.save(name, issueCertificate(this.ensureCa(), { ...req, service }));
     }
     return files;
@@ -60,7 +65,7 @@ export class PkiStore {
   }
 }
 
-export function writeAtomic(file: string, content: string, mode = 0o644): void {
+export function writeAtomic(file: string, content: string | Buffer, mode = 0o644): void {
   const tmp = `${file}.${process.pid}.tmp`;
   writeFileSync(tmp, content, { mode });
   chmodSync(tmp, mode);

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { crashPoint } from '../core/crash-points.js';
 import { FAULTS, VbsError, errorMessage, toSafeError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
@@ -11,6 +11,7 @@ import type { Record as XmlRecord, Value } from './xml.js';
 import { decodeBody, decodeFields, encodeFields, envelope, escapeXml, parseEnvelope, xmlSafe } from './xml.js';
 import type { ServiceDefinition } from './schema.js';
 import { generateWsdl } from './wsdl.js';
+import { CrlWatch } from './crl-watch.js';
 
 export interface CallContext {
   /** The caller's certificate common name: the user id. */
@@ -75,6 +76,12 @@ export interface SoapServerOptions {
    * request is never answered unrecorded.
    */
   readonly beforeAnswer?: (outcome: RequestOutcome) => void;
+  /**
+   * The VBS CA's revocation list (PEM file). Callers whose certificate it
+   * lists are refused; the file is watched and a new list takes effect on
+   * new and already open connections alike (see CrlWatch).
+   */
+  readonly crlFile?: string;
 }
 
 const DEFAULT_MAX_BODY = 1024 * 1024;
@@ -113,19 +120,27 @@ export function createSoapServer(opts: SoapServerOptions): Server {
     if (!opts.handlers[name]) throw new Error(`${def.name}: no handler for ${name}`);
   }
 
+  const secureContext = (crl: string | undefined) => ({ key: opts.tls.key, cert: opts.tls.cert, ca: opts.tls.ca, minVersion: 'TLSv1.2' as const, ...(crl ? { crl } : {}) });
+  let crl: CrlWatch | undefined;
+  if (opts.crlFile) {
+    crl = new CrlWatch(opts.crlFile, opts.tls.ca, log, (pem) => {
+      server.setSecureContext(secureContext(pem));
+      // New session tickets keys: a revoked caller cannot resume a session
+      // (which skips certificate checks); everyone else does one full handshake.
+      server.setTicketKeys(randomBytes(48));
+      cutRevoked();
+    });
+  }
   const server = createServer(
     {
-      key: opts.tls.key,
-      cert: opts.tls.cert,
-      ca: opts.tls.ca,
+      ...secureContext(crl?.crlPem),
       requestCert: true,
       // Checked per request instead, so a caller without a certificate gets a
       // clear AuthFailure fault rather than a bare TLS alert.
       rejectUnauthorized: false,
-      minVersion: 'TLSv1.2',
     },
     (req, res) => {
-      const peer = peerOf(req.socket as TLSSocket);
+      const peer = peerOf(req.socket as TLSSocket, crl);
       const forwarded = req.headers[REQUEST_ID_HEADER];
       // Only a service may name the request (the front, for the user's request it serves).
       const requestId = peer?.service && typeof forwarded === 'string' && REQUEST_ID.test(forwarded) ? forwarded : randomUUID();
@@ -138,6 +153,21 @@ export function createSoapServer(opts: SoapServerOptions): Server {
       });
     },
   );
+  // Open connections, so a revocation reaches the ones already authenticated.
+  const live = new Set<TLSSocket>();
+  server.on('secureConnection', (socket: TLSSocket) => {
+    live.add(socket);
+    socket.once('close', () => live.delete(socket));
+  });
+  server.once('close', () => crl?.close());
+  function cutRevoked(): void {
+    for (const socket of live) {
+      if (crl?.isRevoked(socket.getPeerCertificate()?.serialNumber)) {
+        log.info('connection of a revoked certificate closed', { caller: socket.getPeerCertificate()?.subject?.CN });
+        socket.destroy();
+      }
+    }
+  }
   server.keepAliveTimeout = 30_000;
   server.headersTimeout = 20_000;
   server.requestTimeout = 60_000;
@@ -168,7 +198,7 @@ export function createSoapServer(opts: SoapServerOptions): Server {
     }
     if (!peer) {
       req.resume();
-      return answerFault(res, new VbsError('AuthFailure', 'A client certificate issued by the VBS certificate authority is required.'), { requestId, admin: false });
+      return answerFault(res, new VbsError('AuthFailure', refusal(req.socket as TLSSocket, crl)), { requestId, admin: false });
     }
     try {
       authorize(peer);
@@ -230,13 +260,25 @@ export function createSoapServer(opts: SoapServerOptions): Server {
   return server;
 }
 
-/** The caller's identity, when it presented a certificate our CA issued. */
-function peerOf(socket: TLSSocket): Peer | undefined {
+/** The caller's identity, when it presented a certificate our CA issued and did not revoke. */
+function peerOf(socket: TLSSocket, crl: CrlWatch | undefined): Peer | undefined {
   if (!socket.authorized) return undefined;
   const cert = socket.getPeerCertificate();
+  // A connection opened (or a session resumed) before the revocation.
+  if (crl?.isRevoked(cert?.serialNumber)) return undefined;
   const name = cert?.subject?.CN;
   if (!name || Array.isArray(name)) return undefined;
   return { name, service: hasServicePurpose(cert.ext_key_usage), admin: hasAdminPurpose(cert.ext_key_usage) };
+}
+
+/** Why a caller has no identity here: what it can fix, nothing more. */
+function refusal(socket: TLSSocket, crl: CrlWatch | undefined): string {
+  const reason = socket.authorizationError as unknown as string | undefined;
+  if (reason === 'CERT_REVOKED' || (socket.authorized && crl?.isRevoked(socket.getPeerCertificate()?.serialNumber))) {
+    return 'This certificate has been revoked by the VBS certificate authority.';
+  }
+  if (reason === 'CERT_HAS_EXPIRED') return 'This certificate has expired; ask an administrator for a new one (vbs admin user renew).';
+  return 'A client certificate issued by the VBS certificate authority is required.';
 }
 
 /**
