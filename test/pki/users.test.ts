@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { userName } from '../../src/core/validate.js';
+import { registrableUserName as userName } from '../../src/core/validate.js';
 import { ensureDeploymentPki } from '../../src/deploy/all-in-one.js';
 import { certificateFacts, createCa, isAdminCertificate, isServiceCertificate } from '../../src/pki/certificates.js';
 import { buildCrl, crlEntries, revokedSerials } from '../../src/pki/crl.js';
