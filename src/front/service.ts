@@ -11,6 +11,7 @@ import type { DelegatePool } from './delegates.js';
 import type { FrontWorkflows } from './workflows.js';
 import { InstanceLocator } from './instances.js';
 import { ConsistencyChecker } from './check/checker.js';
+import { describeSnapshots, describeVolumes } from './describe.js';
 import { attachmentRecord, snapshotRecord, volumeRecord } from './records.js';
 
 /** How the administrators' operations are set up (the front configuration's `admins`). */
@@ -206,13 +207,9 @@ export class FrontService {
     return { return: true };
   }
 
+  /** Ids, or pages and filters (src/front/describe.ts), over the caller's own volumes. */
   private describeVolumes(input: XmlRecord, ctx: CallContext): XmlRecord {
-    const ids = ((input.volumeId as unknown[]) ?? []).map((x) => v.volumeId(x));
-    const rows = this.meta.volumesOf(ctx.caller, ids);
-    const missing = ids.filter((id) => !rows.some((r) => r.volume_id === id));
-    if (missing.length) throw new VbsError('InvalidVolume.NotFound', `The volume '${missing[0]}' does not exist.`);
-    const attachments = this.meta.attachmentsOf(rows.map((r) => r.volume_id));
-    return { volume: rows.map((r) => volumeRecord(r, attachments)) };
+    return describeVolumes(this.meta, { owner: ctx.caller }, input);
   }
 
   // --- snapshots -------------------------------------------------------------
@@ -261,11 +258,7 @@ export class FrontService {
   }
 
   private describeSnapshots(input: XmlRecord, ctx: CallContext): XmlRecord {
-    const ids = ((input.snapshotId as unknown[]) ?? []).map((x) => v.snapshotId(x));
-    const rows = this.meta.snapshotsOf(ctx.caller, ids);
-    const missing = ids.filter((id) => !rows.some((r) => r.snapshot_id === id));
-    if (missing.length) throw new VbsError('InvalidSnapshot.NotFound', `The snapshot '${missing[0]}' does not exist.`);
-    return { snapshot: rows.map(snapshotRecord) };
+    return describeSnapshots(this.meta, { owner: ctx.caller }, input);
   }
 
   // --- attachments -----------------------------------------------------------
