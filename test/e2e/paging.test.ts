@@ -143,7 +143,7 @@ describe('DescribeVolumes filters', () => {
       const s = (await alice.call('DescribeSnapshots', { snapshotId: [snapshotId] })).snapshot as unknown as Snapshot[];
       return s[0]?.status === 'completed' ? true : undefined;
     }, 60_000);
-    [clone] = await createVolumes(alice, 1, () => 'clone', () => 3);
+    clone = (await createVolumes(alice, 1, () => 'clone', () => 3))[0]!;
     await alice.call('CreateVolume', { size: 3, comment: 'clone of snap', snapshotId });
     await alice.call('AttachVolume', { volumeId: stable[1]!, vmmHost: 'localhost', vmId: 'vm1', device: 'xvdb' });
     await alice.call('AttachVolume', { volumeId: stable[2]!, vmmHost: 'localhost', vmId: 'vm2', device: 'xvdc', mode: 'r' });
