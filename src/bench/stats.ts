@@ -47,6 +47,15 @@ export interface Row {
   readonly note?: string;
 }
 
+/** A latency's two rows, p50 (with its target, if any) and p99, from its samples. */
+export function latencyRows(metric: string, samples: readonly number[], what: string, p50Target?: Target): Row[] {
+  const s = summarize(samples);
+  return [
+    { metric: `${metric} p50`, value: s.p50, unit: 'ms', target: p50Target, note: `${s.n} ${what}` },
+    { metric: `${metric} p99`, value: s.p99, unit: 'ms' },
+  ];
+}
+
 export type Verdict = 'met' | 'missed' | '';
 
 export function verdict(row: Row): Verdict {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatTable, jsonReport, percentile, summarize, verdict, type Row } from '../../src/bench/stats.js';
+import { formatTable, jsonReport, latencyRows, percentile, summarize, verdict, type Row } from '../../src/bench/stats.js';
 
 describe('percentile', () => {
   it('is the nearest rank of the sorted samples', () => {
@@ -20,6 +20,15 @@ describe('percentile', () => {
     expect(summarize(samples)).toEqual({ n: 3, p50: 2, p99: 3, mean: 2, max: 3 });
     expect(samples).toEqual([3, 1, 2]);
     expect(summarize([]).n).toBe(0);
+  });
+});
+
+describe('latencyRows', () => {
+  it('gives p50 with its target and p99 of the same samples', () => {
+    expect(latencyRows('create, concurrency 1', [30, 10, 20], 'creates', { limit: 20, atMost: true })).toEqual([
+      { metric: 'create, concurrency 1 p50', value: 20, unit: 'ms', target: { limit: 20, atMost: true }, note: '3 creates' },
+      { metric: 'create, concurrency 1 p99', value: 30, unit: 'ms' },
+    ]);
   });
 });
 
