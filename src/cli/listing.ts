@@ -56,7 +56,7 @@ export function filtersOf(kind: ListKind, raw: readonly string[]): ListFilter[] 
   }
   const filter = [...byName].map(([name, value]) => ({ name, value }));
   // Scope 'all' here: whether this caller may filter by owner is the front's to say.
-  checkLocally(() => parseFilters(kind, filter, 'all'));
+  checkLocally(() => parseFilters(kind, filter, { kind: 'all' }));
   return filter;
 }
 

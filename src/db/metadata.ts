@@ -79,6 +79,16 @@ export class Metadata {
     return this.db.prepare('SELECT * FROM volumes WHERE volume_id = ?').get(id) as VolumeRow | undefined;
   }
 
+  /** The caller's volumes: the given ids (one query however many), or all. */
+  volumesOf(owner: string, ids?: readonly string[]): VolumeRow[] {
+    if (ids?.length) {
+      return this.db
+        .prepare('SELECT * FROM volumes WHERE owner = ? AND volume_id IN (SELECT value FROM json_each(?)) ORDER BY create_time, volume_id')
+        .all(owner, JSON.stringify(ids)) as VolumeRow[];
+    }
+    return this.db.prepare('SELECT * FROM volumes WHERE owner = ? ORDER BY create_time, volume_id').all(owner) as VolumeRow[];
+  }
+
   volumesInStatus(status: VolumeState): VolumeRow[] {
     return this.db.prepare('SELECT * FROM volumes WHERE status = ?').all(status) as VolumeRow[];
   }
@@ -125,6 +135,15 @@ export class Metadata {
 
   snapshot(id: string): SnapshotRow | undefined {
     return this.db.prepare('SELECT * FROM snapshots WHERE snapshot_id = ?').get(id) as SnapshotRow | undefined;
+  }
+
+  snapshotsOf(owner: string, ids?: readonly string[]): SnapshotRow[] {
+    if (ids?.length) {
+      return this.db
+        .prepare('SELECT * FROM snapshots WHERE owner = ? AND snapshot_id IN (SELECT value FROM json_each(?)) ORDER BY create_time, snapshot_id')
+        .all(owner, JSON.stringify(ids)) as SnapshotRow[];
+    }
+    return this.db.prepare('SELECT * FROM snapshots WHERE owner = ? ORDER BY create_time, snapshot_id').all(owner) as SnapshotRow[];
   }
 
   snapshotsInStatus(status: SnapshotState): SnapshotRow[] {

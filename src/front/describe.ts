@@ -35,7 +35,7 @@ function list<Row extends { create_time: string }>(
   const filters = parseFilters(kind, input.filter, scope);
   const hash = filtersHash(kind, filters);
   const after = token === undefined ? undefined : decodeToken(token, kind, hash);
-  const owner = scope === 'all' ? undefined : scope.owner;
+  const owner = scope.kind === 'all' ? undefined : scope.owner;
   // One row more than the page: whether another page follows, without a count.
   const rows = run({ owner, ids: ids.length ? ids : undefined, filters, after, limit: maxResults === undefined ? undefined : maxResults + 1 });
   if (ids.length) {

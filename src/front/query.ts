@@ -18,8 +18,8 @@ export const MAX_RESULTS = 1000;
 export const MAX_FILTER_VALUES = 100;
 const MAX_TOKEN_CHARS = 512;
 
-/** Which records a caller may list: its own, or (administrators) everyone's. */
-export type Scope = { readonly owner: string } | 'all';
+/** Which records a caller may list: its own, or (administrators) everyone's. The shape of the users' OwnerScope. */
+export type Scope = { readonly kind: 'all' } | { readonly kind: 'owner'; readonly owner: string };
 
 export type ListKind = 'volume' | 'snapshot';
 
@@ -85,7 +85,7 @@ export function parseFilters(kind: ListKind, raw: unknown, scope: Scope): Filter
     const values = Array.isArray(value) ? value : [];
     if (values.length === 0) throw new VbsError('InvalidParameterValue', `The filter '${name}' needs at least one value.`);
     if (values.length > MAX_FILTER_VALUES) throw new VbsError('InvalidParameterValue', `The filter '${name}' has more than ${MAX_FILTER_VALUES} values.`);
-    if (name === 'owner' && scope !== 'all') throw new VbsError('UnauthorizedOperation', 'Only VBS administrators may filter by owner.');
+    if (name === 'owner' && scope.kind !== 'all') throw new VbsError('UnauthorizedOperation', 'Only VBS administrators may filter by owner.');
     const check = specs[name]!;
     out.set(name, [...new Set(values.map((x) => check(x, `filter ${name}`)))]);
   }

@@ -209,7 +209,7 @@ export class FrontService {
 
   /** Ids, or pages and filters (src/front/describe.ts), over the caller's own volumes. */
   private describeVolumes(input: XmlRecord, ctx: CallContext): XmlRecord {
-    return describeVolumes(this.meta, { owner: ctx.caller }, input);
+    return describeVolumes(this.meta, { kind: 'owner', owner: ctx.caller }, input);
   }
 
   // --- snapshots -------------------------------------------------------------
@@ -258,7 +258,7 @@ export class FrontService {
   }
 
   private describeSnapshots(input: XmlRecord, ctx: CallContext): XmlRecord {
-    return describeSnapshots(this.meta, { owner: ctx.caller }, input);
+    return describeSnapshots(this.meta, { kind: 'owner', owner: ctx.caller }, input);
   }
 
   // --- attachments -----------------------------------------------------------

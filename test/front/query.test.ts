@@ -25,7 +25,7 @@ describe('parseFilters', () => {
         { name: 'attachment.vmmHost', value: ['HostA'] },
         { name: 'commentPrefix', value: ['web '] },
       ],
-      { owner: 'alice' },
+      { kind: 'owner', owner: 'alice' },
     );
     expect([...f.entries()]).toEqual([
       ['status', ['available', 'in-use']],
@@ -36,7 +36,7 @@ describe('parseFilters', () => {
   });
 
   it('refuses unknown names, values that fail their check, empty and repeated filters', () => {
-    const me = { owner: 'alice' } as const;
+    const me = { kind: 'owner', owner: 'alice' } as const;
     expect(codeOf(() => parseFilters('volume', [{ name: 'color', value: ['red'] }], me))).toBe('InvalidParameterValue');
     expect(codeOf(() => parseFilters('snapshot', [{ name: 'size', value: ['1'] }], me))).toBe('InvalidParameterValue');
     expect(codeOf(() => parseFilters('volume', [{ value: ['x'] }], me))).toBe('InvalidParameterValue');
@@ -52,9 +52,9 @@ describe('parseFilters', () => {
   });
 
   it('owner is for administrators only', () => {
-    expect(codeOf(() => parseFilters('volume', [{ name: 'owner', value: ['bob'] }], { owner: 'alice' }))).toBe('UnauthorizedOperation');
-    expect([...parseFilters('snapshot', [{ name: 'owner', value: ['bob'] }], 'all').entries()]).toEqual([['owner', ['bob']]]);
-    expect(codeOf(() => parseFilters('volume', [{ name: 'owner', value: ['a\nb'] }], 'all'))).toBe('InvalidParameterValue');
+    expect(codeOf(() => parseFilters('volume', [{ name: 'owner', value: ['bob'] }], { kind: 'owner', owner: 'alice' }))).toBe('UnauthorizedOperation');
+    expect([...parseFilters('snapshot', [{ name: 'owner', value: ['bob'] }], { kind: 'all' }).entries()]).toEqual([['owner', ['bob']]]);
+    expect(codeOf(() => parseFilters('volume', [{ name: 'owner', value: ['a\nb'] }], { kind: 'all' }))).toBe('InvalidParameterValue');
   });
 });
 
