@@ -63,7 +63,7 @@ export interface PageQuery {
 /**
  * One page in (create_time, id) order, keyset-paginated: the indexes on
  * (owner, create_time, id), (create_time, id) and (status, create_time, id)
- * (migration 4) find the first row and read on in order, so a page costs the
+ * (the page-index migration) find the first row and read on in order, so a page costs the
  * same with a thousand records or a million.
  */
 function pageQuery(table: 'volumes' | 'snapshots', idColumn: string, columns: Readonly<Record<string, string>>, req: ListRequest, extra: Condition[]): PageQuery {
