@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# npm run bench: the benchmarks in bench/, each against its baseline in the
-# same run. As root it installs xfsprogs to measure on an XFS reflink mount.
+# npm run bench: the data-path benchmarks in bench/ (vitest), each against its
+# baseline in the same run, then the control-plane bench on a real `vbs up`
+# (src/bench/control-plane.ts), which prints one table and writes
+# bench/results/latest.json. As root it installs xfsprogs to measure on an XFS
+# reflink mount.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ] && ! command -v mkfs.xfs >/dev/null && command -v apt-get >/dev/null; then
@@ -9,4 +12,8 @@ if [ "$(id -u)" = 0 ] && ! command -v mkfs.xfs >/dev/null && command -v apt-get 
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends xfsprogs >/dev/null
 fi
 scripts/install-deps.sh
-exec npx vitest bench --run --config vitest.bench.config.ts "$@"
+npx tsc -p tsconfig.build.json
+if [ "${VBS_BENCH_ONLY:-}" != control-plane ]; then
+  npx vitest bench --run --config vitest.bench.config.ts "$@"
+fi
+exec node dist/bench/control-plane.js

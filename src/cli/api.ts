@@ -33,6 +33,35 @@ export interface DetachVolumeInput {
   readonly instanceId?: string;
 }
 
+/** One filter of a listing: a record matches when any value does. */
+export interface ListFilter {
+  readonly name: string;
+  readonly value: readonly string[];
+}
+
+/** What DescribeVolumes and DescribeSnapshots take besides ids. */
+export interface PageInput {
+  readonly filter?: readonly ListFilter[];
+  readonly maxResults?: number;
+  readonly nextToken?: string;
+}
+
+export interface Page<T> {
+  readonly items: T[];
+  /** Set while more records remain. */
+  readonly nextToken?: string;
+}
+
+/** A Describe* request with only the parts that were given (what the front sees is what was asked). */
+function listingRequest(ids: Readonly<Record<string, readonly string[] | undefined>>, page: PageInput): XmlRecord {
+  const out: XmlRecord = {};
+  for (const [name, list] of Object.entries(ids)) if (list?.length) out[name] = [...list];
+  if (page.filter?.length) out.filter = page.filter.map((f) => ({ name: f.name, value: [...f.value] }));
+  if (page.maxResults !== undefined) out.maxResults = page.maxResults;
+  if (page.nextToken !== undefined) out.nextToken = page.nextToken;
+  return out;
+}
+
 /**
  * The front's eight operations with typed records, and the retry policy: only
  * the calls that cannot do anything twice are repeated when the front is
@@ -59,6 +88,12 @@ export class VbsApi {
     return (out.volume ?? []) as unknown as Volume[];
   }
 
+  /** One page of volumes (or all of them, without maxResults), filtered. */
+  async describeVolumesPage(input: PageInput & { readonly volumeId?: readonly string[] }): Promise<Page<Volume>> {
+    const out = await this.callRetryingIf(true, 'DescribeVolumes', listingRequest({ volumeId: input.volumeId }, input));
+    return { items: (out.volume ?? []) as unknown as Volume[], nextToken: out.nextToken as string | undefined };
+  }
+
   async createSnapshot(input: CreateSnapshotInput): Promise<Snapshot> {
     const out = await this.callRetryingIf(input.clientToken !== undefined, 'CreateSnapshot', { ...input });
     return out.snapshot as unknown as Snapshot;
@@ -72,6 +107,12 @@ export class VbsApi {
   async describeSnapshots(snapshotIds: readonly string[] = []): Promise<Snapshot[]> {
     const out = await this.callRetryingIf(true, 'DescribeSnapshots', { snapshotId: [...snapshotIds] });
     return (out.snapshot ?? []) as unknown as Snapshot[];
+  }
+
+  /** One page of snapshots (or all of them, without maxResults), filtered. */
+  async describeSnapshotsPage(input: PageInput & { readonly snapshotId?: readonly string[] }): Promise<Page<Snapshot>> {
+    const out = await this.callRetryingIf(true, 'DescribeSnapshots', listingRequest({ snapshotId: input.snapshotId }, input));
+    return { items: (out.snapshot ?? []) as unknown as Snapshot[], nextToken: out.nextToken as string | undefined };
   }
 
   async attachVolume(input: AttachVolumeInput): Promise<Attachment> {

@@ -3,6 +3,7 @@ import * as validate from '../core/validate.js';
 import { invoke, type Invocation } from './context.js';
 import { checkLocally, CliFailure } from './errors.js';
 import { snapshotsTable } from './format.js';
+import { collect, FILTER_HELP, MAX_RESULTS_HELP, printListing, runListing, STARTING_TOKEN_HELP, type ListingOptions } from './listing.js';
 import type { Snapshot } from './records.js';
 import type { CliRuntime } from './runtime.js';
 import { waitForSnapshot, waitForSnapshotGone } from './wait.js';
@@ -26,9 +27,12 @@ export function registerSnapshotCommands(program: Command, runtime: CliRuntime):
 
   program
     .command('describe-snapshots')
-    .description('describe the given snapshots, or all of yours')
+    .description('describe the given snapshots, or all of yours (every page, unless --max-results)')
     .argument('[snapshot-id...]')
-    .action((snapshotIds, _opts, cmd) => invoke(runtime, cmd, (inv) => describeSnapshots(inv, snapshotIds)));
+    .option('--filter <name=value>', FILTER_HELP.snapshot, collect, [] as string[])
+    .option('--max-results <n>', MAX_RESULTS_HELP)
+    .option('--starting-token <token>', STARTING_TOKEN_HELP)
+    .action((snapshotIds, opts, cmd) => invoke(runtime, cmd, (inv) => describeSnapshots(inv, snapshotIds, opts)));
 
   for (const share of [true, false]) {
     program
@@ -82,10 +86,11 @@ export async function deleteSnapshot(inv: Invocation, rawId: string): Promise<vo
   inv.print({ return: accepted }, () => `${snapshotId}: ${inv.options.wait ? 'deleted' : 'deleting'}\n`);
 }
 
-export async function describeSnapshots(inv: Invocation, rawIds: readonly string[]): Promise<void> {
+export async function describeSnapshots(inv: Invocation, rawIds: readonly string[], opts: ListingOptions = { filter: [] }): Promise<void> {
   const snapshotIds = rawIds.map((id) => checkLocally(() => validate.snapshotId(id)));
-  const snapshots = await inv.vbs().describeSnapshots(snapshotIds);
-  inv.print(snapshots, snapshotsTable);
+  const api = inv.vbs();
+  const listed = await runListing(inv, 'snapshot', snapshotIds, opts, ({ ids, ...page }) => api.describeSnapshotsPage({ ...page, snapshotId: ids }));
+  printListing(inv, 'snapshots', listed, snapshotsTable);
 }
 
 /** A snapshot that ended in error fails the command (exit 1) with the front's reason. */

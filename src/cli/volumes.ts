@@ -3,6 +3,7 @@ import * as validate from '../core/validate.js';
 import { invoke, type Invocation } from './context.js';
 import { checkLocally, CliFailure } from './errors.js';
 import { volumesTable } from './format.js';
+import { collect, FILTER_HELP, MAX_RESULTS_HELP, printListing, runListing, STARTING_TOKEN_HELP, type ListingOptions } from './listing.js';
 import type { Volume } from './records.js';
 import type { CliRuntime } from './runtime.js';
 import { waitForVolume, waitForVolumeGone } from './wait.js';
@@ -27,9 +28,12 @@ export function registerVolumeCommands(program: Command, runtime: CliRuntime): v
 
   program
     .command('describe-volumes')
-    .description('describe the given volumes, or all of yours')
+    .description('describe the given volumes, or all of yours (every page, unless --max-results)')
     .argument('[volume-id...]')
-    .action((volumeIds, _opts, cmd) => invoke(runtime, cmd, (inv) => describeVolumes(inv, volumeIds)));
+    .option('--filter <name=value>', FILTER_HELP.volume, collect, [] as string[])
+    .option('--max-results <n>', MAX_RESULTS_HELP)
+    .option('--starting-token <token>', STARTING_TOKEN_HELP)
+    .action((volumeIds, opts, cmd) => invoke(runtime, cmd, (inv) => describeVolumes(inv, volumeIds, opts)));
 }
 
 interface CreateVolumeArgs {
@@ -65,10 +69,11 @@ export async function deleteVolume(inv: Invocation, rawId: string): Promise<void
   inv.print({ return: accepted }, () => `${volumeId}: ${inv.options.wait ? 'deleted' : 'deleting'}\n`);
 }
 
-export async function describeVolumes(inv: Invocation, rawIds: readonly string[]): Promise<void> {
+export async function describeVolumes(inv: Invocation, rawIds: readonly string[], opts: ListingOptions = { filter: [] }): Promise<void> {
   const volumeIds = rawIds.map((id) => checkLocally(() => validate.volumeId(id)));
-  const volumes = await inv.vbs().describeVolumes(volumeIds);
-  inv.print(volumes, volumesTable);
+  const api = inv.vbs();
+  const listed = await runListing(inv, 'volume', volumeIds, opts, ({ ids, ...page }) => api.describeVolumesPage({ ...page, volumeId: ids }));
+  printListing(inv, 'volumes', listed, volumesTable);
 }
 
 /** A volume that ended in error fails the command (exit 1) with the front's reason. */

@@ -92,17 +92,6 @@ export class Metadata {
     return this.db.prepare('SELECT * FROM volumes WHERE owner = ? ORDER BY create_time, volume_id').all(owner) as VolumeRow[];
   }
 
-  /** The volumes a scope sees (src/front/access.ts decides it): the given ids, or all. */
-  volumesIn(scope: OwnerScope, ids: readonly string[] = []): VolumeRow[] {
-    if (scope.kind === 'owner') return this.volumesOf(scope.owner, ids);
-    if (ids.length) {
-      return this.db
-        .prepare('SELECT * FROM volumes WHERE volume_id IN (SELECT value FROM json_each(?)) ORDER BY create_time, volume_id')
-        .all(JSON.stringify(ids)) as VolumeRow[];
-    }
-    return this.db.prepare('SELECT * FROM volumes ORDER BY create_time, volume_id').all() as VolumeRow[];
-  }
-
   volumesInStatus(status: VolumeState): VolumeRow[] {
     return this.db.prepare('SELECT * FROM volumes WHERE status = ?').all(status) as VolumeRow[];
   }
@@ -149,31 +138,6 @@ export class Metadata {
 
   snapshot(id: string): SnapshotRow | undefined {
     return this.db.prepare('SELECT * FROM snapshots WHERE snapshot_id = ?').get(id) as SnapshotRow | undefined;
-  }
-
-  snapshotsOf(owner: string, ids?: readonly string[]): SnapshotRow[] {
-    if (ids?.length) {
-      return this.db
-        .prepare('SELECT * FROM snapshots WHERE owner = ? AND snapshot_id IN (SELECT value FROM json_each(?)) ORDER BY create_time, snapshot_id')
-        .all(owner, JSON.stringify(ids)) as SnapshotRow[];
-    }
-    return this.db.prepare('SELECT * FROM snapshots WHERE owner = ? ORDER BY create_time, snapshot_id').all(owner) as SnapshotRow[];
-  }
-
-  /** The snapshots a scope sees: an owner's own and those shared with them, or everyone's. */
-  snapshotsIn(scope: OwnerScope, ids: readonly string[] = []): SnapshotRow[] {
-    const where: string[] = [];
-    const args: string[] = [];
-    if (scope.kind === 'owner') {
-      where.push('(owner = ? OR snapshot_id IN (SELECT snapshot_id FROM snapshot_shares WHERE user = ?))');
-      args.push(scope.owner, scope.owner);
-    }
-    if (ids.length) {
-      where.push('snapshot_id IN (SELECT value FROM json_each(?))');
-      args.push(JSON.stringify(ids));
-    }
-    const sql = `SELECT * FROM snapshots${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY create_time, snapshot_id`;
-    return this.db.prepare(sql).all(...args) as SnapshotRow[];
   }
 
   snapshotsInStatus(status: SnapshotState): SnapshotRow[] {

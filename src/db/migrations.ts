@@ -168,4 +168,20 @@ export const MIGRATIONS: readonly string[] = [
     updated_at TEXT NOT NULL
   );
   `,
+  // Issue 10, pages at any size: DescribeVolumes/DescribeSnapshots read one
+  // page in (create_time, id) order from where the last one ended (keyset
+  // pagination, src/db/listing.ts). Each index finds the first row of a page
+  // and reads on in order: for one owner, for everyone (administrators), and
+  // for a status. They replace the owner-only indexes, which they cover.
+  // Attachments are found by volume through their primary key.
+  `
+  DROP INDEX volumes_owner;
+  CREATE INDEX volumes_owner_page ON volumes(owner, create_time, volume_id);
+  CREATE INDEX volumes_page ON volumes(create_time, volume_id);
+  CREATE INDEX volumes_status_page ON volumes(status, create_time, volume_id);
+  DROP INDEX snapshots_owner;
+  CREATE INDEX snapshots_owner_page ON snapshots(owner, create_time, snapshot_id);
+  CREATE INDEX snapshots_page ON snapshots(create_time, snapshot_id);
+  CREATE INDEX snapshots_status_page ON snapshots(status, create_time, snapshot_id);
+  `,
 ];

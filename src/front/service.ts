@@ -14,6 +14,7 @@ import type { DelegatePool } from './delegates.js';
 import type { FrontWorkflows } from './workflows.js';
 import { InstanceLocator } from './instances.js';
 import { ConsistencyChecker } from './check/checker.js';
+import { describeSnapshots, describeVolumes } from './describe.js';
 import { attachmentRecord, snapshotRecord, volumeRecord } from './records.js';
 import { Access, administrators } from './access.js';
 import type { AuditTrail } from './audit.js';
@@ -237,13 +238,9 @@ export class FrontService {
     return { return: true };
   }
 
+  /** Ids, or pages and filters (src/front/describe.ts), over the caller's own volumes. */
   private describeVolumes(input: XmlRecord, ctx: CallContext): XmlRecord {
-    const ids = ((input.volumeId as unknown[]) ?? []).map((x) => v.volumeId(x));
-    const rows = this.meta.volumesIn(this.access.describeScope(ctx), ids);
-    const missing = ids.filter((id) => !rows.some((r) => r.volume_id === id));
-    if (missing.length) throw new VbsError('InvalidVolume.NotFound', `The volume '${missing[0]}' does not exist.`);
-    const attachments = this.meta.attachmentsOf(rows.map((r) => r.volume_id));
-    return { volume: rows.map((r) => volumeRecord(r, attachments)) };
+    return describeVolumes(this.meta, this.access.describeScope(ctx), input);
   }
 
   // --- snapshots -------------------------------------------------------------
@@ -293,11 +290,7 @@ export class FrontService {
   }
 
   private describeSnapshots(input: XmlRecord, ctx: CallContext): XmlRecord {
-    const ids = ((input.snapshotId as unknown[]) ?? []).map((x) => v.snapshotId(x));
-    const rows = this.meta.snapshotsIn(this.access.describeScope(ctx), ids);
-    const missing = ids.filter((id) => !rows.some((r) => r.snapshot_id === id));
-    if (missing.length) throw new VbsError('InvalidSnapshot.NotFound', `The snapshot '${missing[0]}' does not exist.`);
-    return { snapshot: rows.map(snapshotRecord) };
+    return describeSnapshots(this.meta, this.access.describeScope(ctx), input);
   }
 
   /**

@@ -55,6 +55,10 @@ export const VBS_SERVICE: ServiceDefinition = {
       int('gib', { doc: 'GiB of the volumes held now' }),
       int('snapshots', { doc: 'snapshots held now' }),
     ],
+    Filter: [
+      str('name', { doc: 'volumes: status, size, snapshotId, attachment.vmmHost, attachment.vmId, attachment.status, owner (administrators), commentPrefix; snapshots: status, volumeId, owner (administrators), commentPrefix' }),
+      str('value', { many: true, doc: 'one or more; a record matches when any value does' }),
+    ],
   },
   operations: {
     CreateVolume: {
@@ -68,9 +72,9 @@ export const VBS_SERVICE: ServiceDefinition = {
       output: [bool('return')],
     },
     DescribeVolumes: {
-      doc: 'Describes the given volumes, or all of the caller\'s volumes when none is given (an administrator: everyone\'s; each record names its owner).',
-      input: [str('volumeId', { many: true })],
-      output: [rec('volume', 'Volume', { many: true })],
+      doc: 'Describes the given volumes, or the caller\'s volumes when none is given (an administrator: everyone\'s; each record names its owner): all of them, or pages of maxResults (5-1000) continued with nextToken. Filters are ANDed. Ids go without maxResults and nextToken.',
+      input: [str('volumeId', { many: true }), rec('filter', 'Filter', { many: true }), int('maxResults', { optional: true }), str('nextToken', { optional: true })],
+      output: [rec('volume', 'Volume', { many: true }), str('nextToken', { optional: true, doc: 'present while more records remain: send it back, with the same filters, for the next page' })],
     },
     CreateSnapshot: {
       doc: 'Takes a point-in-time copy of a volume. It is pending until the copy is complete.',
@@ -83,9 +87,9 @@ export const VBS_SERVICE: ServiceDefinition = {
       output: [bool('return')],
     },
     DescribeSnapshots: {
-      doc: 'Describes the given snapshots, or all of the caller\'s snapshots and those shared with the caller when none is given (an administrator: everyone\'s).',
-      input: [str('snapshotId', { many: true })],
-      output: [rec('snapshot', 'Snapshot', { many: true })],
+      doc: 'Describes the given snapshots, or the caller\'s snapshots and those shared with the caller when none is given (an administrator: everyone\'s): all of them, or pages of maxResults (5-1000) continued with nextToken. Filters are ANDed. Ids go without maxResults and nextToken.',
+      input: [str('snapshotId', { many: true }), rec('filter', 'Filter', { many: true }), int('maxResults', { optional: true }), str('nextToken', { optional: true })],
+      output: [rec('snapshot', 'Snapshot', { many: true }), str('nextToken', { optional: true, doc: 'present while more records remain: send it back, with the same filters, for the next page' })],
     },
     AttachVolume: {
       doc: 'Attaches a volume as device, read-write (w, the default) or read-only (r, shareable by many VMs), to a cloud instance (instanceId) or to a VM on a VMM host (vmmHost and vmId): exactly one of the two forms.',

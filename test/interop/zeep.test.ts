@@ -28,11 +28,12 @@ describe('an independent SOAP client (Python zeep)', () => {
         .map((c) => [c.call, c]),
     ) as Record<string, { result?: any; fault?: string; code?: string }>; // eslint-disable-line @typescript-eslint/no-explicit-any
     expect(calls.CreateVolume!.result).toMatchObject({ size: 1, comment: 'from zeep', status: 'creating', owner: 'admin' });
-    expect(calls.DescribeVolumes!.result[0].volumeId).toBe(calls.CreateVolume!.result.volumeId);
+    expect(calls.DescribeVolumes!.result.volume[0].volumeId).toBe(calls.CreateVolume!.result.volumeId);
+    expect(calls['DescribeVolumes.page']!.result).toMatchObject({ volume: [{ volumeId: calls.CreateVolume!.result.volumeId }], nextToken: null });
     expect(calls['DescribeVolumes.missing']).toMatchObject({ fault: 'InvalidVolume.NotFound', code: 'InvalidVolume.NotFound' });
     expect(calls['CreateVolume.bad']).toMatchObject({ fault: 'InvalidParameterValue' });
     expect(calls.CreateSnapshot!.result).toMatchObject({ status: 'pending', comment: 'zeep snap' });
-    expect(calls.DescribeSnapshots!.result[0]).toMatchObject({ status: 'completed', progress: 100 });
+    expect(calls.DescribeSnapshots!.result.snapshot[0]).toMatchObject({ status: 'completed', progress: 100 });
     expect(calls.AttachVolume!.result).toMatchObject({ vmId: 'vm3', device: 'xvdz', mode: 'r', status: 'attached' });
     expect(calls.DetachVolume!.result).toMatchObject({ vmId: 'vm3', status: 'detaching' });
     expect(calls.DeleteSnapshot!.result).toBe(true);

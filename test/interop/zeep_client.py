@@ -38,19 +38,21 @@ vol = svc.CreateVolume(size=1, comment="from zeep")
 out("CreateVolume", vol)
 vid = vol.volumeId
 out("DescribeVolumes", svc.DescribeVolumes(volumeId=[vid]))
+# A page: zeep builds the filter records and maxResults from the WSDL.
+out("DescribeVolumes.page", svc.DescribeVolumes(filter=[{"name": "commentPrefix", "value": ["from zeep"]}], maxResults=5))
 fault("DescribeVolumes.missing", lambda: svc.DescribeVolumes(volumeId=["vol-00000000000000000"]))
 fault("CreateVolume.bad", lambda: svc.CreateVolume(size=0))
 
 import time
 for _ in range(200):
-    if svc.DescribeVolumes(volumeId=[vid])[0].status == "available":
+    if svc.DescribeVolumes(volumeId=[vid]).volume[0].status == "available":
         break
     time.sleep(0.1)
 
 snap = svc.CreateSnapshot(volumeId=vid, comment="zeep snap")
 out("CreateSnapshot", snap)
 for _ in range(200):
-    if svc.DescribeSnapshots(snapshotId=[snap.snapshotId])[0].status == "completed":
+    if svc.DescribeSnapshots(snapshotId=[snap.snapshotId]).snapshot[0].status == "completed":
         break
     time.sleep(0.1)
 out("DescribeSnapshots", svc.DescribeSnapshots(snapshotId=[snap.snapshotId]))

@@ -1,0 +1,119 @@
+import type { Db } from './database.js';
+import type { SnapshotRow, VolumeRow } from './metadata.js';
+
+/** Where a page starts: after the record with this key, in (create_time, id) order. */
+export interface PageKey {
+  readonly createTime: string;
+  readonly id: string;
+}
+
+/** One listing request, already validated (src/front/query.ts). */
+export interface ListRequest {
+  /** Only this owner's records; undefined: everyone's (administrators). */
+  readonly owner?: string;
+  /** Only these ids (DescribeVolumes with ids). */
+  readonly ids?: readonly string[];
+  /** Filter name → values: ORed within a filter, filters ANDed. */
+  readonly filters: ReadonlyMap<string, readonly (string | number)[]>;
+  readonly after?: PageKey;
+  /** At most this many rows; undefined: all. */
+  readonly limit?: number;
+}
+
+/** A piece of a WHERE clause with its parameters. */
+interface Condition {
+  readonly sql: string;
+  readonly params: readonly (string | number)[];
+}
+
+const placeholders = (n: number) => Array.from({ length: n }, () => '?').join(', ');
+const inList = (column: string, values: readonly (string | number)[]): Condition => ({ sql: `${column} IN (${placeholders(values.length)})`, params: values });
+/** instr(...) = 1: a plain prefix test, no LIKE wildcards to escape, and the same in characters as JavaScript's. */
+const anyPrefix = (column: string, prefixes: readonly (string | number)[]): Condition => ({
+  sql: `(${prefixes.map(() => `instr(${column}, ?) = 1`).join(' OR ')})`,
+  params: prefixes,
+});
+
+/** The attachment filters match one attachment together: "attached to vm1 on host A", not vm1 anywhere and anything on A. */
+function attachmentCondition(filters: ListRequest['filters']): Condition | undefined {
+  const parts: Condition[] = [];
+  const host = filters.get('attachment.vmmHost');
+  const vm = filters.get('attachment.vmId');
+  const status = filters.get('attachment.status');
+  if (host) parts.push(inList('a.vmm_host', host));
+  if (vm) parts.push(inList('a.vm_id', vm));
+  if (status) parts.push(inList('a.status', status));
+  if (!parts.length) return undefined;
+  return {
+    sql: `EXISTS (SELECT 1 FROM attachments a WHERE a.volume_id = volumes.volume_id AND ${parts.map((p) => p.sql).join(' AND ')})`,
+    params: parts.flatMap((p) => p.params),
+  };
+}
+
+/** The filter name → column of a table, for the filters that are a plain IN list. */
+const VOLUME_COLUMNS: Readonly<Record<string, string>> = { status: 'status', size: 'size_gib', snapshotId: 'snapshot_id', owner: 'owner' };
+const SNAPSHOT_COLUMNS: Readonly<Record<string, string>> = { status: 'status', volumeId: 'volume_id', owner: 'owner' };
+
+/** A query and its parameters: what listVolumes and listSnapshots run (the tests EXPLAIN it). */
+export interface PageQuery {
+  readonly sql: string;
+  readonly params: readonly (string | number)[];
+}
+
+/**
+ * One page in (create_time, id) order, keyset-paginated: the indexes on
+ * (owner, create_time, id), (create_time, id) and (status, create_time, id)
+ * (the page-index migration) find the first row and read on in order, so a page costs the
+ * same with a thousand records or a million.
+ */
+function pageQuery(
+  table: 'volumes' | 'snapshots',
+  idColumn: string,
+  columns: Readonly<Record<string, string>>,
+  req: ListRequest,
+  extra: Condition[],
+  ownedBy: (owner: string) => Condition = (owner) => ({ sql: 'owner = ?', params: [owner] }),
+): PageQuery {
+  const where: Condition[] = [];
+  if (req.owner !== undefined) where.push(ownedBy(req.owner));
+  if (req.ids) where.push(inList(idColumn, req.ids));
+  for (const [name, values] of req.filters) {
+    const column = columns[name];
+    if (column) where.push(inList(column, values));
+  }
+  const prefixes = req.filters.get('commentPrefix');
+  if (prefixes) where.push(anyPrefix('comment', prefixes));
+  where.push(...extra);
+  if (req.after) where.push({ sql: `(create_time, ${idColumn}) > (?, ?)`, params: [req.after.createTime, req.after.id] });
+  const sql =
+    `SELECT * FROM ${table}` +
+    (where.length ? ` WHERE ${where.map((c) => c.sql).join(' AND ')}` : '') +
+    ` ORDER BY create_time, ${idColumn}` +
+    (req.limit !== undefined ? ' LIMIT ?' : '');
+  return { sql, params: [...where.flatMap((c) => c.params), ...(req.limit !== undefined ? [req.limit] : [])] };
+}
+
+export function volumePageQuery(req: ListRequest): PageQuery {
+  const attached = attachmentCondition(req.filters);
+  return pageQuery('volumes', 'volume_id', VOLUME_COLUMNS, req, attached ? [attached] : []);
+}
+
+/** A user's snapshots are theirs and those shared with them (snapshot_shares). */
+const ownedOrSharedWith = (user: string): Condition => ({
+  sql: '(owner = ? OR snapshot_id IN (SELECT snapshot_id FROM snapshot_shares WHERE user = ?))',
+  params: [user, user],
+});
+
+export function snapshotPageQuery(req: ListRequest): PageQuery {
+  return pageQuery('snapshots', 'snapshot_id', SNAPSHOT_COLUMNS, req, [], ownedOrSharedWith);
+}
+
+export function listVolumes(db: Db, req: ListRequest): VolumeRow[] {
+  const q = volumePageQuery(req);
+  return db.prepare(q.sql).all(...q.params) as VolumeRow[];
+}
+
+export function listSnapshots(db: Db, req: ListRequest): SnapshotRow[] {
+  const q = snapshotPageQuery(req);
+  return db.prepare(q.sql).all(...q.params) as SnapshotRow[];
+}
