@@ -4,6 +4,7 @@ import { SNAPSHOT_ID, VOLUME_ID } from '../core/ids.js';
 import { ATTACHMENT_STATES, SNAPSHOT_STATES, VOLUME_STATES } from '../core/states.js';
 import * as v from '../core/validate.js';
 import type { PageKey } from '../db/listing.js';
+import type { OwnerScope } from '../db/metadata.js';
 
 /**
  * The paging and filter parameters of DescribeVolumes and DescribeSnapshots,
@@ -19,7 +20,7 @@ export const MAX_FILTER_VALUES = 100;
 const MAX_TOKEN_CHARS = 512;
 
 /** Which records a caller may list: its own (and snapshots shared with it), or (administrators) everyone's. */
-export type { OwnerScope as Scope } from '../db/metadata.js';
+export type Scope = OwnerScope;
 
 export type ListKind = 'volume' | 'snapshot';
 
