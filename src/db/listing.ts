@@ -72,10 +72,9 @@ function pageQuery(
   columns: Readonly<Record<string, string>>,
   req: ListRequest,
   extra: Condition[],
-  ownedBy: (owner: string) => Condition = (owner) => ({ sql: 'owner = ?', params: [owner] }),
+  ownedBy: (owner: string) => readonly Condition[] = (owner) => [{ sql: 'owner = ?', params: [owner] }],
 ): PageQuery {
   const where: Condition[] = [];
-  if (req.owner !== undefined) where.push(ownedBy(req.owner));
   if (req.ids) where.push(inList(idColumn, req.ids));
   for (const [name, values] of req.filters) {
     const column = columns[name];
@@ -85,12 +84,22 @@ function pageQuery(
   if (prefixes) where.push(anyPrefix('comment', prefixes));
   where.push(...extra);
   if (req.after) where.push({ sql: `(create_time, ${idColumn}) > (?, ?)`, params: [req.after.createTime, req.after.id] });
-  const sql =
-    `SELECT * FROM ${table}` +
-    (where.length ? ` WHERE ${where.map((c) => c.sql).join(' AND ')}` : '') +
-    ` ORDER BY create_time, ${idColumn}` +
-    (req.limit !== undefined ? ' LIMIT ?' : '');
-  return { sql, params: [...where.flatMap((c) => c.params), ...(req.limit !== undefined ? [req.limit] : [])] };
+  const order = ` ORDER BY create_time, ${idColumn}`;
+  const limit: Condition = req.limit !== undefined ? { sql: ' LIMIT ?', params: [req.limit] } : { sql: '', params: [] };
+  const select = (conditions: readonly Condition[]): PageQuery => ({
+    sql: `SELECT * FROM ${table}` + (conditions.length ? ` WHERE ${conditions.map((c) => c.sql).join(' AND ')}` : '') + order + limit.sql,
+    params: [...conditions.flatMap((c) => c.params), ...limit.params],
+  });
+  const alternatives = req.owner === undefined ? [] : ownedBy(req.owner);
+  if (alternatives.length <= 1) return select([...alternatives, ...where]);
+  // Records reached in more than one way (a user's own, and those shared
+  // with them): one page of each, each read in order from its own index,
+  // then merged. An OR in one WHERE would sort every match before the LIMIT.
+  const parts = alternatives.map((alt) => select([alt, ...where]));
+  return {
+    sql: parts.map((q) => `SELECT * FROM (${q.sql})`).join(' UNION ') + order + limit.sql,
+    params: [...parts.flatMap((q) => q.params), ...limit.params],
+  };
 }
 
 export function volumePageQuery(req: ListRequest): PageQuery {
@@ -99,10 +108,10 @@ export function volumePageQuery(req: ListRequest): PageQuery {
 }
 
 /** A user's snapshots are theirs and those shared with them (snapshot_shares). */
-const ownedOrSharedWith = (user: string): Condition => ({
-  sql: '(owner = ? OR snapshot_id IN (SELECT snapshot_id FROM snapshot_shares WHERE user = ?))',
-  params: [user, user],
-});
+const ownedOrSharedWith = (user: string): readonly Condition[] => [
+  { sql: 'owner = ?', params: [user] },
+  { sql: 'snapshot_id IN (SELECT snapshot_id FROM snapshot_shares WHERE user = ?)', params: [user] },
+];
 
 export function snapshotPageQuery(req: ListRequest): PageQuery {
   return pageQuery('snapshots', 'snapshot_id', SNAPSHOT_COLUMNS, req, [], ownedOrSharedWith);
