@@ -40,8 +40,9 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
     workflows,
     {
       admins: cfg.admins,
-      // Twice the creation monitor's poll: a copy that just finished is not a difference.
-      checkSettleMs: Math.max(1_000, 2 * cfg.pollIntervalMs + 500),
+      // A copy that just finished is not a difference: the long-poll brings its news within
+      // moments, so the wait is twice the fallback poll's only while that is short.
+      checkSettleMs: Math.max(1_000, 2 * Math.min(cfg.pollIntervalMs, 1_000) + 500),
       checkCallTimeoutMs: Math.min(cfg.delegateTimeoutMs, 10_000),
     },
     instances,
