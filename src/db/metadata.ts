@@ -98,10 +98,10 @@ export class Metadata {
   creationsInProgress(delegate?: string): { id: string; delegate: string }[] {
     const rows = this.db
       .prepare(
-        `SELECT volume_id AS id, delegate FROM volumes WHERE status = 'creating' AND (?1 IS NULL OR delegate = ?1)
-         UNION ALL SELECT snapshot_id AS id, delegate FROM snapshots WHERE status = 'pending' AND (?1 IS NULL OR delegate = ?1)`,
+        `SELECT volume_id AS id, delegate FROM volumes WHERE status = 'creating' AND (@delegate IS NULL OR delegate = @delegate)
+         UNION ALL SELECT snapshot_id AS id, delegate FROM snapshots WHERE status = 'pending' AND (@delegate IS NULL OR delegate = @delegate)`,
       )
-      .all(delegate ?? null) as { id: string; delegate: string }[];
+      .all({ delegate: delegate ?? null }) as { id: string; delegate: string }[];
     return rows;
   }
 
