@@ -88,6 +88,7 @@ export class CopyWatcher {
           await this.sleep(w, Math.min(this.o.maxBackoffMs, this.o.firstBackoffMs * 2 ** (failures - 1)));
           continue;
         }
+        if (this.stopped) return; // the front is closing: its metadata may be closed too
         if (failures) this.log.info('waiting on a volume delegate again', { delegate });
         failures = 0;
         if (answer.reset !== true) {

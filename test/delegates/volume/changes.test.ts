@@ -103,7 +103,9 @@ describe('WaitObjects and the quick answer to creates', () => {
   it('refuses a wait past its limit or a malformed cursor as the caller’s fault, before waiting', async () => {
     const { handlers } = backend(false);
     for (const input of [{ maxWaitMs: 25_001 }, { maxWaitMs: -1 }, { since: 'x'.repeat(65) }]) {
-      const err = await handlers.WaitObjects!(input, ctx).catch((e: unknown) => e);
+      const err = await Promise.resolve()
+        .then(() => handlers.WaitObjects!(input, ctx))
+        .catch((e: unknown) => e);
       expect(err).toBeInstanceOf(VbsError);
       expect((err as VbsError).code).toBe('InvalidParameterValue');
     }
