@@ -92,8 +92,20 @@ export class Metadata {
     return this.db.prepare('SELECT * FROM volumes WHERE owner = ? ORDER BY create_time, volume_id').all(owner) as VolumeRow[];
   }
 
-  volumesInStatus(status: VolumeState): VolumeRow[] {
-    return this.db.prepare('SELECT * FROM volumes WHERE status = ?').all(status) as VolumeRow[];
+  /**
+   * Volumes being created and snapshots being copied, with their delegate:
+   * what the creation monitor and the long-poll watch. The statuses are
+   * written out, not bound, so SQLite uses the partial indexes that hold only
+   * those rows (a bound status scans every record).
+   */
+  creationsInProgress(delegate?: string): { id: string; delegate: string }[] {
+    const rows = this.db
+      .prepare(
+        `SELECT volume_id AS id, delegate FROM volumes WHERE status = 'creating' AND (@delegate IS NULL OR delegate = @delegate)
+         UNION ALL SELECT snapshot_id AS id, delegate FROM snapshots WHERE status = 'pending' AND (@delegate IS NULL OR delegate = @delegate)`,
+      )
+      .all({ delegate: delegate ?? null }) as { id: string; delegate: string }[];
+    return rows;
   }
 
   allVolumes(): VolumeRow[] {
@@ -138,10 +150,6 @@ export class Metadata {
 
   snapshot(id: string): SnapshotRow | undefined {
     return this.db.prepare('SELECT * FROM snapshots WHERE snapshot_id = ?').get(id) as SnapshotRow | undefined;
-  }
-
-  snapshotsInStatus(status: SnapshotState): SnapshotRow[] {
-    return this.db.prepare('SELECT * FROM snapshots WHERE status = ?').all(status) as SnapshotRow[];
   }
 
   allSnapshots(): SnapshotRow[] {

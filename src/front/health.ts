@@ -52,7 +52,9 @@ export class DelegateHealth {
   private async probe(t: Target): Promise<void> {
     const key = `${t.kind}:${t.name}`;
     try {
-      if (t.kind === 'volume-delegate') await this.delegates.volumeDelegate(t.name).call('GetCapacity', {});
+      // A wait of 0 ms reads only the delegate's change cursor: unlike GetCapacity (lvs and vgs on
+      // lvm-iscsi), a probe every few seconds costs the same however many volumes the node holds.
+      if (t.kind === 'volume-delegate') await this.delegates.volumeDelegate(t.name).call('WaitObjects', { maxWaitMs: 0 });
       else await this.delegates.vmmDelegate(t.name).call('DescribeHost', {});
     } catch (err) {
       if (!this.down.has(key)) this.log.warn('delegate unreachable', { delegate: key, message: errorMessage(err) });

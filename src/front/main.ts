@@ -9,6 +9,7 @@ import { createSoapServer } from '../soap/server.js';
 import { DelegatePool } from './delegates.js';
 import { DelegateHealth } from './health.js';
 import { CreationMonitor } from './monitor.js';
+import { CopyWatcher } from './copy-watch.js';
 import { InstanceLocator } from './instances.js';
 import { FrontService } from './service.js';
 import { FrontWorkflows } from './workflows.js';
@@ -44,8 +45,9 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
       admins: cfg.admins,
       quotas: cfg.quotas,
       audit,
-      // Twice the creation monitor's poll: a copy that just finished is not a difference.
-      checkSettleMs: Math.max(1_000, 2 * cfg.pollIntervalMs + 500),
+      // A copy that just finished is not a difference: the long-poll brings its news within
+      // moments, so the wait is twice the fallback poll's only while that is short.
+      checkSettleMs: Math.max(1_000, 2 * Math.min(cfg.pollIntervalMs, 1_000) + 500),
       checkCallTimeoutMs: Math.min(cfg.delegateTimeoutMs, 10_000),
     },
     instances,
@@ -67,7 +69,11 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
   const port = (server.address() as AddressInfo).port;
   url = cfg.publicUrl ?? defaultPublicUrl({ host: cfg.listen.host, port }, VBS_SERVICE.path);
 
+  // A finished copy is learnt from a long-poll of its delegate; the monitor's poll is the fallback.
   const monitor = new CreationMonitor(meta, delegates, log, cfg.pollIntervalMs);
+  const watcher = new CopyWatcher(delegates, monitor, log);
+  workflows.onCopyStarted = (delegate) => watcher.wake(delegate);
+  watcher.wakeAll();
   monitor.start();
   // Unfinished work whose next attempt is due; each piece is claimed, so this never runs it twice at once.
   const pending = setInterval(() => {
@@ -77,6 +83,7 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
   const health = new DelegateHealth(delegates, log, cfg.healthIntervalMs, async () => {
     await workflows.engine.resume({ notDueToo: true });
     await monitor.pollOnce();
+    watcher.wakeAll();
     await service.reconcile(log);
   });
   health.start();
@@ -87,6 +94,7 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
     url,
     close: async () => {
       monitor.stop();
+      watcher.stop();
       health.stop();
       clearInterval(pending);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

@@ -1,23 +1,28 @@
 import { errorMessage } from '../core/errors.js';
-import { workflowRunningOn } from '../db/journal.js';
+import { busyResources } from '../db/journal.js';
 import type { Logger } from '../core/log.js';
 import { writeTx } from '../db/database.js';
 import type { Metadata } from '../db/metadata.js';
 import type { Record as XmlRecord } from '../soap/xml.js';
+import { madeState } from '../workflows/made-state.js';
 import type { DelegatePool } from './delegates.js';
 
 const MAX_CREATE_ATTEMPTS = 3;
 
 /**
  * Watches volumes in `creating` and snapshots in `pending` until their
- * delegate reports the data ready (or failed). Polling from the front, rather
- * than callbacks from delegates, means a restart of either side loses nothing:
- * the state to watch is in the metadata, and a copy the delegate lost (it was
- * restarted mid-copy) is started again, a bounded number of times.
+ * delegate reports the data ready (or failed). The news of a finished copy
+ * normally comes at once through the long-poll (src/front/copy-watch.ts),
+ * which hands what it learns to `apply`; this periodic poll is the fallback
+ * that makes restarts safe: the state to watch is in the metadata, and a copy
+ * the delegate lost (it was restarted mid-copy) is started again, a bounded
+ * number of times. The delegates never need to reach the front.
  */
 export class CreationMonitor {
   private timer: NodeJS.Timeout | undefined;
   private running = false;
+  /** Copies being started again now: the poll and the long-poll never restart one twice at once. */
+  private readonly restarting = new Set<string>();
 
   constructor(
     private readonly meta: Metadata,
@@ -40,36 +45,64 @@ export class CreationMonitor {
     clearTimeout(this.timer);
   }
 
+  /** Whether a delegate has anything being created (what the long-poll waits for). */
+  hasWorkOn(delegate: string): boolean {
+    return this.meta.creationsInProgress(delegate).length > 0;
+  }
+
+  /** The delegates with something being created. */
+  delegatesWithWork(): string[] {
+    return [...new Set(this.meta.creationsInProgress().map((r) => r.delegate))];
+  }
+
   async pollOnce(): Promise<void> {
-    const volumes = this.meta.volumesInStatus('creating').filter((v) => !this.inFlight(v.volume_id));
-    const snapshots = this.meta.snapshotsInStatus('pending').filter((s) => !this.inFlight(s.snapshot_id));
-    const byDelegate = new Map<string, string[]>();
-    for (const r of [...volumes.map((v) => [v.delegate, v.volume_id]), ...snapshots.map((s) => [s.delegate, s.snapshot_id])] as [string, string][]) {
-      byDelegate.set(r[0], [...(byDelegate.get(r[0]) ?? []), r[1]]);
+    await Promise.all(this.delegatesWithWork().map((d) => this.pollDelegate(d)));
+  }
+
+  /**
+   * Asks one delegate (one DescribeObjects) about everything being created on
+   * it, and applies the answers. False when the delegate did not answer.
+   */
+  async pollDelegate(delegate: string): Promise<boolean> {
+    const ids = this.meta.creationsInProgress(delegate).map((r) => r.id);
+    if (!ids.length) return true;
+    let objects: XmlRecord[];
+    try {
+      const r = await this.delegates.volumeDelegate(delegate).call('DescribeObjects', { id: ids });
+      objects = (r.object as XmlRecord[]) ?? [];
+    } catch (err) {
+      this.log.warn('volume delegate unreachable; will poll again', { delegate, message: errorMessage(err) });
+      return false;
     }
-    await Promise.all(
-      [...byDelegate].map(async ([delegate, ids]) => {
-        let objects: XmlRecord[];
-        try {
-          const r = await this.delegates.volumeDelegate(delegate).call('DescribeObjects', { id: ids });
-          objects = (r.object as XmlRecord[]) ?? [];
-        } catch (err) {
-          this.log.warn('volume delegate unreachable; will poll again', { delegate, message: errorMessage(err) });
-          return;
-        }
-        for (const o of objects) await this.apply(delegate, o);
-      }),
-    );
+    await this.apply(delegate, objects);
+    return true;
   }
 
-  /** The create workflow itself is still talking to the delegate: not ours yet. */
-  private inFlight(id: string): boolean {
-    return workflowRunningOn(this.meta.db, id);
+  /**
+   * Applies what a delegate reports of its objects: every status and progress
+   * change in one transaction (each guarded by the status it leaves, so a
+   * report that comes twice, or late, changes nothing), then starts again the
+   * copies it lost. Ready or failed data is taken even while the create
+   * workflow is still in flight (if that workflow fails, its rollback removes
+   * the record whatever its status); only "absent" waits for the workflow to
+   * end, as the delegate may not have started the copy yet.
+   */
+  async apply(delegate: string, objects: readonly XmlRecord[]): Promise<void> {
+    const lost: string[] = [];
+    writeTx(this.meta.db, () => {
+      for (const o of objects) {
+        const id = String(o.id);
+        const state = String(o.state);
+        if (state === 'absent') lost.push(id);
+        else this.record(id, state, o);
+      }
+    });
+    if (!lost.length) return;
+    const busy = busyResources(this.meta.db);
+    for (const id of lost) if (!busy.has(id)) await this.restart(delegate, id);
   }
 
-  private async apply(delegate: string, o: XmlRecord): Promise<void> {
-    const id = String(o.id);
-    const state = String(o.state);
+  private record(id: string, state: string, o: XmlRecord): void {
     const isVolume = id.startsWith('vol-');
     if (state === 'ready') {
       if (isVolume) this.meta.setVolumeStatus(id, ['creating'], 'available');
@@ -80,33 +113,43 @@ export class CreationMonitor {
       else this.meta.setSnapshotStatus(id, ['pending'], 'error', message);
     } else if (state === 'creating') {
       if (!isVolume && typeof o.progress === 'number') this.meta.setSnapshotProgress(id, o.progress);
-    } else if (state === 'absent') {
-      await this.restart(delegate, id, isVolume);
     }
   }
 
   /** The delegate lost a copy (it restarted): start it again, a few times at most. */
-  private async restart(delegate: string, id: string, isVolume: boolean): Promise<void> {
+  private async restart(delegate: string, id: string): Promise<void> {
+    if (this.restarting.has(id)) return;
+    this.restarting.add(id);
+    try {
+      await this.restartOnce(delegate, id, id.startsWith('vol-'));
+    } finally {
+      this.restarting.delete(id);
+    }
+  }
+
+  private async restartOnce(delegate: string, id: string, isVolume: boolean): Promise<void> {
+    const failed = (message: string) =>
+      isVolume ? this.meta.setVolumeStatus(id, ['creating'], 'error', message) : this.meta.setSnapshotStatus(id, ['pending'], 'error', message);
     const attempts = writeTx(this.meta.db, () => (isVolume ? this.meta.bumpVolumeAttempts(id) : this.meta.bumpSnapshotAttempts(id)));
     if (attempts > MAX_CREATE_ATTEMPTS) {
-      const message = `the volume delegate lost the data ${MAX_CREATE_ATTEMPTS} times while creating it`;
-      if (isVolume) this.meta.setVolumeStatus(id, ['creating'], 'error', message);
-      else this.meta.setSnapshotStatus(id, ['pending'], 'error', message);
+      failed(`the volume delegate lost the data ${MAX_CREATE_ATTEMPTS} times while creating it`);
       return;
     }
     this.log.info('restarting a copy the volume delegate lost', { id, attempts });
+    let answer: XmlRecord | undefined;
     try {
       if (isVolume) {
         const v = this.meta.volume(id);
-        if (v) await this.delegates.volumeDelegate(delegate).call('CreateVolume', { volumeId: id, sizeGiB: v.size_gib, snapshotId: v.snapshot_id ?? undefined });
+        if (v?.status === 'creating') answer = await this.delegates.volumeDelegate(delegate).call('CreateVolume', { volumeId: id, sizeGiB: v.size_gib, snapshotId: v.snapshot_id ?? undefined });
       } else {
         const s = this.meta.snapshot(id);
-        if (s) await this.delegates.volumeDelegate(delegate).call('CreateSnapshot', { snapshotId: id, volumeId: s.volume_id });
+        if (s?.status === 'pending') answer = await this.delegates.volumeDelegate(delegate).call('CreateSnapshot', { snapshotId: id, volumeId: s.volume_id });
       }
     } catch (err) {
-      const message = `could not restart the copy: ${errorMessage(err)}`;
-      if (isVolume) this.meta.setVolumeStatus(id, ['creating'], 'error', message);
-      else this.meta.setSnapshotStatus(id, ['pending'], 'error', message);
+      failed(`could not restart the copy: ${errorMessage(err)}`);
+      return;
     }
+    // A copy made within the call (a blank volume, a reflink) is done now.
+    if (answer) writeTx(this.meta.db, () => this.record(id, madeState(answer).state, { id, ...madeState(answer) }));
   }
 }

@@ -26,10 +26,10 @@ export class RetryingDelegate implements DelegateClient {
     private readonly sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms)),
   ) {}
 
-  async call(operation: string, input: XmlRecord): Promise<XmlRecord> {
+  async call(operation: string, input: XmlRecord, timeoutMs?: number): Promise<XmlRecord> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.inner.call(operation, input);
+        return await this.inner.call(operation, input, timeoutMs);
       } catch (err) {
         if (attempt >= this.policy.attempts || failureOutcome(err) !== 'not-delivered') throw err;
         await this.sleep(this.policy.firstDelayMs * 2 ** (attempt - 1));

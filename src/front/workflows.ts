@@ -40,8 +40,19 @@ export class FrontWorkflows {
     }
   }
 
+  /**
+   * Called with the volume delegate of each create that ended with a copy
+   * still in progress there (the front starts long-polling it).
+   */
+  onCopyStarted: (delegate: string) => void = () => {};
+
   /** `resource`: the volume or snapshot it acts on, when known before preparing (its unfinished work runs first). */
-  run<D extends object>(kind: WorkflowKind<D>, prepare: () => D, resource?: string): Promise<D> {
-    return this.engine.run(kind, prepare, resource);
+  async run<D extends object>(kind: WorkflowKind<D>, prepare: () => D, resource?: string): Promise<D> {
+    const data = await this.engine.run(kind, prepare, resource);
+    if (kind === (this.createVolume as unknown) || kind === (this.createSnapshot as unknown)) {
+      const made = data as { delegate: string; made?: { state: string } };
+      if (made.made?.state !== 'ready' && made.made?.state !== 'error') this.onCopyStarted(made.delegate);
+    }
+    return data;
   }
 }

@@ -36,14 +36,19 @@ export const VOLUME_DELEGATE_SERVICE: ServiceDefinition = {
       output: [str('backend'), long('totalBytes'), long('freeBytes'), long('provisionedBytes')],
     },
     CreateVolume: {
-      doc: 'Checks capacity, answers at once, and creates the volume in the background (blank, or from a snapshot). Idempotent.',
+      doc: 'Checks capacity and creates the volume (blank, or from a snapshot); answers when it is made or after a second, the rest going on in the background. state: ready, creating or error. Idempotent.',
       input: [str('volumeId'), int('sizeGiB'), str('snapshotId', { optional: true })],
-      output: [bool('accepted')],
+      output: [bool('accepted'), str('state', { optional: true }), str('message', { optional: true })],
     },
     CreateSnapshot: {
-      doc: 'Checks capacity, answers at once, and copies the volume to a snapshot in the background. Idempotent.',
+      doc: 'Checks capacity and copies the volume to a snapshot; answers when it is made or after a second, the rest going on in the background. Idempotent.',
       input: [str('snapshotId'), str('volumeId')],
-      output: [bool('accepted')],
+      output: [bool('accepted'), str('state', { optional: true }), str('message', { optional: true })],
+    },
+    WaitObjects: {
+      doc: 'Long-poll for finished creates: answers as soon as an object left its in-progress state (ready or error) after the cursor, or after maxWaitMs (at most 25000) with none. reset: the cursor is from another run of this delegate or too old; look at every object in progress. Only reads.',
+      input: [str('since', { optional: true, doc: 'the cursor of the last answer; absent the first time' }), int('maxWaitMs', { optional: true })],
+      output: [str('cursor'), bool('reset'), rec('object', 'StoredObject', { many: true })],
     },
     DescribeObjects: {
       doc: 'The state of the given volumes and snapshots on this node; all of them when none is given.',

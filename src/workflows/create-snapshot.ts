@@ -1,5 +1,6 @@
 import type { WorkflowDeps } from './deps.js';
 import type { WorkflowKind } from './engine.js';
+import { madeState, type MadeState } from './made-state.js';
 
 export interface CreateSnapshotData {
   snapshotId: string;
@@ -7,9 +8,11 @@ export interface CreateSnapshotData {
   delegate: string;
   owner: string;
   clientToken: string | null;
+  /** What the delegate said of the copy when it answered (absent from journals older than the quick answer). */
+  made?: MadeState;
 }
 
-/** Create snapshot: as create volume, with the copy made from the volume. */
+/** Create snapshot: as create volume, with the copy made from the volume (a reflink copy is completed in the same step). */
 export function createSnapshotKind({ delegates }: WorkflowDeps): WorkflowKind<CreateSnapshotData> {
   return {
     kind: 'CreateSnapshot',
@@ -19,14 +22,18 @@ export function createSnapshotKind({ delegates }: WorkflowDeps): WorkflowKind<Cr
       {
         name: 'volume-delegate.CreateSnapshot',
         run: async () => {
-          await delegates.volumeDelegate(d.delegate).call('CreateSnapshot', { snapshotId: d.snapshotId, volumeId: d.volumeId });
+          const r = await delegates.volumeDelegate(d.delegate).call('CreateSnapshot', { snapshotId: d.snapshotId, volumeId: d.volumeId });
+          return { made: madeState(r) };
         },
         undo: async () => {
           await delegates.volumeDelegate(d.delegate).call('DeleteObject', { id: d.snapshotId });
         },
       },
     ],
-    commit: () => {},
+    commit: (m, d) => {
+      if (d.made?.state === 'ready') m.setSnapshotStatus(d.snapshotId, ['pending'], 'completed', null, 100);
+      else if (d.made?.state === 'error') m.setSnapshotStatus(d.snapshotId, ['pending'], 'error', d.made.message);
+    },
     abort: (m, d) => {
       m.deleteSnapshot(d.snapshotId);
       if (d.clientToken) m.deleteClientToken(d.owner, d.clientToken);

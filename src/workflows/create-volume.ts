@@ -1,5 +1,6 @@
 import type { WorkflowDeps } from './deps.js';
 import type { WorkflowKind } from './engine.js';
+import { madeState, type MadeState } from './made-state.js';
 
 export interface CreateVolumeData {
   volumeId: string;
@@ -8,13 +9,19 @@ export interface CreateVolumeData {
   delegate: string;
   owner: string;
   clientToken: string | null;
+  /** What the delegate said of the data when it answered (absent from journals older than the quick answer). */
+  made?: MadeState;
 }
 
 /**
  * Create volume: the row is inserted `creating` with the journal entry; the
- * delegate checks capacity and starts the copy in the background; the monitor
- * turns the volume available (or error) when the delegate reports it done.
- * Any failure removes the row and whatever the delegate made.
+ * delegate checks capacity and makes the data, answering once it is made
+ * (a blank volume, a reflink clone) or after a second with the copy going on
+ * in the background. Made: the commit turns the volume available (or error)
+ * in the same step's result. Still copying: the front's long-poll of the
+ * delegate, or its fallback poll, does it when the copy ends
+ * (src/front/copy-watch.ts, src/front/monitor.ts). Any failure removes the
+ * row and whatever the delegate made.
  */
 export function createVolumeKind({ delegates }: WorkflowDeps): WorkflowKind<CreateVolumeData> {
   return {
@@ -25,14 +32,18 @@ export function createVolumeKind({ delegates }: WorkflowDeps): WorkflowKind<Crea
       {
         name: 'volume-delegate.CreateVolume',
         run: async () => {
-          await delegates.volumeDelegate(d.delegate).call('CreateVolume', { volumeId: d.volumeId, sizeGiB: d.sizeGiB, snapshotId: d.snapshotId ?? undefined });
+          const r = await delegates.volumeDelegate(d.delegate).call('CreateVolume', { volumeId: d.volumeId, sizeGiB: d.sizeGiB, snapshotId: d.snapshotId ?? undefined });
+          return { made: madeState(r) };
         },
         undo: async () => {
           await delegates.volumeDelegate(d.delegate).call('DeleteObject', { id: d.volumeId });
         },
       },
     ],
-    commit: () => {},
+    commit: (m, d) => {
+      if (d.made?.state === 'ready') m.setVolumeStatus(d.volumeId, ['creating'], 'available');
+      else if (d.made?.state === 'error') m.setVolumeStatus(d.volumeId, ['creating'], 'error', d.made.message);
+    },
     abort: (m, d2) => {
       m.deleteVolume(d2.volumeId);
       if (d2.clientToken) m.deleteClientToken(d2.owner, d2.clientToken);

@@ -3,6 +3,8 @@
  * (src/services/volume-delegate.ts) map one to one onto these methods; every
  * method is idempotent, so the front may retry and recover freely.
  */
+import type { ChangeFeed } from './changes.js';
+
 export const GiB = 1024 ** 3;
 
 export type ObjectState = 'absent' | 'creating' | 'ready' | 'error';
@@ -37,6 +39,8 @@ export interface ExportEntry {
 export interface VolumeBackend {
   /** The name GetCapacity reports (`file`, `lvm-iscsi`). */
   readonly type: string;
+  /** Objects that finished being made (ready or failed), for WaitObjects and quick answers to creates. */
+  readonly changes: ChangeFeed;
   capacity(): Promise<Capacity>;
   /** Checks capacity, then creates in the background (blank or from a snapshot). */
   createVolume(volumeId: string, sizeGiB: number, snapshotId?: string): Promise<void>;

@@ -4,6 +4,7 @@ import { VbsError, errorMessage } from '../../core/errors.js';
 import { SNAPSHOT_ID, VOLUME_ID } from '../../core/ids.js';
 import type { Logger } from '../../core/log.js';
 import type { CommandRunner } from '../../commands/runner.js';
+import { ChangeFeed } from './changes.js';
 import { GiB, type Capacity, type ExportEntry, type StoredObject, type VolumeBackend } from './backend.js';
 
 export { GiB, type StoredObject } from './backend.js';
@@ -44,6 +45,7 @@ const OBJECT_FILE = /^((?:vol|snap)-[0-9a-f]{17})\.img$/;
  */
 export class FileBackend implements VolumeBackend {
   readonly type = 'file';
+  readonly changes = new ChangeFeed();
   private readonly jobs = new Map<string, Job>();
   /** Size of each object file in place, and their sum. */
   private readonly sizes = new Map<string, number>();
@@ -152,6 +154,7 @@ export class FileBackend implements VolumeBackend {
         this.track(id, size);
         this.jobs.delete(id);
         this.log.info('created', { id });
+        this.changes.record(id);
       })
       .catch((err) => {
         rmSync(part, { force: true });
@@ -161,6 +164,7 @@ export class FileBackend implements VolumeBackend {
         if (!(err instanceof VbsError)) this.log.error('background copy failed', { id, err });
         else this.log.warn('background copy failed', { id, message: errorMessage(err) });
         this.jobs.set(id, { ...job, state: 'error', message });
+        this.changes.record(id);
       });
   }
 

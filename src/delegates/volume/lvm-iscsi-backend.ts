@@ -2,6 +2,7 @@ import { SNAPSHOT_ID, VOLUME_ID } from '../../core/ids.js';
 import { VbsError, errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { GiB, type Capacity, type ExportEntry, type ExportedVolume, type StoredObject, type VolumeBackend } from './backend.js';
+import { ChangeFeed } from './changes.js';
 import { ExportRegistry } from './export-registry.js';
 import { IscsiExports, volumeNotFound } from './iscsi-exports.js';
 import type { TargetTool } from './iscsi-targets.js';
@@ -56,6 +57,7 @@ class Cancelled extends Error {}
  */
 export class LvmIscsiBackend implements VolumeBackend {
   readonly type = 'lvm-iscsi';
+  readonly changes = new ChangeFeed();
   private readonly jobs = new Map<string, Job>();
   /** Capacity checks and LV allocations, one at a time: no over-commit. */
   private readonly space = new Mutex();
@@ -249,6 +251,7 @@ export class LvmIscsiBackend implements VolumeBackend {
       .then(() => {
         if (this.jobs.get(id) === job) this.jobs.delete(id);
         this.log.info('created', { id });
+        this.changes.record(id);
       })
       .catch(async (err: unknown) => {
         await this.removeTemporariesPatiently(id);
@@ -262,6 +265,7 @@ export class LvmIscsiBackend implements VolumeBackend {
         job.state = 'error';
         job.message = message;
         job.reserved = 0;
+        this.changes.record(id);
       });
   }
 

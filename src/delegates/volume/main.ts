@@ -31,7 +31,8 @@ type LvmIscsiConfig = Extract<VolumeDelegateConfig['backend'], { type: 'lvm-iscs
 export async function startVolumeDelegate(cfg: VolumeDelegateConfig, log: Logger): Promise<RunningService> {
   const catalog = CommandCatalog.fromFile(cfg.commands ?? DEFAULT_COMMANDS_FILE);
   const backend = await openBackend(cfg.backend, catalog, log, { commandConcurrency: cfg.commandConcurrency });
-  return listenDelegate(cfg, VOLUME_DELEGATE_SERVICE, volumeDelegateHandlers(backend), log);
+  // Closing answers every WaitObjects held open, so none outlives the service.
+  return listenDelegate(cfg, VOLUME_DELEGATE_SERVICE, volumeDelegateHandlers(backend), log, () => backend.changes.close());
 }
 
 /** The configured back end, refusing to start when commands.properties lacks a pattern it will run. */

@@ -1,7 +1,16 @@
+import { VbsError } from '../../core/errors.js';
 import * as v from '../../core/validate.js';
 import type { Handlers } from '../../soap/server.js';
 import type { Record as XmlRecord } from '../../soap/xml.js';
-import type { VolumeBackend } from './backend.js';
+import type { StoredObject, VolumeBackend } from './backend.js';
+import { MAX_WAIT_MS } from './changes.js';
+
+/**
+ * How long a create waits for its own work before answering: a blank volume
+ * (fallocate, one lvcreate) or a reflink copy is done by then, and the front
+ * marks it available at once; anything longer goes on in the background.
+ */
+export const QUICK_ANSWER_MS = 1_000;
 
 function objectId(x: unknown): string {
   const s = v.requireString('id', x);
@@ -13,13 +22,26 @@ export function volumeDelegateHandlers(backend: VolumeBackend): Handlers {
   return {
     GetCapacity: async () => ({ backend: backend.type, ...(await backend.capacity()) }),
     CreateVolume: async (i) => {
+      const volumeId = v.volumeId(i.volumeId);
+      const sizeGiB = v.sizeGiB(i.sizeGiB, 'sizeGiB');
       const snapshotId = i.snapshotId === undefined ? undefined : v.snapshotId(i.snapshotId);
-      await backend.createVolume(v.volumeId(i.volumeId), v.sizeGiB(i.sizeGiB, 'sizeGiB'), snapshotId);
-      return { accepted: true };
+      return quickAnswer(backend, volumeId, () => backend.createVolume(volumeId, sizeGiB, snapshotId));
     },
     CreateSnapshot: async (i) => {
-      await backend.createSnapshot(v.snapshotId(i.snapshotId), v.volumeId(i.volumeId));
-      return { accepted: true };
+      const snapshotId = v.snapshotId(i.snapshotId);
+      const volumeId = v.volumeId(i.volumeId);
+      return quickAnswer(backend, snapshotId, () => backend.createSnapshot(snapshotId, volumeId));
+    },
+    WaitObjects: async (i) => {
+      const since = i.since === undefined ? undefined : v.requireString('since', i.since);
+      if (since !== undefined && since.length > 64) throw new VbsError('InvalidParameterValue', 'Value for parameter since is invalid.');
+      const waitMs = i.maxWaitMs === undefined ? MAX_WAIT_MS : Number(i.maxWaitMs);
+      if (!Number.isInteger(waitMs) || waitMs < 0 || waitMs > MAX_WAIT_MS) {
+        throw new VbsError('InvalidParameterValue', `Value for parameter maxWaitMs is invalid: 0 to ${MAX_WAIT_MS}.`);
+      }
+      const changes = await backend.changes.wait(since, waitMs);
+      const objects = await Promise.all(changes.ids.map((id) => backend.describe(id)));
+      return { cursor: changes.cursor, reset: changes.reset, object: objects as unknown as XmlRecord[] };
     },
     DescribeObjects: async (i) => {
       const ids = ((i.id as unknown[]) ?? []).map(objectId);
@@ -43,4 +65,16 @@ export function volumeDelegateHandlers(backend: VolumeBackend): Handlers {
       return { return: true };
     },
   };
+}
+
+/** Starts a create, then answers with the object's state once its work is done or QUICK_ANSWER_MS passed. */
+async function quickAnswer(backend: VolumeBackend, id: string, start: () => Promise<void>): Promise<XmlRecord> {
+  const before = backend.changes.cursor();
+  await start();
+  let o: StoredObject = await backend.describe(id);
+  if (o.state === 'creating') {
+    await backend.changes.wait(before, QUICK_ANSWER_MS, new Set([id]));
+    o = await backend.describe(id);
+  }
+  return { accepted: true, state: o.state, ...(o.message === undefined ? {} : { message: o.message }) };
 }
