@@ -27,7 +27,7 @@ describe('an independent SOAP client (Python zeep)', () => {
         .map((l) => JSON.parse(l) as { call: string })
         .map((c) => [c.call, c]),
     ) as Record<string, { result?: any; fault?: string; code?: string }>; // eslint-disable-line @typescript-eslint/no-explicit-any
-    expect(calls.CreateVolume!.result).toMatchObject({ size: 1, comment: 'from zeep', status: 'creating', owner: 'admin' });
+    expect(calls.CreateVolume!.result).toMatchObject({ size: 1, comment: 'from zeep', status: 'available', owner: 'admin' });
     expect(calls.DescribeVolumes!.result.volume[0].volumeId).toBe(calls.CreateVolume!.result.volumeId);
     expect(calls['DescribeVolumes.page']!.result).toMatchObject({ volume: [{ volumeId: calls.CreateVolume!.result.volumeId }], nextToken: null });
     expect(calls['DescribeVolumes.missing']).toMatchObject({ fault: 'InvalidVolume.NotFound', code: 'InvalidVolume.NotFound' });

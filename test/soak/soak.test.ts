@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 /**
- * The chaos soak of issue 12 as CI runs it: three minutes on each back end
+ * The chaos soak of issue 12 as CI runs it: two minutes on each back end
  * with a fixed seed, as a real process (`node dist/soak/main.js`, what `npm
  * run soak` runs after building). It must end with no violation, and chaos
  * and requests must really have happened. A failing run keeps its post-mortem
@@ -13,10 +13,10 @@ import { afterAll, describe, expect, it } from 'vitest';
  */
 const ROOT = resolve(import.meta.dirname, '../..');
 const SOAK = join(ROOT, 'dist', 'soak', 'main.js');
-const SECONDS = 180;
+const SECONDS = 120;
 const SEED = 20261130;
-/** Requests the clients must have made in three minutes, even on a loaded machine. */
-const MIN_OPERATIONS = 20;
+/** Requests the clients must have made in two minutes, even on a loaded machine (lvm-iscsi requests are slow). */
+const MIN_OPERATIONS = 12;
 /** The run, plus start-up, settling (bounded at 3 min inside the soak) and the final check. */
 const TIMEOUT_MS = (SECONDS + 540) * 1000;
 

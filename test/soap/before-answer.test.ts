@@ -69,7 +69,7 @@ describe('beforeAnswer', () => {
       ['alice', false, 'DescribeSnapshots', 'InvalidSnapshot.NotFound'],
     ]);
     expect(told[0]).toMatchObject({ input: { volumeId: 'vol-0123456789abcdef0' }, output: { return: true } });
-    expect(told[2]!.input).toEqual({ snapshotId: ['snap-0123456789abcdef0'] });
+    expect(told[2]!.input).toEqual({ snapshotId: ['snap-0123456789abcdef0'], filter: [] });
   });
 
   it('is told about callers refused before their request is read', async () => {
