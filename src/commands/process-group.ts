@@ -139,9 +139,18 @@ export function runProcessGroup(file: string, args: readonly string[], o: GroupO
       }
       if (timedOut || error) return; // stopGroup answers
       // Whatever still holds our pipes is a leftover of this command: a moment to flush, then it goes.
+      // The answer still waits for 'close': the pipes close once the group is gone, after what was
+      // written is read. Answering at once would hand back output this busy process has not read yet
+      // (an empty listing read as "no disks" made a detach a no-op). No close after the grace: a
+      // failure, never a short success.
       later(drain, () => {
         if (pgid !== undefined) signalGroup(pgid, 'SIGKILL');
-        finish();
+        later(grace, () => {
+          if (done) return;
+          error = `${file} exited, but its output did not close within ${drain + grace} ms`;
+          exitCode = undefined;
+          finish();
+        });
       });
     });
     // 'close' comes after 'exit', once every pipe is closed: nothing more to wait for.
