@@ -118,6 +118,8 @@ describe('a restart of either side loses nothing', () => {
     openGate();
     const vol = String((await createVolume({ size: 1 })).volumeId);
     const snap = String((await createSnapshot(vol)).snapshotId);
+    // On a loaded machine the copy may outlast the create's answer: the clone needs it completed.
+    await t.waitSnapshot(snap, 'completed');
     closeGate();
     const clone = await createVolume({ size: 1, snapshotId: snap });
     expect(clone.status).toBe('creating');
