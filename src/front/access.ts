@@ -3,6 +3,14 @@ import type { Metadata, OwnerScope, SnapshotRow, VolumeRow } from '../db/metadat
 import type { SnapshotShares } from '../db/shares.js';
 import type { CallContext } from '../soap/server.js';
 
+/** The one definition of an administrator: a certificate with the administrator purpose, or a name in the front's `admins`. */
+export type AdminTest = (caller: string, certificateAdmin: boolean) => boolean;
+
+export function administrators(admins: readonly string[]): AdminTest {
+  const names = new Set(admins);
+  return (caller, certificateAdmin) => certificateAdmin || names.has(caller);
+}
+
 /**
  * Who may see and do what on the front (issue 8).
  *
@@ -18,14 +26,6 @@ import type { CallContext } from '../soap/server.js';
  *   owner they acted for. What an administrator creates is their own: there
  *   is no creating on another user's behalf.
  */
-/** The one definition of an administrator: a certificate with the administrator purpose, or a name in the front's `admins`. */
-export type AdminTest = (caller: string, certificateAdmin: boolean) => boolean;
-
-export function administrators(admins: readonly string[]): AdminTest {
-  const names = new Set(admins);
-  return (caller, certificateAdmin) => certificateAdmin || names.has(caller);
-}
-
 export class Access {
   constructor(
     private readonly meta: Metadata,
