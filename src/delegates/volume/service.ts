@@ -71,10 +71,19 @@ export function volumeDelegateHandlers(backend: VolumeBackend): Handlers {
 async function quickAnswer(backend: VolumeBackend, id: string, start: () => Promise<void>): Promise<XmlRecord> {
   const before = backend.changes.cursor();
   await start();
-  let o: StoredObject = await backend.describe(id);
-  if (o.state === 'creating') {
-    await backend.changes.wait(before, QUICK_ANSWER_MS, new Set([id]));
+  // From here the create is under way: a look that fails (lvs killed, say) must
+  // not answer a fault, which the front takes for "nothing was made" and drops
+  // the record while the data is still made. It is "creating": the long-poll
+  // and the fallback poll tell the front how it ends.
+  let o: StoredObject;
+  try {
     o = await backend.describe(id);
+    if (o.state === 'creating') {
+      await backend.changes.wait(before, QUICK_ANSWER_MS, new Set([id]));
+      o = await backend.describe(id);
+    }
+  } catch {
+    return { accepted: true, state: 'creating' };
   }
   return { accepted: true, state: o.state, ...(o.message === undefined ? {} : { message: o.message }) };
 }

@@ -89,6 +89,26 @@ describe('WaitObjects and the quick answer to creates', () => {
     expect(await backend(false).handlers.CreateVolume!({ volumeId: VOL(3), sizeGiB: 1 }, ctx)).toMatchObject({ accepted: true, state: 'creating' });
   });
 
+  it('a create under way whose look fails answers creating, never a fault (the front would drop a record whose data is being made)', async () => {
+    const changes = new ChangeFeed();
+    let started = false;
+    const failingLook = {
+      type: 'test',
+      changes,
+      createVolume: async () => {
+        started = true;
+      },
+      describe: async () => {
+        throw new VbsError('OperationFailed', 'volume.lvm.list exited with no code on local.');
+      },
+    } as unknown as VolumeBackend;
+    expect(await volumeDelegateHandlers(failingLook).CreateVolume!({ volumeId: VOL(4), sizeGiB: 1 }, ctx)).toEqual({ accepted: true, state: 'creating' });
+    expect(started).toBe(true);
+    // A create that could not start is still a fault.
+    const refused = { ...failingLook, createVolume: async () => { throw new VbsError('InsufficientCapacity', 'full'); } } as unknown as VolumeBackend;
+    await expect(volumeDelegateHandlers(refused).CreateVolume!({ volumeId: VOL(5), sizeGiB: 1 }, ctx)).rejects.toMatchObject({ code: 'InsufficientCapacity' });
+  });
+
   it('WaitObjects answers with the objects that finished after the cursor, as DescribeObjects would describe them', async () => {
     const { handlers, finish } = backend(false);
     const first = await handlers.WaitObjects!({ maxWaitMs: 0 }, ctx);
