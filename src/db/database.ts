@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { nowIso } from '../core/clock.js';
 import { MIGRATIONS } from './migrations.js';
 
 export type Db = Database.Database;
@@ -39,6 +40,7 @@ export function writeTx<T>(db: Db, fn: () => T): T {
   return db.transaction(fn).immediate();
 }
 
+/** The service's clock (src/core/clock.ts) as the database stores it: leases and retries compare against it. */
 export function now(): string {
-  return new Date().toISOString();
+  return nowIso();
 }
