@@ -19,8 +19,10 @@ import { administrators } from './access.js';
 export type { RunningService };
 
 /**
- * Starts the front: opens and migrates the metadata, finishes or undoes what a
- * crash left in flight, and only then accepts requests.
+ * Starts the front: opens and migrates the metadata, listens, and then
+ * finishes or undoes what a crash left in flight, in the background: a slow
+ * host does not keep the front from answering, and a request on a resource
+ * still being recovered is answered with the retryable ServiceUnavailable.
  */
 export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeStep?: (kind: string, step: string) => void } = {}): Promise<RunningService> {
   const db = openDatabase(cfg.database);
@@ -31,9 +33,7 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
     firstDelayMs: cfg.retryFirstDelayMs,
     maxDelayMs: cfg.retryMaxDelayMs,
     giveUpAfterMs: cfg.retryGiveUpMs,
-  });
-  const recovered = await workflows.engine.recover();
-  if (recovered) log.info('recovered interrupted workflows', { count: recovered });
+  }, { leaseMs: cfg.claimLeaseMs });
 
   const instances = InstanceLocator.fromConfig(cfg.instances, delegates, tls);
   const audit = new AuditTrail(cfg.auditLog ? new AuditFile(cfg.auditLog) : undefined, administrators(cfg.admins));
@@ -75,9 +75,18 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
   workflows.onCopyStarted = (delegate) => watcher.wake(delegate);
   watcher.wakeAll();
   monitor.start();
-  // Unfinished work whose next attempt is due; each piece is claimed, so this never runs it twice at once.
+  // What a crash left in flight. recover() never throws: a workflow it cannot finish is retried later.
+  const recovery = workflows.engine.recover().then((n) => {
+    if (n) log.info('recovered interrupted workflows', { count: n });
+  });
+  // Unfinished work whose next attempt is due; each piece is claimed, so no two runners run it at once,
+  // and a tick is skipped while the last one still runs (a host that does not answer), so runs never pile up.
+  let resuming: Promise<void> | undefined;
   const pending = setInterval(() => {
-    workflows.engine.resume().catch((err: unknown) => log.error('retrying unfinished work failed', { err }));
+    resuming ??= workflows.engine
+      .resume()
+      .then(() => undefined, (err: unknown) => log.error('retrying unfinished work failed', { err }))
+      .finally(() => (resuming = undefined));
   }, Math.min(5_000, cfg.retryFirstDelayMs));
   // A delegate back from an outage: what waited on it is done now.
   const health = new DelegateHealth(delegates, log, cfg.healthIntervalMs, async () => {
@@ -97,6 +106,7 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
       watcher.stop();
       health.stop();
       clearInterval(pending);
+      workflows.engine.stop();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
       await closed;
