@@ -13,6 +13,7 @@ import { CopyWatcher } from './copy-watch.js';
 import { InstanceLocator } from './instances.js';
 import { FrontService } from './service.js';
 import { FrontWorkflows } from './workflows.js';
+import { everyUnlessRunning } from './pending-timer.js';
 import { AuditFile, AuditTrail } from './audit.js';
 import { administrators } from './access.js';
 
@@ -79,15 +80,10 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
   const recovery = workflows.engine.recover().then((n) => {
     if (n) log.info('recovered interrupted workflows', { count: n });
   });
-  // Unfinished work whose next attempt is due; each piece is claimed, so no two runners run it at once,
-  // and a tick is skipped while the last one still runs (a host that does not answer), so runs never pile up.
-  let resuming: Promise<void> | undefined;
-  const pending = setInterval(() => {
-    resuming ??= workflows.engine
-      .resume()
-      .then(() => undefined, (err: unknown) => log.error('retrying unfinished work failed', { err }))
-      .finally(() => (resuming = undefined));
-  }, Math.min(5_000, cfg.retryFirstDelayMs));
+  // Unfinished work whose next attempt is due; each piece is claimed, so no two runners run it at once.
+  const stopPending = everyUnlessRunning(() => workflows.engine.resume(), Math.min(5_000, cfg.retryFirstDelayMs), (err) =>
+    log.error('retrying unfinished work failed', { err }),
+  );
   // A delegate back from an outage: what waited on it is done now.
   const health = new DelegateHealth(delegates, log, cfg.healthIntervalMs, async () => {
     await workflows.engine.resume({ notDueToo: true });
@@ -105,7 +101,7 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
       monitor.stop();
       watcher.stop();
       health.stop();
-      clearInterval(pending);
+      stopPending();
       workflows.engine.stop();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
