@@ -90,7 +90,14 @@ export class Journal {
     readonly leaseMs: number,
     /** Milliseconds since the epoch: src/core/clock.ts, or a test's clock. */
     private readonly clock: () => number = clockNow,
-  ) {}
+    /** Whether the runner holding a claim (its lease owner) is known to be gone: its work is free before the lease runs out. */
+    isGone: (owner: string) => boolean = () => false,
+  ) {
+    db.function('vbs_runner_gone', { deterministic: false }, (owner: unknown) => (typeof owner === 'string' && isGone(owner) ? 1 : 0));
+    this.isGone = isGone;
+  }
+
+  private readonly isGone: (owner: string) => boolean;
 
   private nowIso(): string {
     return new Date(this.clock()).toISOString();
@@ -210,16 +217,17 @@ export class Journal {
   /**
    * Recovery at start-up: claims the next running workflow (after `afterId`)
    * that nobody is running: its lease is gone or expired, or its owner is a
-   * runner `isGone` says is dead (this process's predecessor). A workflow a
+   * runner `isGone` says is dead (this process's predecessor). Stalled ones
+   * are taken whether due or not: a restart retries everything. A workflow a
    * live runner holds (another front on the same database) is left alone.
    */
-  claimOrphan(afterId: number, isGone: (owner: string) => boolean): { row: WorkflowRow; claim: Claim } | undefined {
+  claimOrphan(afterId: number): { row: WorkflowRow; claim: Claim } | undefined {
     const t = this.nowIso();
     return writeTx(this.db, () => {
       const candidates = this.db
         .prepare(`SELECT id, lease_owner, lease_until FROM workflows WHERE state = 'running' AND parked_at IS NULL AND id > ? ORDER BY id`)
         .all(afterId) as { id: number; lease_owner: string | null; lease_until: string | null }[];
-      const free = candidates.find((r) => r.lease_until === null || r.lease_until < t || (r.lease_owner !== null && isGone(r.lease_owner)));
+      const free = candidates.find((r) => r.lease_until === null || r.lease_until < t || (r.lease_owner !== null && this.isGone(r.lease_owner)));
       if (!free) return undefined;
       const token = this.newToken();
       const row = this.db
@@ -236,7 +244,7 @@ export class Journal {
     );
   }
 
-  /** Claims the next stalled workflow after `afterId`: running, nobody's lease, due (unless told otherwise). One at a time, so no claim waits unrenewed behind another's work. */
+  /** Claims the next stalled workflow after `afterId`: running, nobody's live lease, due (unless told otherwise). One at a time, so no claim waits unrenewed behind another's work. */
   claimStalled(f: ClaimFilter = {}, afterId = 0): { row: WorkflowRow; claim: Claim } | undefined {
     const t = this.nowIso();
     const token = this.newToken();
@@ -244,7 +252,7 @@ export class Journal {
       this.db
         .prepare(
           `UPDATE workflows SET lease_owner = ?, lease_until = ? WHERE id = (
-             SELECT id FROM workflows WHERE state = 'running' AND (lease_until IS NULL OR lease_until < ?) AND id > ?
+             SELECT id FROM workflows WHERE state = 'running' AND (lease_until IS NULL OR lease_until < ? OR vbs_runner_gone(lease_owner)) AND id > ?
              AND (? IS NULL OR resource_id = ?) AND (? OR next_attempt_at IS NULL OR next_attempt_at <= ?) AND (? OR parked_at IS NULL)
              ORDER BY id LIMIT 1)
            RETURNING ${WORKFLOW_COLUMNS}`,
@@ -272,7 +280,7 @@ export class Journal {
       this.db
         .prepare(
           `UPDATE leftovers SET lease_owner = ?, lease_until = ? WHERE id = (
-             SELECT id FROM leftovers WHERE (lease_until IS NULL OR lease_until < ?) AND id > ?
+             SELECT id FROM leftovers WHERE (lease_until IS NULL OR lease_until < ? OR vbs_runner_gone(lease_owner)) AND id > ?
              AND (? IS NULL OR resource_id = ?) AND (? OR next_attempt_at <= ?) AND (? OR parked_at IS NULL)
              ORDER BY id LIMIT 1)
            RETURNING ${LEFTOVER_COLUMNS}`,
@@ -332,7 +340,7 @@ export class Journal {
   hasPendingWork(resource: string): boolean {
     const t = this.nowIso();
     const stalled = this.db
-      .prepare(`SELECT 1 FROM workflows WHERE resource_id = ? AND state = 'running' AND (lease_until IS NULL OR lease_until < ?) LIMIT 1`)
+      .prepare(`SELECT 1 FROM workflows WHERE resource_id = ? AND state = 'running' AND (lease_until IS NULL OR lease_until < ? OR vbs_runner_gone(lease_owner)) LIMIT 1`)
       .get(resource, t);
     return Boolean(stalled || this.db.prepare('SELECT 1 FROM leftovers WHERE resource_id = ? LIMIT 1').get(resource));
   }

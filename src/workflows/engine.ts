@@ -169,7 +169,7 @@ export class WorkflowEngine {
     claims: ClaimOptions = {},
   ) {
     this.clock = claims.clock ?? now;
-    this.journal = new Journal(db, newRunnerId(), claims.leaseMs ?? DEFAULT_LEASE_MS, this.clock);
+    this.journal = new Journal(db, newRunnerId(), claims.leaseMs ?? DEFAULT_LEASE_MS, this.clock, runnerIsGone);
     this.retry = { ...DEFAULT_RETRY_OPTIONS, ...retry };
   }
 
@@ -399,7 +399,7 @@ export class WorkflowEngine {
     try {
       for (const r of this.journal.runningResources()) this.recovering.set(r, (this.recovering.get(r) ?? 0) + 1);
       for (let after = 0; ; ) {
-        const next = this.journal.claimOrphan(after, runnerIsGone);
+        const next = this.journal.claimOrphan(after);
         if (!next) break;
         after = next.row.id;
         done++;

@@ -115,10 +115,10 @@ describe('a runner whose claim lapsed makes no write and no call', () => {
     const deleting = a.call('DeleteVolume', { volumeId: vol });
     await storage.reached('DeleteObject:held');
     // Wait for several lease lengths to pass, by the lease's own record in the database (no fixed sleep).
-    const first = (a.db.prepare('SELECT lease_until FROM workflows WHERE resource_id = ? AND kind = "DeleteVolume"').get(vol) as { lease_until: string }).lease_until;
+    const first = (a.db.prepare(`SELECT lease_until FROM workflows WHERE resource_id = ? AND kind = 'DeleteVolume'`).get(vol) as { lease_until: string }).lease_until;
     await new Promise<void>((resolve) => {
       const t = setInterval(() => {
-        const now = (a.db.prepare('SELECT lease_until FROM workflows WHERE resource_id = ? AND kind = "DeleteVolume"').get(vol) as { lease_until: string }).lease_until;
+        const now = (a.db.prepare(`SELECT lease_until FROM workflows WHERE resource_id = ? AND kind = 'DeleteVolume'`).get(vol) as { lease_until: string }).lease_until;
         if (Date.parse(now) >= Date.parse(first) + 3_000) {
           clearInterval(t);
           resolve();
