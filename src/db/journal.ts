@@ -237,11 +237,9 @@ export class Journal {
     });
   }
 
-  /** The running workflows recovery would look at: those not parked. */
-  runningResources(): Set<string> {
-    return new Set(
-      (this.db.prepare(`SELECT DISTINCT resource_id FROM workflows WHERE state = 'running' AND parked_at IS NULL`).all() as { resource_id: string }[]).map((r) => r.resource_id),
-    );
+  /** The resource of each running workflow recovery will look at (those not parked), once per workflow. */
+  runningResources(): string[] {
+    return (this.db.prepare(`SELECT resource_id FROM workflows WHERE state = 'running' AND parked_at IS NULL ORDER BY id`).all() as { resource_id: string }[]).map((r) => r.resource_id);
   }
 
   /** Claims the next stalled workflow after `afterId`: running, nobody's live lease, due (unless told otherwise). One at a time, so no claim waits unrenewed behind another's work. */

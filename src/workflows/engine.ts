@@ -406,11 +406,12 @@ export class WorkflowEngine {
         const kind = this.kinds.get(next.row.kind);
         if (!kind) {
           this.log.error('journal holds a workflow of an unknown kind', { id: next.row.id, kind: next.row.kind });
+          this.doneRecovering(next.row.resource_id);
           continue;
         }
         this.log.info('recovering workflow', { id: next.row.id, kind: next.row.kind, resource: next.row.resource_id, recovery: kind.recovery });
         await this.recoverOne(kind, next.row, next.claim);
-        this.recovering.delete(next.row.resource_id);
+        this.doneRecovering(next.row.resource_id);
       }
     } catch (err) {
       this.log.error('recovery stopped early; the timer retries what is left', { err });
@@ -418,6 +419,13 @@ export class WorkflowEngine {
       this.recovering.clear();
     }
     return done;
+  }
+
+  /** One of a resource's interrupted workflows is dealt with; requests on it are taken again once all are. */
+  private doneRecovering(resource: string): void {
+    const left = (this.recovering.get(resource) ?? 1) - 1;
+    if (left > 0) this.recovering.set(resource, left);
+    else this.recovering.delete(resource);
   }
 
   /**
