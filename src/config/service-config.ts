@@ -56,6 +56,12 @@ export const FrontConfigSchema = z
     retryFirstDelayMs: z.number().int().positive().default(2_000),
     retryMaxDelayMs: z.number().int().positive().default(300_000),
     retryGiveUpMs: z.number().int().positive().default(3_600_000),
+    /**
+     * How long a runner's claim on a workflow or undo holds unless renewed (it
+     * is renewed while a step runs): how soon another front takes over work
+     * whose runner stopped without a trace. Longer than delegateTimeoutMs.
+     */
+    claimLeaseMs: z.number().int().positive().default(120_000),
     /** Attach by instance id: see InstanceResolutionSchema. */
     instances: z.lazy(() => InstanceResolutionSchema).default({}),
   })

@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { nowIso } from '../core/clock.js';
 import { MIGRATIONS } from './migrations.js';
 
 export type Db = Database.Database;
@@ -9,6 +10,13 @@ export type Db = Database.Database;
  * Opens the metadata database: WAL so readers never block the writer, a busy
  * timeout so concurrent writers queue instead of failing, foreign keys on,
  * and pending migrations applied in one transaction each.
+ *
+ * synchronous = FULL: every commit is on the disk before it returns, so a
+ * workflow's journal entry is durable before the external step it announces
+ * runs (NORMAL, in WAL mode, may lose the last commits on power loss or an OS
+ * crash: an LV made with no record of it). Measured on a loaded 2-core
+ * machine: a create (5 small commits) took about 61 ms with FULL against
+ * 12-17 ms with NORMAL, small beside the host commands it journals.
  */
 export function openDatabase(file: string): Db {
   if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
@@ -16,7 +24,7 @@ export function openDatabase(file: string): Db {
   db.pragma('journal_mode = WAL');
   db.pragma('busy_timeout = 10000');
   db.pragma('foreign_keys = ON');
-  db.pragma('synchronous = NORMAL');
+  db.pragma('synchronous = FULL');
   migrate(db);
   return db;
 }
@@ -39,6 +47,7 @@ export function writeTx<T>(db: Db, fn: () => T): T {
   return db.transaction(fn).immediate();
 }
 
+/** The service's clock (src/core/clock.ts) as the database stores it: leases and retries compare against it. */
 export function now(): string {
-  return new Date().toISOString();
+  return nowIso();
 }

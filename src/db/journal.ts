@@ -1,3 +1,5 @@
+import { now as clockNow } from '../core/clock.js';
+import { VbsError } from '../core/errors.js';
 import { now, writeTx, type Db } from './database.js';
 
 /** A journaled workflow. */
@@ -36,51 +38,123 @@ export interface ClaimFilter {
   readonly notDueToo?: boolean;
   /** Also work that was given up on (parked). */
   readonly parkedToo?: boolean;
-  /** At most this many rows. */
+  /** At most this many pieces of work in one pass. */
   readonly limit?: number;
 }
 
 const WORKFLOW_COLUMNS = 'id, kind, resource_id, data, attempts, first_failed_at, last_error, parked_at, parked_status';
+const LEFTOVER_COLUMNS = 'id, workflow_id, kind, step, data, error, attempts, created_at, resource_id, parked_at, parked_status';
+
+/**
+ * One runner's hold on one workflow or leftover: the row's `lease_owner` is
+ * this token while the claim lasts. Every claim gets a token of its own (not
+ * just one per process), so a runner whose claim lapsed and was taken again,
+ * even by another runner in the same process, can tell that it is no longer
+ * the holder.
+ */
+export interface Claim {
+  readonly table: 'workflows' | 'leftovers';
+  readonly id: number;
+  readonly token: string;
+}
+
+/**
+ * The runner no longer holds its claim: its lease ran out (a step outlived
+ * it, or the clock stepped forward) and someone else may be running the work
+ * now. The runner abandons the work without another write or delegate call;
+ * whoever holds the claim now (or the next to take it) finishes it.
+ */
+export class ClaimLost extends VbsError {
+  constructor(readonly claim: Claim) {
+    super('ServiceUnavailable', 'Another runner took over this operation; VBS finishes it. Retry shortly.');
+  }
+}
 
 /**
  * The workflow journal's queries. Work is run by one runner at a time: a
- * workflow is leased to its runner from the moment it is journaled, renewed at
- * every step, and released when it stalls; a stalled workflow or a leftover
- * undo is claimed (a compare-and-swap on its lease) before it is run again.
+ * workflow is leased to its runner from the moment it is journaled, renewed
+ * while its steps run, and released when it stalls; a stalled workflow or a
+ * leftover undo is claimed (a compare-and-swap on its lease) before it is run
+ * again. Every write a runner makes is conditional on still holding the claim
+ * (its token, a lease not expired, the workflow still running), checked in
+ * the same transaction as the write: a runner that lost its claim changes
+ * nothing (ClaimLost).
  */
 export class Journal {
+  private claims = 0;
+
   constructor(
     readonly db: Db,
-    /** Who this runner is (one per front process). */
-    private readonly owner: string,
-    private readonly leaseMs: number,
-  ) {}
-
-  private leaseUntil(): string {
-    return new Date(Date.now() + this.leaseMs).toISOString();
+    /** Who this runner is (one per front process); each claim's token starts with it. */
+    readonly owner: string,
+    readonly leaseMs: number,
+    /** Milliseconds since the epoch: src/core/clock.ts, or a test's clock. */
+    private readonly clock: () => number = clockNow,
+    /** Whether the runner holding a claim (its lease owner) is known to be gone: its work is free before the lease runs out. */
+    isGone: (owner: string) => boolean = () => false,
+  ) {
+    db.function('vbs_runner_gone', { deterministic: false }, (owner: unknown) => (typeof owner === 'string' && isGone(owner) ? 1 : 0));
+    this.isGone = isGone;
   }
 
-  /** Journals a new workflow, leased to this runner. Call inside the transaction that prepares it. */
-  insert(kind: string, resource: string, data: object): number {
-    const t = now();
+  private readonly isGone: (owner: string) => boolean;
+
+  private nowIso(): string {
+    return new Date(this.clock()).toISOString();
+  }
+
+  private leaseUntil(): string {
+    return new Date(this.clock() + this.leaseMs).toISOString();
+  }
+
+  private newToken(): string {
+    return `${this.owner}:${++this.claims}`;
+  }
+
+  /** Journals a new workflow, claimed by this runner. Call inside the transaction that prepares it. */
+  insert(kind: string, resource: string, data: object): Claim {
+    const t = this.nowIso();
+    const token = this.newToken();
     const r = this.db
       .prepare(
         `INSERT INTO workflows (kind, resource_id, state, data, created_at, updated_at, lease_owner, lease_until) VALUES (?, ?, 'running', ?, ?, ?, ?, ?)`,
       )
-      .run(kind, resource, JSON.stringify(data), t, t, this.owner, this.leaseUntil());
-    return Number(r.lastInsertRowid);
+      .run(kind, resource, JSON.stringify(data), t, t, token, this.leaseUntil());
+    return { table: 'workflows', id: Number(r.lastInsertRowid), token };
+  }
+
+  /**
+   * Inside a write transaction: renews the claim's lease if the claim is still
+   * held (this token, lease not expired, a workflow still running), else throws
+   * ClaimLost so the transaction, and whatever it was to write, rolls back.
+   */
+  private hold(c: Claim): void {
+    const running = c.table === 'workflows' ? ` AND state = 'running'` : '';
+    const r = this.db
+      .prepare(`UPDATE ${c.table} SET lease_until = ? WHERE id = ? AND lease_owner = ? AND lease_until >= ?${running}`)
+      .run(this.leaseUntil(), c.id, c.token, this.nowIso());
+    if (r.changes !== 1) throw new ClaimLost(c);
+  }
+
+  /** Renews a claim (the heartbeat while a step runs, and a check right before a delegate call); throws ClaimLost if it is gone. */
+  renew(c: Claim): void {
+    writeTx(this.db, () => this.hold(c));
   }
 
   /** Records a step's state; renews the runner's lease. */
-  setStep(id: number, idx: number, name: string, state: string, error: string | null = null): void {
-    writeTx(this.db, () => this.setStepInTx(id, idx, name, state, error));
+  setStep(c: Claim, idx: number, name: string, state: string, error: string | null = null): void {
+    writeTx(this.db, () => {
+      this.hold(c);
+      this.setStepInTx(c.id, idx, name, state, error);
+    });
   }
 
   /** Records a step done together with what it returned. */
-  stepDone(id: number, idx: number, name: string, data: object): void {
+  stepDone(c: Claim, idx: number, name: string, data: object): void {
     writeTx(this.db, () => {
-      this.db.prepare('UPDATE workflows SET data = ?, updated_at = ? WHERE id = ?').run(JSON.stringify(data), now(), id);
-      this.setStepInTx(id, idx, name, 'done', null);
+      this.hold(c);
+      this.db.prepare('UPDATE workflows SET data = ?, updated_at = ? WHERE id = ?').run(JSON.stringify(data), this.nowIso(), c.id);
+      this.setStepInTx(c.id, idx, name, 'done', null);
     });
   }
 
@@ -90,8 +164,7 @@ export class Journal {
         `INSERT INTO workflow_steps (workflow_id, idx, name, state, error, updated_at) VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT (workflow_id, idx) DO UPDATE SET state = excluded.state, error = excluded.error, updated_at = excluded.updated_at`,
       )
-      .run(id, idx, name, state, error, now());
-    this.db.prepare('UPDATE workflows SET lease_until = ? WHERE id = ? AND lease_owner = ?').run(this.leaseUntil(), id, this.owner);
+      .run(id, idx, name, state, error, this.nowIso());
   }
 
   /** The journaled state of each step that started. */
@@ -99,97 +172,139 @@ export class Journal {
     return this.db.prepare('SELECT idx, state FROM workflow_steps WHERE workflow_id = ? ORDER BY idx').all(id) as { idx: number; state: string }[];
   }
 
-  /** Ends a workflow; `change` (the kind's commit or abort) runs in the same transaction. */
-  finish(id: number, state: 'done' | 'failed', error: string | null, change: () => void): void {
+  /** Ends a workflow; `change` (the kind's commit or abort) runs in the same transaction, only while the claim holds. */
+  finish(c: Claim, state: 'done' | 'failed', error: string | null, change: () => void): void {
     writeTx(this.db, () => {
+      this.hold(c);
       change();
       this.db
         .prepare('UPDATE workflows SET state = ?, error = ?, updated_at = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?')
-        .run(state, error, now(), id);
+        .run(state, error, this.nowIso(), c.id);
     });
   }
 
   /**
    * A workflow that could not finish a step stays running without a runner:
-   * its lease is released and its next attempt scheduled (`delay` of how many
-   * times it failed before). Returns when it first failed, to decide whether
-   * to give up.
+   * its lease is released and its next attempt scheduled (`nextAttemptAt` of
+   * how many times it failed before). `giveUp`, asked with when it first
+   * failed, returns the change that gives up on it (puts its resource in error,
+   * returning the status to put back) or nothing to keep retrying; it runs in
+   * the same transaction and the workflow is parked.
    */
-  stall(id: number, error: string, nextAttemptAt: (failuresBefore: number) => string): { attempts: number; firstFailedAt: string } {
+  stall(
+    c: Claim,
+    error: string,
+    nextAttemptAt: (failuresBefore: number) => string,
+    giveUp: (firstFailedAt: string) => (() => string | undefined) | undefined,
+  ): { attempts: number; firstFailedAt: string; parked: boolean } {
     return writeTx(this.db, () => {
-      const t = now();
-      const before = this.db.prepare('SELECT attempts FROM workflows WHERE id = ?').get(id) as { attempts: number };
+      this.hold(c);
+      const t = this.nowIso();
+      const before = this.db.prepare('SELECT attempts FROM workflows WHERE id = ?').get(c.id) as { attempts: number };
       this.db
         .prepare(
           `UPDATE workflows SET lease_owner = NULL, lease_until = NULL, attempts = attempts + 1, next_attempt_at = ?,
            first_failed_at = coalesce(first_failed_at, ?), last_error = ?, updated_at = ? WHERE id = ?`,
         )
-        .run(nextAttemptAt(before.attempts), t, error, t, id);
-      const r = this.db.prepare('SELECT attempts, first_failed_at FROM workflows WHERE id = ?').get(id) as { attempts: number; first_failed_at: string };
-      return { attempts: r.attempts, firstFailedAt: r.first_failed_at };
+        .run(nextAttemptAt(before.attempts), t, error, t, c.id);
+      const r = this.db.prepare('SELECT attempts, first_failed_at FROM workflows WHERE id = ?').get(c.id) as { attempts: number; first_failed_at: string };
+      const park = giveUp(r.first_failed_at);
+      if (park) this.parkInTx('workflows', c.id, park);
+      return { attempts: r.attempts, firstFailedAt: r.first_failed_at, parked: Boolean(park) };
     });
   }
 
-  /** Every workflow still running (at start-up: all of them were cut off by the crash). Takes their leases. */
-  takeAllRunning(): WorkflowRow[] {
+  /**
+   * Recovery at start-up: claims the next running workflow (after `afterId`)
+   * that nobody is running: its lease is gone or expired, or its owner is a
+   * runner `isGone` says is dead (this process's predecessor). Stalled ones
+   * are taken whether due or not: a restart retries everything. A workflow a
+   * live runner holds (another front on the same database) is left alone.
+   */
+  claimOrphan(afterId: number): { row: WorkflowRow; claim: Claim } | undefined {
+    const t = this.nowIso();
     return writeTx(this.db, () => {
-      this.db.prepare(`UPDATE workflows SET lease_owner = ?, lease_until = ? WHERE state = 'running' AND parked_at IS NULL`).run(this.owner, this.leaseUntil());
-      return this.db.prepare(`SELECT ${WORKFLOW_COLUMNS} FROM workflows WHERE state = 'running' AND parked_at IS NULL ORDER BY id`).all() as WorkflowRow[];
+      const candidates = this.db
+        .prepare(`SELECT id, lease_owner, lease_until FROM workflows WHERE state = 'running' AND parked_at IS NULL AND id > ? ORDER BY id`)
+        .all(afterId) as { id: number; lease_owner: string | null; lease_until: string | null }[];
+      const free = candidates.find((r) => r.lease_until === null || r.lease_until < t || (r.lease_owner !== null && this.isGone(r.lease_owner)));
+      if (!free) return undefined;
+      const token = this.newToken();
+      const row = this.db
+        .prepare(`UPDATE workflows SET lease_owner = ?, lease_until = ? WHERE id = ? AND lease_owner IS ? RETURNING ${WORKFLOW_COLUMNS}`)
+        .get(token, this.leaseUntil(), free.id, free.lease_owner) as WorkflowRow;
+      return { row, claim: { table: 'workflows', id: row.id, token } };
     });
   }
 
-  /** Claims stalled workflows: running, nobody's lease, due (unless told otherwise). */
-  claimStalled(f: ClaimFilter = {}): WorkflowRow[] {
-    const t = now();
-    return writeTx(this.db, () =>
+  /** The resource of each running workflow recovery will look at (those not parked), once per workflow. */
+  runningResources(): string[] {
+    return (this.db.prepare(`SELECT resource_id FROM workflows WHERE state = 'running' AND parked_at IS NULL ORDER BY id`).all() as { resource_id: string }[]).map((r) => r.resource_id);
+  }
+
+  /** Claims the next stalled workflow after `afterId`: running, nobody's live lease, due (unless told otherwise). One at a time, so no claim waits unrenewed behind another's work. */
+  claimStalled(f: ClaimFilter = {}, afterId = 0): { row: WorkflowRow; claim: Claim } | undefined {
+    const t = this.nowIso();
+    const token = this.newToken();
+    const row = writeTx(this.db, () =>
       this.db
         .prepare(
-          `UPDATE workflows SET lease_owner = ?, lease_until = ? WHERE id IN (
-             SELECT id FROM workflows WHERE state = 'running' AND (lease_until IS NULL OR lease_until < ?)
+          `UPDATE workflows SET lease_owner = ?, lease_until = ? WHERE id = (
+             SELECT id FROM workflows WHERE state = 'running' AND (lease_until IS NULL OR lease_until < ? OR vbs_runner_gone(lease_owner)) AND id > ?
              AND (? IS NULL OR resource_id = ?) AND (? OR next_attempt_at IS NULL OR next_attempt_at <= ?) AND (? OR parked_at IS NULL)
-             ORDER BY id LIMIT ?)
+             ORDER BY id LIMIT 1)
            RETURNING ${WORKFLOW_COLUMNS}`,
         )
-        .all(this.owner, this.leaseUntil(), t, f.resource ?? null, f.resource ?? null, f.notDueToo ? 1 : 0, t, f.parkedToo ? 1 : 0, f.limit ?? 20) as WorkflowRow[],
-    ).sort((a, b) => a.id - b.id);
+        .get(token, this.leaseUntil(), t, afterId, f.resource ?? null, f.resource ?? null, f.notDueToo ? 1 : 0, t, f.parkedToo ? 1 : 0) as WorkflowRow | undefined,
+    );
+    return row && { row, claim: { table: 'workflows', id: row.id, token } };
   }
 
-  addLeftover(workflowId: number, kind: string, step: string, resource: string, data: object, error: string, nextAttemptAt: string): void {
+  /** Keeps an undo that failed, while the workflow's claim holds. */
+  addLeftover(c: Claim, kind: string, step: string, resource: string, data: object, error: string, nextAttemptAt: string): void {
     writeTx(this.db, () => {
+      this.hold(c);
       this.db
         .prepare(`INSERT INTO leftovers (workflow_id, kind, step, data, error, created_at, next_attempt_at, resource_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
-        .run(workflowId, kind, step, JSON.stringify(data), error, now(), nextAttemptAt, resource);
+        .run(c.id, kind, step, JSON.stringify(data), error, this.nowIso(), nextAttemptAt, resource);
     });
   }
 
-  /** Claims leftover undos, in the order they were kept: the order their compensation ran them in. */
-  claimLeftovers(f: ClaimFilter = {}): LeftoverRow[] {
-    const t = now();
-    return writeTx(this.db, () =>
+  /** Claims the next leftover undo after `afterId`, in the order they were kept: the order their compensation ran them in. */
+  claimLeftover(f: ClaimFilter = {}, afterId = 0): { row: LeftoverRow; claim: Claim } | undefined {
+    const t = this.nowIso();
+    const token = this.newToken();
+    const row = writeTx(this.db, () =>
       this.db
         .prepare(
-          `UPDATE leftovers SET lease_owner = ?, lease_until = ? WHERE id IN (
-             SELECT id FROM leftovers WHERE (lease_until IS NULL OR lease_until < ?)
+          `UPDATE leftovers SET lease_owner = ?, lease_until = ? WHERE id = (
+             SELECT id FROM leftovers WHERE (lease_until IS NULL OR lease_until < ? OR vbs_runner_gone(lease_owner)) AND id > ?
              AND (? IS NULL OR resource_id = ?) AND (? OR next_attempt_at <= ?) AND (? OR parked_at IS NULL)
-             ORDER BY id LIMIT ?)
-           RETURNING id, workflow_id, kind, step, data, error, attempts, created_at, resource_id, parked_at, parked_status`,
+             ORDER BY id LIMIT 1)
+           RETURNING ${LEFTOVER_COLUMNS}`,
         )
-        .all(this.owner, this.leaseUntil(), t, f.resource ?? null, f.resource ?? null, f.notDueToo ? 1 : 0, t, f.parkedToo ? 1 : 0, f.limit ?? 20) as LeftoverRow[],
-    ).sort((a, b) => a.id - b.id);
+        .get(token, this.leaseUntil(), t, afterId, f.resource ?? null, f.resource ?? null, f.notDueToo ? 1 : 0, t, f.parkedToo ? 1 : 0) as LeftoverRow | undefined,
+    );
+    return row && { row, claim: { table: 'leftovers', id: row.id, token } };
   }
 
-  /** A leftover that worked: gone. */
-  dropLeftover(id: number): void {
-    writeTx(this.db, () => this.db.prepare('DELETE FROM leftovers WHERE id = ?').run(id));
+  /** A leftover that worked: gone (only while its claim holds). */
+  dropLeftover(c: Claim): void {
+    writeTx(this.db, () => {
+      this.hold(c);
+      this.db.prepare('DELETE FROM leftovers WHERE id = ?').run(c.id);
+    });
   }
 
-  /** A leftover that failed again: released and scheduled. */
-  rescheduleLeftover(id: number, error: string, nextAttemptAt: string): void {
-    writeTx(this.db, () =>
+  /** A leftover that failed again: released and scheduled, or given up on (parked) when `giveUp` is set. */
+  rescheduleLeftover(c: Claim, error: string, nextAttemptAt: string, giveUp?: () => string | undefined): void {
+    writeTx(this.db, () => {
+      this.hold(c);
       this.db
         .prepare('UPDATE leftovers SET attempts = attempts + 1, error = ?, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?')
-        .run(error, nextAttemptAt, id),
-    );
+        .run(error, nextAttemptAt, c.id);
+      if (giveUp) this.parkInTx('leftovers', c.id, giveUp);
+    });
   }
 
   /**
@@ -197,29 +312,33 @@ export class Journal {
    * resumes it. `change` (which puts the resource in error) runs in the same
    * transaction and returns the status to put back on resuming.
    */
-  park(table: 'workflows' | 'leftovers', id: number, change: () => string | undefined): void {
+  private parkInTx(table: 'workflows' | 'leftovers', id: number, change: () => string | undefined): void {
+    const previous = change() ?? null;
+    this.db.prepare(`UPDATE ${table} SET parked_at = ?, parked_status = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?`).run(this.nowIso(), previous, id);
+  }
+
+  /** Resumes parked work the claim holds: retried as if new (attempts and the give-up clock start again). */
+  unpark(c: Claim, change: () => void): void {
     writeTx(this.db, () => {
-      const previous = change() ?? null;
-      this.db.prepare(`UPDATE ${table} SET parked_at = ?, parked_status = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?`).run(now(), previous, id);
+      this.hold(c);
+      change();
+      this.db.prepare(`UPDATE ${c.table} SET parked_at = NULL, parked_status = NULL, attempts = 0 WHERE id = ?`).run(c.id);
+      // The give-up clock: a workflow's first failure, a leftover's creation.
+      if (c.table === 'workflows') this.db.prepare('UPDATE workflows SET first_failed_at = NULL WHERE id = ?').run(c.id);
+      else this.db.prepare('UPDATE leftovers SET created_at = ? WHERE id = ?').run(this.nowIso(), c.id);
     });
   }
 
-  /** Resumes parked work: retried as if new (attempts and the give-up clock start again). */
-  unpark(table: 'workflows' | 'leftovers', id: number, change: () => void): void {
-    writeTx(this.db, () => {
-      change();
-      this.db.prepare(`UPDATE ${table} SET parked_at = NULL, parked_status = NULL, attempts = 0 WHERE id = ?`).run(id);
-      // The give-up clock: a workflow's first failure, a leftover's creation.
-      if (table === 'workflows') this.db.prepare('UPDATE workflows SET first_failed_at = NULL WHERE id = ?').run(id);
-      else this.db.prepare('UPDATE leftovers SET created_at = ? WHERE id = ?').run(now(), id);
-    });
+  /** Whether a workflow of this kind is running (or stalled) on a resource. */
+  isRunning(kind: string, resource: string): boolean {
+    return Boolean(this.db.prepare(`SELECT 1 FROM workflows WHERE kind = ? AND resource_id = ? AND state = 'running' LIMIT 1`).get(kind, resource));
   }
 
   /** Whether earlier work on a resource is unfinished and nobody is running it: a stalled or parked workflow, or a leftover undo. */
   hasPendingWork(resource: string): boolean {
-    const t = now();
+    const t = this.nowIso();
     const stalled = this.db
-      .prepare(`SELECT 1 FROM workflows WHERE resource_id = ? AND state = 'running' AND (lease_until IS NULL OR lease_until < ?) LIMIT 1`)
+      .prepare(`SELECT 1 FROM workflows WHERE resource_id = ? AND state = 'running' AND (lease_until IS NULL OR lease_until < ? OR vbs_runner_gone(lease_owner)) LIMIT 1`)
       .get(resource, t);
     return Boolean(stalled || this.db.prepare('SELECT 1 FROM leftovers WHERE resource_id = ? LIMIT 1').get(resource));
   }
@@ -245,7 +364,7 @@ export function pendingWork(db: Db): { workflows: WorkflowRow[]; leftovers: Left
       .prepare(`SELECT ${WORKFLOW_COLUMNS} FROM workflows WHERE state = 'running' AND (lease_until IS NULL OR lease_until < ?) ORDER BY id`)
       .all(t) as WorkflowRow[],
     leftovers: db
-      .prepare('SELECT id, workflow_id, kind, step, data, error, attempts, created_at, resource_id, parked_at, parked_status FROM leftovers ORDER BY id')
+      .prepare(`SELECT ${LEFTOVER_COLUMNS} FROM leftovers ORDER BY id`)
       .all() as LeftoverRow[],
   }))();
 }

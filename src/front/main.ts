@@ -13,14 +13,17 @@ import { CopyWatcher } from './copy-watch.js';
 import { InstanceLocator } from './instances.js';
 import { FrontService } from './service.js';
 import { FrontWorkflows } from './workflows.js';
+import { everyUnlessRunning } from './pending-timer.js';
 import { AuditFile, AuditTrail } from './audit.js';
 import { administrators } from './access.js';
 
 export type { RunningService };
 
 /**
- * Starts the front: opens and migrates the metadata, finishes or undoes what a
- * crash left in flight, and only then accepts requests.
+ * Starts the front: opens and migrates the metadata, listens, and then
+ * finishes or undoes what a crash left in flight, in the background: a slow
+ * host does not keep the front from answering, and a request on a resource
+ * still being recovered is answered with the retryable ServiceUnavailable.
  */
 export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeStep?: (kind: string, step: string) => void } = {}): Promise<RunningService> {
   const db = openDatabase(cfg.database);
@@ -31,9 +34,7 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
     firstDelayMs: cfg.retryFirstDelayMs,
     maxDelayMs: cfg.retryMaxDelayMs,
     giveUpAfterMs: cfg.retryGiveUpMs,
-  });
-  const recovered = await workflows.engine.recover();
-  if (recovered) log.info('recovered interrupted workflows', { count: recovered });
+  }, { leaseMs: cfg.claimLeaseMs });
 
   const instances = InstanceLocator.fromConfig(cfg.instances, delegates, tls);
   const audit = new AuditTrail(cfg.auditLog ? new AuditFile(cfg.auditLog) : undefined, administrators(cfg.admins));
@@ -75,10 +76,14 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
   workflows.onCopyStarted = (delegate) => watcher.wake(delegate);
   watcher.wakeAll();
   monitor.start();
-  // Unfinished work whose next attempt is due; each piece is claimed, so this never runs it twice at once.
-  const pending = setInterval(() => {
-    workflows.engine.resume().catch((err: unknown) => log.error('retrying unfinished work failed', { err }));
-  }, Math.min(5_000, cfg.retryFirstDelayMs));
+  // What a crash left in flight. recover() never throws: a workflow it cannot finish is retried later.
+  const recovery = workflows.engine.recover().then((n) => {
+    if (n) log.info('recovered interrupted workflows', { count: n });
+  });
+  // Unfinished work whose next attempt is due; each piece is claimed, so no two runners run it at once.
+  const stopPending = everyUnlessRunning(() => workflows.engine.resume(), Math.min(5_000, cfg.retryFirstDelayMs), (err) =>
+    log.error('retrying unfinished work failed', { err }),
+  );
   // A delegate back from an outage: what waited on it is done now.
   const health = new DelegateHealth(delegates, log, cfg.healthIntervalMs, async () => {
     await workflows.engine.resume({ notDueToo: true });
@@ -96,7 +101,8 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
       monitor.stop();
       watcher.stop();
       health.stop();
-      clearInterval(pending);
+      stopPending();
+      workflows.engine.stop();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
       await closed;

@@ -367,7 +367,9 @@ export class FrontService {
     const vmId = input.vmId === undefined ? undefined : v.vmId(input.vmId);
     const instanceId = this.instances.detachInstance(input);
     let detached: XmlRecord | undefined;
-    await this.wf.run(this.wf.detach, (): AttachmentData => {
+    // A retry whose stalled first attempt the engine finished is answered with that attachment.
+    const before = this.meta.attachmentsOf([volumeId]);
+    const done = await this.wf.run(this.wf.detach, (): AttachmentData => {
       const vol = this.access.volume(volumeId, ctx);
       const all = this.meta.attachmentsOf([volumeId]);
       const matching = all.filter((a) => (!vmmHost || a.vmm_host === vmmHost) && (!vmId || a.vm_id === vmId) && (!instanceId || a.instance_id === instanceId));
@@ -383,6 +385,8 @@ export class FrontService {
       detached = attachmentRecord({ ...a, status: 'detaching' });
       return { volumeId, vmmHost: a.vmm_host, vmId: a.vm_id, device: a.device, mode: a.mode, delegate: vol.delegate, source: a.source ? (JSON.parse(a.source) as XmlRecord) : undefined };
     }, volumeId);
-    return { attachment: detached! };
+    const finished = before.find((a) => a.vmm_host === done.vmmHost && a.vm_id === done.vmId);
+    if (!detached && !finished) throw new VbsError('IncorrectState', `The volume '${volumeId}' is not attached.`);
+    return { attachment: detached ?? attachmentRecord({ ...finished!, status: 'detaching' }) };
   }
 }

@@ -7,7 +7,7 @@ import { attachKind, detachKind } from '../workflows/attach.js';
 import { createSnapshotKind } from '../workflows/create-snapshot.js';
 import { createVolumeKind } from '../workflows/create-volume.js';
 import { deleteSnapshotKind, deleteVolumeKind } from '../workflows/delete.js';
-import { WorkflowEngine, type RetryOptions, type WorkflowKind } from '../workflows/engine.js';
+import { WorkflowEngine, type ClaimOptions, type RetryOptions, type WorkflowKind } from '../workflows/engine.js';
 
 /** The front's workflow kinds, registered with one engine for running and recovery. */
 export class FrontWorkflows {
@@ -26,8 +26,9 @@ export class FrontWorkflows {
     log: Logger,
     beforeStep?: (kind: string, step: string) => void,
     retry?: Partial<RetryOptions>,
+    claims?: ClaimOptions,
   ) {
-    this.engine = new WorkflowEngine(db, meta, log, beforeStep, retry);
+    this.engine = new WorkflowEngine(db, meta, log, beforeStep, retry, claims);
     const deps = { meta, delegates, hostLocks: new KeyedMutex(), log };
     this.createVolume = createVolumeKind(deps);
     this.createSnapshot = createSnapshotKind(deps);

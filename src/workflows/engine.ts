@@ -1,10 +1,11 @@
-import { randomUUID } from 'node:crypto';
 import { crashPoint } from '../core/crash-points.js';
 import { VbsError, errorMessage, toSafeError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { failureOutcome } from '../core/outcome.js';
 import type { Db } from '../db/database.js';
-import { Journal, pendingWork, type ClaimFilter, type LeftoverRow, type WorkflowRow } from '../db/journal.js';
+import { now } from '../core/clock.js';
+import { ClaimLost, Journal, lastStep, pendingWork, type Claim, type ClaimFilter, type LeftoverRow, type WorkflowRow } from '../db/journal.js';
+import { newRunnerId, runnerIsGone, runnerStopped } from './runner-id.js';
 import type { Metadata } from '../db/metadata.js';
 
 /**
@@ -69,9 +70,6 @@ export interface RetryOptions {
 
 export const DEFAULT_RETRY_OPTIONS: RetryOptions = { firstDelayMs: 2_000, maxDelayMs: 300_000, giveUpAfterMs: 3_600_000 };
 
-/** How long a runner's claim on a workflow holds without a step being journaled. */
-const LEASE_MS = 120_000;
-
 /** A step failure as the user sees it: which step and why. */
 export class StepFailed extends VbsError {
   constructor(kind: string, stepIndex: number, stepCount: number, stepName: string, cause: VbsError, rolledBack: boolean) {
@@ -132,12 +130,34 @@ export function stepLocation(step: string, data: Record<string, unknown>): strin
   return typeof at === 'string' ? at : '-';
 }
 
+/** How the engine holds its claims; tests and the soak shorten the lease or step the clock. */
+export interface ClaimOptions {
+  /** How long a claim holds without being renewed (front config `claimLeaseMs`). */
+  readonly leaseMs?: number;
+  /** Milliseconds since the epoch (src/core/clock.ts unless a test brings its own). */
+  readonly clock?: () => number;
+}
+
+/** A claim's lease unless configured: long enough for a delegate call that times out, short enough to take over a dead runner's work. */
+export const DEFAULT_LEASE_MS = 120_000;
+
+/**
+ * A request on a resource whose interrupted work the restarted front is still
+ * recovering: retryable, like any unfinished earlier work.
+ */
+export class BeingRecovered extends VbsError {
+  constructor(resource: string) {
+    super('ServiceUnavailable', `'${resource}' is being recovered after a restart of the VBS service. Retry shortly.`);
+  }
+}
+
 export class WorkflowEngine {
   private readonly kinds = new Map<string, AnyKind>();
-  /** Workflows this process is running now (the lease in the journal says the same to everyone). */
-  private readonly active = new Set<number>();
   readonly journal: Journal;
   private readonly retry: RetryOptions;
+  private readonly clock: () => number;
+  /** Resources whose interrupted workflows recovery has not finished yet: requests on them are answered retryable. */
+  private readonly recovering = new Map<string, number>();
 
   constructor(
     db: Db,
@@ -146,8 +166,10 @@ export class WorkflowEngine {
     /** Called before each step runs; tests use it to crash or fail at a chosen step. */
     private readonly beforeStep: (kind: string, step: string) => void = () => {},
     retry: Partial<RetryOptions> = {},
+    claims: ClaimOptions = {},
   ) {
-    this.journal = new Journal(db, `front-${process.pid}-${randomUUID()}`, LEASE_MS);
+    this.clock = claims.clock ?? now;
+    this.journal = new Journal(db, newRunnerId(), claims.leaseMs ?? DEFAULT_LEASE_MS, this.clock, runnerIsGone);
     this.retry = { ...DEFAULT_RETRY_OPTIONS, ...retry };
   }
 
@@ -155,37 +177,67 @@ export class WorkflowEngine {
     this.kinds.set(kind.kind, kind);
   }
 
+  /** This runner stops: its claims are free for a successor at once (it is no longer "live"). */
+  stop(): void {
+    runnerStopped(this.journal.owner);
+  }
+
   /**
    * Journals a new workflow together with `prepare`'s metadata changes (one
    * transaction; prepare throws to refuse), then runs its steps. Unfinished
    * earlier work on the resource (`resource`, when the caller knows it before
    * preparing) is finished first; while any remains, the workflow is refused.
+   * A retried detach or delete whose first attempt stalled is answered by the
+   * work it finished: that is what the user asked for.
    */
   async run<D extends object>(kind: WorkflowKind<D>, prepare: () => D, resource?: string): Promise<D> {
-    if (resource) await this.settle(resource);
+    if (resource && this.recovering.has(resource)) throw new BeingRecovered(resource);
+    const settled = resource ? await this.settle(resource) : [];
     try {
-      return await this.start(kind, prepare);
+      return await this.start(kind, prepare, resource);
     } catch (err) {
-      if (!(err instanceof UndoPending)) throw err;
+      const finished = settled.find((w) => w.kind === kind.kind);
+      if (finished && kind.recovery === 'rollforward' && isGoneOrDone(err)) return finished.data as D;
+      if (!(err instanceof UndoPending) || err.resource === resource) throw err;
       await this.settle(err.resource);
       return this.start(kind, prepare);
     }
   }
 
-  /** Runs a resource's pending work now (parked too: a user asked for something on it). */
-  private async settle(resource: string): Promise<void> {
-    await this.resume({ resource, notDueToo: true, parkedToo: true });
+  /** Runs a resource's pending work now (parked too: a user asked for something on it). Returns the workflows it finished. */
+  private async settle(resource: string): Promise<{ kind: string; data: object }[]> {
+    const finished: { kind: string; data: object }[] = [];
+    await this.resume({ resource, notDueToo: true, parkedToo: true }, finished);
+    return finished;
   }
 
-  private async start<D extends object>(kind: WorkflowKind<D>, prepare: () => D): Promise<D> {
-    const { id, data } = this.journal.db.transaction(() => {
-      const data = prepare();
+  private async start<D extends object>(kind: WorkflowKind<D>, prepare: () => D, known?: string): Promise<D> {
+    const { claim, data } = this.journal.db.transaction(() => {
+      const data = this.prepareOrRetryable(kind, prepare, known);
       const resource = kind.resourceOf(data);
+      if (this.recovering.has(resource)) throw new BeingRecovered(resource);
       if (this.journal.hasPendingWork(resource)) throw new UndoPending(resource, this.pendingSummary(resource));
-      return { id: this.journal.insert(kind.kind, resource, data), data };
+      return { claim: this.journal.insert(kind.kind, resource, data), data };
     }).immediate();
     crashPoint(`${kind.kind}/journaled`); // fault injection for crash tests (src/core/crash-points.ts)
-    return this.execute(kind, id, data, 0);
+    return this.execute(kind, claim, data, 0);
+  }
+
+  /**
+   * A detach or delete refused as IncorrectState because the same operation is
+   * still unfinished on the resource (stalled, or another runner is finishing
+   * it) is the user's retry of it: retryable (ServiceUnavailable), as the
+   * README promises, not IncorrectState.
+   */
+  private prepareOrRetryable<D>(kind: WorkflowKind<D>, prepare: () => D, resource?: string): D {
+    try {
+      return prepare();
+    } catch (err) {
+      if (resource && kind.recovery === 'rollforward' && err instanceof VbsError && err.code === 'IncorrectState' && this.journal.isRunning(kind.kind, resource)) {
+        throw new VbsError('ServiceUnavailable', `An earlier ${kind.kind} of '${resource}' is being finished. Retry shortly.`);
+      }
+      throw err;
+    }
   }
 
   private pendingSummary(resource: string): string {
@@ -196,101 +248,136 @@ export class WorkflowEngine {
     return l ? `the undo of ${l.step}: ${l.error}` : 'a step in flight';
   }
 
-  /** `resumed`: an earlier attempt of this workflow may have acted (a crash, a stall), so no failure now proves that nothing changed. */
-  private async execute<D extends object>(kind: WorkflowKind<D>, id: number, data: D, from: number, resumed = false): Promise<D> {
-    this.active.add(id);
+  /**
+   * Runs `work` (a delegate call) while keeping the claim's lease alive. If a
+   * renewal finds the claim gone, the runner has lost the work: once `work`
+   * returns (a call in flight cannot be taken back) ClaimLost is thrown so
+   * nothing more is written or called.
+   */
+  private async holding<T>(claim: Claim, work: () => Promise<T>): Promise<T> {
+    let lost: unknown;
+    const beat = setInterval(() => {
+      try {
+        this.journal.renew(claim);
+      } catch (err) {
+        lost = err;
+        clearInterval(beat);
+      }
+    }, Math.max(10, Math.floor(this.journal.leaseMs / 4)));
+    beat.unref();
     try {
-      return await this.executeSteps(kind, id, data, from, resumed);
+      const out = await work();
+      if (lost) throw lost instanceof ClaimLost ? lost : new ClaimLost(claim);
+      return out;
+    } catch (err) {
+      if (lost) throw lost instanceof ClaimLost ? lost : new ClaimLost(claim);
+      throw err;
     } finally {
-      this.active.delete(id);
+      clearInterval(beat);
     }
   }
 
-  private async executeSteps<D extends object>(kind: WorkflowKind<D>, id: number, data: D, from: number, resumed: boolean): Promise<D> {
+  /** `resumed`: an earlier attempt of this workflow may have acted (a crash, a stall), so no failure now proves that nothing changed. */
+  private async execute<D extends object>(kind: WorkflowKind<D>, claim: Claim, data: D, from: number, resumed = false): Promise<D> {
     const steps = kind.steps(data);
     for (let i = from; i < steps.length; i++) {
       const step = steps[i]!;
-      this.journal.setStep(id, i, step.name, 'started');
+      this.journal.setStep(claim, i, step.name, 'started');
       let out: Partial<D> | void;
       try {
         crashPoint(`${kind.kind}/${i + 1}/before`); // fault injection for crash tests
         this.beforeStep(kind.kind, step.name);
-        out = await step.run(data);
+        out = await this.holding(claim, () => step.run(data));
       } catch (err) {
-        return await this.failed(kind, id, data, steps, i, toSafeError(err), resumed);
+        if (err instanceof ClaimLost) throw err;
+        return await this.failed(kind, claim, data, steps, i, toSafeError(err), resumed);
       }
       if (out) Object.assign(data, out);
-      this.journal.stepDone(id, i, step.name, data);
+      this.journal.stepDone(claim, i, step.name, data);
       crashPoint(`${kind.kind}/${i + 1}/after`); // fault injection for crash tests
     }
     crashPoint(`${kind.kind}/commit`); // fault injection for crash tests
-    this.journal.finish(id, 'done', null, () => kind.commit(this.meta, data));
+    this.journal.finish(claim, 'done', null, () => kind.commit(this.meta, data));
     return data;
   }
 
   /** Decides what a failed step means for its workflow, acts on it, and throws what the caller sees. */
-  private async failed<D extends object>(kind: WorkflowKind<D>, id: number, data: D, steps: readonly Step<D>[], i: number, cause: VbsError, resumed: boolean): Promise<never> {
+  private async failed<D extends object>(kind: WorkflowKind<D>, claim: Claim, data: D, steps: readonly Step<D>[], i: number, cause: VbsError, resumed: boolean): Promise<never> {
     const step = steps[i]!;
     const outcome = failureOutcome(cause);
     if (cause.code === 'InternalError') this.log.error('workflow step failed', { kind: kind.kind, step: step.name, err: cause.cause ?? cause });
-    this.journal.setStep(id, i, step.name, 'failed', cause.message);
+    this.journal.setStep(claim, i, step.name, 'failed', cause.message);
     if (kind.recovery === 'rollforward') {
       // A resumed workflow's earlier attempt at this step may have acted even if this one never reached the host.
       const nothingChanged = !resumed && steps.slice(0, i).every((s) => s.observes) && (step.observes || outcome !== 'unknown');
       if (!nothingChanged) {
-        this.stall(kind, id, data, step.name, cause);
+        this.stall(kind, claim, data, step.name, cause.message);
         throw new StepStalled(kind.kind, i, steps.length, step.name, cause);
       }
       const failure = new StepFailed(kind.kind, i, steps.length, step.name, cause, true);
-      this.journal.finish(id, 'failed', failure.message, () => kind.abort(this.meta, data, failure));
+      this.journal.finish(claim, 'failed', failure.message, () => kind.abort(this.meta, data, failure));
       throw failure;
     }
     // A step that failed without acting changed nothing; one whose outcome is
     // unknown is undone too (undos look before they act).
     const undoFrom = outcome === 'unknown' ? i : i - 1;
-    const clean = await this.compensate(kind, id, data, steps, undoFrom);
+    const clean = await this.compensate(kind, claim, data, steps, undoFrom);
     const failure = new StepFailed(kind.kind, i, steps.length, step.name, cause, clean);
-    this.journal.finish(id, 'failed', failure.message, () => kind.abort(this.meta, data, failure));
+    this.journal.finish(claim, 'failed', failure.message, () => kind.abort(this.meta, data, failure));
     throw failure;
   }
 
-  /** Undoes steps `last`..0; returns whether every undo worked (the others are kept as leftovers). */
-  private async compensate<D extends object>(kind: WorkflowKind<D>, id: number, data: D, steps: readonly Step<D>[], last: number): Promise<boolean> {
+  /**
+   * Undoes steps `last`..0 (those `skip` says are already undone aside);
+   * returns whether every undo worked (the others are kept as leftovers).
+   */
+  private async compensate<D extends object>(kind: WorkflowKind<D>, claim: Claim, data: D, steps: readonly Step<D>[], last: number, skip: (idx: number) => boolean = () => false): Promise<boolean> {
     let clean = true;
     for (let j = last; j >= 0; j--) {
       const step = steps[j]!;
-      if (!step.undo) continue;
+      if (!step.undo || skip(j)) continue;
+      this.journal.renew(claim); // no undo runs from a claim that is gone
       try {
-        await step.undo(data);
-        this.journal.setStep(id, j, step.name, 'undone');
+        await this.holding(claim, () => step.undo!(data));
       } catch (err) {
+        if (err instanceof ClaimLost) throw err;
         clean = false;
         const message = errorMessage(err);
         this.log.warn('undo failed; kept as a leftover to retry', { kind: kind.kind, step: step.name, message });
-        this.journal.addLeftover(id, kind.kind, step.name, kind.resourceOf(data), data, message, this.nextAttempt(0));
+        this.journal.addLeftover(claim, kind.kind, step.name, kind.resourceOf(data), data, message, this.nextAttempt(0));
+        continue;
       }
+      this.journal.setStep(claim, j, step.name, 'undone');
     }
     return clean;
   }
 
   /** A rollforward workflow that could not finish now: released, retried later, or given up on past the limit. */
-  private stall<D extends object>(kind: WorkflowKind<D>, id: number, data: D, stepName: string, cause: VbsError): void {
-    const { attempts, firstFailedAt } = this.journal.stall(id, cause.message, (failuresBefore) => this.nextAttempt(failuresBefore));
-    this.log.warn('workflow stalled; it will be resumed', { id, kind: kind.kind, step: stepName, attempts, message: cause.message });
-    if (Date.now() - Date.parse(firstFailedAt) < this.retry.giveUpAfterMs) return;
-    const where = stepLocation(stepName, data as Record<string, unknown>);
-    const message = `${kind.kind} could not finish ${stepName} on '${where}' since ${firstFailedAt}: ${cause.message} VBS stopped retrying; \`vbs admin check --repair\` resumes it.`;
-    this.park('workflows', id, kind.resourceOf(data), message);
+  private stall<D extends object>(kind: WorkflowKind<D>, claim: Claim, data: D, stepName: string, reason: string): void {
+    const resource = kind.resourceOf(data);
+    const { attempts, parked } = this.journal.stall(
+      claim,
+      reason,
+      (failuresBefore) => this.nextAttempt(failuresBefore),
+      (firstFailedAt) => {
+        if (this.clock() - Date.parse(firstFailedAt) < this.retry.giveUpAfterMs) return undefined;
+        const where = stepLocation(stepName, data as Record<string, unknown>);
+        const message = `${kind.kind} could not finish ${stepName} on '${where}' since ${firstFailedAt}: ${reason} VBS stopped retrying; \`vbs admin check --repair\` resumes it.`;
+        return () => this.giveUp(resource, message);
+      },
+    );
+    this.log.warn('workflow stalled; it will be resumed', { id: claim.id, kind: kind.kind, step: stepName, attempts, message: reason });
+    if (parked) this.log.error('gave up retrying; the resource is in error until a repair resumes it', { resource });
   }
 
-  private park(table: 'workflows' | 'leftovers', id: number, resource: string, message: string): void {
-    this.journal.park(table, id, () => this.meta.markError(resource, message));
-    this.log.error('gave up retrying; the resource is in error until a repair resumes it', { resource, message });
+  /** Puts a resource in error saying what is left; returns the status to put back on resuming. */
+  private giveUp(resource: string, message: string): string | undefined {
+    return this.meta.markError(resource, message);
   }
 
   private nextAttempt(failures: number): string {
     const delay = Math.min(this.retry.maxDelayMs, this.retry.firstDelayMs * 2 ** Math.max(0, failures));
-    return new Date(Date.now() + delay).toISOString();
+    return new Date(this.clock() + delay).toISOString();
   }
 
   /**
@@ -299,83 +386,171 @@ export class WorkflowEngine {
    * whatever its kind. Otherwise rollback kinds undo every step that started
    * (undo is idempotent; failures become leftovers) and restore the metadata;
    * rollforward kinds rerun from the first step not done.
+   *
+   * Only work nobody is running is taken (a lease expired, or held by this
+   * process's dead predecessor; a second live front keeps its own), one
+   * workflow at a time. One workflow's failure never stops the others: it is
+   * logged and left to be retried (parked in error past the retry limit), and
+   * recover() itself never throws, so the front keeps serving. While it runs,
+   * requests on a resource still to recover are answered retryable.
    */
   async recover(): Promise<number> {
-    const rows = this.journal.takeAllRunning();
-    for (const row of rows) {
+    let done = 0;
+    try {
+      for (const r of this.journal.runningResources()) this.recovering.set(r, (this.recovering.get(r) ?? 0) + 1);
+      for (let after = 0; ; ) {
+        const next = this.journal.claimOrphan(after);
+        if (!next) break;
+        after = next.row.id;
+        done++;
+        const kind = this.kinds.get(next.row.kind);
+        if (!kind) {
+          this.log.error('journal holds a workflow of an unknown kind', { id: next.row.id, kind: next.row.kind });
+          this.doneRecovering(next.row.resource_id);
+          continue;
+        }
+        this.log.info('recovering workflow', { id: next.row.id, kind: next.row.kind, resource: next.row.resource_id, recovery: kind.recovery });
+        await this.recoverOne(kind, next.row, next.claim);
+        this.doneRecovering(next.row.resource_id);
+      }
+    } catch (err) {
+      this.log.error('recovery stopped early; the timer retries what is left', { err });
+    } finally {
+      this.recovering.clear();
+    }
+    return done;
+  }
+
+  /** One of a resource's interrupted workflows is dealt with; requests on it are taken again once all are. */
+  private doneRecovering(resource: string): void {
+    const left = (this.recovering.get(resource) ?? 1) - 1;
+    if (left > 0) this.recovering.set(resource, left);
+    else this.recovering.delete(resource);
+  }
+
+  /**
+   * Continues a claimed workflow: forward from its first step not done
+   * (rollforward kinds, or any whose steps are all done), else back (a rollback
+   * kind whose runner was cut off: a crash, a lost claim). Never throws:
+   * returns whether the workflow finished.
+   */
+  private async recoverOne(kind: AnyKind, row: WorkflowRow, claim: Claim, finished?: { kind: string; data: object }[]): Promise<boolean> {
+    const data = JSON.parse(row.data) as object;
+    try {
+      const steps = kind.steps(data);
+      const journaled = this.journal.steps(row.id);
+      const state = (i: number) => journaled.find((s) => s.idx === i)?.state;
+      const firstNotDone = steps.findIndex((_, i) => state(i) !== 'done');
+      if (kind.recovery === 'rollforward' || firstNotDone < 0) {
+        await this.execute(kind, claim, data, firstNotDone < 0 ? steps.length : firstNotDone, true);
+      } else {
+        const lastStarted = journaled.length ? Math.max(...journaled.map((s) => s.idx)) : -1;
+        await this.compensate(kind, claim, data, steps, lastStarted, (i) => state(i) === 'undone');
+        const failure = new VbsError('OperationFailed', `${row.kind} was interrupted by a restart of the VBS service and was rolled back.`);
+        this.journal.finish(claim, 'failed', failure.message, () => kind.abort(this.meta, data, failure));
+      }
+      finished?.push({ kind: row.kind, data });
+      return true;
+    } catch (err) {
+      if (err instanceof ClaimLost) {
+        this.log.warn('claim on a workflow lost; another runner finishes it', { id: row.id, kind: row.kind });
+      } else if (err instanceof StepStalled || err instanceof StepFailed) {
+        this.log.warn('resumed workflow not finished yet', { id: row.id, kind: row.kind, message: err.message });
+      } else {
+        // Our own failure (a commit or abort that throws, say): logged in full, retried later, never shown to users.
+        this.log.error('recovering a workflow failed; it is retried later', { id: row.id, kind: row.kind, resource: row.resource_id, err });
+        this.release(kind, claim, data, `${row.kind} could not be finished because of an internal error (see the service log).`);
+      }
+      return false;
+    }
+  }
+
+  /** Gives a workflow whose recovery failed back to the journal, to be retried with back-off (and parked past the limit). */
+  private release(kind: AnyKind, claim: Claim, data: object, reason: string): void {
+    try {
+      this.stall(kind, claim, data, lastStep(this.journal.db, claim.id) ?? 'commit', reason);
+    } catch (err) {
+      this.log.error('could not release a workflow after its recovery failed; it is retried when its lease expires', { id: claim.id, err });
+    }
+  }
+
+  /**
+   * Runs pending work nobody else is running: stalled workflows first, then
+   * leftover undos, each claimed right before it runs (one at a time: nothing
+   * waits unrenewed behind another's work). By default only work whose next
+   * attempt is due and that was not given up on; a delegate back from an
+   * outage asks for everything not parked, a repair for everything.
+   * Returns how many pieces of work finished.
+   */
+  async resume(f: ClaimFilter = {}, finished?: { kind: string; data: object }[]): Promise<number> {
+    const limit = f.limit ?? Infinity;
+    let done = 0;
+    let taken = 0;
+    for (let after = 0; taken < limit; ) {
+      const next = this.journal.claimStalled(f, after);
+      if (!next) break;
+      after = next.row.id;
+      taken++;
+      const { row, claim } = next;
       const kind = this.kinds.get(row.kind);
       if (!kind) {
         this.log.error('journal holds a workflow of an unknown kind', { id: row.id, kind: row.kind });
         continue;
       }
-      this.log.info('recovering workflow', { id: row.id, kind: row.kind, resource: row.resource_id, recovery: kind.recovery });
-      await this.recoverOne(kind, row, true);
-    }
-    return rows.length;
-  }
-
-  /** Continues a claimed workflow: forward from its first step not done, or (rollback kinds, after a crash) back. */
-  private async recoverOne(kind: AnyKind, row: WorkflowRow, afterCrash: boolean): Promise<boolean> {
-    const data = JSON.parse(row.data) as object;
-    const steps = kind.steps(data);
-    const journaled = this.journal.steps(row.id);
-    const firstNotDone = steps.findIndex((_, i) => journaled.find((s) => s.idx === i)?.state !== 'done');
-    if (kind.recovery === 'rollforward' || firstNotDone < 0 || !afterCrash) {
       try {
-        await this.execute(kind, row.id, data, firstNotDone < 0 ? steps.length : firstNotDone, true);
-        return true;
+        if (row.parked_at) this.journal.unpark(claim, () => row.parked_status && this.meta.clearError(row.resource_id, row.parked_status));
       } catch (err) {
-        this.log.warn('resumed workflow not finished yet', { id: row.id, kind: row.kind, message: errorMessage(err) });
-        return false;
+        this.log.warn('could not resume parked work', { id: row.id, err });
+        continue;
       }
+      if (await this.recoverOne(kind, row, claim, finished)) done++;
     }
-    const lastStarted = journaled.length ? Math.max(...journaled.map((s) => s.idx)) : -1;
-    await this.compensate(kind, row.id, data, steps, lastStarted);
-    const failure = new VbsError('OperationFailed', `${row.kind} was interrupted by a restart of the VBS service and was rolled back.`);
-    this.journal.finish(row.id, 'failed', failure.message, () => kind.abort(this.meta, data, failure));
-    return true;
+    for (let after = 0; taken < limit; ) {
+      const next = this.journal.claimLeftover(f, after);
+      if (!next) break;
+      after = next.row.id;
+      taken++;
+      if (await this.retryLeftover(next.row, next.claim)) done++;
+    }
+    return done;
   }
 
-  /**
-   * Runs pending work nobody else is running: stalled workflows first, then
-   * leftover undos, each claimed before it runs. By default only work whose
-   * next attempt is due and that was not given up on; a delegate back from an
-   * outage asks for everything not parked, a repair for everything.
-   * Returns how many pieces of work finished.
-   */
-  async resume(f: ClaimFilter = {}): Promise<number> {
-    let finished = 0;
-    for (const row of this.journal.claimStalled(f)) {
-      const kind = this.kinds.get(row.kind);
-      if (!kind || this.active.has(row.id)) continue;
-      if (row.parked_at) this.journal.unpark('workflows', row.id, () => row.parked_status && this.meta.clearError(row.resource_id, row.parked_status));
-      if (await this.recoverOne(kind, row, false)) finished++;
-    }
-    for (const l of this.journal.claimLeftovers(f)) {
-      if (await this.retryLeftover(l)) finished++;
-    }
-    return finished;
-  }
-
-  private async retryLeftover(l: LeftoverRow): Promise<boolean> {
+  private async retryLeftover(l: LeftoverRow, claim: Claim): Promise<boolean> {
     const data = JSON.parse(l.data) as Record<string, unknown>;
     const step = this.kinds.get(l.kind)?.steps(data).find((s) => s.name === l.step);
-    // Resuming parked work starts its retries afresh, with its resource as it was.
-    if (l.parked_at) this.journal.unpark('leftovers', l.id, () => l.parked_status && this.meta.clearError(l.resource_id, l.parked_status));
     try {
+      // Resuming parked work starts its retries afresh, with its resource as it was.
+      if (l.parked_at) this.journal.unpark(claim, () => l.parked_status && this.meta.clearError(l.resource_id, l.parked_status));
       if (!step?.undo) throw new Error(`no undo for ${l.kind}/${l.step}`);
-      await step.undo(data);
-      this.journal.dropLeftover(l.id);
+      await this.holding(claim, () => step.undo!(data));
+      this.journal.dropLeftover(claim);
       return true;
     } catch (err) {
+      if (err instanceof ClaimLost) {
+        this.log.warn('claim on a leftover undo lost; another runner retries it', { id: l.id, step: l.step });
+        return false;
+      }
       const message = errorMessage(err);
-      this.journal.rescheduleLeftover(l.id, message, this.nextAttempt(l.parked_at ? 0 : l.attempts));
-      const since = l.parked_at ? Date.now() : Date.parse(l.created_at);
-      if (!l.parked_at && Date.now() - since >= this.retry.giveUpAfterMs) {
-        const where = stepLocation(l.step, data);
-        this.park('leftovers', l.id, l.resource_id, `the undo of ${l.step} (${l.kind}) on '${where}' has failed since ${l.created_at}: ${message} VBS stopped retrying; \`vbs admin check --repair\` resumes it.`);
+      const since = l.parked_at ? this.clock() : Date.parse(l.created_at);
+      const giveUp = !l.parked_at && this.clock() - since >= this.retry.giveUpAfterMs;
+      const where = stepLocation(l.step, data);
+      const parkMessage = `the undo of ${l.step} (${l.kind}) on '${where}' has failed since ${l.created_at}: ${message} VBS stopped retrying; \`vbs admin check --repair\` resumes it.`;
+      try {
+        this.journal.rescheduleLeftover(claim, message, this.nextAttempt(l.parked_at ? 0 : l.attempts), giveUp ? () => this.giveUp(l.resource_id, parkMessage) : undefined);
+        if (giveUp) this.log.error('gave up retrying; the resource is in error until a repair resumes it', { resource: l.resource_id, message: parkMessage });
+      } catch (e) {
+        this.log.warn('could not reschedule a leftover undo', { id: l.id, err: e });
       }
       return false;
     }
   }
+}
+
+/**
+ * The refusal a finished detach or delete leaves for its retry: the attachment
+ * is not there any more. Only IncorrectState: prepare checks who the caller is
+ * first, so a caller who may not see the resource never gets its work's result.
+ */
+function isGoneOrDone(err: unknown): boolean {
+  return err instanceof VbsError && err.code === 'IncorrectState';
 }

@@ -6,7 +6,7 @@ import { DelegatePool, type DelegateClient } from '../../src/front/delegates.js'
 import { FrontService } from '../../src/front/service.js';
 import { FrontWorkflows } from '../../src/front/workflows.js';
 import type { CallContext } from '../../src/soap/server.js';
-import type { RetryOptions } from '../../src/workflows/engine.js';
+import type { ClaimOptions, RetryOptions } from '../../src/workflows/engine.js';
 import type { Record as XmlRecord } from '../../src/soap/xml.js';
 
 /**
@@ -132,6 +132,34 @@ export class FakeDelegate implements DelegateClient {
   }
 }
 
+/**
+ * A delegate whose next call of one operation acts on the host at once but
+ * answers only when the test releases it: a call in flight while its runner's
+ * claim runs out. Later calls of that operation answer at once.
+ */
+export class HeldAnswer extends FakeDelegate {
+  private held?: { op: string; open: Promise<void>; release: () => void };
+
+  /** Holds the answer of the next `op` call; returns the function that releases it. */
+  holdNext(op: string): () => void {
+    let release!: () => void;
+    const open = new Promise<void>((r) => (release = r));
+    this.held = { op, open, release };
+    return release;
+  }
+
+  override async call(op: string, i: XmlRecord): Promise<XmlRecord> {
+    const out = await super.call(op, i);
+    const held = this.held;
+    if (held?.op === op) {
+      this.held = undefined;
+      this.note(`${op}:held`);
+      await held.open;
+    }
+    return out;
+  }
+}
+
 export interface Front {
   db: Db;
   meta: Metadata;
@@ -142,11 +170,17 @@ export interface Front {
   call(op: string, input: XmlRecord, caller?: string): Promise<XmlRecord>;
 }
 
-export function makeFront(file = ':memory:', storage = new FakeDelegate(), vmm = new FakeDelegate(), retry?: Partial<RetryOptions>): Front {
+export function makeFront(
+  file = ':memory:',
+  storage = new FakeDelegate(),
+  vmm = new FakeDelegate(),
+  retry?: Partial<RetryOptions>,
+  claims?: ClaimOptions,
+): Front {
   const db = openDatabase(file);
   const meta = new Metadata(db);
   const pool = new DelegatePool(new Map([['local', storage]]), new Map([['localhost', vmm]]));
-  const wf = new FrontWorkflows(db, meta, pool, silentLogger, undefined, retry);
+  const wf = new FrontWorkflows(db, meta, pool, silentLogger, undefined, retry, claims);
   const svc = new FrontService(meta, pool, wf);
   const handlers = svc.handlers();
   return {

@@ -6,7 +6,8 @@ import { availableVolume, FakeDelegate, makeFront } from './fakes.js';
 
 /**
  * A service that dies mid-workflow is simulated by a delegate call that never
- * answers; a second front on the same database file then plays the restart.
+ * answers and its runner stopped; a second front on the same database file
+ * then plays the restart.
  */
 const dirs: string[] = [];
 afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -29,6 +30,8 @@ describe('recovery after a crash mid-workflow', () => {
     await vmm.reached('AttachDisk');
     expect(before.meta.attachmentsOf([vol])[0]!.status).toBe('attaching');
 
+    before.wf.engine.stop(); // the crash: its runner is gone
+
     vmm.hangs.clear();
     const after = makeFront(file, storage, vmm);
     expect(await after.wf.engine.recover()).toBe(1);
@@ -50,6 +53,8 @@ describe('recovery after a crash mid-workflow', () => {
     await storage.reached('DeleteObject');
     expect(before.meta.volume(vol)!.status).toBe('deleting');
 
+    before.wf.engine.stop(); // the crash: its runner is gone
+
     storage.hangs.clear();
     const after = makeFront(file, storage);
     await after.wf.engine.recover();
@@ -65,6 +70,8 @@ describe('recovery after a crash mid-workflow', () => {
     void before.call('CreateVolume', { size: 2 });
     await storage.reached('CreateVolume');
     expect(before.meta.allVolumes().map((v) => v.status)).toEqual(['creating']);
+
+    before.wf.engine.stop(); // the crash: its runner is gone
 
     storage.hangs.clear();
     const after = makeFront(file, storage);
@@ -84,6 +91,8 @@ describe('recovery after a crash mid-workflow', () => {
     void before.call('DetachVolume', { volumeId: vol });
     await storage.reached('UnexportVolume');
     expect(vmm.disks.size).toBe(0);
+
+    before.wf.engine.stop(); // the crash: its runner is gone
 
     storage.hangs.clear();
     const after = makeFront(file, storage, vmm);
