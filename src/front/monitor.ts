@@ -23,6 +23,8 @@ export class CreationMonitor {
   private running = false;
   /** Copies being started again now: the poll and the long-poll never restart one twice at once. */
   private readonly restarting = new Set<string>();
+  /** Finished copies reported while their create workflow still ran (not applied then), by id: their delegate. */
+  private readonly deferred = new Map<string, string>();
 
   constructor(
     private readonly meta: Metadata,
@@ -56,7 +58,11 @@ export class CreationMonitor {
   }
 
   async pollOnce(): Promise<void> {
-    await Promise.all(this.delegatesWithWork().map((d) => this.pollDelegate(d)));
+    const inProgress = this.meta.creationsInProgress();
+    // Held-back reports of records no longer being created (committed, rolled back) are moot.
+    const ids = new Set(inProgress.map((r) => r.id));
+    for (const id of this.deferred.keys()) if (!ids.has(id)) this.deferred.delete(id);
+    await Promise.all([...new Set(inProgress.map((r) => r.delegate))].map((d) => this.pollDelegate(d)));
   }
 
   /**
@@ -82,24 +88,42 @@ export class CreationMonitor {
    * Applies what a delegate reports of its objects: every status and progress
    * change in one transaction (each guarded by the status it leaves, so a
    * report that comes twice, or late, changes nothing), then starts again the
-   * copies it lost. Ready or failed data is taken even while the create
-   * workflow is still in flight (if that workflow fails, its rollback removes
-   * the record whatever its status); only "absent" waits for the workflow to
-   * end, as the delegate may not have started the copy yet.
+   * copies it lost.
+   *
+   * A record whose create workflow is still running is left alone, whatever
+   * the delegate says: that workflow can still roll back (its CreateVolume
+   * call may yet fail with an unknown outcome), and nothing a user has seen
+   * `available`/`completed` may be rolled back. The workflow's own commit
+   * promotes it, or it ends `creating` and the next look here does
+   * (`lookAgainAfterCreate`).
    */
   async apply(delegate: string, objects: readonly XmlRecord[]): Promise<void> {
     const lost: string[] = [];
     writeTx(this.meta.db, () => {
+      // Read in the transaction that promotes: a workflow cannot start or end between the look and the change.
+      const busy = busyResources(this.meta.db);
       for (const o of objects) {
         const id = String(o.id);
         const state = String(o.state);
-        if (state === 'absent') lost.push(id);
+        if (busy.has(id)) {
+          if (state === 'ready' || state === 'error') this.deferred.set(id, delegate);
+        } else if (state === 'absent') lost.push(id);
         else this.record(id, state, o);
       }
     });
-    if (!lost.length) return;
-    const busy = busyResources(this.meta.db);
-    for (const id of lost) if (!busy.has(id)) await this.restart(delegate, id);
+    for (const id of lost) await this.restart(delegate, id);
+  }
+
+  /**
+   * A create workflow on `delegate` ended with its copy still in progress:
+   * if a report of a finished copy was held back while that workflow ran,
+   * look again now instead of at the next fallback poll.
+   */
+  async lookAgainAfterCreate(delegate: string): Promise<void> {
+    const held = [...this.deferred].filter(([, d]) => d === delegate).map(([id]) => id);
+    if (!held.length) return;
+    for (const id of held) this.deferred.delete(id);
+    await this.pollDelegate(delegate);
   }
 
   private record(id: string, state: string, o: XmlRecord): void {
