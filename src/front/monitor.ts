@@ -8,15 +8,19 @@ import { madeState } from '../workflows/made-state.js';
 import type { DelegatePool } from './delegates.js';
 
 const MAX_CREATE_ATTEMPTS = 3;
+/** What a user reads on a snapshot whose copy its volume delegate lost (see `restart`). */
+export const SNAPSHOT_LOST =
+  'The volume delegate restarted while copying this snapshot, and the point in time it was taken at is lost. Delete it and take a new snapshot.';
 
 /**
  * Watches volumes in `creating` and snapshots in `pending` until their
  * delegate reports the data ready (or failed). The news of a finished copy
  * normally comes at once through the long-poll (src/front/copy-watch.ts),
  * which hands what it learns to `apply`; this periodic poll is the fallback
- * that makes restarts safe: the state to watch is in the metadata, and a copy
- * the delegate lost (it was restarted mid-copy) is started again, a bounded
- * number of times. The delegates never need to reach the front.
+ * that makes restarts safe: the state to watch is in the metadata, and a
+ * volume's copy the delegate lost (it was restarted mid-copy) is started
+ * again, a bounded number of times; a snapshot's ends in `error`, as its
+ * moment is lost. The delegates never need to reach the front.
  */
 export class CreationMonitor {
   private timer: NodeJS.Timeout | undefined;
@@ -140,21 +144,33 @@ export class CreationMonitor {
     }
   }
 
-  /** The delegate lost a copy (it restarted): start it again, a few times at most. */
+  /**
+   * The delegate lost a copy (it restarted). A volume's copy is started
+   * again, a few times at most: its source (nothing, or a snapshot) does not
+   * change. A snapshot's is not: the point in time it was taken at went with
+   * the copy (lvm-iscsi removes its `cow.` source on start; a file copy was
+   * reading the live volume), and copying the volume now would report
+   * `completed` for data of another moment. It ends in `error` instead.
+   */
   private async restart(delegate: string, id: string): Promise<void> {
+    if (!id.startsWith('vol-')) {
+      if (writeTx(this.meta.db, () => this.meta.setSnapshotStatus(id, ['pending'], 'error', SNAPSHOT_LOST))) {
+        this.log.warn('a snapshot copy was lost by a restart of its volume delegate', { id });
+      }
+      return;
+    }
     if (this.restarting.has(id)) return;
     this.restarting.add(id);
     try {
-      await this.restartOnce(delegate, id, id.startsWith('vol-'));
+      await this.restartOnce(delegate, id);
     } finally {
       this.restarting.delete(id);
     }
   }
 
-  private async restartOnce(delegate: string, id: string, isVolume: boolean): Promise<void> {
-    const failed = (message: string) =>
-      isVolume ? this.meta.setVolumeStatus(id, ['creating'], 'error', message) : this.meta.setSnapshotStatus(id, ['pending'], 'error', message);
-    const attempts = writeTx(this.meta.db, () => (isVolume ? this.meta.bumpVolumeAttempts(id) : this.meta.bumpSnapshotAttempts(id)));
+  private async restartOnce(delegate: string, id: string): Promise<void> {
+    const failed = (message: string) => this.meta.setVolumeStatus(id, ['creating'], 'error', message);
+    const attempts = writeTx(this.meta.db, () => this.meta.bumpVolumeAttempts(id));
     if (attempts > MAX_CREATE_ATTEMPTS) {
       failed(`the volume delegate lost the data ${MAX_CREATE_ATTEMPTS} times while creating it`);
       return;
@@ -162,13 +178,8 @@ export class CreationMonitor {
     this.log.info('restarting a copy the volume delegate lost', { id, attempts });
     let answer: XmlRecord | undefined;
     try {
-      if (isVolume) {
-        const v = this.meta.volume(id);
-        if (v?.status === 'creating') answer = await this.delegates.volumeDelegate(delegate).call('CreateVolume', { volumeId: id, sizeGiB: v.size_gib, snapshotId: v.snapshot_id ?? undefined });
-      } else {
-        const s = this.meta.snapshot(id);
-        if (s?.status === 'pending') answer = await this.delegates.volumeDelegate(delegate).call('CreateSnapshot', { snapshotId: id, volumeId: s.volume_id });
-      }
+      const v = this.meta.volume(id);
+      if (v?.status === 'creating') answer = await this.delegates.volumeDelegate(delegate).call('CreateVolume', { volumeId: id, sizeGiB: v.size_gib, snapshotId: v.snapshot_id ?? undefined });
     } catch (err) {
       failed(`could not restart the copy: ${errorMessage(err)}`);
       return;

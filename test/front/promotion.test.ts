@@ -126,3 +126,58 @@ describe('a create whose data is made while its call is still pending', () => {
     expect(f.wf.engine.journal.hasPendingWork(id)).toBe(false);
   });
 });
+
+/**
+ * Issue 16 item 7: a snapshot holds the data of the moment it was taken, or
+ * ends in error. A copy its delegate lost (restarted mid-copy: the delegate
+ * reports it absent) is not taken again from the volume as it is now; a
+ * clone's copy, whose source does not change, is.
+ */
+describe('a copy lost by a restart of its volume delegate', () => {
+  /** A delegate whose copies are still going on when it answers, and forgets them when told to (a restart). */
+  class SlowCopies extends FakeDelegate {
+    override async call(op: string, i: XmlRecord): Promise<XmlRecord> {
+      const r = await super.call(op, i);
+      if (op === 'CreateSnapshot') this.objects.set(String(i.snapshotId), 'creating');
+      if (op === 'CreateVolume' && i.snapshotId !== undefined) this.objects.set(String(i.volumeId), 'creating');
+      if (op === 'CreateSnapshot' || op === 'CreateVolume') return { accepted: true, state: this.objects.get(String(op === 'CreateSnapshot' ? i.snapshotId : i.volumeId)) };
+      return r;
+    }
+    restart(): void {
+      for (const [id, state] of this.objects) if (state === 'creating') this.objects.delete(id);
+    }
+  }
+
+  it('a snapshot ends in error with a clear message, and nothing is copied again', async () => {
+    const storage = new SlowCopies();
+    const f = makeFront(':memory:', storage);
+    const monitor = monitorOf(f);
+    const vol = await availableVolume(f);
+    const snap = String(((await f.call('CreateSnapshot', { volumeId: vol })).snapshot as XmlRecord).snapshotId);
+    expect(f.meta.snapshot(snap)!.status).toBe('pending');
+    storage.restart();
+    await monitor.pollOnce();
+    expect(f.meta.snapshot(snap)).toMatchObject({ status: 'error', status_message: expect.stringMatching(/restarted while copying this snapshot.*point in time.*lost/) });
+    expect(storage.calls.filter((c) => c === 'CreateSnapshot')).toHaveLength(1);
+    expect(storage.objects.has(snap)).toBe(false);
+  });
+
+  it('a clone of a snapshot is started again and completes', async () => {
+    const storage = new SlowCopies();
+    const f = makeFront(':memory:', storage);
+    const monitor = monitorOf(f);
+    const vol = await availableVolume(f);
+    const snap = String(((await f.call('CreateSnapshot', { volumeId: vol })).snapshot as XmlRecord).snapshotId);
+    storage.objects.set(snap, 'ready');
+    await monitor.pollOnce();
+    expect(f.meta.snapshot(snap)!.status).toBe('completed');
+    const clone = String(((await f.call('CreateVolume', { size: 1, snapshotId: snap })).volume as XmlRecord).volumeId);
+    expect(f.meta.volume(clone)!.status).toBe('creating');
+    storage.restart();
+    await monitor.pollOnce();
+    expect(storage.calls.filter((c) => c === 'CreateVolume')).toHaveLength(3); // the volume, the clone, the clone again
+    storage.objects.set(clone, 'ready');
+    await monitor.pollOnce();
+    expect(f.meta.volume(clone)!.status).toBe('available');
+  });
+});
