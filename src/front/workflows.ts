@@ -18,6 +18,8 @@ export class FrontWorkflows {
   readonly deleteSnapshot;
   readonly attach;
   readonly detach;
+  /** Per volume and VMM host (see WorkflowDeps): the consistency check's export repairs take them too. */
+  readonly hostLocks = new KeyedMutex();
 
   constructor(
     db: Db,
@@ -28,7 +30,7 @@ export class FrontWorkflows {
     retry?: Partial<RetryOptions>,
   ) {
     this.engine = new WorkflowEngine(db, meta, log, beforeStep, retry);
-    const deps = { meta, delegates, hostLocks: new KeyedMutex(), log };
+    const deps = { meta, delegates, hostLocks: this.hostLocks, log };
     this.createVolume = createVolumeKind(deps);
     this.createSnapshot = createSnapshotKind(deps);
     this.deleteVolume = deleteVolumeKind(deps);
