@@ -59,6 +59,8 @@ export class CopyWatcher {
   wake(delegate: string): void {
     // A delegate the metadata names but the configuration no longer does is left to the fallback poll and the check.
     if (this.stopped || !this.delegates.volumeDelegateNames().includes(delegate)) return;
+    // A copy that finished while its create workflow ran was not applied then: its news came already.
+    void this.monitor.lookAgainAfterCreate(delegate).catch((err) => this.log.error('looking at held-back copies failed', { delegate, err }));
     const w = this.watches.get(delegate) ?? { running: false };
     this.watches.set(delegate, w);
     if (w.running) return;

@@ -8,21 +8,27 @@ import { madeState } from '../workflows/made-state.js';
 import type { DelegatePool } from './delegates.js';
 
 const MAX_CREATE_ATTEMPTS = 3;
+/** What a user reads on a snapshot whose copy its volume delegate lost (see `restart`). */
+export const SNAPSHOT_LOST =
+  'The volume delegate restarted while copying this snapshot, and the point in time it was taken at is lost. Delete it and take a new snapshot.';
 
 /**
  * Watches volumes in `creating` and snapshots in `pending` until their
  * delegate reports the data ready (or failed). The news of a finished copy
  * normally comes at once through the long-poll (src/front/copy-watch.ts),
  * which hands what it learns to `apply`; this periodic poll is the fallback
- * that makes restarts safe: the state to watch is in the metadata, and a copy
- * the delegate lost (it was restarted mid-copy) is started again, a bounded
- * number of times. The delegates never need to reach the front.
+ * that makes restarts safe: the state to watch is in the metadata, and a
+ * volume's copy the delegate lost (it was restarted mid-copy) is started
+ * again, a bounded number of times; a snapshot's ends in `error`, as its
+ * moment is lost. The delegates never need to reach the front.
  */
 export class CreationMonitor {
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   /** Copies being started again now: the poll and the long-poll never restart one twice at once. */
   private readonly restarting = new Set<string>();
+  /** Finished copies reported while their create workflow still ran (not applied then), by id: their delegate. */
+  private readonly deferred = new Map<string, string>();
 
   constructor(
     private readonly meta: Metadata,
@@ -56,7 +62,11 @@ export class CreationMonitor {
   }
 
   async pollOnce(): Promise<void> {
-    await Promise.all(this.delegatesWithWork().map((d) => this.pollDelegate(d)));
+    const inProgress = this.meta.creationsInProgress();
+    // Held-back reports of records no longer being created (committed, rolled back) are moot.
+    const ids = new Set(inProgress.map((r) => r.id));
+    for (const id of this.deferred.keys()) if (!ids.has(id)) this.deferred.delete(id);
+    await Promise.all([...new Set(inProgress.map((r) => r.delegate))].map((d) => this.pollDelegate(d)));
   }
 
   /**
@@ -82,24 +92,42 @@ export class CreationMonitor {
    * Applies what a delegate reports of its objects: every status and progress
    * change in one transaction (each guarded by the status it leaves, so a
    * report that comes twice, or late, changes nothing), then starts again the
-   * copies it lost. Ready or failed data is taken even while the create
-   * workflow is still in flight (if that workflow fails, its rollback removes
-   * the record whatever its status); only "absent" waits for the workflow to
-   * end, as the delegate may not have started the copy yet.
+   * copies it lost.
+   *
+   * A record whose create workflow is still running is left alone, whatever
+   * the delegate says: that workflow can still roll back (its CreateVolume
+   * call may yet fail with an unknown outcome), and nothing a user has seen
+   * `available`/`completed` may be rolled back. The workflow's own commit
+   * promotes it, or it ends `creating` and the next look here does
+   * (`lookAgainAfterCreate`).
    */
   async apply(delegate: string, objects: readonly XmlRecord[]): Promise<void> {
     const lost: string[] = [];
     writeTx(this.meta.db, () => {
+      // Read in the transaction that promotes: a workflow cannot start or end between the look and the change.
+      const busy = busyResources(this.meta.db);
       for (const o of objects) {
         const id = String(o.id);
         const state = String(o.state);
-        if (state === 'absent') lost.push(id);
+        if (busy.has(id)) {
+          if (state === 'ready' || state === 'error') this.deferred.set(id, delegate);
+        } else if (state === 'absent') lost.push(id);
         else this.record(id, state, o);
       }
     });
-    if (!lost.length) return;
-    const busy = busyResources(this.meta.db);
-    for (const id of lost) if (!busy.has(id)) await this.restart(delegate, id);
+    for (const id of lost) await this.restart(delegate, id);
+  }
+
+  /**
+   * A create workflow on `delegate` ended with its copy still in progress:
+   * if a report of a finished copy was held back while that workflow ran,
+   * look again now instead of at the next fallback poll.
+   */
+  async lookAgainAfterCreate(delegate: string): Promise<void> {
+    const held = [...this.deferred].filter(([, d]) => d === delegate).map(([id]) => id);
+    if (!held.length) return;
+    for (const id of held) this.deferred.delete(id);
+    await this.pollDelegate(delegate);
   }
 
   private record(id: string, state: string, o: XmlRecord): void {
@@ -116,21 +144,33 @@ export class CreationMonitor {
     }
   }
 
-  /** The delegate lost a copy (it restarted): start it again, a few times at most. */
+  /**
+   * The delegate lost a copy (it restarted). A volume's copy is started
+   * again, a few times at most: its source (nothing, or a snapshot) does not
+   * change. A snapshot's is not: the point in time it was taken at went with
+   * the copy (lvm-iscsi removes its `cow.` source on start; a file copy was
+   * reading the live volume), and copying the volume now would report
+   * `completed` for data of another moment. It ends in `error` instead.
+   */
   private async restart(delegate: string, id: string): Promise<void> {
+    if (!id.startsWith('vol-')) {
+      if (writeTx(this.meta.db, () => this.meta.setSnapshotStatus(id, ['pending'], 'error', SNAPSHOT_LOST))) {
+        this.log.warn('a snapshot copy was lost by a restart of its volume delegate', { id });
+      }
+      return;
+    }
     if (this.restarting.has(id)) return;
     this.restarting.add(id);
     try {
-      await this.restartOnce(delegate, id, id.startsWith('vol-'));
+      await this.restartOnce(delegate, id);
     } finally {
       this.restarting.delete(id);
     }
   }
 
-  private async restartOnce(delegate: string, id: string, isVolume: boolean): Promise<void> {
-    const failed = (message: string) =>
-      isVolume ? this.meta.setVolumeStatus(id, ['creating'], 'error', message) : this.meta.setSnapshotStatus(id, ['pending'], 'error', message);
-    const attempts = writeTx(this.meta.db, () => (isVolume ? this.meta.bumpVolumeAttempts(id) : this.meta.bumpSnapshotAttempts(id)));
+  private async restartOnce(delegate: string, id: string): Promise<void> {
+    const failed = (message: string) => this.meta.setVolumeStatus(id, ['creating'], 'error', message);
+    const attempts = writeTx(this.meta.db, () => this.meta.bumpVolumeAttempts(id));
     if (attempts > MAX_CREATE_ATTEMPTS) {
       failed(`the volume delegate lost the data ${MAX_CREATE_ATTEMPTS} times while creating it`);
       return;
@@ -138,13 +178,8 @@ export class CreationMonitor {
     this.log.info('restarting a copy the volume delegate lost', { id, attempts });
     let answer: XmlRecord | undefined;
     try {
-      if (isVolume) {
-        const v = this.meta.volume(id);
-        if (v?.status === 'creating') answer = await this.delegates.volumeDelegate(delegate).call('CreateVolume', { volumeId: id, sizeGiB: v.size_gib, snapshotId: v.snapshot_id ?? undefined });
-      } else {
-        const s = this.meta.snapshot(id);
-        if (s?.status === 'pending') answer = await this.delegates.volumeDelegate(delegate).call('CreateSnapshot', { snapshotId: id, volumeId: s.volume_id });
-      }
+      const v = this.meta.volume(id);
+      if (v?.status === 'creating') answer = await this.delegates.volumeDelegate(delegate).call('CreateVolume', { volumeId: id, sizeGiB: v.size_gib, snapshotId: v.snapshot_id ?? undefined });
     } catch (err) {
       failed(`could not restart the copy: ${errorMessage(err)}`);
       return;

@@ -14,6 +14,7 @@ import type { DelegatePool } from './delegates.js';
 import type { FrontWorkflows } from './workflows.js';
 import { InstanceLocator } from './instances.js';
 import { ConsistencyChecker } from './check/checker.js';
+import { safeOnReturn } from './check/safe.js';
 import { describeSnapshots, describeVolumes } from './describe.js';
 import { attachmentRecord, snapshotRecord, volumeRecord } from './records.js';
 import { Access, administrators } from './access.js';
@@ -77,6 +78,7 @@ export class FrontService {
       settleMs: admin.checkSettleMs ?? DEFAULT_CHECK_SETTLE_MS,
       callTimeoutMs: admin.checkCallTimeoutMs ?? DEFAULT_CHECK_CALL_TIMEOUT_MS,
       sleep: admin.checkSleep,
+      hostLocks: wf.hostLocks,
     });
   }
 
@@ -112,7 +114,7 @@ export class FrontService {
    * safe repairs only, findings logged for the operator.
    */
   async reconcile(log: Logger): Promise<void> {
-    const result = await this.checker.check(true, log);
+    const result = await this.checker.check(safeOnReturn, log);
     for (const f of result.finding) (f.repaired ? log.info : log.warn).call(log, 'reconciliation', { ...f });
     log.info('reconciled after a delegate came back', { clean: result.clean, findings: result.finding.length });
   }

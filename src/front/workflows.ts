@@ -18,6 +18,8 @@ export class FrontWorkflows {
   readonly deleteSnapshot;
   readonly attach;
   readonly detach;
+  /** Per volume and VMM host (see WorkflowDeps): the consistency check's export repairs take them too. */
+  readonly hostLocks = new KeyedMutex();
 
   constructor(
     db: Db,
@@ -29,7 +31,7 @@ export class FrontWorkflows {
     claims?: ClaimOptions,
   ) {
     this.engine = new WorkflowEngine(db, meta, log, beforeStep, retry, claims);
-    const deps = { meta, delegates, hostLocks: new KeyedMutex(), log };
+    const deps = { meta, delegates, hostLocks: this.hostLocks, log };
     this.createVolume = createVolumeKind(deps);
     this.createSnapshot = createSnapshotKind(deps);
     this.deleteVolume = deleteVolumeKind(deps);

@@ -1,7 +1,7 @@
 import type { AttachMode } from '../core/states.js';
 import type { Metadata } from '../db/metadata.js';
 import type { Record as XmlRecord } from '../soap/xml.js';
-import type { WorkflowDeps } from './deps.js';
+import { hostLockKey, type WorkflowDeps } from './deps.js';
 import type { Step, WorkflowKind } from './engine.js';
 
 export interface AttachmentData {
@@ -37,7 +37,7 @@ function stepsOf({ meta, delegates, hostLocks }: WorkflowDeps) {
   // An attachment's row exists before its first step runs, so a detach that
   // decides "nobody else here" under this lock can never withdraw an export
   // or session from under an attach that is already using it.
-  const locked = <T>(d: AttachmentData, section: () => Promise<T>) => hostLocks.run(`${d.volumeId}@${d.vmmHost}`, section);
+  const locked = <T>(d: AttachmentData, section: () => Promise<T>) => hostLocks.run(hostLockKey(d.volumeId, d.vmmHost), section);
   const volume = (d: AttachmentData) => delegates.volumeDelegate(d.delegate);
   const vmm = (d: AttachmentData) => delegates.vmmDelegate(d.vmmHost);
   const target = (d: AttachmentData) => ({ volumeId: d.volumeId, source: d.source });

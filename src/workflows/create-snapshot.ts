@@ -1,5 +1,6 @@
 import type { WorkflowDeps } from './deps.js';
 import type { WorkflowKind } from './engine.js';
+import { stillCreating } from './create-guard.js';
 import { madeState, type MadeState } from './made-state.js';
 
 export interface CreateSnapshotData {
@@ -13,7 +14,7 @@ export interface CreateSnapshotData {
 }
 
 /** Create snapshot: as create volume, with the copy made from the volume (a reflink copy is completed in the same step). */
-export function createSnapshotKind({ delegates }: WorkflowDeps): WorkflowKind<CreateSnapshotData> {
+export function createSnapshotKind({ delegates, meta }: WorkflowDeps): WorkflowKind<CreateSnapshotData> {
   return {
     kind: 'CreateSnapshot',
     recovery: 'rollback',
@@ -26,6 +27,8 @@ export function createSnapshotKind({ delegates }: WorkflowDeps): WorkflowKind<Cr
           return { made: madeState(r) };
         },
         undo: async () => {
+          // Absent (the abort ran, this is a leftover) or still creating: the data goes. Moved on: it stays.
+          if (!stillCreating(meta, d.snapshotId)) return;
           await delegates.volumeDelegate(d.delegate).call('DeleteObject', { id: d.snapshotId });
         },
       },
@@ -35,6 +38,7 @@ export function createSnapshotKind({ delegates }: WorkflowDeps): WorkflowKind<Cr
       else if (d.made?.state === 'error') m.setSnapshotStatus(d.snapshotId, ['pending'], 'error', d.made.message);
     },
     abort: (m, d) => {
+      if (!stillCreating(m, d.snapshotId)) return; // seen by a user: it stays, and so does its token
       m.deleteSnapshot(d.snapshotId);
       if (d.clientToken) m.deleteClientToken(d.owner, d.clientToken);
     },

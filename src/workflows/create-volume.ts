@@ -1,5 +1,6 @@
 import type { WorkflowDeps } from './deps.js';
 import type { WorkflowKind } from './engine.js';
+import { stillCreating } from './create-guard.js';
 import { madeState, type MadeState } from './made-state.js';
 
 export interface CreateVolumeData {
@@ -23,7 +24,7 @@ export interface CreateVolumeData {
  * (src/front/copy-watch.ts, src/front/monitor.ts). Any failure removes the
  * row and whatever the delegate made.
  */
-export function createVolumeKind({ delegates }: WorkflowDeps): WorkflowKind<CreateVolumeData> {
+export function createVolumeKind({ delegates, meta }: WorkflowDeps): WorkflowKind<CreateVolumeData> {
   return {
     kind: 'CreateVolume',
     recovery: 'rollback',
@@ -36,6 +37,8 @@ export function createVolumeKind({ delegates }: WorkflowDeps): WorkflowKind<Crea
           return { made: madeState(r) };
         },
         undo: async () => {
+          // Absent (the abort ran, this is a leftover) or still creating: the data goes. Moved on: it stays.
+          if (!stillCreating(meta, d.volumeId)) return;
           await delegates.volumeDelegate(d.delegate).call('DeleteObject', { id: d.volumeId });
         },
       },
@@ -45,6 +48,7 @@ export function createVolumeKind({ delegates }: WorkflowDeps): WorkflowKind<Crea
       else if (d.made?.state === 'error') m.setVolumeStatus(d.volumeId, ['creating'], 'error', d.made.message);
     },
     abort: (m, d2) => {
+      if (!stillCreating(m, d2.volumeId)) return; // seen by a user: it stays, and so does its token
       m.deleteVolume(d2.volumeId);
       if (d2.clientToken) m.deleteClientToken(d2.owner, d2.clientToken);
     },

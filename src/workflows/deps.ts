@@ -11,3 +11,8 @@ export interface WorkflowDeps {
   readonly hostLocks: KeyedMutex;
   readonly log: Logger;
 }
+
+/** The `hostLocks` key of a volume on a VMM host: its export and session there are decided under it. */
+export function hostLockKey(volumeId: string, vmmHost: string): string {
+  return `${volumeId}@${vmmHost}`;
+}

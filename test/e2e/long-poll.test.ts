@@ -95,10 +95,16 @@ describe('the front learns a create finished without a poll interval', () => {
 });
 
 describe('a restart of either side loses nothing', () => {
-  it('the volume delegate killed while the front waits on it: the wait fails, the front reconnects, starts the lost copy again and the snapshot completes', async () => {
-    closeGate();
+  it('the volume delegate killed while the front waits on it: the wait fails, the front reconnects; a lost snapshot copy ends in error (its moment is gone), a lost clone copy is started again and completes', async () => {
+    openGate();
     const vol = String((await createVolume({ size: 1 })).volumeId);
+    const source = String((await createSnapshot(vol)).snapshotId);
+    await t.waitSnapshot(source, 'completed');
+    closeGate();
     const snap = String((await createSnapshot(vol)).snapshotId);
+    const clone = await createVolume({ size: 1, snapshotId: source });
+    expect(clone.status).toBe('creating');
+    const cloneId = String(clone.volumeId);
     const frontLog = () => readFileSync(cluster.logOf('front'), 'utf8');
     const failedWaitsBefore = frontLog().split('waiting on a volume delegate failed').length;
     await cluster.kill('volume-delegate');
@@ -106,12 +112,16 @@ describe('a restart of either side loses nothing', () => {
     await eventually(async () => (frontLog().split('waiting on a volume delegate failed').length > failedWaitsBefore ? true : undefined), 30_000, 50);
     openGate();
     await cluster.start('volume-delegate', { commands: join(cluster.dir, 'gated.properties') });
-    await t.waitSnapshot(snap, 'completed');
-    expect(existsSync(join(cluster.dir, 'volumes', `${snap}.img`))).toBe(true);
+    // Copying the volume now would give the snapshot data of another moment.
+    await t.waitSnapshot(snap, 'error');
+    expect(await t.snapshot(snap)).toMatchObject({ statusMessage: expect.stringMatching(/restarted while copying this snapshot/) });
+    expect(existsSync(join(cluster.dir, 'volumes', `${snap}.img`))).toBe(false);
+    // A clone's source does not change: its copy is made again.
+    await t.waitVolume(cloneId, 'available');
     expect(frontLog()).toContain('restarting a copy the volume delegate lost');
     await settled(cluster);
     await expectConsistent(t);
-    await t.remove([snap, vol]);
+    await t.remove([cloneId, snap, source, vol]);
   }, 90_000);
 
   it('the front killed while a copy goes on: once started again it learns the copy finished meanwhile', async () => {

@@ -26,6 +26,8 @@ export interface CheckFront {
   onSettle: () => void;
   call(op: string, input: XmlRecord, caller?: string): Promise<XmlRecord>;
   check(repair?: boolean): Promise<{ clean: boolean; finding: Finding[] }>;
+  /** What the front runs when a delegate comes back after an outage. */
+  reconcile(): Promise<void>;
 }
 
 /** A front over fake delegates whose checks do not wait between their two observations. */
@@ -45,6 +47,7 @@ export function checkFront(options: AdminOptions = {}): CheckFront {
     onSettle: () => {},
     call: async (op, input, caller = 'admin') => handlers[op]!(input, { caller, requestId: 't', log: silentLogger } as CallContext),
     check: async (repair = false) => (await front.call('CheckConsistency', { repair })) as unknown as { clean: boolean; finding: Finding[] },
+    reconcile: () => svc.reconcile(silentLogger),
   };
   const svc = new FrontService(meta, pool, wf, {
     checkSettleMs: 0,

@@ -8,6 +8,7 @@ import { IscsiExports, volumeNotFound } from './iscsi-exports.js';
 import type { TargetTool } from './iscsi-targets.js';
 import type { LvInfo, LvmTools } from './lvm-tools.js';
 import { Mutex } from '../../core/mutex.js';
+import { QueuedCreates, type Queued } from './queued-creates.js';
 
 const MiB = 1024 ** 2;
 /** A copy in progress: renamed to the object's id only when whole. */
@@ -61,6 +62,8 @@ export class LvmIscsiBackend implements VolumeBackend {
   private readonly jobs = new Map<string, Job>();
   /** Capacity checks and LV allocations, one at a time: no over-commit. */
   private readonly space = new Mutex();
+  /** Creates waiting for `space`, not yet jobs: a delete must see them too. */
+  private readonly queued = new QueuedCreates();
   private readonly exports: IscsiExports;
 
   private constructor(
@@ -128,7 +131,7 @@ export class LvmIscsiBackend implements VolumeBackend {
    * Reserves space for a new job, or returns undefined when there is nothing
    * to do (the object exists or is being made: creates are idempotent).
    */
-  private reserve(id: string, bytes: number, source?: string): Promise<Job | undefined> {
+  private reserve(q: Queued, id: string, bytes: number, source?: string): Promise<Job | undefined> {
     return this.space.run(async () => {
       const lvs = await this.lvm.list();
       if (lvs.some((l) => l.name === id)) return undefined;
@@ -136,6 +139,8 @@ export class LvmIscsiBackend implements VolumeBackend {
       if ((await this.capacityFrom(lvs)).freeBytes < bytes) {
         throw new VbsError('InsufficientCapacity', `There is not enough free space for ${Math.ceil(bytes / GiB)} GiB on this volume delegate.`);
       }
+      // Checked after the last await, in the step that makes the job: a delete sees either the job or this.
+      if (q.cancelled) throw deletedWhileQueued(id);
       const job: Job = { state: 'creating', reserved: bytes, source, doneMiB: 0, totalMiB: 0, cancelled: false, done: Promise.resolve() };
       this.jobs.set(id, job);
       return job;
@@ -153,7 +158,11 @@ export class LvmIscsiBackend implements VolumeBackend {
 
   // ------------------------------------------------------------ create
 
-  async createVolume(volumeId: string, sizeGiB: number, snapshotId?: string): Promise<void> {
+  createVolume(volumeId: string, sizeGiB: number, snapshotId?: string): Promise<void> {
+    return this.queued.track(volumeId, (q) => this.startVolume(q, volumeId, sizeGiB, snapshotId));
+  }
+
+  private async startVolume(q: Queued, volumeId: string, sizeGiB: number, snapshotId?: string): Promise<void> {
     const bytes = sizeGiB * GiB;
     let source: LvInfo | undefined;
     if (snapshotId) {
@@ -163,7 +172,7 @@ export class LvmIscsiBackend implements VolumeBackend {
         throw new VbsError('InvalidParameterValue', `The volume must be at least as large as its snapshot (${Math.ceil(source.sizeBytes / GiB)} GiB).`);
       }
     }
-    const job = await this.reserve(volumeId, bytes, snapshotId);
+    const job = await this.reserve(q, volumeId, bytes, snapshotId);
     if (!job) return;
     const part = PART + volumeId;
     if (!source || !snapshotId) {
@@ -189,13 +198,17 @@ export class LvmIscsiBackend implements VolumeBackend {
     });
   }
 
-  async createSnapshot(snapshotId: string, volumeId: string): Promise<void> {
+  createSnapshot(snapshotId: string, volumeId: string): Promise<void> {
+    return this.queued.track(snapshotId, (q) => this.startSnapshot(q, snapshotId, volumeId));
+  }
+
+  private async startSnapshot(q: Queued, snapshotId: string, volumeId: string): Promise<void> {
     const volume = (await this.lvm.list()).find((l) => l.name === volumeId);
     if (!volume) throw new VbsError('InvalidVolume.NotFound', `The volume '${volumeId}' has no data on this volume delegate.`);
     const bytes = volume.sizeBytes;
     if (this.o.thinPool) {
       // A thin snapshot is whole at once and independent of its origin.
-      const job = await this.reserve(snapshotId, bytes, volumeId);
+      const job = await this.reserve(q, snapshotId, bytes, volumeId);
       if (!job) return;
       try {
         await this.allocate(job, bytes, () => this.lvm.thinSnapshot(snapshotId, volumeId));
@@ -205,7 +218,7 @@ export class LvmIscsiBackend implements VolumeBackend {
       return;
     }
     // The copy-on-write snapshot is the point in time: taken before we answer.
-    const job = await this.reserve(snapshotId, 2 * bytes, volumeId);
+    const job = await this.reserve(q, snapshotId, 2 * bytes, volumeId);
     if (!job) return;
     const cow = COW + snapshotId;
     const part = PART + snapshotId;
@@ -332,6 +345,8 @@ export class LvmIscsiBackend implements VolumeBackend {
       const what = id.startsWith('vol-') ? 'a snapshot of it is being copied' : 'a volume is being created from it';
       throw new VbsError('IncorrectState', `'${id}' cannot be deleted while ${what} (${reader[0]}).`);
     }
+    // A create still waiting for the space lock makes nothing now (see QueuedCreates).
+    const queued = this.queued.cancel(id);
     const job = this.jobs.get(id);
     if (job) {
       job.cancelled = true;
@@ -342,7 +357,7 @@ export class LvmIscsiBackend implements VolumeBackend {
     // they go with the object, and a delete that cannot remove them fails, to be retried.
     await this.removeTemporariesOrThrow(id);
     if (VOLUME_ID.test(id)) await this.exports.withdrawAll(id);
-    if (!(await this.lvm.list()).some((l) => l.name === id)) return Boolean(job);
+    if (!(await this.lvm.list()).some((l) => l.name === id)) return Boolean(job) || queued;
     await this.lvm.remove(id);
     return true;
   }
@@ -361,6 +376,11 @@ export class LvmIscsiBackend implements VolumeBackend {
   async listExports(): Promise<{ tracked: boolean; exports: ExportEntry[] }> {
     return { tracked: true, exports: await this.exports.list() };
   }
+}
+
+/** A create's answer when a delete cancelled it before it reserved anything: refused, nothing made. */
+function deletedWhileQueued(id: string): VbsError {
+  return new VbsError('IncorrectState', `'${id}' was deleted before its create started; nothing was made.`);
 }
 
 function isOurs(name: string): boolean {

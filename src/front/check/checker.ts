@@ -1,9 +1,10 @@
+import type { KeyedMutex } from '../../core/keyed-mutex.js';
 import type { Logger } from '../../core/log.js';
 import type { Metadata } from '../../db/metadata.js';
 import type { WorkflowEngine } from '../../workflows/engine.js';
 import type { DelegatePool } from '../delegates.js';
 import { compare, leftoverLocation } from './compare.js';
-import { identityOf, sortFindings, type Finding, type Suspect } from './findings.js';
+import { identityOf, sortFindings, type Finding, type Fix, type Suspect } from './findings.js';
 import { gather, readMeta, type GatherTargets } from './observe.js';
 import { repair } from './repair.js';
 
@@ -16,7 +17,12 @@ export interface CheckerOptions {
   /** A delegate that has not answered by then is unreachable. */
   readonly callTimeoutMs: number;
   readonly sleep?: (ms: number) => Promise<void>;
+  /** The workflows' host locks (FrontWorkflows.hostLocks), taken by the export repairs. */
+  readonly hostLocks: KeyedMutex;
 }
+
+/** Which repairs a check applies: none (report only), all, or those a predicate allows (the rest are reported). */
+export type RepairScope = boolean | ((fix: Fix) => boolean);
 
 export interface CheckResult {
   clean: boolean;
@@ -44,14 +50,15 @@ export class ConsistencyChecker {
     private readonly opts: CheckerOptions,
   ) {}
 
-  check(repairing: boolean, log: Logger): Promise<CheckResult> {
+  check(repairing: RepairScope, log: Logger): Promise<CheckResult> {
     const run = this.queue.then(() => this.checkNow(repairing, log));
     this.queue = run.catch(() => undefined);
     return run;
   }
 
-  private async checkNow(repairing: boolean, log: Logger): Promise<CheckResult> {
-    const retried = repairing ? await this.retryLeftoversNow() : [];
+  private async checkNow(scope: RepairScope, log: Logger): Promise<CheckResult> {
+    const allowed = (s: Suspect) => Boolean(s.fix) && (typeof scope === 'function' ? scope(s.fix!) : scope);
+    const retried = scope === true ? await this.retryLeftoversNow() : [];
     const first = await this.observe();
     let confirmed: Suspect[] = [];
     if (first.length) {
@@ -62,7 +69,11 @@ export class ConsistencyChecker {
     const findings: Finding[] = [...retried];
     for (const s of confirmed) {
       // One at a time: a repair may change what the next one checks.
-      findings.push(repairing ? await repair(s, { meta: this.meta, delegates: this.delegates, log }) : { kind: s.kind, resource: s.resource, location: s.location, detail: s.detail, repaired: false });
+      findings.push(
+        allowed(s)
+          ? await repair(s, { meta: this.meta, delegates: this.delegates, log, hostLocks: this.opts.hostLocks })
+          : { kind: s.kind, resource: s.resource, location: s.location, detail: s.detail, repaired: false },
+      );
     }
     const finding = sortFindings(findings);
     if (finding.length) log.info('consistency check', { findings: finding.length, unrepaired: finding.filter((f) => !f.repaired).length });

@@ -3,6 +3,8 @@ import type { Logger } from '../../core/log.js';
 import { writeTx } from '../../db/database.js';
 import { workflowRunningOn } from '../../db/journal.js';
 import type { Metadata } from '../../db/metadata.js';
+import type { KeyedMutex } from '../../core/keyed-mutex.js';
+import { hostLockKey } from '../../workflows/deps.js';
 import type { Record as XmlRecord } from '../../soap/xml.js';
 import type { DelegatePool } from '../delegates.js';
 import type { Finding, Fix, Suspect } from './findings.js';
@@ -11,6 +13,8 @@ export interface RepairDeps {
   readonly meta: Metadata;
   readonly delegates: DelegatePool;
   readonly log: Logger;
+  /** The workflows' per volume and VMM host locks: an export is withdrawn or restored only while no attach or detach decides about it. */
+  readonly hostLocks: KeyedMutex;
 }
 
 /** What a repair did: done, or why not (a message safe to show). */
@@ -142,19 +146,38 @@ async function settleAttachment(f: SettleFix, deps: RepairDeps): Promise<Outcome
 }
 
 /** After a removed attachment no disk uses: the host's iSCSI session (if any), then the export. */
-async function disconnect(deps: RepairDeps, f: SettleFix, source: XmlRecord | undefined): Promise<Outcome> {
-  if (source?.kind === 'iscsi' && attachmentCount(deps.meta, f.volumeId, f.vmmHost) === 0) {
-    await deps.delegates.vmmDelegate(f.vmmHost).call('LogoutTarget', { volumeId: f.volumeId, source });
-  }
-  return withdrawExport(deps, f.delegate, f.volumeId, f.vmmHost);
+function disconnect(deps: RepairDeps, f: SettleFix, source: XmlRecord | undefined): Promise<Outcome> {
+  return underHostLock(deps, f.volumeId, f.vmmHost, async () => {
+    if (source?.kind === 'iscsi' && attachmentCount(deps.meta, f.volumeId, f.vmmHost) === 0) {
+      await deps.delegates.vmmDelegate(f.vmmHost).call('LogoutTarget', { volumeId: f.volumeId, source });
+    }
+    return withdrawExportLocked(deps, f.delegate, f.volumeId, f.vmmHost);
+  });
 }
 
 /**
- * Withdraws an export only while no attachment on that host needs it, and
- * puts it back if an attach started meanwhile (that attach exports first and
- * may have done so just before we withdrew).
+ * The attach and detach workflows decide about a volume's export (and
+ * session) on a host under its host lock, and an attachment's row exists
+ * before its first step: so under the same lock, what the metadata says is
+ * what those workflows will act on, and no export step runs between our look
+ * and our act.
  */
-async function withdrawExport(deps: RepairDeps, delegate: string, volumeId: string, vmmHost: string): Promise<Outcome> {
+function underHostLock(deps: RepairDeps, volumeId: string, vmmHost: string, section: () => Promise<Outcome>): Promise<Outcome> {
+  return deps.hostLocks.run(hostLockKey(volumeId, vmmHost), section);
+}
+
+/** Withdraws an export only while no attachment on that host needs it and no workflow is on the volume. */
+function withdrawExport(deps: RepairDeps, delegate: string, volumeId: string, vmmHost: string): Promise<Outcome> {
+  return underHostLock(deps, volumeId, vmmHost, () => withdrawExportLocked(deps, delegate, volumeId, vmmHost));
+}
+
+/**
+ * withdrawExport, for a caller that holds the host lock. The lock is this
+ * process's: an attach run by another front on the same metadata is not
+ * held by it, so the export is put back if one started meanwhile (it
+ * exports first, and may have done so just before we withdrew).
+ */
+async function withdrawExportLocked(deps: RepairDeps, delegate: string, volumeId: string, vmmHost: string): Promise<Outcome> {
   const { meta } = deps;
   const needed = () => busy(meta, volumeId) || attachmentCount(meta, volumeId, vmmHost) > 0;
   if (needed()) return STALE;
@@ -169,15 +192,18 @@ async function withdrawExport(deps: RepairDeps, delegate: string, volumeId: stri
 
 type ReexportFix = Extract<Fix, { type: 'reexport' }>;
 
-async function reexport(f: ReexportFix, deps: RepairDeps): Promise<Outcome> {
+/** Exports an attached volume again, while it is still attached there and no workflow is on it. */
+function reexport(f: ReexportFix, deps: RepairDeps): Promise<Outcome> {
   const { meta } = deps;
-  const stillAttached = () => !busy(meta, f.volumeId) && meta.attachmentsOf([f.volumeId]).some((a) => a.vmm_host === f.vmmHost && a.vm_id === f.vmId && a.status === 'attached');
-  if (!stillAttached()) return STALE;
-  await deps.delegates.volumeDelegate(f.delegate).call('ExportVolume', { volumeId: f.volumeId, vmmHost: f.vmmHost });
-  // A detach that finished meanwhile withdrew the export before we restored it: withdraw ours too.
-  if (!busy(meta, f.volumeId) && attachmentCount(meta, f.volumeId, f.vmmHost) === 0) {
-    await deps.delegates.volumeDelegate(f.delegate).call('UnexportVolume', { volumeId: f.volumeId, vmmHost: f.vmmHost });
-    return STALE;
-  }
-  return { done: true };
+  return underHostLock(deps, f.volumeId, f.vmmHost, async () => {
+    const stillAttached = !busy(meta, f.volumeId) && meta.attachmentsOf([f.volumeId]).some((a) => a.vmm_host === f.vmmHost && a.vm_id === f.vmId && a.status === 'attached');
+    if (!stillAttached) return STALE;
+    await deps.delegates.volumeDelegate(f.delegate).call('ExportVolume', { volumeId: f.volumeId, vmmHost: f.vmmHost });
+    // A detach run by another front (not held by this process's lock) may have withdrawn it meanwhile: withdraw ours too.
+    if (!busy(meta, f.volumeId) && attachmentCount(meta, f.volumeId, f.vmmHost) === 0) {
+      await deps.delegates.volumeDelegate(f.delegate).call('UnexportVolume', { volumeId: f.volumeId, vmmHost: f.vmmHost });
+      return STALE;
+    }
+    return { done: true };
+  });
 }
