@@ -15,9 +15,11 @@ export class UnknownOutcome extends VbsError {
   constructor(
     what: string,
     readonly failures: readonly CommandFailed[],
+    /** What stood in the way of knowing, when it is not a failed look. */
+    why = 'the host could not be looked at',
   ) {
     const keys = failures.map((f) => f.key).join(', ');
-    super('ServiceUnavailable', `${what}: the host could not be looked at${keys ? ` (${keys} failed)` : ''}, so its outcome is unknown.`);
+    super('ServiceUnavailable', `${what}: ${why}${keys ? ` (${keys} failed)` : ''}, so its outcome is unknown.`);
   }
 
   /** The failures of `errors` that are host commands' (others are not the host's to explain). */

@@ -143,7 +143,10 @@ export class VmmAdapter {
       if (!(e instanceof CommandFailed)) throw e;
       const seen = await this.look(vmId, `attach to ${vmId} as ${vmDev}`, e);
       const there = seen === 'absent' ? undefined : seen.find((d) => d.device === vmDev);
-      if (there?.target === hostPath && there.mode === mode) return;
+      if (there?.target === hostPath && !there.partial && there.mode === mode) return;
+      // Part of the disk is there (its cleanup failed too): something changed,
+      // so not a refusal; the caller's undo (a detach) removes it.
+      if (there?.target === hostPath && there.partial) throw new UnknownOutcome(`attach to ${vmId} as ${vmDev}`, [e], 'part of the disk was left on the VM');
       // Nothing of this source is on the device (another disk, or this one in
       // another mode, which an attach command does not change): it refused.
       throw e;

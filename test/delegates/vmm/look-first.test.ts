@@ -75,3 +75,22 @@ describe.each(['libvirt', 'qemu'] as const)('the %s adapter looks before it deta
     await expect(new VmmAdapter(name, h.runner, [ROOT]).attach('vm1', 'sdb', 'w', src)).rejects.toMatchObject({ code: 'ServiceUnavailable' });
   });
 });
+
+describe('the qemu adapter and a block node left without its device (vbs-qmp killed between blockdev-add and device_add)', () => {
+  const src = { kind: 'file', path: fileOf(V1) };
+  const orphan = () => JSON.stringify([{ qdev: 'sdb', inserted: { 'node-name': 'vbs-sdb', drv: 'raw', ro: false, file: fileOf(V1) }, 'vbs-orphan': true }]);
+
+  it('never takes it for a finished attach: the outcome is unknown, so the caller undoes it', async () => {
+    const h = hostRunner('qemu', { attach: ['fail'], 'list-disks': [orphan], 'list-vms': [() => 'vm1\n'] });
+    await expect(new VmmAdapter('qemu', h.runner, [ROOT]).attach('vm1', 'sdb', 'w', src)).rejects.toMatchObject({
+      code: 'ServiceUnavailable',
+      message: expect.stringContaining('part of the disk was left'),
+    });
+  });
+
+  it('has the detach (the undo) remove it', async () => {
+    const h = hostRunner('qemu', { 'list-disks': [orphan, () => '[]'], 'list-vms': [() => 'vm1\n'], detach: [() => ''] });
+    await new VmmAdapter('qemu', h.runner, [ROOT]).detach('vm1', 'sdb', V1, src);
+    expect(h.ran).toEqual(['list-disks', 'detach']);
+  });
+});
