@@ -77,6 +77,10 @@ export class FrontService {
       settleMs: admin.checkSettleMs ?? DEFAULT_CHECK_SETTLE_MS,
       callTimeoutMs: admin.checkCallTimeoutMs ?? DEFAULT_CHECK_CALL_TIMEOUT_MS,
       sleep: admin.checkSleep,
+      // A repair that forgets an attachment (its VM is gone) runs the detach as an administrator would.
+      detach: async (volumeId, vmmHost, vmId, log) => {
+        await this.detachVolume({ volumeId, vmmHost, vmId }, { caller: 'vbs-admin-check', admin: true, requestId: 'admin-check', log });
+      },
     });
   }
 

@@ -70,4 +70,20 @@ describe('the front and the VMM delegate agree on what changed (issue 16)', () =
     await admin.call('DeleteVolume', { volumeId: vol });
     await expect(describeVolume(admin, vol)).rejects.toMatchObject({ code: 'InvalidVolume.NotFound' });
   });
+
+  it('has `vbs admin check --repair` detach an attachment whose VM is gone (missing-disk), leaving the volume available', async () => {
+    const vol = await newVolume(admin);
+    hostsim('vm', 'create', 'vm-vanished');
+    await admin.call('AttachVolume', { volumeId: vol, vmmHost: 'localhost', vmId: 'vm-vanished', device: 'xvdf' });
+    hostsim('vm', 'destroy', 'vm-vanished');
+    const check = async (...flags: string[]) => {
+      const r = await vbs.cli('--json', 'admin', 'check', ...flags);
+      return (JSON.parse(r.stdout) as { finding: { kind: string; resource: string; detail: string; repaired: boolean }[] }).finding.filter((f) => f.resource === `${vol}/vm-vanished`);
+    };
+    expect(await check()).toEqual([expect.objectContaining({ kind: 'missing-disk', detail: expect.stringContaining("'localhost' has no VM vm-vanished"), repaired: false })]);
+    expect(await check('--repair')).toEqual([expect.objectContaining({ kind: 'missing-disk', repaired: true })]);
+    const v = await describeVolume(admin, vol);
+    expect(v.status).toBe('available');
+    expect((v.attachments as XmlRecord[] | undefined) ?? []).toEqual([]);
+  });
 });

@@ -5,7 +5,7 @@ import type { DelegatePool } from '../delegates.js';
 import { compare, leftoverLocation } from './compare.js';
 import { identityOf, sortFindings, type Finding, type Suspect } from './findings.js';
 import { gather, readMeta, type GatherTargets } from './observe.js';
-import { repair } from './repair.js';
+import { repair, type DetachAttachment } from './repair.js';
 
 export interface CheckerOptions {
   /**
@@ -16,6 +16,8 @@ export interface CheckerOptions {
   /** A delegate that has not answered by then is unreachable. */
   readonly callTimeoutMs: number;
   readonly sleep?: (ms: number) => Promise<void>;
+  /** Detaches one attachment through DetachVolume's workflow, for repairs that forget an attachment. */
+  readonly detach?: DetachAttachment;
 }
 
 export interface CheckResult {
@@ -62,7 +64,7 @@ export class ConsistencyChecker {
     const findings: Finding[] = [...retried];
     for (const s of confirmed) {
       // One at a time: a repair may change what the next one checks.
-      findings.push(repairing ? await repair(s, { meta: this.meta, delegates: this.delegates, log }) : { kind: s.kind, resource: s.resource, location: s.location, detail: s.detail, repaired: false });
+      findings.push(repairing ? await repair(s, { meta: this.meta, delegates: this.delegates, log, detach: this.opts.detach }) : { kind: s.kind, resource: s.resource, location: s.location, detail: s.detail, repaired: false });
     }
     const finding = sortFindings(findings);
     if (finding.length) log.info('consistency check', { findings: finding.length, unrepaired: finding.filter((f) => !f.repaired).length });

@@ -11,7 +11,11 @@ export interface RepairDeps {
   readonly meta: Metadata;
   readonly delegates: DelegatePool;
   readonly log: Logger;
+  /** Runs DetachVolume's workflow for one attachment (absent: such repairs are not offered here). */
+  readonly detach?: DetachAttachment;
 }
+
+export type DetachAttachment = (volumeId: string, vmmHost: string, vmId: string, log: Logger) => Promise<void>;
 
 /** What a repair did: done, or why not (a message safe to show). */
 type Outcome = { done: true; note?: string } | { done: false; why: string };
@@ -54,6 +58,8 @@ function describeFix(f: Fix): string {
       return `exported to '${f.vmmHost}' again`;
     case 'detach-stray':
       return `detached from ${f.vmId}`;
+    case 'detach-gone-vm':
+      return `detached: the VM is gone, so it held nothing`;
   }
 }
 
@@ -93,6 +99,12 @@ async function apply(f: Fix, deps: RepairDeps): Promise<Outcome> {
       return reexport(f, deps);
     case 'detach-stray':
       return detachStray(f, deps);
+    case 'detach-gone-vm':
+      // The detach workflow itself: it journals, takes the attachment by
+      // compare-and-swap, and logs out and unexports what no one else uses.
+      if (!deps.detach) return { done: false, why: 'this front cannot run detaches from a check' };
+      await deps.detach(f.volumeId, f.vmmHost, f.vmId, deps.log);
+      return { done: true };
   }
 }
 
