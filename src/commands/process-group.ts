@@ -18,6 +18,8 @@ export interface GroupResult {
   /** The direct child's exit code; undefined when it was killed or never started. */
   readonly exitCode?: number;
   readonly timedOut: boolean;
+  /** The signal that ended the direct child, when one did (and not our timeout). */
+  readonly signal?: NodeJS.Signals;
   /** Why there is no exit code (could not start, killed by a signal, too much output). */
   readonly error?: string;
 }
@@ -75,6 +77,7 @@ export function runProcessGroup(file: string, args: readonly string[], o: GroupO
     let errBytes = 0;
     let exited = false;
     let exitCode: number | undefined;
+    let killedBy: NodeJS.Signals | undefined;
     let error: string | undefined;
     let timedOut = false;
     let done = false;
@@ -93,6 +96,7 @@ export function runProcessGroup(file: string, args: readonly string[], o: GroupO
         stderr: Buffer.concat(err).toString('utf8'),
         exitCode: timedOut ? undefined : exitCode,
         timedOut,
+        ...(killedBy && !timedOut ? { signal: killedBy } : {}),
         ...(error ? { error } : {}),
       });
     };
@@ -135,7 +139,10 @@ export function runProcessGroup(file: string, args: readonly string[], o: GroupO
       exited = true;
       if (!error && !timedOut) {
         exitCode = code ?? undefined;
-        if (code === null) error = `${file} was killed by ${signal ?? 'a signal'}`;
+        if (code === null) {
+          killedBy = signal ?? undefined;
+          error = `${file} was killed by ${signal ?? 'a signal'}`;
+        }
       }
       if (timedOut || error) return; // stopGroup answers
       // Whatever still holds our pipes is a leftover of this command: a moment to flush, then it goes.

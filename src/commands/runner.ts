@@ -15,12 +15,18 @@ export class CommandFailed extends VbsError {
   constructor(
     readonly key: string,
     readonly argv: readonly string[],
-    readonly result: { exitCode?: number; stderr: string; timedOut: boolean },
+    readonly result: { exitCode?: number; signal?: NodeJS.Signals; stderr: string; timedOut: boolean },
   ) {
     // What the tool printed stays in `result`, for the delegate's log: it can
     // name paths and hosts, so it is never part of a message users see.
-    const why = result.timedOut ? 'timed out (its outcome is unknown)' : `exited with ${result.exitCode ?? 'no code'}`;
-    super('OperationFailed', `${key} ${why}`);
+    super('OperationFailed', `${key} ${result.timedOut ? 'timed out (its outcome is unknown)' : CommandFailed.howItEnded(result)}`);
+  }
+
+  /** How a command that did not time out ended: its exit code, the signal that killed it, or that it never ran. */
+  static howItEnded(result: { exitCode?: number; signal?: NodeJS.Signals }): string {
+    if (result.exitCode !== undefined) return `exited with ${result.exitCode}`;
+    if (result.signal) return `was killed by ${result.signal}`;
+    return 'ended without an exit code (it could not start, or its output was cut off)';
   }
 }
 
@@ -62,6 +68,7 @@ export class CommandRunner {
     if (result.timedOut || result.exitCode !== 0) {
       throw new CommandFailed(key, [file, ...args], {
         exitCode: result.exitCode,
+        ...(result.signal ? { signal: result.signal } : {}),
         stderr: result.stderr || result.error || '',
         timedOut: result.timedOut,
       });

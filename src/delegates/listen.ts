@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { VbsError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { CommandFailed } from '../commands/runner.js';
+import { UnknownOutcome } from '../commands/unknown-outcome.js';
 import { defaultPublicUrl, readTls } from '../config/service-config.js';
 import type { ServiceDefinition } from '../soap/schema.js';
 import { createSoapServer, onlyServices, type Handler, type Handlers } from '../soap/server.js';
@@ -19,12 +20,20 @@ export function safeCommandFailures(handlers: Handlers, host: string): Handlers 
       try {
         return await h(input, ctx);
       } catch (err) {
+        const logFailure = (f: CommandFailed) => {
+          const { exitCode, signal, stderr, timedOut } = f.result;
+          ctx.log.warn('host command failed', { key: f.key, argv: f.argv, exitCode, signal, timedOut, stderr: stderr.slice(-8000) });
+        };
+        // A step that failed and could not be looked at may have acted: an unknown outcome, never a refusal.
+        if (err instanceof UnknownOutcome) {
+          err.failures.forEach(logFailure);
+          throw new VbsError('ServiceUnavailable', `${err.message.replace(/\.$/, '')} (on ${host}).`);
+        }
         if (!(err instanceof CommandFailed)) throw err;
-        const { exitCode, stderr, timedOut } = err.result;
-        ctx.log.warn('host command failed', { key: err.key, argv: err.argv, exitCode, timedOut, stderr: stderr.slice(-8000) });
+        logFailure(err);
         // A command that timed out may have acted: the caller must look before deciding (an unknown outcome).
-        if (timedOut) throw new VbsError('ServiceUnavailable', `${err.key} timed out on ${host}; its outcome is unknown.`);
-        throw new VbsError('OperationFailed', `${err.key} exited with ${exitCode ?? 'no code'} on ${host}.`);
+        if (err.result.timedOut) throw new VbsError('ServiceUnavailable', `${err.key} timed out on ${host}; its outcome is unknown.`);
+        throw new VbsError('OperationFailed', `${err.key} ${CommandFailed.howItEnded(err.result)} on ${host}.`);
       }
     };
   return Object.fromEntries(Object.entries(handlers).map(([op, h]) => [op, wrap(h)]));

@@ -79,6 +79,10 @@ export class FrontService {
       callTimeoutMs: admin.checkCallTimeoutMs ?? DEFAULT_CHECK_CALL_TIMEOUT_MS,
       sleep: admin.checkSleep,
       hostLocks: wf.hostLocks,
+      // A repair that forgets an attachment (its VM is gone) runs the detach as an administrator would.
+      detach: async (volumeId, vmmHost, vmId, log) => {
+        await this.detachVolume({ volumeId, vmmHost, vmId }, { caller: 'vbs-admin-check', admin: true, requestId: 'admin-check', log });
+      },
     });
   }
 

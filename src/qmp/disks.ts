@@ -26,16 +26,47 @@ export const INITIATOR_PREFIX = 'iqn.2026-11.org.vbs.qemu';
 /** How long a device may take to go away after device_del (scsi-hd needs no guest: milliseconds). */
 const DEVICE_DELETED_TIMEOUT_MS = 10_000;
 
-export const nodeName = (dev: string): string => `vbs-${dev}`;
+const NODE_PREFIX = 'vbs-';
+export const nodeName = (dev: string): string => `${NODE_PREFIX}${dev}`;
 
 interface BlockInfo {
   qdev?: string;
   device?: string;
   inserted?: { 'node-name'?: string; file?: string; ro?: boolean; drv?: string; image?: { filename?: string } };
+  /** Set by listDisks on a node VBS added that no device uses (see orphanNodes). */
+  'vbs-orphan'?: true;
+}
+
+interface NamedNode {
+  'node-name'?: string;
+  file?: string;
+  ro?: boolean;
+  drv?: string;
 }
 
 export async function queryBlock(qmp: QmpClient): Promise<BlockInfo[]> {
   return (await qmp.execute('query-block')) as BlockInfo[];
+}
+
+/**
+ * The block nodes VBS added (`vbs-<dev>`) that no device uses: what an attach
+ * cut short between blockdev-add and device_add (the tool killed) leaves. Such
+ * a node holds the image open, read-write for a writer, yet query-block, which
+ * lists devices, does not show it; each is reported as the disk `<dev>`,
+ * marked `vbs-orphan`, so a detach (or an attach's undo) sees it and removes it.
+ */
+export async function orphanNodes(qmp: QmpClient, devices: readonly BlockInfo[]): Promise<BlockInfo[]> {
+  const used = new Set(devices.map((b) => b.inserted?.['node-name']).filter((n) => n !== undefined));
+  const nodes = (await qmp.execute('query-named-block-nodes', { flat: true })) as NamedNode[];
+  return nodes
+    .filter((n) => n['node-name']?.startsWith(NODE_PREFIX) && !used.has(n['node-name']))
+    .map((n) => ({ qdev: n['node-name']!.slice(NODE_PREFIX.length), inserted: { 'node-name': n['node-name'], file: n.file, ro: n.ro, drv: n.drv }, 'vbs-orphan': true }));
+}
+
+/** The VM's disks as the listing shows them: query-block, then the orphan nodes of VBS's own naming. */
+export async function listDisks(qmp: QmpClient): Promise<BlockInfo[]> {
+  const devices = await queryBlock(qmp);
+  return [...devices, ...(await orphanNodes(qmp, devices))];
 }
 
 /** The device id of a query-block entry (QEMU names hot-plugged devices by their id, or their QOM path). */

@@ -2,7 +2,7 @@
 import { readdirSync, statSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { QmpClient, QmpError } from './client.js';
-import { attachDisk, detachDisk, queryBlock, type DiskImage } from './disks.js';
+import { attachDisk, detachDisk, listDisks, type DiskImage } from './disks.js';
 
 /**
  * vbs-qmp: the qemu adapter's host tool, run from commands.properties as
@@ -11,7 +11,8 @@ import { attachDisk, detachDisk, queryBlock, type DiskImage } from './disks.js';
  * `-qmp unix:<dir>/<vmId>.qmp,server=on,wait=off`).
  *
  *   list-vms                                   the VMs whose socket is in the folder, one a line
- *   query-block <vmId>                         QMP query-block, as JSON
+ *   query-block <vmId>                         QMP query-block, as JSON, with VBS's orphan block nodes
+ *                                              (see orphanNodes in disks.ts)
  *   attach <vmId> <dev> file <path> <ro|rw>
  *   attach <vmId> <dev> iscsi <host> <port> <iqn> <lun> <ro|rw>
  *   detach <vmId> <dev>
@@ -92,7 +93,7 @@ async function main(argv: string[]): Promise<void> {
       return;
     case 'query-block': {
       const vmId = need(args[0], VM_ID, 'vmId');
-      process.stdout.write(`${JSON.stringify(await withVm(dir, vmId, queryBlock))}\n`);
+      process.stdout.write(`${JSON.stringify(await withVm(dir, vmId, listDisks))}\n`);
       return;
     }
     case 'attach': {

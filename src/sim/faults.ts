@@ -7,6 +7,10 @@
  *   fail/<tool>.<verb>.count  when present, how many more times to fail (decremented each time;
  *                             at 0 the command runs normally)
  *   fail/<tool>.<verb>.exit   when present, the exit code to use instead of 1
+ *   fail-after/<tool>.<verb>  run the command, then report a failure as fail/ does (with the same
+ *                             .count and .exit files): a tool that acted and then died or timed
+ *                             out (libvirt giving up after QEMU took the device), whose exit
+ *                             status says nothing of what it did
  *
  * The files stay until a test removes them. `<tool>` alone (no verb) matches every verb of
  * that tool. The same `.count` rule applies to `hang/`.
@@ -65,8 +69,17 @@ export interface InjectedFailure {
 
 /** The failure to report instead of running the command, if a `fail/` file applies. */
 export function injectedFailure(dir: string, tool: string, verb: string): InjectedFailure | undefined {
+  return failureIn(dir, 'fail', tool, verb);
+}
+
+/** The failure to report after the command ran, if a `fail-after/` file applies. */
+export function injectedFailureAfter(dir: string, tool: string, verb: string): InjectedFailure | undefined {
+  return failureIn(dir, 'fail-after', tool, verb);
+}
+
+function failureIn(dir: string, folder: string, tool: string, verb: string): InjectedFailure | undefined {
   for (const key of keys(tool, verb)) {
-    const file = join(dir, 'fail', key);
+    const file = join(dir, folder, key);
     if (!armed(dir, file)) continue;
     const text = readText(file) ?? '';
     const message = text.trim() ? text : `${tool}: simulated failure (${key})\n`;

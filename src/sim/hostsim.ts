@@ -16,7 +16,7 @@ import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { resolveDevice } from './devices.js';
-import { injectedFailure, maybeHang } from './faults.js';
+import { injectedFailure, injectedFailureAfter, maybeHang } from './faults.js';
 import { ietadmMain, ietManage, ietVerb } from './iet.js';
 import { Io, type ToolDef } from './io.js';
 import { iscsiadmMain, iscsiadmVerb, iscsiManage } from './iscsiadm.js';
@@ -151,10 +151,12 @@ export async function main(argv: string[]): Promise<{ code: number; io: Io }> {
   }
   ensureDir(dir);
   try {
+    let faultKey: [string, string] | undefined;
     if (def.verbOf) {
       const verb = def.verbOf(args);
       const t = tool === 'lvm' && verb.includes('.') ? (verb.split('.')[0] as string) : tool;
       const v = tool === 'lvm' && verb.includes('.') ? verb.slice(t.length + 1) : verb;
+      faultKey = [t, v];
       await maybeHang(dir, t, v);
       const failure = injectedFailure(dir, t, v);
       if (failure) {
@@ -162,7 +164,13 @@ export async function main(argv: string[]): Promise<{ code: number; io: Io }> {
         return { code: failure.code, io };
       }
     }
-    return { code: await def.run(io, dir, args), io };
+    const code = await def.run(io, dir, args);
+    const after = faultKey && injectedFailureAfter(dir, ...faultKey);
+    if (after) {
+      io.eprint(after.message);
+      return { code: after.code, io };
+    }
+    return { code, io };
   } catch (e) {
     if (e instanceof LockTimeout) {
       io.eprint(e.message);

@@ -13,6 +13,8 @@ export interface AttachmentData {
   delegate: string;
   /** What the volume delegate exported; filled in by the export step. */
   source?: XmlRecord;
+  /** Set while an attach's DetachDisk undo has not succeeded: the VM may still have the disk. */
+  diskMayRemain?: boolean;
 }
 
 /**
@@ -72,12 +74,27 @@ function stepsOf({ meta, delegates, hostLocks }: WorkflowDeps) {
     await vmm(d).call('DetachDisk', { volumeId: d.volumeId, vmId: d.vmId, device: d.device, source: d.source });
   };
 
+  // Compensation order: the session and the export an attach set up are
+  // withdrawn only once its disk is gone (logging out from under a disk the VM
+  // still has leaves the guest a dead disk). When the DetachDisk undo fails,
+  // the data (kept with every leftover) says so, and the later undos first
+  // ensure the disk is detached: they fail too, and wait as leftovers.
+  const undoAttachDisk = async (d: AttachmentData) => {
+    d.diskMayRemain = true;
+    await detachDisk(d);
+    d.diskMayRemain = false;
+  };
+  const afterDiskGone = (undo: (d: AttachmentData) => Promise<void>) => async (d: AttachmentData) => {
+    if (d.diskMayRemain) await undoAttachDisk(d);
+    await undo(d);
+  };
+
   return {
     attach: [
-      { name: 'volume-delegate.ExportVolume', run: exportVolume, undo: unexportVolume },
-      { name: 'vmm-delegate.DiscoverTarget', run: discover, undo: logout },
-      { name: 'vmm-delegate.LoginTarget', run: login, undo: logout },
-      { name: 'vmm-delegate.AttachDisk', run: attachDisk, undo: detachDisk },
+      { name: 'volume-delegate.ExportVolume', run: exportVolume, undo: afterDiskGone(unexportVolume) },
+      { name: 'vmm-delegate.DiscoverTarget', run: discover, undo: afterDiskGone(logout) },
+      { name: 'vmm-delegate.LoginTarget', run: login, undo: afterDiskGone(logout) },
+      { name: 'vmm-delegate.AttachDisk', run: attachDisk, undo: undoAttachDisk },
     ] satisfies AttachStep[],
     // No undos: a detach that got part-way is finished, never turned back into
     // an attachment the VM may no longer have.

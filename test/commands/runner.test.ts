@@ -41,6 +41,7 @@ const catalog = CommandCatalog.fromText(
     `test.echo = echo <vmId>`,
     `test.fail = <node> -e process.exit(3)`,
     `test.missing = /nonexistent/program <vmId>`,
+    `test.killed = <node> -e process.kill(process.pid,9)`,
   ].join('\n'),
 );
 
@@ -111,6 +112,13 @@ describe('command runner', { timeout: 60_000 }, () => {
     const missing = await failure(runner.run('test.missing', { vmId: 'x' }));
     expect(missing.result.exitCode).toBeUndefined();
     expect(missing.result.timedOut).toBe(false);
+  });
+
+  it('says which signal killed a command, in the failure and in its message', async () => {
+    const killed = await failure(runner.run('test.killed', {}));
+    expect(killed.result).toMatchObject({ exitCode: undefined, signal: 'SIGKILL', timedOut: false });
+    expect(killed.message).toBe('test.killed was killed by SIGKILL');
+    expect(killed.message).not.toContain('no code');
   });
 
   it('runs at most maxConcurrent commands at once', async () => {

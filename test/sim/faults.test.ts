@@ -9,7 +9,7 @@ afterAll(cleanup);
 let dir: string;
 let img: string;
 
-function fault(kind: 'fail' | 'hang', name: string, content: string): void {
+function fault(kind: 'fail' | 'fail-after' | 'hang', name: string, content: string): void {
   mkdirSync(join(dir, kind), { recursive: true });
   writeFileSync(join(dir, kind, name), content);
 }
@@ -105,6 +105,20 @@ describe('fail/ files', () => {
     fault('fail', 'vm.create', 'no\n');
     expect(sim(dir, ['vm', 'create', 'vm2']).code).toBe(0);
     expect(vms(dir).map((v) => v.name)).toEqual(['vm1', 'vm2']);
+  });
+});
+
+describe('fail-after/ files', () => {
+  it('let the command act, then report a failure (a tool that died after doing its work), as often as .count says', () => {
+    fault('fail-after', 'xm.block-attach', 'Error: libvirt timed out\n');
+    fault('fail-after', 'xm.block-attach.count', '1');
+    fault('fail-after', 'xm.block-attach.exit', '3');
+    const r = sim(dir, ['xm', 'block-attach', 'vm1', `file:${img}`, 'xvdb', 'w']);
+    expect(r).toMatchObject({ code: 3, stderr: 'Error: libvirt timed out\n' });
+    expect(disksOf(dir, 'vm1')).toEqual([{ dev: 'xvdb', target: img, mode: 'w', kind: 'file' }]);
+    // The count is spent: the next command reports its own outcome.
+    expect(sim(dir, ['xm', 'block-detach', 'vm1', 'xvdb']).code).toBe(0);
+    expect(sim(dir, ['xm', 'block-attach', 'vm1', `file:${img}`, 'xvdb', 'w']).code).toBe(0);
   });
 });
 

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, startVbs, type Vbs } from '../e2e/harness.js';
+import { parseQueryBlock } from '../../src/delegates/vmm/listing/qmp.js';
 import { json, volume, type Volume } from './cli.js';
 import { QemuVm, requireRoot, sector } from './host.js';
 
@@ -161,6 +162,17 @@ describe('vbs-qmp, the qemu adapter\'s tool', () => {
     expect(r.out).toMatch(/scsi0/);
     const nodes = (await vms.bare!.qmp((c) => c.execute('query-named-block-nodes', { flat: true }))) as unknown[];
     expect(nodes).toEqual([]);
+  });
+
+  it('lists a block node left without its device (killed between blockdev-add and device_add) and removes it on detach', async () => {
+    await vms.vm2!.qmp((c) => c.execute('blockdev-add', { 'node-name': 'vbs-sde', driver: 'raw', 'read-only': false, file: { driver: 'file', filename: img } }));
+    const listed = tool('query-block', 'vm2');
+    expect(listed.code).toBe(0);
+    expect(parseQueryBlock('vm2', listed.out)).toEqual([{ device: 'sde', target: img, mode: 'w', partial: true }]);
+    expect(tool('detach', 'vm2', 'sde').code).toBe(0);
+    const nodes = (await vms.vm2!.qmp((c) => c.execute('query-named-block-nodes', { flat: true }))) as { 'node-name'?: string }[];
+    expect(nodes.map((n) => n['node-name'])).not.toContain('vbs-sde');
+    expect(parseQueryBlock('vm2', tool('query-block', 'vm2').out)).toEqual([]);
   });
 
   it('refuses bad arguments (usage, exit 2) before it connects', () => {

@@ -8,6 +8,7 @@ import type { AttachMode } from '../../core/states.js';
 import type { CommandCatalog } from '../../commands/catalog.js';
 import { placeholdersOf } from '../../commands/pattern.js';
 import { CommandFailed, type CommandRunner } from '../../commands/runner.js';
+import { UnknownOutcome } from '../../commands/unknown-outcome.js';
 import { byPathDevice, iscsiLun, type IscsiLun } from './iscsi-target.js';
 import { iscsiDiskXml, iscsiUrl, splitPortal } from './libvirt-disk.js';
 import { LISTING_FORMATS, listingFormatName, type ListedDisk, type ListingFormat } from './listing/index.js';
@@ -120,7 +121,13 @@ export class VmmAdapter {
     }
   }
 
-  /** Attaches; attaching what is already attached there, the same way, is done already. */
+  /**
+   * Attaches; attaching what is already attached there, the same way, is done
+   * already. A command that failed may still have acted (killed after the
+   * hypervisor took the device), so its failure is read from the VM's disks
+   * afterwards: the disk there is done; nothing of this source on the device
+   * (or no such VM) is a refusal; a listing that fails is an unknown outcome.
+   */
   async attach(vmId: string, device: string, mode: AttachMode, source: DiskSource): Promise<void> {
     const { key, params, hostPath, lun } = this.plan(source);
     const vmDev = v.bareDevice(device);
@@ -134,42 +141,62 @@ export class VmmAdapter {
       }
     } catch (e) {
       if (!(e instanceof CommandFailed)) throw e;
-      const there = await this.diskAfterFailure(vmId, vmDev, e);
-      if (there?.target === hostPath && there.mode === mode) return;
+      const seen = await this.look(vmId, `attach to ${vmId} as ${vmDev}`, e);
+      const there = seen === 'absent' ? undefined : seen.find((d) => d.device === vmDev);
+      if (there?.target === hostPath && !there.partial && there.mode === mode) return;
+      // Part of the disk is there (its cleanup failed too): something changed,
+      // so not a refusal; the caller's undo (a detach) removes it.
+      if (there?.target === hostPath && there.partial) throw new UnknownOutcome(`attach to ${vmId} as ${vmDev}`, [e], 'part of the disk was left on the VM');
+      // Nothing of this source is on the device (another disk, or this one in
+      // another mode, which an attach command does not change): it refused.
       throw e;
     }
   }
 
   /**
-   * Detaches the volume's disk. A device that holds nothing, or another disk
-   * than this volume's, has nothing of this volume to detach: that is done
-   * already (an undo after an attach that never happened must not pull
-   * someone else's disk). The VM's disks are read first when this adapter
-   * can list them; otherwise the detach command decides.
+   * Detaches the volume's disk, only once the VM's disks have been seen: a
+   * device that holds nothing, or another disk than this volume's, has
+   * nothing of this volume to detach (a leftover undo must not pull a disk a
+   * newer attach put on the same device), and a VM the host does not have
+   * holds nothing (destroyed, migrated away). A listing that fails is an
+   * unknown outcome, never a reason to detach blindly.
    */
   async detach(vmId: string, device: string, volumeId: string, source?: DiskSource): Promise<void> {
     const vmDev = v.bareDevice(device);
-    const there = await this.diskBeforeDetach(vmId, vmDev);
-    if (there === null) return;
-    if (there && !this.isDiskOf(there, volumeId, source)) return;
+    const what = `detach from ${vmId} of ${vmDev}`;
+    const holds = (seen: ListedDisk[] | 'absent') => {
+      const there = seen === 'absent' ? undefined : seen.find((d) => d.device === vmDev);
+      return there !== undefined && this.isDiskOf(there, volumeId, source);
+    };
+    if (!holds(await this.look(vmId, what))) return;
     try {
       await this.runner.run(`vmm.${this.name}.detach`, { vmId, vmDev });
     } catch (e) {
       if (!(e instanceof CommandFailed)) throw e;
-      const vms = await this.vmIdsOrUndefined();
-      if (vms && !vms.includes(vmId)) throw e;
-      const after = await this.diskAfterFailure(vmId, vmDev, e);
-      if (after === undefined && vms) return;
-      throw e;
+      if (!holds(await this.look(vmId, what, e))) return;
+      throw e; // the disk is still there: nothing changed
     }
   }
 
-  /** The disk on the device (null: none), or undefined when the VM's disks cannot be listed. */
-  private async diskBeforeDetach(vmId: string, vmDev: string): Promise<ListedDisk | null | undefined> {
+  /**
+   * The VM's disks, or 'absent' when the host's VM listing works and does not
+   * show the VM (it holds nothing). Anything else that stops us seeing is an
+   * unknown outcome for the step (`failure`: the command that already failed).
+   */
+  private async look(vmId: string, what: string, failure?: CommandFailed): Promise<ListedDisk[] | 'absent'> {
     try {
-      return (await this.disksOf(vmId)).find((d) => d.device === vmDev) ?? null;
-    } catch {
-      return undefined;
+      return await this.disksOf(vmId);
+    } catch (listErr) {
+      // An adapter that cannot list at all (no listing patterns) refuses before acting.
+      if (!failure && isConfigRefusal(listErr)) throw listErr;
+      let vms: string[];
+      try {
+        vms = await this.vmIds();
+      } catch (vmsErr) {
+        throw UnknownOutcome.of(what, failure, listErr, vmsErr);
+      }
+      if (!vms.includes(vmId)) return 'absent';
+      throw UnknownOutcome.of(what, failure, listErr);
     }
   }
 
@@ -182,25 +209,6 @@ export class VmmAdapter {
       }
     }
     return volumeIdOf(disk.target, this.volumeRoots) === volumeId;
-  }
-
-  /** The VM's disk on `vmDev` after a command failed; rethrows the failure when the VM cannot be listed. */
-  private async diskAfterFailure(vmId: string, vmDev: string, failure: CommandFailed): Promise<ListedDisk | undefined> {
-    let disks: ListedDisk[];
-    try {
-      disks = await this.disksOf(vmId);
-    } catch {
-      throw failure;
-    }
-    return disks.find((d) => d.device === vmDev);
-  }
-
-  private async vmIdsOrUndefined(): Promise<string[] | undefined> {
-    try {
-      return await this.vmIds();
-    } catch {
-      return undefined;
-    }
   }
 
   private format(): ListingFormat {
@@ -234,6 +242,11 @@ export class VmmAdapter {
     }
     return out;
   }
+}
+
+/** A refusal of this host's configuration (no such pattern), not a failure to look. */
+function isConfigRefusal(err: unknown): boolean {
+  return err instanceof VbsError && !(err instanceof CommandFailed) && err.code === 'OperationFailed';
 }
 
 /** Writes a disk's XML to a private temporary file for the command that reads it, and removes it after. */

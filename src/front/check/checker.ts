@@ -6,7 +6,7 @@ import type { DelegatePool } from '../delegates.js';
 import { compare, leftoverLocation } from './compare.js';
 import { identityOf, sortFindings, type Finding, type Fix, type Suspect } from './findings.js';
 import { gather, readMeta, type GatherTargets } from './observe.js';
-import { repair } from './repair.js';
+import { repair, type DetachAttachment } from './repair.js';
 
 export interface CheckerOptions {
   /**
@@ -19,6 +19,8 @@ export interface CheckerOptions {
   readonly sleep?: (ms: number) => Promise<void>;
   /** The workflows' host locks (FrontWorkflows.hostLocks), taken by the export repairs. */
   readonly hostLocks: KeyedMutex;
+  /** Detaches one attachment through DetachVolume's workflow, for repairs that forget an attachment. */
+  readonly detach?: DetachAttachment;
 }
 
 /** Which repairs a check applies: none (report only), all, or those a predicate allows (the rest are reported). */
@@ -71,7 +73,7 @@ export class ConsistencyChecker {
       // One at a time: a repair may change what the next one checks.
       findings.push(
         allowed(s)
-          ? await repair(s, { meta: this.meta, delegates: this.delegates, log, hostLocks: this.opts.hostLocks })
+          ? await repair(s, { meta: this.meta, delegates: this.delegates, log, hostLocks: this.opts.hostLocks, detach: this.opts.detach })
           : { kind: s.kind, resource: s.resource, location: s.location, detail: s.detail, repaired: false },
       );
     }

@@ -227,11 +227,14 @@ function disksOf(m: MetaSnapshot, r: Reports, host: string, disks: readonly VmDi
     const name = attachmentName(a.volume_id, a.vm_id);
     if (!disk) {
       const occupant = disks.find((d) => d.vmId === a.vm_id && bareDevice(d.device) === bareDevice(a.device));
+      // A VM its host does not list holds nothing: the attachment can only be detached.
+      const vmGone = r.vmmHosts.get(host)?.vms?.includes(a.vm_id) === false;
       out.push({
         kind: 'missing-disk',
         resource: name,
         location: host,
-        detail: `${a.volume_id} is attached to ${a.vm_id} as ${a.device} (mode ${a.mode}) but the VM has no such disk${occupant ? `; ${occupant.device} holds ${occupant.volumeId ?? occupant.target}` : ''}`,
+        detail: `${a.volume_id} is attached to ${a.vm_id} as ${a.device} (mode ${a.mode}) but ${vmGone ? `'${host}' has no VM ${a.vm_id}` : `the VM has no such disk${occupant ? `; ${occupant.device} holds ${occupant.volumeId ?? occupant.target}` : ''}`}`,
+        fix: vmGone ? { type: 'detach-gone-vm', volumeId: a.volume_id, vmmHost: host, vmId: a.vm_id } : undefined,
       });
       continue;
     }

@@ -47,6 +47,8 @@ export type Fix =
   | { type: 'unexport'; delegate: string; volumeId: string; vmmHost: string }
   /** The export of an attached volume went missing. */
   | { type: 'reexport'; delegate: string; volumeId: string; vmmHost: string; vmId: string }
+  /** An attachment to a VM its host no longer lists (destroyed, migrated away): it holds nothing, so the attachment is detached. */
+  | { type: 'detach-gone-vm'; volumeId: string; vmmHost: string; vmId: string }
   /** A VM still holds a deleted volume whose data is gone: nothing to lose, and it must not write on. */
   | { type: 'detach-stray'; vmmHost: string; vmId: string; device: string; volumeId: string };
 

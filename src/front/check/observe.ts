@@ -91,6 +91,8 @@ export interface VolumeDelegateReport {
 export interface VmmHostReport {
   readonly name: string;
   readonly disks?: readonly VmDisk[];
+  /** The VMs the host lists (undefined: it could not say): one not listed holds nothing. */
+  readonly vms?: readonly string[];
   readonly errors: readonly string[];
 }
 
@@ -151,8 +153,9 @@ async function askVolumeDelegate(name: string, client: DelegateClient, timeoutMs
 
 async function askVmmHost(name: string, client: DelegateClient, timeoutMs: number): Promise<VmmHostReport> {
   const errors: string[] = [];
-  const r = await ask(client, 'ListDisks', {}, timeoutMs, errors);
-  return { name, disks: r ? list<VmDisk>(r.disk) : undefined, errors };
+  // The VM list only adds a fix (detach an attachment whose VM is gone): a host that cannot give it is no less reachable.
+  const [r, v] = await Promise.all([ask(client, 'ListDisks', {}, timeoutMs, errors), ask(client, 'ListVms', {}, timeoutMs, [])]);
+  return { name, disks: r ? list<VmDisk>(r.disk) : undefined, vms: v ? list<string>(v.vmId) : undefined, errors };
 }
 
 /** One call, bounded in time; a failure is noted in `errors` with a message safe to show. */

@@ -15,7 +15,11 @@ export interface RepairDeps {
   readonly log: Logger;
   /** The workflows' per volume and VMM host locks: an export is withdrawn or restored only while no attach or detach decides about it. */
   readonly hostLocks: KeyedMutex;
+  /** Runs DetachVolume's workflow for one attachment (absent: such repairs are not offered here). */
+  readonly detach?: DetachAttachment;
 }
+
+export type DetachAttachment = (volumeId: string, vmmHost: string, vmId: string, log: Logger) => Promise<void>;
 
 /** What a repair did: done, or why not (a message safe to show). */
 type Outcome = { done: true; note?: string } | { done: false; why: string };
@@ -58,6 +62,8 @@ function describeFix(f: Fix): string {
       return `exported to '${f.vmmHost}' again`;
     case 'detach-stray':
       return `detached from ${f.vmId}`;
+    case 'detach-gone-vm':
+      return `detached: the VM is gone, so it held nothing`;
   }
 }
 
@@ -97,6 +103,12 @@ async function apply(f: Fix, deps: RepairDeps): Promise<Outcome> {
       return reexport(f, deps);
     case 'detach-stray':
       return detachStray(f, deps);
+    case 'detach-gone-vm':
+      // The detach workflow itself: it journals, takes the attachment by
+      // compare-and-swap, and logs out and unexports what no one else uses.
+      if (!deps.detach) return { done: false, why: 'this front cannot run detaches from a check' };
+      await deps.detach(f.volumeId, f.vmmHost, f.vmId, deps.log);
+      return { done: true };
   }
 }
 

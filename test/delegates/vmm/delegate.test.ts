@@ -220,10 +220,102 @@ describe('the VMM Delegate over SOAP, on the simulator', () => {
     for (const vm of ['vm2', 'vm3']) await client.call('DetachDisk', { volumeId: VOL_B, vmId: vm, device: 'xvdd', source: { kind: 'file', path: file } });
     expect(sim('xm', 'block-detach', 'vm3', 'xvda').code).toBe(0);
     expect(await disks()).toEqual([]);
-    // Detaching from a VM the host does not have is a failure, not "done already".
-    await expect(client.call('DetachDisk', { volumeId: VOL_B, vmId: 'vm9', device: 'xvdd', source: { kind: 'file', path: file } })).rejects.toMatchObject({
+    // Attaching to a VM the host does not have is refused: the listing shows it holds nothing.
+    await expect(client.call('AttachDisk', { volumeId: VOL_B, vmId: 'vm9', device: 'xvdd', mode: 'r', source: { kind: 'file', path: file } })).rejects.toMatchObject({
       code: 'OperationFailed',
     });
+  });
+});
+
+/** A fault file of the simulator: `fail/` (fails, changes nothing) or `fail-after/` (acts, then fails), `count` times. */
+function simFault(kind: 'fail' | 'fail-after', name: string, count: number): () => void {
+  const file = join(simState, kind, name);
+  mkdirSync(join(simState, kind), { recursive: true });
+  writeFileSync(file, `${name}: injected\n`);
+  writeFileSync(`${file}.count`, String(count));
+  return () => {
+    rmSync(file, { force: true });
+    rmSync(`${file}.count`, { force: true });
+  };
+}
+
+function volumeFile(vol: string): string {
+  const file = join(volumes, `${vol}.img`);
+  writeFileSync(file, '');
+  truncateSync(file, 1024 * 1024);
+  return file;
+}
+
+describe('the VMM Delegate answers "refused" only when it saw that nothing changed (issue 16)', () => {
+  it('reports an attach that acted, then failed, while the listing failed, as an unknown outcome, not a refusal', async () => {
+    const src = { kind: 'file', path: volumeFile(VOL_A) };
+    const clear = [simFault('fail-after', 'xm.block-attach', 1), simFault('fail', 'xm.list', 1)];
+    try {
+      await expect(client.call('AttachDisk', { volumeId: VOL_A, vmId: 'vm1', device: 'xvdf', mode: 'w', source: src })).rejects.toMatchObject({
+        code: 'ServiceUnavailable',
+        message: expect.stringContaining('outcome is unknown'),
+      });
+    } finally {
+      clear.forEach((c) => c());
+    }
+    // It had acted: the disk is on the VM, and the undo the front runs for an unknown outcome removes it.
+    expect(await disks('vm1')).toEqual([{ vmId: 'vm1', device: 'xvdf', target: src.path, mode: 'w', volumeId: VOL_A }]);
+    await client.call('DetachDisk', { volumeId: VOL_A, vmId: 'vm1', device: 'xvdf', source: src });
+    expect(await disks('vm1')).toEqual([]);
+  });
+
+  it('takes an attach that acted, then failed, for done when the listing shows the disk', async () => {
+    const src = { kind: 'file', path: volumeFile(VOL_A) };
+    const clear = simFault('fail-after', 'xm.block-attach', 1);
+    try {
+      await client.call('AttachDisk', { volumeId: VOL_A, vmId: 'vm1', device: 'xvdf', mode: 'w', source: src });
+    } finally {
+      clear();
+    }
+    expect(await disks('vm1')).toEqual([{ vmId: 'vm1', device: 'xvdf', target: src.path, mode: 'w', volumeId: VOL_A }]);
+    await client.call('DetachDisk', { volumeId: VOL_A, vmId: 'vm1', device: 'xvdf', source: src });
+  });
+
+  it('never detaches a device it has not seen: a leftover detach of V1 leaves V2, which a newer attach put there, in place', async () => {
+    const [v1, v2] = [{ kind: 'file', path: volumeFile(VOL_A) }, { kind: 'file', path: volumeFile(VOL_B) }];
+    await client.call('AttachDisk', { volumeId: VOL_B, vmId: 'vm1', device: 'xvdg', mode: 'w', source: v2 });
+    const clear = simFault('fail', 'xm.list', 1);
+    try {
+      await expect(client.call('DetachDisk', { volumeId: VOL_A, vmId: 'vm1', device: 'xvdg', source: v1 })).rejects.toMatchObject({ code: 'ServiceUnavailable' });
+    } finally {
+      clear();
+    }
+    expect(await disks('vm1')).toEqual([{ vmId: 'vm1', device: 'xvdg', target: v2.path, mode: 'w', volumeId: VOL_B }]);
+    // Once the listing answers, V1's detach is done (nothing of V1 is there) and V2 stays.
+    await client.call('DetachDisk', { volumeId: VOL_A, vmId: 'vm1', device: 'xvdg', source: v1 });
+    expect(await disks('vm1')).toEqual([{ vmId: 'vm1', device: 'xvdg', target: v2.path, mode: 'w', volumeId: VOL_B }]);
+    await client.call('DetachDisk', { volumeId: VOL_B, vmId: 'vm1', device: 'xvdg', source: v2 });
+  });
+
+  it('takes a detach that acted, then failed, for done when the listing shows the disk gone', async () => {
+    const src = { kind: 'file', path: volumeFile(VOL_A) };
+    await client.call('AttachDisk', { volumeId: VOL_A, vmId: 'vm1', device: 'xvdh', mode: 'w', source: src });
+    const clear = simFault('fail-after', 'xm.block-detach', 1);
+    try {
+      await client.call('DetachDisk', { volumeId: VOL_A, vmId: 'vm1', device: 'xvdh', source: src });
+    } finally {
+      clear();
+    }
+    expect(await disks('vm1')).toEqual([]);
+  });
+
+  it('takes a VM the host does not list as holding nothing: its detach is done, but not when the host cannot list its VMs', async () => {
+    const src = { kind: 'file', path: volumeFile(VOL_C) };
+    expect(sim('vm', 'create', 'doomed').code).toBe(0);
+    await client.call('AttachDisk', { volumeId: VOL_C, vmId: 'doomed', device: 'xvdb', mode: 'w', source: src });
+    expect(sim('vm', 'destroy', 'doomed').code).toBe(0);
+    const clear = simFault('fail', 'xm.list', 2);
+    try {
+      await expect(client.call('DetachDisk', { volumeId: VOL_C, vmId: 'doomed', device: 'xvdb', source: src })).rejects.toMatchObject({ code: 'ServiceUnavailable' });
+    } finally {
+      clear();
+    }
+    for (let i = 0; i < 2; i++) expect(await client.call('DetachDisk', { volumeId: VOL_C, vmId: 'doomed', device: 'xvdb', source: src })).toEqual({ return: true });
   });
 });
 

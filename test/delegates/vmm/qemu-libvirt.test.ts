@@ -43,6 +43,11 @@ describe('the qmp listing format', () => {
     expect(volumeIdOf(`iscsi://127.0.0.1:13260/${IQN}/1`, [])).toBe('vol-0123456789abcdef0');
   });
 
+  it('reads a block node VBS added that no device uses (vbs-qmp marks it vbs-orphan) as a partial disk', () => {
+    const orphan = JSON.stringify([{ qdev: 'sde', inserted: { 'node-name': 'vbs-sde', drv: 'raw', ro: false, file: '/srv/vbs/vol-0123456789abcdef0.img' }, 'vbs-orphan': true }]);
+    expect(parseQueryBlock('vm1', orphan)).toEqual([{ device: 'sde', target: '/srv/vbs/vol-0123456789abcdef0.img', mode: 'w', partial: true }]);
+  });
+
   it('refuses output that is not query-block JSON', () => {
     expect(() => parseQueryBlock('vm1', 'error: no VM')).toThrow(/JSON/);
     expect(() => parseQueryBlock('vm1', '{}')).toThrow(/list/);

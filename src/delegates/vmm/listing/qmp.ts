@@ -11,6 +11,7 @@ export function parseQmpVmNames(stdout: string): string[] {
 interface BlockInfo {
   qdev?: unknown;
   inserted?: { file?: unknown; ro?: unknown; drv?: unknown };
+  'vbs-orphan'?: unknown;
 }
 
 /**
@@ -19,6 +20,7 @@ interface BlockInfo {
  * and an inserted image; read-only is the block layer's own `ro`. QEMU names
  * a network image by its options (`json:{"driver": "iscsi", "portal": ...}`),
  * rendered here as `iscsi://<portal>/<target>/<lun>` like libvirt's listing.
+ * vbs-qmp adds VBS's block nodes that no device uses (`vbs-orphan`): partial disks.
  */
 export function parseQueryBlock(_vmId: string, stdout: string): ListedDisk[] {
   let parsed: unknown;
@@ -33,7 +35,7 @@ export function parseQueryBlock(_vmId: string, stdout: string): ListedDisk[] {
     const device = deviceId(b.qdev);
     const file = b.inserted?.file;
     if (!device || typeof file !== 'string' || !file) continue;
-    disks.push({ device, target: imageName(file), mode: b.inserted?.ro === true ? 'r' : 'w' });
+    disks.push({ device, target: imageName(file), mode: b.inserted?.ro === true ? 'r' : 'w', ...(b['vbs-orphan'] === true ? { partial: true as const } : {}) });
   }
   return disks;
 }

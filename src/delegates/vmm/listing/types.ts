@@ -5,6 +5,12 @@ export interface ListedDisk {
   /** The file or host device behind the disk, as the tool names it. */
   target: string;
   mode: 'r' | 'w';
+  /**
+   * Only part of a disk is there: it holds the image but the VM does not see
+   * it (a QEMU block node whose device was never added). Never an attach that
+   * is done; a detach removes it.
+   */
+  partial?: true;
 }
 
 /** How one tool family prints its VMs and their disks. */
