@@ -6,12 +6,13 @@ import { crashPoint } from '../core/crash-points.js';
 import { FAULTS, VbsError, errorMessage, toSafeError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { REQUEST_ID, REQUEST_ID_HEADER, requestScope } from '../core/request-context.js';
-import { hasAdminPurpose, hasServicePurpose, isReservedServiceName } from '../pki/identity.js';
+import { isReservedServiceName } from '../pki/identity.js';
 import type { Record as XmlRecord, Value } from './xml.js';
 import { decodeBody, decodeFields, encodeFields, envelope, escapeXml, parseEnvelope, xmlSafe } from './xml.js';
 import type { ServiceDefinition } from './schema.js';
 import { generateWsdl } from './wsdl.js';
 import { CrlWatch } from './crl-watch.js';
+import { ConnectionIdentities, DEFAULT_MAX_ANONYMOUS_CONNECTIONS, SERVER_TLS_POLICY, type Identification, type Peer } from './tls-guard.js';
 
 export interface CallContext {
   /** The caller's certificate common name: the user id. */
@@ -23,21 +24,15 @@ export interface CallContext {
   readonly log: Logger;
 }
 
-/** Who called, from the client certificate the VBS CA issued. */
-export interface Peer {
-  /** The certificate's common name. */
-  readonly name: string;
-  /** Whether the CA issued it to a VBS service (src/pki/identity.ts). */
-  readonly service: boolean;
-  /** Whether the CA issued it to a VBS administrator (src/pki/identity.ts). */
-  readonly admin: boolean;
-}
+export type { Peer };
 
 /** What became of a request, told to `beforeAnswer` just before its answer is sent (the front's audit log). */
 export interface RequestOutcome {
   readonly requestId: string;
   /** The certificate's common name; undefined when the caller presented none the CA issued. */
   readonly caller?: string;
+  /** When the caller was refused for its certificate: the name that certificate claims, unverified. */
+  readonly claimedCaller?: string;
   readonly admin: boolean;
   /** The operation the body named; undefined when the request was refused before its body was read. */
   readonly operation?: string;
@@ -82,6 +77,11 @@ export interface SoapServerOptions {
    * new and already open connections alike (see CrlWatch).
    */
   readonly crlFile?: string;
+  /**
+   * Connections without a certificate the CA vouches for, held open at once
+   * (they can only be told AuthFailure); one more is closed at once.
+   */
+  readonly maxAnonymousConnections?: number;
 }
 
 const DEFAULT_MAX_BODY = 1024 * 1024;
@@ -120,7 +120,8 @@ export function createSoapServer(opts: SoapServerOptions): Server {
     if (!opts.handlers[name]) throw new Error(`${def.name}: no handler for ${name}`);
   }
 
-  const secureContext = (crl: string | undefined) => ({ key: opts.tls.key, cert: opts.tls.cert, ca: opts.tls.ca, minVersion: 'TLSv1.2' as const, ...(crl ? { crl } : {}) });
+  const secureContext = (crl: string | undefined) => ({ key: opts.tls.key, cert: opts.tls.cert, ca: opts.tls.ca, ...SERVER_TLS_POLICY, ...(crl ? { crl } : {}) });
+  const identities = new ConnectionIdentities(opts.maxAnonymousConnections ?? DEFAULT_MAX_ANONYMOUS_CONNECTIONS, log);
   let crl: CrlWatch | undefined;
   if (opts.crlFile) {
     crl = new CrlWatch(opts.crlFile, opts.tls.ca, log, (pem) => {
@@ -140,13 +141,14 @@ export function createSoapServer(opts: SoapServerOptions): Server {
       rejectUnauthorized: false,
     },
     (req, res) => {
-      const peer = peerOf(req.socket as TLSSocket, crl);
+      const who = identities.identify(req.socket as TLSSocket, crl);
+      const peer = 'peer' in who ? who.peer : undefined;
       const forwarded = req.headers[REQUEST_ID_HEADER];
       // Only a service may name the request (the front, for the user's request it serves).
       const requestId = peer?.service && typeof forwarded === 'string' && REQUEST_ID.test(forwarded) ? forwarded : randomUUID();
       res.setHeader(REQUEST_ID_HEADER, requestId);
       requestScope.run({ requestId }, () => {
-        handle(req, res, peer, requestId).catch((err) => {
+        handle(req, res, who, requestId).catch((err) => {
           log.error('request failed outside the handler', { requestId, err });
           if (!res.headersSent) sendFault(res, def.namespace, toSafeError(err), requestId);
         });
@@ -156,6 +158,8 @@ export function createSoapServer(opts: SoapServerOptions): Server {
   // Open connections, so a revocation reaches the ones already authenticated.
   const live = new Set<TLSSocket>();
   server.on('secureConnection', (socket: TLSSocket) => {
+    identities.bind(socket);
+    if (socket.destroyed) return;
     live.add(socket);
     socket.once('close', () => live.delete(socket));
   });
@@ -189,17 +193,18 @@ export function createSoapServer(opts: SoapServerOptions): Server {
     sendFault(res, def.namespace, told({ ...outcome, fault: err.code }) ?? err, outcome.requestId);
   }
 
-  async function handle(req: IncomingMessage, res: ServerResponse, peer: Peer | undefined, requestId: string): Promise<void> {
+  async function handle(req: IncomingMessage, res: ServerResponse, who: Identification, requestId: string): Promise<void> {
     const url = new URL(req.url ?? '/', 'https://vbs.invalid');
     if (url.pathname !== def.path) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('Not found\n');
       req.resume();
       return;
     }
-    if (!peer) {
+    if (!('peer' in who)) {
       req.resume();
-      return answerFault(res, new VbsError('AuthFailure', refusal(req.socket as TLSSocket, crl)), { requestId, admin: false });
+      return answerFault(res, new VbsError('AuthFailure', who.refusal), { requestId, admin: false, ...(who.claimed ? { claimedCaller: who.claimed } : {}) });
     }
+    const peer = who.peer;
     try {
       authorize(peer);
     } catch (err) {
@@ -258,27 +263,6 @@ export function createSoapServer(opts: SoapServerOptions): Server {
   }
 
   return server;
-}
-
-/** The caller's identity, when it presented a certificate our CA issued and did not revoke. */
-function peerOf(socket: TLSSocket, crl: CrlWatch | undefined): Peer | undefined {
-  if (!socket.authorized) return undefined;
-  const cert = socket.getPeerCertificate();
-  // A connection opened (or a session resumed) before the revocation.
-  if (crl?.isRevoked(cert?.serialNumber)) return undefined;
-  const name = cert?.subject?.CN;
-  if (!name || Array.isArray(name)) return undefined;
-  return { name, service: hasServicePurpose(cert.ext_key_usage), admin: hasAdminPurpose(cert.ext_key_usage) };
-}
-
-/** Why a caller has no identity here: what it can fix, nothing more. */
-function refusal(socket: TLSSocket, crl: CrlWatch | undefined): string {
-  const reason = socket.authorizationError as unknown as string | undefined;
-  if (reason === 'CERT_REVOKED' || (socket.authorized && crl?.isRevoked(socket.getPeerCertificate()?.serialNumber))) {
-    return 'This certificate has been revoked by the VBS certificate authority.';
-  }
-  if (reason === 'CERT_HAS_EXPIRED') return 'This certificate has expired; ask an administrator for a new one (vbs admin user renew).';
-  return 'A client certificate issued by the VBS certificate authority is required.';
 }
 
 /**
