@@ -8,7 +8,7 @@ import type { Logger } from '../core/log.js';
 import { REQUEST_ID, REQUEST_ID_HEADER, requestScope } from '../core/request-context.js';
 import { isReservedServiceName } from '../pki/identity.js';
 import type { Record as XmlRecord, Value } from './xml.js';
-import { decodeBody, decodeFields, encodeFields, envelope, escapeXml, parseEnvelope, xmlSafe } from './xml.js';
+import { decodeBody, decodeFields, encodeFields, envelope, escapeXml, MAX_REQUEST_LIST_ITEMS, parseEnvelope, xmlSafe } from './xml.js';
 import type { ServiceDefinition } from './schema.js';
 import { generateWsdl } from './wsdl.js';
 import { CrlWatch } from './crl-watch.js';
@@ -241,7 +241,7 @@ export function createSoapServer(opts: SoapServerOptions): Server {
       const op = ns === def.namespace && Object.prototype.hasOwnProperty.call(def.operations, name) ? def.operations[name] : undefined;
       if (!op) throw new VbsError('InvalidParameterValue', `Unknown operation ${name.slice(0, 64)}.`);
       checkSoapAction(req.headers.soapaction, def.namespace, name);
-      input = decodeFields(def, op.input, content, name);
+      input = decodeFields(def, op.input, content, name, MAX_REQUEST_LIST_ITEMS);
       // Fault injection for crash tests (src/core/crash-points.ts): die before
       // the handler runs, or after it did its work but before the answer.
       crashPoint(`${def.name}.${name}/before`);
