@@ -41,6 +41,8 @@ export interface RequestOutcome {
   readonly output?: XmlRecord;
   /** The answer's fault code, when it is a fault. */
   readonly fault?: string;
+  /** The HTTP status of an answer that is not SOAP (404 for another path, 405 for another method). */
+  readonly httpStatus?: number;
   /** The handler's context, when the request reached one. */
   readonly ctx?: CallContext;
 }
@@ -82,12 +84,15 @@ export interface SoapServerOptions {
    * (they can only be told AuthFailure); one more is closed at once.
    */
   readonly maxAnonymousConnections?: number;
+  /** How long a request's body may take to arrive once its headers have; then RequestTimeout (recorded) and the connection closes. */
+  readonly bodyTimeoutMs?: number;
 }
 
 const DEFAULT_MAX_BODY = 1024 * 1024;
 /** What an oversized body is read to its end for, so its 413 arrives before the connection closes. */
 const DRAIN_BYTES = 16 * 1024 * 1024;
 const DRAIN_MS = 10_000;
+const DEFAULT_BODY_TIMEOUT_MS = 50_000;
 
 /** The front's callers: users, never a service's certificate or a name kept for services. */
 export function tenantsOnly(peer: Peer): void {
@@ -115,6 +120,7 @@ export function onlyServices(allowed: readonly string[]): (peer: Peer) => void {
 export function createSoapServer(opts: SoapServerOptions): Server {
   const { def, log } = opts;
   const maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_BODY;
+  const bodyTimeoutMs = opts.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS;
   const authorize = opts.authorize ?? tenantsOnly;
   for (const name of Object.keys(def.operations)) {
     if (!opts.handlers[name]) throw new Error(`${def.name}: no handler for ${name}`);
@@ -174,7 +180,8 @@ export function createSoapServer(opts: SoapServerOptions): Server {
   }
   server.keepAliveTimeout = 30_000;
   server.headersTimeout = 20_000;
-  server.requestTimeout = 60_000;
+  // Node's own cut comes after ours, which answers (and records) RequestTimeout.
+  server.requestTimeout = bodyTimeoutMs + 10_000;
 
   /** Runs beforeAnswer; its failure (logged here) is the fault to answer with. */
   function told(outcome: RequestOutcome): VbsError | undefined {
@@ -188,6 +195,13 @@ export function createSoapServer(opts: SoapServerOptions): Server {
     }
   }
 
+  /** Answers a plain HTTP status (not SOAP), recorded first. */
+  function answerPlain(res: ServerResponse, status: number, text: string, outcome: RequestOutcome, headers: Record<string, string> = {}): void {
+    const unrecorded = told({ ...outcome, httpStatus: status });
+    if (unrecorded) return sendFault(res, def.namespace, unrecorded, outcome.requestId);
+    res.writeHead(status, { 'content-type': 'text/plain', ...headers }).end(text);
+  }
+
   /** Answers a fault, recorded first (beforeAnswer). */
   function answerFault(res: ServerResponse, err: VbsError, outcome: Omit<RequestOutcome, 'fault'>): void {
     sendFault(res, def.namespace, told({ ...outcome, fault: err.code }) ?? err, outcome.requestId);
@@ -195,14 +209,15 @@ export function createSoapServer(opts: SoapServerOptions): Server {
 
   async function handle(req: IncomingMessage, res: ServerResponse, who: Identification, requestId: string): Promise<void> {
     const url = new URL(req.url ?? '/', 'https://vbs.invalid');
+    // Who asked, as far as is known yet: every answer below is recorded with it.
+    const asked: RequestOutcome = 'peer' in who ? { requestId, caller: who.peer.name, admin: who.peer.admin } : { requestId, admin: false, ...(who.claimed ? { claimedCaller: who.claimed } : {}) };
     if (url.pathname !== def.path) {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('Not found\n');
       req.resume();
-      return;
+      return answerPlain(res, 404, 'Not found\n', asked);
     }
     if (!('peer' in who)) {
       req.resume();
-      return answerFault(res, new VbsError('AuthFailure', who.refusal), { requestId, admin: false, ...(who.claimed ? { claimedCaller: who.claimed } : {}) });
+      return answerFault(res, new VbsError('AuthFailure', who.refusal), asked);
     }
     const peer = who.peer;
     try {
@@ -219,11 +234,15 @@ export function createSoapServer(opts: SoapServerOptions): Server {
       return;
     }
     if (req.method !== 'POST') {
-      res.writeHead(405, { allow: 'POST, GET', 'content-type': 'text/plain' }).end('Use POST for SOAP requests or GET ?wsdl\n');
       req.resume();
-      return;
+      return answerPlain(res, 405, 'Use POST for SOAP requests or GET ?wsdl\n', asked, { allow: 'POST, GET' });
     }
-    const body = await readBody(req, maxBody);
+    const body = await readBody(req, maxBody, bodyTimeoutMs);
+    if (body.late) {
+      log.info('fault', { requestId, caller, code: 'RequestTimeout' });
+      res.once('finish', () => req.socket.destroy());
+      return answerFault(res, new VbsError('RequestTimeout', `The request body did not arrive within ${Math.round(bodyTimeoutMs / 1000)} s.`), asked);
+    }
     if (body.tooLarge) {
       log.info('fault', { requestId, caller, code: 'RequestTooLarge' });
       // Read to its end (bounded), the request gets its answer; a body past
@@ -277,24 +296,26 @@ function checkSoapAction(header: string | string[] | undefined, namespace: strin
   throw new VbsError('MalformedRequest', `The SOAPAction header (${action.slice(0, 80)}) names another operation than the body (${operation}).`);
 }
 
-type BodyRead = { tooLarge: false; data: Buffer } | { tooLarge: true; drained: boolean };
+type BodyRead = { tooLarge: false; late?: false; data: Buffer } | { tooLarge: true; late?: false; drained: boolean } | { tooLarge: false; late: true };
 
 /**
  * Reads a body of at most `max` bytes. A larger one (declared or streamed) is
  * read on to its end and thrown away, up to DRAIN_BYTES or DRAIN_MS, so that
  * closing the connection after the 413 does not reset it under the answer.
  */
-function readBody(req: IncomingMessage, max: number): Promise<BodyRead> {
+function readBody(req: IncomingMessage, max: number, timeoutMs: number): Promise<BodyRead> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     let over = false;
     let done = false;
     let timer: NodeJS.Timeout | undefined;
+    const deadline = setTimeout(() => finish({ tooLarge: false, late: true }), timeoutMs);
     const finish = (r: BodyRead) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
+      clearTimeout(deadline);
       resolve(r);
     };
     const overflow = () => {
@@ -312,7 +333,13 @@ function readBody(req: IncomingMessage, max: number): Promise<BodyRead> {
       else if (size > DRAIN_BYTES) finish({ tooLarge: true, drained: false });
     });
     req.on('end', () => finish(over ? { tooLarge: true, drained: true } : { tooLarge: false, data: Buffer.concat(chunks) }));
-    req.on('error', (err) => (done ? undefined : reject(err)));
+    req.on('error', (err) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      clearTimeout(deadline);
+      reject(err);
+    });
   });
 }
 
