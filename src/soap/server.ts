@@ -302,6 +302,9 @@ type BodyRead = { tooLarge: false; late?: false; data: Buffer } | { tooLarge: tr
  * Reads a body of at most `max` bytes. A larger one (declared or streamed) is
  * read on to its end and thrown away, up to DRAIN_BYTES or DRAIN_MS, so that
  * closing the connection after the 413 does not reset it under the answer.
+ * A body not all there within `timeoutMs` is `late`: answered (and recorded)
+ * as RequestTimeout rather than left to Node's requestTimeout, which cuts the
+ * connection with no line in the audit log.
  */
 function readBody(req: IncomingMessage, max: number, timeoutMs: number): Promise<BodyRead> {
   return new Promise((resolve, reject) => {
