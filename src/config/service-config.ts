@@ -8,8 +8,11 @@ import type { TlsMaterial } from '../core/service.js';
  * from the folder of the file, so a deployment folder can move as a whole.
  */
 const Listen = z.object({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535) }).strict();
-/** `crl`: the CA's revocation list, reloaded when it changes (`vbs admin user revoke`); without it no certificate is checked for revocation. */
-const Tls = z.object({ key: z.string(), cert: z.string(), ca: z.string(), crl: z.string().optional() }).strict();
+/**
+ * `crl`: the CA's revocation list, reloaded when it changes (`vbs admin user revoke`); without it no certificate is checked for revocation.
+ * `maxAnonymousConnections`: connections without a certificate the CA vouches for, held open at once (64 by default); more are closed at once.
+ */
+const Tls = z.object({ key: z.string(), cert: z.string(), ca: z.string(), crl: z.string().optional(), maxAnonymousConnections: z.number().int().min(0).optional() }).strict();
 const Endpoint = z.object({ name: z.string().min(1), url: z.string().url() }).strict();
 
 const Common = {
@@ -225,7 +228,7 @@ export function loadServiceConfig(file: string): ServiceConfig {
   }
   const c = parsed.data;
   const abs = (p: string): string => resolve(base, p);
-  const tls = { key: abs(c.tls.key), cert: abs(c.tls.cert), ca: abs(c.tls.ca), crl: c.tls.crl ? abs(c.tls.crl) : undefined };
+  const tls = { key: abs(c.tls.key), cert: abs(c.tls.cert), ca: abs(c.tls.ca), crl: c.tls.crl ? abs(c.tls.crl) : undefined, maxAnonymousConnections: c.tls.maxAnonymousConnections };
   const commands = c.commands ? abs(c.commands) : undefined;
   switch (c.role) {
     case 'front':

@@ -15,6 +15,8 @@ export const FAULTS = {
   IdempotentParameterMismatch: { by: 'Client', http: 500 },
   MalformedRequest: { by: 'Client', http: 500 },
   RequestTooLarge: { by: 'Client', http: 413 },
+  /** The request's body did not arrive in time (src/soap/server.ts). */
+  RequestTimeout: { by: 'Client', http: 408 },
   AuthFailure: { by: 'Client', http: 500 },
   UnauthorizedOperation: { by: 'Client', http: 500 },
   InsufficientCapacity: { by: 'Server', http: 500 },

@@ -21,6 +21,12 @@ const VM_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const DEVICE = /^(?:\/dev\/)?(?:(?:xvd|sd|hd|vd)[a-z]{1,2}|(?:scsi|virtio|sata|ide)[0-9]{1,2})$/;
 const CLIENT_TOKEN = /^[\x21-\x7e]{1,64}$/;
 const COMMENT_MAX = 255;
+/**
+ * Unicode's bidirectional formatting controls (ALM, LRM, RLM, LRE..RLO,
+ * LRI..PDI): in a comment shown in a listing or a terminal they reorder what
+ * follows, so "gpj.exe" can read as "exe.jpg". Names are ASCII already.
+ */
+const BIDI_CONTROL = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
 /** A user id: it is a certificate's subject CN, a file name in DIR/pki/users and an owner in the metadata. */
 const USER_NAME = /^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/;
 const USER_NAME_MAX = 64;
@@ -73,6 +79,7 @@ export function comment(value: unknown, param = 'comment'): string {
   refuseNonXml(param, value);
   // eslint-disable-next-line no-control-regex
   if (/[\x00-\x1f\x7f]/.test(value)) throw invalid(param, 'control characters are not allowed');
+  if (BIDI_CONTROL.test(value)) throw invalid(param, "Unicode's bidirectional controls (such as U+202E) are not allowed");
   return value;
 }
 

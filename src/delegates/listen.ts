@@ -44,7 +44,7 @@ export async function listenDelegate(
   cfg: {
     listen: { host: string; port: number };
     publicUrl?: string;
-    tls: { key: string; cert: string; ca: string; crl?: string };
+    tls: { key: string; cert: string; ca: string; crl?: string; maxAnonymousConnections?: number };
     allowedCallers: string[];
     /** The host this delegate runs for, as users know it (a VMM host's name, a volume delegate's). */
     hostName?: string;
@@ -65,6 +65,7 @@ export async function listenDelegate(
     publicUrl: () => url,
     authorize: onlyServices(cfg.allowedCallers),
     crlFile: cfg.tls.crl,
+    maxAnonymousConnections: cfg.tls.maxAnonymousConnections,
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

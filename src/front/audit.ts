@@ -14,8 +14,14 @@ const MAX_ITEMS = 50;
 export interface AuditEntry {
   readonly time: string;
   readonly requestId: string;
-  /** The certificate's common name; null when the caller presented none. */
+  /** The verified certificate's common name; null when the caller presented none the CA vouches for now. */
   readonly caller: string | null;
+  /**
+   * When a certificate was refused (expired, revoked, foreign, not for
+   * clients, two names): the name it claims. Not verified: whoever made the
+   * certificate chose it.
+   */
+  readonly unverifiedCaller?: string;
   /** Whether the caller is an administrator (by certificate or by the front's `admins`). */
   readonly admin: boolean;
   /** The owner of the resource an administrator acted on, when not the administrator. */
@@ -23,7 +29,7 @@ export interface AuditEntry {
   /** null when the request was refused before its body was read. */
   readonly operation: string | null;
   readonly arguments?: Readonly<Record<string, unknown>>;
-  /** `ok`, or the fault code the caller got. */
+  /** `ok`, the fault code the caller got, or `HTTP <status>` for an answer that is not SOAP (another path or method). */
   readonly result: string;
   /** The volume or snapshot a create made. */
   readonly resource?: string;
@@ -84,11 +90,12 @@ export class AuditTrail {
       time: this.clock().toISOString(),
       requestId: o.requestId,
       caller: o.caller ?? null,
+      ...(o.caller === undefined && o.claimedCaller !== undefined ? { unverifiedCaller: bounded(o.claimedCaller) as string } : {}),
       admin: o.caller !== undefined && this.isAdministrator(o.caller, o.admin),
       ...(onBehalfOf ? { onBehalfOf } : {}),
       operation: o.operation ?? null,
       ...(o.input ? { arguments: bounded(o.input) as Record<string, unknown> } : {}),
-      result: o.fault ?? 'ok',
+      result: o.fault ?? (o.httpStatus !== undefined ? `HTTP ${o.httpStatus}` : 'ok'),
       ...(resource ? { resource } : {}),
     });
   }
@@ -98,10 +105,11 @@ export class AuditTrail {
   }
 }
 
+/** The id a create made: a snapshot's own id (its record names its source volume too), or a volume's. */
 function createdId(output: XmlRecord | undefined): string | undefined {
-  const rec = (output?.volume ?? output?.snapshot) as XmlRecord | undefined;
-  if (!rec || Array.isArray(rec)) return undefined;
-  const id = rec.volumeId ?? rec.snapshotId;
+  const snapshot = output?.snapshot as XmlRecord | undefined;
+  const volume = output?.volume as XmlRecord | undefined;
+  const id = snapshot && !Array.isArray(snapshot) ? snapshot.snapshotId : volume && !Array.isArray(volume) ? volume.volumeId : undefined;
   return typeof id === 'string' ? id : undefined;
 }
 

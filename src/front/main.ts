@@ -62,6 +62,7 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
     publicUrl: () => url,
     beforeAnswer: (outcome) => audit.record(outcome),
     crlFile: cfg.tls.crl,
+    maxAnonymousConnections: cfg.tls.maxAnonymousConnections,
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -4,7 +4,7 @@ import { REQUEST_ID_HEADER, currentRequestId } from '../core/request-context.js'
 import type { ServiceDefinition } from './schema.js';
 import type { TlsMaterial } from './server.js';
 import { XMLParser } from 'fast-xml-parser';
-import { decodeFields, encodeFields, envelope, parseEnvelope, type Record as XmlRecord } from './xml.js';
+import { decodeFields, encodeFields, envelope, parseEnvelope, RESPONSE_LIMITS, type Record as XmlRecord } from './xml.js';
 
 export interface SoapClientOptions {
   readonly def: ServiceDefinition;
@@ -59,7 +59,7 @@ export class SoapClient {
     if (status !== 200) throw parseFault(text, status, this.name, requestId);
     let parsed;
     try {
-      parsed = parseEnvelope(text);
+      parsed = parseEnvelope(text, RESPONSE_LIMITS);
     } catch (err) {
       throw new VbsError('ServiceUnavailable', `${this.name} answered with a malformed SOAP response.`, { cause: err, requestId });
     }

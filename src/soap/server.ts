@@ -6,12 +6,13 @@ import { crashPoint } from '../core/crash-points.js';
 import { FAULTS, VbsError, errorMessage, toSafeError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { REQUEST_ID, REQUEST_ID_HEADER, requestScope } from '../core/request-context.js';
-import { hasAdminPurpose, hasServicePurpose, isReservedServiceName } from '../pki/identity.js';
+import { isReservedServiceName } from '../pki/identity.js';
 import type { Record as XmlRecord, Value } from './xml.js';
-import { decodeBody, decodeFields, encodeFields, envelope, escapeXml, parseEnvelope, xmlSafe } from './xml.js';
+import { decodeBody, decodeFields, encodeFields, envelope, escapeXml, MAX_REQUEST_LIST_ITEMS, parseEnvelope, xmlSafe } from './xml.js';
 import type { ServiceDefinition } from './schema.js';
 import { generateWsdl } from './wsdl.js';
 import { CrlWatch } from './crl-watch.js';
+import { ConnectionIdentities, DEFAULT_MAX_ANONYMOUS_CONNECTIONS, SERVER_TLS_POLICY, type Identification, type Peer } from './tls-guard.js';
 
 export interface CallContext {
   /** The caller's certificate common name: the user id. */
@@ -23,21 +24,15 @@ export interface CallContext {
   readonly log: Logger;
 }
 
-/** Who called, from the client certificate the VBS CA issued. */
-export interface Peer {
-  /** The certificate's common name. */
-  readonly name: string;
-  /** Whether the CA issued it to a VBS service (src/pki/identity.ts). */
-  readonly service: boolean;
-  /** Whether the CA issued it to a VBS administrator (src/pki/identity.ts). */
-  readonly admin: boolean;
-}
+export type { Peer };
 
 /** What became of a request, told to `beforeAnswer` just before its answer is sent (the front's audit log). */
 export interface RequestOutcome {
   readonly requestId: string;
   /** The certificate's common name; undefined when the caller presented none the CA issued. */
   readonly caller?: string;
+  /** When the caller was refused for its certificate: the name that certificate claims, unverified. */
+  readonly claimedCaller?: string;
   readonly admin: boolean;
   /** The operation the body named; undefined when the request was refused before its body was read. */
   readonly operation?: string;
@@ -46,6 +41,8 @@ export interface RequestOutcome {
   readonly output?: XmlRecord;
   /** The answer's fault code, when it is a fault. */
   readonly fault?: string;
+  /** The HTTP status of an answer that is not SOAP (404 for another path, 405 for another method). */
+  readonly httpStatus?: number;
   /** The handler's context, when the request reached one. */
   readonly ctx?: CallContext;
 }
@@ -82,12 +79,20 @@ export interface SoapServerOptions {
    * new and already open connections alike (see CrlWatch).
    */
   readonly crlFile?: string;
+  /**
+   * Connections without a certificate the CA vouches for, held open at once
+   * (they can only be told AuthFailure); one more is closed at once.
+   */
+  readonly maxAnonymousConnections?: number;
+  /** How long a request's body may take to arrive once its headers have; then RequestTimeout (recorded) and the connection closes. */
+  readonly bodyTimeoutMs?: number;
 }
 
 const DEFAULT_MAX_BODY = 1024 * 1024;
 /** What an oversized body is read to its end for, so its 413 arrives before the connection closes. */
 const DRAIN_BYTES = 16 * 1024 * 1024;
 const DRAIN_MS = 10_000;
+const DEFAULT_BODY_TIMEOUT_MS = 50_000;
 
 /** The front's callers: users, never a service's certificate or a name kept for services. */
 export function tenantsOnly(peer: Peer): void {
@@ -115,12 +120,14 @@ export function onlyServices(allowed: readonly string[]): (peer: Peer) => void {
 export function createSoapServer(opts: SoapServerOptions): Server {
   const { def, log } = opts;
   const maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_BODY;
+  const bodyTimeoutMs = opts.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS;
   const authorize = opts.authorize ?? tenantsOnly;
   for (const name of Object.keys(def.operations)) {
     if (!opts.handlers[name]) throw new Error(`${def.name}: no handler for ${name}`);
   }
 
-  const secureContext = (crl: string | undefined) => ({ key: opts.tls.key, cert: opts.tls.cert, ca: opts.tls.ca, minVersion: 'TLSv1.2' as const, ...(crl ? { crl } : {}) });
+  const secureContext = (crl: string | undefined) => ({ key: opts.tls.key, cert: opts.tls.cert, ca: opts.tls.ca, ...SERVER_TLS_POLICY, ...(crl ? { crl } : {}) });
+  const identities = new ConnectionIdentities(opts.maxAnonymousConnections ?? DEFAULT_MAX_ANONYMOUS_CONNECTIONS, log);
   let crl: CrlWatch | undefined;
   if (opts.crlFile) {
     crl = new CrlWatch(opts.crlFile, opts.tls.ca, log, (pem) => {
@@ -140,13 +147,14 @@ export function createSoapServer(opts: SoapServerOptions): Server {
       rejectUnauthorized: false,
     },
     (req, res) => {
-      const peer = peerOf(req.socket as TLSSocket, crl);
+      const who = identities.identify(req.socket as TLSSocket, crl);
+      const peer = 'peer' in who ? who.peer : undefined;
       const forwarded = req.headers[REQUEST_ID_HEADER];
       // Only a service may name the request (the front, for the user's request it serves).
       const requestId = peer?.service && typeof forwarded === 'string' && REQUEST_ID.test(forwarded) ? forwarded : randomUUID();
       res.setHeader(REQUEST_ID_HEADER, requestId);
       requestScope.run({ requestId }, () => {
-        handle(req, res, peer, requestId).catch((err) => {
+        handle(req, res, who, requestId).catch((err) => {
           log.error('request failed outside the handler', { requestId, err });
           if (!res.headersSent) sendFault(res, def.namespace, toSafeError(err), requestId);
         });
@@ -156,6 +164,8 @@ export function createSoapServer(opts: SoapServerOptions): Server {
   // Open connections, so a revocation reaches the ones already authenticated.
   const live = new Set<TLSSocket>();
   server.on('secureConnection', (socket: TLSSocket) => {
+    identities.bind(socket);
+    if (socket.destroyed) return;
     live.add(socket);
     socket.once('close', () => live.delete(socket));
   });
@@ -170,7 +180,8 @@ export function createSoapServer(opts: SoapServerOptions): Server {
   }
   server.keepAliveTimeout = 30_000;
   server.headersTimeout = 20_000;
-  server.requestTimeout = 60_000;
+  // Node's own cut comes after ours, which answers (and records) RequestTimeout.
+  server.requestTimeout = bodyTimeoutMs + 10_000;
 
   /** Runs beforeAnswer; its failure (logged here) is the fault to answer with. */
   function told(outcome: RequestOutcome): VbsError | undefined {
@@ -184,22 +195,31 @@ export function createSoapServer(opts: SoapServerOptions): Server {
     }
   }
 
+  /** Answers a plain HTTP status (not SOAP), recorded first. */
+  function answerPlain(res: ServerResponse, status: number, text: string, outcome: RequestOutcome, headers: Record<string, string> = {}): void {
+    const unrecorded = told({ ...outcome, httpStatus: status });
+    if (unrecorded) return sendFault(res, def.namespace, unrecorded, outcome.requestId);
+    res.writeHead(status, { 'content-type': 'text/plain', ...headers }).end(text);
+  }
+
   /** Answers a fault, recorded first (beforeAnswer). */
   function answerFault(res: ServerResponse, err: VbsError, outcome: Omit<RequestOutcome, 'fault'>): void {
     sendFault(res, def.namespace, told({ ...outcome, fault: err.code }) ?? err, outcome.requestId);
   }
 
-  async function handle(req: IncomingMessage, res: ServerResponse, peer: Peer | undefined, requestId: string): Promise<void> {
+  async function handle(req: IncomingMessage, res: ServerResponse, who: Identification, requestId: string): Promise<void> {
     const url = new URL(req.url ?? '/', 'https://vbs.invalid');
+    // Who asked, as far as is known yet: every answer below is recorded with it.
+    const asked: RequestOutcome = 'peer' in who ? { requestId, caller: who.peer.name, admin: who.peer.admin } : { requestId, admin: false, ...(who.claimed ? { claimedCaller: who.claimed } : {}) };
     if (url.pathname !== def.path) {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('Not found\n');
       req.resume();
-      return;
+      return answerPlain(res, 404, 'Not found\n', asked);
     }
-    if (!peer) {
+    if (!('peer' in who)) {
       req.resume();
-      return answerFault(res, new VbsError('AuthFailure', refusal(req.socket as TLSSocket, crl)), { requestId, admin: false });
+      return answerFault(res, new VbsError('AuthFailure', who.refusal), asked);
     }
+    const peer = who.peer;
     try {
       authorize(peer);
     } catch (err) {
@@ -214,11 +234,15 @@ export function createSoapServer(opts: SoapServerOptions): Server {
       return;
     }
     if (req.method !== 'POST') {
-      res.writeHead(405, { allow: 'POST, GET', 'content-type': 'text/plain' }).end('Use POST for SOAP requests or GET ?wsdl\n');
       req.resume();
-      return;
+      return answerPlain(res, 405, 'Use POST for SOAP requests or GET ?wsdl\n', asked, { allow: 'POST, GET' });
     }
-    const body = await readBody(req, maxBody);
+    const body = await readBody(req, maxBody, bodyTimeoutMs);
+    if (body.late) {
+      log.info('fault', { requestId, caller, code: 'RequestTimeout' });
+      res.once('finish', () => req.socket.destroy());
+      return answerFault(res, new VbsError('RequestTimeout', `The request body did not arrive within ${Math.round(bodyTimeoutMs / 1000)} s.`), asked);
+    }
     if (body.tooLarge) {
       log.info('fault', { requestId, caller, code: 'RequestTooLarge' });
       // Read to its end (bounded), the request gets its answer; a body past
@@ -236,7 +260,7 @@ export function createSoapServer(opts: SoapServerOptions): Server {
       const op = ns === def.namespace && Object.prototype.hasOwnProperty.call(def.operations, name) ? def.operations[name] : undefined;
       if (!op) throw new VbsError('InvalidParameterValue', `Unknown operation ${name.slice(0, 64)}.`);
       checkSoapAction(req.headers.soapaction, def.namespace, name);
-      input = decodeFields(def, op.input, content, name);
+      input = decodeFields(def, op.input, content, name, MAX_REQUEST_LIST_ITEMS);
       // Fault injection for crash tests (src/core/crash-points.ts): die before
       // the handler runs, or after it did its work but before the answer.
       crashPoint(`${def.name}.${name}/before`);
@@ -260,27 +284,6 @@ export function createSoapServer(opts: SoapServerOptions): Server {
   return server;
 }
 
-/** The caller's identity, when it presented a certificate our CA issued and did not revoke. */
-function peerOf(socket: TLSSocket, crl: CrlWatch | undefined): Peer | undefined {
-  if (!socket.authorized) return undefined;
-  const cert = socket.getPeerCertificate();
-  // A connection opened (or a session resumed) before the revocation.
-  if (crl?.isRevoked(cert?.serialNumber)) return undefined;
-  const name = cert?.subject?.CN;
-  if (!name || Array.isArray(name)) return undefined;
-  return { name, service: hasServicePurpose(cert.ext_key_usage), admin: hasAdminPurpose(cert.ext_key_usage) };
-}
-
-/** Why a caller has no identity here: what it can fix, nothing more. */
-function refusal(socket: TLSSocket, crl: CrlWatch | undefined): string {
-  const reason = socket.authorizationError as unknown as string | undefined;
-  if (reason === 'CERT_REVOKED' || (socket.authorized && crl?.isRevoked(socket.getPeerCertificate()?.serialNumber))) {
-    return 'This certificate has been revoked by the VBS certificate authority.';
-  }
-  if (reason === 'CERT_HAS_EXPIRED') return 'This certificate has expired; ask an administrator for a new one (vbs admin user renew).';
-  return 'A client certificate issued by the VBS certificate authority is required.';
-}
-
 /**
  * A SOAPAction header, when a client sends a non-empty one, must name the
  * operation in the body: the WSDL's `<namespace>/<operation>`, or the
@@ -293,24 +296,29 @@ function checkSoapAction(header: string | string[] | undefined, namespace: strin
   throw new VbsError('MalformedRequest', `The SOAPAction header (${action.slice(0, 80)}) names another operation than the body (${operation}).`);
 }
 
-type BodyRead = { tooLarge: false; data: Buffer } | { tooLarge: true; drained: boolean };
+type BodyRead = { tooLarge: false; late?: false; data: Buffer } | { tooLarge: true; late?: false; drained: boolean } | { tooLarge: false; late: true };
 
 /**
  * Reads a body of at most `max` bytes. A larger one (declared or streamed) is
  * read on to its end and thrown away, up to DRAIN_BYTES or DRAIN_MS, so that
  * closing the connection after the 413 does not reset it under the answer.
+ * A body not all there within `timeoutMs` is `late`: answered (and recorded)
+ * as RequestTimeout rather than left to Node's requestTimeout, which cuts the
+ * connection with no line in the audit log.
  */
-function readBody(req: IncomingMessage, max: number): Promise<BodyRead> {
+function readBody(req: IncomingMessage, max: number, timeoutMs: number): Promise<BodyRead> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     let over = false;
     let done = false;
     let timer: NodeJS.Timeout | undefined;
+    const deadline = setTimeout(() => finish({ tooLarge: false, late: true }), timeoutMs);
     const finish = (r: BodyRead) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
+      clearTimeout(deadline);
       resolve(r);
     };
     const overflow = () => {
@@ -328,7 +336,13 @@ function readBody(req: IncomingMessage, max: number): Promise<BodyRead> {
       else if (size > DRAIN_BYTES) finish({ tooLarge: true, drained: false });
     });
     req.on('end', () => finish(over ? { tooLarge: true, drained: true } : { tooLarge: false, data: Buffer.concat(chunks) }));
-    req.on('error', (err) => (done ? undefined : reject(err)));
+    req.on('error', (err) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      clearTimeout(deadline);
+      reject(err);
+    });
   });
 }
 

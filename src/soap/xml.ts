@@ -1,12 +1,11 @@
-import { XMLParser } from 'fast-xml-parser';
 import { VbsError } from '../core/errors.js';
 import { NOT_XML_CHAR, NOT_XML_CHARS } from '../core/xml-chars.js';
 import type { Field, ServiceDefinition } from './schema.js';
+import { parseXml, REQUEST_LIMITS, type ParseLimits, type XmlElement } from './xml-parse.js';
 
 export const SOAP11_ENV = 'http://schemas.xmlsoap.org/soap/envelope/';
 export const SOAP12_ENV = 'http://www.w3.org/2003/05/soap-envelope';
 export const XSI = 'http://www.w3.org/2001/XMLSchema-instance';
-const XML_NS = 'http://www.w3.org/XML/1998/namespace';
 /** SOAP 1.1's "next" actor: a header with it (or with no actor) is addressed to us. */
 const ACTOR_NEXT = 'http://schemas.xmlsoap.org/soap/actor/next';
 
@@ -103,117 +102,8 @@ function declaredEncoding(body: Buffer): string | undefined {
   return /^<\?xml\s[^>]*?\bencoding\s*=\s*["']([A-Za-z][A-Za-z0-9._-]*)["']/.exec(head)?.[1];
 }
 
-/** An element after parsing: its namespace resolved, its text and attributes decoded. */
-export interface XmlElement {
-  readonly local: string;
-  /** The namespace URI, undefined for none. */
-  readonly ns: string | undefined;
-  /** Decoded attribute values by `{namespace}local` (`{}local` for no namespace); xmlns declarations excluded. */
-  readonly attrs: ReadonlyMap<string, string>;
-  readonly children: readonly XmlElement[];
-  readonly text: string;
-}
-
-const parser = new XMLParser({
-  ignoreAttributes: false,
-  attributeNamePrefix: '',
-  attributesGroupName: '@',
-  removeNSPrefix: false,
-  parseTagValue: false,
-  parseAttributeValue: false,
-  trimValues: false,
-  // References are checked and decoded here (decodeReferences), in one pass, so
-  // `&amp;#65;` stays the text "&#65;" and nothing is decoded twice.
-  processEntities: false,
-  htmlEntities: false,
-  commentPropName: false,
-  isArray: (_name, _path, _leaf, isAttribute) => !isAttribute,
-});
-
-/**
- * What the parser must not see raw: CDATA sections become escaped text, comments
- * go, and every `&` must start one of the five predefined entities or a
- * character reference. A DOCTYPE is refused before this (no entity is ever declared).
- */
-function normalizeMarkup(xml: string): string {
-  return xml.replace(/<!\[CDATA\[([\s\S]*?)\]\]>|<!--[\s\S]*?-->|&(?:lt|gt|amp|quot|apos|#[0-9]{1,7}|#x[0-9a-fA-F]{1,6});|&([A-Za-z_:][\w.:-]{0,63});|&/g, (m, cdata: string | undefined, entity: string | undefined) => {
-    if (cdata !== undefined) return cdata.replace(/[&<>]/g, (c) => `&${{ '&': 'amp', '<': 'lt', '>': 'gt' }[c]};`);
-    if (m.startsWith('<!--')) return '';
-    if (entity !== undefined) throw new VbsError('MalformedRequest', `The entity &${entity}; is not declared.`);
-    if (m === '&') throw new VbsError('MalformedRequest', 'A bare & is not allowed in XML; write &amp;.');
-    return m;
-  });
-}
-
-/** Decodes the five predefined entities and character references, in one pass. */
-function decodeReferences(s: string): string {
-  if (!s.includes('&')) return s;
-  return s.replace(/&(lt|gt|amp|quot|apos);|&#([0-9]{1,7});|&#x([0-9a-fA-F]{1,6});/g, (_m, named: string | undefined, dec: string | undefined, hex: string | undefined) => {
-    if (named) return { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" }[named as 'lt']!;
-    const cp = dec !== undefined ? Number(dec) : parseInt(hex!, 16);
-    if (cp > 0x10ffff) throw new VbsError('MalformedRequest', 'A character reference is beyond Unicode.');
-    // A reference to a character XML cannot carry is decoded as it is and
-    // refused by the field it lands in (decodeValue), naming the parameter.
-    return String.fromCodePoint(cp);
-  });
-}
-
-type RawNode = { [k: string]: RawNode[] | string | { [a: string]: string } | undefined };
-
-function split(qname: string): [string | undefined, string] {
-  const i = qname.indexOf(':');
-  return i < 0 ? [undefined, qname] : [qname.slice(0, i), qname.slice(i + 1)];
-}
-
-function buildElement(qname: string, node: RawNode | string, scope: ReadonlyMap<string, string>): XmlElement {
-  const obj: RawNode = typeof node === 'object' && node !== null ? node : { '#text': String(node ?? '') };
-  const rawAttrs = (obj['@'] ?? {}) as { [a: string]: string };
-  let ns = scope;
-  for (const [k, v] of Object.entries(rawAttrs)) {
-    if (k !== 'xmlns' && !k.startsWith('xmlns:')) continue;
-    if (ns === scope) ns = new Map(scope);
-    (ns as Map<string, string>).set(k === 'xmlns' ? '' : k.slice(6), decodeReferences(v));
-  }
-  const uriOf = (prefix: string | undefined, forElement: boolean): string | undefined => {
-    if (prefix === undefined) return forElement ? ns.get('') || undefined : undefined;
-    if (prefix === 'xml') return XML_NS;
-    const uri = ns.get(prefix);
-    if (!uri) throw new VbsError('MalformedRequest', `The namespace prefix ${prefix.slice(0, 32)} is not declared.`);
-    return uri;
-  };
-  const [prefix, local] = split(qname);
-  const attrs = new Map<string, string>();
-  for (const [k, v] of Object.entries(rawAttrs)) {
-    if (k === 'xmlns' || k.startsWith('xmlns:')) continue;
-    const [p, l] = split(k);
-    attrs.set(`{${uriOf(p, false) ?? ''}}${l}`, decodeReferences(v));
-  }
-  const children: XmlElement[] = [];
-  for (const [k, v] of Object.entries(obj)) {
-    if (k === '@' || k === '#text' || !Array.isArray(v)) continue;
-    for (const item of v) children.push(buildElement(k, item, ns));
-  }
-  const rawText = obj['#text'];
-  const text = decodeReferences(Array.isArray(rawText) ? rawText.join('') : typeof rawText === 'string' ? rawText : '');
-  return { local, ns: uriOf(prefix, true), attrs, children, text };
-}
-
-/** Parses a whole document and returns its root element. */
-export function parseXml(xml: string): XmlElement {
-  if (/<!DOCTYPE|<!ENTITY/i.test(xml)) throw new VbsError('MalformedRequest', 'DOCTYPE and entity declarations are not allowed.');
-  const normalized = normalizeMarkup(xml);
-  let doc: RawNode;
-  try {
-    doc = parser.parse(normalized, true) as RawNode;
-  } catch {
-    throw new VbsError('MalformedRequest', 'The request is not well-formed XML.');
-  }
-  const roots = Object.entries(doc).filter(([k]) => !k.startsWith('?'));
-  if (roots.length !== 1 || !Array.isArray(roots[0]![1]) || roots[0]![1].length !== 1) {
-    throw new VbsError('MalformedRequest', 'The request must have exactly one root element.');
-  }
-  return buildElement(roots[0]![0], roots[0]![1][0]!, new Map());
-}
+export type { XmlElement, ParseLimits } from './xml-parse.js';
+export { MAX_REQUEST_LIST_ITEMS, parseXml, REQUEST_LIMITS, RESPONSE_LIMITS } from './xml-parse.js';
 
 const isTrue = (v: string | undefined): boolean => v !== undefined && ['1', 'true'].includes(v.trim());
 
@@ -223,8 +113,8 @@ const isTrue = (v: string | undefined): boolean => v !== undefined && ['1', 'tru
  * us with mustUnderstand="1" is a MustUnderstand fault (VBS defines no
  * headers); anything else that is not an envelope is a client fault.
  */
-export function parseEnvelope(xml: string): { name: string; ns: string | undefined; content: XmlElement } {
-  const env = parseXml(xml);
+export function parseEnvelope(xml: string, limits: ParseLimits = REQUEST_LIMITS): { name: string; ns: string | undefined; content: XmlElement } {
+  const env = parseXml(xml, limits);
   if (env.local !== 'Envelope') throw new VbsError('MalformedRequest', 'The request is not a SOAP envelope with a Body.');
   if (env.ns !== SOAP11_ENV) {
     const which = env.ns === SOAP12_ENV ? 'a SOAP 1.2 envelope' : 'an envelope of an unknown SOAP version';
@@ -259,9 +149,10 @@ function isNil(el: XmlElement): boolean {
  * elements and wrongly typed values are refused (node-soap would let them pass).
  * Missing required fields are refused as MissingParameter; an element sent as
  * xsi:nil="true" counts as absent. Children are in the service's namespace
- * (elementFormDefault qualified) or, leniently, in none.
+ * (elementFormDefault qualified) or, leniently, in none. A list longer than
+ * `maxItems` is refused as soon as it is counted, before any value is decoded.
  */
-export function decodeFields(def: ServiceDefinition, fields: readonly Field[], el: XmlElement, where: string): Record {
+export function decodeFields(def: ServiceDefinition, fields: readonly Field[], el: XmlElement, where: string, maxItems = Number.POSITIVE_INFINITY): Record {
   if (el.text.trim() !== '') throw new VbsError('MalformedRequest', `Unexpected text in ${where}.`);
   const byName = new Map<string, XmlElement[]>();
   const known = new Set(fields.map((f) => f.name));
@@ -269,13 +160,16 @@ export function decodeFields(def: ServiceDefinition, fields: readonly Field[], e
     if (!known.has(child.local) || (child.ns !== undefined && child.ns !== def.namespace)) {
       throw new VbsError('InvalidParameterValue', `Unknown element ${child.local.slice(0, 64)} in ${where}.`);
     }
-    byName.set(child.local, [...(byName.get(child.local) ?? []), child]);
+    const same = byName.get(child.local);
+    if (same && same.length >= maxItems) throw new VbsError('InvalidParameterValue', `Element ${child.local.slice(0, 64)} may appear at most ${maxItems} times.`);
+    if (same) same.push(child);
+    else byName.set(child.local, [child]);
   }
   const out: Record = {};
   for (const f of fields) {
     const raw = byName.get(f.name) ?? [];
     if (!f.many && raw.length > 1) throw new VbsError('InvalidParameterValue', `Element ${f.name} may appear only once.`);
-    const values = raw.filter((r) => !isNil(r)).map((r) => decodeValue(def, f, r, where));
+    const values = raw.filter((r) => !isNil(r)).map((r) => decodeValue(def, f, r, where, maxItems));
     if (f.many) out[f.name] = values;
     else if (values.length === 1) out[f.name] = values[0];
     else if (!f.optional) throw new VbsError('MissingParameter', `The request must contain the parameter ${f.name}.`);
@@ -283,8 +177,8 @@ export function decodeFields(def: ServiceDefinition, fields: readonly Field[], e
   return out;
 }
 
-function decodeValue(def: ServiceDefinition, f: Field, el: XmlElement, where: string): Value {
-  if (typeof f.type === 'object') return decodeFields(def, def.types[f.type.record]!, el, `${where}/${f.name}`);
+function decodeValue(def: ServiceDefinition, f: Field, el: XmlElement, where: string, maxItems: number): Value {
+  if (typeof f.type === 'object') return decodeFields(def, def.types[f.type.record]!, el, `${where}/${f.name}`, maxItems);
   if (el.children.length) throw new VbsError('InvalidParameterValue', `Element ${f.name} must hold text, not elements.`);
   const text = el.text;
   switch (f.type) {

@@ -50,6 +50,9 @@ describe('validation', () => {
     expect(v.comment('data; $(x) `y` ../z')).toBe('data; $(x) `y` ../z');
     expect(code(() => v.comment('x'.repeat(256)))).toBe('InvalidParameterValue');
     expect(code(() => v.comment('a\nb'))).toBe('InvalidParameterValue');
+    // Bidirectional overrides and isolates (issue 17 item 6): "backup \u202Egpj.exe" shows as "backup exe.jpg".
+    for (const c of ['\u202e', '\u202a', '\u202d', '\u2066', '\u2069', '\u200f', '\u061c']) expect(code(() => v.comment(`backup ${c}gpj.exe`))).toBe('InvalidParameterValue');
+    expect(v.comment('café — ünïcödé ✓')).toBe('café — ünïcödé ✓');
   });
 
   it('paths may not leave their root', () => {

@@ -14,6 +14,7 @@ import { VOLUME_DELEGATE_SERVICE } from '../../src/services/volume-delegate.js';
 import type { ServiceDefinition } from '../../src/soap/schema.js';
 import { SoapClient } from '../../src/soap/client.js';
 import { envelope } from '../../src/soap/xml.js';
+import { renegotiateAs } from '../soap/renegotiate.js';
 import { eventually, startVbs, VBS_BIN, type Vbs } from './harness.js';
 
 /**
@@ -242,6 +243,34 @@ describe('TLS on every port', () => {
       expect({ service, code: faultOf(r.stdout).code, status: r.stdout.split('\n').at(-1) }).toEqual({ service, code: 'AuthFailure', status: '500' });
       const wsdl = await run('curl', ['-sS', '--cacert', join(vbs.dir, 'pki', 'ca.crt'), `${url}?wsdl`]);
       expect({ service, code: faultOf(wsdl.stdout).code }).toEqual({ service, code: 'AuthFailure' });
+    }
+  });
+});
+
+describe('renegotiation on every port', () => {
+  it('a user who renegotiates presenting a self-made certificate (CN=admin on the front, a service-marked CN=vbs-front on each delegate) is refused, and not served', async () => {
+    const attacker = createCa('attacker');
+    const selfMade = {
+      front: issueCertificate(attacker, { commonName: 'admin', use: 'client', admin: true }),
+      service: issueCertificate(attacker, { commonName: 'vbs-front', use: 'server+client', service: true }),
+    };
+    const read: Record<string, string> = { front: 'DescribeVolumes', 'volume delegate': 'DescribeObjects', 'vmm delegate': 'ListVms', 'instance resolver': 'DescribeResolvers' };
+    const alice = { keyPem: ids.alice!.key!, certPem: ids.alice!.cert! };
+    for (const { service, url, def } of ports) {
+      const probe = await renegotiateAs(url, ca, alice, service === 'front' ? selfMade.front : selfMade.service, envelope(def.namespace, `<tns:${read[service]}/>`));
+      expect({ service, renegotiated: probe.renegotiated, served: /^HTTP\/1\.1 200/.test(probe.answer ?? '') }).toEqual({ service, renegotiated: false, served: false });
+    }
+  });
+
+  it('a TLS 1.2 client offering only suites without forward secrecy fails the handshake on every port', async () => {
+    const files = join(vbs.dir, 'handed-out', 'alice');
+    for (const { service, url } of ports) {
+      const u = new URL(url);
+      const sClient = await run('openssl', ['s_client', '-connect', `${u.hostname}:${u.port}`, '-tls1_2', '-cipher', 'AES128-GCM-SHA256:AES256-GCM-SHA384:AES128-SHA256:AES128-SHA', '-cert', join(files, 'alice.crt'), '-key', join(files, 'alice.key')], { timeout: 20_000 }).then(
+        (r) => ({ code: 0, out: r.stdout + r.stderr }),
+        (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout + e.stderr }),
+      );
+      expect({ service, refused: sClient.code !== 0, alert: /handshake failure/.test(sClient.out) }).toEqual({ service, refused: true, alert: true });
     }
   });
 });
