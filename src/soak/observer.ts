@@ -1,0 +1,156 @@
+import Database from 'better-sqlite3';
+import { readState } from '../sim/state.js';
+import { deploymentView, volumeOfDiskTarget, type DeploymentView } from './invariants.js';
+
+/**
+ * The observer that samples the hypervisors *during* the load (issue 16):
+ * every few hundred milliseconds it reads, read-only, the front's metadata
+ * and every simulated VMM host's disks, and checks the two rules that must
+ * hold at every instant:
+ *
+ * - no volume is read-write on two VMs (one read of the simulator's state
+ *   document, which the simulator replaces by rename: one instant);
+ * - no volume is on a VM while its record is deleted or has no attachment
+ *   there (an `available` volume, or one attached elsewhere).
+ *
+ * The second rule compares two sides read at different instants, so the
+ * order matters. The rule the engine keeps is that an attachment row's life
+ * covers its disk's life: the row (attaching) is written before the disk is
+ * added, and removed only after the disk is gone. So the observer reads the
+ * metadata (M1), then the hosts (H), then the metadata again (M2). A disk
+ * seen in H was on the VM at an instant between M1 and M2; if the row
+ * covered it, the row existed at that instant, and is absent from both M1
+ * and M2 only when a whole attach (or an attach and its rollback) began
+ * and ended between the two reads. That can only be the work of a workflow
+ * on the volume that was running at M1 or started after it, so a disk is
+ * reported only when its row is absent from both reads AND no workflow on
+ * its volume was running at M1 or began since. The next sample looks again,
+ * so a skipped window costs a sample, never a missed bug that lasts.
+ */
+
+/** A VBS disk on a VM, as one host's state showed it. */
+export interface InstantDisk {
+  readonly host: string;
+  readonly vm: string;
+  readonly dev: string;
+  readonly volumeId: string;
+  readonly mode: string;
+}
+
+/** What one metadata read shows of the attachments and of the workflows' progress. */
+export interface InstantMetadata {
+  readonly volumes: ReadonlyMap<string, string>; // volume id → status
+  /** `volumeId host vm` of every attachment row, whatever its status. */
+  readonly attachments: ReadonlySet<string>;
+  /** The highest workflow id so far (workflows are numbered in the order they begin). */
+  readonly maxWorkflowId: number;
+  /** Resources with a running workflow. */
+  readonly running: ReadonlySet<string>;
+  /** Resource of each workflow, by id (only those past an id asked for). */
+  readonly workflowsSince: readonly { id: number; resource: string }[];
+}
+
+const key = (volumeId: string, host: string, vm: string) => `${volumeId} ${host} ${vm}`;
+
+/** The violations of one sample (M1, H, M2 read in that order). */
+export function judgeInstant(m1: InstantMetadata, disks: readonly InstantDisk[], m2: InstantMetadata): string[] {
+  const bad: string[] = [];
+  const writers = new Map<string, InstantDisk[]>();
+  for (const d of disks) if (d.mode === 'w') writers.set(d.volumeId, [...(writers.get(d.volumeId) ?? []), d]);
+  for (const [id, list] of writers) {
+    const vms = new Set(list.map((d) => `${d.vm}@${d.host}`));
+    if (vms.size > 1) bad.push(`${id} is read-write on ${[...vms].sort().join(' and ')} at once`);
+  }
+  const busy = new Set([...m1.running, ...m2.workflowsSince.filter((w) => w.id > m1.maxWorkflowId).map((w) => w.resource)]);
+  for (const d of disks) {
+    const k = key(d.volumeId, d.host, d.vm);
+    if (m1.attachments.has(k) || m2.attachments.has(k) || busy.has(d.volumeId)) continue;
+    const status = m2.volumes.get(d.volumeId);
+    const record = status === undefined ? 'deleted' : status;
+    bad.push(`${d.volumeId} is on ${d.vm}/${d.dev} at ${d.host} (mode ${d.mode}) while its record is ${record} with no attachment there`);
+  }
+  return bad;
+}
+
+/** One read transaction of what judgeInstant needs. */
+export function readInstantMetadata(database: string, since = Number.MAX_SAFE_INTEGER): InstantMetadata {
+  const db = new Database(database, { readonly: true, fileMustExist: true });
+  try {
+    db.pragma('busy_timeout = 10000');
+    return db.transaction(() => {
+      const volumes = db.prepare('SELECT volume_id, status FROM volumes').all() as { volume_id: string; status: string }[];
+      const attachments = db.prepare('SELECT volume_id, vmm_host, vm_id FROM attachments').all() as { volume_id: string; vmm_host: string; vm_id: string }[];
+      const max = (db.prepare('SELECT COALESCE(MAX(id), 0) AS n FROM workflows').get() as { n: number }).n;
+      const running = db.prepare(`SELECT resource_id FROM workflows WHERE state = 'running'`).all() as { resource_id: string }[];
+      const newer = db.prepare('SELECT id, resource_id FROM workflows WHERE id > ?').all(since) as { id: number; resource_id: string }[];
+      return {
+        volumes: new Map(volumes.map((v) => [v.volume_id, v.status])),
+        attachments: new Set(attachments.map((a) => key(a.volume_id, a.vmm_host, a.vm_id))),
+        maxWorkflowId: max,
+        running: new Set(running.map((r) => r.resource_id)),
+        workflowsSince: newer.map((w) => ({ id: w.id, resource: w.resource_id })),
+      };
+    })();
+  } finally {
+    db.close();
+  }
+}
+
+/** The VBS disks on every simulated VMM host, each host's state document read once. */
+export function readInstantDisks(view: DeploymentView): InstantDisk[] {
+  const disks: InstantDisk[] = [];
+  for (const host of view.vmmHosts) {
+    if (!host.simState) continue;
+    for (const vm of readState(host.simState).vms) {
+      for (const d of vm.disks) {
+        const volumeId = volumeOfDiskTarget(d.target);
+        if (volumeId?.startsWith('vol-')) disks.push({ host: host.name, vm: vm.name, dev: d.dev, volumeId, mode: d.mode });
+      }
+    }
+  }
+  return disks;
+}
+
+/** One sample: M1, H, M2, judged. */
+export function sampleInstant(view: DeploymentView): string[] {
+  const m1 = readInstantMetadata(view.database);
+  const disks = readInstantDisks(view);
+  const m2 = readInstantMetadata(view.database, m1.maxWorkflowId);
+  return judgeInstant(m1, disks, m2);
+}
+
+/** A violation, and when it was first seen. */
+export interface SeenViolation {
+  readonly time: string;
+  readonly violation: string;
+}
+
+/**
+ * Samples every `everyMs` while the load runs (each sample after the last
+ * one ended, so a slow read never piles up); `stop()` ends it and returns
+ * each distinct violation once, with when it was first seen.
+ */
+export function watchHypervisors(dir: string, everyMs: number): { stop(): Promise<{ samples: number; violations: SeenViolation[] }> } {
+  const view = deploymentView(dir);
+  const seen = new Map<string, string>();
+  let samples = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const tick = () => {
+    try {
+      for (const v of sampleInstant(view)) if (!seen.has(v)) seen.set(v, new Date().toISOString());
+      samples++;
+    } catch {
+      // A read that raced a write (a busy database past its timeout): the next sample looks again.
+    }
+    if (!stopped) timer = setTimeout(tick, everyMs);
+  };
+  timer = setTimeout(tick, everyMs);
+  return {
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      return { samples, violations: [...seen].map(([violation, time]) => ({ time, violation })) };
+    },
+  };
+}

@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import { judgeInstant, type InstantDisk, type InstantMetadata } from '../../src/soak/observer.js';
+
+/**
+ * The during-load observer's rules on made-up samples (metadata M1, the
+ * hosts' disks H, metadata M2, read in that order): what it must report, and
+ * the legitimate transitions between two reads it must not.
+ */
+const VOL = 'vol-0000000000000000a';
+
+function meta(o: { volumes?: [string, string][]; attachments?: [string, string][]; max?: number; running?: string[]; since?: [number, string][] } = {}): InstantMetadata {
+  return {
+    volumes: new Map(o.volumes ?? []),
+    attachments: new Set((o.attachments ?? []).map(([id, vm]) => `${id} localhost ${vm}`)),
+    maxWorkflowId: o.max ?? 10,
+    running: new Set(o.running ?? []),
+    workflowsSince: (o.since ?? []).map(([id, resource]) => ({ id, resource })),
+  };
+}
+
+const disk = (vm: string, mode = 'w', volumeId = VOL): InstantDisk => ({ host: 'localhost', vm, dev: 'xvdb', volumeId, mode });
+
+describe('the during-load observer', () => {
+  it('reports a volume read-write on two VMs at once', () => {
+    const m = meta({ volumes: [[VOL, 'in-use']], attachments: [[VOL, 'vm1'], [VOL, 'vm2']] });
+    expect(judgeInstant(m, [disk('vm1'), disk('vm2')], m)).toEqual([`${VOL} is read-write on vm1@localhost and vm2@localhost at once`]);
+  });
+
+  it('allows one writer, or readers on many VMs', () => {
+    const m = meta({ volumes: [[VOL, 'in-use']], attachments: [[VOL, 'vm1'], [VOL, 'vm2'], [VOL, 'vm3']] });
+    expect(judgeInstant(m, [disk('vm1', 'r'), disk('vm2', 'r'), disk('vm3', 'r')], m)).toEqual([]);
+    expect(judgeInstant(m, [disk('vm1')], m)).toEqual([]);
+  });
+
+  it('reports a disk on a VM while its volume is available with no attachment', () => {
+    const m = meta({ volumes: [[VOL, 'available']] });
+    expect(judgeInstant(m, [disk('vm3')], m)).toEqual([`${VOL} is on vm3/xvdb at localhost (mode w) while its record is available with no attachment there`]);
+  });
+
+  it('reports a disk on a VM while its volume is deleted, and one attached elsewhere', () => {
+    expect(judgeInstant(meta(), [disk('vm2', 'r')], meta())).toEqual([`${VOL} is on vm2/xvdb at localhost (mode r) while its record is deleted with no attachment there`]);
+    const m = meta({ volumes: [[VOL, 'in-use']], attachments: [[VOL, 'vm1']] });
+    expect(judgeInstant(m, [disk('vm1'), disk('vm2')], m)).toContain(`${VOL} is on vm2/xvdb at localhost (mode w) while its record is in-use with no attachment there`);
+  });
+
+  it('does not report an attach that began between the two reads (its row is in M2 only)', () => {
+    const m1 = meta({ volumes: [[VOL, 'available']] });
+    const m2 = meta({ volumes: [[VOL, 'in-use']], attachments: [[VOL, 'vm1']], since: [[11, VOL]], max: 11 });
+    expect(judgeInstant(m1, [disk('vm1')], m2)).toEqual([]);
+  });
+
+  it('does not report a detach that ended between the two reads (its row is in M1 only)', () => {
+    const m1 = meta({ volumes: [[VOL, 'in-use']], attachments: [[VOL, 'vm1']] });
+    const m2 = meta({ volumes: [[VOL, 'available']] });
+    expect(judgeInstant(m1, [disk('vm1')], m2)).toEqual([]);
+  });
+
+  it('does not report a whole attach and rollback between the reads, when a workflow on the volume ran or began', () => {
+    const m = meta({ volumes: [[VOL, 'available']] });
+    // An attach that began after M1 and rolled back before M2.
+    expect(judgeInstant(m, [disk('vm1')], meta({ volumes: [[VOL, 'available']], since: [[11, VOL]], max: 11 }))).toEqual([]);
+    // One that was running at M1 and wrote its row, attached and rolled back in between.
+    expect(judgeInstant(meta({ volumes: [[VOL, 'available']], running: [VOL] }), [disk('vm1')], m)).toEqual([]);
+    // A workflow on another volume does not excuse this one.
+    const other = meta({ volumes: [[VOL, 'available']], since: [[11, 'vol-0000000000000000b']], max: 11 });
+    expect(judgeInstant(m, [disk('vm1')], other)).toHaveLength(1);
+  });
+});
