@@ -56,7 +56,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const clock = new SoakClock(join(out, 'clock-offset'));
   const dep = await SoakDeployment.start({ dir, backend: opts.backend, commands, stderrFile: join(out, 'vbs-up.log'), env: { VBS_CLOCK_OFFSET_FILE: clock.file } });
   // The front again, now through the proxies and with the soak's lease and call timeout.
-  const proxies = await proxyTheFront(dir).catch(async (err: unknown) => {
+  const { proxies, callTimeoutMs } = await proxyTheFront(dir).catch(async (err: unknown) => {
     await dep.stop();
     throw err;
   });
@@ -75,7 +75,7 @@ async function main(argv: readonly string[]): Promise<number> {
     hangKeys: HANG_TOOLS[opts.backend],
     clock,
     leaseMs: SOAK_FRONT_SETTINGS.claimLeaseMs,
-    callTimeoutMs: SOAK_FRONT_SETTINGS.delegateTimeoutMs,
+    callTimeoutMs,
   });
   chaos.noteRestart('front', reconfigured);
   // A first Ctrl-C ends the chaos early and goes on to the checks; a second one stops at once.
