@@ -95,7 +95,7 @@ export class FaultyProxy {
 
     client.on('data', (chunk: Buffer) => {
       const turn = turnOf('client');
-      if (!fault && turn >= FIRST_REQUEST_TURN && turn % 2 === 1 && this.armed.length) {
+      if (!fault && turn >= FIRST_REQUEST_TURN && this.armed.length) {
         fault = this.armed.shift()!;
         if (fault.kind === 'cut') {
           this.fired.cut++;
