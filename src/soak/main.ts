@@ -8,8 +8,7 @@ import { SoakClock } from './clock-step.js';
 import { SERVICES, SoakDeployment, writeThinCommands } from './deployment.js';
 import { proxyTheFront, SOAK_FRONT_SETTINGS } from './front-settings.js';
 import { HANG_TOOLS, HostHangs } from './hang.js';
-import { watchInvariants } from './invariants.js';
-import { watchHypervisors } from './observer.js';
+import { startSamplers } from './samplers.js';
 import { parseSoakOptions, UsageError, USAGE, type SoakOptions } from './options.js';
 import { Prng } from './prng.js';
 import { RequestLog } from './request-log.js';
@@ -93,16 +92,15 @@ async function main(argv: readonly string[]): Promise<number> {
   let hypervisorSamples = 0;
   const started = Date.now();
   try {
-    const watch = watchInvariants(dir, SAMPLE_EVERY_MS);
-    const observer = watchHypervisors(dir, HYPERVISOR_SAMPLE_EVERY_MS);
+    const samplers = startSamplers(dir, SAMPLE_EVERY_MS, HYPERVISOR_SAMPLE_EVERY_MS);
     workload.start();
     chaos.start();
     await Promise.race([delay(opts.seconds * 1000, undefined, { signal: early.signal }).catch(() => {}), dep.whenExited()]);
     await chaos.stop();
     await workload.stop();
-    const seen = await observer.stop();
+    const seen = await samplers.stop();
     hypervisorSamples = seen.samples;
-    during = [...watch.stop().map((v) => `during the run: ${v}`), ...seen.violations.map((v) => `during the run (${v.time}): ${v.violation}`)];
+    during = [...seen.invariants.map((v) => `during the run: ${v}`), ...seen.hypervisors.map((v) => `during the run (${v.time}): ${v.violation}`)];
     settled = await settleAndJudge(dep);
   } finally {
     await chaos.stop().catch(() => {});

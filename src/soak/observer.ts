@@ -22,10 +22,13 @@ import { deploymentView, volumeOfDiskTarget, type DeploymentView } from './invar
  * covered it, the row existed at that instant, and is absent from both M1
  * and M2 only when a whole attach (or an attach and its rollback) began
  * and ended between the two reads. That can only be the work of a workflow
- * on the volume that was running at M1 or started after it, so a disk is
- * reported only when its row is absent from both reads AND no workflow on
- * its volume was running at M1 or began since. The next sample looks again,
- * so a skipped window costs a sample, never a missed bug that lasts.
+ * on the volume that began after M1, or that was running at M1 and wrote its
+ * journal between the reads (the journal is written before and after each
+ * step, and its row changes with it). So a disk is reported only when its
+ * row is absent from both reads AND no workflow on its volume began or moved
+ * in between. A workflow that runs on but does nothing (waits on a stalled
+ * call) excuses nothing. The next sample looks again, so a skipped window
+ * costs a sample, never a missed bug that lasts.
  */
 
 /** A VBS disk on a VM, as one host's state showed it. */
@@ -44,10 +47,12 @@ export interface InstantMetadata {
   readonly attachments: ReadonlySet<string>;
   /** The highest workflow id so far (workflows are numbered in the order they begin). */
   readonly maxWorkflowId: number;
-  /** Resources with a running workflow. */
-  readonly running: ReadonlySet<string>;
-  /** Resource of each workflow, by id (only those past an id asked for). */
-  readonly workflowsSince: readonly { id: number; resource: string }[];
+  /**
+   * Workflows as their journal stands: the running ones, and those asked for
+   * (M2: the ones running at M1, and every one begun since). `mark` changes
+   * with each journal write (its state, steps and their states).
+   */
+  readonly workflows: ReadonlyMap<number, { readonly resource: string; readonly mark: string }>;
 }
 
 const key = (volumeId: string, host: string, vm: string) => `${volumeId} ${host} ${vm}`;
@@ -61,7 +66,10 @@ export function judgeInstant(m1: InstantMetadata, disks: readonly InstantDisk[],
     const vms = new Set(list.map((d) => `${d.vm}@${d.host}`));
     if (vms.size > 1) bad.push(`${id} is read-write on ${[...vms].sort().join(' and ')} at once`);
   }
-  const busy = new Set([...m1.running, ...m2.workflowsSince.filter((w) => w.id > m1.maxWorkflowId).map((w) => w.resource)]);
+  // Volumes a workflow acted on between the reads: begun since M1, or running at M1 and its journal moved since.
+  const busy = new Set<string>();
+  for (const [id, w] of m2.workflows) if (id > m1.maxWorkflowId || m1.workflows.get(id)?.mark !== w.mark) busy.add(w.resource);
+  for (const [id, w] of m1.workflows) if (!m2.workflows.has(id)) busy.add(w.resource);
   for (const d of disks) {
     const k = key(d.volumeId, d.host, d.vm);
     if (m1.attachments.has(k) || m2.attachments.has(k) || busy.has(d.volumeId)) continue;
@@ -72,8 +80,8 @@ export function judgeInstant(m1: InstantMetadata, disks: readonly InstantDisk[],
   return bad;
 }
 
-/** One read transaction of what judgeInstant needs. */
-export function readInstantMetadata(database: string, since = Number.MAX_SAFE_INTEGER): InstantMetadata {
+/** One read transaction of what judgeInstant needs; `after` (M2) asks for the workflows M1 saw running, and those begun since. */
+export function readInstantMetadata(database: string, after?: InstantMetadata): InstantMetadata {
   const db = new Database(database, { readonly: true, fileMustExist: true });
   try {
     db.pragma('busy_timeout = 10000');
@@ -81,14 +89,19 @@ export function readInstantMetadata(database: string, since = Number.MAX_SAFE_IN
       const volumes = db.prepare('SELECT volume_id, status FROM volumes').all() as { volume_id: string; status: string }[];
       const attachments = db.prepare('SELECT volume_id, vmm_host, vm_id FROM attachments').all() as { volume_id: string; vmm_host: string; vm_id: string }[];
       const max = (db.prepare('SELECT COALESCE(MAX(id), 0) AS n FROM workflows').get() as { n: number }).n;
-      const running = db.prepare(`SELECT resource_id FROM workflows WHERE state = 'running'`).all() as { resource_id: string }[];
-      const newer = db.prepare('SELECT id, resource_id FROM workflows WHERE id > ?').all(since) as { id: number; resource_id: string }[];
+      const journal = `SELECT w.id, w.resource_id, w.state || ' ' || w.updated_at || ' ' ||
+          COALESCE((SELECT group_concat(s.idx || ':' || s.state || ':' || s.updated_at) FROM workflow_steps s WHERE s.workflow_id = w.id), '') AS mark
+        FROM workflows w`;
+      const rows = (
+        after
+          ? db.prepare(`${journal} WHERE w.id > ? OR w.id IN (SELECT value FROM json_each(?))`).all(after.maxWorkflowId, JSON.stringify([...after.workflows.keys()]))
+          : db.prepare(`${journal} WHERE w.state = 'running'`).all()
+      ) as { id: number; resource_id: string; mark: string }[];
       return {
         volumes: new Map(volumes.map((v) => [v.volume_id, v.status])),
         attachments: new Set(attachments.map((a) => key(a.volume_id, a.vmm_host, a.vm_id))),
         maxWorkflowId: max,
-        running: new Set(running.map((r) => r.resource_id)),
-        workflowsSince: newer.map((w) => ({ id: w.id, resource: w.resource_id })),
+        workflows: new Map(rows.map((r) => [r.id, { resource: r.resource_id, mark: r.mark }])),
       };
     })();
   } finally {
@@ -115,7 +128,7 @@ export function readInstantDisks(view: DeploymentView): InstantDisk[] {
 export function sampleInstant(view: DeploymentView): string[] {
   const m1 = readInstantMetadata(view.database);
   const disks = readInstantDisks(view);
-  const m2 = readInstantMetadata(view.database, m1.maxWorkflowId);
+  const m2 = readInstantMetadata(view.database, m1);
   return judgeInstant(m1, disks, m2);
 }
 

@@ -8,13 +8,13 @@ import { judgeInstant, type InstantDisk, type InstantMetadata } from '../../src/
  */
 const VOL = 'vol-0000000000000000a';
 
-function meta(o: { volumes?: [string, string][]; attachments?: [string, string][]; max?: number; running?: string[]; since?: [number, string][] } = {}): InstantMetadata {
+/** `workflows`: [id, resource, journal mark]. */
+function meta(o: { volumes?: [string, string][]; attachments?: [string, string][]; max?: number; workflows?: [number, string, string][] } = {}): InstantMetadata {
   return {
     volumes: new Map(o.volumes ?? []),
     attachments: new Set((o.attachments ?? []).map(([id, vm]) => `${id} localhost ${vm}`)),
     maxWorkflowId: o.max ?? 10,
-    running: new Set(o.running ?? []),
-    workflowsSince: (o.since ?? []).map(([id, resource]) => ({ id, resource })),
+    workflows: new Map((o.workflows ?? []).map(([id, resource, mark]) => [id, { resource, mark }])),
   };
 }
 
@@ -45,7 +45,7 @@ describe('the during-load observer', () => {
 
   it('does not report an attach that began between the two reads (its row is in M2 only)', () => {
     const m1 = meta({ volumes: [[VOL, 'available']] });
-    const m2 = meta({ volumes: [[VOL, 'in-use']], attachments: [[VOL, 'vm1']], since: [[11, VOL]], max: 11 });
+    const m2 = meta({ volumes: [[VOL, 'in-use']], attachments: [[VOL, 'vm1']], workflows: [[11, VOL, 'running']], max: 11 });
     expect(judgeInstant(m1, [disk('vm1')], m2)).toEqual([]);
   });
 
@@ -55,14 +55,20 @@ describe('the during-load observer', () => {
     expect(judgeInstant(m1, [disk('vm1')], m2)).toEqual([]);
   });
 
-  it('does not report a whole attach and rollback between the reads, when a workflow on the volume ran or began', () => {
+  it('does not report a whole attach and rollback between the reads, when a workflow on the volume began or moved', () => {
     const m = meta({ volumes: [[VOL, 'available']] });
     // An attach that began after M1 and rolled back before M2.
-    expect(judgeInstant(m, [disk('vm1')], meta({ volumes: [[VOL, 'available']], since: [[11, VOL]], max: 11 }))).toEqual([]);
-    // One that was running at M1 and wrote its row, attached and rolled back in between.
-    expect(judgeInstant(meta({ volumes: [[VOL, 'available']], running: [VOL] }), [disk('vm1')], m)).toEqual([]);
-    // A workflow on another volume does not excuse this one.
-    const other = meta({ volumes: [[VOL, 'available']], since: [[11, 'vol-0000000000000000b']], max: 11 });
-    expect(judgeInstant(m, [disk('vm1')], other)).toHaveLength(1);
+    expect(judgeInstant(m, [disk('vm1')], meta({ volumes: [[VOL, 'available']], workflows: [[11, VOL, 'failed']], max: 11 }))).toEqual([]);
+    // One that was running at M1 and wrote its journal in between (attached, then undid it).
+    const before = meta({ volumes: [[VOL, 'available']], workflows: [[10, VOL, 'running 1:started']] });
+    expect(judgeInstant(before, [disk('vm1')], meta({ volumes: [[VOL, 'available']], workflows: [[10, VOL, 'running 1:undone']] }))).toEqual([]);
+    expect(judgeInstant(before, [disk('vm1')], meta({ volumes: [[VOL, 'available']], workflows: [[10, VOL, 'failed 1:undone']] }))).toEqual([]);
+  });
+
+  it('reports a disk while a workflow on its volume runs on without moving, or one on another volume moves', () => {
+    const m = meta({ volumes: [[VOL, 'available']], workflows: [[10, VOL, 'running 1:started']] });
+    expect(judgeInstant(m, [disk('vm1')], m)).toHaveLength(1);
+    const other = meta({ volumes: [[VOL, 'available']], workflows: [[11, 'vol-0000000000000000b', 'running']], max: 11 });
+    expect(judgeInstant(meta({ volumes: [[VOL, 'available']] }), [disk('vm1')], other)).toHaveLength(1);
   });
 });
