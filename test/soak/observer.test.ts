@@ -1,5 +1,11 @@
-import { describe, expect, it } from 'vitest';
-import { judgeInstant, type InstantDisk, type InstantMetadata } from '../../src/soak/observer.js';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { openDatabase } from '../../src/db/database.js';
+import { Journal } from '../../src/db/journal.js';
+import { judgeInstant, readInstantDisks, readInstantMetadata, sampleInstant, type InstantDisk, type InstantMetadata } from '../../src/soak/observer.js';
+import { sim } from '../sim/helpers.js';
 
 /**
  * The during-load observer's rules on made-up samples (metadata M1, the
@@ -70,5 +76,43 @@ describe('the during-load observer', () => {
     expect(judgeInstant(m, [disk('vm1')], m)).toHaveLength(1);
     const other = meta({ volumes: [[VOL, 'available']], workflows: [[11, 'vol-0000000000000000b', 'running']], max: 11 });
     expect(judgeInstant(meta({ volumes: [[VOL, 'available']] }), [disk('vm1')], other)).toHaveLength(1);
+  });
+});
+
+describe('the during-load observer\'s reads', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vbs-soak-observer-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('reads a real metadata file and a real simulated host, and sees a disk left behind', () => {
+    const database = join(dir, 'vbs.db');
+    const db = openDatabase(database);
+    const simState = join(dir, 'vmm-sim');
+    const file = join(dir, 'volumes', `${VOL}.img`);
+    mkdirSync(join(dir, 'volumes'));
+    writeFileSync(file, '');
+    expect(sim(simState, ['vm', 'create', 'vm1']).code).toBe(0);
+    expect(sim(simState, ['xm', 'block-attach', 'vm1', `file:${file}`, 'xvdb', 'w']).code).toBe(0);
+    const now = new Date().toISOString();
+    db.prepare(`INSERT INTO ids (id, kind, created_at) VALUES (?, 'vol', ?)`).run(VOL, now);
+    db.prepare(`INSERT INTO volumes (volume_id, owner, size_gib, status, delegate, create_time) VALUES (?, 'admin', 1, 'available', 'local', ?)`).run(VOL, now);
+    const view = { dir, database, volumeDelegates: [], vmmHosts: [{ name: 'localhost', simState }] };
+
+    expect(readInstantDisks(view)).toEqual([{ host: 'localhost', vm: 'vm1', dev: 'xvdb', volumeId: VOL, mode: 'w' }]);
+    expect(sampleInstant(view)).toEqual([`${VOL} is on vm1/xvdb at localhost (mode w) while its record is available with no attachment there`]);
+
+    // A workflow on the volume that begins after the first read, or moves its journal, is seen by the second.
+    const journal = new Journal(db, 'test', 60_000);
+    const m1 = readInstantMetadata(database);
+    const id = journal.insert('AttachVolume', VOL, {});
+    let m2 = readInstantMetadata(database, m1);
+    expect(m2.workflows.get(id)?.resource).toBe(VOL);
+    expect(judgeInstant(m1, readInstantDisks(view), m2)).toEqual([]);
+    const m3 = readInstantMetadata(database);
+    expect(m3.workflows.has(id)).toBe(true);
+    expect(judgeInstant(m3, readInstantDisks(view), readInstantMetadata(database, m3))).toHaveLength(1);
+    journal.setStep(id, 0, 'vmm-delegate.AttachDisk', 'started');
+    m2 = readInstantMetadata(database, m3);
+    expect(judgeInstant(m3, readInstantDisks(view), m2)).toEqual([]);
+    db.close();
   });
 });
