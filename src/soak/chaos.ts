@@ -5,7 +5,7 @@ import type { SoakClock } from './clock-step.js';
 import { SERVICES, type ServiceName, type SoakDeployment } from './deployment.js';
 import type { HostHangs } from './hang.js';
 import type { Prng } from './prng.js';
-import type { FaultyProxy } from './proxy.js';
+import type { ProxyThread } from './proxy-thread.js';
 import { childrenOf, cmdline, isDescendantOf, signal } from './processes.js';
 
 /**
@@ -35,7 +35,7 @@ type Delegate = 'volume-delegate' | 'vmm-delegate';
 /** What the stalls and the clock steps act through, and the limits they go past. */
 export interface StallTools {
   /** The proxy in front of each delegate (the front calls the delegate through it). */
-  readonly proxies: ReadonlyMap<Delegate, FaultyProxy>;
+  readonly proxies: ReadonlyMap<Delegate, ProxyThread>;
   readonly hangs: HostHangs;
   /** The simulated tools (`tool` or `tool.verb`) a hang may hit. */
   readonly hangKeys: readonly string[];

@@ -1,12 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeAtomic } from '../pki/store.js';
-import { FaultyProxy } from './proxy.js';
+import { ProxyThread } from './proxy-thread.js';
 
 /**
  * The front's settings for a soak: a claim lease short enough to run out
  * while its holder still waits on a stalled call, and every delegate reached
- * through a faulty proxy the chaos controls.
+ * through a faulty proxy (in a thread of its own) the chaos controls.
  */
 export const SOAK_FRONT_SETTINGS = {
   /** The engine's claim lease (`claimLeaseMs`; 120 s by default). */
@@ -33,15 +33,15 @@ interface Endpoint {
  * and the front's call timeout (which stalls and hangs outlast).
  * The front reads it when it next starts (SoakDeployment.restartService).
  */
-export async function proxyTheFront(dir: string): Promise<{ proxies: Map<'volume-delegate' | 'vmm-delegate', FaultyProxy>; callTimeoutMs: number }> {
+export async function proxyTheFront(dir: string): Promise<{ proxies: Map<'volume-delegate' | 'vmm-delegate', ProxyThread>; callTimeoutMs: number }> {
   const file = join(dir, 'front.json');
   const cfg = JSON.parse(readFileSync(file, 'utf8')) as { volumeDelegates: Endpoint[]; vmmHosts: Endpoint[]; delegateTimeoutMs?: number } & Record<string, unknown>;
-  const proxies = new Map<'volume-delegate' | 'vmm-delegate', FaultyProxy>();
+  const proxies = new Map<'volume-delegate' | 'vmm-delegate', ProxyThread>();
   // `vbs up` runs one delegate of each kind.
   const proxied = async (role: 'volume-delegate' | 'vmm-delegate', list: Endpoint[]) => {
     if (list.length !== 1) throw new Error(`front.json names ${list.length} ${role}s; the soak proxies exactly one`);
     const url = new URL(list[0]!.url);
-    const proxy = await FaultyProxy.start(Number(url.port));
+    const proxy = await ProxyThread.start(Number(url.port));
     proxies.set(role, proxy);
     url.port = String(proxy.port);
     return [{ ...list[0]!, url: url.toString() }];
