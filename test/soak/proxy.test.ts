@@ -44,10 +44,10 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** A POST through the proxy; resolves with the answer or rejects with the error. */
-function post(body: string, timeoutMs = 60_000): Promise<string> {
+/** A POST through the proxy (or another port); resolves with the answer or rejects with the error. */
+function post(body: string, timeoutMs = 60_000, port = proxy.port): Promise<string> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: proxy.port, method: 'POST', path: '/', agent, timeout: timeoutMs }, (res) => {
+    const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/', agent, timeout: timeoutMs }, (res) => {
       let text = '';
       res.on('data', (d: Buffer) => (text += d.toString()));
       res.on('end', () => resolve(text));
@@ -97,5 +97,23 @@ describe('the soak\'s faulty proxy', () => {
     proxy.arm({ kind: 'cut', afterMs: 0 });
     expect(proxy.disarm()).toBe(1);
     expect(proxy.disarm()).toBe(0);
+  });
+
+  it('does the same from a worker thread of its own (as the soak runs it)', async () => {
+    // The built module: its worker is a built file, as the soak runs it (the test command builds first).
+    const built = new URL('../../dist/soak/proxy-thread.js', import.meta.url).href;
+    const { ProxyThread } = (await import(built)) as typeof import('../../src/soak/proxy-thread.js');
+    const thread = await ProxyThread.start((server.address() as { port: number }).port);
+    try {
+      expect(await post('one', 60_000, thread.port)).toBe('done one');
+      thread.arm({ kind: 'cut', afterMs: 60_000 });
+      const arrived = nextReceived();
+      await expect(post('cut me too', 60_000, thread.port)).rejects.toThrow();
+      expect(await arrived).toBe('cut me too');
+      expect(await post('after', 60_000, thread.port)).toBe('done after');
+    } finally {
+      await thread.close();
+    }
+    expect(thread.fired.cut).toBe(1);
   });
 });
