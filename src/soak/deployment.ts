@@ -62,13 +62,14 @@ export class SoakDeployment {
    * Starts `vbs up` in `dir` on a free port with the thin commands file, and
    * waits (bounded) until it says it is up. Its stderr goes to `stderrFile`.
    */
-  static async start(o: { dir: string; backend: Backend; commands: string; stderrFile: string }): Promise<SoakDeployment> {
+  static async start(o: { dir: string; backend: Backend; commands: string; stderrFile: string; env?: NodeJS.ProcessEnv }): Promise<SoakDeployment> {
     const args = [VBS_BIN, 'up', '--data', o.dir, '--port', '0', '--commands', o.commands, '--backend', o.backend];
     // The simulated IET: the soak checks targets through the simulator, and needs no root.
     if (o.backend === 'lvm-iscsi') args.push('--target', 'iet');
     // Its own process group: a Ctrl-C at the terminal reaches the soak, which
     // then ends the chaos and still checks, instead of stopping `vbs up` too.
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    // `env`: what the services must see (the clock's offset file): `vbs up` passes its environment on to them.
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, ...o.env } });
     // Whatever way the soak ends (short of SIGKILL), the deployment ends with it.
     const stopOnExit = () => child.kill('SIGTERM');
     process.once('exit', stopOnExit);
@@ -88,8 +89,11 @@ export class SoakDeployment {
       if (stderrText.length < 10_000) stderrText += `${line}\n`;
       if (!deployment) return;
       if (/stopped unexpectedly|did not start again/.test(line)) deployment.unexpectedStops++;
-      const back = /service is back \(PID ([0-9]+)/.exec(line);
-      if (back) deployment.readyPids.add(Number(back[1]));
+      const back = /the (\S+) service is back \(PID ([0-9]+)/.exec(line);
+      if (back) {
+        deployment.readyPids.add(Number(back[2]));
+        deployment.onBack?.(back[1]!, Number(back[2]));
+      }
     });
     const url = await new Promise<string>((resolveUrl, reject) => {
       const timer = setTimeout(() => {
@@ -121,6 +125,31 @@ export class SoakDeployment {
   servicePid(name: ServiceName): number | undefined {
     const match = childrenOf(this.pid).filter((p) => cmdline(p).includes(` serve ${name} `));
     return match.length === 1 ? match[0] : undefined;
+  }
+
+  /** Called with each service `vbs up` reports back after a restart. */
+  private onBack: ((service: string, pid: number) => void) | undefined;
+
+  /**
+   * Stops a service (SIGTERM) so `vbs up` starts it again, with the
+   * configuration as it now is in its file, and waits (bounded) until it
+   * serves. Not a crash the soak should count: the stop report is forgotten.
+   */
+  async restartService(name: ServiceName): Promise<void> {
+    const pid = this.servicePid(name);
+    if (pid === undefined) throw new Error(`the ${name} service is not running`);
+    const stopsBefore = this.unexpectedStops;
+    await new Promise<void>((resolveBack, reject) => {
+      const timer = setTimeout(() => reject(new Error(`the ${name} service did not come back within ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS);
+      this.onBack = (service) => {
+        if (service !== name) return;
+        clearTimeout(timer);
+        this.onBack = undefined;
+        resolveBack();
+      };
+      process.kill(pid, 'SIGTERM');
+    });
+    this.unexpectedStops = stopsBefore;
   }
 
   /** Whether the process is a service that has said it serves (not one still starting, or recovering its journal). */

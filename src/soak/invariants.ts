@@ -241,6 +241,11 @@ const BY_PATH = /^\/dev\/disk\/by-path\/ip-\S+-iscsi-(\S+)-lun-[0-9]+$/;
 
 const bare = (dev: string) => dev.replace(/^\/dev\//, '');
 
+/** The volume (or snapshot) a VM disk's target names: its file, or its iSCSI by-path device; undefined for a VM's own disks. */
+export function volumeOfDiskTarget(target: string): string | undefined {
+  return /^((?:vol|snap)-[0-9a-f]{17})\.img$/.exec(basename(target))?.[1] ?? (BY_PATH.test(target) ? iscsiVolume(target) : undefined);
+}
+
 /** Reads everything the invariants look at; the hosts and targets only when `quiet` (they are judged only then). */
 export function observeDeployment(dir: string, opts: InvariantOptions = {}): Observation {
   const quiet = opts.quiet ?? true;
@@ -349,7 +354,7 @@ export function judge(obs: Observation, opts: InvariantOptions = {}): string[] {
   }
 
   // The hypervisors agree with the attachments, both ways.
-  const volumeFile = (target: string) => /^((?:vol|snap)-[0-9a-f]{17})\.img$/.exec(basename(target))?.[1] ?? (BY_PATH.test(target) ? iscsiVolume(target) : undefined);
+  const volumeFile = volumeOfDiskTarget;
   for (const { host, vms, sessions, existingFiles } of obs.hosts) {
     const recorded = m.attachments.filter((a) => a.vmm_host === host.name);
     for (const iqn of sessions) {

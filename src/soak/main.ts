@@ -4,8 +4,11 @@ import { join, resolve } from 'node:path';
 import { randomInt } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Chaos, type ChaosEvent } from './chaos.js';
+import { SoakClock } from './clock-step.js';
 import { SERVICES, SoakDeployment, writeThinCommands } from './deployment.js';
-import { watchInvariants } from './invariants.js';
+import { proxyTheFront, SOAK_FRONT_SETTINGS } from './front-settings.js';
+import { HANG_TOOLS, HostHangs } from './hang.js';
+import { startSamplers } from './samplers.js';
 import { parseSoakOptions, UsageError, USAGE, type SoakOptions } from './options.js';
 import { Prng } from './prng.js';
 import { RequestLog } from './request-log.js';
@@ -14,15 +17,22 @@ import { Workload } from './workload.js';
 
 /** How often the invariants that hold at every instant are sampled while the chaos runs. */
 const SAMPLE_EVERY_MS = 2_000;
+/** How often the hypervisors' disks are compared with the metadata while the chaos runs. */
+const HYPERVISOR_SAMPLE_EVERY_MS = 300;
 
 /**
- * `npm run soak`: runs a deployment (`vbs up`), C clients making random valid
- * requests, and chaos (SIGKILL and SIGSTOP/SIGCONT of its services, SIGKILL
- * of the host commands its delegates run) for N seconds; then settles and
- * checks every invariant. Ends with `soak: <ops> operations, <kills> kills,
- * <n> violations`, exit 1 on any violation, and leaves a post-mortem folder:
- * requests.jsonl, chaos.jsonl, violations.json, vbs-up.log and the
- * deployment itself (its logs and metadata).
+ * `npm run soak`: runs a deployment (`vbs up`, the front reaching its
+ * delegates through faulty proxies, with a short claim lease and a clock the
+ * soak steps), C clients making random valid requests, and chaos (SIGKILL
+ * and SIGSTOP/SIGCONT of its services, SIGKILL of the host commands its
+ * delegates run, hung host commands, cut and stalled delegate calls, clock
+ * steps) for N seconds, while an observer compares the hypervisors' disks
+ * with the metadata every few hundred ms; then settles and checks every
+ * invariant. Ends with `soak: <ops> operations, <kills> kills, <n>
+ * violations`, exit 1 on any violation or when the clients did fewer
+ * requests than the floor, and leaves a post-mortem folder: requests.jsonl,
+ * chaos.jsonl, violations.json, vbs-up.log and the deployment itself (its
+ * logs and metadata).
  */
 async function main(argv: readonly string[]): Promise<number> {
   let opts: SoakOptions;
@@ -41,11 +51,32 @@ async function main(argv: readonly string[]): Promise<number> {
 
   const commands = join(out, 'commands.properties');
   writeThinCommands(commands);
-  const dep = await SoakDeployment.start({ dir, backend: opts.backend, commands, stderrFile: join(out, 'vbs-up.log') });
+  // The services' clock, which the chaos steps; every service `vbs up` starts reads it.
+  const clock = new SoakClock(join(out, 'clock-offset'));
+  const dep = await SoakDeployment.start({ dir, backend: opts.backend, commands, stderrFile: join(out, 'vbs-up.log'), env: { VBS_CLOCK_OFFSET_FILE: clock.file } });
+  // The front again, now through the proxies and with the soak's lease and call timeout.
+  const { proxies, callTimeoutMs } = await proxyTheFront(dir).catch(async (err: unknown) => {
+    await dep.stop();
+    throw err;
+  });
+  const reconfigured = Date.now();
+  await dep.restartService('front').catch(async (err: unknown) => {
+    await dep.stop();
+    for (const p of proxies.values()) await p.close();
+    throw err;
+  });
   const prng = new Prng(opts.seed);
   const log = new RequestLog(join(out, 'requests.jsonl'));
   const workload = new Workload({ clientConfig: dep.clientConfig, clients: opts.clients, seed: opts.seed, maxVolumes: 4 + 3 * opts.clients, maxSnapshots: 2 + 2 * opts.clients }, prng.fork(), log);
-  const chaos = new Chaos(dep, prng.fork(), join(out, 'chaos.jsonl'));
+  const chaos = new Chaos(dep, prng.fork(), join(out, 'chaos.jsonl'), {
+    proxies,
+    hangs: new HostHangs(join(dir, 'vmm-sim')),
+    hangKeys: HANG_TOOLS[opts.backend],
+    clock,
+    leaseMs: SOAK_FRONT_SETTINGS.claimLeaseMs,
+    callTimeoutMs,
+  });
+  chaos.noteRestart('front', reconfigured);
   // A first Ctrl-C ends the chaos early and goes on to the checks; a second one stops at once.
   const early = new AbortController();
   let interrupts = 0;
@@ -58,22 +89,28 @@ async function main(argv: readonly string[]): Promise<number> {
 
   let settled: SettleResult | undefined;
   let during: string[] = [];
+  let hypervisorSamples = 0;
   const started = Date.now();
   try {
-    const watch = watchInvariants(dir, SAMPLE_EVERY_MS);
+    const samplers = startSamplers(dir, SAMPLE_EVERY_MS, HYPERVISOR_SAMPLE_EVERY_MS);
     workload.start();
     chaos.start();
     await Promise.race([delay(opts.seconds * 1000, undefined, { signal: early.signal }).catch(() => {}), dep.whenExited()]);
     await chaos.stop();
     await workload.stop();
-    during = watch.stop().map((v) => `during the run: ${v}`);
+    const seen = await samplers.stop();
+    hypervisorSamples = seen.samples;
+    during = [...seen.invariants.map((v) => `during the run: ${v}`), ...seen.hypervisors.map((v) => `during the run (${v.time}): ${v.violation}`)];
     settled = await settleAndJudge(dep);
   } finally {
     await chaos.stop().catch(() => {});
     await log.close();
     await dep.stop();
+    for (const p of proxies.values()) await p.close();
   }
   const violations = [...during, ...settled.violations];
+  // Too little work proves nothing: the run fails, whatever it saw.
+  const tooLittle = log.total < opts.minOperations ? `the clients made ${log.total} requests, fewer than the floor of ${opts.minOperations} (--min-operations)` : undefined;
   const report = {
     seed: opts.seed,
     backend: opts.backend,
@@ -84,6 +121,12 @@ async function main(argv: readonly string[]): Promise<number> {
     outcomes: Object.fromEntries(log.outcomes),
     kills: chaos.kills,
     chaos: chaosCounts(chaos.events),
+    // Cuts and stalls armed are used by the next request that passes: these did take effect.
+    proxyFaults: Object.fromEntries([...proxies].map(([name, p]) => [name, { ...p.fired }])),
+    clockOffsetMs: clock.offsetMs,
+    hypervisorSamples,
+    minOperations: opts.minOperations,
+    tooLittle,
     unexpectedStops: dep.unexpectedStops,
     settledMs: settled.settledMs,
     quiet: settled.quiet,
@@ -95,8 +138,9 @@ async function main(argv: readonly string[]): Promise<number> {
   };
   writeFileSync(join(out, 'violations.json'), `${JSON.stringify(report, null, 2)}\n`);
   printSummary(say, opts, out, report);
+  if (tooLittle) say(`soak: FAILED: ${tooLittle}`);
   say(`soak: ${log.total} operations, ${chaos.kills} kills, ${violations.length} violations`);
-  return violations.length ? 1 : 0;
+  return violations.length || tooLittle ? 1 : 0;
 }
 
 function idsIn(lines: readonly string[]): string[] {
@@ -117,15 +161,34 @@ function printSummary(
   say: (line: string) => void,
   opts: SoakOptions,
   out: string,
-  r: { operations: number; outcomes: Record<string, number>; chaos: Record<string, Record<string, number>>; unexpectedStops: number; settledMs: number; quiet: boolean; violations: string[]; internalErrors: unknown[] },
+  r: {
+    operations: number;
+    outcomes: Record<string, number>;
+    chaos: Record<string, Record<string, number>>;
+    proxyFaults: Record<string, { cut: number; stall: number }>;
+    clockOffsetMs: number;
+    hypervisorSamples: number;
+    unexpectedStops: number;
+    settledMs: number;
+    quiet: boolean;
+    violations: string[];
+    internalErrors: unknown[];
+  },
 ): void {
   const outcomes = Object.entries(r.outcomes).sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(', ');
   say(`summary (seed ${opts.seed}, ${opts.backend}):`);
   say(`  requests: ${r.operations} (${outcomes || 'none'})`);
   for (const [kind, per] of Object.entries(r.chaos)) {
-    const list = SERVICES.filter((s) => per[s]).map((s) => `${s} ${per[s]}`).join(', ');
+    const list = [...SERVICES, 'all']
+      .filter((s) => per[s])
+      .map((s) => `${s} ${per[s]}`)
+      .join(', ');
     say(`  ${kind}: ${Object.values(per).reduce((a, b) => a + b, 0)} (${list})`);
   }
+  const fired = Object.entries(r.proxyFaults).map(([name, f]) => `${name} ${f.cut} cut, ${f.stall} stalled`).join('; ');
+  say(`  delegate calls that took a cut or a stall: ${fired}`);
+  say(`  the services' clock ended ${(r.clockOffsetMs / 1000).toFixed(1)} s ahead of the real one`);
+  say(`  hypervisor samples during the load: ${r.hypervisorSamples}`);
   say(`  services that stopped unexpectedly (as vbs up reported): ${r.unexpectedStops}`);
   say(`  internal errors returned to clients: ${r.internalErrors.length}`);
   say(`  settled: ${r.quiet ? `quiet after ${(r.settledMs / 1000).toFixed(1)} s` : `NOT quiet after ${(r.settledMs / 1000).toFixed(1)} s`}`);

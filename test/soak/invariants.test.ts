@@ -142,15 +142,18 @@ describe('the soak options and its seeded choices', () => {
   });
 
   it('parses the issue\'s options and refuses anything else', () => {
-    expect(parseSoakOptions(['--seconds', '180', '--seed', '7', '--clients', '4', '--backend', 'lvm-iscsi'], () => 1)).toEqual({
+    expect(parseSoakOptions(['--seconds', '180', '--seed', '7', '--clients', '4', '--backend', 'lvm-iscsi', '--min-operations', '50'], () => 1)).toEqual({
       seconds: 180,
       seed: 7,
       clients: 4,
       backend: 'lvm-iscsi',
+      minOperations: 50,
       out: undefined,
     });
-    expect(parseSoakOptions([], () => 99)).toMatchObject({ seed: 99, backend: 'file', clients: 3 });
-    for (const bad of [['--backend', 'zfs'], ['--seconds', '0'], ['--seconds', '1e3'], ['--clients', '-1'], ['--bogus'], ['extra']]) {
+    // Issue 16: at least 8 clients, and a floor of work (hundreds of requests in a 2-minute run).
+    expect(parseSoakOptions([], () => 99)).toMatchObject({ seed: 99, backend: 'file', clients: 8, seconds: 60, minOperations: 100 });
+    expect(parseSoakOptions(['--seconds', '120'], () => 1).minOperations).toBe(200);
+    for (const bad of [['--backend', 'zfs'], ['--seconds', '0'], ['--seconds', '1e3'], ['--clients', '-1'], ['--min-operations', 'x'], ['--bogus'], ['extra']]) {
       expect(() => parseSoakOptions(bad, () => 1), bad.join(' ')).toThrow(UsageError);
     }
   });
