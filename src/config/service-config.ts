@@ -31,8 +31,6 @@ export const FrontConfigSchema = z
     volumeDelegates: z.array(Endpoint).min(1),
     vmmHosts: z.array(Endpoint).default([]),
     delegateTimeoutMs: z.number().int().positive().default(30_000),
-    /** How long a runner's claim on a workflow lasts unless renewed (the engine's default when absent: 120 s). */
-    claimLeaseMs: z.number().int().positive().optional(),
     pollIntervalMs: z.number().int().positive().default(500),
     /**
      * Certificate names that are administrators (beside certificates issued

@@ -103,14 +103,15 @@ describe('the during-load observer\'s reads', () => {
     // A workflow on the volume that begins after the first read, or moves its journal, is seen by the second.
     const journal = new Journal(db, 'test', 60_000);
     const m1 = readInstantMetadata(database);
-    const id = journal.insert('AttachVolume', VOL, {});
+    const claim = journal.insert('AttachVolume', VOL, {});
+    const id = claim.id;
     let m2 = readInstantMetadata(database, m1);
     expect(m2.workflows.get(id)?.resource).toBe(VOL);
     expect(judgeInstant(m1, readInstantDisks(view), m2)).toEqual([]);
     const m3 = readInstantMetadata(database);
     expect(m3.workflows.has(id)).toBe(true);
     expect(judgeInstant(m3, readInstantDisks(view), readInstantMetadata(database, m3))).toHaveLength(1);
-    journal.setStep(id, 0, 'vmm-delegate.AttachDisk', 'started');
+    journal.setStep(claim, 0, 'vmm-delegate.AttachDisk', 'started');
     m2 = readInstantMetadata(database, m3);
     expect(judgeInstant(m3, readInstantDisks(view), m2)).toEqual([]);
     db.close();
