@@ -1,8 +1,9 @@
 import type { WorkflowDeps } from './deps.js';
 import type { WorkflowKind } from './engine.js';
+import { generationOf, unlessSuperseded, type Numbered } from './generation.js';
 import { madeState, type MadeState } from './made-state.js';
 
-export interface CreateSnapshotData {
+export interface CreateSnapshotData extends Numbered {
   snapshotId: string;
   volumeId: string;
   delegate: string;
@@ -13,7 +14,7 @@ export interface CreateSnapshotData {
 }
 
 /** Create snapshot: as create volume, with the copy made from the volume (a reflink copy is completed in the same step). */
-export function createSnapshotKind({ delegates }: WorkflowDeps): WorkflowKind<CreateSnapshotData> {
+export function createSnapshotKind({ delegates, log }: WorkflowDeps): WorkflowKind<CreateSnapshotData> {
   return {
     kind: 'CreateSnapshot',
     recovery: 'rollback',
@@ -22,12 +23,10 @@ export function createSnapshotKind({ delegates }: WorkflowDeps): WorkflowKind<Cr
       {
         name: 'volume-delegate.CreateSnapshot',
         run: async () => {
-          const r = await delegates.volumeDelegate(d.delegate).call('CreateSnapshot', { snapshotId: d.snapshotId, volumeId: d.volumeId });
+          const r = await delegates.volumeDelegate(d.delegate).call('CreateSnapshot', { snapshotId: d.snapshotId, volumeId: d.volumeId, ...generationOf(d) });
           return { made: madeState(r) };
         },
-        undo: async () => {
-          await delegates.volumeDelegate(d.delegate).call('DeleteObject', { id: d.snapshotId });
-        },
+        undo: () => unlessSuperseded(log, 'DeleteObject', d, () => delegates.volumeDelegate(d.delegate).call('DeleteObject', { id: d.snapshotId, ...generationOf(d) })),
       },
     ],
     commit: (m, d) => {

@@ -1,8 +1,9 @@
 import type { WorkflowDeps } from './deps.js';
 import type { WorkflowKind } from './engine.js';
+import { generationOf, unlessSuperseded, type Numbered } from './generation.js';
 import { madeState, type MadeState } from './made-state.js';
 
-export interface CreateVolumeData {
+export interface CreateVolumeData extends Numbered {
   volumeId: string;
   sizeGiB: number;
   snapshotId: string | null;
@@ -23,7 +24,7 @@ export interface CreateVolumeData {
  * (src/front/copy-watch.ts, src/front/monitor.ts). Any failure removes the
  * row and whatever the delegate made.
  */
-export function createVolumeKind({ delegates }: WorkflowDeps): WorkflowKind<CreateVolumeData> {
+export function createVolumeKind({ delegates, log }: WorkflowDeps): WorkflowKind<CreateVolumeData> {
   return {
     kind: 'CreateVolume',
     recovery: 'rollback',
@@ -32,12 +33,10 @@ export function createVolumeKind({ delegates }: WorkflowDeps): WorkflowKind<Crea
       {
         name: 'volume-delegate.CreateVolume',
         run: async () => {
-          const r = await delegates.volumeDelegate(d.delegate).call('CreateVolume', { volumeId: d.volumeId, sizeGiB: d.sizeGiB, snapshotId: d.snapshotId ?? undefined });
+          const r = await delegates.volumeDelegate(d.delegate).call('CreateVolume', { volumeId: d.volumeId, sizeGiB: d.sizeGiB, snapshotId: d.snapshotId ?? undefined, ...generationOf(d) });
           return { made: madeState(r) };
         },
-        undo: async () => {
-          await delegates.volumeDelegate(d.delegate).call('DeleteObject', { id: d.volumeId });
-        },
+        undo: () => unlessSuperseded(log, 'DeleteObject', d, () => delegates.volumeDelegate(d.delegate).call('DeleteObject', { id: d.volumeId, ...generationOf(d) })),
       },
     ],
     commit: (m, d) => {
