@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { VbsError } from '../../src/core/errors.js';
+import { failureOutcome } from '../../src/core/outcome.js';
 import { VMM_GENERATION_RULES, VOLUME_GENERATION_RULES } from '../../src/delegates/generation-rules.js';
 import { GenerationMemory, generationOf, type GuardRules } from '../../src/delegates/generations.js';
 import type { Record as XmlRecord } from '../../src/soap/xml.js';
@@ -13,7 +14,7 @@ import { availableVolume, FakeDelegate, makeFront } from './fakes.js';
  * memory (src/delegates/generations.ts).
  */
 class GuardedFake extends FakeDelegate {
-  private readonly memory = new GenerationMemory(':memory:');
+  readonly memory = new GenerationMemory(':memory:');
   constructor(private readonly rules: GuardRules) {
     super();
   }
@@ -73,5 +74,23 @@ describe('generations at the front', () => {
     await expect(f.call('AttachVolume', attachArgs(vol))).rejects.toThrow(/AttachVolume failed at step 4 of 4/);
     expect({ exports: [...f.storage.exports], sessions: [...f.vmm.sessions], disks: [...f.vmm.disks] }).toEqual({ exports: [], sessions: [], disks: [] });
     expect(f.db.prepare('SELECT count(*) AS n FROM leftovers').get()).toEqual({ n: 0 });
+  });
+
+  it('a stale refusal reads as "refused: nothing changed"', () => {
+    expect(failureOutcome(new VbsError('StaleGeneration', 'older than one already done'))).toBe('refused');
+  });
+
+  it("a detach whose unexport is refused as stale (another front's newer attach exported it again) finishes without it, leaving the export", async () => {
+    const f = makeFront(':memory:', new GuardedFake(VOLUME_GENERATION_RULES), new GuardedFake(VMM_GENERATION_RULES));
+    const vol = await availableVolume(f);
+    await f.call('AttachVolume', attachArgs(vol));
+    // A newer workflow, run elsewhere, exported the volume to this host for itself.
+    (f.storage as GuardedFake).memory.admit(`export/${vol}/localhost`, 'add', 99);
+    await f.call('DetachVolume', { volumeId: vol });
+    expect(f.meta.attachmentsOf([vol])).toEqual([]);
+    expect(f.meta.volume(vol)!.status).toBe('available');
+    expect([...f.vmm.disks]).toEqual([]);
+    expect([...f.storage.exports]).toEqual([`${vol}@localhost`]);
+    expect(f.db.prepare(`SELECT count(*) AS n FROM workflows WHERE state = 'running'`).get()).toEqual({ n: 0 });
   });
 });
