@@ -187,7 +187,7 @@ export const VmmDelegateConfigSchema = z
     /**
      * The SQLite file where the delegate remembers the generations it acted on
      * (src/delegates/generations.ts). Default: beside the configuration file,
-     * named after it (volume-delegate.json -> volume-delegate.generations.db).
+     * named after it (vmm-delegate.json -> vmm-delegate.generations.db).
      */
     generationsFile: z.string().optional(),
     /** Overrides `vmm.adapter` in commands.properties. */
