@@ -48,8 +48,10 @@ export class GenerationMemory {
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('busy_timeout = 10000');
-    // FULL: a generation recorded is on disk before the host command that follows it runs.
-    this.db.pragma('synchronous = FULL');
+    // NORMAL (as the front's database): with WAL a recorded generation survives
+    // the delegate's process dying at any point; only a machine crash can lose
+    // the last few, and then the host's own state was cut off with them.
+    this.db.pragma('synchronous = NORMAL');
     this.db.exec(`CREATE TABLE IF NOT EXISTS acted (
       key TEXT PRIMARY KEY,
       added INTEGER NOT NULL DEFAULT 0,
