@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import type { TlsMaterial } from '../core/service.js';
 
@@ -134,6 +134,12 @@ export const VolumeDelegateConfigSchema = z
     ...Common,
     name: z.string().min(1).default('volume-delegate'),
     allowedCallers: z.array(z.string()).default(['vbs-front']),
+    /**
+     * The SQLite file where the delegate remembers the generations it acted on
+     * (src/delegates/generations.ts). Default: beside the configuration file,
+     * named after it (volume-delegate.json -> volume-delegate.generations.db).
+     */
+    generationsFile: z.string().optional(),
     /** Host commands that may run at once; more wait their turn (one slow command holds up only its own slot). */
     commandConcurrency: z.number().int().min(1).max(64).default(8),
     backend: z.discriminatedUnion('type', [
@@ -187,6 +193,12 @@ export const VmmDelegateConfigSchema = z
     ...Common,
     hostName: z.string().min(1),
     allowedCallers: z.array(z.string()).default(['vbs-front']),
+    /**
+     * The SQLite file where the delegate remembers the generations it acted on
+     * (src/delegates/generations.ts). Default: beside the configuration file,
+     * named after it (vmm-delegate.json -> vmm-delegate.generations.db).
+     */
+    generationsFile: z.string().optional(),
     /** Overrides `vmm.adapter` in commands.properties. */
     adapter: z.string().optional(),
     /** Folders where volume files may be found (the shared file system's mount). */
@@ -230,6 +242,8 @@ export function loadServiceConfig(file: string): ServiceConfig {
   const abs = (p: string): string => resolve(base, p);
   const tls = { key: abs(c.tls.key), cert: abs(c.tls.cert), ca: abs(c.tls.ca), crl: c.tls.crl ? abs(c.tls.crl) : undefined, maxAnonymousConnections: c.tls.maxAnonymousConnections };
   const commands = c.commands ? abs(c.commands) : undefined;
+  const generationsFile = (configured: string | undefined): string =>
+    configured ? abs(configured) : resolve(base, `${basename(file).replace(/\.json$/, '')}.generations.db`);
   switch (c.role) {
     case 'front':
       return { ...c, tls, commands, database: c.database === ':memory:' ? c.database : abs(c.database), auditLog: c.auditLog ? abs(c.auditLog) : undefined };
@@ -238,13 +252,14 @@ export function loadServiceConfig(file: string): ServiceConfig {
         ...c,
         tls,
         commands,
+        generationsFile: generationsFile(c.generationsFile),
         backend:
           c.backend.type === 'file'
             ? { ...c.backend, root: abs(c.backend.root) }
             : { ...c.backend, stateDir: abs(c.backend.stateDir), simState: c.backend.simState ? abs(c.backend.simState) : undefined },
       };
     case 'vmm-delegate':
-      return { ...c, tls, commands, volumeRoots: c.volumeRoots.map(abs), simState: c.simState ? abs(c.simState) : undefined, qmpDir: c.qmpDir ? abs(c.qmpDir) : undefined };
+      return { ...c, tls, commands, generationsFile: generationsFile(c.generationsFile), volumeRoots: c.volumeRoots.map(abs), simState: c.simState ? abs(c.simState) : undefined, qmpDir: c.qmpDir ? abs(c.qmpDir) : undefined };
     case 'instance-resolver':
       return {
         ...c,

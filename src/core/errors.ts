@@ -31,6 +31,11 @@ export const FAULTS = {
   /** A host command or a delegate failed; the message says which step and why. */
   OperationFailed: { by: 'Server', http: 500 },
   ServiceUnavailable: { by: 'Server', http: 500 },
+  /**
+   * A delegate refused a call from an older workflow on the resource than one
+   * it already acted on (issue 16: src/delegates/generations.ts). Nothing changed.
+   */
+  StaleGeneration: { by: 'Client', http: 500 },
   InternalError: { by: 'Server', http: 500 },
   /** SOAP's own fault codes (SOAP 1.1 section 4.4.1): faultcode soap:VersionMismatch / soap:MustUnderstand. */
   VersionMismatch: { by: 'VersionMismatch', http: 500 },

@@ -193,4 +193,13 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX volumes_creating ON volumes(delegate) WHERE status = 'creating';
   CREATE INDEX snapshots_pending ON snapshots(delegate) WHERE status = 'pending';
   `,
+  // Issue 16, generations: each workflow on a volume or snapshot takes the
+  // next number of that resource, in the transaction that journals it, and
+  // every delegate call it makes carries it (src/db/generations.ts).
+  `
+  CREATE TABLE generations (
+    resource_id TEXT PRIMARY KEY,
+    generation INTEGER NOT NULL CHECK (generation > 0)
+  );
+  `,
 ];

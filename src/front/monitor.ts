@@ -2,6 +2,7 @@ import { errorMessage } from '../core/errors.js';
 import { busyResources } from '../db/journal.js';
 import type { Logger } from '../core/log.js';
 import { writeTx } from '../db/database.js';
+import { currentGeneration } from '../db/generations.js';
 import type { Metadata } from '../db/metadata.js';
 import type { Record as XmlRecord } from '../soap/xml.js';
 import { madeState } from '../workflows/made-state.js';
@@ -177,9 +178,11 @@ export class CreationMonitor {
     }
     this.log.info('restarting a copy the volume delegate lost', { id, attempts });
     let answer: XmlRecord | undefined;
+    // Still its create's: the latest generation (a delete journaled since is newer, and its delegate refuses this).
+    const latest = { generation: currentGeneration(this.meta.db, id) };
     try {
       const v = this.meta.volume(id);
-      if (v?.status === 'creating') answer = await this.delegates.volumeDelegate(delegate).call('CreateVolume', { volumeId: id, sizeGiB: v.size_gib, snapshotId: v.snapshot_id ?? undefined });
+      if (v?.status === 'creating') answer = await this.delegates.volumeDelegate(delegate).call('CreateVolume', { volumeId: id, sizeGiB: v.size_gib, snapshotId: v.snapshot_id ?? undefined, ...latest });
     } catch (err) {
       failed(`could not restart the copy: ${errorMessage(err)}`);
       return;

@@ -2,6 +2,7 @@ import type { Delegates } from '../core/delegates.js';
 import { KeyedMutex } from '../core/keyed-mutex.js';
 import type { Logger } from '../core/log.js';
 import type { Db } from '../db/database.js';
+import { nextGeneration } from '../db/generations.js';
 import type { Metadata } from '../db/metadata.js';
 import { attachKind, detachKind } from '../workflows/attach.js';
 import { createSnapshotKind } from '../workflows/create-snapshot.js';
@@ -22,7 +23,7 @@ export class FrontWorkflows {
   readonly hostLocks = new KeyedMutex();
 
   constructor(
-    db: Db,
+    private readonly db: Db,
     meta: Metadata,
     delegates: Delegates,
     log: Logger,
@@ -51,7 +52,13 @@ export class FrontWorkflows {
 
   /** `resource`: the volume or snapshot it acts on, when known before preparing (its unfinished work runs first). */
   async run<D extends object>(kind: WorkflowKind<D>, prepare: () => D, resource?: string): Promise<D> {
-    const data = await this.engine.run(kind, prepare, resource);
+    // The workflow takes its resource's next generation in the transaction
+    // that journals it; its delegate calls carry it (src/db/generations.ts).
+    const numbered = (): D => {
+      const d = prepare();
+      return Object.assign(d, { generation: nextGeneration(this.db, kind.resourceOf(d)) });
+    };
+    const data = await this.engine.run(kind, numbered, resource);
     if (kind === (this.createVolume as unknown) || kind === (this.createSnapshot as unknown)) {
       const made = data as { delegate: string; made?: { state: string } };
       if (made.made?.state !== 'ready' && made.made?.state !== 'error') this.onCopyStarted(made.delegate);

@@ -1,5 +1,6 @@
 import { DISK_SOURCE_FIELDS } from './disk-source.js';
 import { bool, rec, str, type ServiceDefinition } from '../soap/schema.js';
+import { GENERATION } from './generation.js';
 
 /** The VMM Delegate: runs on a hypervisor node and attaches exported volumes to its VMs. */
 export const VMM_DELEGATE_SERVICE: ServiceDefinition = {
@@ -25,22 +26,22 @@ export const VMM_DELEGATE_SERVICE: ServiceDefinition = {
     },
     AttachDisk: {
       doc: 'Connects the source and attaches it to the VM as device in mode r or w.',
-      input: [str('volumeId'), str('vmId'), str('device'), str('mode'), rec('source', 'Source')],
+      input: [str('volumeId'), str('vmId'), str('device'), str('mode'), rec('source', 'Source'), GENERATION],
       output: [bool('return')],
     },
     DiscoverTarget: {
       doc: 'iSCSI sources: discovers the target at its portal (records the node). Idempotent; file sources need nothing.',
-      input: [str('volumeId'), rec('source', 'Source')],
+      input: [str('volumeId'), rec('source', 'Source'), GENERATION],
       output: [bool('return')],
     },
     LoginTarget: {
       doc: 'iSCSI sources: logs in to the target and returns the local device of its LUN. Idempotent.',
-      input: [str('volumeId'), rec('source', 'Source')],
+      input: [str('volumeId'), rec('source', 'Source'), GENERATION],
       output: [str('device')],
     },
     LogoutTarget: {
       doc: 'iSCSI sources: logs out of the target and forgets its node record. Idempotent.',
-      input: [str('volumeId'), rec('source', 'Source')],
+      input: [str('volumeId'), rec('source', 'Source'), GENERATION],
       output: [bool('return')],
     },
     ListVms: {
@@ -55,7 +56,7 @@ export const VMM_DELEGATE_SERVICE: ServiceDefinition = {
     },
     DetachDisk: {
       doc: 'Detaches device from the VM and disconnects the source.',
-      input: [str('volumeId'), str('vmId'), str('device'), rec('source', 'Source')],
+      input: [str('volumeId'), str('vmId'), str('device'), rec('source', 'Source'), GENERATION],
       output: [bool('return')],
     },
   },

@@ -1,5 +1,6 @@
 import { DISK_SOURCE_FIELDS } from './disk-source.js';
 import { bool, int, long, rec, str, type ServiceDefinition } from '../soap/schema.js';
+import { GENERATION } from './generation.js';
 
 /**
  * The Volume Delegate: runs on a storage node and does what the front asks
@@ -37,12 +38,12 @@ export const VOLUME_DELEGATE_SERVICE: ServiceDefinition = {
     },
     CreateVolume: {
       doc: 'Checks capacity and creates the volume (blank, or from a snapshot); answers when it is made or after a second, the rest going on in the background. state: ready, creating or error. Idempotent.',
-      input: [str('volumeId'), int('sizeGiB'), str('snapshotId', { optional: true })],
+      input: [str('volumeId'), int('sizeGiB'), str('snapshotId', { optional: true }), GENERATION],
       output: [bool('accepted'), str('state', { optional: true }), str('message', { optional: true })],
     },
     CreateSnapshot: {
       doc: 'Checks capacity and copies the volume to a snapshot; answers when it is made or after a second, the rest going on in the background. Idempotent.',
-      input: [str('snapshotId'), str('volumeId')],
+      input: [str('snapshotId'), str('volumeId'), GENERATION],
       output: [bool('accepted'), str('state', { optional: true }), str('message', { optional: true })],
     },
     WaitObjects: {
@@ -57,17 +58,17 @@ export const VOLUME_DELEGATE_SERVICE: ServiceDefinition = {
     },
     DeleteObject: {
       doc: 'Deletes a volume or snapshot if present (and ends any copy in progress). Idempotent.',
-      input: [str('id')],
+      input: [str('id'), GENERATION],
       output: [bool('deleted')],
     },
     ExportVolume: {
       doc: 'Makes a volume reachable from a VMM host. Idempotent.',
-      input: [str('volumeId'), str('vmmHost')],
+      input: [str('volumeId'), str('vmmHost'), GENERATION],
       output: [rec('export', 'Export')],
     },
     UnexportVolume: {
       doc: 'Withdraws an export. Idempotent.',
-      input: [str('volumeId'), str('vmmHost')],
+      input: [str('volumeId'), str('vmmHost'), GENERATION],
       output: [bool('return')],
     },
     ListExports: {

@@ -3,8 +3,9 @@ import type { Metadata } from '../db/metadata.js';
 import type { Record as XmlRecord } from '../soap/xml.js';
 import { hostLockKey, type WorkflowDeps } from './deps.js';
 import type { Step, WorkflowKind } from './engine.js';
+import { generationOf, unlessSuperseded, type Numbered } from './generation.js';
 
-export interface AttachmentData {
+export interface AttachmentData extends Numbered {
   volumeId: string;
   vmmHost: string;
   vmId: string;
@@ -35,24 +36,26 @@ type AttachStep = Step<AttachmentData>;
  * the delegates look at the host first and do only what is missing, so any of
  * them can be run again, and an attach's undo is the matching detach step.
  */
-function stepsOf({ meta, delegates, hostLocks }: WorkflowDeps) {
+function stepsOf({ meta, delegates, hostLocks, log }: WorkflowDeps) {
   // An attachment's row exists before its first step runs, so a detach that
   // decides "nobody else here" under this lock can never withdraw an export
   // or session from under an attach that is already using it.
   const locked = <T>(d: AttachmentData, section: () => Promise<T>) => hostLocks.run(hostLockKey(d.volumeId, d.vmmHost), section);
   const volume = (d: AttachmentData) => delegates.volumeDelegate(d.delegate);
   const vmm = (d: AttachmentData) => delegates.vmmDelegate(d.vmmHost);
-  const target = (d: AttachmentData) => ({ volumeId: d.volumeId, source: d.source });
+  const target = (d: AttachmentData) => ({ volumeId: d.volumeId, source: d.source, ...generationOf(d) });
+  // A withdrawal a delegate refuses as stale (a newer workflow set it up again) is done, not retried.
+  const withdraw = (what: string, d: AttachmentData, call: () => Promise<unknown>) => unlessSuperseded(log, what, d, call);
 
   const exportVolume = (d: AttachmentData) =>
     locked(d, async () => {
-      const r = await volume(d).call('ExportVolume', { volumeId: d.volumeId, vmmHost: d.vmmHost });
+      const r = await volume(d).call('ExportVolume', { volumeId: d.volumeId, vmmHost: d.vmmHost, ...generationOf(d) });
       return { source: r.export as XmlRecord };
     });
   const unexportVolume = (d: AttachmentData) =>
     locked(d, async () => {
       if (othersOnHost(meta, d)) return;
-      await volume(d).call('UnexportVolume', { volumeId: d.volumeId, vmmHost: d.vmmHost });
+      await withdraw('UnexportVolume', d, () => volume(d).call('UnexportVolume', { volumeId: d.volumeId, vmmHost: d.vmmHost, ...generationOf(d) }));
     });
   const discover = (d: AttachmentData) =>
     locked(d, async () => {
@@ -65,13 +68,13 @@ function stepsOf({ meta, delegates, hostLocks }: WorkflowDeps) {
   // Logging out also forgets the discovered node, so it undoes both.
   const logout = (d: AttachmentData) =>
     locked(d, async () => {
-      if (isIscsi(d) && !othersOnHost(meta, d)) await vmm(d).call('LogoutTarget', target(d));
+      if (isIscsi(d) && !othersOnHost(meta, d)) await withdraw('LogoutTarget', d, () => vmm(d).call('LogoutTarget', target(d)));
     });
   const attachDisk = async (d: AttachmentData) => {
-    await vmm(d).call('AttachDisk', { volumeId: d.volumeId, vmId: d.vmId, device: d.device, mode: d.mode, source: d.source });
+    await vmm(d).call('AttachDisk', { volumeId: d.volumeId, vmId: d.vmId, device: d.device, mode: d.mode, source: d.source, ...generationOf(d) });
   };
   const detachDisk = async (d: AttachmentData) => {
-    await vmm(d).call('DetachDisk', { volumeId: d.volumeId, vmId: d.vmId, device: d.device, source: d.source });
+    await vmm(d).call('DetachDisk', { volumeId: d.volumeId, vmId: d.vmId, device: d.device, source: d.source, ...generationOf(d) });
   };
 
   // Compensation order: the session and the export an attach set up are
@@ -79,9 +82,10 @@ function stepsOf({ meta, delegates, hostLocks }: WorkflowDeps) {
   // still has leaves the guest a dead disk). When the DetachDisk undo fails,
   // the data (kept with every leftover) says so, and the later undos first
   // ensure the disk is detached: they fail too, and wait as leftovers.
+  // An attach's undo refused as stale: a newer workflow has the disk now (its own attach, or already detached it).
   const undoAttachDisk = async (d: AttachmentData) => {
     d.diskMayRemain = true;
-    await detachDisk(d);
+    await withdraw('DetachDisk', d, () => detachDisk(d));
     d.diskMayRemain = false;
   };
   const afterDiskGone = (undo: (d: AttachmentData) => Promise<void>) => async (d: AttachmentData) => {

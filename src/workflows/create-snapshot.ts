@@ -1,9 +1,10 @@
 import type { WorkflowDeps } from './deps.js';
 import type { WorkflowKind } from './engine.js';
 import { stillCreating } from './create-guard.js';
+import { generationOf, unlessSuperseded, type Numbered } from './generation.js';
 import { madeState, type MadeState } from './made-state.js';
 
-export interface CreateSnapshotData {
+export interface CreateSnapshotData extends Numbered {
   snapshotId: string;
   volumeId: string;
   delegate: string;
@@ -14,7 +15,7 @@ export interface CreateSnapshotData {
 }
 
 /** Create snapshot: as create volume, with the copy made from the volume (a reflink copy is completed in the same step). */
-export function createSnapshotKind({ delegates, meta }: WorkflowDeps): WorkflowKind<CreateSnapshotData> {
+export function createSnapshotKind({ delegates, meta, log }: WorkflowDeps): WorkflowKind<CreateSnapshotData> {
   return {
     kind: 'CreateSnapshot',
     recovery: 'rollback',
@@ -23,13 +24,13 @@ export function createSnapshotKind({ delegates, meta }: WorkflowDeps): WorkflowK
       {
         name: 'volume-delegate.CreateSnapshot',
         run: async () => {
-          const r = await delegates.volumeDelegate(d.delegate).call('CreateSnapshot', { snapshotId: d.snapshotId, volumeId: d.volumeId });
+          const r = await delegates.volumeDelegate(d.delegate).call('CreateSnapshot', { snapshotId: d.snapshotId, volumeId: d.volumeId, ...generationOf(d) });
           return { made: madeState(r) };
         },
         undo: async () => {
           // Absent (the abort ran, this is a leftover) or still creating: the data goes. Moved on: it stays.
           if (!stillCreating(meta, d.snapshotId)) return;
-          await delegates.volumeDelegate(d.delegate).call('DeleteObject', { id: d.snapshotId });
+          await unlessSuperseded(log, 'DeleteObject', d, () => delegates.volumeDelegate(d.delegate).call('DeleteObject', { id: d.snapshotId, ...generationOf(d) }));
         },
       },
     ],

@@ -1,9 +1,10 @@
 import type { WorkflowDeps } from './deps.js';
 import type { WorkflowKind } from './engine.js';
 import { stillCreating } from './create-guard.js';
+import { generationOf, unlessSuperseded, type Numbered } from './generation.js';
 import { madeState, type MadeState } from './made-state.js';
 
-export interface CreateVolumeData {
+export interface CreateVolumeData extends Numbered {
   volumeId: string;
   sizeGiB: number;
   snapshotId: string | null;
@@ -24,7 +25,7 @@ export interface CreateVolumeData {
  * (src/front/copy-watch.ts, src/front/monitor.ts). Any failure removes the
  * row and whatever the delegate made.
  */
-export function createVolumeKind({ delegates, meta }: WorkflowDeps): WorkflowKind<CreateVolumeData> {
+export function createVolumeKind({ delegates, meta, log }: WorkflowDeps): WorkflowKind<CreateVolumeData> {
   return {
     kind: 'CreateVolume',
     recovery: 'rollback',
@@ -33,13 +34,13 @@ export function createVolumeKind({ delegates, meta }: WorkflowDeps): WorkflowKin
       {
         name: 'volume-delegate.CreateVolume',
         run: async () => {
-          const r = await delegates.volumeDelegate(d.delegate).call('CreateVolume', { volumeId: d.volumeId, sizeGiB: d.sizeGiB, snapshotId: d.snapshotId ?? undefined });
+          const r = await delegates.volumeDelegate(d.delegate).call('CreateVolume', { volumeId: d.volumeId, sizeGiB: d.sizeGiB, snapshotId: d.snapshotId ?? undefined, ...generationOf(d) });
           return { made: madeState(r) };
         },
         undo: async () => {
           // Absent (the abort ran, this is a leftover) or still creating: the data goes. Moved on: it stays.
           if (!stillCreating(meta, d.volumeId)) return;
-          await delegates.volumeDelegate(d.delegate).call('DeleteObject', { id: d.volumeId });
+          await unlessSuperseded(log, 'DeleteObject', d, () => delegates.volumeDelegate(d.delegate).call('DeleteObject', { id: d.volumeId, ...generationOf(d) }));
         },
       },
     ],

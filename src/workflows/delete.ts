@@ -2,8 +2,9 @@ import { VbsError } from '../core/errors.js';
 import type { SnapshotState, VolumeState } from '../core/states.js';
 import type { WorkflowDeps } from './deps.js';
 import type { Step, WorkflowKind } from './engine.js';
+import { generationOf, type Numbered } from './generation.js';
 
-export interface DeleteData {
+export interface DeleteData extends Numbered {
   id: string;
   delegate: string;
   /** The status before deleting, restored if the delegate refuses. */
@@ -46,7 +47,7 @@ function deleteObjectStep(delegates: WorkflowDeps['delegates'], d: DeleteData) {
   return {
     name: 'volume-delegate.DeleteObject',
     run: async () => {
-      await delegates.volumeDelegate(d.delegate).call('DeleteObject', { id: d.id });
+      await delegates.volumeDelegate(d.delegate).call('DeleteObject', { id: d.id, ...generationOf(d) });
     },
   };
 }

@@ -9,6 +9,8 @@ import type { VmmDelegateConfig } from '../../config/service-config.js';
 import { VMM_DELEGATE_SERVICE } from '../../services/vmm-delegate.js';
 import type { RunningService } from '../../core/service.js';
 import type { Handlers } from '../../soap/server.js';
+import { VMM_GENERATION_RULES } from '../generation-rules.js';
+import { GenerationMemory, guardGenerations } from '../generations.js';
 import { listenDelegate } from '../listen.js';
 import { FIXED_PARAMS, VmmAdapter, type DiskSource } from './adapter.js';
 import { IscsiInitiator } from './initiator.js';
@@ -85,5 +87,8 @@ export async function startVmmDelegate(cfg: VmmDelegateConfig, log: Logger): Pro
   const runner = new CommandRunner(catalog, { fixed, env: cfg.env, onRun: (key, argv) => log.debug('run', { key, argv }) });
   const adapter = new VmmAdapter(name, runner, cfg.volumeRoots);
   log.info('VMM adapter', { adapter: name, host: cfg.hostName });
-  return listenDelegate(cfg, VMM_DELEGATE_SERVICE, vmmDelegateHandlers(cfg.hostName, adapter, new IscsiInitiator(name, runner)) as Handlers, log);
+  const handlers = vmmDelegateHandlers(cfg.hostName, adapter, new IscsiInitiator(name, runner));
+  // Checked before any host command: a call older than one already acted on is refused.
+  const memory = new GenerationMemory(cfg.generationsFile ?? ':memory:');
+  return listenDelegate(cfg, VMM_DELEGATE_SERVICE, guardGenerations(handlers, VMM_GENERATION_RULES, memory), log, () => memory.close());
 }

@@ -5,6 +5,8 @@ import { CommandRunner } from '../../commands/runner.js';
 import type { VolumeDelegateConfig } from '../../config/service-config.js';
 import { VOLUME_DELEGATE_SERVICE } from '../../services/volume-delegate.js';
 import type { RunningService } from '../../core/service.js';
+import { VOLUME_GENERATION_RULES } from '../generation-rules.js';
+import { GenerationMemory, guardGenerations } from '../generations.js';
 import { listenDelegate } from '../listen.js';
 import type { VolumeBackend } from './backend.js';
 import { FileBackend } from './file-backend.js';
@@ -31,8 +33,14 @@ type LvmIscsiConfig = Extract<VolumeDelegateConfig['backend'], { type: 'lvm-iscs
 export async function startVolumeDelegate(cfg: VolumeDelegateConfig, log: Logger): Promise<RunningService> {
   const catalog = CommandCatalog.fromFile(cfg.commands ?? DEFAULT_COMMANDS_FILE);
   const backend = await openBackend(cfg.backend, catalog, log, { commandConcurrency: cfg.commandConcurrency });
+  // Checked before any host command: a call older than one already acted on is refused.
+  const memory = new GenerationMemory(cfg.generationsFile ?? ':memory:');
+  const handlers = guardGenerations(volumeDelegateHandlers(backend), VOLUME_GENERATION_RULES, memory);
   // Closing answers every WaitObjects held open, so none outlives the service.
-  return listenDelegate(cfg, VOLUME_DELEGATE_SERVICE, volumeDelegateHandlers(backend), log, () => backend.changes.close());
+  return listenDelegate(cfg, VOLUME_DELEGATE_SERVICE, handlers, log, () => {
+    backend.changes.close();
+    memory.close();
+  });
 }
 
 /** The configured back end, refusing to start when commands.properties lacks a pattern it will run. */

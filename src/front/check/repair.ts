@@ -1,6 +1,7 @@
 import { VbsError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { writeTx } from '../../db/database.js';
+import { currentGeneration } from '../../db/generations.js';
 import { workflowRunningOn } from '../../db/journal.js';
 import type { Metadata } from '../../db/metadata.js';
 import type { KeyedMutex } from '../../core/keyed-mutex.js';
@@ -67,6 +68,14 @@ function describeFix(f: Fix): string {
   }
 }
 
+/**
+ * A repair acts for what the metadata says now, so its calls carry the
+ * resource's latest generation (src/db/generations.ts), read at each call: an
+ * attach journaled meanwhile is newer, and the delegate refuses the repair's
+ * withdrawal instead of pulling what that attach set up.
+ */
+const latestGeneration = (deps: RepairDeps, volumeId: string) => ({ generation: currentGeneration(deps.meta.db, volumeId) });
+
 const STALE: Outcome = { done: false, why: 'it changed while the check ran (a request took it); check again' };
 
 const busy = (meta: Metadata, id: string): boolean => workflowRunningOn(meta.db, id);
@@ -117,7 +126,7 @@ type StrayFix = Extract<Fix, { type: 'detach-stray' }>;
 async function detachStray(f: StrayFix, deps: RepairDeps): Promise<Outcome> {
   if (deps.meta.volume(f.volumeId)) return STALE;
   deps.log.error('a VM held a deleted volume; detaching it', { volumeId: f.volumeId, vmmHost: f.vmmHost, vmId: f.vmId, device: f.device });
-  await deps.delegates.vmmDelegate(f.vmmHost).call('DetachDisk', { volumeId: f.volumeId, vmId: f.vmId, device: f.device });
+  await deps.delegates.vmmDelegate(f.vmmHost).call('DetachDisk', { volumeId: f.volumeId, vmId: f.vmId, device: f.device, ...latestGeneration(deps, f.volumeId) });
   return { done: true };
 }
 
@@ -131,7 +140,7 @@ async function settleAttachment(f: SettleFix, deps: RepairDeps): Promise<Outcome
     // A detach needs what was exported; an attach cut short may not have recorded it.
     let source: XmlRecord | undefined;
     if (!row()?.source) {
-      const r = await deps.delegates.volumeDelegate(f.delegate).call('ExportVolume', { volumeId: f.volumeId, vmmHost: f.vmmHost });
+      const r = await deps.delegates.volumeDelegate(f.delegate).call('ExportVolume', { volumeId: f.volumeId, vmmHost: f.vmmHost, ...latestGeneration(deps, f.volumeId) });
       source = r.export as XmlRecord;
     }
     return writeTx(meta.db, () => {
@@ -161,7 +170,7 @@ async function settleAttachment(f: SettleFix, deps: RepairDeps): Promise<Outcome
 function disconnect(deps: RepairDeps, f: SettleFix, source: XmlRecord | undefined): Promise<Outcome> {
   return underHostLock(deps, f.volumeId, f.vmmHost, async () => {
     if (source?.kind === 'iscsi' && attachmentCount(deps.meta, f.volumeId, f.vmmHost) === 0) {
-      await deps.delegates.vmmDelegate(f.vmmHost).call('LogoutTarget', { volumeId: f.volumeId, source });
+      await deps.delegates.vmmDelegate(f.vmmHost).call('LogoutTarget', { volumeId: f.volumeId, source, ...latestGeneration(deps, f.volumeId) });
     }
     return withdrawExportLocked(deps, f.delegate, f.volumeId, f.vmmHost);
   });
@@ -194,9 +203,9 @@ async function withdrawExportLocked(deps: RepairDeps, delegate: string, volumeId
   const needed = () => busy(meta, volumeId) || attachmentCount(meta, volumeId, vmmHost) > 0;
   if (needed()) return STALE;
   const d = deps.delegates.volumeDelegate(delegate);
-  await d.call('UnexportVolume', { volumeId, vmmHost });
+  await d.call('UnexportVolume', { volumeId, vmmHost, ...latestGeneration(deps, volumeId) });
   if (needed()) {
-    await d.call('ExportVolume', { volumeId, vmmHost });
+    await d.call('ExportVolume', { volumeId, vmmHost, ...latestGeneration(deps, volumeId) });
     return STALE;
   }
   return { done: true };
@@ -210,10 +219,10 @@ function reexport(f: ReexportFix, deps: RepairDeps): Promise<Outcome> {
   return underHostLock(deps, f.volumeId, f.vmmHost, async () => {
     const stillAttached = !busy(meta, f.volumeId) && meta.attachmentsOf([f.volumeId]).some((a) => a.vmm_host === f.vmmHost && a.vm_id === f.vmId && a.status === 'attached');
     if (!stillAttached) return STALE;
-    await deps.delegates.volumeDelegate(f.delegate).call('ExportVolume', { volumeId: f.volumeId, vmmHost: f.vmmHost });
+    await deps.delegates.volumeDelegate(f.delegate).call('ExportVolume', { volumeId: f.volumeId, vmmHost: f.vmmHost, ...latestGeneration(deps, f.volumeId) });
     // A detach run by another front (not held by this process's lock) may have withdrawn it meanwhile: withdraw ours too.
     if (!busy(meta, f.volumeId) && attachmentCount(meta, f.volumeId, f.vmmHost) === 0) {
-      await deps.delegates.volumeDelegate(f.delegate).call('UnexportVolume', { volumeId: f.volumeId, vmmHost: f.vmmHost });
+      await deps.delegates.volumeDelegate(f.delegate).call('UnexportVolume', { volumeId: f.volumeId, vmmHost: f.vmmHost, ...latestGeneration(deps, f.volumeId) });
       return STALE;
     }
     return { done: true };

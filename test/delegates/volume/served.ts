@@ -3,6 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { PkiStore } from '../../../src/pki/store.js';
+import { VMM_DELEGATE_SERVICE } from '../../../src/services/vmm-delegate.js';
 import { VOLUME_DELEGATE_SERVICE } from '../../../src/services/volume-delegate.js';
 import { SoapClient } from '../../../src/soap/client.js';
 import type { Record as XmlRecord } from '../../../src/soap/xml.js';
@@ -53,8 +54,9 @@ export function writeDelegateConfig(backend: object, extra: object = {}): string
   return file;
 }
 
-export async function startDelegate(config: string): Promise<Delegate> {
-  const child = spawn(process.execPath, [join(ROOT, 'bin', 'vbs.js'), 'serve', 'volume-delegate', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** Starts `vbs serve <role>` on `config` (a volume delegate unless told; the PKI is in pki/ beside it, with front.{key,crt}). */
+export async function startDelegate(config: string, role: 'volume-delegate' | 'vmm-delegate' = 'volume-delegate'): Promise<Delegate> {
+  const child = spawn(process.execPath, [join(ROOT, 'bin', 'vbs.js'), 'serve', role, '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr = (stderr + String(d)).slice(-8000)));
@@ -71,7 +73,7 @@ export async function startDelegate(config: string): Promise<Delegate> {
   });
   const dir = join(config, '..', 'pki');
   const client = new SoapClient({
-    def: VOLUME_DELEGATE_SERVICE,
+    def: role === 'volume-delegate' ? VOLUME_DELEGATE_SERVICE : VMM_DELEGATE_SERVICE,
     url,
     tls: { key: readFileSync(join(dir, 'front.key')), cert: readFileSync(join(dir, 'front.crt')), ca: readFileSync(join(dir, 'ca.crt')) },
   });
