@@ -2,7 +2,6 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Record as XmlRecord } from '../../src/soap/xml.js';
 import { openDatabase } from '../../src/db/database.js';
-import { Journal } from '../../src/db/journal.js';
 import { eventually, startVbs, type Vbs } from './harness.js';
 
 /**
