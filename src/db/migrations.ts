@@ -235,5 +235,20 @@ export const MIGRATIONS: readonly string[] = [
   CREATE UNIQUE INDEX snapshots_page ON snapshots(page_seq);
   CREATE INDEX snapshots_status_page ON snapshots(status, page_seq);
   `,
+  // Issue 17 item 7, users attach only into their own instances: the VMs an
+  // administrator assigned to a user (`vbs admin vm assign HOST VM USER`).
+  // The host + VM form and the scan resolver reach, for a user, only these;
+  // a cloud resolver's instances belong to their cloud owner.
+  `
+  CREATE TABLE vm_assignments (
+    vmm_host TEXT NOT NULL,
+    vm_id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    assigned_at TEXT NOT NULL,
+    PRIMARY KEY (vmm_host, vm_id)
+  );
+  CREATE INDEX vm_assignments_owner ON vm_assignments(owner, vm_id);
+  `,
 ];
+
 

@@ -4,6 +4,7 @@ import type { RunningService } from '../core/service.js';
 import { defaultPublicUrl, readTls, type FrontConfig } from '../config/service-config.js';
 import { openDatabase } from '../db/database.js';
 import { Metadata } from '../db/metadata.js';
+import { VmAssignments } from '../db/vm-assignments.js';
 import { VBS_SERVICE } from '../services/vbs.js';
 import { createSoapServer } from '../soap/server.js';
 import { DelegatePool } from './delegates.js';
@@ -35,7 +36,7 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
   const recovered = await workflows.engine.recover();
   if (recovered) log.info('recovered interrupted workflows', { count: recovered });
 
-  const instances = InstanceLocator.fromConfig(cfg.instances, delegates, tls);
+  const instances = InstanceLocator.fromConfig(cfg.instances, delegates, tls, new VmAssignments(db));
   const audit = new AuditTrail(cfg.auditLog ? new AuditFile(cfg.auditLog) : undefined, administrators(cfg.admins));
   const service = new FrontService(
     meta,

@@ -321,8 +321,9 @@ export class FrontService {
     const device = v.device(input.device);
     const mode = v.attachMode(input.mode);
     this.access.volume(volumeId, ctx); // someone else's volume asks no resolver (checked again when journaled)
-    // vmmHost + vmId, or an instance id resolved here, before anything is journaled.
-    const { vmmHost, vmId, instanceId } = await this.instances.attachTarget(form, ctx.caller);
+    // vmmHost + vmId, or an instance id resolved here, before anything is journaled: the caller's own instances only (an administrator: any).
+    if (!('instanceId' in form)) this.access.vm(form.vmmHost, form.vmId, ctx);
+    const { vmmHost, vmId, instanceId } = await this.instances.attachTarget(form, ctx.caller, this.access.isAdmin(ctx));
     // A failed attach never reuses the placement it was given.
     const forgetPlacement = (err: unknown): never => {
       if (instanceId) this.instances.forget(instanceId, ctx.caller);
