@@ -249,6 +249,12 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX vm_assignments_owner ON vm_assignments(owner, vm_id);
   `,
+  // Issue 17 item 10, snapshot storage has its own quota (EBS counts it apart
+  // from volume storage): a user's limit on GiB of snapshots (NULL: the default).
+  `
+  ALTER TABLE quotas ADD COLUMN snapshot_gib INTEGER CHECK (snapshot_gib >= 0);
+  `,
 ];
+
 
 

@@ -51,13 +51,13 @@ afterAll(async () => {
   await site?.destroy();
 });
 
-async function newVolume(user: 'alice' | 'bob' = 'alice'): Promise<string> {
+async function newVolume(user: 'alice' | 'bob' | 'admin' = 'alice'): Promise<string> {
   const v = await site.json<Volume>(user, 'create-volume', '1', '--wait');
   expect(v.status).toBe('available');
   return v.volumeId;
 }
 
-async function volume(id: string, user: 'alice' | 'bob' = 'alice'): Promise<Volume> {
+async function volume(id: string, user: 'alice' | 'bob' | 'admin' = 'alice'): Promise<Volume> {
   return (await site.json<Volume[]>(user, 'describe-volumes', id))[0]!;
 }
 
@@ -128,12 +128,62 @@ describe('static', () => {
     expect(a).toMatchObject({ vmmHost: 'node2', vmId: 'mapped-vm', instanceId: 'i-5ca1ab1e', status: 'attached' });
     expect(Object.keys(site.disks('node2'))).toContain('mapped-vm:xvdd');
     await site.json('alice', 'detach-volume', vol, '--instance-id', 'i-5ca1ab1e', '--wait');
+    // bob asking for alice's entry gets what an unknown id gets.
+    const bobs = await newVolume('bob');
+    expect((await site.cli('bob', 'attach-volume', bobs, 'i-5ca1ab1e', 'xvdd')).stderr).toMatch(/^vbs: InvalidInstanceID\.NotFound: The instance ID 'i-5ca1ab1e' does not exist\./);
+  });
+});
+
+describe('ownership of instances (issue 17 item 7)', () => {
+  const NOT_FOUND = /^vbs: InvalidInstanceID\.NotFound: The VM '[^']+' on '[^']+' does not exist\. \(request id [0-9a-f-]+\)\n$/;
+
+  it("a user's host + VM form reaches only the VMs assigned to them, their own cloud instances' VMs included", async () => {
+    const vol = await newVolume('bob');
+    // alice's Nimbus VM, an unassigned VM and a VM that does not exist: one answer, nothing started.
+    for (const [host, vm] of [['node2', 'wrksp-7'], ['node1', 'lonely'], ['node1', 'no-such-vm']] as const) {
+      const r = await site.cli('bob', 'attach-volume', vol, host, vm, 'xvdb');
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(NOT_FOUND);
+    }
+    const alices = await newVolume();
+    expect((await site.cli('alice', 'attach-volume', alices, 'node2', 'wrksp-7', 'xvdb')).stderr).toMatch(NOT_FOUND);
+    expect((await volume(vol, 'bob')).attachments).toEqual([]);
+    // Assigned by an administrator (`vbs admin vm assign`), it takes bob's volumes; taken back, it does not.
+    const assigned = await site.json<{ vmmHost: string; vmId: string; user: string }[]>('admin', 'admin', 'vm', 'assign', 'node2', 'mapped-vm', 'bob');
+    expect(assigned).toMatchObject([{ vmmHost: 'node2', vmId: 'mapped-vm', user: 'bob' }]);
+    expect((await site.json<unknown[]>('admin', 'admin', 'vm', 'list', 'bob'))).toMatchObject([{ vmmHost: 'node2', vmId: 'mapped-vm', user: 'bob' }]);
+    expect(await site.json<Attachment>('bob', 'attach-volume', vol, 'node2', 'mapped-vm', 'xvdq', '--wait')).toMatchObject({ vmId: 'mapped-vm', status: 'attached' });
+    await site.json('bob', 'detach-volume', vol, '--wait');
+    await site.json('admin', 'admin', 'vm', 'unassign', 'node2', 'mapped-vm');
+    expect((await site.cli('bob', 'attach-volume', vol, 'node2', 'mapped-vm', 'xvdq')).stderr).toMatch(NOT_FOUND);
+    expect((await site.cli('bob', 'admin', 'vm', 'assign', 'node2', 'mapped-vm', 'bob')).stderr).toMatch(/^vbs: UnauthorizedOperation/);
+  });
+
+  it("an administrator attaches into any user's instance: Nimbus, OpenStack, the static map, and by host + VM", async () => {
+    site.write('instances.json', { 'i-5ca1ab1e': { vmmHost: 'node2', vmId: 'mapped-vm', owner: 'alice' } });
+    const vol = await newVolume('admin');
+    for (const [target, expected] of [
+      [['i-0a1b2c3d'], { vmmHost: 'node2', vmId: 'wrksp-7' }],
+      [[WEB], { vmmHost: 'node1', vmId: 'instance-0000000a' }],
+      [['i-5ca1ab1e'], { vmmHost: 'node2', vmId: 'mapped-vm' }],
+      [['node1', 'lonely'], { vmmHost: 'node1', vmId: 'lonely' }],
+    ] as const) {
+      const a = await site.json<Attachment>('admin', 'attach-volume', vol, ...target, 'xvdr', '--mode', 'r', '--wait');
+      expect(a).toMatchObject({ ...expected, status: 'attached' });
+    }
+    for (const vmId of ['wrksp-7', 'instance-0000000a', 'mapped-vm', 'lonely']) {
+      const host = vmId === 'wrksp-7' || vmId === 'mapped-vm' ? 'node2' : 'node1';
+      await site.json('admin', 'detach-volume', vol, '--vmm-host', host, '--vm-id', vmId, '--wait');
+    }
   });
 });
 
 describe('scan', () => {
   it('a VM\'s own name finds its host; a name on two hosts is refused, never guessed', async () => {
+    // scan has no owners: alice finds only the VMs an administrator gave her.
     const vol = await newVolume();
+    expect((await site.cli('alice', 'attach-volume', vol, 'lonely', 'xvde')).stderr).toMatch(/^vbs: InvalidInstanceID\.NotFound: The instance ID 'lonely' does not exist\./);
+    for (const [host, vm] of [['node1', 'lonely'], ['node1', 'twin'], ['node2', 'twin']]) await site.json('admin', 'admin', 'vm', 'assign', host!, vm!, 'alice');
     const a = await site.json<Attachment>('alice', 'attach-volume', vol, 'lonely', 'xvde', '--wait');
     expect(a).toMatchObject({ vmmHost: 'node1', vmId: 'lonely', instanceId: 'lonely', status: 'attached' });
     await site.json('alice', 'detach-volume', vol, '--wait');
