@@ -263,6 +263,6 @@ describe('the CLI', () => {
     expect(await vbs.cli('unshare-snapshot', fx.snapshot, 'erin')).toMatchObject({ code: 0, stdout: `${fx.snapshot}: no longer shared with erin\n` });
     expect(await code(vbs.soap('erin').call('DescribeSnapshots', { snapshotId: [fx.snapshot] }))).toBe(SNAP_NF);
     const show = await vbs.cli('--json', 'admin', 'quota', 'show', 'quinn');
-    expect(JSON.parse(show.stdout)).toEqual({ user: 'quinn', volumeLimit: 5, gibLimit: 102400, snapshotLimit: 1000, volumes: 5, gib: 5, snapshots: 0 });
+    expect(JSON.parse(show.stdout)).toEqual({ user: 'quinn', volumeLimit: 5, gibLimit: 102400, snapshotLimit: 1000, snapshotGibLimit: 102400, volumes: 5, gib: 5, snapshots: 0, snapshotGib: 0 });
   });
 });
