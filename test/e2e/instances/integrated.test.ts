@@ -1,6 +1,8 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { VBS_SERVICE } from '../../../src/services/vbs.js';
+import { SoapClient } from '../../../src/soap/client.js';
 import { Site } from './site.js';
 
 /**
@@ -135,45 +137,58 @@ describe('static', () => {
 });
 
 describe('ownership of instances (issue 17 item 7)', () => {
-  const NOT_FOUND = /^vbs: InvalidInstanceID\.NotFound: The VM '[^']+' on '[^']+' does not exist\. \(request id [0-9a-f-]+\)\n$/;
+  // SOAP clients (no process per call); the CLI is driven once, for `vbs admin vm assign`.
+  const soapAs = (name: 'user-alice' | 'user-bob' | 'admin') => {
+    const cfg = JSON.parse(readFileSync(join(site.dir, 'client-alice.json'), 'utf8')) as { url: string };
+    const pki = (f: string) => readFileSync(join(site.dir, 'pki', f));
+    return new SoapClient({ def: VBS_SERVICE, url: cfg.url, tls: { key: pki(`${name}.key`), cert: pki(`${name}.crt`), ca: pki('ca.crt') } });
+  };
+  const outcome = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code: string; message: string }) => `${e.code}: ${e.message}`);
+  const notFound = (vm: string, host: string) => `InvalidInstanceID.NotFound: The VM '${vm}' on '${host}' does not exist.`;
 
   it("a user's host + VM form reaches only the VMs assigned to them, their own cloud instances' VMs included", async () => {
-    const vol = await newVolume('bob');
-    // alice's Nimbus VM, an unassigned VM and a VM that does not exist: one answer, nothing started.
-    for (const [host, vm] of [['node2', 'wrksp-7'], ['node1', 'lonely'], ['node1', 'no-such-vm']] as const) {
-      const r = await site.cli('bob', 'attach-volume', vol, host, vm, 'xvdb');
-      expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(NOT_FOUND);
+    const [alice, bob, admin] = [soapAs('user-alice'), soapAs('user-bob'), soapAs('admin')];
+    try {
+      const vol = await newVolume('bob');
+      // alice's Nimbus VM, an unassigned VM, a VM that does not exist and an unknown host: one answer, nothing started.
+      for (const [host, vm] of [['node2', 'wrksp-7'], ['node1', 'lonely'], ['node1', 'no-such-vm'], ['nowhere', 'vm1']] as const) {
+        expect(await outcome(bob.call('AttachVolume', { volumeId: vol, vmmHost: host, vmId: vm, device: 'xvdb' }))).toBe(notFound(vm, host));
+      }
+      const alices = String(((await alice.call('CreateVolume', { size: 1 })).volume as { volumeId: string }).volumeId);
+      expect(await outcome(alice.call('AttachVolume', { volumeId: alices, vmmHost: 'node2', vmId: 'wrksp-7', device: 'xvdb' }))).toBe(notFound('wrksp-7', 'node2'));
+      expect((await volume(vol, 'bob')).attachments).toEqual([]);
+      // Assigned by an administrator (`vbs admin vm assign`), it takes bob's volumes; taken back, it does not.
+      const assigned = await site.json<{ vmmHost: string; vmId: string; user: string }[]>('admin', 'admin', 'vm', 'assign', 'node2', 'mapped-vm', 'bob');
+      expect(assigned).toMatchObject([{ vmmHost: 'node2', vmId: 'mapped-vm', user: 'bob' }]);
+      expect((await admin.call('DescribeVmAssignments', { user: 'bob' })).assignment).toMatchObject([{ vmmHost: 'node2', vmId: 'mapped-vm', user: 'bob' }]);
+      expect((await bob.call('AttachVolume', { volumeId: vol, vmmHost: 'node2', vmId: 'mapped-vm', device: 'xvdq' })).attachment).toMatchObject({ vmId: 'mapped-vm', status: 'attached' });
+      await bob.call('DetachVolume', { volumeId: vol });
+      await admin.call('UnassignVm', { vmmHost: 'node2', vmId: 'mapped-vm' });
+      expect(await outcome(bob.call('AttachVolume', { volumeId: vol, vmmHost: 'node2', vmId: 'mapped-vm', device: 'xvdr' }))).toBe(notFound('mapped-vm', 'node2'));
+      expect(await outcome(bob.call('AssignVm', { vmmHost: 'node2', vmId: 'mapped-vm', user: 'bob' }))).toMatch(/^UnauthorizedOperation: /);
+    } finally {
+      for (const c of [alice, bob, admin]) c.close();
     }
-    const alices = await newVolume();
-    expect((await site.cli('alice', 'attach-volume', alices, 'node2', 'wrksp-7', 'xvdb')).stderr).toMatch(NOT_FOUND);
-    expect((await volume(vol, 'bob')).attachments).toEqual([]);
-    // Assigned by an administrator (`vbs admin vm assign`), it takes bob's volumes; taken back, it does not.
-    const assigned = await site.json<{ vmmHost: string; vmId: string; user: string }[]>('admin', 'admin', 'vm', 'assign', 'node2', 'mapped-vm', 'bob');
-    expect(assigned).toMatchObject([{ vmmHost: 'node2', vmId: 'mapped-vm', user: 'bob' }]);
-    expect((await site.json<unknown[]>('admin', 'admin', 'vm', 'list', 'bob'))).toMatchObject([{ vmmHost: 'node2', vmId: 'mapped-vm', user: 'bob' }]);
-    expect(await site.json<Attachment>('bob', 'attach-volume', vol, 'node2', 'mapped-vm', 'xvdq', '--wait')).toMatchObject({ vmId: 'mapped-vm', status: 'attached' });
-    await site.json('bob', 'detach-volume', vol, '--wait');
-    await site.json('admin', 'admin', 'vm', 'unassign', 'node2', 'mapped-vm');
-    expect((await site.cli('bob', 'attach-volume', vol, 'node2', 'mapped-vm', 'xvdq')).stderr).toMatch(NOT_FOUND);
-    expect((await site.cli('bob', 'admin', 'vm', 'assign', 'node2', 'mapped-vm', 'bob')).stderr).toMatch(/^vbs: UnauthorizedOperation/);
   });
 
   it("an administrator attaches into any user's instance: Nimbus, OpenStack, the static map, and by host + VM", async () => {
     site.write('instances.json', { 'i-5ca1ab1e': { vmmHost: 'node2', vmId: 'mapped-vm', owner: 'alice' } });
-    const vol = await newVolume('admin');
-    for (const [target, expected] of [
-      [['i-0a1b2c3d'], { vmmHost: 'node2', vmId: 'wrksp-7' }],
-      [[WEB], { vmmHost: 'node1', vmId: 'instance-0000000a' }],
-      [['i-5ca1ab1e'], { vmmHost: 'node2', vmId: 'mapped-vm' }],
-      [['node1', 'lonely'], { vmmHost: 'node1', vmId: 'lonely' }],
-    ] as const) {
-      const a = await site.json<Attachment>('admin', 'attach-volume', vol, ...target, 'xvdr', '--mode', 'r', '--wait');
-      expect(a).toMatchObject({ ...expected, status: 'attached' });
-    }
-    for (const vmId of ['wrksp-7', 'instance-0000000a', 'mapped-vm', 'lonely']) {
-      const host = vmId === 'wrksp-7' || vmId === 'mapped-vm' ? 'node2' : 'node1';
-      await site.json('admin', 'detach-volume', vol, '--vmm-host', host, '--vm-id', vmId, '--wait');
+    const admin = soapAs('admin');
+    try {
+      const vol = await newVolume('admin');
+      const targets = [
+        [{ instanceId: 'i-0a1b2c3d' }, { vmmHost: 'node2', vmId: 'wrksp-7' }],
+        [{ instanceId: WEB }, { vmmHost: 'node1', vmId: 'instance-0000000a' }],
+        [{ instanceId: 'i-5ca1ab1e' }, { vmmHost: 'node2', vmId: 'mapped-vm' }],
+        [{ vmmHost: 'node1', vmId: 'lonely' }, { vmmHost: 'node1', vmId: 'lonely' }],
+      ] as const;
+      for (const [target, expected] of targets) {
+        const a = await admin.call('AttachVolume', { volumeId: vol, ...target, device: 'xvds', mode: 'r' });
+        expect(a.attachment).toMatchObject({ ...expected, status: 'attached' });
+      }
+      for (const [, at] of targets) await admin.call('DetachVolume', { volumeId: vol, vmmHost: at.vmmHost, vmId: at.vmId });
+    } finally {
+      admin.close();
     }
   });
 });
@@ -183,7 +198,12 @@ describe('scan', () => {
     // scan has no owners: alice finds only the VMs an administrator gave her.
     const vol = await newVolume();
     expect((await site.cli('alice', 'attach-volume', vol, 'lonely', 'xvde')).stderr).toMatch(/^vbs: InvalidInstanceID\.NotFound: The instance ID 'lonely' does not exist\./);
-    for (const [host, vm] of [['node1', 'lonely'], ['node1', 'twin'], ['node2', 'twin']]) await site.json('admin', 'admin', 'vm', 'assign', host!, vm!, 'alice');
+    const admin = new SoapClient({ def: VBS_SERVICE, url: (JSON.parse(readFileSync(join(site.dir, 'client-alice.json'), 'utf8')) as { url: string }).url, tls: { key: readFileSync(join(site.dir, 'pki', 'admin.key')), cert: readFileSync(join(site.dir, 'pki', 'admin.crt')), ca: readFileSync(join(site.dir, 'pki', 'ca.crt')) } });
+    try {
+      for (const [host, vm] of [['node1', 'lonely'], ['node1', 'twin'], ['node2', 'twin']]) await admin.call('AssignVm', { vmmHost: host, vmId: vm, user: 'alice' });
+    } finally {
+      admin.close();
+    }
     const a = await site.json<Attachment>('alice', 'attach-volume', vol, 'lonely', 'xvde', '--wait');
     expect(a).toMatchObject({ vmmHost: 'node1', vmId: 'lonely', instanceId: 'lonely', status: 'attached' });
     await site.json('alice', 'detach-volume', vol, '--wait');
