@@ -4,6 +4,7 @@ import { invoke, type Invocation } from './context.js';
 import { CliFailure } from './errors.js';
 import { formatTable } from './format.js';
 import { registerQuotaCommands } from './quotas.js';
+import { registerVmCommands } from './admin-vms.js';
 import { retryWhenUnavailable } from './retry.js';
 import { registerUserCommands } from './admin-users.js';
 import type { CliRuntime } from './runtime.js';
@@ -32,6 +33,7 @@ export function registerAdminCommands(program: Command, runtime: CliRuntime): vo
     .option('--repair', 'also fix what is safe to fix (orphans are reported, never deleted)')
     .action((opts, cmd) => invoke(runtime, cmd, (inv) => check(inv, opts.repair === true)));
   registerQuotaCommands(admin, runtime);
+  registerVmCommands(admin, runtime);
   registerUserCommands(admin as unknown as Command, runtime);
 }
 

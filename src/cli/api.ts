@@ -131,7 +131,13 @@ export class VbsApi {
     return out.return === true;
   }
 
-  async setQuota(input: { readonly user: string; readonly volumes?: number; readonly gib?: number; readonly snapshots?: number }): Promise<Quota> {
+  async setQuota(input: {
+    readonly user: string;
+    readonly volumes?: number;
+    readonly gib?: number;
+    readonly snapshots?: number;
+    readonly snapshotGib?: number;
+  }): Promise<Quota> {
     const out = await this.callRetryingIf(true, 'SetQuota', { ...input });
     return out.quota as unknown as Quota;
   }

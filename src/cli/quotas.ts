@@ -10,7 +10,7 @@ export const QUOTA_HEADERS = ['USER', 'QUOTA', 'USED', 'LIMIT'] as const;
 
 /** `vbs admin quota set|show`: administrators' SOAP operations on the front (SetQuota, DescribeQuota). */
 export function registerQuotaCommands(admin: Command, runtime: CliRuntime): void {
-  const quota = admin.command('quota').description("a user's limits: number of volumes, GiB of volumes, number of snapshots");
+  const quota = admin.command('quota').description("a user's limits: number of volumes, GiB of volumes, number of snapshots, GiB of snapshots");
   quota
     .command('set')
     .description("set a user's limits (those given; the others stay as they were)")
@@ -18,6 +18,7 @@ export function registerQuotaCommands(admin: Command, runtime: CliRuntime): void
     .option('--volumes <n>', 'volumes the user may hold')
     .option('--gib <n>', 'GiB of volumes the user may hold')
     .option('--snapshots <n>', 'snapshots the user may hold')
+    .option('--snapshot-gib <n>', "GiB of snapshots the user may hold (each counts its volume's size)")
     .action((user, opts, cmd) => invoke(runtime, cmd, (inv) => setQuota(inv, user, opts)));
   quota
     .command('show')
@@ -26,14 +27,15 @@ export function registerQuotaCommands(admin: Command, runtime: CliRuntime): void
     .action((user, _opts, cmd) => invoke(runtime, cmd, (inv) => showQuota(inv, user)));
 }
 
-export async function setQuota(inv: Invocation, rawUser: string, opts: { volumes?: string; gib?: string; snapshots?: string }): Promise<void> {
+export async function setQuota(inv: Invocation, rawUser: string, opts: { volumes?: string; gib?: string; snapshots?: string; snapshotGib?: string }): Promise<void> {
   const user = checkLocally(() => validate.userName(rawUser));
   const limits = {
     volumes: checkLocally(() => validate.limit(opts.volumes, 'volumes')),
     gib: checkLocally(() => validate.limit(opts.gib, 'gib')),
     snapshots: checkLocally(() => validate.limit(opts.snapshots, 'snapshots')),
+    snapshotGib: checkLocally(() => validate.limit(opts.snapshotGib, 'snapshot-gib')),
   };
-  if (Object.values(limits).every((l) => l === undefined)) throw new UsageError('Give at least one of --volumes, --gib, --snapshots.');
+  if (Object.values(limits).every((l) => l === undefined)) throw new UsageError('Give at least one of --volumes, --gib, --snapshots, --snapshot-gib.');
   const quota = await inv.vbs().setQuota({ user, ...limits });
   inv.print(quota, quotaTable);
 }
@@ -49,5 +51,6 @@ export function quotaTable(q: Quota): string {
     [q.user, 'volumes', String(q.volumes), String(q.volumeLimit)],
     [q.user, 'gib', String(q.gib), String(q.gibLimit)],
     [q.user, 'snapshots', String(q.snapshots), String(q.snapshotLimit)],
+    [q.user, 'snapshot-gib', String(q.snapshotGib), String(q.snapshotGibLimit)],
   ]);
 }

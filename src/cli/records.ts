@@ -45,9 +45,11 @@ export interface Quota {
   readonly volumeLimit: number;
   readonly gibLimit: number;
   readonly snapshotLimit: number;
+  readonly snapshotGibLimit: number;
   readonly volumes: number;
   readonly gib: number;
   readonly snapshots: number;
+  readonly snapshotGib: number;
 }
 
 /** The same VM on the same host (host names are case-insensitive; the front lowercases them). */

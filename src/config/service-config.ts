@@ -44,6 +44,7 @@ export const FrontConfigSchema = z
         volumes: z.number().int().min(0).default(1000),
         gib: z.number().int().min(0).default(102_400),
         snapshots: z.number().int().min(0).default(1000),
+        snapshotGib: z.number().int().min(0).default(102_400),
       })
       .strict()
       .default({}),

@@ -1,10 +1,14 @@
 import type { Db } from './database.js';
 import type { SnapshotRow, VolumeRow } from './metadata.js';
 
-/** Where a page starts: after the record with this key, in (create_time, id) order. */
+/**
+ * Where a page starts: after the record with this insertion number
+ * (page_seq, see the page-sequence migration). Insertion order is a total
+ * order no clock can disturb: a record made later always comes after the key,
+ * whatever its creation time says.
+ */
 export interface PageKey {
-  readonly createTime: string;
-  readonly id: string;
+  readonly seq: number;
 }
 
 /** One listing request, already validated (src/front/query.ts). */
@@ -61,9 +65,9 @@ export interface PageQuery {
 }
 
 /**
- * One page in (create_time, id) order, keyset-paginated: the indexes on
- * (owner, create_time, id), (create_time, id) and (status, create_time, id)
- * (the page-index migration) find the first row and read on in order, so a page costs the
+ * One page in insertion (page_seq) order, keyset-paginated: the indexes on
+ * (owner, page_seq), (page_seq) and (status, page_seq) (the page-sequence
+ * migration) find the first row and read on in order, so a page costs the
  * same with a thousand records or a million.
  */
 function pageQuery(
@@ -83,8 +87,8 @@ function pageQuery(
   const prefixes = req.filters.get('commentPrefix');
   if (prefixes) where.push(anyPrefix('comment', prefixes));
   where.push(...extra);
-  if (req.after) where.push({ sql: `(create_time, ${idColumn}) > (?, ?)`, params: [req.after.createTime, req.after.id] });
-  const order = ` ORDER BY create_time, ${idColumn}`;
+  if (req.after) where.push({ sql: 'page_seq > ?', params: [req.after.seq] });
+  const order = ' ORDER BY page_seq';
   const limit: Condition = req.limit !== undefined ? { sql: ' LIMIT ?', params: [req.limit] } : { sql: '', params: [] };
   const select = (conditions: readonly Condition[]): PageQuery => ({
     sql: `SELECT * FROM ${table}` + (conditions.length ? ` WHERE ${conditions.map((c) => c.sql).join(' AND ')}` : '') + order + limit.sql,

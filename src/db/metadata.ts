@@ -14,6 +14,8 @@ export interface VolumeRow {
   delegate: string;
   create_time: string;
   create_attempts: number;
+  /** Insertion number: the order pages are read in (src/db/listing.ts); set by a trigger. */
+  page_seq: number;
 }
 
 export interface SnapshotRow {
@@ -28,6 +30,8 @@ export interface SnapshotRow {
   delegate: string;
   create_time: string;
   create_attempts: number;
+  /** Insertion number: the order pages are read in (src/db/listing.ts); set by a trigger. */
+  page_seq: number;
 }
 
 export interface AttachmentRow {
@@ -69,7 +73,7 @@ export class Metadata {
 
   // --- volumes -------------------------------------------------------------
 
-  insertVolume(v: Omit<VolumeRow, 'create_time' | 'create_attempts' | 'status_message'>): void {
+  insertVolume(v: Omit<VolumeRow, 'create_time' | 'create_attempts' | 'status_message' | 'page_seq'>): void {
     this.db
       .prepare(
         `INSERT INTO volumes (volume_id, owner, size_gib, comment, snapshot_id, status, delegate, create_time)
@@ -139,7 +143,7 @@ export class Metadata {
 
   // --- snapshots -----------------------------------------------------------
 
-  insertSnapshot(s: Omit<SnapshotRow, 'create_time' | 'create_attempts' | 'status_message' | 'progress'>): void {
+  insertSnapshot(s: Omit<SnapshotRow, 'create_time' | 'create_attempts' | 'status_message' | 'progress' | 'page_seq'>): void {
     this.db
       .prepare(
         `INSERT INTO snapshots (snapshot_id, owner, volume_id, size_gib, comment, status, delegate, create_time)

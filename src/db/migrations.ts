@@ -202,4 +202,65 @@ export const MIGRATIONS: readonly string[] = [
     generation INTEGER NOT NULL CHECK (generation > 0)
   );
   `,
+  // Issue 16 item 9, pages that never skip: a page continued after the last
+  // record's (create_time, id), so a record inserted later in the same
+  // millisecond with a smaller id, or after the clock stepped back, sorted
+  // before the key and was never shown. Pages are now in insertion order:
+  // page_seq, one counter for volumes and snapshots, taken by a trigger in
+  // the inserting transaction (BEGIN IMMEDIATE, so one at a time) and never
+  // reused, a deleted record's number included. Existing rows are numbered in
+  // their old page order. The page indexes keep their names, on page_seq.
+  `
+  ALTER TABLE volumes ADD COLUMN page_seq INTEGER;
+  ALTER TABLE snapshots ADD COLUMN page_seq INTEGER;
+  UPDATE volumes SET page_seq = r.n
+    FROM (SELECT volume_id AS id, row_number() OVER (ORDER BY create_time, volume_id) AS n FROM volumes) AS r
+    WHERE volumes.volume_id = r.id;
+  UPDATE snapshots SET page_seq = r.n + (SELECT count(*) FROM volumes)
+    FROM (SELECT snapshot_id AS id, row_number() OVER (ORDER BY create_time, snapshot_id) AS n FROM snapshots) AS r
+    WHERE snapshots.snapshot_id = r.id;
+  CREATE TABLE page_sequence (last INTEGER NOT NULL);
+  INSERT INTO page_sequence (last) SELECT (SELECT count(*) FROM volumes) + (SELECT count(*) FROM snapshots);
+  CREATE TRIGGER volumes_page_seq AFTER INSERT ON volumes
+  BEGIN
+    UPDATE page_sequence SET last = last + 1;
+    UPDATE volumes SET page_seq = (SELECT last FROM page_sequence) WHERE volume_id = new.volume_id;
+  END;
+  CREATE TRIGGER snapshots_page_seq AFTER INSERT ON snapshots
+  BEGIN
+    UPDATE page_sequence SET last = last + 1;
+    UPDATE snapshots SET page_seq = (SELECT last FROM page_sequence) WHERE snapshot_id = new.snapshot_id;
+  END;
+  DROP INDEX volumes_owner_page;
+  DROP INDEX volumes_page;
+  DROP INDEX volumes_status_page;
+  CREATE INDEX volumes_owner_page ON volumes(owner, page_seq);
+  CREATE UNIQUE INDEX volumes_page ON volumes(page_seq);
+  CREATE INDEX volumes_status_page ON volumes(status, page_seq);
+  DROP INDEX snapshots_owner_page;
+  DROP INDEX snapshots_page;
+  DROP INDEX snapshots_status_page;
+  CREATE INDEX snapshots_owner_page ON snapshots(owner, page_seq);
+  CREATE UNIQUE INDEX snapshots_page ON snapshots(page_seq);
+  CREATE INDEX snapshots_status_page ON snapshots(status, page_seq);
+  `,
+  // Issue 17 item 7, users attach only into their own instances: the VMs an
+  // administrator assigned to a user (`vbs admin vm assign HOST VM USER`).
+  // The host + VM form and the scan resolver reach, for a user, only these;
+  // a cloud resolver's instances belong to their cloud owner.
+  `
+  CREATE TABLE vm_assignments (
+    vmm_host TEXT NOT NULL,
+    vm_id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    assigned_at TEXT NOT NULL,
+    PRIMARY KEY (vmm_host, vm_id)
+  );
+  CREATE INDEX vm_assignments_owner ON vm_assignments(owner, vm_id);
+  `,
+  // Issue 17 item 10, snapshot storage has its own quota (EBS counts it apart
+  // from volume storage): a user's limit on GiB of snapshots (NULL: the default).
+  `
+  ALTER TABLE quotas ADD COLUMN snapshot_gib INTEGER CHECK (snapshot_gib >= 0);
+  `,
 ];

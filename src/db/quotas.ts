@@ -5,6 +5,8 @@ export interface Limits {
   readonly volumes: number;
   readonly gib: number;
   readonly snapshots: number;
+  /** GiB of snapshots: snapshot storage counts apart from volume storage, as in EBS. */
+  readonly snapshotGib: number;
 }
 
 export type LimitName = keyof Limits;
@@ -14,6 +16,7 @@ export interface Usage {
   readonly volumes: number;
   readonly gib: number;
   readonly snapshots: number;
+  readonly snapshotGib: number;
 }
 
 /** The per-user overrides of the quota defaults, and each user's usage. */
@@ -22,11 +25,11 @@ export class QuotaStore {
 
   /** A user's overrides (absent fields: the default). */
   overrides(owner: string): Partial<Limits> {
-    const row = this.db.prepare('SELECT volumes, gib, snapshots FROM quotas WHERE owner = ?').get(owner) as
-      | { volumes: number | null; gib: number | null; snapshots: number | null }
+    const row = this.db.prepare('SELECT volumes, gib, snapshots, snapshot_gib AS snapshotGib FROM quotas WHERE owner = ?').get(owner) as
+      | { [K in LimitName]: number | null }
       | undefined;
     const out: { -readonly [K in LimitName]?: number } = {};
-    for (const k of ['volumes', 'gib', 'snapshots'] as const) if (row?.[k] != null) out[k] = row[k]!;
+    for (const k of ['volumes', 'gib', 'snapshots', 'snapshotGib'] as const) if (row?.[k] != null) out[k] = row[k]!;
     return out;
   }
 
@@ -34,11 +37,18 @@ export class QuotaStore {
   set(owner: string, limits: Partial<Limits>): void {
     this.db
       .prepare(
-        `INSERT INTO quotas (owner, volumes, gib, snapshots, updated_at) VALUES (@owner, @volumes, @gib, @snapshots, @t)
+        `INSERT INTO quotas (owner, volumes, gib, snapshots, snapshot_gib, updated_at) VALUES (@owner, @volumes, @gib, @snapshots, @snapshotGib, @t)
          ON CONFLICT (owner) DO UPDATE SET volumes = coalesce(@volumes, volumes), gib = coalesce(@gib, gib),
-           snapshots = coalesce(@snapshots, snapshots), updated_at = @t`,
+           snapshots = coalesce(@snapshots, snapshots), snapshot_gib = coalesce(@snapshotGib, snapshot_gib), updated_at = @t`,
       )
-      .run({ owner, volumes: limits.volumes ?? null, gib: limits.gib ?? null, snapshots: limits.snapshots ?? null, t: now() });
+      .run({
+        owner,
+        volumes: limits.volumes ?? null,
+        gib: limits.gib ?? null,
+        snapshots: limits.snapshots ?? null,
+        snapshotGib: limits.snapshotGib ?? null,
+        t: now(),
+      });
   }
 
   /**
@@ -49,7 +59,7 @@ export class QuotaStore {
    */
   usage(owner: string): Usage {
     const v = this.db.prepare('SELECT count(*) AS n, coalesce(sum(size_gib), 0) AS gib FROM volumes WHERE owner = ?').get(owner) as { n: number; gib: number };
-    const s = this.db.prepare('SELECT count(*) AS n FROM snapshots WHERE owner = ?').get(owner) as { n: number };
-    return { volumes: v.n, gib: v.gib, snapshots: s.n };
+    const s = this.db.prepare('SELECT count(*) AS n, coalesce(sum(size_gib), 0) AS gib FROM snapshots WHERE owner = ?').get(owner) as { n: number; gib: number };
+    return { volumes: v.n, gib: v.gib, snapshots: s.n, snapshotGib: s.gib };
   }
 }

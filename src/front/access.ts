@@ -1,6 +1,7 @@
 import { VbsError } from '../core/errors.js';
 import type { Metadata, OwnerScope, SnapshotRow, VolumeRow } from '../db/metadata.js';
 import type { SnapshotShares } from '../db/shares.js';
+import { VmAssignments } from '../db/vm-assignments.js';
 import type { CallContext } from '../soap/server.js';
 
 /** The one definition of an administrator: a certificate with the administrator purpose, or a name in the front's `admins`. */
@@ -25,15 +26,22 @@ export function administrators(admins: readonly string[]): AdminTest {
  *   resources; what they act on keeps its owner, and the audit log names the
  *   owner they acted for. What an administrator creates is their own: there
  *   is no creating on another user's behalf.
+ * - A user attaches only into their own instances: those a cloud resolver
+ *   says are theirs, and VMs an administrator assigned to them. The host + VM
+ *   form and the scan resolver reach anything only for administrators.
  */
 export class Access {
+  private readonly vms: VmAssignments;
+
   constructor(
     private readonly meta: Metadata,
     private readonly shares: SnapshotShares,
     private readonly isAdministrator: AdminTest,
     /** Told when an administrator acts on another user's resource (the audit log's onBehalfOf). */
     private readonly actingFor: (ctx: CallContext, owner: string) => void = () => {},
-  ) {}
+  ) {
+    this.vms = new VmAssignments(meta.db);
+  }
 
   isAdmin(ctx: CallContext): boolean {
     return this.isAdministrator(ctx.caller, ctx.admin);
@@ -67,6 +75,19 @@ export class Access {
       throw new VbsError('UnauthorizedOperation', `The snapshot '${id}' is shared with you; only its owner may delete or share it.`);
     }
     throw notFound(id);
+  }
+
+  /**
+   * A VM named by host + VM id that the caller may attach into (issue 17 item
+   * 7): an administrator, any; a user, only one an administrator assigned to
+   * them (`vbs admin vm assign`). Anything else, whether it is another
+   * tenant's, unassigned, not there or on an unknown host, gets the one
+   * answer an unknown instance gets, so nothing about other tenants' VMs
+   * leaks.
+   */
+  vm(vmmHost: string, vmId: string, ctx: CallContext): void {
+    if (this.isAdmin(ctx) || this.vms.ownerOf(vmmHost, vmId) === ctx.caller) return;
+    throw new VbsError('InvalidInstanceID.NotFound', `The VM '${vmId}' on '${vmmHost}' does not exist.`);
   }
 
   private mayActOn(owner: string, ctx: CallContext): boolean {

@@ -18,7 +18,7 @@ interface Listing<Row> {
   readonly nextToken?: string;
 }
 
-function list<Row extends { create_time: string }>(
+function list<Row extends { page_seq: number }>(
   kind: ListKind,
   scope: Scope,
   input: XmlRecord,
@@ -47,7 +47,7 @@ function list<Row extends { create_time: string }>(
   if (maxResults === undefined || rows.length <= maxResults) return { rows };
   const page = rows.slice(0, maxResults);
   const last = page[page.length - 1]!;
-  return { rows: page, nextToken: encodeToken(kind, hash, { createTime: last.create_time, id: idOf(last) }) };
+  return { rows: page, nextToken: encodeToken(kind, hash, { seq: last.page_seq }) };
 }
 
 export function describeVolumes(meta: Metadata, scope: Scope, input: XmlRecord): XmlRecord {

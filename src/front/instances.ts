@@ -2,7 +2,7 @@ import { VbsError } from '../core/errors.js';
 import * as v from '../core/validate.js';
 import type { InstanceResolution } from '../config/service-config.js';
 import { instanceId as checkInstanceId } from '../resolver/instance-id.js';
-import { ScanResolver, type VmmHosts } from '../resolver/scan.js';
+import { ScanResolver, type AssignedVms, type VmmHosts } from '../resolver/scan.js';
 import type { InstanceResolver, Placement } from '../resolver/types.js';
 import { INSTANCE_RESOLVER_SERVICE } from '../services/instance-resolver.js';
 import { SoapClient } from '../soap/client.js';
@@ -25,8 +25,8 @@ class RemoteResolver implements InstanceResolver {
     private readonly service: DelegateClient,
   ) {}
 
-  async resolve(instanceId: string, owner: string): Promise<Placement | undefined> {
-    const r = await this.service.call('ResolveInstance', { instanceId, owner, resolver: this.name });
+  async resolve(instanceId: string, owner: string, admin = false): Promise<Placement | undefined> {
+    const r = await this.service.call('ResolveInstance', { instanceId, owner, resolver: this.name, ...(admin ? { admin } : {}) });
     if (r.found !== true) return undefined;
     return {
       vmmHost: v.hostName(r.vmmHost, 'vmmHost'),
@@ -39,6 +39,9 @@ class RemoteResolver implements InstanceResolver {
 }
 
 const MAX_CACHED = 1_000;
+
+/** A placement found for an administrator (any owner's) is never reused for a user of the same name. */
+const cacheKey = (instanceId: string, owner: string, admin: boolean) => `${admin ? 'admin' : 'user'}\0${owner}\0${instanceId}`;
 
 /**
  * Attach by instance id, in the front: which form a request uses, and the
@@ -58,13 +61,14 @@ export class InstanceLocator {
     private readonly closeService: () => void = () => {},
   ) {}
 
-  static fromConfig(cfg: InstanceResolution, hosts: VmmHosts, tls: TlsMaterial): InstanceLocator {
+  /** `assigned`: the VMs administrators gave users (the only ones scan finds for a user). */
+  static fromConfig(cfg: InstanceResolution, hosts: VmmHosts, tls: TlsMaterial, assigned?: AssignedVms): InstanceLocator {
     const needService = cfg.resolvers.some((r) => r !== 'scan');
     const client =
       needService && cfg.resolverUrl
         ? new RetryingDelegate(new SoapClient({ def: INSTANCE_RESOLVER_SERVICE, url: cfg.resolverUrl, tls, timeoutMs: cfg.timeoutMs }))
         : undefined;
-    const resolvers = cfg.resolvers.map((name) => (name === 'scan' ? new ScanResolver(hosts) : new RemoteResolver(name, client!)));
+    const resolvers = cfg.resolvers.map((name) => (name === 'scan' ? new ScanResolver(hosts, assigned) : new RemoteResolver(name, client!)));
     return new InstanceLocator(resolvers, cfg.cacheMs, Date.now, () => client?.close());
   }
 
@@ -85,10 +89,14 @@ export class InstanceLocator {
     return { instanceId: checkInstanceId(input.instanceId) };
   }
 
-  /** Where an attach in either form goes: an instance is resolved here. */
-  async attachTarget(form: ReturnType<InstanceLocator['attachForm']>, owner: string): Promise<AttachTarget> {
+  /**
+   * Where an attach in either form goes: an instance is resolved here, as
+   * owner's (any owner's for an administrator). The host + VM form is checked
+   * by the caller (Access.vm), not here.
+   */
+  async attachTarget(form: ReturnType<InstanceLocator['attachForm']>, owner: string, admin = false): Promise<AttachTarget> {
     if (!('instanceId' in form)) return form;
-    const p = await this.locate(form.instanceId, owner);
+    const p = await this.locate(form.instanceId, owner, admin);
     return { vmmHost: p.vmmHost, vmId: p.vmId, instanceId: form.instanceId };
   }
 
@@ -102,13 +110,13 @@ export class InstanceLocator {
   }
 
   /** The first resolver that knows the instance decides; it must be running. */
-  async locate(instanceId: string, owner: string): Promise<Placement> {
-    const key = `${owner}\0${instanceId}`;
+  async locate(instanceId: string, owner: string, admin = false): Promise<Placement> {
+    const key = cacheKey(instanceId, owner, admin);
     const cached = this.cache.get(key);
     if (cached && cached.until > this.now()) return cached.placement;
     this.cache.delete(key);
     for (const resolver of this.resolvers) {
-      const p = await resolver.resolve(instanceId, owner);
+      const p = await resolver.resolve(instanceId, owner, admin);
       if (!p) continue;
       if (!p.running) {
         throw new VbsError('IncorrectInstanceState', `The instance '${instanceId}' is ${p.state}, not running; volumes attach to running instances only.`);
@@ -124,7 +132,8 @@ export class InstanceLocator {
 
   /** After a failed attach: the next one asks the resolvers again. */
   forget(instanceId: string, owner: string): void {
-    this.cache.delete(`${owner}\0${instanceId}`);
+    this.cache.delete(cacheKey(instanceId, owner, false));
+    this.cache.delete(cacheKey(instanceId, owner, true));
   }
 
   close(): void {

@@ -4,6 +4,7 @@ import type { RunningService } from '../core/service.js';
 import { defaultPublicUrl, readTls, type FrontConfig } from '../config/service-config.js';
 import { openDatabase } from '../db/database.js';
 import { Metadata } from '../db/metadata.js';
+import { VmAssignments } from '../db/vm-assignments.js';
 import { VBS_SERVICE } from '../services/vbs.js';
 import { createSoapServer } from '../soap/server.js';
 import { DelegatePool } from './delegates.js';
@@ -36,7 +37,7 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
     giveUpAfterMs: cfg.retryGiveUpMs,
   }, { leaseMs: cfg.claimLeaseMs });
 
-  const instances = InstanceLocator.fromConfig(cfg.instances, delegates, tls);
+  const instances = InstanceLocator.fromConfig(cfg.instances, delegates, tls, new VmAssignments(db));
   const audit = new AuditTrail(cfg.auditLog ? new AuditFile(cfg.auditLog) : undefined, administrators(cfg.admins));
   const service = new FrontService(
     meta,

@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import { VbsError } from '../core/errors.js';
-import { SNAPSHOT_ID, VOLUME_ID } from '../core/ids.js';
 import { ATTACHMENT_STATES, SNAPSHOT_STATES, VOLUME_STATES } from '../core/states.js';
 import * as v from '../core/validate.js';
 import type { PageKey } from '../db/listing.js';
@@ -104,16 +103,16 @@ export function parseMaxResults(raw: unknown): number | undefined {
 
 // --- the page token -----------------------------------------------------------
 //
-// A token is base64url of {"v":1,"k":kind,"f":filtersHash,"t":createTime,"i":id}:
-// the key of the last record returned (pages are in (create_time, id) order,
-// keyset pagination), so it stays valid while records are added (they come
-// after it) or deleted (they are simply not there). The hash binds it to the
+// A token is base64url of {"v":2,"k":kind,"f":filtersHash,"s":seq}: the
+// insertion number of the last record returned (pages are in insertion order,
+// keyset pagination; version 1 keyed on the creation time and could skip), so
+// it stays valid while records are added (they come after it, whatever the
+// clock says) or deleted (they are simply not there). The hash binds it to the
 // filters it was made with: reused with other filters it is refused rather
 // than giving a page of a different listing. It carries nothing secret: the
 // caller's own scope still applies to every page.
 
-const TOKEN_VERSION = 1;
-const CREATE_TIME = /^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?Z$/;
+const TOKEN_VERSION = 2;
 
 /** What a token is bound to: the kind of listing and its filters, in a canonical order. */
 export function filtersHash(kind: ListKind, filters: Filters): string {
@@ -124,7 +123,7 @@ export function filtersHash(kind: ListKind, filters: Filters): string {
 }
 
 export function encodeToken(kind: ListKind, hash: string, key: PageKey): string {
-  return Buffer.from(JSON.stringify({ v: TOKEN_VERSION, k: kind, f: hash, t: key.createTime, i: key.id })).toString('base64url');
+  return Buffer.from(JSON.stringify({ v: TOKEN_VERSION, k: kind, f: hash, s: key.seq })).toString('base64url');
 }
 
 /** The key a token continues after; anything garbled, or made for another listing, is InvalidParameterValue. */
@@ -139,12 +138,11 @@ export function decodeToken(token: unknown, kind: ListKind, hash: string): PageK
   } catch {
     throw bad('not a token this service issued');
   }
-  const t = parsed as { v?: unknown; k?: unknown; f?: unknown; t?: unknown; i?: unknown } | null;
-  const idPattern = kind === 'volume' ? VOLUME_ID : SNAPSHOT_ID;
-  if (!t || typeof t !== 'object' || t.v !== TOKEN_VERSION || typeof t.t !== 'string' || !CREATE_TIME.test(t.t) || typeof t.i !== 'string') {
+  const t = parsed as { v?: unknown; k?: unknown; f?: unknown; s?: unknown } | null;
+  if (!t || typeof t !== 'object' || t.v !== TOKEN_VERSION || typeof t.s !== 'number' || !Number.isSafeInteger(t.s) || t.s < 0) {
     throw bad('not a token this service issued');
   }
-  if (t.k !== kind || !idPattern.test(t.i)) throw bad(`it was issued for another listing than ${kind}s`);
+  if (t.k !== kind) throw bad(`it was issued for another listing than ${kind}s`);
   if (t.f !== hash) throw bad('it was issued with other filters; repeat the filters of the first request');
-  return { createTime: t.t, id: t.i };
+  return { seq: t.s };
 }

@@ -2,10 +2,11 @@ import { VbsError } from '../core/errors.js';
 import type { Limits, QuotaStore, Usage } from '../db/quotas.js';
 
 /** The limits of a user with no override (the front configuration's `quotas` has the same defaults). */
-export const DEFAULT_LIMITS: Limits = { volumes: 1000, gib: 102_400, snapshots: 1000 };
+export const DEFAULT_LIMITS: Limits = { volumes: 1000, gib: 102_400, snapshots: 1000, snapshotGib: 102_400 };
 
 /**
- * Per-user quotas: number of volumes, GiB of volumes, number of snapshots.
+ * Per-user quotas: number of volumes, GiB of volumes, number of snapshots,
+ * GiB of snapshots (a snapshot holds its volume's size: what it may cost).
  * admit* run inside the transaction that inserts the record (the workflow's
  * prepare, BEGIN IMMEDIATE), so concurrent creates are counted one after the
  * other and can never overshoot a limit together.
@@ -40,11 +41,17 @@ export class QuotaPolicy {
     }
   }
 
-  /** Refuses a new snapshot past the owner's limit. Call inside the creating transaction. */
-  admitSnapshot(owner: string): void {
+  /** Refuses a new snapshot of sizeGiB past the owner's limits. Call inside the creating transaction. */
+  admitSnapshot(owner: string, sizeGiB: number): void {
     const { limits, usage } = this.describe(owner);
     if (usage.snapshots + 1 > limits.snapshots) {
       throw new VbsError('QuotaExceeded', `Quota exceeded: snapshots. ${owner} holds ${usage.snapshots} of ${limits.snapshots} snapshots.`);
+    }
+    if (usage.snapshotGib + sizeGiB > limits.snapshotGib) {
+      throw new VbsError(
+        'QuotaExceeded',
+        `Quota exceeded: snapshotGib. ${owner} holds ${usage.snapshotGib} GiB of snapshots of ${limits.snapshotGib}; ${sizeGiB} more would pass it.`,
+      );
     }
   }
 }

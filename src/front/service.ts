@@ -20,13 +20,14 @@ import { attachmentRecord, snapshotRecord, volumeRecord } from './records.js';
 import { Access, administrators } from './access.js';
 import type { AuditTrail } from './audit.js';
 import { DEFAULT_LIMITS, QuotaPolicy } from './quotas.js';
+import { VmAdmin } from './vm-admin.js';
 
 /** Who administers the front and what limits users have (the front configuration's `admins`, `quotas`). */
 export interface AdminOptions {
   /** Certificate names that are administrators, beside certificates with the administrator purpose. */
   readonly admins?: readonly string[];
   /** Each user's limits unless SetQuota gave them others. */
-  readonly quotas?: Limits;
+  readonly quotas?: Partial<Limits>;
   /** Told which owner an administrator acts for (the audit log). */
   readonly audit?: AuditTrail;
   /** Wait before a suspected difference is looked at again (longer than the creation monitor's poll). */
@@ -61,6 +62,7 @@ export class FrontService {
   private readonly shares: SnapshotShares;
   private readonly quotas: QuotaPolicy;
   private readonly checker: ConsistencyChecker;
+  private readonly vmAdmin: VmAdmin;
 
   constructor(
     private readonly meta: Metadata,
@@ -71,9 +73,10 @@ export class FrontService {
     private readonly instances: InstanceLocator = new InstanceLocator([], 0),
   ) {
     this.shares = new SnapshotShares(meta.db);
-    this.quotas = new QuotaPolicy(new QuotaStore(meta.db), admin.quotas ?? DEFAULT_LIMITS);
+    this.quotas = new QuotaPolicy(new QuotaStore(meta.db), { ...DEFAULT_LIMITS, ...admin.quotas });
     const audit = admin.audit;
     this.access = new Access(meta, this.shares, administrators(admin.admins ?? ['admin']), audit ? (ctx, owner) => audit.actingFor(ctx, owner) : undefined);
+    this.vmAdmin = new VmAdmin(meta.db, (host) => void delegates.vmmDelegate(host));
     this.checker = new ConsistencyChecker(meta, delegates, wf.engine, {
       settleMs: admin.checkSettleMs ?? DEFAULT_CHECK_SETTLE_MS,
       callTimeoutMs: admin.checkCallTimeoutMs ?? DEFAULT_CHECK_CALL_TIMEOUT_MS,
@@ -101,6 +104,9 @@ export class FrontService {
       SetQuota: (i, c) => this.setQuota(i, c),
       DescribeQuota: (i, c) => this.describeQuota(i, c),
       CheckConsistency: (i, c) => this.checkConsistency(i, c),
+      AssignVm: (i, c) => (this.adminsOnly(c, 'assign VMs'), this.vmAdmin.assign(i)),
+      UnassignVm: (i, c) => (this.adminsOnly(c, 'assign VMs'), this.vmAdmin.unassign(i)),
+      DescribeVmAssignments: (i, c) => (this.adminsOnly(c, 'see VM assignments'), this.vmAdmin.describe(i)),
     };
   }
 
@@ -127,7 +133,12 @@ export class FrontService {
   private setQuota(input: XmlRecord, ctx: CallContext): XmlRecord {
     this.adminsOnly(ctx, 'set quotas');
     const user = v.userName(input.user);
-    const limits = { volumes: v.limit(input.volumes, 'volumes'), gib: v.limit(input.gib, 'gib'), snapshots: v.limit(input.snapshots, 'snapshots') };
+    const limits = {
+      volumes: v.limit(input.volumes, 'volumes'),
+      gib: v.limit(input.gib, 'gib'),
+      snapshots: v.limit(input.snapshots, 'snapshots'),
+      snapshotGib: v.limit(input.snapshotGib, 'snapshotGib'),
+    };
     this.quotas.set(user, limits);
     return { quota: this.quotaRecord(user) };
   }
@@ -139,7 +150,7 @@ export class FrontService {
 
   private quotaRecord(user: string): XmlRecord {
     const { limits, usage } = this.quotas.describe(user);
-    return { user, volumeLimit: limits.volumes, gibLimit: limits.gib, snapshotLimit: limits.snapshots, ...usage };
+    return { user, volumeLimit: limits.volumes, gibLimit: limits.gib, snapshotLimit: limits.snapshots, snapshotGibLimit: limits.snapshotGib, ...usage };
   }
 
   private adminsOnly(ctx: CallContext, what: string): void {
@@ -263,7 +274,7 @@ export class FrontService {
         if (vol.status !== 'available' && vol.status !== 'in-use') {
           throw new VbsError('IncorrectState', `The volume '${volumeId}' is ${vol.status}; snapshots are taken of available or in-use volumes.`);
         }
-        this.quotas.admitSnapshot(ctx.caller); // the snapshot is the caller's, an administrator's too
+        this.quotas.admitSnapshot(ctx.caller, vol.size_gib); // the snapshot is the caller's, an administrator's too
         const snapshotId = this.meta.reserveId('snap');
         this.meta.insertSnapshot({ snapshot_id: snapshotId, owner: ctx.caller, volume_id: volumeId, size_gib: vol.size_gib, comment, status: 'pending', delegate: vol.delegate });
         if (token) this.meta.insertClientToken(ctx.caller, token, 'CreateSnapshot', params, snapshotId);
@@ -327,8 +338,9 @@ export class FrontService {
     const device = v.device(input.device);
     const mode = v.attachMode(input.mode);
     this.access.volume(volumeId, ctx); // someone else's volume asks no resolver (checked again when journaled)
-    // vmmHost + vmId, or an instance id resolved here, before anything is journaled.
-    const { vmmHost, vmId, instanceId } = await this.instances.attachTarget(form, ctx.caller);
+    // vmmHost + vmId, or an instance id resolved here, before anything is journaled: the caller's own instances only (an administrator: any).
+    if (!('instanceId' in form)) this.access.vm(form.vmmHost, form.vmId, ctx);
+    const { vmmHost, vmId, instanceId } = await this.instances.attachTarget(form, ctx.caller, this.access.isAdmin(ctx));
     // A failed attach never reuses the placement it was given.
     const forgetPlacement = (err: unknown): never => {
       if (instanceId) this.instances.forget(instanceId, ctx.caller);

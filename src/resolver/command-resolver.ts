@@ -15,7 +15,8 @@ export interface CommandResolverOptions {
 /**
  * A resolver that runs one `resolver.<cloud>.show <instanceId>` pattern and
  * parses its output (src/resolver/clouds). The instance is the caller's only
- * when the configuration maps its cloud account to the caller.
+ * when the configuration maps its cloud account to the caller (an
+ * administrator may name anyone's).
  */
 export class CommandResolver implements InstanceResolver {
   readonly name: string;
@@ -28,7 +29,7 @@ export class CommandResolver implements InstanceResolver {
     this.name = cloud.name;
   }
 
-  async resolve(instanceId: string, owner: string): Promise<Placement | undefined> {
+  async resolve(instanceId: string, owner: string, admin = false): Promise<Placement | undefined> {
     let stdout: string;
     try {
       ({ stdout } = await this.runner.run(`resolver.${this.cloud.name}.show`, { instanceId }, this.opts.variant));
@@ -42,7 +43,7 @@ export class CommandResolver implements InstanceResolver {
     } catch (err) {
       throw unavailable(this.name, `its show command printed something unexpected (${errorMessage(err)})`, err);
     }
-    if (!(this.opts.accounts[found.account] ?? []).includes(owner)) return undefined;
+    if (!admin && !(this.opts.accounts[found.account] ?? []).includes(owner)) return undefined;
     return {
       vmmHost: this.opts.hostNames?.[found.host] ?? found.host.toLowerCase(),
       vmId: found.vmId,

@@ -30,7 +30,7 @@ const XEN_NAME_PREFIX = 'wrksp-';
  *   i-0a1b2c3d → elastic.db `instances.manager_id` (the workspace id, the one
  *   query Nimbus's ElasticPersistence makes) → `nimbus-admin --list --json`
  *   (the VMM node, creator DN and state) → the Xen domain `wrksp-<id>` on that
- *   node. The creator DN's CN must be the caller.
+ *   node. The creator DN's CN must be the caller (or the caller an administrator).
  */
 export class NimbusResolver implements InstanceResolver {
   readonly name = 'nimbus';
@@ -40,14 +40,14 @@ export class NimbusResolver implements InstanceResolver {
     private readonly opts: NimbusOptions,
   ) {}
 
-  async resolve(instanceId: string, owner: string): Promise<Placement | undefined> {
+  async resolve(instanceId: string, owner: string, admin = false): Promise<Placement | undefined> {
     if (!NIMBUS_INSTANCE_ID.test(instanceId)) return undefined;
     const workspaceId = this.managerId(instanceId);
     if (workspaceId === undefined) return undefined;
     const vm = (await this.listVms()).find((x) => String(x.id) === workspaceId);
     // Known to the EC2 frontend but no longer a VM: terminated, so gone.
     if (!vm || typeof vm.node !== 'string' || typeof vm.creator !== 'string') return undefined;
-    if (userOfDn(vm.creator) !== owner) return undefined;
+    if (!admin && userOfDn(vm.creator) !== owner) return undefined;
     const state = typeof vm.state === 'string' ? vm.state : 'unknown';
     return {
       vmmHost: this.opts.nodeHosts?.[vm.node] ?? vm.node.toLowerCase(),

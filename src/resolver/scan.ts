@@ -2,6 +2,11 @@ import { VbsError, errorMessage } from '../core/errors.js';
 import type { Record as XmlRecord } from '../soap/xml.js';
 import { unavailable, type InstanceResolver, type Placement } from './types.js';
 
+/** Which hosts gave a user a VM of this name (src/db/vm-assignments.ts). */
+export interface AssignedVms {
+  hostsOf(vmId: string, owner: string): string[];
+}
+
 /** What scan needs of the front's delegates: the VMM hosts, and a call to each. */
 export interface VmmHosts {
   vmmHostNames(): string[];
@@ -18,15 +23,23 @@ export interface VmmHosts {
  * that does not answer (the VM might be there too). A VM is listed whatever
  * its state (xm lists running and paused domains; `virsh list --all` shut-off
  * ones too), so scan reports it as running and the attach itself finds out.
- * Scan has no owners: any VBS user may name any VM, as with vmmHost + vmId.
+ * Scan knows no owners, so it is the administrators' (as the vmmHost + vmId
+ * form is): a user finds only the VMs an administrator assigned to them, and
+ * only the hosts that assigned them one are asked, so a user learns nothing
+ * of other tenants' VMs (not even that a name is taken on two hosts).
  */
 export class ScanResolver implements InstanceResolver {
   readonly name = 'scan';
 
-  constructor(private readonly hosts: VmmHosts) {}
+  constructor(
+    private readonly hosts: VmmHosts,
+    private readonly assigned: AssignedVms = { hostsOf: () => [] },
+  ) {}
 
-  async resolve(instanceId: string): Promise<Placement | undefined> {
-    const names = this.hosts.vmmHostNames();
+  async resolve(instanceId: string, owner: string, admin = false): Promise<Placement | undefined> {
+    const configured = this.hosts.vmmHostNames();
+    const names = admin ? configured : this.assigned.hostsOf(instanceId, owner).filter((h) => configured.includes(h));
+    if (!names.length) return undefined;
     const answers = await Promise.allSettled(names.map(async (host) => ({ host, vms: await this.vmsOf(host) })));
     const claimed = answers.flatMap((a) => (a.status === 'fulfilled' && a.value.vms.includes(instanceId) ? [a.value.host] : []));
     if (claimed.length > 1) {

@@ -19,8 +19,10 @@ export function instanceResolverHandlers(resolvers: readonly InstanceResolver[],
       const name = requireString('resolver', input.resolver);
       const resolver = byName.get(name);
       if (!resolver) throw new VbsError('ServiceUnavailable', `The instance resolver service has no ${name.slice(0, 32)} resolver configured.`);
-      const found = await resolver.resolve(id, owner);
-      log.info('resolved', { instanceId: id, owner, resolver: name, found: Boolean(found), ...(found ? { vmmHost: found.vmmHost, vmId: found.vmId, state: found.state } : {}) });
+      // Only the front calls this service: it says whether the caller is an administrator (any owner's instance).
+      const admin = input.admin === true;
+      const found = await resolver.resolve(id, owner, admin);
+      log.info('resolved', { instanceId: id, owner, admin, resolver: name, found: Boolean(found), ...(found ? { vmmHost: found.vmmHost, vmId: found.vmId, state: found.state } : {}) });
       if (!found) return { found: false };
       return { found: true, vmmHost: found.vmmHost, vmId: found.vmId, state: found.state, running: found.running };
     },

@@ -22,12 +22,14 @@ export interface Placement {
 /**
  * One way of finding instances. `resolve` answers undefined when it does not
  * know the instance *for this caller*: someone else's instance is unknown to
- * them, as someone else's volume is. It throws ServiceUnavailable when it
- * cannot tell (its tool or file failed): that is never "not found".
+ * them, as someone else's volume is. An administrator (`admin`) may attach
+ * into any instance: the owner check is skipped for them. It throws
+ * ServiceUnavailable when it cannot tell (its tool or file failed): that is
+ * never "not found".
  */
 export interface InstanceResolver {
   readonly name: string;
-  resolve(instanceId: string, owner: string): Promise<Placement | undefined>;
+  resolve(instanceId: string, owner: string, admin?: boolean): Promise<Placement | undefined>;
 }
 
 /** The resolver's source could not be asked: the attach starts nothing. */

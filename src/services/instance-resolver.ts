@@ -18,8 +18,13 @@ export const INSTANCE_RESOLVER_SERVICE: ServiceDefinition = {
       output: [str('resolver', { many: true })],
     },
     ResolveInstance: {
-      doc: 'Asks one resolver where instanceId runs, if it is owner\'s. found is false when the resolver does not know it for that owner.',
-      input: [str('instanceId'), str('owner', { doc: 'the VBS user (certificate name) the instance must belong to' }), str('resolver')],
+      doc: 'Asks one resolver where instanceId runs, if it is owner\'s (any owner\'s when admin is true). found is false when the resolver does not know it for that owner.',
+      input: [
+        str('instanceId'),
+        str('owner', { doc: 'the VBS user (certificate name) the instance must belong to' }),
+        str('resolver'),
+        bool('admin', { optional: true, doc: 'the caller is a VBS administrator: the instance may be anyone\'s' }),
+      ],
       output: [
         bool('found'),
         str('vmmHost', { optional: true }),

@@ -54,6 +54,14 @@ export const VBS_SERVICE: ServiceDefinition = {
       int('volumes', { doc: 'volumes held now (every status: being created, in error and being deleted too)' }),
       int('gib', { doc: 'GiB of the volumes held now' }),
       int('snapshots', { doc: 'snapshots held now' }),
+      int('snapshotGibLimit', { doc: 'GiB of snapshots the user may hold (each counts its volume\'s size)' }),
+      int('snapshotGib', { doc: 'GiB of the snapshots held now' }),
+    ],
+    VmAssignment: [
+      str('vmmHost'),
+      str('vmId'),
+      str('user', { doc: 'the user whose volumes may be attached into the VM' }),
+      time('assignTime'),
     ],
     Filter: [
       str('name', { doc: 'volumes: status, size, snapshotId, attachment.vmmHost, attachment.vmId, attachment.status, owner (administrators), commentPrefix; snapshots: status, volumeId, owner (administrators), commentPrefix' }),
@@ -120,13 +128,28 @@ export const VBS_SERVICE: ServiceDefinition = {
     },
     SetQuota: {
       doc: "Administrators only: sets a user's limits (those given; the others stay as they were).",
-      input: [str('user'), int('volumes', { optional: true }), int('gib', { optional: true }), int('snapshots', { optional: true })],
+      input: [str('user'), int('volumes', { optional: true }), int('gib', { optional: true }), int('snapshots', { optional: true }), int('snapshotGib', { optional: true })],
       output: [rec('quota', 'Quota')],
     },
     DescribeQuota: {
       doc: "Administrators only: a user's limits and what they hold now.",
       input: [str('user')],
       output: [rec('quota', 'Quota')],
+    },
+    AssignVm: {
+      doc: "Administrators only: lets user attach volumes into the VM vmId on vmmHost (by vmmHost and vmId, or by the VM's name as an instance id). A VM nobody was given is the administrators' own; assigning it again moves it.",
+      input: [str('vmmHost'), str('vmId'), str('user')],
+      output: [rec('assignment', 'VmAssignment')],
+    },
+    UnassignVm: {
+      doc: 'Administrators only: takes the VM back (attachments already made stay).',
+      input: [str('vmmHost'), str('vmId')],
+      output: [bool('return')],
+    },
+    DescribeVmAssignments: {
+      doc: "Administrators only: every VM assigned to a user, or user's.",
+      input: [str('user', { optional: true })],
+      output: [rec('assignment', 'VmAssignment', { many: true })],
     },
     DetachVolume: {
       doc: 'Detaches a volume; when it has several attachments, vmmHost and vmId, or instanceId, name the one to detach.',

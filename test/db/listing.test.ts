@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Db } from '../../src/db/database.js';
 import { listSnapshots, listVolumes, snapshotPageQuery, volumePageQuery, type ListRequest, type PageQuery } from '../../src/db/listing.js';
+import { Metadata } from '../../src/db/metadata.js';
+import { describeVolumes } from '../../src/front/describe.js';
 
 /**
  * The listing queries on a real SQLite database: what they return, and that
@@ -42,7 +44,7 @@ const alice = (filters: Record<string, (string | number)[]> = {}, extra: Partial
 const vols = (req: ListRequest) => listVolumes(db, req).map((r) => Number.parseInt(r.volume_id.slice(4), 16));
 
 describe('listVolumes', () => {
-  it('lists one owner\'s records in (create_time, id) order, a page at a time', () => {
+  it('lists one owner\'s records in insertion order, a page at a time', () => {
     const all = vols(alice());
     expect(all).toEqual([...Array(60).keys()].filter((n) => n % 3 !== 0));
     const seen: number[] = [];
@@ -52,7 +54,7 @@ describe('listVolumes', () => {
       seen.push(...page.map((r) => Number.parseInt(r.volume_id.slice(4), 16)));
       if (page.length < 7) break;
       const last = page[page.length - 1]!;
-      after = { createTime: last.create_time, id: last.volume_id };
+      after = { seq: last.page_seq };
     }
     expect(seen).toEqual(all);
   });
@@ -96,7 +98,7 @@ function expectIndexedPage(lines: string[], table: string): void {
 }
 
 describe('query plans', () => {
-  const after = { createTime: at(10), id: volId(10) };
+  const after = { seq: 21 }; // volume 10: volumes and snapshots were inserted in turn
 
   it('a page of one owner\'s volumes is a search of its owner index, first page or later', () => {
     for (const req of [alice({}, { limit: 1001 }), alice({}, { after, limit: 1001 })]) {
@@ -132,10 +134,56 @@ describe('query plans', () => {
     // A user's page: one page of their own, read in order from the owner index,
     // merged with the snapshots shared with them (found by the share index).
     // What is sorted is at most a page of each, never the table.
-    const mine = plan(snapshotPageQuery(alice({}, { after: { createTime: at(3), id: snapId(3) }, limit: 1001 }))).join('\n');
+    const mine = plan(snapshotPageQuery(alice({}, { after: { seq: 8 }, limit: 1001 }))).join('\n');
     expect(mine).not.toMatch(/SCAN snapshots(?! USING (COVERING )?INDEX)/);
-    expect(mine).toMatch(/SEARCH snapshots USING INDEX snapshots_owner_page \(owner=\? AND \(create_time,snapshot_id\)>\(\?,\?\)\)/);
+    expect(mine).toMatch(/SEARCH snapshots USING INDEX snapshots_owner_page \(owner=\? AND page_seq>\?\)/);
     expect(mine).toMatch(/SEARCH snapshot_shares USING (COVERING )?INDEX/);
     expectIndexedPage(plan(snapshotPageQuery({ filters: new Map([['status', ['completed']]]), limit: 1001 })), 'snapshots');
+  });
+});
+
+describe('pages that never skip (issue 16 item 9)', () => {
+  /**
+   * Pages continue after the last record's key. Keyed on the creation time,
+   * a record inserted later in the same millisecond with a smaller id, or
+   * inserted after the clock stepped back, sorted before the key and was
+   * never shown. Through describeVolumes and its tokens, on a fresh database
+   * whose rows are inserted with chosen creation times (the injected clock).
+   */
+  const T = '2026-06-01T12:00:00.500Z';
+  let fresh: Db;
+  let meta: Metadata;
+  const insert = (n: number, createTime: string) => {
+    fresh.prepare('INSERT INTO ids (id, kind, created_at) VALUES (?, ?, ?)').run(volId(n), 'vol', createTime);
+    fresh
+      .prepare(`INSERT INTO volumes (volume_id, owner, size_gib, comment, status, delegate, create_time) VALUES (?, 'alice', 1, '', 'available', 'vd', ?)`)
+      .run(volId(n), createTime);
+  };
+  const page = (nextToken?: string) => {
+    const out = describeVolumes(meta, { kind: 'owner', owner: 'alice' }, { maxResults: 5, ...(nextToken ? { nextToken } : {}) });
+    return { ids: (out.volume as { volumeId: string }[]).map((v) => Number.parseInt(v.volumeId.slice(4), 16)), nextToken: out.nextToken as string | undefined };
+  };
+
+  beforeAll(() => {
+    fresh = openDatabase(':memory:');
+    meta = new Metadata(fresh);
+  });
+  afterAll(() => fresh.close());
+
+  it('shows a record made in the same millisecond with a smaller id, and one made after a clock step back, exactly once', () => {
+    for (let n = 100; n < 110; n++) insert(n, T); // ten records in one millisecond
+    const first = page();
+    expect(first.ids).toHaveLength(5);
+    insert(1, T); // same millisecond, smaller id than every record shown
+    insert(2, '2026-06-01T11:00:00.000Z'); // the clock stepped back an hour
+    const seen = [...first.ids];
+    let token = first.nextToken;
+    while (token) {
+      const next = page(token);
+      seen.push(...next.ids);
+      token = next.nextToken;
+    }
+    expect([...seen].sort((a, b) => a - b)).toEqual([1, 2, ...Array.from({ length: 10 }, (_, i) => 100 + i)]);
+    expect(new Set(seen).size).toBe(seen.length);
   });
 });

@@ -5,7 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { SoapClient } from '../../src/soap/client.js';
 import type { Record as XmlRecord } from '../../src/soap/xml.js';
 import { findViolations, settleAndCheck, simVms } from './invariants.js';
-import { ROOT } from './harness.js';
+import { assignVms, ROOT } from './harness.js';
 import { startRaceDeployment, type RaceDeployment } from './race-deployment.js';
 import { clients, describeVolume, expectFaults, inOrder, newVolume, raceChecked, successes, type Outcome } from './race-helpers.js';
 
@@ -27,6 +27,7 @@ let alice: SoapClient[];
 beforeAll(async () => {
   d = await startRaceDeployment({ capacityGiB: 32, hosts: HOSTS.map((name) => ({ name, vms: VMS })) });
   alice = await clients(d, 'alice', TARGETS.length);
+  for (const host of HOSTS) await assignVms(d.soap('admin'), 'alice', host, VMS); // a user attaches only into VMs they own
 }, 120_000);
 afterAll(async () => {
   await d?.stop();

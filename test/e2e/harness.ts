@@ -25,6 +25,15 @@ export interface Vbs {
   stop(keepData?: boolean): Promise<void>;
 }
 
+/**
+ * Gives user the VMs on vmmHost (AssignVm, as `vbs admin vm assign`): a user
+ * attaches only into VMs they own, and the simulated VMs are the
+ * administrators' until assigned. `admin` is an administrator's client.
+ */
+export async function assignVms(admin: SoapClient, user: string, vmmHost: string, vms: readonly string[]): Promise<void> {
+  for (const vmId of vms) await admin.call('AssignVm', { vmmHost, vmId, user });
+}
+
 /** Starts `vbs up` in a fresh folder on a free port and waits until it is ready. */
 export async function startVbs(
   extraArgs: string[] = [],

@@ -5,12 +5,14 @@ import type { SoapClient } from '../../src/soap/client.js';
 import { settleAndCheck } from './invariants.js';
 import { startRaceDeployment, type RaceDeployment } from './race-deployment.js';
 import { clients, newVolume } from './race-helpers.js';
+import { assignVms } from './harness.js';
 
 let d: RaceDeployment;
 let alice: SoapClient;
 beforeAll(async () => {
   d = await startRaceDeployment({ capacityGiB: 8, hosts: [{ name: 'localhost', vms: ['vm1', 'vm2'] }], front: { delegateTimeoutMs: 1500 } });
   alice = (await clients(d, 'alice', 1))[0]!;
+  await assignVms(d.soap('admin'), 'alice', 'localhost', ['vm1']); // a user attaches only into VMs they own
 }, 120_000);
 afterAll(async () => {
   await d?.stop();

@@ -6,7 +6,7 @@ import { VbsError } from '../../src/core/errors.js';
 import { writeThinCommands } from '../../src/soak/deployment.js';
 import type { SoapClient } from '../../src/soap/client.js';
 import type { Record as XmlRecord } from '../../src/soap/xml.js';
-import { eventually, startVbs, type Vbs } from './harness.js';
+import { assignVms, eventually, startVbs, type Vbs } from './harness.js';
 
 /**
  * DescribeVolumes and DescribeSnapshots pages and filters through the real
@@ -69,6 +69,7 @@ beforeAll(async () => {
   vbs = await startVbs(['--commands', commands]);
   alice = vbs.soap('alice');
   bob = vbs.soap('bob');
+  await assignVms(vbs.soap(), 'alice', 'localhost', ['vm1', 'vm2']); // alice attaches into these
   stable = await createVolumes(alice, 23, (i) => `stable ${i}`);
   victims = await createVolumes(alice, 4, (i) => `victim ${i}`);
   await createVolumes(bob, 2, () => 'stable bob');

@@ -6,7 +6,7 @@ import { PkiStore } from '../../src/pki/store.js';
 import { VBS_SERVICE } from '../../src/services/vbs.js';
 import { SoapClient } from '../../src/soap/client.js';
 import type { Record as XmlRecord } from '../../src/soap/xml.js';
-import { eventually, startVbs, type Vbs } from './harness.js';
+import { assignVms, eventually, startVbs, type Vbs } from './harness.js';
 
 /**
  * Issue 8's authorization through real processes (`vbs up`: a front, a
@@ -33,6 +33,13 @@ const fx = {
   fresh: {} as Record<string, string>,
 };
 
+async function availableFor(client: SoapClient, id: string): Promise<void> {
+  await eventually(async () => {
+    const rows = (await client.call('DescribeVolumes', { volumeId: [id] })).volume as XmlRecord[];
+    return rows.every((r) => r.status === 'available') ? true : undefined;
+  });
+}
+
 async function aliceVolume(): Promise<string> {
   return idOf(await as.owner.call('CreateVolume', { size: 1, comment: 'matrix' }), 'volume');
 }
@@ -50,6 +57,7 @@ beforeAll(async () => {
   // The administrator purpose, set by the CA: ops is in no admins list.
   new PkiStore(join(vbs.dir, 'pki')).ensureIdentity('user-ops', { commonName: 'ops', use: 'client', admin: true });
   for (const role of ROLES) as[role] = vbs.soap(USER[role]);
+  await assignVms(as.admin, 'alice', 'localhost', ['vm2', 'vm3']); // the owner attaches into these
 
   const consumers = ['owner', 'admin', 'adminCert'];
   const volumeKeys = ['base', 'attachedBase', ...consumers.flatMap((r) => [`delete-${r}`, `attach-${r}`, `detach-${r}`])];
@@ -113,6 +121,9 @@ const MATRIX: readonly Row[] = [
   { op: 'SetQuota', call: () => ({ user: 'alice', volumes: 1000 }), expect: ADMINS_ONLY },
   { op: 'DescribeQuota', call: () => ({ user: 'alice' }), expect: ADMINS_ONLY },
   { op: 'CheckConsistency', call: () => ({}), expect: ADMINS_ONLY },
+  { op: 'AssignVm', call: () => ({ vmmHost: 'localhost', vmId: 'vm9', user: 'dave' }), expect: ADMINS_ONLY },
+  { op: 'UnassignVm', call: () => ({ vmmHost: 'localhost', vmId: 'vm8' }), expect: ADMINS_ONLY },
+  { op: 'DescribeVmAssignments', call: () => ({}), expect: ADMINS_ONLY },
 ];
 
 describe('the authorization matrix', () => {
@@ -139,6 +150,23 @@ describe('the authorization matrix', () => {
   });
 });
 
+describe('instances a user may attach into (issue 17 item 7)', () => {
+  it("another tenant's VM, by host + VM or by its name (scan), is refused as an unknown one; the VM's owner attaches", async () => {
+    const bobs = idOf(await as.other.call('CreateVolume', { size: 1 }), 'volume');
+    await availableFor(as.other, bobs);
+    const byVm = await as.other.call('AttachVolume', { volumeId: bobs, vmmHost: 'localhost', vmId: 'vm3', device: 'xvdz' }).then(() => 'ok', (e: { code: string; message: string }) => `${e.code}: ${e.message}`);
+    const unknownVm = await as.other.call('AttachVolume', { volumeId: bobs, vmmHost: 'localhost', vmId: 'vm77', device: 'xvdz' }).then(() => 'ok', (e: { code: string; message: string }) => `${e.code}: ${e.message}`);
+    expect(byVm).toBe("InvalidInstanceID.NotFound: The VM 'vm3' on 'localhost' does not exist.");
+    expect(unknownVm).toBe("InvalidInstanceID.NotFound: The VM 'vm77' on 'localhost' does not exist.");
+    const byName = await code(as.other.call('AttachVolume', { volumeId: bobs, instanceId: 'vm3', device: 'xvdz' }));
+    expect(byName).toBe('InvalidInstanceID.NotFound');
+    // vm1 is nobody's: the administrators'. An administrator attaches there; alice, its owner once assigned, too.
+    expect(await code(as.other.call('AttachVolume', { volumeId: bobs, instanceId: 'vm1', device: 'xvdz' }))).toBe('InvalidInstanceID.NotFound');
+    const listed = (await as.admin.call('DescribeVmAssignments', { user: 'alice' })).assignment as XmlRecord[];
+    expect(listed.map((a) => `${String(a.vmmHost)}/${String(a.vmId)}`)).toEqual(['localhost/vm2', 'localhost/vm3']);
+  });
+});
+
 describe('quotas under concurrency', () => {
   /** `n` creates of `size` GiB at once by a user with `limits`: how many succeeded and were refused, and the usage after. */
   async function race(user: string, limits: XmlRecord, n: number, size: number) {
@@ -157,6 +185,17 @@ describe('quotas under concurrency', () => {
   it('8 parallel 3 GiB creates with a limit of 10 GiB: exactly 3 succeed', async () => {
     const r = await race('gina', { gib: 10 }, 8, 3);
     expect(r).toMatchObject({ ok: 3, refused: 5, quota: { volumes: 3, gib: 9, gibLimit: 10 } });
+  });
+
+  it('12 parallel snapshots of a 3 GiB volume with a limit of 10 snapshot GiB: exactly 3 succeed', async () => {
+    await as.admin.call('SetQuota', { user: 'sven', snapshotGib: 10 });
+    const sven = vbs.soap('sven');
+    const vol = idOf(await sven.call('CreateVolume', { size: 3 }), 'volume');
+    await eventually(async () => (((await sven.call('DescribeVolumes', { volumeId: [vol] })).volume as XmlRecord[])[0]!.status === 'available' ? true : undefined));
+    const results = await Promise.all(Array.from({ length: 12 }, () => code(sven.call('CreateSnapshot', { volumeId: vol }))));
+    expect(results.filter((r) => r === 'ok')).toHaveLength(3);
+    expect(results.filter((r) => r === 'QuotaExceeded')).toHaveLength(9);
+    expect((await as.admin.call('DescribeQuota', { user: 'sven' })).quota).toMatchObject({ snapshots: 3, snapshotGib: 9, snapshotGibLimit: 10, gib: 3 });
   });
 
   it('a create the volume delegate refuses gives its usage back', async () => {
@@ -224,6 +263,6 @@ describe('the CLI', () => {
     expect(await vbs.cli('unshare-snapshot', fx.snapshot, 'erin')).toMatchObject({ code: 0, stdout: `${fx.snapshot}: no longer shared with erin\n` });
     expect(await code(vbs.soap('erin').call('DescribeSnapshots', { snapshotId: [fx.snapshot] }))).toBe(SNAP_NF);
     const show = await vbs.cli('--json', 'admin', 'quota', 'show', 'quinn');
-    expect(JSON.parse(show.stdout)).toEqual({ user: 'quinn', volumeLimit: 5, gibLimit: 102400, snapshotLimit: 1000, volumes: 5, gib: 5, snapshots: 0 });
+    expect(JSON.parse(show.stdout)).toEqual({ user: 'quinn', volumeLimit: 5, gibLimit: 102400, snapshotLimit: 1000, snapshotGibLimit: 102400, volumes: 5, gib: 5, snapshots: 0, snapshotGib: 0 });
   });
 });

@@ -4,7 +4,7 @@ import { decodeToken, encodeToken, filtersHash, parseFilters, parseMaxResults } 
 
 const VOL = 'vol-0123456789abcdef0';
 const SNAP = 'snap-0123456789abcdef0';
-const KEY = { createTime: '2026-11-30T14:00:00.123Z', id: VOL };
+const KEY = { seq: 4711 };
 
 function codeOf(fn: () => unknown): string {
   try {
@@ -92,16 +92,18 @@ describe('page tokens', () => {
   it('refuse garbled, forged and oversized tokens', () => {
     const hash = filtersHash('volume', none);
     const forge = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
-    const good = { v: 1, k: 'volume', f: hash, t: KEY.createTime, i: VOL };
+    const good = { v: 2, k: 'volume', f: hash, s: KEY.seq };
     for (const bad of [
       '',
       'not a token!',
       'AAAA',
       'x'.repeat(600),
-      forge({ ...good, v: 2 }),
-      forge({ ...good, t: "2026'; DROP TABLE volumes" }),
-      forge({ ...good, i: SNAP }),
-      forge({ ...good, i: 42 }),
+      forge({ ...good, v: 1 }),
+      forge({ v: 1, k: 'volume', f: hash, t: '2026-11-30T14:00:00.123Z', i: VOL }), // a version-1 (creation-time) token
+      forge({ ...good, s: "1; DROP TABLE volumes" }),
+      forge({ ...good, s: -1 }),
+      forge({ ...good, s: 1.5 }),
+      forge({ ...good, k: 'snapshot' }),
       forge([1, 2]),
       Buffer.from('null').toString('base64url'),
       42,

@@ -24,7 +24,7 @@ import { FakeDelegate } from '../workflows/fakes.js';
 const tmp = mkdtempSync(join(tmpdir(), 'vbs-users-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-function front(quotas?: Limits, auditFile?: string) {
+function front(quotas?: Partial<Limits>, auditFile?: string) {
   const db = openDatabase(':memory:');
   const meta = new Metadata(db);
   const storage = new FakeDelegate();
@@ -48,7 +48,7 @@ function front(quotas?: Limits, auditFile?: string) {
   return { db, meta, storage, audit, call, code, volume, snapshot, ctxOf };
 }
 
-const LIMITS: Limits = { volumes: 3, gib: 10, snapshots: 2 };
+const LIMITS: Partial<Limits> = { volumes: 3, gib: 10, snapshots: 2 };
 const quotaOf = async (f: ReturnType<typeof front>, user: string) => (await f.call('DescribeQuota', { user }, 'root')).quota as XmlRecord;
 
 describe('quotas', () => {
@@ -66,7 +66,33 @@ describe('quotas', () => {
     expect(f.meta.volumesOf('alice')).toHaveLength(3);
     // Another user's limits are their own.
     expect(await f.code(f.volume('bob', 10))).toBe('ok');
-    expect(await quotaOf(f, 'alice')).toEqual({ user: 'alice', volumeLimit: 3, gibLimit: 10, snapshotLimit: 2, volumes: 3, gib: 10, snapshots: 2 });
+    expect(await quotaOf(f, 'alice')).toMatchObject({ user: 'alice', volumeLimit: 3, gibLimit: 10, snapshotLimit: 2, volumes: 3, gib: 10, snapshots: 2 });
+  });
+
+  it('counts snapshot storage apart from volume storage: GiB of snapshots have their own limit (issue 17 item 10)', async () => {
+    // The issue: with a 4 GiB limit, three 4 GiB snapshots were held beside a 4 GiB volume.
+    const f = front({ gib: 4, snapshotGib: 8 });
+    const vol = await f.volume('alice', 4);
+    await f.snapshot('alice', vol);
+    await f.snapshot('alice', vol);
+    const third = f.call('CreateSnapshot', { volumeId: vol }, 'alice');
+    await expect(third).rejects.toMatchObject({ code: 'QuotaExceeded', message: 'Quota exceeded: snapshotGib. alice holds 8 GiB of snapshots of 8; 4 more would pass it.' });
+    expect(await quotaOf(f, 'alice')).toMatchObject({ gib: 4, gibLimit: 4, snapshotGib: 8, snapshotGibLimit: 8, snapshots: 2 });
+    // Set and shown like the others; the defaults apply to a user with no override.
+    const set = await f.call('SetQuota', { user: 'alice', snapshotGib: 12 }, 'root');
+    expect(set.quota).toMatchObject({ snapshotGibLimit: 12, gibLimit: 4 });
+    expect(await f.code(f.snapshot('alice', vol))).toBe('ok');
+    expect(await quotaOf(f, 'bob')).toMatchObject({ snapshotGibLimit: 8, snapshotGib: 0 }); // the front's default
+    expect(await f.code(f.call('SetQuota', { user: 'alice', snapshotGib: -1 }, 'root'))).toBe('InvalidParameterValue');
+  });
+
+  it('concurrent snapshots at the snapshot GiB limit never overshoot', async () => {
+    const f = front({ snapshotGib: 10 });
+    const vol = await f.volume('alice', 3);
+    const results = await Promise.all(Array.from({ length: 12 }, () => f.code(f.call('CreateSnapshot', { volumeId: vol }, 'alice'))));
+    expect(results.filter((r) => r === 'ok')).toHaveLength(3);
+    expect(results.filter((r) => r === 'QuotaExceeded')).toHaveLength(9);
+    expect(await quotaOf(f, 'alice')).toMatchObject({ snapshots: 3, snapshotGib: 9 });
   });
 
   it('concurrent creates at the limit never overshoot', async () => {

@@ -105,7 +105,12 @@ describe('an independent SOAP client (node-soap)', () => {
     expect((await call('ShareSnapshot', { snapshotId: snap.snapshotId, user: 'bob' })).return).toBe(true);
     expect((await call('UnshareSnapshot', { snapshotId: snap.snapshotId, user: 'bob' })).return).toBe(true);
     expect((await call('SetQuota', { user: 'bob', volumes: 3, gib: null, snapshots: null })).quota).toMatchObject({ user: 'bob', volumeLimit: 3, volumes: 0 });
-    expect((await call('DescribeQuota', { user: 'admin' })).quota).toMatchObject({ user: 'admin', volumes: 2, gib: 3, snapshots: 1 });
+    expect((await call('DescribeQuota', { user: 'admin' })).quota).toMatchObject({ user: 'admin', volumes: 2, gib: 3, snapshots: 1, snapshotGibLimit: 102400 });
+    expect((await call('SetQuota', { user: 'bob', volumes: null, gib: null, snapshots: null, snapshotGib: 7 })).quota).toMatchObject({ snapshotGibLimit: 7, volumeLimit: 3 });
+    // Instances: which user may attach into a VM.
+    expect((await call('AssignVm', { vmmHost: 'localhost', vmId: 'vm2', user: 'bob' })).assignment).toMatchObject({ vmmHost: 'localhost', vmId: 'vm2', user: 'bob' });
+    expect(list((await call('DescribeVmAssignments', { user: 'bob' })).assignment).map((x: Any) => x.vmId)).toEqual(['vm2']);
+    expect((await call('UnassignVm', { vmmHost: 'localhost', vmId: 'vm2' })).return).toBe(true);
 
     const check = await call('CheckConsistency', { repair: null });
     expect(check.clean).toBe(true);

@@ -3,6 +3,7 @@ import { VbsError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/log.js';
 import { openDatabase } from '../../src/db/database.js';
 import { Metadata } from '../../src/db/metadata.js';
+import { VmAssignments } from '../../src/db/vm-assignments.js';
 import { DelegatePool } from '../../src/front/delegates.js';
 import { InstanceLocator } from '../../src/front/instances.js';
 import { FrontService } from '../../src/front/service.js';
@@ -33,6 +34,7 @@ function front(opts: { down?: boolean } = {}) {
     },
   };
   const svc = new FrontService(meta, pool, wf, {}, new InstanceLocator([resolver], 60_000));
+  new VmAssignments(db).assign('node1', 'vm1', 'alice'); // the host + VM form: a VM an administrator gave her
   const handlers = svc.handlers();
   const call = (op: string, input: XmlRecord, caller = 'alice') => handlers[op]!(input, { caller, requestId: 't', log: silentLogger } as CallContext) as Promise<XmlRecord>;
   const volume = async () => {

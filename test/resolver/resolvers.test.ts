@@ -48,6 +48,7 @@ describe('nimbus resolver (elastic.db + nimbus-admin stand-ins)', () => {
 
   it('someone else\'s instance, an unknown one, a terminated one and other id forms are unknown', async () => {
     expect(await nimbus.resolve('i-0a1b2c3d', 'bob')).toBeUndefined();
+    expect(await nimbus.resolve('i-0a1b2c3d', 'root', true)).toMatchObject({ vmmHost: 'node2', vmId: 'wrksp-7' }); // an administrator: anyone's
     expect(await nimbus.resolve('i-0000b0b0', 'alice')).toBeUndefined();
     expect(await nimbus.resolve('i-ffffffff', 'alice')).toBeUndefined();
     expect(await nimbus.resolve('i-000dead0', 'alice')).toBeUndefined();
@@ -107,6 +108,7 @@ describe('openstack resolver (openstack server show -f json stand-in)', () => {
   it('another project\'s server and an unknown one are unknown; SHUTOFF is not running', async () => {
     expect(await openstack.resolve(OTHER, 'alice')).toBeUndefined();
     expect(await openstack.resolve(WEB, 'bob')).toBeUndefined();
+    expect(await openstack.resolve(WEB, 'root', true)).toMatchObject({ vmmHost: 'compute1', vmId: 'instance-0000000a' }); // an administrator: anyone's
     expect(await openstack.resolve('00000000-0000-4000-8000-000000000000', 'alice')).toBeUndefined();
     expect(await openstack.resolve(DB, 'alice')).toMatchObject({ state: 'SHUTOFF', running: false });
   });
@@ -147,6 +149,7 @@ describe('static resolver (an operator\'s map file)', () => {
     const r = new StaticResolver(file);
     expect(await r.resolve('i-0a1b2c3d', 'alice')).toEqual({ vmmHost: 'node2', vmId: 'wrksp-7', state: 'running', running: true, resolver: 'static' });
     expect(await r.resolve('i-0a1b2c3d', 'bob')).toBeUndefined();
+    expect(await r.resolve('i-0a1b2c3d', 'root', true)).toMatchObject({ vmmHost: 'node2', vmId: 'wrksp-7' }); // an administrator: anyone's
     expect(await r.resolve('i-00000001', 'alice')).toBeUndefined();
     write({ 'i-0a1b2c3d': { vmmHost: 'node1', vmId: 'wrksp-7', owner: 'alice', state: 'stopped' } }, 1_000_100);
     expect(await r.resolve('i-0a1b2c3d', 'alice')).toMatchObject({ vmmHost: 'node1', running: false, state: 'stopped' });
@@ -179,20 +182,32 @@ describe('scan resolver (every VMM delegate\'s ListVms)', () => {
 
   it('finds the one host running a VM of that name', async () => {
     const scan = new ScanResolver(hosts({ node1: ['vm1', 'vm2'], node2: ['wrksp-7'] }));
-    expect(await scan.resolve('wrksp-7')).toEqual({ vmmHost: 'node2', vmId: 'wrksp-7', state: 'listed', running: true, resolver: 'scan' });
-    expect(await scan.resolve('vm3')).toBeUndefined();
+    expect(await scan.resolve('wrksp-7', 'admin', true)).toEqual({ vmmHost: 'node2', vmId: 'wrksp-7', state: 'listed', running: true, resolver: 'scan' });
+    expect(await scan.resolve('vm3', 'admin', true)).toBeUndefined();
   });
 
   it('two hosts claiming one name is a fault, never a guess', async () => {
-    const err = await fault(new ScanResolver(hosts({ node1: ['vm1'], node2: ['vm1'] })).resolve('vm1'));
+    const err = await fault(new ScanResolver(hosts({ node1: ['vm1'], node2: ['vm1'] })).resolve('vm1', 'admin', true));
     expect(err.code).toBe('InvalidParameterValue');
     expect(err.message).toContain('node1 and node2');
   });
 
   it('a host that does not answer is ServiceUnavailable: the VM might be there', async () => {
     const down = new VbsError('ServiceUnavailable', 'VmmDelegate at 127.0.0.1:1 could not be reached (ECONNREFUSED).');
-    const err = await fault(new ScanResolver(hosts({ node1: ['vm1'], node2: down })).resolve('vm1'));
+    const err = await fault(new ScanResolver(hosts({ node1: ['vm1'], node2: down })).resolve('vm1', 'admin', true));
     expect(err.code).toBe('ServiceUnavailable');
     expect(err.message).toContain('node2');
+  });
+
+  it('finds for a user only the VMs assigned to them, asking only the hosts that assigned them', async () => {
+    const assigned = { hostsOf: (vm: string, owner: string) => (owner === 'alice' && vm === 'vm1' ? ['node2'] : []) };
+    const down = new VbsError('ServiceUnavailable', 'VmmDelegate at 127.0.0.1:1 could not be reached (ECONNREFUSED).');
+    const scan = new ScanResolver(hosts({ node1: ['vm1', 'vm2'], node2: ['vm1'], node3: down }), assigned);
+    // node1's vm1 is not hers: no twin fault naming other tenants' hosts, and node3 being down does not matter.
+    expect(await scan.resolve('vm1', 'alice')).toMatchObject({ vmmHost: 'node2', vmId: 'vm1' });
+    expect(await scan.resolve('vm2', 'alice')).toBeUndefined();
+    expect(await scan.resolve('vm1', 'bob')).toBeUndefined();
+    // Without assignments, scan is the administrators' only.
+    expect(await new ScanResolver(hosts({ node1: ['vm1'] })).resolve('vm1', 'alice')).toBeUndefined();
   });
 });

@@ -17,11 +17,11 @@ const fileDelegate: VolumeDelegateView = { name: 'local', root: ROOT };
 const lvmDelegate: VolumeDelegateView = { name: 'local', lvm: { simState: '/sim', vg: 'vbs', target: 'iet', iqnPrefix: 'iqn.2026-11.org.vbs' } };
 
 function volume(id: string, status: VolumeRow['status']): VolumeRow {
-  return { volume_id: id, owner: 'admin', size_gib: 1, comment: '', snapshot_id: null, status, status_message: null, delegate: 'local', create_time: '', create_attempts: 1 };
+  return { volume_id: id, owner: 'admin', size_gib: 1, comment: '', snapshot_id: null, status, status_message: null, delegate: 'local', create_time: '', create_attempts: 1, page_seq: 1 };
 }
 
 function snapshot(id: string, of: string, status: SnapshotRow['status']): SnapshotRow {
-  return { snapshot_id: id, owner: 'admin', volume_id: of, size_gib: 1, comment: '', status, status_message: null, progress: 100, delegate: 'local', create_time: '', create_attempts: 1 };
+  return { snapshot_id: id, owner: 'admin', volume_id: of, size_gib: 1, comment: '', status, status_message: null, progress: 100, delegate: 'local', create_time: '', create_attempts: 1, page_seq: 1 };
 }
 
 function attachment(id: string, vm: string, device: string, mode: 'r' | 'w' = 'w'): AttachmentRow {

@@ -11,7 +11,7 @@ import { VMM_DELEGATE_SERVICE } from '../../src/services/vmm-delegate.js';
 import { VOLUME_DELEGATE_SERVICE } from '../../src/services/volume-delegate.js';
 import { SoapClient } from '../../src/soap/client.js';
 import type { ServiceDefinition } from '../../src/soap/schema.js';
-import { eventually, startVbs, type Vbs } from '../e2e/harness.js';
+import { assignVms, eventually, startVbs, type Vbs } from '../e2e/harness.js';
 import { opensslIssue } from '../pki/openssl.js';
 
 /**
@@ -130,7 +130,8 @@ describe('a failed request a user can hand to an operator', () => {
     const bob = vbs.soap('bob');
     const { volume } = (await bob.call('CreateVolume', { size: 1 })) as { volume: { volumeId: string } };
     await eventually(async () => (((await bob.call('DescribeVolumes', { volumeId: [volume.volumeId] })) as { volume: { status: string }[] }).volume[0]!.status === 'available' ? true : undefined));
-    // vm9 does not exist on the simulated host: the hypervisor tool fails.
+    // vm9 does not exist on the simulated host: the hypervisor tool fails (bob was given it, so the front lets him try).
+    await assignVms(vbs.soap(), 'bob', 'localhost', ['vm9']);
     const err = await fault(bob.call('AttachVolume', { volumeId: volume.volumeId, vmmHost: 'localhost', vmId: 'vm9', device: 'xvdf' }));
     expect(err).toBeInstanceOf(VbsError);
     expect(err!.code).toBe('OperationFailed');

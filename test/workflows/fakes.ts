@@ -1,6 +1,7 @@
 import { VbsError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/log.js';
 import { openDatabase, type Db } from '../../src/db/database.js';
+import { VmAssignments } from '../../src/db/vm-assignments.js';
 import { Metadata } from '../../src/db/metadata.js';
 import { DelegatePool, type DelegateClient } from '../../src/front/delegates.js';
 import { FrontService } from '../../src/front/service.js';
@@ -183,6 +184,9 @@ export function makeFront(
   const wf = new FrontWorkflows(db, meta, pool, silentLogger, undefined, retry, claims);
   const svc = new FrontService(meta, pool, wf);
   const handlers = svc.handlers();
+  // The tests attach as alice: an administrator gave her localhost's VMs (a user attaches only into their own).
+  const assignments = new VmAssignments(db);
+  for (const vm of ['vm1', 'vm2', 'vm3']) assignments.assign('localhost', vm, 'alice');
   return {
     db,
     meta,

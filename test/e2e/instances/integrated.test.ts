@@ -1,6 +1,8 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { VBS_SERVICE } from '../../../src/services/vbs.js';
+import { SoapClient } from '../../../src/soap/client.js';
 import { Site } from './site.js';
 
 /**
@@ -51,13 +53,13 @@ afterAll(async () => {
   await site?.destroy();
 });
 
-async function newVolume(user: 'alice' | 'bob' = 'alice'): Promise<string> {
+async function newVolume(user: 'alice' | 'bob' | 'admin' = 'alice'): Promise<string> {
   const v = await site.json<Volume>(user, 'create-volume', '1', '--wait');
   expect(v.status).toBe('available');
   return v.volumeId;
 }
 
-async function volume(id: string, user: 'alice' | 'bob' = 'alice'): Promise<Volume> {
+async function volume(id: string, user: 'alice' | 'bob' | 'admin' = 'alice'): Promise<Volume> {
   return (await site.json<Volume[]>(user, 'describe-volumes', id))[0]!;
 }
 
@@ -128,12 +130,80 @@ describe('static', () => {
     expect(a).toMatchObject({ vmmHost: 'node2', vmId: 'mapped-vm', instanceId: 'i-5ca1ab1e', status: 'attached' });
     expect(Object.keys(site.disks('node2'))).toContain('mapped-vm:xvdd');
     await site.json('alice', 'detach-volume', vol, '--instance-id', 'i-5ca1ab1e', '--wait');
+    // bob asking for alice's entry gets what an unknown id gets.
+    const bobs = await newVolume('bob');
+    expect((await site.cli('bob', 'attach-volume', bobs, 'i-5ca1ab1e', 'xvdd')).stderr).toMatch(/^vbs: InvalidInstanceID\.NotFound: The instance ID 'i-5ca1ab1e' does not exist\./);
+  });
+});
+
+describe('ownership of instances (issue 17 item 7)', () => {
+  // SOAP clients (no process per call); the CLI is driven once, for `vbs admin vm assign`.
+  const soapAs = (name: 'user-alice' | 'user-bob' | 'admin') => {
+    const cfg = JSON.parse(readFileSync(join(site.dir, 'client-alice.json'), 'utf8')) as { url: string };
+    const pki = (f: string) => readFileSync(join(site.dir, 'pki', f));
+    return new SoapClient({ def: VBS_SERVICE, url: cfg.url, tls: { key: pki(`${name}.key`), cert: pki(`${name}.crt`), ca: pki('ca.crt') } });
+  };
+  const outcome = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code: string; message: string }) => `${e.code}: ${e.message}`);
+  const notFound = (vm: string, host: string) => `InvalidInstanceID.NotFound: The VM '${vm}' on '${host}' does not exist.`;
+
+  it("a user's host + VM form reaches only the VMs assigned to them, their own cloud instances' VMs included", async () => {
+    const [alice, bob, admin] = [soapAs('user-alice'), soapAs('user-bob'), soapAs('admin')];
+    try {
+      const vol = await newVolume('bob');
+      // alice's Nimbus VM, an unassigned VM, a VM that does not exist and an unknown host: one answer, nothing started.
+      for (const [host, vm] of [['node2', 'wrksp-7'], ['node1', 'lonely'], ['node1', 'no-such-vm'], ['nowhere', 'vm1']] as const) {
+        expect(await outcome(bob.call('AttachVolume', { volumeId: vol, vmmHost: host, vmId: vm, device: 'xvdb' }))).toBe(notFound(vm, host));
+      }
+      const alices = String(((await alice.call('CreateVolume', { size: 1 })).volume as { volumeId: string }).volumeId);
+      expect(await outcome(alice.call('AttachVolume', { volumeId: alices, vmmHost: 'node2', vmId: 'wrksp-7', device: 'xvdb' }))).toBe(notFound('wrksp-7', 'node2'));
+      expect((await volume(vol, 'bob')).attachments).toEqual([]);
+      // Assigned by an administrator (`vbs admin vm assign`), it takes bob's volumes; taken back, it does not.
+      const assigned = await site.json<{ vmmHost: string; vmId: string; user: string }[]>('admin', 'admin', 'vm', 'assign', 'node2', 'mapped-vm', 'bob');
+      expect(assigned).toMatchObject([{ vmmHost: 'node2', vmId: 'mapped-vm', user: 'bob' }]);
+      expect((await admin.call('DescribeVmAssignments', { user: 'bob' })).assignment).toMatchObject([{ vmmHost: 'node2', vmId: 'mapped-vm', user: 'bob' }]);
+      expect((await bob.call('AttachVolume', { volumeId: vol, vmmHost: 'node2', vmId: 'mapped-vm', device: 'xvdq' })).attachment).toMatchObject({ vmId: 'mapped-vm', status: 'attached' });
+      await bob.call('DetachVolume', { volumeId: vol });
+      await admin.call('UnassignVm', { vmmHost: 'node2', vmId: 'mapped-vm' });
+      expect(await outcome(bob.call('AttachVolume', { volumeId: vol, vmmHost: 'node2', vmId: 'mapped-vm', device: 'xvdr' }))).toBe(notFound('mapped-vm', 'node2'));
+      expect(await outcome(bob.call('AssignVm', { vmmHost: 'node2', vmId: 'mapped-vm', user: 'bob' }))).toMatch(/^UnauthorizedOperation: /);
+    } finally {
+      for (const c of [alice, bob, admin]) c.close();
+    }
+  });
+
+  it("an administrator attaches into any user's instance: Nimbus, OpenStack, the static map, and by host + VM", async () => {
+    site.write('instances.json', { 'i-5ca1ab1e': { vmmHost: 'node2', vmId: 'mapped-vm', owner: 'alice' } });
+    const admin = soapAs('admin');
+    try {
+      const vol = await newVolume('admin');
+      const targets = [
+        [{ instanceId: 'i-0a1b2c3d' }, { vmmHost: 'node2', vmId: 'wrksp-7' }],
+        [{ instanceId: WEB }, { vmmHost: 'node1', vmId: 'instance-0000000a' }],
+        [{ instanceId: 'i-5ca1ab1e' }, { vmmHost: 'node2', vmId: 'mapped-vm' }],
+        [{ vmmHost: 'node1', vmId: 'lonely' }, { vmmHost: 'node1', vmId: 'lonely' }],
+      ] as const;
+      for (const [target, expected] of targets) {
+        const a = await admin.call('AttachVolume', { volumeId: vol, ...target, device: 'xvds', mode: 'r' });
+        expect(a.attachment).toMatchObject({ ...expected, status: 'attached' });
+      }
+      for (const [, at] of targets) await admin.call('DetachVolume', { volumeId: vol, vmmHost: at.vmmHost, vmId: at.vmId });
+    } finally {
+      admin.close();
+    }
   });
 });
 
 describe('scan', () => {
   it('a VM\'s own name finds its host; a name on two hosts is refused, never guessed', async () => {
+    // scan has no owners: alice finds only the VMs an administrator gave her.
     const vol = await newVolume();
+    expect((await site.cli('alice', 'attach-volume', vol, 'lonely', 'xvde')).stderr).toMatch(/^vbs: InvalidInstanceID\.NotFound: The instance ID 'lonely' does not exist\./);
+    const admin = new SoapClient({ def: VBS_SERVICE, url: (JSON.parse(readFileSync(join(site.dir, 'client-alice.json'), 'utf8')) as { url: string }).url, tls: { key: readFileSync(join(site.dir, 'pki', 'admin.key')), cert: readFileSync(join(site.dir, 'pki', 'admin.crt')), ca: readFileSync(join(site.dir, 'pki', 'ca.crt')) } });
+    try {
+      for (const [host, vm] of [['node1', 'lonely'], ['node1', 'twin'], ['node2', 'twin']]) await admin.call('AssignVm', { vmmHost: host, vmId: vm, user: 'alice' });
+    } finally {
+      admin.close();
+    }
     const a = await site.json<Attachment>('alice', 'attach-volume', vol, 'lonely', 'xvde', '--wait');
     expect(a).toMatchObject({ vmmHost: 'node1', vmId: 'lonely', instanceId: 'lonely', status: 'attached' });
     await site.json('alice', 'detach-volume', vol, '--wait');

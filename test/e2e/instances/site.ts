@@ -66,6 +66,8 @@ export class Site {
       pki.ensureIdentity(`user-${user}`, { commonName: user, use: 'client' });
       this.write(`client-${user}.json`, { url: this.url('front', '/vbs'), key: `pki/user-${user}.key`, cert: `pki/user-${user}.crt`, ca: 'pki/ca.crt' });
     }
+    // The deployment's administrator (its certificate carries the administrator purpose).
+    this.write('client-admin.json', { url: this.url('front', '/vbs'), key: 'pki/admin.key', cert: 'pki/admin.crt', ca: 'pki/ca.crt' });
     const tls = (name: string) => ({ key: `pki/${name}.key`, cert: `pki/${name}.crt`, ca: 'pki/ca.crt' });
     const listen = (r: Role) => ({ host: '127.0.0.1', port: this.ports[r] });
     this.write('volume-delegate.json', { role: 'volume-delegate', name: 'local', listen: listen('volume-delegate'), tls: tls('volume-delegate'), backend: { type: 'file', root: 'volumes' } });
@@ -163,7 +165,7 @@ export class Site {
   }
 
   /** The vbs CLI as `user`; never throws. */
-  async cli(user: 'alice' | 'bob', ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  async cli(user: 'alice' | 'bob' | 'admin', ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
     try {
       const r = await run(process.execPath, [VBS_BIN, '--config', join(this.dir, `client-${user}.json`), ...args], { timeout: 120_000 });
       return { code: 0, stdout: r.stdout, stderr: r.stderr };
@@ -174,7 +176,7 @@ export class Site {
   }
 
   /** The CLI with --json; throws unless it exits 0. */
-  async json<T>(user: 'alice' | 'bob', ...args: string[]): Promise<T> {
+  async json<T>(user: 'alice' | 'bob' | 'admin', ...args: string[]): Promise<T> {
     const r = await this.cli(user, '--json', ...args);
     if (r.code !== 0) throw new Error(`vbs ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
     return JSON.parse(r.stdout) as T;
