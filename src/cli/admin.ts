@@ -6,6 +6,7 @@ import { formatTable } from './format.js';
 import { registerQuotaCommands } from './quotas.js';
 import { retryWhenUnavailable } from './retry.js';
 import { registerUserCommands } from './admin-users.js';
+import { registerHostCommands } from './admin-hosts.js';
 import type { CliRuntime } from './runtime.js';
 
 /** A CheckConsistency finding, field names as in the WSDL. */
@@ -32,6 +33,7 @@ export function registerAdminCommands(program: Command, runtime: CliRuntime): vo
     .option('--repair', 'also fix what is safe to fix (orphans are reported, never deleted)')
     .action((opts, cmd) => invoke(runtime, cmd, (inv) => check(inv, opts.repair === true)));
   registerQuotaCommands(admin, runtime);
+  registerHostCommands(admin, runtime);
   registerUserCommands(admin as unknown as Command, runtime);
 }
 

@@ -19,6 +19,7 @@ import { attachmentRecord, snapshotRecord, volumeRecord } from './records.js';
 import { Access, administrators } from './access.js';
 import type { AuditTrail } from './audit.js';
 import { DEFAULT_LIMITS, QuotaPolicy } from './quotas.js';
+import { Fencing } from './fencing.js';
 
 /** Who administers the front and what limits users have (the front configuration's `admins`, `quotas`). */
 export interface AdminOptions {
@@ -60,6 +61,7 @@ export class FrontService {
   private readonly shares: SnapshotShares;
   private readonly quotas: QuotaPolicy;
   private readonly checker: ConsistencyChecker;
+  private readonly fencing: Fencing;
 
   constructor(
     private readonly meta: Metadata,
@@ -73,6 +75,7 @@ export class FrontService {
     this.quotas = new QuotaPolicy(new QuotaStore(meta.db), admin.quotas ?? DEFAULT_LIMITS);
     const audit = admin.audit;
     this.access = new Access(meta, this.shares, administrators(admin.admins ?? ['admin']), audit ? (ctx, owner) => audit.actingFor(ctx, owner) : undefined);
+    this.fencing = new Fencing(meta, wf, this.access);
     this.checker = new ConsistencyChecker(meta, delegates, wf.engine, {
       settleMs: admin.checkSettleMs ?? DEFAULT_CHECK_SETTLE_MS,
       callTimeoutMs: admin.checkCallTimeoutMs ?? DEFAULT_CHECK_CALL_TIMEOUT_MS,
@@ -95,6 +98,7 @@ export class FrontService {
       SetQuota: (i, c) => this.setQuota(i, c),
       DescribeQuota: (i, c) => this.describeQuota(i, c),
       CheckConsistency: (i, c) => this.checkConsistency(i, c),
+      RetireHost: (i, c) => this.fencing.retireHost(v.hostName(i.host, 'host'), c, c.log),
     };
   }
 
@@ -366,6 +370,8 @@ export class FrontService {
     const vmmHost = input.vmmHost === undefined ? undefined : v.hostName(input.vmmHost);
     const vmId = input.vmId === undefined ? undefined : v.vmId(input.vmId);
     const instanceId = this.instances.detachInstance(input);
+    // Forced (a VMM host that does not answer): src/front/fencing.ts.
+    if (input.force === true) return { attachment: await this.fencing.forceDetach(volumeId, { vmmHost, vmId, instanceId }, ctx) };
     let detached: XmlRecord | undefined;
     await this.wf.run(this.wf.detach, (): AttachmentData => {
       const vol = this.access.volume(volumeId, ctx);

@@ -7,6 +7,7 @@ import { attachKind, detachKind } from '../workflows/attach.js';
 import { createSnapshotKind } from '../workflows/create-snapshot.js';
 import { createVolumeKind } from '../workflows/create-volume.js';
 import { deleteSnapshotKind, deleteVolumeKind } from '../workflows/delete.js';
+import { forceDetachKind } from '../workflows/force-detach.js';
 import { WorkflowEngine, type RetryOptions, type WorkflowKind } from '../workflows/engine.js';
 
 /** The front's workflow kinds, registered with one engine for running and recovery. */
@@ -18,6 +19,7 @@ export class FrontWorkflows {
   readonly deleteSnapshot;
   readonly attach;
   readonly detach;
+  readonly forceDetach;
 
   constructor(
     db: Db,
@@ -35,7 +37,8 @@ export class FrontWorkflows {
     this.deleteSnapshot = deleteSnapshotKind(deps);
     this.attach = attachKind(deps);
     this.detach = detachKind(deps);
-    for (const k of [this.createVolume, this.createSnapshot, this.deleteVolume, this.deleteSnapshot, this.attach, this.detach]) {
+    this.forceDetach = forceDetachKind(deps);
+    for (const k of [this.createVolume, this.createSnapshot, this.deleteVolume, this.deleteSnapshot, this.attach, this.detach, this.forceDetach]) {
       this.engine.register(k);
     }
   }

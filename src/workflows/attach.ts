@@ -104,6 +104,7 @@ export function attachKind(deps: WorkflowDeps): WorkflowKind<AttachmentData> {
   return {
     kind: 'AttachVolume',
     recovery: 'rollback',
+    perHost: true,
     resourceOf: (d) => d.volumeId,
     steps: () => steps,
     commit: (m, d) => {
@@ -128,6 +129,7 @@ export function detachKind(deps: WorkflowDeps): WorkflowKind<AttachmentData> {
   return {
     kind: 'DetachVolume',
     recovery: 'rollforward',
+    perHost: true,
     resourceOf: (d) => d.volumeId,
     steps: () => steps,
     commit: (m, d) => {

@@ -4,6 +4,7 @@ import { VbsError, errorMessage, toSafeError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { failureOutcome } from '../core/outcome.js';
 import type { Db } from '../db/database.js';
+import { pendingOnlyOnOtherHosts } from '../db/host-work.js';
 import { Journal, pendingWork, type ClaimFilter, type LeftoverRow, type WorkflowRow } from '../db/journal.js';
 import type { Metadata } from '../db/metadata.js';
 
@@ -53,6 +54,11 @@ export interface WorkflowKind<D> {
   commit(meta: Metadata, data: D): void;
   /** Metadata changes when the workflow is abandoned. Runs inside a write transaction. */
   abort(meta: Metadata, data: D, error: VbsError): void;
+  /**
+   * Its work is per volume and VMM host (`data.vmmHost`): pending work of the
+   * resource bound to other hosts does not hold it up (src/db/host-work.ts).
+   */
+  readonly perHost?: boolean;
 }
 
 type AnyKind = WorkflowKind<any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -181,11 +187,17 @@ export class WorkflowEngine {
     const { id, data } = this.journal.db.transaction(() => {
       const data = prepare();
       const resource = kind.resourceOf(data);
-      if (this.journal.hasPendingWork(resource)) throw new UndoPending(resource, this.pendingSummary(resource));
+      if (this.journal.hasPendingWork(resource) && !this.onlyOtherHostsPending(kind, resource, data)) throw new UndoPending(resource, this.pendingSummary(resource));
       return { id: this.journal.insert(kind.kind, resource, data), data };
     }).immediate();
     crashPoint(`${kind.kind}/journaled`); // fault injection for crash tests (src/core/crash-points.ts)
     return this.execute(kind, id, data, 0);
+  }
+
+  /** A host that is gone must not block the volume's work on its other hosts. */
+  private onlyOtherHostsPending<D extends object>(kind: WorkflowKind<D>, resource: string, data: D): boolean {
+    const host = (data as { vmmHost?: unknown }).vmmHost;
+    return kind.perHost === true && typeof host === 'string' && pendingOnlyOnOtherHosts(this.journal.db, resource, host);
   }
 
   private pendingSummary(resource: string): string {
