@@ -117,12 +117,12 @@ export class IscsiExports {
   async restore(log: Logger): Promise<number> {
     let restored = 0;
     for (const [volumeId, hosts] of this.o.registry.entries()) {
-      const host = hosts[0];
-      if (!host) continue;
+      if (!hosts.length) continue;
       try {
         const present = (await this.lock.run(() => this.o.tool.list())).some((t) => t.iqn === this.iqnOf(volumeId));
         if (present) continue;
-        await this.export(volumeId, host);
+        // Every host it was exported to: the ACL admits each of them again.
+        for (const host of hosts) await this.export(volumeId, host);
         restored++;
         log.info('restored the target of an exported volume', { volumeId, hosts });
       } catch (err) {

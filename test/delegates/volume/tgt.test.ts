@@ -87,6 +87,23 @@ describe('lvm-iscsi exports through a real tgtd', { timeout: 180_000 }, () => {
     expect(await backend.unexportVolume(VOL(1), 'host-a')).toBe(true);
   });
 
+  it('restores a target tgtd lost with every host it was exported to on its ACL', async () => {
+    const site = simSite(8);
+    const cfg = lvmConfig(site, { target: 'tgt', tgtControlPort: tgtd.controlPort, portal: tgtd.portal });
+    const { backend } = await openLvm(cfg);
+    await backend.createVolume(VOL(1), 1);
+    await ready(backend, VOL(1));
+    const iqn = `${IQN_PREFIX}:${VOL(1)}`;
+    await backend.exportVolume(VOL(1), 'host-a');
+    await backend.exportVolume(VOL(1), 'host-b');
+    tgtd.clear(); // tgtd restarted: its targets are gone, the hosts still use them
+    expect(show()).toBe('');
+    await openLvm(cfg); // the delegate restores exports when it opens
+    expect(inquire(iqn, 'host-a').code).toBe(0);
+    expect(inquire(iqn, 'host-b').code).toBe(0);
+    expect(inquire(iqn, 'host-c').code).not.toBe(0);
+  });
+
   it('stops admitting everyone on a target made before fencing, at its next export', async () => {
     const site = simSite(8);
     const { backend } = await openLvm(lvmConfig(site, { target: 'tgt', tgtControlPort: tgtd.controlPort, portal: tgtd.portal }));
