@@ -155,10 +155,12 @@ for (const mode of MODES) {
       expect(view.nodes).toEqual([vol.volumeId]);
       expect(view.disks).toEqual({ 'vm1/xvdb': `w ${byPath(vol.volumeId)}` });
       if (b.target === 'tgt') {
-        // Any initiator sees it at the portal over iSCSI: the deployment's tgtd really serves it.
-        const ls = iscsiLs(b.portal);
+        // The VMM host's initiator sees it at the portal over iSCSI (the deployment's tgtd really
+        // serves it); any other initiator is not shown it.
+        const ls = iscsiLs(b.portal, hostInitiatorName('localhost'));
         expect(ls).toContain(`Target:${IQN_PREFIX}:${vol.volumeId} Portal:${b.portal}`);
         expect(ls).toMatch(/Lun:1\s+Type:DIRECT_ACCESS/);
+        expect(iscsiLs(b.portal, hostInitiatorName('elsewhere'))).not.toContain(`${IQN_PREFIX}:${vol.volumeId}`);
       }
       expect((await ok<Volume[]>(site, 'describe-volumes', vol.volumeId))[0]).toMatchObject({
         status: 'in-use',
