@@ -7,6 +7,7 @@ import { registerQuotaCommands } from './quotas.js';
 import { registerVmCommands } from './admin-vms.js';
 import { retryWhenUnavailable } from './retry.js';
 import { registerUserCommands } from './admin-users.js';
+import { registerHostCommands } from './admin-hosts.js';
 import type { CliRuntime } from './runtime.js';
 
 /** A CheckConsistency finding, field names as in the WSDL. */
@@ -34,6 +35,7 @@ export function registerAdminCommands(program: Command, runtime: CliRuntime): vo
     .action((opts, cmd) => invoke(runtime, cmd, (inv) => check(inv, opts.repair === true)));
   registerQuotaCommands(admin, runtime);
   registerVmCommands(admin, runtime);
+  registerHostCommands(admin, runtime);
   registerUserCommands(admin as unknown as Command, runtime);
 }
 

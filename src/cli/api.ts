@@ -31,6 +31,8 @@ export interface DetachVolumeInput {
   readonly vmmHost?: string;
   readonly vmId?: string;
   readonly instanceId?: string;
+  /** Fence the VMM host and release the attachment without asking the host (it does not answer). */
+  readonly force?: boolean;
 }
 
 /** One filter of a listing: a record matches when any value does. */

@@ -39,8 +39,9 @@ export function registerAttachmentCommands(program: Command, runtime: CliRuntime
     .option('--vmm-host <host>', 'VMM host of the attachment to detach')
     .option('--vm-id <vm>', 'VM of the attachment to detach')
     .option('--instance-id <id>', 'instance of the attachment to detach (not with --vmm-host/--vm-id)')
+    .option('--force', "for a VMM host that does not answer: keep the host out of the volume's target first, then release the attachment without asking the host (files: administrators only)")
     .action((volumeId, opts, cmd) =>
-      invoke(runtime, cmd, (inv) => detachVolume(inv, { volumeId, vmmHost: opts.vmmHost, vmId: opts.vmId, instanceId: opts.instanceId })),
+      invoke(runtime, cmd, (inv) => detachVolume(inv, { volumeId, vmmHost: opts.vmmHost, vmId: opts.vmId, instanceId: opts.instanceId, force: opts.force === true })),
     );
 }
 
@@ -73,6 +74,7 @@ interface DetachArgs {
   readonly vmmHost?: string;
   readonly vmId?: string;
   readonly instanceId?: string;
+  readonly force?: boolean;
 }
 
 export async function detachVolume(inv: Invocation, args: DetachArgs): Promise<void> {
@@ -81,6 +83,7 @@ export async function detachVolume(inv: Invocation, args: DetachArgs): Promise<v
     vmmHost: args.vmmHost === undefined ? undefined : checkLocally(() => validate.hostName(args.vmmHost, 'vmmHost')),
     vmId: args.vmId === undefined ? undefined : checkLocally(() => validate.vmId(args.vmId, 'vmId')),
     instanceId: args.instanceId === undefined ? undefined : checkLocally(() => checkInstanceId(args.instanceId)),
+    ...(args.force ? { force: true } : {}),
   };
   const api = inv.vbs();
   const attachment = await api.detachVolume(input);

@@ -45,6 +45,10 @@ export const PLACEHOLDERS: Record<string, Check> = {
   countMiB: wholeNumber,
   iqn: word(/^iqn\.[0-9]{4}-[0-9]{2}\.[a-z0-9.-]+(?::[A-Za-z0-9.:_-]+)?$/),
   tid: wholeNumber,
+  // An initiator's iqn name, or tgt's ALL (the ACL entry that admits anyone).
+  initiator: word(/^(?:ALL|iqn\.[0-9]{4}-[0-9]{2}\.[a-z0-9.-]+(?::[A-Za-z0-9.:_-]+)?)$/),
+  sid: wholeNumber,
+  cid: wholeNumber,
   lun: wholeNumber,
   portal: word(/^[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?$/),
   portalHost: word(/^[A-Za-z0-9.-]{1,253}$/),

@@ -9,6 +9,8 @@ import { DEPLOYMENT_ADMIN } from '../core/validate.js';
 import { LogFiles } from './log-files.js';
 import { startServe } from './service-process.js';
 import { Supervisor, type SupervisedService } from './supervisor.js';
+import { hostInitiatorName } from '../core/initiator-name.js';
+import { writeSimInitiatorName } from '../sim/libiscsi.js';
 import { canRunTgtd, freeTgtdPorts, startTgtd, type TgtdPorts } from './tgtd.js';
 
 export interface UpOptions {
@@ -81,6 +83,8 @@ export async function up(opts: UpOptions): Promise<Deployment> {
   const vmm: string = opts.vmm ?? operatorsAdapter(commands) ?? 'sim';
   const qmpDir = resolve(opts.qmpDir ?? join(dir, 'qmp'));
   if (vmm === 'sim') seedSimVms(join(dir, 'vmm-sim'), opts.simVms ?? DEFAULT_SIM_VMS);
+  // The simulated VMM host logs in to targets as the name their ACL admits for it (the front calls it localhost).
+  if (vmm === 'sim') writeSimInitiatorName(join(dir, 'vmm-sim'), hostInitiatorName('localhost'));
   if (vmm === 'qemu') mkdirSync(qmpDir, { recursive: true, mode: 0o700 });
   // libvirt runs QEMU as its own user (libvirt-qemu), which must be able to
   // reach volume files: search (x) permission on the folders on their path,

@@ -77,6 +77,10 @@ export class CreationMonitor {
   async pollDelegate(delegate: string): Promise<boolean> {
     const ids = this.meta.creationsInProgress(delegate).map((r) => r.id);
     if (!ids.length) return true;
+    if (!this.delegates.volumeDelegateNames().includes(delegate)) {
+      this.abandon(delegate, ids);
+      return true;
+    }
     let objects: XmlRecord[];
     try {
       const r = await this.delegates.volumeDelegate(delegate).call('DescribeObjects', { id: ids });
@@ -143,6 +147,21 @@ export class CreationMonitor {
     } else if (state === 'creating') {
       if (!isVolume && typeof o.progress === 'number') this.meta.setSnapshotProgress(id, o.progress);
     }
+  }
+
+  /**
+   * A delegate removed from the configuration will never report these again:
+   * polling it for ever would keep them creating, so they go to error, saying why.
+   */
+  private abandon(delegate: string, ids: readonly string[]): void {
+    const message = `The volume delegate '${delegate}' is no longer in the front's configuration: the data can no longer be made.`;
+    writeTx(this.meta.db, () => {
+      for (const id of ids) {
+        if (id.startsWith('vol-')) this.meta.setVolumeStatus(id, ['creating'], 'error', message);
+        else this.meta.setSnapshotStatus(id, ['pending'], 'error', message);
+      }
+    });
+    this.log.warn('creations on a volume delegate no longer configured were put in error', { delegate, ids: ids.length });
   }
 
   /**

@@ -21,6 +21,7 @@ import { Access, administrators } from './access.js';
 import type { AuditTrail } from './audit.js';
 import { DEFAULT_LIMITS, QuotaPolicy } from './quotas.js';
 import { VmAdmin } from './vm-admin.js';
+import { Fencing } from './fencing.js';
 
 /** Who administers the front and what limits users have (the front configuration's `admins`, `quotas`). */
 export interface AdminOptions {
@@ -63,6 +64,7 @@ export class FrontService {
   private readonly quotas: QuotaPolicy;
   private readonly checker: ConsistencyChecker;
   private readonly vmAdmin: VmAdmin;
+  private readonly fencing: Fencing;
 
   constructor(
     private readonly meta: Metadata,
@@ -77,6 +79,7 @@ export class FrontService {
     const audit = admin.audit;
     this.access = new Access(meta, this.shares, administrators(admin.admins ?? ['admin']), audit ? (ctx, owner) => audit.actingFor(ctx, owner) : undefined);
     this.vmAdmin = new VmAdmin(meta.db, (host) => void delegates.vmmDelegate(host));
+    this.fencing = new Fencing(meta, wf, this.access);
     this.checker = new ConsistencyChecker(meta, delegates, wf.engine, {
       settleMs: admin.checkSettleMs ?? DEFAULT_CHECK_SETTLE_MS,
       callTimeoutMs: admin.checkCallTimeoutMs ?? DEFAULT_CHECK_CALL_TIMEOUT_MS,
@@ -107,6 +110,7 @@ export class FrontService {
       AssignVm: (i, c) => (this.adminsOnly(c, 'assign VMs'), this.vmAdmin.assign(i)),
       UnassignVm: (i, c) => (this.adminsOnly(c, 'assign VMs'), this.vmAdmin.unassign(i)),
       DescribeVmAssignments: (i, c) => (this.adminsOnly(c, 'see VM assignments'), this.vmAdmin.describe(i)),
+      RetireHost: (i, c) => this.fencing.retireHost(v.hostName(i.host, 'host'), c, c.log),
     };
   }
 
@@ -384,6 +388,8 @@ export class FrontService {
     const vmmHost = input.vmmHost === undefined ? undefined : v.hostName(input.vmmHost);
     const vmId = input.vmId === undefined ? undefined : v.vmId(input.vmId);
     const instanceId = this.instances.detachInstance(input);
+    // Forced (a VMM host that does not answer): src/front/fencing.ts.
+    if (input.force === true) return { attachment: await this.fencing.forceDetach(volumeId, { vmmHost, vmId, instanceId }, ctx) };
     let detached: XmlRecord | undefined;
     // A retry whose stalled first attempt the engine finished is answered with that attachment.
     const before = this.meta.attachmentsOf([volumeId]);

@@ -8,6 +8,7 @@ import { attachKind, detachKind } from '../workflows/attach.js';
 import { createSnapshotKind } from '../workflows/create-snapshot.js';
 import { createVolumeKind } from '../workflows/create-volume.js';
 import { deleteSnapshotKind, deleteVolumeKind } from '../workflows/delete.js';
+import { forceDetachKind } from '../workflows/force-detach.js';
 import { WorkflowEngine, type ClaimOptions, type RetryOptions, type WorkflowKind } from '../workflows/engine.js';
 
 /** The front's workflow kinds, registered with one engine for running and recovery. */
@@ -21,6 +22,7 @@ export class FrontWorkflows {
   readonly detach;
   /** Per volume and VMM host (see WorkflowDeps): the consistency check's export repairs take them too. */
   readonly hostLocks = new KeyedMutex();
+  readonly forceDetach;
 
   constructor(
     private readonly db: Db,
@@ -39,7 +41,8 @@ export class FrontWorkflows {
     this.deleteSnapshot = deleteSnapshotKind(deps);
     this.attach = attachKind(deps);
     this.detach = detachKind(deps);
-    for (const k of [this.createVolume, this.createSnapshot, this.deleteVolume, this.deleteSnapshot, this.attach, this.detach]) {
+    this.forceDetach = forceDetachKind(deps);
+    for (const k of [this.createVolume, this.createSnapshot, this.deleteVolume, this.deleteSnapshot, this.attach, this.detach, this.forceDetach]) {
       this.engine.register(k);
     }
   }

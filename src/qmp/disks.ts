@@ -10,7 +10,7 @@ import { QmpError, type QmpClient } from './client.js';
  */
 export type DiskImage =
   | { kind: 'file'; path: string }
-  | { kind: 'iscsi'; host: string; port: number; iqn: string; lun: number };
+  | { kind: 'iscsi'; host: string; port: number; iqn: string; lun: number; initiator?: string };
 
 export interface Attachment {
   /** The device id in the VM, which is also the name VBS gives the disk (sdb). */
@@ -21,7 +21,7 @@ export interface Attachment {
 
 /** The SCSI bus disks are added to: the virtio-scsi-pci controller with id scsi0. */
 export const SCSI_BUS = 'scsi0.0';
-/** The iSCSI initiator name QEMU uses for a VM: one per VM, so a target can tell them apart. */
+/** The iSCSI initiator name QEMU uses for a VM when the export names none (a target that admits anyone). */
 export const INITIATOR_PREFIX = 'iqn.2026-11.org.vbs.qemu';
 /** How long a device may take to go away after device_del (scsi-hd needs no guest: milliseconds). */
 const DEVICE_DELETED_TIMEOUT_MS = 10_000;
@@ -94,7 +94,8 @@ function blockdevOptions(a: Attachment, vmId: string): Record<string, unknown> {
     portal: `${a.image.host}:${a.image.port}`,
     target: a.image.iqn,
     lun: a.image.lun,
-    'initiator-name': `${INITIATOR_PREFIX}:${vmId}`,
+    // The name the target's ACL admits for this host (fencing), else one per VM.
+    'initiator-name': a.image.initiator ?? `${INITIATOR_PREFIX}:${vmId}`,
   };
 }
 

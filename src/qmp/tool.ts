@@ -14,7 +14,9 @@ import { attachDisk, detachDisk, listDisks, type DiskImage } from './disks.js';
  *   query-block <vmId>                         QMP query-block, as JSON, with VBS's orphan block nodes
  *                                              (see orphanNodes in disks.ts)
  *   attach <vmId> <dev> file <path> <ro|rw>
- *   attach <vmId> <dev> iscsi <host> <port> <iqn> <lun> <ro|rw>
+ *   attach <vmId> <dev> iscsi <host> <port> <iqn> <lun> <ro|rw> [<initiator>]
+ *     (<initiator>: the iSCSI initiator name QEMU logs in as, the one the
+ *     target admits for this host; without it, one name per VM)
  *   detach <vmId> <dev>
  *
  * Exit codes, like the hypervisor tools VBS drives: 0 done, 1 the VM or QEMU
@@ -52,7 +54,14 @@ function image(kind: string | undefined, rest: string[]): { image: DiskImage; ac
   }
   if (kind === 'iscsi') {
     return {
-      image: { kind: 'iscsi', host: need(rest[0], HOST, 'host'), port: number(rest[1], 65535, 'port'), iqn: need(rest[2], IQN, 'iqn'), lun: number(rest[3], 16383, 'lun') },
+      image: {
+        kind: 'iscsi',
+        host: need(rest[0], HOST, 'host'),
+        port: number(rest[1], 65535, 'port'),
+        iqn: need(rest[2], IQN, 'iqn'),
+        lun: number(rest[3], 16383, 'lun'),
+        ...(rest[5] === undefined ? {} : { initiator: need(rest[5], IQN, 'initiator') }),
+      },
       accessArg: rest[4],
     };
   }

@@ -10,4 +10,5 @@ export const DISK_SOURCE_FIELDS: readonly Field[] = [
   str('portal', { optional: true }),
   str('iqn', { optional: true }),
   int('lun', { optional: true }),
+  str('initiator', { optional: true, doc: "the initiator name the target admits for this VMM host (tgt's ACL); the host logs in as it" }),
 ];

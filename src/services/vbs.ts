@@ -28,6 +28,7 @@ export const VBS_SERVICE: ServiceDefinition = {
       str('owner'),
       rec('attachments', 'Attachment', { many: true }),
     ],
+    RetiredVolume: [str('volumeId'), int('released'), bool('fenced'), str('message', { optional: true })],
     Finding: [
       str('kind', { doc: 'what differs, e.g. missing-data, orphan-object, orphan-export, orphan-disk, missing-disk, stuck-state, leftover, unreachable' }),
       str('resource', { doc: 'the volume, snapshot, attachment or object concerned' }),
@@ -116,6 +117,11 @@ export const VBS_SERVICE: ServiceDefinition = {
       input: [bool('repair', { optional: true })],
       output: [bool('clean'), rec('finding', 'Finding', { many: true })],
     },
+    RetireHost: {
+      doc: 'Administrators only: for a VMM host gone for good, keeps it out of every volume target it could reach, releases its attachments and cancels the work stuck on it. Each volume reports whether the host was fenced.',
+      input: [str('host')],
+      output: [str('host'), rec('volume', 'RetiredVolume', { many: true }), int('pending', { doc: 'work still pending on the host (0 once it is fully retired)' })],
+    },
     ShareSnapshot: {
       doc: "Lets user see the snapshot and create volumes from it (EBS's createVolumePermission). The owner (or an administrator) only; sharing again changes nothing.",
       input: [str('snapshotId'), str('user')],
@@ -153,7 +159,13 @@ export const VBS_SERVICE: ServiceDefinition = {
     },
     DetachVolume: {
       doc: 'Detaches a volume; when it has several attachments, vmmHost and vmId, or instanceId, name the one to detach.',
-      input: [str('volumeId'), str('vmmHost', { optional: true }), str('vmId', { optional: true }), str('instanceId', { optional: true })],
+      input: [
+        str('volumeId'),
+        str('vmmHost', { optional: true }),
+        str('vmId', { optional: true }),
+        str('instanceId', { optional: true }),
+        bool('force', { optional: true, doc: "for a VMM host that does not answer: the target stops admitting the host first, then the attachment is released without asking it (storage that cannot fence: administrators only)" }),
+      ],
       output: [rec('attachment', 'Attachment')],
     },
   },

@@ -69,7 +69,7 @@ export const VOLUME_DELEGATE_SERVICE: ServiceDefinition = {
     UnexportVolume: {
       doc: 'Withdraws an export. Idempotent.',
       input: [str('volumeId'), str('vmmHost'), GENERATION],
-      output: [bool('return')],
+      output: [bool('return'), bool('fenced', { optional: true, doc: 'true when the target was seen to no longer admit the host (withdrawn, or the host off its ACL with no connection left)' })],
     },
     ListExports: {
       doc: 'Every export this node has in place (targets, for iSCSI). tracked is false for back ends whose exports leave no state (files on a shared file system).',

@@ -24,7 +24,7 @@
  */
 import { byPathName, ietServes, normalizePortal, splitPortal, targetLuns } from './devices.js';
 import type { Io } from './io.js';
-import { realDiscovery, realLogin, type LoginResult } from './libiscsi.js';
+import { realDiscovery, realLogin, simInitiatorName, type LoginResult } from './libiscsi.js';
 import { readState, transact, type NodeRecord, type Session, type SimState } from './state.js';
 
 const ISCSI_ERR_TRANS = 4;
@@ -156,7 +156,7 @@ function discovery(io: Io, dir: string, a: Args): number {
   const portal = normalizePortal(a.portal);
   // Where no simulated target answers, ask the portal for real (before taking
   // the state lock: it is network I/O).
-  const real = discover(readState(dir), portal)?.length ? undefined : realDiscovery(portal);
+  const real = discover(readState(dir), portal)?.length ? undefined : realDiscovery(portal, simInitiatorName(dir));
   return transact(dir, (st) => {
     const simulated = discover(st, portal);
     let found: NodeRecord[] | undefined;
@@ -192,7 +192,7 @@ function realLogins(dir: string, a: Args): Map<string, LoginResult> {
   const answers = new Map<string, LoginResult>();
   for (const r of st.iscsi.nodes.filter((n) => n.luns && matches(n, a))) {
     if (st.iscsi.sessions.some((s) => s.iqn === r.iqn && s.portal === r.portal)) continue;
-    answers.set(recKey(r), realLogin(r.portal, r.iqn, r.luns ?? []));
+    answers.set(recKey(r), realLogin(r.portal, r.iqn, r.luns ?? [], simInitiatorName(dir)));
   }
   return answers;
 }
@@ -228,7 +228,7 @@ function login(io: Io, dir: string, a: Args): number {
       for (const r of started) {
         let luns: number[] | undefined;
         if (r.luns) {
-          const answer = real.get(recKey(r)) ?? realLogin(r.portal, r.iqn, r.luns);
+          const answer = real.get(recKey(r)) ?? realLogin(r.portal, r.iqn, r.luns, simInitiatorName(dir));
           if (!answer.ok) {
             const fatal = answer.why === 'refused';
             loginFailed(io, r, fatal ? ISCSI_ERR_FATAL_LOGIN : ISCSI_ERR_TRANS, fatal ? 'encountered non-retryable iSCSI login failure' : 'encountered connection failure');

@@ -8,8 +8,32 @@
  *
  * Neither keeps a session open: a "logged-in" real target is one that answered
  * at login, and its LUNs have no host file behind them.
+ *
+ * Both run as the host's initiator name (`-i`), from `<state>/initiatorname.iscsi`
+ * (`InitiatorName=iqn...`), as open-iscsi reads /etc/iscsi/initiatorname.iscsi:
+ * a target with an ACL lists and admits only the names on it.
  */
 import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** The simulated host's initiator name, or undefined (libiscsi's own default) when the state has none. */
+export function simInitiatorName(stateDir: string): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(join(stateDir, 'initiatorname.iscsi'), 'utf8');
+  } catch {
+    return undefined;
+  }
+  return /^InitiatorName=(iqn\.[0-9]{4}-[0-9]{2}\.[a-z0-9.-]+(?::[A-Za-z0-9.:_-]+)?)\s*$/m.exec(text)?.[1];
+}
+
+/** Gives the simulated host an initiator name (what an operator writes in /etc/iscsi/initiatorname.iscsi). */
+export function writeSimInitiatorName(stateDir: string, initiator: string): void {
+  writeFileSync(join(stateDir, 'initiatorname.iscsi'), `InitiatorName=${initiator}\n`, { mode: 0o644 });
+}
+
+const as = (initiator: string | undefined): string[] => (initiator ? ['-i', initiator] : []);
 
 export interface RealTarget {
   iqn: string;
@@ -59,8 +83,8 @@ export function parseIscsiLs(text: string): RealTarget[] {
 }
 
 /** The targets a real SendTargets discovery at `portal` returns, or undefined when nothing answers there. */
-export function realDiscovery(portal: string): RealTarget[] | undefined {
-  const r = run('iscsi-ls', ['-s', `iscsi://${portal}`]);
+export function realDiscovery(portal: string, initiator?: string): RealTarget[] | undefined {
+  const r = run('iscsi-ls', ['-s', ...as(initiator), `iscsi://${portal}`]);
   if (r.code !== 0) return undefined;
   return parseIscsiLs(r.stdout);
 }
@@ -70,10 +94,10 @@ export function realDiscovery(portal: string): RealTarget[] | undefined {
  * there was none) for its INQUIRY data. A LUN that is no longer there is left
  * out, as a real login simply makes no device for it.
  */
-export function realLogin(portal: string, iqn: string, luns: readonly number[]): LoginResult {
+export function realLogin(portal: string, iqn: string, luns: readonly number[], initiator?: string): LoginResult {
   const answered: number[] = [];
   for (const lun of luns.length ? luns : [0]) {
-    const r = run('iscsi-inq', [`iscsi://${portal}/${iqn}/${lun}`]);
+    const r = run('iscsi-inq', [...as(initiator), `iscsi://${portal}/${iqn}/${lun}`]);
     if (r.code === 0) {
       answered.push(lun);
       continue;

@@ -125,6 +125,7 @@ export function attachKind(deps: WorkflowDeps): WorkflowKind<AttachmentData> {
   return {
     kind: 'AttachVolume',
     recovery: 'rollback',
+    perHost: true,
     resourceOf: (d) => d.volumeId,
     steps: () => steps,
     commit: (m, d) => {
@@ -149,6 +150,7 @@ export function detachKind(deps: WorkflowDeps): WorkflowKind<AttachmentData> {
   return {
     kind: 'DetachVolume',
     recovery: 'rollforward',
+    perHost: true,
     resourceOf: (d) => d.volumeId,
     steps: () => steps,
     commit: (m, d) => {

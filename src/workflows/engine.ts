@@ -6,6 +6,7 @@ import type { Db } from '../db/database.js';
 import { now } from '../core/clock.js';
 import { ClaimLost, Journal, lastStep, pendingWork, type Claim, type ClaimFilter, type LeftoverRow, type WorkflowRow } from '../db/journal.js';
 import { newRunnerId, runnerIsGone, runnerStopped } from './runner-id.js';
+import { pendingOnlyOnOtherHosts } from '../db/host-work.js';
 import type { Metadata } from '../db/metadata.js';
 
 /**
@@ -54,6 +55,11 @@ export interface WorkflowKind<D> {
   commit(meta: Metadata, data: D): void;
   /** Metadata changes when the workflow is abandoned. Runs inside a write transaction. */
   abort(meta: Metadata, data: D, error: VbsError): void;
+  /**
+   * Its work is per volume and VMM host (`data.vmmHost`): pending work of the
+   * resource bound to other hosts does not hold it up (src/db/host-work.ts).
+   */
+  readonly perHost?: boolean;
 }
 
 type AnyKind = WorkflowKind<any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -216,7 +222,7 @@ export class WorkflowEngine {
       const data = this.prepareOrRetryable(kind, prepare, known);
       const resource = kind.resourceOf(data);
       if (this.recovering.has(resource)) throw new BeingRecovered(resource);
-      if (this.journal.hasPendingWork(resource)) throw new UndoPending(resource, this.pendingSummary(resource));
+      if (this.journal.hasPendingWork(resource) && !this.onlyOtherHostsPending(kind, resource, data)) throw new UndoPending(resource, this.pendingSummary(resource));
       return { claim: this.journal.insert(kind.kind, resource, data), data };
     }).immediate();
     crashPoint(`${kind.kind}/journaled`); // fault injection for crash tests (src/core/crash-points.ts)
@@ -238,6 +244,12 @@ export class WorkflowEngine {
       }
       throw err;
     }
+  }
+
+  /** A host that is gone must not block the volume's work on its other hosts. */
+  private onlyOtherHostsPending<D extends object>(kind: WorkflowKind<D>, resource: string, data: D): boolean {
+    const host = (data as { vmmHost?: unknown }).vmmHost;
+    return kind.perHost === true && typeof host === 'string' && pendingOnlyOnOtherHosts(this.journal.db, resource, host);
   }
 
   private pendingSummary(resource: string): string {

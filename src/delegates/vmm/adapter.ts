@@ -12,6 +12,7 @@ import { UnknownOutcome } from '../../commands/unknown-outcome.js';
 import { byPathDevice, iscsiLun, type IscsiLun } from './iscsi-target.js';
 import { iscsiDiskXml, iscsiUrl, splitPortal } from './libvirt-disk.js';
 import { LISTING_FORMATS, listingFormatName, type ListedDisk, type ListingFormat } from './listing/index.js';
+import { INITIATOR_PREFIX } from '../../qmp/disks.js';
 import { volumeIdOf } from './volume-of.js';
 
 export interface DiskSource {
@@ -132,7 +133,10 @@ export class VmmAdapter {
     const { key, params, hostPath, lun } = this.plan(source);
     const vmDev = v.bareDevice(device);
     try {
-      const all = { vmId, vmDev, mode, access: mode === 'r' ? 'ro' : 'rw', ...params };
+      // <initiator>: the name the target admits for this host (fencing), or
+      // (a target that admits anyone) one per VM, as QEMU was always given.
+      const initiator = lun ? lun.initiator ?? `${INITIATOR_PREFIX}:${vmId}` : undefined;
+      const all = { vmId, vmDev, mode, access: mode === 'r' ? 'ro' : 'rw', ...params, ...(initiator ? { initiator } : {}) };
       if (lun && placeholdersOf(this.runner.catalog.pattern(key, mode)).includes('path')) {
         // libvirt takes a network disk as XML (virsh attach-device <vm> <file>).
         await withDiskXml(iscsiDiskXml(lun, vmDev, mode), (path) => this.runner.run(key, { ...all, path }, mode));

@@ -6,6 +6,8 @@ export interface IscsiLun {
   readonly portal: string;
   readonly iqn: string;
   readonly lun: number;
+  /** The initiator name the target admits for this host, when it fences hosts (src/core/initiator-name.ts). */
+  readonly initiator?: string;
 }
 
 const DEFAULT_PORT = 3260;
@@ -48,8 +50,9 @@ export function lun(value: unknown, param = 'source.lun'): number {
 }
 
 /** The LUN an `{kind: 'iscsi', portal, iqn, lun}` source names. */
-export function iscsiLun(source: { portal?: unknown; iqn?: unknown; lun?: unknown }): IscsiLun {
-  return { portal: portal(source.portal), iqn: iqn(source.iqn), lun: lun(source.lun) };
+export function iscsiLun(source: { portal?: unknown; iqn?: unknown; lun?: unknown; initiator?: unknown }): IscsiLun {
+  const base = { portal: portal(source.portal), iqn: iqn(source.iqn), lun: lun(source.lun) };
+  return source.initiator === undefined ? base : { ...base, initiator: iqn(source.initiator, 'source.initiator') };
 }
 
 /** The device udev makes for a logged-in LUN (60-persistent-storage.rules). */

@@ -24,6 +24,8 @@ export function iscsiDiskXml(lun: IscsiLun, vmDev: string, mode: AttachMode): st
     `  <driver name='qemu' type='raw'/>`,
     `  <source protocol='iscsi' name='${attr(`${lun.iqn}/${lun.lun}`)}'>`,
     `    <host name='${attr(host)}' port='${port}'/>`,
+    // The initiator name the target's ACL admits for this host (fencing).
+    ...(lun.initiator ? [`    <initiator><iqn name='${attr(lun.initiator)}'/></initiator>`] : []),
     `  </source>`,
     `  <target dev='${attr(vmDev)}' bus='scsi'/>`,
     ...(mode === 'r' ? [`  <readonly/>`] : []),

@@ -24,7 +24,8 @@ export interface Capacity {
 }
 
 /** How a VMM host reaches a volume (the disk source record of src/services/disk-source.ts). */
-export type ExportedVolume = { kind: 'file'; path: string } | { kind: 'iscsi'; portal: string; iqn: string; lun: number };
+/** `initiator`: the name the target admits for the host (only when the target fences hosts). */
+export type ExportedVolume = { kind: 'file'; path: string } | { kind: 'iscsi'; portal: string; iqn: string; lun: number; initiator?: string };
 
 /** One export in place, as ListExports reports it. */
 export interface ExportEntry {
@@ -51,7 +52,8 @@ export interface VolumeBackend {
   /** Deletes if present, ending any copy in progress; true when there was something. */
   delete(id: string): Promise<boolean>;
   exportVolume(volumeId: string, vmmHost: string): Promise<ExportedVolume>;
-  unexportVolume(volumeId: string, vmmHost: string): Promise<void>;
+  /** True when the host was verified kept out (the target withdrawn, or the host off its ACL with no connection left). */
+  unexportVolume(volumeId: string, vmmHost: string): Promise<boolean>;
   /** tracked is false when exports leave no state to list (files on a shared file system). */
   listExports(): Promise<{ tracked: boolean; exports: ExportEntry[] }>;
 }

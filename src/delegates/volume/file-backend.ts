@@ -232,8 +232,10 @@ export class FileBackend implements VolumeBackend {
   }
 
   /** A file on the shared file system needs nothing withdrawn. */
-  async unexportVolume(volumeId: string): Promise<void> {
+  /** A shared file system cannot keep one host out: never fenced. */
+  async unexportVolume(volumeId: string): Promise<boolean> {
     this.pathOf(volumeId);
+    return false;
   }
 
   /** Exports of files leave no state on this node: nothing to list. */

@@ -3,7 +3,8 @@ import type { Logger } from '../../core/log.js';
 import { VOLUME_ID } from '../../core/ids.js';
 import type { ExportEntry } from './backend.js';
 import type { ExportRegistry } from './export-registry.js';
-import type { TargetInfo, TargetTool } from './iscsi-targets.js';
+import { ACL_ALL, type TargetInfo, type TargetTool } from './iscsi-targets.js';
+import { hostInitiatorName } from '../../core/initiator-name.js';
 import { Mutex } from '../../core/mutex.js';
 import { runVerified } from '../../commands/verified.js';
 
@@ -32,6 +33,13 @@ export interface IscsiExportsOptions {
  * against the listing before it counts as failed. An export that fails
  * withdraws the target unless some host already uses it: no half-made target
  * stays behind.
+ *
+ * Fencing (tgt): a target admits only the initiator names of the hosts it is
+ * exported to (src/core/initiator-name.ts). Unexporting a host takes its name
+ * off the ACL and ends its open connections, then looks again: it returns
+ * only once the listing shows the host can neither log in nor still be
+ * connected. IET's ietadm has no ACL: its targets admit anyone who reaches
+ * the portal, and only withdrawing the whole target keeps a host out.
  */
 export class IscsiExports {
   private readonly lock = new Mutex();
@@ -49,35 +57,48 @@ export class IscsiExports {
     return VOLUME_ID.test(id) ? id : undefined;
   }
 
-  export(volumeId: string, vmmHost: string): Promise<{ kind: 'iscsi'; portal: string; iqn: string; lun: number }> {
+  /**
+   * The export answer names the initiator the target admits for the host
+   * when the tool fences (tgt): the VMM host logs in as that name, and the
+   * front knows a forced detach can keep the host out.
+   */
+  export(volumeId: string, vmmHost: string): Promise<{ kind: 'iscsi'; portal: string; iqn: string; lun: number; initiator?: string }> {
     return this.lock.run(async () => {
       const iqn = this.iqnOf(volumeId);
+      const initiator = hostInitiatorName(vmmHost);
       try {
-        await this.ensureTarget(volumeId, iqn);
+        await this.ensureTarget(volumeId, iqn, initiator);
       } catch (err) {
         if (this.o.registry.hostsOf(volumeId).length === 0) await this.withdrawQuietly(iqn);
         throw err;
       }
       this.o.registry.add(volumeId, vmmHost);
-      return { kind: 'iscsi' as const, portal: this.o.portal, iqn, lun: VOLUME_LUN };
+      return { kind: 'iscsi' as const, portal: this.o.portal, iqn, lun: VOLUME_LUN, ...(this.o.tool.fences ? { initiator } : {}) };
     });
   }
 
-  /** Makes the volume's target whole: present, with its LUN, open to initiators. */
-  private async ensureTarget(volumeId: string, iqn: string): Promise<void> {
+  /** Makes the volume's target whole: present, with its LUN, admitting the host's initiator (and no longer everyone). */
+  private async ensureTarget(volumeId: string, iqn: string, initiator: string): Promise<void> {
     const targets = await this.o.tool.list();
     let target = targets.find((t) => t.iqn === iqn);
     if (!target) {
       const tid = lowestFreeTid(targets);
       await this.step(`add target ${iqn}`, () => this.o.tool.addTarget(tid, iqn), async () => (target = await this.find(iqn)) !== undefined);
-      target ??= { tid, iqn, luns: [], open: false };
+      target ??= { tid, iqn, luns: [], acl: [], sessions: [] };
     }
     const tid = target.tid;
     if (!target.luns.some((l) => l.lun === VOLUME_LUN)) {
       const device = await this.o.devicePath(volumeId);
       await this.step(`add LUN of ${iqn}`, () => this.o.tool.addLun(tid, VOLUME_LUN, device), async () => hasLun(await this.find(iqn)));
     }
-    if (!target.open) await this.step(`open ${iqn}`, () => this.o.tool.open(tid), async () => (await this.find(iqn))?.open ?? false);
+    if (!this.o.tool.fences) return;
+    if (!target.acl.includes(initiator)) {
+      await this.step(`admit ${initiator} to ${iqn}`, () => this.o.tool.admit(tid, initiator), async () => (await this.find(iqn))?.acl.includes(initiator) ?? false);
+    }
+    // A target made before fencing admitted everyone.
+    if (target.acl.includes(ACL_ALL)) {
+      await this.step(`stop admitting everyone to ${iqn}`, () => this.o.tool.deny(tid, ACL_ALL), async () => !((await this.find(iqn))?.acl.includes(ACL_ALL) ?? true));
+    }
   }
 
   private async find(iqn: string): Promise<TargetInfo | undefined> {
@@ -96,12 +117,12 @@ export class IscsiExports {
   async restore(log: Logger): Promise<number> {
     let restored = 0;
     for (const [volumeId, hosts] of this.o.registry.entries()) {
-      const host = hosts[0];
-      if (!host) continue;
+      if (!hosts.length) continue;
       try {
         const present = (await this.lock.run(() => this.o.tool.list())).some((t) => t.iqn === this.iqnOf(volumeId));
         if (present) continue;
-        await this.export(volumeId, host);
+        // Every host it was exported to: the ACL admits each of them again.
+        for (const host of hosts) await this.export(volumeId, host);
         restored++;
         log.info('restored the target of an exported volume', { volumeId, hosts });
       } catch (err) {
@@ -112,12 +133,47 @@ export class IscsiExports {
     return restored;
   }
 
-  /** Forgets the host; withdraws the target when no other host still uses it. */
-  unexport(volumeId: string, vmmHost: string): Promise<void> {
+  /**
+   * Forgets the host; withdraws the target when no other host still uses it,
+   * else keeps the host out of it (tgt). Either way, on success the host can
+   * no longer reach the volume through this target (with IET, only once the
+   * target is withdrawn). Returns whether the host was verified fenced.
+   */
+  unexport(volumeId: string, vmmHost: string): Promise<boolean> {
     return this.lock.run(async () => {
-      if (this.o.registry.othersThan(volumeId, vmmHost).length === 0) await this.withdraw(this.iqnOf(volumeId));
+      const iqn = this.iqnOf(volumeId);
+      let fenced: boolean;
+      if (this.o.registry.othersThan(volumeId, vmmHost).length === 0) {
+        await this.withdraw(iqn);
+        fenced = (await this.find(iqn)) === undefined;
+      } else {
+        fenced = await this.fence(iqn, hostInitiatorName(vmmHost));
+      }
       this.o.registry.remove(volumeId, vmmHost);
+      return fenced;
     });
+  }
+
+  /** Takes one initiator off a target's ACL and ends its connections; true once the listing shows both done. */
+  private async fence(iqn: string, initiator: string): Promise<boolean> {
+    if (!this.o.tool.fences) return false;
+    const t = await this.find(iqn);
+    if (!t) return true;
+    if (t.acl.includes(initiator)) {
+      await this.step(`deny ${initiator} on ${iqn}`, () => this.o.tool.deny(t.tid, initiator), async () => !((await this.find(iqn))?.acl.includes(initiator) ?? false));
+    }
+    await this.dropSessions(t, initiator);
+    const after = await this.find(iqn);
+    return !after || (!after.acl.includes(initiator) && !after.acl.includes(ACL_ALL) && !after.sessions.some((s) => s.initiator === initiator));
+  }
+
+  private async dropSessions(t: TargetInfo, initiator?: string): Promise<void> {
+    const still = async (sid: number, cid: number) => (await this.find(t.iqn))?.sessions.some((s) => s.sid === sid && s.cids.includes(cid)) ?? false;
+    for (const s of t.sessions.filter((x) => initiator === undefined || x.initiator === initiator)) {
+      for (const cid of s.cids) {
+        await this.step(`drop connection ${s.sid}/${cid} of ${t.iqn}`, () => this.o.tool.dropConnection(t.tid, s.sid, cid), async () => !(await still(s.sid, cid)));
+      }
+    }
   }
 
   /** Withdraws the volume's target whoever uses it (the volume is being deleted). */
@@ -150,9 +206,11 @@ export class IscsiExports {
 
   /** Each step verified against the listing; a failure part-way leaves what a retry of withdraw finishes. */
   private async remove(t: TargetInfo): Promise<void> {
-    if (t.open && this.o.tool.kind === 'tgt') {
-      await this.step(`close ${t.iqn}`, () => this.o.tool.close(t.tid), async () => !((await this.find(t.iqn))?.open ?? false));
+    // Nobody new gets in, and nobody still connected keeps writing (tgt refuses to remove a target with sessions).
+    for (const initiator of t.acl) {
+      await this.step(`deny ${initiator} on ${t.iqn}`, () => this.o.tool.deny(t.tid, initiator), async () => !((await this.find(t.iqn))?.acl.includes(initiator) ?? false));
     }
+    await this.dropSessions(t);
     for (const l of t.luns) {
       await this.step(`remove LUN ${l.lun} of ${t.iqn}`, () => this.o.tool.removeLun(t.tid, l.lun), async () => !(await this.find(t.iqn))?.luns.some((x) => x.lun === l.lun));
     }

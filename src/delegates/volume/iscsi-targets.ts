@@ -6,9 +6,17 @@ export interface TargetInfo {
   iqn: string;
   /** Data LUNs with their backing path (tgt's LUN 0, the controller, is left out). */
   luns: { lun: number; path: string }[];
-  /** Initiators are allowed in (tgt's ACL has ALL; IET allows everyone unless told otherwise). */
-  open: boolean;
+  /**
+   * Who may log in: tgt's ACL entries (initiator names, or ALL); IET lets
+   * everyone in as far as ietadm can say, so its targets list ['ALL'].
+   */
+  acl: string[];
+  /** Open sessions (tgt's I_T nexuses): which initiator, and its connection ids. */
+  sessions: { sid: number; initiator: string; cids: number[] }[];
 }
+
+/** The ACL entry that admits every initiator. */
+export const ACL_ALL = 'ALL';
 
 /** Parses /proc/net/iet/volume: `tid:N name:IQN`, then a tab-indented line per LUN ending in `path:P`. */
 export function parseIetVolume(text: string): TargetInfo[] {
@@ -17,7 +25,7 @@ export function parseIetVolume(text: string): TargetInfo[] {
     if (!line.trim()) continue;
     const t = /^tid:([0-9]+) name:(\S+)\s*$/.exec(line);
     if (t) {
-      out.push({ tid: Number(t[1]), iqn: t[2]!, luns: [], open: true });
+      out.push({ tid: Number(t[1]), iqn: t[2]!, luns: [], acl: [ACL_ALL], sessions: [] });
       continue;
     }
     const l = /^\s+lun:([0-9]+) .*?\bpath:(.*)$/.exec(line);
@@ -31,7 +39,7 @@ export function parseIetVolume(text: string): TargetInfo[] {
 /**
  * Parses `tgtadm --op show --mode target`: `Target N: IQN` at column 0, sections
  * at 4 spaces (`LUN information:`, `ACL information:`), their entries deeper.
- * Lines it does not need (system, nexus, account details) are skipped.
+ * Lines it does not need (system, LUN and account details) are skipped.
  */
 export function parseTgtShow(text: string): TargetInfo[] {
   const out: TargetInfo[] = [];
@@ -41,7 +49,7 @@ export function parseTgtShow(text: string): TargetInfo[] {
     if (!line.trim()) continue;
     const t = /^Target ([0-9]+): (\S+)\s*$/.exec(line);
     if (t) {
-      out.push({ tid: Number(t[1]), iqn: t[2]!, luns: [], open: false });
+      out.push({ tid: Number(t[1]), iqn: t[2]!, luns: [], acl: [], sessions: [] });
       section = '';
       lun = undefined;
       continue;
@@ -62,8 +70,16 @@ export function parseTgtShow(text: string): TargetInfo[] {
       }
       const p = /^\s+Backing store path: (.*)$/.exec(line);
       if (p && lun) lun.path = p[1]!.trim();
-    } else if (section === 'ACL information' && line.trim() === 'ALL') {
-      current.open = true;
+    } else if (section === 'I_T nexus information') {
+      const n = /^\s+I_T nexus: ([0-9]+)\s*$/.exec(line);
+      if (n) current.sessions.push({ sid: Number(n[1]), initiator: '', cids: [] });
+      const session = current.sessions[current.sessions.length - 1];
+      const i = /^\s+Initiator: (\S+)/.exec(line);
+      if (i && session) session.initiator = i[1]!;
+      const c = /^\s+Connection: ([0-9]+)\s*$/.exec(line);
+      if (c && session) session.cids.push(Number(c[1]));
+    } else if (section === 'ACL information') {
+      current.acl.push(line.trim());
     }
   }
   return out;
@@ -75,9 +91,18 @@ export interface TargetTool {
   list(): Promise<TargetInfo[]>;
   addTarget(tid: number, iqn: string): Promise<void>;
   addLun(tid: number, lun: number, lvPath: string): Promise<void>;
-  /** Lets initiators in (tgt binds ALL; IET needs nothing). */
-  open(tid: number): Promise<void>;
-  close(tid: number): Promise<void>;
+  /**
+   * Whether the tool can keep one initiator out of a target (tgt's ACL).
+   * ietadm cannot (IET reads its initiators.allow file): its targets admit
+   * every initiator that reaches the portal.
+   */
+  readonly fences: boolean;
+  /** Adds an initiator name (or ALL) to the target's ACL (tgt; nothing for IET). */
+  admit(tid: number, initiator: string): Promise<void>;
+  /** Removes an ACL entry: that initiator can no longer log in. */
+  deny(tid: number, initiator: string): Promise<void>;
+  /** Ends one connection of a session, so an initiator taken off the ACL stops writing now. */
+  dropConnection(tid: number, sid: number, cid: number): Promise<void>;
   removeLun(tid: number, lun: number): Promise<void>;
   removeTarget(tid: number): Promise<void>;
 }
@@ -90,8 +115,10 @@ export function targetTool(kind: 'iet' | 'tgt', runner: CommandRunner, variant: 
     list: async () => (kind === 'iet' ? parseIetVolume : parseTgtShow)((await run('list')).stdout),
     addTarget: async (tid, iqn) => void (await run('add-target', { tid, iqn })),
     addLun: async (tid, lun, lvPath) => void (await run('add-lun', { tid, lun, lvPath })),
-    open: async (tid) => void (kind === 'tgt' && (await run('bind', { tid }))),
-    close: async (tid) => void (kind === 'tgt' && (await run('unbind', { tid }))),
+    fences: kind === 'tgt',
+    admit: async (tid, initiator) => void (kind === 'tgt' && (await run('bind', { tid, initiator }))),
+    deny: async (tid, initiator) => void (kind === 'tgt' && (await run(initiator === ACL_ALL ? 'unbind-all' : 'unbind', initiator === ACL_ALL ? { tid } : { tid, initiator }))),
+    dropConnection: async (tid, sid, cid) => void (kind === 'tgt' && (await run('drop-connection', { tid, sid, cid }))),
     removeLun: async (tid, lun) => void (await run('remove-lun', { tid, lun })),
     removeTarget: async (tid) => void (await run('remove-target', { tid })),
   };
@@ -99,6 +126,6 @@ export function targetTool(kind: 'iet' | 'tgt', runner: CommandRunner, variant: 
 
 /** Keys a target kind needs in commands.properties. */
 export function targetPatterns(kind: 'iet' | 'tgt'): string[] {
-  const actions = ['list', 'add-target', 'add-lun', 'remove-lun', 'remove-target', ...(kind === 'tgt' ? ['bind', 'unbind'] : [])];
+  const actions = ['list', 'add-target', 'add-lun', 'remove-lun', 'remove-target', ...(kind === 'tgt' ? ['bind', 'unbind', 'unbind-all', 'drop-connection'] : [])];
   return actions.map((a) => `iscsi.${kind}.${a}`);
 }

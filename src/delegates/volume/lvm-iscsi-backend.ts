@@ -369,8 +369,8 @@ export class LvmIscsiBackend implements VolumeBackend {
     return this.exports.export(volumeId, vmmHost);
   }
 
-  async unexportVolume(volumeId: string, vmmHost: string): Promise<void> {
-    await this.exports.unexport(volumeId, vmmHost);
+  async unexportVolume(volumeId: string, vmmHost: string): Promise<boolean> {
+    return this.exports.unexport(volumeId, vmmHost);
   }
 
   async listExports(): Promise<{ tracked: boolean; exports: ExportEntry[] }> {

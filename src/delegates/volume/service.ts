@@ -61,8 +61,8 @@ export function volumeDelegateHandlers(backend: VolumeBackend): Handlers {
     UnexportVolume: async (i) => {
       const volumeId = v.volumeId(i.volumeId);
       const vmmHost = v.hostName(i.vmmHost);
-      await backend.unexportVolume(volumeId, vmmHost);
-      return { return: true };
+      const fenced = await backend.unexportVolume(volumeId, vmmHost);
+      return { return: true, fenced };
     },
   };
 }

@@ -26,8 +26,8 @@ describe('/proc/net/iet/volume', () => {
   it('reads targets and their LUNs', () => {
     const text = 'tid:2 name:iqn.2026-11.org.vbs:vol-0123456789abcdef0\n\tlun:1 state:0 iotype:fileio iomode:wt blocks:2097152 blocksize:512 path:/dev/vbs/vol-0123456789abcdef0\ntid:1 name:iqn.2001-04.com.example:other\n';
     expect(parseIetVolume(text)).toEqual([
-      { tid: 2, iqn: 'iqn.2026-11.org.vbs:vol-0123456789abcdef0', luns: [{ lun: 1, path: '/dev/vbs/vol-0123456789abcdef0' }], open: true },
-      { tid: 1, iqn: 'iqn.2001-04.com.example:other', luns: [], open: true },
+      { tid: 2, iqn: 'iqn.2026-11.org.vbs:vol-0123456789abcdef0', luns: [{ lun: 1, path: '/dev/vbs/vol-0123456789abcdef0' }], acl: ['ALL'], sessions: [] },
+      { tid: 1, iqn: 'iqn.2001-04.com.example:other', luns: [], acl: ['ALL'], sessions: [] },
     ]);
     expect(() => parseIetVolume('\tlun:1 path:/x\n')).toThrow();
   });
@@ -81,10 +81,10 @@ Target 3: iqn.2026-11.org.vbs:vol-0123456789abcdef0
     ACL information:
         ALL
 `;
-  it('reads targets, data LUNs and whether initiators are let in', () => {
+  it('reads targets, data LUNs, open sessions and who is let in', () => {
     expect(parseTgtShow(show)).toEqual([
-      { tid: 1, iqn: 'iqn.2026-11.org.vbs:vol-1123456789abcdef0', luns: [], open: false },
-      { tid: 3, iqn: 'iqn.2026-11.org.vbs:vol-0123456789abcdef0', luns: [{ lun: 1, path: '/tmp/tgtt/a.img' }], open: true },
+      { tid: 1, iqn: 'iqn.2026-11.org.vbs:vol-1123456789abcdef0', luns: [], acl: [], sessions: [] },
+      { tid: 3, iqn: 'iqn.2026-11.org.vbs:vol-0123456789abcdef0', luns: [{ lun: 1, path: '/tmp/tgtt/a.img' }], acl: ['ALL'], sessions: [{ sid: 1, initiator: 'iqn.2010-10.org.example:vm1', cids: [0] }] },
     ]);
     expect(parseTgtShow('')).toEqual([]);
     expect(() => parseTgtShow('    LUN information:\n')).toThrow();
@@ -93,7 +93,7 @@ Target 3: iqn.2026-11.org.vbs:vol-0123456789abcdef0
 
 describe('target ids', () => {
   it('takes the lowest id not in use, never 0', () => {
-    const t = (tid: number) => ({ tid, iqn: `iqn.2026-11.org.vbs:t${tid}`, luns: [], open: true });
+    const t = (tid: number) => ({ tid, iqn: `iqn.2026-11.org.vbs:t${tid}`, luns: [], acl: [], sessions: [] });
     expect(lowestFreeTid([])).toBe(1);
     expect(lowestFreeTid([t(1), t(2), t(4)])).toBe(3);
     expect(lowestFreeTid([t(2)])).toBe(1);

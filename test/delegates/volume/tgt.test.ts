@@ -1,4 +1,5 @@
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
+import { hostInitiatorName } from '../../../src/core/initiator-name.js';
 import { cleanupDirs, GiB, IQN_PREFIX, libiscsi, lvmConfig, openLvm, ready, simSite, startTgtd, type Tgtd } from './helpers.js';
 
 /**
@@ -21,6 +22,10 @@ afterEach(() => {
 
 const VOL = (n: number) => `vol-${n.toString(16).padStart(17, '0')}`;
 const show = () => tgtd.tgtadm('--lld', 'iscsi', '--op', 'show', '--mode', 'target');
+/** SendTargets discovery as a host's initiator (tgt lists only the targets that admit it). */
+const discover = (host: string) => libiscsi('iscsi-ls', '-s', '-i', hostInitiatorName(host), `iscsi://${tgtd.portal}`);
+/** iscsi-inq as the initiator a host logs in as (libiscsi's own default name when none). */
+const inquire = (iqn: string, host?: string) => libiscsi('iscsi-inq', ...(host ? [`--initiator-name=${hostInitiatorName(host)}`] : []), `iscsi://${tgtd.portal}/${iqn}/1`);
 
 describe('lvm-iscsi exports through a real tgtd', { timeout: 180_000 }, () => {
   it('exports a volume that an initiator can see and inquire, then withdraws it', async () => {
@@ -30,18 +35,18 @@ describe('lvm-iscsi exports through a real tgtd', { timeout: 180_000 }, () => {
     await ready(backend, VOL(1));
     const iqn = `${IQN_PREFIX}:${VOL(1)}`;
     const exp = await backend.exportVolume(VOL(1), 'host-a');
-    expect(exp).toEqual({ kind: 'iscsi', portal: tgtd.portal, iqn, lun: 1 });
-    expect(await backend.exportVolume(VOL(1), 'host-b')).toEqual(exp);
+    expect(exp).toEqual({ kind: 'iscsi', portal: tgtd.portal, iqn, lun: 1, initiator: hostInitiatorName('host-a') });
+    expect(await backend.exportVolume(VOL(1), 'host-b')).toEqual({ ...exp, initiator: hostInitiatorName('host-b') });
     expect(show().match(/^Target /gm)).toHaveLength(1);
 
-    const ls = libiscsi('iscsi-ls', '-s', `iscsi://${tgtd.portal}`);
+    const ls = discover('host-a');
     expect(ls.code).toBe(0);
     expect(ls.stdout).toContain(`Target:${iqn} Portal:${tgtd.portal},1`);
     expect(ls.stdout).toMatch(/Lun:1\s+Type:DIRECT_ACCESS /);
-    const inq = libiscsi('iscsi-inq', `iscsi://${tgtd.portal}/${iqn}/1`);
+    const inq = inquire(iqn, 'host-a');
     expect(inq.code).toBe(0);
     expect(inq.stdout).toContain('Peripheral Device Type:DIRECT_ACCESS');
-    const cap = libiscsi('iscsi-readcapacity16', `iscsi://${tgtd.portal}/${iqn}/1`);
+    const cap = libiscsi('iscsi-readcapacity16', `--initiator-name=${hostInitiatorName('host-b')}`, `iscsi://${tgtd.portal}/${iqn}/1`);
     expect(cap.stdout).toContain(`Total size:${GiB}`);
 
     expect((await backend.listExports()).exports).toEqual([
@@ -49,13 +54,68 @@ describe('lvm-iscsi exports through a real tgtd', { timeout: 180_000 }, () => {
       { volumeId: VOL(1), vmmHost: 'host-b', kind: 'iscsi', iqn, tid: 1, lun: 1 },
     ]);
     await backend.unexportVolume(VOL(1), 'host-a');
-    expect(libiscsi('iscsi-ls', '-s', `iscsi://${tgtd.portal}`).stdout).toContain(iqn);
+    expect(discover('host-b').stdout).toContain(iqn);
     await backend.unexportVolume(VOL(1), 'host-b');
     await backend.unexportVolume(VOL(1), 'host-b');
     expect(show()).toBe('');
-    const after = libiscsi('iscsi-ls', '-s', `iscsi://${tgtd.portal}`);
+    const after = discover('host-b');
     expect(after.stdout).not.toContain(iqn);
-    expect(libiscsi('iscsi-inq', `iscsi://${tgtd.portal}/${iqn}/1`).code).not.toBe(0);
+    expect(inquire(iqn, 'host-b').code).not.toBe(0);
+  });
+
+  it('admits only the initiators of the hosts a volume is exported to, and a detach takes its host off', async () => {
+    const site = simSite(8);
+    const { backend } = await openLvm(lvmConfig(site, { target: 'tgt', tgtControlPort: tgtd.controlPort, portal: tgtd.portal }));
+    await backend.createVolume(VOL(1), 1);
+    await ready(backend, VOL(1));
+    const iqn = `${IQN_PREFIX}:${VOL(1)}`;
+    await backend.exportVolume(VOL(1), 'host-a');
+    await backend.exportVolume(VOL(1), 'host-b');
+    expect(inquire(iqn, 'host-a').code).toBe(0);
+    expect(inquire(iqn, 'host-b').code).toBe(0);
+    // Another host's initiator, and libiscsi's default name, are refused at login.
+    expect(inquire(iqn, 'host-c').code).not.toBe(0);
+    expect(inquire(iqn).code).not.toBe(0);
+    expect(show()).not.toMatch(/^\s+ALL$/m);
+
+    // host-a detaches: the target stays for host-b, and host-a is kept out, as the ACL shows.
+    expect(await backend.unexportVolume(VOL(1), 'host-a')).toBe(true);
+    expect(show()).not.toContain(hostInitiatorName('host-a'));
+    expect(show()).toContain(hostInitiatorName('host-b'));
+    expect(inquire(iqn, 'host-a').code).not.toBe(0);
+    expect(inquire(iqn, 'host-b').code).toBe(0);
+    expect(await backend.unexportVolume(VOL(1), 'host-a')).toBe(true);
+  });
+
+  it('restores a target tgtd lost with every host it was exported to on its ACL', async () => {
+    const site = simSite(8);
+    const cfg = lvmConfig(site, { target: 'tgt', tgtControlPort: tgtd.controlPort, portal: tgtd.portal });
+    const { backend } = await openLvm(cfg);
+    await backend.createVolume(VOL(1), 1);
+    await ready(backend, VOL(1));
+    const iqn = `${IQN_PREFIX}:${VOL(1)}`;
+    await backend.exportVolume(VOL(1), 'host-a');
+    await backend.exportVolume(VOL(1), 'host-b');
+    tgtd.clear(); // tgtd restarted: its targets are gone, the hosts still use them
+    expect(show()).toBe('');
+    await openLvm(cfg); // the delegate restores exports when it opens
+    expect(inquire(iqn, 'host-a').code).toBe(0);
+    expect(inquire(iqn, 'host-b').code).toBe(0);
+    expect(inquire(iqn, 'host-c').code).not.toBe(0);
+  });
+
+  it('stops admitting everyone on a target made before fencing, at its next export', async () => {
+    const site = simSite(8);
+    const { backend } = await openLvm(lvmConfig(site, { target: 'tgt', tgtControlPort: tgtd.controlPort, portal: tgtd.portal }));
+    await backend.createVolume(VOL(1), 1);
+    await ready(backend, VOL(1));
+    const iqn = `${IQN_PREFIX}:${VOL(1)}`;
+    await backend.exportVolume(VOL(1), 'host-a');
+    tgtd.tgtadm('--lld', 'iscsi', '--op', 'bind', '--mode', 'target', '--tid', '1', '-I', 'ALL');
+    expect(inquire(iqn, 'host-c').code).toBe(0);
+    await backend.exportVolume(VOL(1), 'host-a');
+    expect(inquire(iqn, 'host-c').code).not.toBe(0);
+    expect(inquire(iqn, 'host-a').code).toBe(0);
   });
 
   it('gives concurrent exports distinct tids from tgtadm\'s own listing, and finishes a half-made target', async () => {
@@ -71,7 +131,7 @@ describe('lvm-iscsi exports through a real tgtd', { timeout: 180_000 }, () => {
     const exports = (await backend.listExports()).exports;
     expect(exports.find((e) => e.volumeId === VOL(1))?.tid).toBe(2);
     expect(exports.map((e) => e.tid).sort()).toEqual([2, 3, 4, 5]);
-    const ls = libiscsi('iscsi-ls', '-s', `iscsi://${tgtd.portal}`).stdout;
+    const ls = discover('host-a').stdout;
     for (const n of ids) expect(ls).toContain(`Target:${IQN_PREFIX}:${VOL(n)} `);
     for (const n of ids) await backend.delete(VOL(n));
     expect(show().match(/^Target \d+: (\S+)/gm)).toEqual(['Target 1: iqn.2001-04.com.example:not-ours']);

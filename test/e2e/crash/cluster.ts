@@ -9,6 +9,8 @@ import { freeTgtdPorts, startTgtd, type RunningTgtd } from '../../../src/deploy/
 import { ensureDeploymentPki } from '../../../src/deploy/all-in-one.js';
 import { VBS_SERVICE } from '../../../src/services/vbs.js';
 import { SoapClient } from '../../../src/soap/client.js';
+import { hostInitiatorName } from '../../../src/core/initiator-name.js';
+import { writeSimInitiatorName } from '../../../src/sim/libiscsi.js';
 import { ROOT } from '../harness.js';
 
 const CLI = join(ROOT, 'dist', 'cli', 'main.js');
@@ -89,6 +91,8 @@ export class Cluster {
           const logFile = join(dir, 'logs', 'tgtd.log');
           cluster.tgtdLog = createWriteStream(logFile, { flags: 'a' });
           cluster.tgtd = await startTgtd(cluster.tgtdLog, logFile, await freeTgtdPorts());
+          // The simulated VMM host logs in as the name the targets' ACL admits for it.
+          writeSimInitiatorName(join(dir, 'vmm-sim'), hostInitiatorName('localhost'));
         }
       }
       cluster.writeConfigs();

@@ -2,6 +2,7 @@ import { openSync, readSync, closeSync, writeSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canRunTgtd } from '../../../src/deploy/tgtd.js';
 import { startVbs, type Vbs } from '../harness.js';
+import { hostInitiatorName } from '../../../src/core/initiator-name.js';
 import {
   backendOf,
   expectCheckClean,
@@ -102,7 +103,8 @@ for (const mode of MODES) {
       };
     }
     /** The target a volume's export should be: LUN 1 on its LV, open to all initiators on tgt. */
-    const exported = (volumeId: string) => [`1:${lvFile(b, volumeId)}`, ...(b.target === 'tgt' ? ['ALL'] : [])].join(' ');
+    // tgt admits only the initiator of the VMM host the volume is exported to (vbs up's host is localhost).
+    const exported = (volumeId: string) => [`1:${lvFile(b, volumeId)}`, ...(b.target === 'tgt' ? [hostInitiatorName('localhost')] : [])].join(' ');
 
     it('runs on the expected target daemon', () => {
       expect(b.target).toBe(mode.target);
@@ -153,10 +155,12 @@ for (const mode of MODES) {
       expect(view.nodes).toEqual([vol.volumeId]);
       expect(view.disks).toEqual({ 'vm1/xvdb': `w ${byPath(vol.volumeId)}` });
       if (b.target === 'tgt') {
-        // Any initiator sees it at the portal over iSCSI: the deployment's tgtd really serves it.
-        const ls = iscsiLs(b.portal);
+        // The VMM host's initiator sees it at the portal over iSCSI (the deployment's tgtd really
+        // serves it); any other initiator is not shown it.
+        const ls = iscsiLs(b.portal, hostInitiatorName('localhost'));
         expect(ls).toContain(`Target:${IQN_PREFIX}:${vol.volumeId} Portal:${b.portal}`);
         expect(ls).toMatch(/Lun:1\s+Type:DIRECT_ACCESS/);
+        expect(iscsiLs(b.portal, hostInitiatorName('elsewhere'))).not.toContain(`${IQN_PREFIX}:${vol.volumeId}`);
       }
       expect((await ok<Volume[]>(site, 'describe-volumes', vol.volumeId))[0]).toMatchObject({
         status: 'in-use',

@@ -205,8 +205,8 @@ export function leftovers(dir: string): { kind: string; step: string; error: str
 }
 
 /** The targets and LUNs a portal reports over iSCSI itself (libiscsi's iscsi-ls), as any initiator sees them. */
-export function iscsiLs(portal: string): string {
-  const r = spawnSync('iscsi-ls', ['-s', `iscsi://${portal}`], { encoding: 'utf8' });
+export function iscsiLs(portal: string, initiator?: string): string {
+  const r = spawnSync('iscsi-ls', ['-s', ...(initiator ? ['-i', initiator] : []), `iscsi://${portal}`], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`iscsi-ls ${portal} exited ${r.status}: ${r.stderr}`);
   return r.stdout;
 }
