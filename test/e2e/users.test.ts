@@ -124,6 +124,7 @@ const MATRIX: readonly Row[] = [
   { op: 'AssignVm', call: () => ({ vmmHost: 'localhost', vmId: 'vm9', user: 'dave' }), expect: ADMINS_ONLY },
   { op: 'UnassignVm', call: () => ({ vmmHost: 'localhost', vmId: 'vm8' }), expect: ADMINS_ONLY },
   { op: 'DescribeVmAssignments', call: () => ({}), expect: ADMINS_ONLY },
+  { op: 'RetireHost', call: () => ({ host: 'gone-host' }), expect: ADMINS_ONLY },
 ];
 
 describe('the authorization matrix', () => {
