@@ -207,7 +207,7 @@ describe('attach against delete', () => {
       const attached = ordered.slice(0, 2).filter((o) => o.ok).length;
       const deleted = ordered.slice(2).filter((o) => o.ok).length;
       expect(attached + deleted, JSON.stringify(ordered)).toBe(1);
-      expectFaults(ordered, ['VolumeInUse', 'IncorrectState', 'InvalidVolume.NotFound']);
+      expectFaults(ordered, ['VolumeInUse', 'IncorrectState', 'InvalidVolume.NotFound', 'ServiceUnavailable']);
       await settleAndCheck(d.dir);
       if (deleted) {
         outcomes.add('deleted');
