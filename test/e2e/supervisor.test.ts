@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { hostInitiatorName } from '../../src/core/initiator-name.js';
 import { canRunTgtd } from '../../src/deploy/tgtd.js';
 import { RestartBudget } from '../../src/deploy/restart-policy.js';
 import type { Record as XmlRecord } from '../../src/soap/xml.js';
@@ -239,7 +240,7 @@ describe('vbs up restarts a service that dies', { timeout: 240_000 }, () => {
     await eventually(async () => ((await volumeStatus(c, volumeId)).status === 'in-use' ? true : undefined));
     const portal = readJson<{ backend: { portal: string } }>(vbs, 'volume-delegate.json').backend.portal;
     const iqn = `iqn.2026-11.org.vbs:${volumeId}`;
-    expect(libiscsi('iscsi-ls', '-s', `iscsi://${portal}`).stdout).toContain(iqn);
+    expect(libiscsi('iscsi-ls', '-s', '-i', hostInitiatorName('localhost'), `iscsi://${portal}`).stdout).toContain(iqn);
 
     const delegateBefore = servicePid(vbs, 'volume-delegate');
     const killedTgtd = await killService(vbs, 'tgtd');
@@ -250,13 +251,13 @@ describe('vbs up restarts a service that dies', { timeout: 240_000 }, () => {
     expect(tail.indexOf('the tgtd service is back')).toBeLessThan(tail.indexOf('restarting the volume-delegate service after the tgtd service'));
     expect(servicePid(vbs, 'volume-delegate')).not.toBe(delegateBefore);
     expect(readJson<{ backend: { portal: string } }>(vbs, 'volume-delegate.json').backend.portal).toBe(portal);
-    await eventually(async () => (libiscsi('iscsi-ls', '-s', `iscsi://${portal}`).stdout.includes(iqn) ? true : undefined));
+    await eventually(async () => (libiscsi('iscsi-ls', '-s', '-i', hostInitiatorName('localhost'), `iscsi://${portal}`).stdout.includes(iqn) ? true : undefined));
     expect(readFileSync(join(vbs.dir, 'logs', 'volume-delegate.log'), 'utf8')).toContain('restored the target of an exported volume');
 
     await expectCheckClean(vbs);
     await c.call('DetachVolume', { volumeId });
     await eventually(async () => ((await volumeStatus(c, volumeId)).status === 'available' ? true : undefined));
-    expect(libiscsi('iscsi-ls', '-s', `iscsi://${portal}`).stdout).not.toContain(iqn);
+    expect(libiscsi('iscsi-ls', '-s', '-i', hostInitiatorName('localhost'), `iscsi://${portal}`).stdout).not.toContain(iqn);
   });
 });
 
