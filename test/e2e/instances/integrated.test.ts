@@ -298,7 +298,9 @@ describe('a crash during an attach by instance id', () => {
     site.sim('cloud', 'nimbus', 'terminate', '7');
     site.sim('cloud', 'nimbus', 'launch', 'i-7e57e57e', '7', 'node1', ALICE_DN);
     await site.start('front');
-    // Recovery undid it from the journal: off node2's wrksp-7, and nothing done on node1.
+    // Recovery (in the background, once the front listens) undid it from the journal: off node2's wrksp-7, and nothing done on node1.
+    await eventually(() => !Object.keys(site.disks('node2')).includes('wrksp-7:xvdh'), 'the recovery to take the disk off node2');
+    await eventually(() => site.log('front').includes('"msg":"recovered interrupted workflows"'), 'the recovery to end');
     expect(Object.keys(site.disks('node2'))).not.toContain('wrksp-7:xvdh');
     expect(Object.keys(site.disks('node1'))).not.toContain('wrksp-7:xvdh');
     expect(await volume(vol)).toMatchObject({ status: 'available', attachments: [] });

@@ -373,8 +373,14 @@ describe('IET exports, a VMM delegate that dies, and one that hangs past the fro
       expect(stderr).toContain(`did not answer within ${FRONT_TIMEOUT_MS} ms`);
       expect(await siteState(site)).toEqual(before);
       // The delegate runs one disk change at a time per VM, so the undo's detach
-      // waits behind the sleeping attach, times out too, and is kept to retry.
-      expect(leftovers(site.dir).map((l) => `${l.kind}/${l.step}`)).toEqual(['AttachVolume/vmm-delegate.AttachDisk']);
+      // waits behind the sleeping attach, times out too, and is kept to retry;
+      // the session's and the export's undos wait behind it (a disk may remain).
+      expect(leftovers(site.dir).map((l) => `${l.kind}/${l.step}`)).toEqual([
+        'AttachVolume/vmm-delegate.AttachDisk',
+        'AttachVolume/vmm-delegate.LoginTarget',
+        'AttachVolume/vmm-delegate.DiscoverTarget',
+        'AttachVolume/volume-delegate.ExportVolume',
+      ]);
     } finally {
       clearFault(site, 'hang', 'xm.block-attach');
       // The stuck tool finally dies (the delegate's own limit is 120 s): ended here, by its PID.
