@@ -1,7 +1,7 @@
 import { request } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Logger } from '../../src/core/log.js';
+import { silentLogger } from '../../src/core/log.js';
 import { createCa, issueCertificate, type KeyAndCert } from '../../src/pki/certificates.js';
 import { VBS_SERVICE } from '../../src/services/vbs.js';
 import { SoapClient } from '../../src/soap/client.js';
@@ -24,9 +24,8 @@ const ran: string[] = [];
 const handlers = Object.fromEntries(
   Object.keys(VBS_SERVICE.operations).map((op) => [op, (_input: unknown, ctx: { caller: string }) => (ran.push(`${ctx.caller} ${op}`), op === 'DescribeVolumes' ? { volume: [] } : { return: true })]),
 ) as unknown as Handlers;
-const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => quiet };
 let url = '';
-const srv = createSoapServer({ def: VBS_SERVICE, handlers, tls: { key: server.keyPem, cert: server.certPem, ca: ca.certPem }, log: quiet, publicUrl: () => url });
+const srv = createSoapServer({ def: VBS_SERVICE, handlers, tls: { key: server.keyPem, cert: server.certPem, ca: ca.certPem }, log: silentLogger, publicUrl: () => url });
 
 beforeAll(async () => {
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));

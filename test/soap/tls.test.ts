@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { connect, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Logger } from '../../src/core/log.js';
+import { silentLogger } from '../../src/core/log.js';
 import { createCa, issueCertificate } from '../../src/pki/certificates.js';
 import { VBS_SERVICE } from '../../src/services/vbs.js';
 import { createSoapServer, type CallContext, type Handlers } from '../../src/soap/server.js';
@@ -27,11 +27,10 @@ const handlers: Handlers = Object.fromEntries(
     },
   ]),
 ) as Handlers;
-const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => quiet };
 
 let url = '';
 const ANONYMOUS_CAP = 3;
-const srv = createSoapServer({ def: VBS_SERVICE, handlers, tls: { key: server.keyPem, cert: server.certPem, ca: ca.certPem }, log: quiet, publicUrl: () => url, maxAnonymousConnections: ANONYMOUS_CAP });
+const srv = createSoapServer({ def: VBS_SERVICE, handlers, tls: { key: server.keyPem, cert: server.certPem, ca: ca.certPem }, log: silentLogger, publicUrl: () => url, maxAnonymousConnections: ANONYMOUS_CAP });
 
 beforeAll(async () => {
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
@@ -129,7 +128,7 @@ describe('the identity of a request', () => {
     let presented = asPeer(alice.certPem);
     let destroyed = false;
     const socket = { authorized: true, authorizationError: null, getPeerCertificate: () => presented, once() {}, destroy: () => void (destroyed = true) } as never;
-    const identities = new ConnectionIdentities(1, quiet);
+    const identities = new ConnectionIdentities(1, silentLogger);
     identities.bind(socket);
     expect(identities.identify(socket, undefined)).toEqual({ peer: { name: 'alice', service: false, admin: false } });
     // What a renegotiation would do under Node: `authorized` stays, the certificate changes.

@@ -4,7 +4,7 @@ import { Agent, request } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Logger } from '../../src/core/log.js';
+import { silentLogger } from '../../src/core/log.js';
 import { certificateFacts, createCa, issueCertificate } from '../../src/pki/certificates.js';
 import { VBS_SERVICE } from '../../src/services/vbs.js';
 import { createSoapServer, type Handlers } from '../../src/soap/server.js';
@@ -22,9 +22,8 @@ const ca = createCa('test CA');
 const server = issueCertificate(ca, { commonName: 'vbs-front', use: 'server', hosts: ['127.0.0.1'], service: true });
 const alice = issueCertificate(ca, { commonName: 'alice', use: 'client' });
 const handlers = Object.fromEntries(Object.keys(VBS_SERVICE.operations).map((op) => [op, () => (op === 'DescribeVolumes' ? { volume: [] } : { return: true })])) as unknown as Handlers;
-const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => quiet };
 let url = '';
-const srv = createSoapServer({ def: VBS_SERVICE, handlers, tls: { key: server.keyPem, cert: server.certPem, ca: ca.certPem }, log: quiet, publicUrl: () => url });
+const srv = createSoapServer({ def: VBS_SERVICE, handlers, tls: { key: server.keyPem, cert: server.certPem, ca: ca.certPem }, log: silentLogger, publicUrl: () => url });
 
 beforeAll(async () => {
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
