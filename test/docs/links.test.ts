@@ -64,6 +64,8 @@ describe('the link checker', () => {
         '```',
         '[later](docs/pending.md) [later, with a fragment](docs/pending.md#x)',
         '[ref]: docs/also-gone.md',
+        'A [link whose text',
+        'runs over two lines](docs/real.md#missing)',
       ].join('\n'),
     );
     const found = brokenLinks(dir, documentationFiles(dir), ['docs/pending.md']);
@@ -74,6 +76,7 @@ describe('the link checker', () => {
       [3, '/docs/real.md'],
       [8, 'docs/pending.md#x'],
       [9, 'docs/also-gone.md'],
+      [11, 'docs/real.md#missing'],
     ]);
   });
 });

@@ -103,17 +103,23 @@ export function anchorsOf(markdown: string): Set<string> {
   return anchors;
 }
 
-/** The link targets on each line: inline links and images `[t](target "title")`, and reference definitions `[r]: target`. */
+/**
+ * The link targets of a file, each with the line it ends on: inline links and
+ * images `[t](target "title")`, whose text may run over several lines, and
+ * reference definitions `[r]: target`.
+ */
 export function linksIn(markdown: string): { line: number; target: string }[] {
-  const found: { line: number; target: string }[] = [];
-  withoutCode(markdown).forEach((text, i) => {
-    for (const m of text.matchAll(/!?\[(?:[^\]\\]|\\.)*\]\(\s*(<[^>]*>|[^)\s]+)(?:\s+"[^"]*")?\s*\)/g)) {
-      found.push({ line: i + 1, target: m[1]!.replace(/^<(.*)>$/, '$1') });
-    }
-    const def = /^ {0,3}\[[^\]]+\]:\s*(<[^>]*>|\S+)/.exec(text);
-    if (def) found.push({ line: i + 1, target: def[1]!.replace(/^<(.*)>$/, '$1') });
-  });
-  return found;
+  const found: { line: number; index: number; target: string }[] = [];
+  const text = withoutCode(markdown).join('\n');
+  const lineAt = (index: number) => text.slice(0, index).split('\n').length;
+  for (const m of text.matchAll(/!?\[(?:[^\]\\]|\\.)*\]\(\s*(<[^>\n]*>|[^)\s]+)(?:\s+"[^"\n]*")?\s*\)/g)) {
+    const at = m.index + m[0].length - 1;
+    found.push({ line: lineAt(at), index: at, target: m[1]!.replace(/^<(.*)>$/, '$1') });
+  }
+  for (const m of text.matchAll(/^ {0,3}\[[^\]\n]+\]:[ \t]*(<[^>\n]*>|\S+)/gm)) {
+    found.push({ line: lineAt(m.index), index: m.index, target: m[1]!.replace(/^<(.*)>$/, '$1') });
+  }
+  return found.sort((a, b) => a.index - b.index).map(({ line, target }) => ({ line, target }));
 }
 
 /**
