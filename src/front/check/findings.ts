@@ -2,7 +2,7 @@ import type { SnapshotState, VolumeState } from '../../core/states.js';
 
 /**
  * What a consistency check can find. Each kind names one way the metadata and
- * what the delegates report can differ; README.md ('vbs admin check') says
+ * what the delegates report can differ; docs/operators/check-repair.md says
  * what each means and which ones --repair fixes.
  */
 export const FINDING_KINDS = [
