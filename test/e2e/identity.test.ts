@@ -328,8 +328,8 @@ describe('revocation on a running deployment', () => {
   });
 });
 
-// What the README says `add` hands out.
-it('the handed-out folder holds what the README lists', () => {
+// What docs/operators/users-and-certificates.md says `add` hands out.
+it('the handed-out folder holds what the users documentation lists', () => {
   const files = ['alice.key', 'alice.crt', 'ca.crt', 'alice.p12', 'alice.p12.password', 'client.json'];
   for (const f of files) expect(readFileSync(join(vbs.dir, 'handed-out', 'alice', f)).length, f).toBeGreaterThan(0);
 });
