@@ -1,7 +1,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from './log.js';
-import { addProcessMetrics, registry } from './metrics.js';
+import { addProcessMetrics, registry, scrape } from './metrics.js';
 import type { RunningService } from './service.js';
 
 /** Where a service's metrics listener binds (the `metrics` key of every service configuration). */
@@ -29,7 +29,7 @@ export async function serveMetrics(listen: MetricsListen, log: Logger): Promise<
     const late = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`metrics not collected within ${SCRAPE_TIMEOUT_MS} ms`)), SCRAPE_TIMEOUT_MS);
     });
-    Promise.race([registry.metrics(), late])
+    Promise.race([scrape(), late])
       .then((text) => res.writeHead(200, { 'content-type': registry.contentType }).end(req.method === 'HEAD' ? undefined : text))
       .catch((err: unknown) => {
         log.warn('collecting metrics failed', { err });

@@ -195,6 +195,55 @@ export interface MetadataCounts {
 }
 
 const metadataSources = new Set<() => MetadataCounts>();
+/** One reading of the metadata serves every gauge of a scrape (see scrape()); outside one, each reads afresh. */
+let scrapes = 0;
+let scrapeCounts: MetadataCounts[] | undefined;
+
+function currentCounts(): MetadataCounts[] {
+  const read = () => [...metadataSources].map((source) => source());
+  if (scrapes === 0) return read();
+  return (scrapeCounts ??= read());
+}
+
+/** The exposition of every metric, the metadata read once for all of its gauges. */
+export async function scrape(): Promise<string> {
+  scrapes++;
+  try {
+    return await registry.metrics();
+  } finally {
+    if (--scrapes === 0) scrapeCounts = undefined;
+  }
+}
+
+const METADATA_GAUGES: Gauge<string>[] = [];
+/** A gauge filled from the metadata on each scrape, summed over the fronts of this process (one, outside tests). */
+function metadataGauge(name: string, help: string, labelNames: readonly string[], fill: (c: MetadataCounts, add: (labels: Record<string, string>, n: number) => void) => void): void {
+  METADATA_GAUGES.push(
+    new Gauge({
+      name,
+      help,
+      labelNames,
+      registers: [],
+      collect() {
+        this.reset();
+        for (const c of currentCounts()) fill(c, (labels, n) => this.inc(labels, n));
+      },
+    }),
+  );
+}
+metadataGauge('vbs_volumes', 'Volumes in the metadata, by the volume delegate (back end) that stores them and state.', ['delegate', 'state'], (c, add) =>
+  c.volumes.forEach(([delegate, state, n]) => add({ delegate, state }, n)),
+);
+metadataGauge('vbs_snapshots', 'Snapshots in the metadata, by the volume delegate (back end) that stores them and state.', ['delegate', 'state'], (c, add) =>
+  c.snapshots.forEach(([delegate, state, n]) => add({ delegate, state }, n)),
+);
+metadataGauge('vbs_pending_work', 'Unfinished work nobody runs right now, waiting for its next retry: stalled workflows and undos that failed (parked work excluded).', ['work'], (c, add) =>
+  (['workflow', 'undo'] as const).forEach((w) => add({ work: w }, c.pending[w])),
+);
+metadataGauge('vbs_parked_work', 'Work VBS gave up retrying (its resource is in error) until `vbs admin check --repair` or a request on the resource resumes it.', ['work'], (c, add) =>
+  (['workflow', 'undo'] as const).forEach((w) => add({ work: w }, c.parked[w])),
+);
+metadataGauge('vbs_workflows_running', 'Workflows journaled and not finished: in progress, stalled or parked.', [], (c, add) => add({}, c.running));
 
 /** Registers a front's metadata to be counted on each scrape; returns the call that stops it. */
 export function countMetadata(source: () => MetadataCounts): () => void {
@@ -202,58 +251,6 @@ export function countMetadata(source: () => MetadataCounts): () => void {
   metadataSources.add(source);
   return () => metadataSources.delete(source);
 }
-
-/** Sums the sources (one per front; tests may run several in one process). */
-function eachCount(read: (c: MetadataCounts, add: (labels: Record<string, string>, n: number) => void) => void, gauge: Gauge<string>): void {
-  gauge.reset();
-  for (const source of metadataSources) read(source(), (labels, n) => gauge.inc(labels, n));
-}
-
-const METADATA_GAUGES: Gauge<string>[] = [];
-METADATA_GAUGES.push(new Gauge({
-  name: 'vbs_volumes',
-  help: 'Volumes in the metadata, by the volume delegate (back end) that stores them and state.',
-  labelNames: ['delegate', 'state'] as const,
-  registers: [],
-  collect() {
-    eachCount((c, add) => c.volumes.forEach(([delegate, state, n]) => add({ delegate, state }, n)), this);
-  },
-}));
-METADATA_GAUGES.push(new Gauge({
-  name: 'vbs_snapshots',
-  help: 'Snapshots in the metadata, by the volume delegate (back end) that stores them and state.',
-  labelNames: ['delegate', 'state'] as const,
-  registers: [],
-  collect() {
-    eachCount((c, add) => c.snapshots.forEach(([delegate, state, n]) => add({ delegate, state }, n)), this);
-  },
-}));
-METADATA_GAUGES.push(new Gauge({
-  name: 'vbs_pending_work',
-  help: 'Unfinished work nobody runs right now, waiting for its next retry: stalled workflows and undos that failed (parked work excluded).',
-  labelNames: ['work'] as const,
-  registers: [],
-  collect() {
-    eachCount((c, add) => (['workflow', 'undo'] as const).forEach((w) => add({ work: w }, c.pending[w])), this);
-  },
-}));
-METADATA_GAUGES.push(new Gauge({
-  name: 'vbs_parked_work',
-  help: 'Work VBS gave up retrying (its resource is in error) until `vbs admin check --repair` or a request on the resource resumes it.',
-  labelNames: ['work'] as const,
-  registers: [],
-  collect() {
-    eachCount((c, add) => (['workflow', 'undo'] as const).forEach((w) => add({ work: w }, c.parked[w])), this);
-  },
-}));
-METADATA_GAUGES.push(new Gauge({
-  name: 'vbs_workflows_running',
-  help: 'Workflows journaled and not finished: in progress, stalled or parked.',
-  registers: [],
-  collect() {
-    eachCount((c, add) => add({}, c.running), this);
-  },
-}));
 
 /** A volume delegate's space (src/delegates/volume/backend.ts Capacity). */
 export interface CapacityReading {
@@ -264,13 +261,6 @@ export interface CapacityReading {
 }
 
 const capacitySources = new Map<string, () => Promise<CapacityReading | undefined>>();
-
-/** Registers a volume delegate's capacity, read on each scrape; returns the call that stops it. */
-export function reportCapacity(delegate: string, read: () => Promise<CapacityReading | undefined>): () => void {
-  registerOnce([...CAPACITY_GAUGES, longPollWaiters]);
-  capacitySources.set(delegate, read);
-  return () => capacitySources.delete(delegate);
-}
 
 const CAPACITY_GAUGES: Gauge<string>[] = [];
 function capacityGauge(name: string, help: string, value: (c: CapacityReading) => number): void {
@@ -292,6 +282,13 @@ capacityGauge('vbs_volume_delegate_capacity_bytes', 'Bytes this volume delegate 
 capacityGauge('vbs_volume_delegate_free_bytes', 'Bytes this volume delegate can still provision.', (c) => c.freeBytes);
 capacityGauge('vbs_volume_delegate_used_bytes', 'Bytes of its capacity no longer free (capacity minus free): the 90 % alert divides this by the capacity.', (c) => Math.max(0, c.totalBytes - c.freeBytes));
 capacityGauge('vbs_volume_delegate_provisioned_bytes', 'Bytes provisioned to volumes and snapshots on this volume delegate.', (c) => c.provisionedBytes);
+
+/** Registers a volume delegate's capacity, read on each scrape; returns the call that stops it. */
+export function reportCapacity(delegate: string, read: () => Promise<CapacityReading | undefined>): () => void {
+  registerOnce([...CAPACITY_GAUGES, longPollWaiters]);
+  capacitySources.set(delegate, read);
+  return () => capacitySources.delete(delegate);
+}
 
 // ------------------------------------------------------------------ process metrics
 
