@@ -4,15 +4,19 @@ import { now, type Db } from './database.js';
 /**
  * What the metrics read from the metadata on each scrape: one read
  * transaction of grouped counts. Volumes and snapshots are counted by
- * delegate and status (a pass over each table: a few milliseconds at 100,000
- * records); work is counted through the index of running workflows and the
- * leftovers table, which only holds undos still to retry.
+ * delegate and status through an index of those two columns (a pass over the
+ * index, no sort: tens of milliseconds at 100,000 of each on a loaded 2-core
+ * machine, against hundreds reading the tables); work is counted through the
+ * index of running workflows and the leftovers table, which only holds undos
+ * still to retry.
  */
+export const countByDelegateAndStatus = (table: 'volumes' | 'snapshots'): string => `SELECT delegate, status, count(*) AS n FROM ${table} GROUP BY delegate, status`;
+
 export function metadataCounts(db: Db): MetadataCounts {
   const t = now();
   return db.transaction(() => {
     const grouped = (table: 'volumes' | 'snapshots') =>
-      (db.prepare(`SELECT delegate, status, count(*) AS n FROM ${table} GROUP BY delegate, status`).all() as { delegate: string; status: string; n: number }[]).map(
+      (db.prepare(countByDelegateAndStatus(table)).all() as { delegate: string; status: string; n: number }[]).map(
         (r) => [r.delegate, r.status, r.n] as const,
       );
     const work = db

@@ -8,7 +8,8 @@ import { VbsError } from '../../src/core/errors.js';
 import { createLogger } from '../../src/core/log.js';
 import { countMetadata, registry } from '../../src/core/metrics.js';
 import { serveMetrics } from '../../src/core/metrics-listener.js';
-import { metadataCounts } from '../../src/db/gauges.js';
+import { countByDelegateAndStatus, metadataCounts } from '../../src/db/gauges.js';
+import { openDatabase } from '../../src/db/database.js';
 import type { Capacity, VolumeBackend } from '../../src/delegates/volume/backend.js';
 import { meterCapacity } from '../../src/delegates/volume/capacity-metrics.js';
 import { MeteredDelegate } from '../../src/front/metered-delegate.js';
@@ -157,6 +158,17 @@ describe('workflows and claims', () => {
     } finally {
       uncount();
     }
+  });
+});
+
+describe('the counts read on each scrape', () => {
+  it('read an index of delegate and status, never every row and a sort', () => {
+    const db = openDatabase(':memory:');
+    for (const table of ['volumes', 'snapshots'] as const) {
+      const plan = (db.prepare(`EXPLAIN QUERY PLAN ${countByDelegateAndStatus(table)}`).all() as { detail: string }[]).map((r) => r.detail).join('; ');
+      expect(plan).toBe(`SCAN ${table} USING COVERING INDEX ${table}_delegate_status`);
+    }
+    db.close();
   });
 });
 
