@@ -13,6 +13,8 @@ import { openDatabase } from '../../src/db/database.js';
 import type { Capacity, VolumeBackend } from '../../src/delegates/volume/backend.js';
 import { meterCapacity } from '../../src/delegates/volume/capacity-metrics.js';
 import { MeteredDelegate } from '../../src/front/metered-delegate.js';
+import { DelegatePool } from '../../src/front/delegates.js';
+import { DelegateHealth } from '../../src/front/health.js';
 import { DEFAULT_LEASE_MS } from '../../src/workflows/engine.js';
 import { availableVolume, FakeDelegate, HeldAnswer, makeFront } from '../workflows/fakes.js';
 
@@ -90,6 +92,22 @@ describe('delegate calls', () => {
     );
     expect(d).toEqual({ ok: 1, down: 1, internal: 1 });
     expect(await registry.metrics()).not.toContain('a bug');
+  });
+});
+
+describe('delegate health', () => {
+  it("is 1 for a delegate that answers the front's probe and 0 for one that does not, back to 1 when it answers again", async () => {
+    let down = true;
+    const flaky = { call: async () => (down ? Promise.reject(new VbsError('ServiceUnavailable', 'VmmDelegate h could not be reached.')) : { hostName: 'h', adapter: 'sim' }) };
+    const store = { call: async () => ({ cursor: 'c:0', reset: false }) };
+    const pool = new DelegatePool(new Map([['store-1', store]]), new Map([['hv-1', flaky]]));
+    const health = new DelegateHealth(pool, quiet, 60_000, async () => {});
+    await health.probeOnce();
+    expect(await value('vbs_delegate_up', { kind: 'vmm', delegate: 'hv-1' })).toBe(0);
+    expect(await value('vbs_delegate_up', { kind: 'volume', delegate: 'store-1' })).toBe(1);
+    down = false;
+    await health.probeOnce();
+    expect(await value('vbs_delegate_up', { kind: 'vmm', delegate: 'hv-1' })).toBe(1);
   });
 });
 
