@@ -182,6 +182,14 @@ describe('metrics of a vbs up deployment', () => {
     expect({ status: config.status, out: config.stdout + config.stderr }).toMatchObject({ status: 0 });
   });
 
+  it('the documented alert rules fire when they should and not before (promtool test rules)', () => {
+    // Annotations are left out of the copy under test: promtool compares them whole, and check rules checked their templates.
+    writeFileSync(join(work, 'bare-rules.yml'), withoutAnnotations(docBlock('alert-rules')));
+    writeFileSync(join(work, 'rules-test.yml'), RULES_TEST);
+    const r = spawnSync('promtool', ['test', 'rules', 'rules-test.yml'], { cwd: work, encoding: 'utf8' });
+    expect({ status: r.status, out: r.stdout + r.stderr }).toMatchObject({ status: 0, out: expect.stringContaining('SUCCESS') });
+  });
+
   it('a real Prometheus scrapes the deployment and sees the create counter move', async () => {
     const port = await freePort();
     writeFileSync(join(work, 'rules.yml'), docBlock('alert-rules'));
@@ -235,6 +243,71 @@ describe('metrics of a vbs up deployment', () => {
     }
   });
 });
+
+/** A rules file without its annotations blocks. */
+function withoutAnnotations(yaml: string): string {
+  const out: string[] = [];
+  let skipDeeperThan: number | undefined;
+  for (const line of yaml.split('\n')) {
+    const indent = line.length - line.trimStart().length;
+    if (skipDeeperThan !== undefined && (line.trim() === '' || indent > skipDeeperThan)) continue;
+    skipDeeperThan = undefined;
+    if (line.trim() === 'annotations:') skipDeeperThan = indent;
+    else out.push(line);
+  }
+  return out.join('\n');
+}
+
+/**
+ * Series for each alert: parked work from minute 1 (fires after its 5 minutes),
+ * a VMM delegate the front cannot probe and a volume delegate Prometheus cannot
+ * scrape (both fire after 2 minutes), a volume delegate at 85 % then 95 % full
+ * (fires 10 minutes after passing 90 %, never at 85 %).
+ */
+const RULES_TEST = `rule_files: [bare-rules.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'vbs_parked_work{job="vbs",role="front",work="undo"}'
+        values: '0 1x20'
+      - series: 'vbs_parked_work{job="vbs",role="front",work="workflow"}'
+        values: '0x20'
+      - series: 'vbs_delegate_up{job="vbs",role="front",kind="vmm",delegate="hv1"}'
+        values: '1 0x20'
+      - series: 'vbs_delegate_up{job="vbs",role="front",kind="volume",delegate="local"}'
+        values: '1x20'
+      - series: 'up{job="vbs",role="volume-delegate",instance="127.0.0.1:9464"}'
+        values: '1 0x20'
+      - series: 'up{job="vbs",role="front",instance="127.0.0.1:9465"}'
+        values: '1x20'
+      - series: 'vbs_volume_delegate_used_bytes{job="vbs",role="volume-delegate",delegate="local",backend="file"}'
+        values: '85x10 95x20'
+      - series: 'vbs_volume_delegate_capacity_bytes{job="vbs",role="volume-delegate",delegate="local",backend="file"}'
+        values: '100x30'
+    alert_rule_test:
+      - eval_time: 5m
+        alertname: VbsParkedWork
+      - eval_time: 7m
+        alertname: VbsParkedWork
+        exp_alerts:
+          - exp_labels: { severity: warning }
+      - eval_time: 2m
+        alertname: VbsDelegateDown
+      - eval_time: 4m
+        alertname: VbsDelegateDown
+        exp_alerts:
+          - exp_labels: { severity: critical, job: vbs, role: front, kind: vmm, delegate: hv1 }
+          - exp_labels: { severity: critical, job: vbs, role: volume-delegate, instance: '127.0.0.1:9464' }
+      - eval_time: 10m
+        alertname: VbsVolumeDelegateFull
+      - eval_time: 19m
+        alertname: VbsVolumeDelegateFull
+      - eval_time: 22m
+        alertname: VbsVolumeDelegateFull
+        exp_alerts:
+          - exp_labels: { severity: warning, job: vbs, role: volume-delegate, delegate: local, backend: file }
+`;
 
 /** docs/metrics.md's scrape config, pointed at this deployment's targets file, scraping fast, with the documented rules. */
 function prometheusConfig(): string {
