@@ -195,7 +195,7 @@ export interface MetadataCounts {
 }
 
 const metadataSources = new Set<() => MetadataCounts>();
-/** One reading of the metadata serves every gauge of a scrape (see scrape()); outside one, each reads afresh. */
+/** One reading of the metadata (and of the capacity, below) serves every gauge of a scrape (see scrape()); outside one, each reads afresh. */
 let scrapes = 0;
 let scrapeCounts: MetadataCounts[] | undefined;
 
@@ -211,7 +211,7 @@ export async function scrape(): Promise<string> {
   try {
     return await registry.metrics();
   } finally {
-    if (--scrapes === 0) scrapeCounts = undefined;
+    if (--scrapes === 0) [scrapeCounts, scrapeCapacity] = [undefined, undefined];
   }
 }
 
@@ -262,21 +262,30 @@ export interface CapacityReading {
 
 const capacitySources = new Map<string, () => Promise<CapacityReading | undefined>>();
 
+let scrapeCapacity: Promise<Map<string, CapacityReading | undefined>> | undefined;
+
+/** Every source's reading, once per scrape like the metadata: the four gauges never wait for four readings. */
+function currentCapacity(): Promise<Map<string, CapacityReading | undefined>> {
+  const read = async () => new Map(await Promise.all([...capacitySources].map(async ([delegate, source]) => [delegate, await source()] as const)));
+  if (scrapes === 0) return read();
+  return (scrapeCapacity ??= read());
+}
+
 const CAPACITY_GAUGES: Gauge<string>[] = [];
 function capacityGauge(name: string, help: string, value: (c: CapacityReading) => number): void {
-  CAPACITY_GAUGES.push(new Gauge({
-    name,
-    help,
-    labelNames: ['delegate', 'backend'] as const,
-    registers: [],
-    async collect() {
-      this.reset();
-      for (const [delegate, read] of capacitySources) {
-        const c = await read();
-        if (c) this.set({ delegate, backend: c.backend }, value(c));
-      }
-    },
-  }));
+  CAPACITY_GAUGES.push(
+    new Gauge({
+      name,
+      help,
+      labelNames: ['delegate', 'backend'] as const,
+      registers: [],
+      async collect() {
+        const readings = await currentCapacity();
+        this.reset();
+        for (const [delegate, c] of readings) if (c) this.set({ delegate, backend: c.backend }, value(c));
+      },
+    }),
+  );
 }
 capacityGauge('vbs_volume_delegate_capacity_bytes', 'Bytes this volume delegate may provision in all (its reserve and capacityGiB applied).', (c) => c.totalBytes);
 capacityGauge('vbs_volume_delegate_free_bytes', 'Bytes this volume delegate can still provision.', (c) => c.freeBytes);
