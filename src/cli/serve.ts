@@ -1,11 +1,12 @@
 import type { Command } from '@commander-js/extra-typings';
 import { resolve } from 'node:path';
-import { createLogger } from '../core/log.js';
-import { loadServiceConfig } from '../config/service-config.js';
+import { createLogger, type Logger } from '../core/log.js';
+import { loadServiceConfig, type ServiceConfig } from '../config/service-config.js';
 import { startFront, type RunningService } from '../front/main.js';
 import { startVolumeDelegate } from '../delegates/volume/main.js';
 import { startVmmDelegate } from '../delegates/vmm/main.js';
 import { startInstanceResolver } from '../resolver/main.js';
+import { withMetrics } from '../core/metrics-listener.js';
 
 const ROLES = ['front', 'volume-delegate', 'vmm-delegate', 'instance-resolver'] as const;
 type Role = (typeof ROLES)[number];
@@ -16,6 +17,10 @@ export async function startService(role: Role, configFile: string, commandsFile?
   const cfg = commandsFile ? { ...loaded, commands: resolve(commandsFile) } : loaded;
   if (cfg.role !== role) throw new Error(`${configFile} configures a ${cfg.role}, not a ${role}`);
   const log = createLogger({ service: role });
+  return withMetrics(await startRole(cfg, log), cfg.metrics, log);
+}
+
+function startRole(cfg: ServiceConfig, log: Logger): Promise<RunningService> {
   switch (cfg.role) {
     case 'front':
       return startFront(cfg, log);
@@ -30,7 +35,7 @@ export async function startService(role: Role, configFile: string, commandsFile?
 
 /**
  * `vbs serve <role> --config FILE`: one service, for multi-node deployments.
- * It prints one JSON line {"ready": url} on stdout once it accepts requests
+ * It prints one JSON line {"ready": url, "metrics": url} on stdout once it accepts requests
  * (what `vbs up` waits for), and stops cleanly on SIGINT/SIGTERM.
  */
 export function registerServe(program: Command): void {
@@ -75,6 +80,6 @@ export function registerServe(program: Command): void {
         process.exit(1);
       }
       if (stopping) return void service.close().finally(() => process.exit(0));
-      process.stdout.write(`${JSON.stringify({ ready: service.url, pid: process.pid })}\n`);
+      process.stdout.write(`${JSON.stringify({ ready: service.url, pid: process.pid, ...(service.metricsUrl ? { metrics: service.metricsUrl } : {}) })}\n`);
     });
 }

@@ -73,6 +73,8 @@ export function registerUp(program: Command): void {
           `  VMM host:       ${dep.vmmHost}`,
           `  Volumes:        ${dep.storage}`,
           `  Instance ids:   a VM's name (scan), or an id in instances.json (static)`,
+          `  Metrics:        ${Object.entries(dep.metrics.urls).map(([role, url]) => `${role} ${url}`).join(', ')}`,
+          `                  (Prometheus scrape targets: ${dep.metrics.targetsFile})`,
           `  Users:          vbs admin user add NAME --data ${opts.data} --out FOLDER  (revoke, renew, list, show)`,
           `Press Ctrl-C to stop.`,
           '',

@@ -1,4 +1,5 @@
 import { VbsError } from '../core/errors.js';
+import { hostCommandRan, stopwatch } from '../core/metrics.js';
 import type { CommandCatalog } from './catalog.js';
 import { fillPattern, type Params } from './pattern.js';
 import { runProcessGroup } from './process-group.js';
@@ -62,7 +63,10 @@ export class CommandRunner {
     const timeoutMs = Number(this.catalog.setting(`${key}.timeoutMs`) ?? this.options.timeoutMs ?? 120_000);
     const exec = async () => {
       this.options.onRun?.(key, [file, ...args]);
-      return runProcessGroup(file, args, { timeoutMs, env: this.options.env });
+      const took = stopwatch();
+      const result = await runProcessGroup(file, args, { timeoutMs, env: this.options.env });
+      hostCommandRan(key, result, took());
+      return result;
     };
     const result = this.slots ? await this.slots.run(exec) : await exec();
     if (result.timedOut || result.exitCode !== 0) {

@@ -21,6 +21,8 @@ const Common = {
   publicUrl: z.string().url().optional(),
   tls: Tls,
   commands: z.string().optional(),
+  /** The Prometheus listener (plain HTTP, GET /metrics; docs/metrics.md). None: no metrics are served. */
+  metrics: Listen.optional(),
 };
 
 export const FrontConfigSchema = z

@@ -9,6 +9,8 @@ import { AsyncLocalStorage } from 'node:async_hooks';
  */
 export interface RequestScope {
   readonly requestId: string;
+  /** When the request arrived (src/core/metrics.ts stopwatch), for its latency metric. */
+  readonly elapsed?: () => number;
 }
 
 export const requestScope = new AsyncLocalStorage<RequestScope>();

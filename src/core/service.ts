@@ -11,5 +11,7 @@ export interface TlsMaterial {
 export interface RunningService {
   readonly server: Server;
   readonly url: string;
+  /** Its Prometheus listener, when it has one (the `metrics` configuration key). */
+  readonly metricsUrl?: string;
   close(): Promise<void>;
 }

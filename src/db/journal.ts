@@ -1,5 +1,6 @@
 import { now as clockNow } from '../core/clock.js';
 import { VbsError } from '../core/errors.js';
+import { claimTakenOver } from '../core/metrics.js';
 import { now, writeTx, type Db } from './database.js';
 
 /** A journaled workflow. */
@@ -229,6 +230,7 @@ export class Journal {
         .all(afterId) as { id: number; lease_owner: string | null; lease_until: string | null }[];
       const free = candidates.find((r) => r.lease_until === null || r.lease_until < t || (r.lease_owner !== null && this.isGone(r.lease_owner)));
       if (!free) return undefined;
+      if (free.lease_until !== null) claimTakenOver('workflow');
       const token = this.newToken();
       const row = this.db
         .prepare(`UPDATE workflows SET lease_owner = ?, lease_until = ? WHERE id = ? AND lease_owner IS ? RETURNING ${WORKFLOW_COLUMNS}`)
@@ -246,17 +248,19 @@ export class Journal {
   claimStalled(f: ClaimFilter = {}, afterId = 0): { row: WorkflowRow; claim: Claim } | undefined {
     const t = this.nowIso();
     const token = this.newToken();
-    const row = writeTx(this.db, () =>
-      this.db
+    const row = writeTx(this.db, () => {
+      // Looked up first, in the same transaction, to tell a takeover (a lease that ran out, a runner gone) from a retry.
+      const next = this.db
         .prepare(
-          `UPDATE workflows SET lease_owner = ?, lease_until = ? WHERE id = (
-             SELECT id FROM workflows WHERE state = 'running' AND (lease_until IS NULL OR lease_until < ? OR vbs_runner_gone(lease_owner)) AND id > ?
+          `SELECT id, lease_until FROM workflows WHERE state = 'running' AND (lease_until IS NULL OR lease_until < ? OR vbs_runner_gone(lease_owner)) AND id > ?
              AND (? IS NULL OR resource_id = ?) AND (? OR next_attempt_at IS NULL OR next_attempt_at <= ?) AND (? OR parked_at IS NULL)
-             ORDER BY id LIMIT 1)
-           RETURNING ${WORKFLOW_COLUMNS}`,
+             ORDER BY id LIMIT 1`,
         )
-        .get(token, this.leaseUntil(), t, afterId, f.resource ?? null, f.resource ?? null, f.notDueToo ? 1 : 0, t, f.parkedToo ? 1 : 0) as WorkflowRow | undefined,
-    );
+        .get(t, afterId, f.resource ?? null, f.resource ?? null, f.notDueToo ? 1 : 0, t, f.parkedToo ? 1 : 0) as { id: number; lease_until: string | null } | undefined;
+      if (!next) return undefined;
+      if (next.lease_until !== null) claimTakenOver('workflow');
+      return this.db.prepare(`UPDATE workflows SET lease_owner = ?, lease_until = ? WHERE id = ? RETURNING ${WORKFLOW_COLUMNS}`).get(token, this.leaseUntil(), next.id) as WorkflowRow;
+    });
     return row && { row, claim: { table: 'workflows', id: row.id, token } };
   }
 
@@ -274,17 +278,18 @@ export class Journal {
   claimLeftover(f: ClaimFilter = {}, afterId = 0): { row: LeftoverRow; claim: Claim } | undefined {
     const t = this.nowIso();
     const token = this.newToken();
-    const row = writeTx(this.db, () =>
-      this.db
+    const row = writeTx(this.db, () => {
+      const next = this.db
         .prepare(
-          `UPDATE leftovers SET lease_owner = ?, lease_until = ? WHERE id = (
-             SELECT id FROM leftovers WHERE (lease_until IS NULL OR lease_until < ? OR vbs_runner_gone(lease_owner)) AND id > ?
+          `SELECT id, lease_until FROM leftovers WHERE (lease_until IS NULL OR lease_until < ? OR vbs_runner_gone(lease_owner)) AND id > ?
              AND (? IS NULL OR resource_id = ?) AND (? OR next_attempt_at <= ?) AND (? OR parked_at IS NULL)
-             ORDER BY id LIMIT 1)
-           RETURNING ${LEFTOVER_COLUMNS}`,
+             ORDER BY id LIMIT 1`,
         )
-        .get(token, this.leaseUntil(), t, afterId, f.resource ?? null, f.resource ?? null, f.notDueToo ? 1 : 0, t, f.parkedToo ? 1 : 0) as LeftoverRow | undefined,
-    );
+        .get(t, afterId, f.resource ?? null, f.resource ?? null, f.notDueToo ? 1 : 0, t, f.parkedToo ? 1 : 0) as { id: number; lease_until: string | null } | undefined;
+      if (!next) return undefined;
+      if (next.lease_until !== null) claimTakenOver('undo');
+      return this.db.prepare(`UPDATE leftovers SET lease_owner = ?, lease_until = ? WHERE id = ? RETURNING ${LEFTOVER_COLUMNS}`).get(token, this.leaseUntil(), next.id) as LeftoverRow;
+    });
     return row && { row, claim: { table: 'leftovers', id: row.id, token } };
   }
 

@@ -12,6 +12,7 @@ import { Supervisor, type SupervisedService } from './supervisor.js';
 import { hostInitiatorName } from '../core/initiator-name.js';
 import { writeSimInitiatorName } from '../sim/libiscsi.js';
 import { canRunTgtd, freeTgtdPorts, startTgtd, type TgtdPorts } from './tgtd.js';
+import { metricsPorts, writeScrapeTargets, type MetricsEndpoints } from './metrics-targets.js';
 
 export interface UpOptions {
   readonly dataDir: string;
@@ -47,6 +48,8 @@ export interface Deployment {
   readonly storage: string;
   /** The VMM host and what it drives, for the start-up banner. */
   readonly vmmHost: string;
+  /** Each service's Prometheus endpoint, and the scrape targets file naming them (docs/metrics.md). */
+  readonly metrics: MetricsEndpoints;
 }
 
 export const VMM_CHOICES = ['sim', 'libvirt', 'qemu'] as const;
@@ -103,12 +106,16 @@ export async function up(opts: UpOptions): Promise<Deployment> {
   // Every service checks callers against the CA's revocation list (reloaded on change).
   const tls = (name: string) => ({ key: `pki/${name}.key`, cert: `pki/${name}.crt`, ca: 'pki/ca.crt', crl: 'pki/ca.crl' });
   const listen = (port: number) => ({ host: '127.0.0.1', port });
+  // Each service's Prometheus listener, on a port of its own chosen now (kept across its restarts).
+  const metricsPort = await metricsPorts(ROLES);
+  const metrics = (role: Role) => ({ metrics: listen(metricsPort[role]) });
   const urls = new Map<Role, string>();
   const configs: Record<Role, () => object> = {
     'volume-delegate': () => ({
       role: 'volume-delegate',
       name: 'local',
       listen: listen(0),
+      ...metrics('volume-delegate'),
       tls: tls('volume-delegate'),
       ...(commands ? { commands } : {}),
       backend: backendType === 'file' ? { type: 'file', root: 'volumes' } : lvmIscsiBackend(tgtdPorts),
@@ -117,6 +124,7 @@ export async function up(opts: UpOptions): Promise<Deployment> {
       role: 'vmm-delegate',
       hostName: 'localhost',
       listen: listen(0),
+      ...metrics('vmm-delegate'),
       tls: tls('vmm-delegate'),
       ...(commands ? { commands } : {}),
       // Always explicit: a VMM delegate with no adapter refuses to start.
@@ -130,6 +138,7 @@ export async function up(opts: UpOptions): Promise<Deployment> {
     'instance-resolver': () => ({
       role: 'instance-resolver',
       listen: listen(0),
+      ...metrics('instance-resolver'),
       tls: tls('instance-resolver'),
       ...(commands ? { commands } : {}),
       static: { file: INSTANCE_MAP },
@@ -137,6 +146,7 @@ export async function up(opts: UpOptions): Promise<Deployment> {
     front: () => ({
       role: 'front',
       listen: listen(opts.port),
+      ...metrics('front'),
       tls: tls('front'),
       database: 'vbs.db',
       auditLog: 'audit.log',
@@ -197,7 +207,7 @@ export async function up(opts: UpOptions): Promise<Deployment> {
           : vmm === 'qemu'
             ? `localhost, QEMU VMs with QMP sockets <vmId>.qmp in ${qmpDir}`
             : `localhost, adapter ${vmm}`;
-    return { frontUrl, clientConfig, stop, gaveUp: supervisor.gaveUp, storage, vmmHost };
+    return { frontUrl, clientConfig, stop, gaveUp: supervisor.gaveUp, storage, vmmHost, metrics: writeScrapeTargets(dir, metricsPort) };
   } catch (err) {
     await stop();
     throw err;

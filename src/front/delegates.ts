@@ -6,6 +6,7 @@ import type { Record as XmlRecord } from '../soap/xml.js';
 import { VOLUME_DELEGATE_SERVICE } from '../services/volume-delegate.js';
 import { VMM_DELEGATE_SERVICE } from '../services/vmm-delegate.js';
 import { RetryingDelegate } from './retry.js';
+import { MeteredDelegate } from './metered-delegate.js';
 
 export type { DelegateClient } from '../core/delegates.js';
 
@@ -23,11 +24,14 @@ export class DelegatePool implements Delegates {
     cfg: { volumeDelegates: readonly { name: string; url: string }[]; vmmHosts: readonly { name: string; url: string }[]; delegateTimeoutMs: number },
     tls: TlsMaterial,
   ): DelegatePool {
-    const make = (def: typeof VOLUME_DELEGATE_SERVICE, list: readonly { name: string; url: string }[]) =>
+    const make = (def: typeof VOLUME_DELEGATE_SERVICE, kind: 'volume' | 'vmm', list: readonly { name: string; url: string }[]) =>
       new Map<string, DelegateClient>(
-        list.map((d) => [d.name.toLowerCase(), new RetryingDelegate(new SoapClient({ def, url: d.url, name: `${def.name} ${d.name}`, tls, timeoutMs: cfg.delegateTimeoutMs }))]),
+        list.map((d) => [
+          d.name.toLowerCase(),
+          new MeteredDelegate(new RetryingDelegate(new SoapClient({ def, url: d.url, name: `${def.name} ${d.name}`, tls, timeoutMs: cfg.delegateTimeoutMs })), kind, d.name.toLowerCase()),
+        ]),
       );
-    return new DelegatePool(make(VOLUME_DELEGATE_SERVICE, cfg.volumeDelegates), make(VMM_DELEGATE_SERVICE, cfg.vmmHosts));
+    return new DelegatePool(make(VOLUME_DELEGATE_SERVICE, 'volume', cfg.volumeDelegates), make(VMM_DELEGATE_SERVICE, 'vmm', cfg.vmmHosts));
   }
 
   vmmHostNames(): string[] {

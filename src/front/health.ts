@@ -1,6 +1,7 @@
 import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { DelegatePool } from './delegates.js';
+import { delegateProbed } from '../core/metrics.js';
 
 type Target = { readonly kind: 'volume-delegate' | 'vmm-host'; readonly name: string };
 
@@ -57,10 +58,12 @@ export class DelegateHealth {
       if (t.kind === 'volume-delegate') await this.delegates.volumeDelegate(t.name).call('WaitObjects', { maxWaitMs: 0 });
       else await this.delegates.vmmDelegate(t.name).call('DescribeHost', {});
     } catch (err) {
+      delegateProbed(t.kind === 'vmm-host' ? 'vmm' : 'volume', t.name, false);
       if (!this.down.has(key)) this.log.warn('delegate unreachable', { delegate: key, message: errorMessage(err) });
       this.down.add(key);
       return;
     }
+    delegateProbed(t.kind === 'vmm-host' ? 'vmm' : 'volume', t.name, true);
     if (!this.down.delete(key)) return;
     this.log.info('delegate is back; reconciling', { delegate: key });
     await this.onReturn(t).catch((err) => this.log.error('reconciling a returning delegate failed', { delegate: key, err }));

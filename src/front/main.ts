@@ -17,6 +17,8 @@ import { FrontWorkflows } from './workflows.js';
 import { everyUnlessRunning } from './pending-timer.js';
 import { AuditFile, AuditTrail } from './audit.js';
 import { administrators } from './access.js';
+import { countMetadata } from '../core/metrics.js';
+import { metadataCounts } from '../db/gauges.js';
 
 export type { RunningService };
 
@@ -94,12 +96,14 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
     await service.reconcile(log);
   });
   health.start();
+  const uncount = countMetadata(() => metadataCounts(db));
   log.info('VBS front listening', { url });
 
   return {
     server,
     url,
     close: async () => {
+      uncount();
       monitor.stop();
       watcher.stop();
       health.stop();

@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { crashPoint } from '../core/crash-points.js';
+import * as metrics from '../core/metrics.js';
 import { FAULTS, VbsError, errorMessage, toSafeError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { REQUEST_ID, REQUEST_ID_HEADER, requestScope } from '../core/request-context.js';
@@ -12,7 +13,7 @@ import { decodeBody, decodeFields, encodeFields, envelope, escapeXml, MAX_REQUES
 import type { ServiceDefinition } from './schema.js';
 import { generateWsdl } from './wsdl.js';
 import { CrlWatch } from './crl-watch.js';
-import { ConnectionIdentities, DEFAULT_MAX_ANONYMOUS_CONNECTIONS, SERVER_TLS_POLICY, type Identification, type Peer } from './tls-guard.js';
+import { ConnectionIdentities, DEFAULT_MAX_ANONYMOUS_CONNECTIONS, SERVER_TLS_POLICY, refusalReason, type Identification, type Peer } from './tls-guard.js';
 
 export interface CallContext {
   /** The caller's certificate common name: the user id. */
@@ -125,6 +126,7 @@ export function createSoapServer(opts: SoapServerOptions): Server {
   for (const name of Object.keys(def.operations)) {
     if (!opts.handlers[name]) throw new Error(`${def.name}: no handler for ${name}`);
   }
+  metrics.serviceOperations(def.name, def.operations);
 
   const secureContext = (crl: string | undefined) => ({ key: opts.tls.key, cert: opts.tls.cert, ca: opts.tls.ca, ...SERVER_TLS_POLICY, ...(crl ? { crl } : {}) });
   const identities = new ConnectionIdentities(opts.maxAnonymousConnections ?? DEFAULT_MAX_ANONYMOUS_CONNECTIONS, log);
@@ -153,7 +155,7 @@ export function createSoapServer(opts: SoapServerOptions): Server {
       // Only a service may name the request (the front, for the user's request it serves).
       const requestId = peer?.service && typeof forwarded === 'string' && REQUEST_ID.test(forwarded) ? forwarded : randomUUID();
       res.setHeader(REQUEST_ID_HEADER, requestId);
-      requestScope.run({ requestId }, () => {
+      requestScope.run({ requestId, elapsed: metrics.stopwatch() }, () => {
         handle(req, res, who, requestId).catch((err) => {
           log.error('request failed outside the handler', { requestId, err });
           if (!res.headersSent) sendFault(res, def.namespace, toSafeError(err), requestId);
@@ -165,15 +167,17 @@ export function createSoapServer(opts: SoapServerOptions): Server {
   const live = new Set<TLSSocket>();
   server.on('secureConnection', (socket: TLSSocket) => {
     identities.bind(socket);
-    if (socket.destroyed) return;
+    if (socket.destroyed) return metrics.tlsRefused(def.name, 'too_many_anonymous');
     live.add(socket);
     socket.once('close', () => live.delete(socket));
   });
   server.once('close', () => crl?.close());
+  server.on('tlsClientError', () => metrics.tlsRefused(def.name, 'handshake_failed'));
   function cutRevoked(): void {
     for (const socket of live) {
       if (crl?.isRevoked(socket.getPeerCertificate()?.serialNumber)) {
         log.info('connection of a revoked certificate closed', { caller: socket.getPeerCertificate()?.subject?.CN });
+        metrics.revokedConnectionCut(def.name);
         socket.destroy();
       }
     }
@@ -185,6 +189,7 @@ export function createSoapServer(opts: SoapServerOptions): Server {
 
   /** Runs beforeAnswer; its failure (logged here) is the fault to answer with. */
   function told(outcome: RequestOutcome): VbsError | undefined {
+    metrics.requestAnswered(def.name, def.operations, outcome, requestScope.getStore()?.elapsed?.());
     if (!opts.beforeAnswer) return undefined;
     try {
       opts.beforeAnswer(outcome);
@@ -217,6 +222,7 @@ export function createSoapServer(opts: SoapServerOptions): Server {
     }
     if (!('peer' in who)) {
       req.resume();
+      metrics.tlsRefused(def.name, refusalReason(who.refusal));
       return answerFault(res, new VbsError('AuthFailure', who.refusal), asked);
     }
     const peer = who.peer;

@@ -120,6 +120,11 @@ const REVOKED = 'This certificate has been revoked by the VBS certificate author
 const EXPIRED = 'This certificate has expired; ask an administrator for a new one (vbs admin user renew).';
 const NOT_YET_VALID = 'This certificate is not valid yet.';
 
+/** A refusal's text as a metric's reason (src/core/metrics.ts). */
+export function refusalReason(refusal: string): 'no_certificate' | 'expired' | 'not_yet_valid' | 'revoked' {
+  return refusal === REVOKED ? 'revoked' : refusal === EXPIRED ? 'expired' : refusal === NOT_YET_VALID ? 'not_yet_valid' : 'no_certificate';
+}
+
 /** Why the handshake did not verify: what the caller can fix, nothing more. */
 function reasonText(reason: string | undefined): string {
   if (reason === 'CERT_REVOKED') return REVOKED;

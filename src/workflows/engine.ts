@@ -1,4 +1,5 @@
 import { crashPoint } from '../core/crash-points.js';
+import * as metrics from '../core/metrics.js';
 import { VbsError, errorMessage, toSafeError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { failureOutcome } from '../core/outcome.js';
@@ -181,6 +182,7 @@ export class WorkflowEngine {
 
   register(kind: AnyKind): void {
     this.kinds.set(kind.kind, kind);
+    metrics.workflowKind(kind.kind);
   }
 
   /** This runner stops: its claims are free for a successor at once (it is no longer "live"). */
@@ -296,11 +298,14 @@ export class WorkflowEngine {
       const step = steps[i]!;
       this.journal.setStep(claim, i, step.name, 'started');
       let out: Partial<D> | void;
+      const took = metrics.stopwatch();
       try {
         crashPoint(`${kind.kind}/${i + 1}/before`); // fault injection for crash tests
         this.beforeStep(kind.kind, step.name);
         out = await this.holding(claim, () => step.run(data));
+        metrics.stepTimed(kind.kind, step.name, true, took());
       } catch (err) {
+        metrics.stepTimed(kind.kind, step.name, false, took());
         if (err instanceof ClaimLost) throw err;
         return await this.failed(kind, claim, data, steps, i, toSafeError(err), resumed);
       }
@@ -310,6 +315,7 @@ export class WorkflowEngine {
     }
     crashPoint(`${kind.kind}/commit`); // fault injection for crash tests
     this.journal.finish(claim, 'done', null, () => kind.commit(this.meta, data));
+    metrics.workflowEnded(kind.kind, 'done');
     return data;
   }
 
@@ -324,10 +330,12 @@ export class WorkflowEngine {
       const nothingChanged = !resumed && steps.slice(0, i).every((s) => s.observes) && (step.observes || outcome !== 'unknown');
       if (!nothingChanged) {
         this.stall(kind, claim, data, step.name, cause.message);
+        metrics.workflowEnded(kind.kind, 'stalled');
         throw new StepStalled(kind.kind, i, steps.length, step.name, cause);
       }
       const failure = new StepFailed(kind.kind, i, steps.length, step.name, cause, true);
       this.journal.finish(claim, 'failed', failure.message, () => kind.abort(this.meta, data, failure));
+      metrics.workflowEnded(kind.kind, 'failed');
       throw failure;
     }
     // A step that failed without acting changed nothing; one whose outcome is
@@ -336,6 +344,7 @@ export class WorkflowEngine {
     const clean = await this.compensate(kind, claim, data, steps, undoFrom);
     const failure = new StepFailed(kind.kind, i, steps.length, step.name, cause, clean);
     this.journal.finish(claim, 'failed', failure.message, () => kind.abort(this.meta, data, failure));
+    metrics.workflowEnded(kind.kind, 'failed');
     throw failure;
   }
 
@@ -460,6 +469,7 @@ export class WorkflowEngine {
         await this.compensate(kind, claim, data, steps, lastStarted, (i) => state(i) === 'undone');
         const failure = new VbsError('OperationFailed', `${row.kind} was interrupted by a restart of the VBS service and was rolled back.`);
         this.journal.finish(claim, 'failed', failure.message, () => kind.abort(this.meta, data, failure));
+        metrics.workflowEnded(row.kind, 'rolled_back');
       }
       finished?.push({ kind: row.kind, data });
       return true;

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { VbsError } from '../../core/errors.js';
+import { longPollWaiting } from '../../core/metrics.js';
 
 /** The longest WaitObjects may hold a request open: below every caller's timeout for it. */
 export const MAX_WAIT_MS = 25_000;
@@ -72,7 +73,7 @@ export class ChangeFeed {
     await new Promise<void>((resolve) => {
       const done = () => {
         clearTimeout(timer);
-        this.waiters.delete(wake);
+        if (this.waiters.delete(wake)) longPollWaiting(-1);
         resolve();
       };
       const wake = () => {
@@ -81,6 +82,7 @@ export class ChangeFeed {
       const timer = setTimeout(done, Math.min(waitMs, MAX_WAIT_MS));
       timer.unref();
       this.waiters.add(wake);
+      longPollWaiting(1);
     });
     return this.since(cursor);
   }

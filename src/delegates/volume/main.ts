@@ -14,6 +14,7 @@ import { targetPatterns, targetTool } from './iscsi-targets.js';
 import { LvmIscsiBackend } from './lvm-iscsi-backend.js';
 import { LvmTools } from './lvm-tools.js';
 import { volumeDelegateHandlers } from './service.js';
+import { meterCapacity } from './capacity-metrics.js';
 
 export const FILE_BACKEND_PATTERNS = ['volume.file.create', 'volume.file.snapshot', 'volume.file.clone', 'volume.file.resize', 'volume.file.delete'];
 export const LVM_PATTERNS = [
@@ -36,8 +37,10 @@ export async function startVolumeDelegate(cfg: VolumeDelegateConfig, log: Logger
   // Checked before any host command: a call older than one already acted on is refused.
   const memory = new GenerationMemory(cfg.generationsFile ?? ':memory:');
   const handlers = guardGenerations(volumeDelegateHandlers(backend), VOLUME_GENERATION_RULES, memory);
+  const unmeter = meterCapacity(cfg.name, backend, log);
   // Closing answers every WaitObjects held open, so none outlives the service.
   return listenDelegate(cfg, VOLUME_DELEGATE_SERVICE, handlers, log, () => {
+    unmeter();
     backend.changes.close();
     memory.close();
   });
