@@ -1,14 +1,16 @@
 import Database from 'better-sqlite3';
-import { existsSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Record as XmlRecord } from '../../../src/soap/xml.js';
 import { eventually } from '../harness.js';
 import { startServedLvmIscsi, type ServedSite } from './served.js';
-import { armFault, backendOf, expectCheckClean, leftovers, simDump, type BackendConfig } from './site.js';
+import { armFault, backendOf, expectCheckClean, leftovers, operatorCommands, simDump, type BackendConfig } from './site.js';
 
 /**
- * Issue 16 item 1 through the public interface: a real front, volume delegate
+ * Issue 16 items 1 and 6 through the public interface (item 6: the last case
+ * but one). Item 1: a real front, volume delegate
  * and VMM delegate (`vbs serve`, lvm-iscsi on the host simulator), driven over
  * SOAP. A create's delegate call is held after its data was made, while the
  * front's long-poll of that delegate reports the data ready. The rule built
@@ -38,6 +40,7 @@ const DELEGATE_TIMEOUT_MS = 15_000;
 let site: ServedSite;
 let b: BackendConfig;
 let source: string;
+let commandsDir: string | undefined;
 
 /** Simulator processes of `tool` running on this deployment's state folder (from /proc). */
 function simProcesses(tool: string): number[] {
@@ -149,7 +152,13 @@ const snapshot = async (id: string) => (await snapshots()).find((s) => s.snapsho
 const attach = (volumeId: string, device: string) => site.api.call('AttachVolume', { volumeId, vmmHost: 'localhost', vmId: 'vm1', device });
 
 beforeAll(async () => {
-  site = await startServedLvmIscsi({ delegateTimeoutMs: DELEGATE_TIMEOUT_MS, pollIntervalMs: 3_600_000, healthIntervalMs: 3_600_000 });
+  // The snapshot below is held at its rename for the whole file: past the delegate's 120 s command
+  // limit on a slow machine, which would end its copy in error. An operator's commands file gives
+  // that one pattern a longer limit (the release, not a timeout, ends the hold here).
+  commandsDir = mkdtempSync(join(tmpdir(), 'vbs-held-creates-'));
+  const commands = operatorCommands(join(commandsDir, 'commands.properties'), {});
+  appendFileSync(commands, '\nvolume.lvm.rename.timeoutMs = 3600000\n');
+  site = await startServedLvmIscsi({ delegateTimeoutMs: DELEGATE_TIMEOUT_MS, pollIntervalMs: 3_600_000, healthIntervalMs: 3_600_000 }, { commands });
   b = backendOf(site.dir);
   source = String(((await site.api.call('CreateVolume', { size: 1 })).volume as XmlRecord).volumeId);
   await eventually(async () => ((await volume(source))?.status === 'available' ? true : undefined));
@@ -162,8 +171,9 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  if (b) for (const key of ['vgs.list', 'lvs.list', 'lvrename.rename']) release(key);
+  if (b) for (const key of ['vgs.list', 'lvs.list', 'lvrename.rename', 'lvcreate.create']) release(key);
   await site?.stop();
+  if (commandsDir) rmSync(commandsDir, { recursive: true, force: true });
 });
 
 describe('issue 16 item 1: what a user has seen is never rolled back (SOAP, lvm-iscsi)', { timeout: 180_000 }, () => {
@@ -229,6 +239,29 @@ describe('issue 16 item 1: what a user has seen is never rolled back (SOAP, lvm-
     expect(await snapshot(id)).toBeUndefined();
     expect(workflowStates(id)).toEqual(['failed']);
     await expectDataGone(before);
+  });
+
+  it('issue 16 item 6: a create queued behind a held lvcreate, timed out and undone, leaves no LV that no record owns', async () => {
+    const before = new Set(lvNames());
+    // The first create's lvcreate is held: it holds the delegate's space lock, so the next create queues behind it.
+    armFault(site, 'hang', 'lvcreate.create', '3600');
+    const first = String(((await site.api.call('CreateVolume', { size: 1 })).volume as XmlRecord).volumeId);
+    expect((await volume(first))?.status).toBe('creating'); // answered while its copy goes on
+    await eventually(async () => (simProcesses('lvcreate').length ? true : undefined));
+    const queued = site.api.call('CreateVolume', { size: 1 }).then(
+      (r) => r,
+      (err: unknown) => err,
+    );
+    const second = await eventually(async () => (await volumes()).find((v) => v.status === 'creating' && v.volumeId !== first)?.volumeId as string | undefined);
+    // Its call outlasts the front's timeout; its undo waits behind it on the delegate and is kept to retry.
+    expect(await queued).toMatchObject({ code: 'ServiceUnavailable', message: expect.stringMatching(new RegExp(`did not answer within ${DELEGATE_TIMEOUT_MS} ms`)) });
+    expect(await volume(second)).toBeUndefined();
+    release('lvcreate.create');
+    // The first create finishes; whatever the queued one made is removed by the retried undo.
+    await eventually(async () => ((await volume(first))?.status === 'available' ? true : undefined), 60_000);
+    await eventually(async () => (leftovers(site.dir).length === 0 ? true : undefined), 90_000, 250);
+    expect(new Set(lvNames())).toEqual(new Set([...before, first]));
+    expect(workflowStates(second)).toEqual(['failed']);
   });
 
   it('afterwards the held snapshot finishes and VBS and the hosts agree', async () => {
