@@ -9,10 +9,11 @@ import { startServedLvmIscsi, type ServedSite } from './served.js';
 import { armFault, backendOf, expectCheckClean, leftovers, operatorCommands, simDump, type BackendConfig } from './site.js';
 
 /**
- * Issue 16 items 1 and 6 through the public interface (item 6: the last case
- * but one). Item 1: a real front, volume delegate
- * and VMM delegate (`vbs serve`, lvm-iscsi on the host simulator), driven over
- * SOAP. A create's delegate call is held after its data was made, while the
+ * Issue 16 items 1 and 6 through the public interface: a real front, volume
+ * delegate and VMM delegate (`vbs serve`, lvm-iscsi on the host simulator),
+ * driven over SOAP. Item 6 is the last case but one.
+ *
+ * Item 1: a create's delegate call is held after its data was made, while the
  * front's long-poll of that delegate reports the data ready. The rule built
  * for the issue: a record whose create workflow still runs is not promoted
  * (the report is held back), so the user never sees `available`/`completed`
@@ -21,12 +22,15 @@ import { armFault, backendOf, expectCheckClean, leftovers, operatorCommands, sim
  *
  * How the call is held after the data is made, without sleeps: the delegate's
  * create runs `lvs` (reserve), `vgs` (capacity), `lvcreate`, then `lvs` again
- * for its answer. `vgs` is held (a `hang/` file) while the test arms a hold of
+ * for its answer (a snapshot: one `lvs` more first, its point-in-time
+ * `lvcreate -s` before the answer's look, and the copy after). `vgs` is held (a `hang/` file) while the test arms a hold of
  * the next single `lvs` (`.count` 1), then released by removing its file. The
  * next `lvs` is the answer's look; `lvcreate` runs unheld and makes the data,
  * which the long-poll (WaitObjects) reports with an `lvs` of its own, now
- * unheld. The front's periodic fallback poll and health probe are set to an
- * hour so that no other `lvs` runs meanwhile.
+ * unheld. The front long-polls that delegate throughout because a snapshot
+ * held at its final rename (from `beforeAll` to the last case) keeps a copy
+ * in progress there; its periodic fallback poll and health probe are set to
+ * an hour so that no other `lvs` runs meanwhile.
  *
  * The one ordering this relies on and cannot force: the answer's `lvs` is
  * started right after `lvcreate` (the same tick), and the long-poll's only
