@@ -115,7 +115,11 @@ export class CreationMonitor {
         const id = String(o.id);
         const state = String(o.state);
         if (busy.has(id)) {
-          if (state === 'ready' || state === 'error') this.deferred.set(id, delegate);
+          if (state === 'ready' || state === 'error') {
+            // Said in the log so an operator (and the public-interface test of issue 16 item 1) can see it.
+            if (!this.deferred.has(id)) this.log.info('finished copy held back while its create workflow runs', { id, state });
+            this.deferred.set(id, delegate);
+          }
         } else if (state === 'absent') lost.push(id);
         else this.record(id, state, o);
       }

@@ -1,7 +1,9 @@
 /**
  * Fault injection, driven by files in the state folder:
  *
- *   hang/<tool>.<verb>        sleep that many seconds (default 3600) before doing anything
+ *   hang/<tool>.<verb>        sleep that many seconds (default 3600) before doing anything; the
+ *                             sleep ends early once the file is removed (a test releases a
+ *                             command it held at the moment it chooses)
  *   fail/<tool>.<verb>        print the file's text (or a default message) to stderr, exit 1,
  *                             change nothing
  *   fail/<tool>.<verb>.count  when present, how many more times to fail (decremented each time;
@@ -50,14 +52,22 @@ function armed(dir: string, file: string): boolean {
   });
 }
 
-/** Waits as long as a `hang/` file says, if one applies. */
+/** How often a held command looks whether its `hang/` file was removed. */
+const RELEASE_CHECK_MS = 50;
+
+/**
+ * Waits as long as a `hang/` file says, if one applies, or until that file is
+ * removed: a test holds a command exactly as long as it needs to, waiting for
+ * events rather than guessing a duration.
+ */
 export async function maybeHang(dir: string, tool: string, verb: string): Promise<void> {
   for (const key of keys(tool, verb)) {
     const file = join(dir, 'hang', key);
     if (!armed(dir, file)) continue;
     const seconds = Number.parseFloat((readText(file) ?? '').trim());
     const ms = (Number.isFinite(seconds) && seconds >= 0 ? seconds : 3600) * 1000;
-    await delay(ms);
+    const end = Date.now() + ms;
+    for (let left = ms; left > 0 && existsSync(file); left = end - Date.now()) await delay(Math.min(left, RELEASE_CHECK_MS));
     return;
   }
 }

@@ -15,74 +15,98 @@
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { resolveDevice } from './devices.js';
 import { injectedFailure, injectedFailureAfter, maybeHang } from './faults.js';
-import { ietadmMain, ietManage, ietVerb } from './iet.js';
 import { Io, type ToolDef } from './io.js';
-import { iscsiadmMain, iscsiadmVerb, iscsiManage } from './iscsiadm.js';
-import { LVM_TOOLS, lvmMain, lvmVerb } from './lvm.js';
-import { nimbusAdminMain, nimbusManage } from './nimbus.js';
-import { novaManage, openstackMain } from './openstack.js';
-import { qmMain, qmVerb } from './proxmox.js';
 import { ensureDir, LockTimeout, readState } from './state.js';
-import { vmMain } from './vm.js';
-import { xenVerb, xlMain, xmMain } from './xen.js';
 
-function lvmTool(name: string): ToolDef {
-  const run = LVM_TOOLS[name];
-  if (!run) throw new Error(`no LVM tool ${name}`);
-  return { run, verbOf: (args) => lvmVerb(name, args) };
+/*
+ * Every simulated command is a Node process of its own (a `.sim` pattern in
+ * commands.properties), so what one loads is paid at every host command: each
+ * tool's module (and what it imports: better-sqlite3 for nimbus-admin, the
+ * libiscsi bridge for iscsiadm) is loaded only when that tool runs.
+ * docs/process-starts.md has the numbers.
+ */
+type Loader = () => Promise<ToolDef>;
+
+function lvmTool(name: string): Loader {
+  return async () => {
+    const { LVM_TOOLS, lvmVerb } = await import('./lvm.js');
+    const run = LVM_TOOLS[name];
+    if (!run) throw new Error(`no LVM tool ${name}`);
+    return { run, verbOf: (args) => lvmVerb(name, args) };
+  };
 }
 
-export const TOOLS: Record<string, ToolDef> = {
-  xm: { run: xmMain, verbOf: xenVerb },
-  xl: { run: xlMain, verbOf: xenVerb },
-  qm: { run: qmMain, verbOf: qmVerb },
+export const TOOLS: Record<string, Loader> = {
+  xm: async () => {
+    const { xmMain, xenVerb } = await import('./xen.js');
+    return { run: xmMain, verbOf: xenVerb };
+  },
+  xl: async () => {
+    const { xlMain, xenVerb } = await import('./xen.js');
+    return { run: xlMain, verbOf: xenVerb };
+  },
+  qm: async () => {
+    const { qmMain, qmVerb } = await import('./proxmox.js');
+    return { run: qmMain, verbOf: qmVerb };
+  },
   lvcreate: lvmTool('lvcreate'),
   lvremove: lvmTool('lvremove'),
   lvrename: lvmTool('lvrename'),
   lvs: lvmTool('lvs'),
   vgs: lvmTool('vgs'),
-  ietadm: { run: ietadmMain, verbOf: ietVerb },
-  iscsiadm: { run: iscsiadmMain, verbOf: iscsiadmVerb },
+  ietadm: async () => {
+    const { ietadmMain, ietVerb } = await import('./iet.js');
+    return { run: ietadmMain, verbOf: ietVerb };
+  },
+  iscsiadm: async () => {
+    const { iscsiadmMain, iscsiadmVerb } = await import('./iscsiadm.js');
+    return { run: iscsiadmMain, verbOf: iscsiadmVerb };
+  },
   // Cloud tools the instance resolver drives (src/resolver): fault verbs `list` and `show`.
-  'nimbus-admin': { run: nimbusAdminMain, verbOf: () => 'list' },
-  openstack: { run: openstackMain, verbOf: (args) => args[1] ?? '' },
+  'nimbus-admin': async () => ({ run: (await import('./nimbus.js')).nimbusAdminMain, verbOf: () => 'list' }),
+  openstack: async () => ({ run: (await import('./openstack.js')).openstackMain, verbOf: (args) => args[1] ?? '' }),
   // `lvm lvcreate ...` is the real multi-call LVM binary; `lvm vgcreate|path` are management verbs.
-  lvm: {
-    run: lvmMain,
-    verbOf: (args) => {
-      const t = args[0];
-      return t && LVM_TOOLS[t] ? `${t}.${lvmVerb(t, args.slice(1))}` : '';
-    },
+  lvm: async () => {
+    const { LVM_TOOLS, lvmMain, lvmVerb } = await import('./lvm.js');
+    return {
+      run: lvmMain,
+      verbOf: (args) => {
+        const t = args[0];
+        return t && LVM_TOOLS[t] ? `${t}.${lvmVerb(t, args.slice(1))}` : '';
+      },
+    };
   },
-  vm: { run: vmMain },
-  iet: { run: ietManage },
-  iscsi: { run: iscsiManage },
-  nimbus: { run: nimbusManage },
-  nova: { run: novaManage },
-  resolve: {
-    run: (io, dir, args) => {
-      if (args.length !== 1 || !args[0]) {
-        io.eprint('usage: hostsim resolve <device path>');
-        return 2;
-      }
-      const r = resolveDevice(readState(dir), dir, args[0]);
-      if (!r.exists) {
-        io.eprint(`hostsim: ${args[0]} does not exist`);
-        return 1;
-      }
-      io.print(r.backing);
-      return 0;
-    },
+  vm: async () => ({ run: (await import('./vm.js')).vmMain }),
+  iet: async () => ({ run: (await import('./iet.js')).ietManage }),
+  iscsi: async () => ({ run: (await import('./iscsiadm.js')).iscsiManage }),
+  nimbus: async () => ({ run: (await import('./nimbus.js')).nimbusManage }),
+  nova: async () => ({ run: (await import('./openstack.js')).novaManage }),
+  resolve: async () => {
+    const { resolveDevice } = await import('./devices.js');
+    return {
+      run: (io, dir, args) => {
+        if (args.length !== 1 || !args[0]) {
+          io.eprint('usage: hostsim resolve <device path>');
+          return 2;
+        }
+        const r = resolveDevice(readState(dir), dir, args[0]);
+        if (!r.exists) {
+          io.eprint(`hostsim: ${args[0]} does not exist`);
+          return 1;
+        }
+        io.print(r.backing);
+        return 0;
+      },
+    };
   },
-  dump: {
+  dump: async () => ({
     run: (io, dir) => {
       io.print(JSON.stringify(readState(dir), null, 2));
       return 0;
     },
-  },
-  shims: { run: writeShims },
+  }),
+  shims: async () => ({ run: writeShims }),
 };
 
 /** The host tools a shim folder provides. */
@@ -136,20 +160,21 @@ export async function main(argv: string[]): Promise<{ code: number; io: Io }> {
 
   const invokedAs = basename(argv[1] ?? '').replace(/\.(c|m)?js$/, '');
   let tool: string | undefined;
-  if (invokedAs !== 'hostsim' && TOOLS[invokedAs]) tool = invokedAs;
+  if (invokedAs !== 'hostsim' && Object.hasOwn(TOOLS, invokedAs)) tool = invokedAs;
   else tool = args.shift();
 
   if (!dir) {
     io.eprint('hostsim: no state folder: pass --state DIR or set VBS_SIM_STATE');
     return { code: 2, io };
   }
-  const def = tool ? TOOLS[tool] : undefined;
-  if (!tool || !def) {
+  const load = tool && Object.hasOwn(TOOLS, tool) ? TOOLS[tool] : undefined;
+  if (!tool || !load) {
     if (tool) io.eprint(`hostsim: unknown tool '${tool}'`);
     io.eprint(USAGE);
     return { code: 2, io };
   }
   ensureDir(dir);
+  const def = await load();
   try {
     let faultKey: [string, string] | undefined;
     if (def.verbOf) {
@@ -189,7 +214,7 @@ const isMain = (() => {
   const entry = process.argv[1];
   if (!entry) return false;
   const name = basename(entry).replace(/\.(c|m)?js$/, '');
-  return name === 'hostsim' || name in TOOLS;
+  return name === 'hostsim' || Object.hasOwn(TOOLS, name);
 })();
 
 if (isMain) {

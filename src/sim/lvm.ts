@@ -19,7 +19,7 @@
  * right-aligned, errors on stderr, exit 5 (ECMD_FAILED) for refused operations and
  * 3 (EINVALID_CMD_LINE) for bad command lines.
  */
-import { execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { closeSync, ftruncateSync, mkdirSync, openSync, readFileSync, unlinkSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { findLv, lvBackingRel, lvDevPath, lvHolders } from './devices.js';
@@ -415,6 +415,8 @@ function lvcreate(io: Io, dir: string, args: string[]): number {
     const file = resolve(dir, backing);
     if (origin) {
       mkdirSync(dirname(file), { recursive: true });
+      // Loaded here, not at the top: only a snapshot copies, and every simulated command pays for what it loads.
+      const { execFileSync } = createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process');
       execFileSync('cp', ['--sparse=always', '--reflink=auto', resolve(dir, origin.backing), file], { stdio: 'ignore' });
     } else {
       makeSparse(file, extents * vg.extentSize);

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { cleanup, disksOf, file, HOSTSIM, sim, simAsync, stripSimEnv, tmp, vms } from './helpers.js';
@@ -146,6 +146,21 @@ describe('hang/ files', () => {
     child.kill('SIGKILL');
     await exited;
     expect(disksOf(dir, 'vm1')).toEqual([]);
+  });
+
+  it('end once the file is removed: the command then runs as usual', async () => {
+    fault('hang', 'xm.block-attach', '');
+    const child = spawn(process.execPath, [HOSTSIM, '--state', dir, 'xm', 'block-attach', 'vm1', `file:${img}`, 'xvdb', 'w'], {
+      stdio: 'ignore',
+      env: stripSimEnv(process.env),
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    // Held: the disk is not attached while the file is there (the command is still running).
+    expect(disksOf(dir, 'vm1')).toEqual([]);
+    expect(child.exitCode).toBeNull();
+    rmSync(join(dir, 'hang', 'xm.block-attach'));
+    expect(await exited).toBe(0);
+    expect(disksOf(dir, 'vm1')).toHaveLength(1);
   });
 
   it('honour a .count file', () => {

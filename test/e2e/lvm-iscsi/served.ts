@@ -28,12 +28,12 @@ export interface ServedSite extends Site {
 /**
  * The lvm-iscsi deployment with each service run by `vbs serve`, as `vbs up`
  * runs them, for what `vbs up` cannot do: a front with its own settings
- * (delegateTimeoutMs) and a VMM delegate that stays down until the test
+ * (delegateTimeoutMs; the volume delegate's too, when given) and a VMM delegate that stays down until the test
  * brings it back (`vbs up` reacts to a service that dies on its own).
  * `vbs up` lays the folder out first (CA, certificates, configurations, VG,
  * VMs); its targets are on the simulated IET, so no tgtd outlives it.
  */
-export async function startServedLvmIscsi(front: Record<string, unknown>): Promise<ServedSite> {
+export async function startServedLvmIscsi(front: Record<string, unknown>, volumeDelegate: Record<string, unknown> = {}): Promise<ServedSite> {
   const base = await startVbs(['--backend', 'lvm-iscsi', '--target', 'iet']);
   await base.stop(true);
   const dir = base.dir;
@@ -50,7 +50,7 @@ export async function startServedLvmIscsi(front: Record<string, unknown>): Promi
     // vbs up wrote the ports its services had, which may be taken since: start on fresh ones.
     for (const f of ['volume-delegate.json', 'vmm-delegate.json', 'front.json']) {
       const c = readJson(f);
-      writeJson(f, { ...c, listen: { ...(c.listen as object), port: 0 } });
+      writeJson(f, { ...c, listen: { ...(c.listen as object), port: 0 }, ...(f === 'volume-delegate.json' ? volumeDelegate : {}) });
     }
     const volumeUrl = await serve('volume-delegate', dir, children);
     let vmmChild = children.length;
