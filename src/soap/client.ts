@@ -1,5 +1,6 @@
 import { Agent, request } from 'node:https';
 import { VbsError, isFaultCode, errorMessage } from '../core/errors.js';
+import { failureOutcome } from '../core/outcome.js';
 import { REQUEST_ID_HEADER, currentRequestId } from '../core/request-context.js';
 import type { ServiceDefinition } from './schema.js';
 import type { TlsMaterial } from './server.js';
@@ -32,6 +33,8 @@ const faultParser = new XMLParser({ removeNSPrefix: true, parseTagValue: false, 
  */
 export class SoapClient {
   private readonly agent: Agent;
+  /** New connections only: the one retry after a kept-alive connection went stale. */
+  private readonly freshAgent: Agent;
   private readonly def: ServiceDefinition;
   private readonly url: URL;
   private readonly name: string;
@@ -49,13 +52,14 @@ export class SoapClient {
       // Services present certificates for their host names/IPs (SAN): checked.
       rejectUnauthorized: true,
     });
+    this.freshAgent = new Agent({ keepAlive: false, key: opts.tls.key, cert: opts.tls.cert, ca: opts.tls.ca, rejectUnauthorized: true });
   }
 
   async call(operation: string, input: XmlRecord, timeoutMs = this.opts.timeoutMs ?? 30_000): Promise<XmlRecord> {
     const op = this.def.operations[operation];
     if (!op) throw new Error(`${this.def.name} has no operation ${operation}`);
     const body = envelope(this.def.namespace, `<tns:${operation}>${encodeFields(this.def, op.input, input)}</tns:${operation}>`);
-    const { status, text, requestId } = await this.post(operation, body, timeoutMs);
+    const { status, text, requestId } = await this.postOnLiveConnection(operation, body, timeoutMs);
     if (status !== 200) throw parseFault(text, status, this.name, requestId);
     let parsed;
     try {
@@ -74,17 +78,43 @@ export class SoapClient {
 
   close(): void {
     this.agent.destroy();
+    this.freshAgent.destroy();
   }
 
-  private post(operation: string, body: string, timeoutMs: number): Promise<{ status: number; text: string; requestId?: string }> {
+  /**
+   * A kept-alive connection can be closed by the service (its idle timeout,
+   * a restart behind a proxy) just as we write to it: the write then fails
+   * with a reset before any answer. That says nothing about the service, so
+   * the request is sent once more on a new connection. Should that one fail
+   * too, the outcome stays unknown (the service may have read the first
+   * request after all): never "not delivered".
+   */
+  private async postOnLiveConnection(operation: string, body: string, timeoutMs: number): Promise<{ status: number; text: string; requestId?: string }> {
+    try {
+      return await this.post(operation, body, timeoutMs, this.agent);
+    } catch (err) {
+      if (!(err instanceof StaleConnectionError)) throw err;
+      try {
+        return await this.post(operation, body, timeoutMs, this.freshAgent);
+      } catch (again) {
+        if (again instanceof VbsError && failureOutcome(again) === 'not-delivered') {
+          throw new VbsError('ServiceUnavailable', again.message, { cause: err.cause });
+        }
+        throw again instanceof StaleConnectionError ? again.cause : again;
+      }
+    }
+  }
+
+  private post(operation: string, body: string, timeoutMs: number, agent: Agent): Promise<{ status: number; text: string; requestId?: string }> {
     const forwarded = currentRequestId();
     const max = this.opts.maxResponseBytes ?? 64 * 1024 * 1024;
     return new Promise((resolve, reject) => {
+      let answered = false;
       const req = request(
         this.url,
         {
           method: 'POST',
-          agent: this.agent,
+          agent,
           headers: {
             'content-type': 'text/xml; charset=utf-8',
             soapaction: `"${this.def.namespace}/${operation}"`,
@@ -93,6 +123,7 @@ export class SoapClient {
           },
         },
         (res) => {
+          answered = true;
           const chunks: Buffer[] = [];
           let size = 0;
           res.on('data', (c: Buffer) => {
@@ -116,11 +147,23 @@ export class SoapClient {
         // are in the cause, which the service logs under the request id.
         const timedOut = err instanceof TimeoutError;
         const cause = timedOut ? err : Object.assign(new Error(`${this.url.href}: ${errorMessage(err)}`, { cause: err }), { code: (err as { code?: string }).code });
-        reject(new VbsError('ServiceUnavailable', `${this.name} ${timedOut ? `did not answer within ${timeoutMs} ms` : 'could not be reached'}.`, { cause }));
+        const failure = new VbsError('ServiceUnavailable', `${this.name} ${timedOut ? `did not answer within ${timeoutMs} ms` : 'could not be reached'}.`, { cause });
+        reject(!timedOut && !answered && req.reusedSocket && isResetCode((err as { code?: string }).code) ? new StaleConnectionError(failure) : failure);
       });
       req.end(body);
     });
   }
+}
+
+/** A kept-alive connection reset before any answer: retried once on a new connection (see postOnLiveConnection). */
+class StaleConnectionError extends Error {
+  constructor(override readonly cause: VbsError) {
+    super(cause.message);
+  }
+}
+
+function isResetCode(code: string | undefined): boolean {
+  return code === 'ECONNRESET' || code === 'EPIPE';
 }
 
 /** The service took longer than the call's timeout: whether it acted is unknown. */
