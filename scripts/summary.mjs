@@ -3,7 +3,7 @@
 // that growth of the suite is seen at every stop. Exits 1 when a test failed,
 // was skipped or is a todo, or when no test ran at all.
 import { existsSync, readFileSync } from 'node:fs';
-import { relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 
 const file = process.argv[2];
 if (!existsSync(file)) {
@@ -26,6 +26,10 @@ if (slowest.length) {
   console.log('slowest files:');
   for (const s of slowest) console.log(`  ${minutes(s.ms).padStart(9)}  ${s.name}`);
 }
+
+// The seed of the run's sampled cases (test/setup/global.ts), to reproduce a failure.
+const seedFile = join(dirname(file), 'test-seed');
+if (existsSync(seedFile)) console.log(`test seed: ${readFileSync(seedFile, 'utf8').trim()} (VBS_TEST_SEED=… npm test repeats this run's sampled cases)`);
 
 const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
 const failedSuites = suites.filter((s) => s.status === 'failed' && (s.assertionResults ?? []).length === 0).length;
