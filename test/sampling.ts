@@ -24,7 +24,9 @@ export function parseSeed(text: string): number {
 export function runSeed(): number {
   const given = process.env[SEED_ENV];
   if (given !== undefined && given !== '') return parseSeed(given);
-  return inject('testSeed');
+  const provided = inject('testSeed');
+  if (provided === undefined) throw new Error(`no seed: run under vitest.config.ts (its global setup chooses one) or set ${SEED_ENV}`);
+  return provided;
 }
 
 /** 32-bit FNV-1a of a string, to turn a name into part of a seed. */
