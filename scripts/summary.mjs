@@ -29,7 +29,10 @@ if (slowest.length) {
 
 // The seed of the run's sampled cases (test/setup/global.ts), to reproduce a failure.
 const seedFile = join(dirname(file), 'test-seed');
-if (existsSync(seedFile)) console.log(`test seed: ${readFileSync(seedFile, 'utf8').trim()} (VBS_TEST_SEED=… npm test repeats this run's sampled cases)`);
+if (existsSync(seedFile)) {
+  const seed = readFileSync(seedFile, 'utf8').trim();
+  console.log(`test seed: ${seed} (VBS_TEST_SEED=${seed} npm test repeats this run's sampled cases)`);
+}
 
 const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
 const failedSuites = suites.filter((s) => s.status === 'failed' && (s.assertionResults ?? []).length === 0).length;
