@@ -3,7 +3,7 @@
 // that growth of the suite is seen at every stop. Exits 1 when a test failed,
 // was skipped or is a todo, or when no test ran at all.
 import { existsSync, readFileSync } from 'node:fs';
-import { relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 
 const file = process.argv[2];
 if (!existsSync(file)) {
@@ -25,6 +25,13 @@ const slowest = suites
 if (slowest.length) {
   console.log('slowest files:');
   for (const s of slowest) console.log(`  ${minutes(s.ms).padStart(9)}  ${s.name}`);
+}
+
+// The seed of the run's sampled cases (test/setup/global.ts), to reproduce a failure.
+const seedFile = join(dirname(file), 'test-seed');
+if (existsSync(seedFile)) {
+  const seed = readFileSync(seedFile, 'utf8').trim();
+  console.log(`test seed: ${seed} (VBS_TEST_SEED=${seed} npm test repeats this run's sampled cases)`);
 }
 
 const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);

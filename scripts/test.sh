@@ -6,7 +6,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh --with-test-tools || exit 1
 npm run --silent build || exit 1
-rm -f .test-tmp/vitest-results.json
+rm -f .test-tmp/vitest-results.json .test-tmp/test-seed
 npx vitest run "$@"
 status=$?
 node scripts/summary.mjs .test-tmp/vitest-results.json

@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { VBS_SERVICE } from '../../src/services/vbs.js';
 import { SoapClient } from '../../src/soap/client.js';
 import { PkiStore } from '../../src/pki/store.js';
+import { seedDeploymentPki } from '../setup/pki.js';
 
 const run = promisify(execFile);
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -34,12 +35,15 @@ export async function assignVms(admin: SoapClient, user: string, vmmHost: string
   for (const vmId of vms) await admin.call('AssignVm', { vmmHost, vmId, user });
 }
 
-/** Starts `vbs up` in a fresh folder on a free port and waits until it is ready. */
-export async function startVbs(
-  extraArgs: string[] = [],
-  dir = mkdtempSync(join(tmpdir(), 'vbs-e2e-')),
-  env: NodeJS.ProcessEnv = process.env,
-): Promise<Vbs> {
+/**
+ * Starts `vbs up` in a fresh folder on a free port and waits until it is
+ * ready. A fresh folder starts with a copy of the run's deployment PKI
+ * (test/setup/pki.ts); a folder the caller gives is left as it is, so `vbs up`
+ * makes what is missing itself.
+ */
+export async function startVbs(extraArgs: string[] = [], given?: string, env: NodeJS.ProcessEnv = process.env): Promise<Vbs> {
+  const dir = given ?? mkdtempSync(join(tmpdir(), 'vbs-e2e-'));
+  if (given === undefined) seedDeploymentPki(dir);
   const child = spawn(process.execPath, [VBS_BIN, 'up', '--data', dir, '--port', '0', ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'], env });
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));

@@ -134,12 +134,15 @@ describe('hang/ files', () => {
 
   it('hang (default an hour) without holding the state lock, until killed', async () => {
     fault('hang', 'xm.block-attach', '');
+    // Armed once: the count going to 0 is the command entering its hang (no fixed wait).
+    fault('hang', 'xm.block-attach.count', '1');
     const child = spawn(process.execPath, [HOSTSIM, '--state', dir, 'xm', 'block-attach', 'vm1', `file:${img}`, 'xvdb', 'w'], {
       stdio: 'ignore',
       env: stripSimEnv(process.env),
     });
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    await new Promise((r) => setTimeout(r, 1500));
+    const countFile = join(dir, 'hang', 'xm.block-attach.count');
+    await eventually(() => readFileSync(countFile, 'utf8').trim() === '0', 'the command to enter its hang');
     expect(child.exitCode).toBeNull();
     // other commands still work meanwhile
     expect(sim(dir, ['vm', 'create', 'other']).code).toBe(0);
@@ -171,3 +174,12 @@ describe('hang/ files', () => {
     expect(Date.now() - t0).toBeLessThan(4000);
   });
 });
+
+/** Polls a look at the state folder until it holds, bounded. */
+async function eventually(check: () => boolean, what: string, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

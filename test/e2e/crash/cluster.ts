@@ -12,6 +12,7 @@ import { SoapClient } from '../../../src/soap/client.js';
 import { hostInitiatorName } from '../../../src/core/initiator-name.js';
 import { writeSimInitiatorName } from '../../../src/sim/libiscsi.js';
 import { ROOT } from '../harness.js';
+import { seedDeploymentPki } from '../../setup/pki.js';
 
 const CLI = join(ROOT, 'dist', 'cli', 'main.js');
 const HOSTSIM = join(ROOT, 'dist', 'sim', 'hostsim.js');
@@ -118,6 +119,7 @@ export class Cluster {
   /** The configuration files `vbs up` writes, with fixed ports and brisk polling. */
   private writeConfigs(): void {
     const lvm = this.backend.type === 'lvm-iscsi';
+    seedDeploymentPki(this.dir);
     ensureDeploymentPki(this.dir);
     const tls = (name: string) => ({ key: `pki/${name}.key`, cert: `pki/${name}.crt`, ca: 'pki/ca.crt' });
     const listen = (role: Role) => ({ host: '127.0.0.1', port: this.ports[role] });

@@ -14,12 +14,12 @@ import {
   slowCopyCommands,
   type Tools,
 } from './matrix.js';
-import { crashMatrix, SharedCluster } from './suite.js';
+import { crashMatrix, hostStatesAndSample, SAMPLED_SHARE, SharedCluster } from './suite.js';
 
 /** Crash matrix, part 1: creates and deletes, and copies cut off by a crash of the volume delegate. */
 const shared = new SharedCluster();
 shared.register();
-crashMatrix(shared, [CREATE_BLANK, CREATE_FROM_SNAPSHOT, CREATE_SNAPSHOT, DELETE_VOLUME, DELETE_SNAPSHOT]);
+crashMatrix(shared, [CREATE_BLANK, CREATE_FROM_SNAPSHOT, CREATE_SNAPSHOT, DELETE_VOLUME, DELETE_SNAPSHOT], hostStatesAndSample(SAMPLED_SHARE));
 
 /** Starts a copy that is slow, kills the volume delegate once the copy is visibly under way, restarts it. */
 async function killDuringCopy(t: Tools, start: () => Promise<string>): Promise<string> {

@@ -3,14 +3,17 @@ import { join } from 'node:path';
 import { expect } from 'vitest';
 import { findViolations } from '../invariants.js';
 import { IQN_PREFIX } from './cluster.js';
-import { settled, type CrashTarget, type Scenario, type Tools } from './matrix.js';
+import { settled, type Tools } from './matrix.js';
+import { hostStatesAndSample, SAMPLED_SHARE, type Choice } from './suite.js';
 
 /**
  * Which cases of the crash matrix run on the lvm-iscsi back end. Every
- * simulator call there starts a process, so the full cross product is slow;
- * the operations whose every step is real iSCSI or LVM work run every case
- * (`ALL`), the others a sample of the points where their iSCSI sharing or
- * their copy matters, named by crash point.
+ * simulator call there starts a process, so the full cross product is slow.
+ * The operations whose every step is real iSCSI or LVM work (`ALL`) run
+ * every point where the hosts hold a state of their own, and a seeded third
+ * of the front's other points (hostStatesAndSample); the others a fixed
+ * sample of the points where their iSCSI sharing or their copy matters,
+ * named by crash point.
  */
 const ALL = 'all';
 
@@ -28,11 +31,12 @@ const KEPT: Record<string, typeof ALL | readonly string[]> = {
   'DetachVolume (one of several read-only attachments)': ['DetachVolume/1/after', 'VmmDelegate.DetachDisk/after'],
 };
 
-export function keptOnLvmIscsi(s: Scenario, target: CrashTarget): boolean {
+export const keptOnLvmIscsi: Choice = (s, all) => {
   const kept = KEPT[s.title];
   if (!kept) throw new Error(`no lvm-iscsi sample for ${s.title}`);
-  return kept === ALL || kept.includes(target.point);
-}
+  if (kept === ALL) return hostStatesAndSample(SAMPLED_SHARE)(s, all);
+  return all.filter((target) => kept.includes(target.point));
+};
 
 /**
  * The checks run after each case must see what a crash could leave behind on

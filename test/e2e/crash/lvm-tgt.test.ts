@@ -1,6 +1,6 @@
 import { LVM_TGT } from './cluster.js';
 import { ATTACH_W } from './matrix.js';
-import { crashMatrix, SharedCluster } from './suite.js';
+import { crashMatrix, kept, SharedCluster } from './suite.js';
 
 /**
  * A few cases of the crash matrix against a real tgtd the cluster starts
@@ -12,4 +12,4 @@ const KEPT = new Set(['AttachVolume/3/after', 'VolumeDelegate.ExportVolume/after
 
 const shared = new SharedCluster(LVM_TGT);
 shared.register();
-crashMatrix(shared, [ATTACH_W], (_, target) => KEPT.has(target.point));
+crashMatrix(shared, [ATTACH_W], kept((_, target) => KEPT.has(target.point)));

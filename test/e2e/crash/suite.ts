@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runSeed, sampleOf, SEED_ENV } from '../../sampling.js';
 import { Cluster, FILE_BACKEND, type Backend } from './cluster.js';
 import { crashTargets, expectBaseline, runCrashCase, Tools, VMS, type CrashTarget, type Scenario } from './matrix.js';
 
@@ -42,18 +43,74 @@ export class SharedCluster {
   }
 }
 
+/** VMM delegate operations only an iSCSI-exported volume's attach and detach send. */
+const ISCSI_ONLY = ['DiscoverTarget', 'LoginTarget', 'LogoutTarget'];
+
+/** Which of a scenario's crash targets a file runs. */
+export type Choice = (s: Scenario, all: readonly CrashTarget[]) => CrashTarget[];
+
+/** Every target: the whole cross product. */
+export const everyTarget: Choice = (_, all) => [...all];
+
+/** The targets `keep` names (a fixed choice, the same every run). */
+export function kept(keep: (s: Scenario, target: CrashTarget) => boolean): Choice {
+  return (s, all) => all.filter((target) => keep(s, target));
+}
+
 /**
- * Every crash case of each scenario, as one test each (or those `only`
- * keeps: a sample). On the lvm-iscsi back end every step does real work, so
- * each delegate must really die at each of its points, except in operations
- * the scenario says the front does not send there (`notCalledOnIscsi`).
+ * The points after which the hosts hold a state of their own: each delegate
+ * killed before and after each of its operations, and the front killed after
+ * each step. The front's other points (once journaled, before a step, before
+ * the commit) leave the hosts as one of these does (a step journaled but never
+ * sent is a delegate killed before acting); what differs there is only the
+ * front's journal, whose recovery paths the sample below covers over runs.
  */
-export function crashMatrix(shared: SharedCluster, scenarios: readonly Scenario[], only: (s: Scenario, target: CrashTarget) => boolean = () => true): void {
+export function isHostStatePoint(target: CrashTarget): boolean {
+  return target.role !== 'front' || /\/[0-9]+\/after$/.test(target.point);
+}
+
+/** The share of the front's journal-only points a run of the file back end's matrix samples. */
+export const SAMPLED_SHARE = 1 / 3;
+
+/**
+ * The targets `always` keeps, and of the others that `among` admits `share`
+ * (at least one), chosen by the run's seed (test/sampling.ts), so that
+ * successive runs go through all of them. The choice is printed, and
+ * VBS_TEST_SEED repeats it.
+ */
+export function alwaysAndSample(always: (target: CrashTarget) => boolean, share: number, among: (target: CrashTarget) => boolean = () => true): Choice {
+  return (s, all) => {
+    const kept = all.filter(always);
+    const rest = all.filter((target) => !always(target) && among(target));
+    const seed = runSeed();
+    const chosen = sampleOf(rest, Math.max(1, Math.ceil(rest.length * share)), s.title, seed);
+    console.log(
+      `crash matrix, ${s.title}: ${kept.length} cases always, and ${chosen.length} of ${rest.length} sampled (${SEED_ENV}=${seed}): ${chosen.map((target) => target.point).join(', ')}`,
+    );
+    return all.filter((target) => kept.includes(target) || chosen.includes(target));
+  };
+}
+
+/** Every host-state point (isHostStatePoint), and `share` of the front's other points. */
+export function hostStatesAndSample(share: number): Choice {
+  return alwaysAndSample(isHostStatePoint, share);
+}
+
+/**
+ * Every crash case of each scenario that `choose` keeps, as one test each. On
+ * the lvm-iscsi back end every step does real work, so each delegate must
+ * really die at each of its points, except in operations the scenario says
+ * the front does not send there (`notCalledOnIscsi`).
+ */
+export function crashMatrix(shared: SharedCluster, scenarios: readonly Scenario[], choose: Choice = everyTarget): void {
   const iscsi = shared.backend.type === 'lvm-iscsi';
+  // A file volume needs no iSCSI session: its attach and detach never send these, so killing the
+  // delegate there would crash nothing. The lvm-iscsi matrix kills it where they are sent.
+  const sent = (target: CrashTarget) => iscsi || target.role === 'front' || !ISCSI_ONLY.some((op) => target.point.includes(`.${op}/`));
   for (const s of scenarios) {
     describe(s.title, () => {
       // Guards the fault injection itself: some delegate step of every operation must really die.
-      const targets = crashTargets(s).filter((target) => only(s, target));
+      const targets = choose(s, crashTargets(s).filter(sent));
       let delegateCrashes = 0;
       let delegateCases = 0;
       afterAll(() => {

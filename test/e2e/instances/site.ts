@@ -8,6 +8,7 @@ import Database from 'better-sqlite3';
 import { CRASH_ENV } from '../../../src/core/crash-points.js';
 import { freePort } from '../../../src/core/free-port.js';
 import { ensureDeploymentPki } from '../../../src/deploy/all-in-one.js';
+import { seedDeploymentPki } from '../../setup/pki.js';
 import { PkiStore } from '../../../src/pki/store.js';
 import { ROOT, VBS_BIN } from '../harness.js';
 
@@ -60,6 +61,7 @@ export class Site {
 
   private writeConfigs(): void {
     for (const sub of ['volumes', 'logs', 'node1-sim', 'node2-sim', 'cloud-sim']) mkdirSync(join(this.dir, sub), { recursive: true });
+    seedDeploymentPki(this.dir);
     ensureDeploymentPki(this.dir);
     const pki = new PkiStore(join(this.dir, 'pki'));
     for (const user of ['alice', 'bob']) {
