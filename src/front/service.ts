@@ -112,6 +112,7 @@ export class FrontService {
       DetachVolume: (i, c) => this.detachVolume(i, c),
       ShareSnapshot: (i, c) => this.shareSnapshot(i, c, true),
       UnshareSnapshot: (i, c) => this.shareSnapshot(i, c, false),
+      DescribeSnapshotSharing: (i, c) => this.describeSharing(i, c),
       SetQuota: (i, c) => this.setQuota(i, c),
       DescribeQuota: (i, c) => this.describeQuota(i, c),
       CheckConsistency: (i, c) => this.checkConsistency(i, c),
@@ -354,6 +355,13 @@ export class FrontService {
       this.shares.add(id, user);
     });
     return { return: true };
+  }
+
+  /** The users a snapshot is shared with (EC2's createVolumePermission): its owner, or an administrator, only. */
+  private describeSharing(input: XmlRecord, ctx: CallContext): XmlRecord {
+    const id = v.snapshotId(input.snapshotId);
+    this.access.snapshotToManage(id, ctx);
+    return { snapshotId: id, user: this.shares.usersOf(id) };
   }
 
   // --- attachments -----------------------------------------------------------

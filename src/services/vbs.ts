@@ -165,6 +165,11 @@ export const VBS_SERVICE: ServiceDefinition = {
       input: [str('snapshotId'), str('user')],
       output: [bool('return')],
     },
+    DescribeSnapshotSharing: {
+      doc: 'The users a snapshot is shared with (EC2\'s createVolumePermission). Its owner (or an administrator) only.',
+      input: [str('snapshotId')],
+      output: [str('snapshotId'), str('user', { many: true })],
+    },
     SetQuota: {
       doc: "Administrators only: sets a user's limits (those given; the others stay as they were).",
       input: [str('user'), int('volumes', { optional: true }), int('gib', { optional: true }), int('snapshots', { optional: true }), int('snapshotGib', { optional: true })],
