@@ -273,7 +273,7 @@ const describeSnapshots: Ec2Action = {
   operation: 'DescribeSnapshots',
   async run(p, invoke, env) {
     p.bool('DryRun');
-    const owners = p.list('OwnerId');
+    const owners = p.list('Owner'); // OwnerIds travel as Owner.N
     const restorableBy = p.list('RestorableBy');
     const filter = filters(p, SNAPSHOT_FILTERS, env, 'snapshots');
     // OwnerId: the owners' snapshots (self: the caller's own, not those shared with them); another user's: administrators only (the filter says so).

@@ -115,7 +115,9 @@ export function createEc2Server(opts: Ec2ServerOptions): Server {
       if (!action) throw new VbsError('MissingParameter', 'The request must contain the parameter Action.');
       const op = Object.hasOwn(ACTIONS, action) ? ACTIONS[action]! : undefined;
       if (!op) throw new VbsError('InvalidAction', `The action ${action.slice(0, 64)} is not valid for this web service.`);
-      if (!READ_ONLY_PREFIXES.some((p) => action.startsWith(p)) && !replays.admit(verified.signature, verified.validUntil, now().getTime())) {
+      // A replayed change is refused; reads, and creates carrying a ClientToken (the same answer again), are harmless to repeat.
+      const harmless = READ_ONLY_PREFIXES.some((p) => action.startsWith(p)) || pairs.some(([k]) => k === 'ClientToken');
+      if (!harmless && !replays.admit(verified.signature, verified.validUntil, now().getTime())) {
         throw new VbsError('AuthFailure', 'This signed request was already received; sign each request anew.');
       }
       const callCtx = ctx;
