@@ -44,7 +44,6 @@ const ALGORITHM = 'AWS4-HMAC-SHA256';
 const SERVICE = 'ec2';
 const AMZ_DATE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
 const MAX_PRESIGNED_SECONDS = 7 * 24 * 3600;
-const QUERY_AUTH = ['X-Amz-Algorithm', 'X-Amz-Credential', 'X-Amz-Date', 'X-Amz-Expires', 'X-Amz-SignedHeaders', 'X-Amz-Signature'];
 
 /** The parts of a signature, from either form. */
 interface Parts {
@@ -55,8 +54,10 @@ interface Parts {
   readonly signedHeaders: readonly string[];
   readonly signature: string;
   readonly amzDate: string;
-  /** Query form only: seconds the signature is good for. */
+  /** Query form only: seconds the signature is good for, when X-Amz-Expires says. */
   readonly expires?: number;
+  /** Signed in the query string (X-Amz-Date there, not among the signed headers). */
+  readonly queryForm?: boolean;
 }
 
 export async function verifySigV4(req: SignedRequest, opts: VerifyOptions): Promise<Verified> {
@@ -75,7 +76,7 @@ export async function verifySigV4(req: SignedRequest, opts: VerifyOptions): Prom
     throw new VbsError('AuthFailure', `The credential is scoped to the region ${parts.region}; this endpoint is the region ${opts.region}.`);
   }
   if (!parts.signedHeaders.includes('host')) throw incomplete('the signed headers must include host');
-  if (parts.expires === undefined && !parts.signedHeaders.includes('x-amz-date')) throw incomplete('the signed headers must include x-amz-date');
+  if (!parts.queryForm && !parts.signedHeaders.includes('x-amz-date')) throw incomplete('the signed headers must include x-amz-date');
   for (const h of parts.signedHeaders) if (req.headers[h] === undefined) throw incomplete(`the signed header ${h} is not in the request`);
   const claimed = req.headers['x-amz-content-sha256'];
   if (claimed !== undefined && claimed !== createHash('sha256').update(req.body).digest('hex')) {
@@ -140,11 +141,13 @@ function queryParts(req: SignedRequest): Parts {
   if (single(req, 'X-Amz-Algorithm') !== ALGORITHM) throw incomplete(`X-Amz-Algorithm must be ${ALGORITHM}`);
   const amzDate = single(req, 'X-Amz-Date');
   if (amzDate === undefined) throw incomplete('X-Amz-Date is missing');
+  // X-Amz-Expires is optional (aws4 leaves it out): without it, the header form's 5 minutes apply.
   const expiresText = single(req, 'X-Amz-Expires');
-  if (expiresText === undefined || !/^[0-9]{1,6}$/.test(expiresText) || Number(expiresText) < 1 || Number(expiresText) > MAX_PRESIGNED_SECONDS) {
+  if (expiresText !== undefined && (!/^[0-9]{1,6}$/.test(expiresText) || Number(expiresText) < 1 || Number(expiresText) > MAX_PRESIGNED_SECONDS)) {
     throw incomplete(`X-Amz-Expires must be a number of seconds from 1 to ${MAX_PRESIGNED_SECONDS}`);
   }
-  return { ...credential(single(req, 'X-Amz-Credential')), ...signedAndSignature(single(req, 'X-Amz-SignedHeaders'), single(req, 'X-Amz-Signature')), amzDate, expires: Number(expiresText) };
+  const parts = { ...credential(single(req, 'X-Amz-Credential')), ...signedAndSignature(single(req, 'X-Amz-SignedHeaders'), single(req, 'X-Amz-Signature')), amzDate };
+  return expiresText === undefined ? { ...parts, queryForm: true } : { ...parts, queryForm: true, expires: Number(expiresText) };
 }
 
 function credential(text: string | undefined): Pick<Parts, 'accessKeyId' | 'scopeDate' | 'region' | 'service'> {
@@ -201,19 +204,20 @@ async function expectedSignature(req: SignedRequest, parts: Parts, secret: strin
     const value = req.headers[h];
     headers[h] = Array.isArray(value) ? value.join(',') : String(value);
   }
+  // Every query parameter but the signature is signed, X-Amz-* ones of the query form included.
   const query: Record<string, string | string[]> = {};
   for (const [name, values] of req.query) {
-    if (parts.expires !== undefined && QUERY_AUTH.includes(name)) continue;
+    if (name === 'X-Amz-Signature') continue;
     query[name] = values.length === 1 ? values[0]! : [...values];
   }
   const host = headers.host ?? '';
   const request = { method: req.method, protocol: 'https:', hostname: host, path: req.path, query, headers, body: req.body.length ? req.body : undefined };
-  const signedHeaders = new Set(parts.signedHeaders);
-  if (parts.expires !== undefined) {
-    const signed = await signer.presign(request, { signingDate, expiresIn: parts.expires, signableHeaders: signedHeaders, unhoistableHeaders: signedHeaders });
-    return String(signed.query?.['X-Amz-Signature'] ?? '');
-  }
-  const signed = await signer.sign(request, { signingDate, signableHeaders: signedHeaders });
+  // The signer adds an x-amz-date header; in the query form it is not among the signed headers.
+  const signed = await signer.sign(request, {
+    signingDate,
+    signableHeaders: new Set(parts.signedHeaders),
+    unsignableHeaders: parts.signedHeaders.includes('x-amz-date') ? undefined : new Set(['x-amz-date']),
+  });
   const m = /Signature=([0-9a-f]{64})/.exec(String(signed.headers.authorization ?? signed.headers.Authorization));
   return m ? m[1]! : '';
 }

@@ -16,7 +16,7 @@ export type Xml = string;
 export function el(name: string, content: string | number | boolean | Date | Xml[] | undefined | null, raw = false): Xml {
   if (content === undefined || content === null) return '';
   if (Array.isArray(content)) return `<${name}>${content.join('')}</${name}>`;
-  const text = content instanceof Date ? content.toISOString().replace(/\.\d{3}Z$/, '.000Z') : String(content);
+  const text = content instanceof Date ? content.toISOString() : String(content);
   return `<${name}>${raw ? text : escapeXml(xmlSafe(text))}</${name}>`;
 }
 
