@@ -47,6 +47,8 @@ export const FAULTS = {
   RequestExpired: { by: 'Client', http: 500 },
   /** The EC2 API was asked for an Action it does not serve. */
   InvalidAction: { by: 'Client', http: 500 },
+  /** An EC2 request with DryRun=true: it was authenticated and would be tried, and is not (EC2's answer). */
+  DryRunOperation: { by: 'Client', http: 500 },
   /** A resource would hold more than 50 tags (issue 18; EC2's code). */
   TagLimitExceeded: { by: 'Client', http: 500 },
   InternalError: { by: 'Server', http: 500 },

@@ -120,6 +120,10 @@ export function createEc2Server(opts: Ec2ServerOptions): Server {
       if (!harmless && !replays.admit(verified.signature, verified.validUntil, now().getTime())) {
         throw new VbsError('AuthFailure', 'This signed request was already received; sign each request anew.');
       }
+      // DryRun: authenticated and a known action; EC2 says it would have been tried, and nothing runs.
+      if (pairs.some(([k, v]) => k === 'DryRun' && /^true$/i.test(v))) {
+        throw new VbsError('DryRunOperation', 'Request would have succeeded, but DryRun flag is set.');
+      }
       const callCtx = ctx;
       let checked = false;
       const invoke = async (operation: string, input: XmlRecord): Promise<XmlRecord> => {

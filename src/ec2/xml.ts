@@ -39,6 +39,7 @@ const STATUS: Partial<Record<FaultCode, number>> = {
   SignatureDoesNotMatch: 403,
   UnauthorizedOperation: 403,
   RequestTooLarge: 413,
+  DryRunOperation: 412,
   RequestTimeout: 408,
   ServiceUnavailable: 503,
   InsufficientCapacity: 500,

@@ -133,6 +133,7 @@ extra = [ec2.create_volume(Size=1, AvailabilityZone='vbs-1a')['VolumeId'] for _ 
 pages = list(ec2.get_paginator('describe_volumes').paginate(PaginationConfig={'PageSize': 5}))
 out['pages'] = [len(p['Volumes']) for p in pages]
 out['paged_ids_unique'] = len({x['VolumeId'] for p in pages for x in p['Volumes']}) == sum(len(p['Volumes']) for p in pages)
+out['dry_run'] = code(lambda: ec2.create_volume(Size=1, AvailabilityZone='vbs-1a', DryRun=True))
 out['max_results_too_small'] = code(lambda: ec2.describe_volumes(MaxResults=4))
 ec2.get_waiter('volume_available').wait(VolumeIds=extra, WaiterConfig=fast('a'))
 

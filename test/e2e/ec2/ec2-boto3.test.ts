@@ -101,6 +101,8 @@ describe('EC2 API through boto3', () => {
     expect(seen.pages).toEqual([5, 3]);
     expect(seen.paged_ids_unique).toBe(true);
     expect(seen.max_results_too_small).toBe('InvalidParameterValue');
+    // DryRun creates nothing: the pages above count every volume there is.
+    expect(seen.dry_run).toBe('DryRunOperation');
     expect(seen.deleted).toBe('InvalidVolume.NotFound');
   });
 });
