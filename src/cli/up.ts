@@ -17,7 +17,7 @@ export function registerUp(program: Command): void {
     .option('--backend <type>', 'file (volumes as files) or lvm-iscsi (LVs of a simulated VG, exported over iSCSI)', 'file')
     .option('--target <daemon>', 'lvm-iscsi only: auto (a real tgtd when installed and root, else the simulated IET), iet or tgt', 'auto')
     .option('--vmm <adapter>', 'the VMM host\'s adapter: sim (simulated VMs vm1-vm3), libvirt (domains of qemu:///system) or qemu (QMP sockets); default: the --commands file\'s vmm.adapter, else sim')
-    .option('--ec2-port <n>', 'port of the EC2 Query API (aws ec2 ... --endpoint-url); 0: a free one', '8773')
+    .option('--ec2-port <n>', 'port of the EC2 Query API (aws ec2 ... --endpoint-url); default 8773 (with --port 0: a free one); 0: a free one')
     .option('--qmp-dir <dir>', 'qemu only: the folder of the VMs\' QMP sockets, <dir>/<vmId>.qmp (default DATA/qmp)')
     .action(async (opts) => {
       const port = Number(opts.port);
@@ -44,8 +44,8 @@ export function registerUp(program: Command): void {
         process.stderr.write(`vbs: --port must be a port number\n`);
         process.exit(2);
       }
-      const ec2Port = Number(opts.ec2Port);
-      if (!/^[0-9]{1,5}$/.test(opts.ec2Port) || ec2Port > 65535 || (ec2Port === port && port !== 0)) {
+      const ec2Port = opts.ec2Port === undefined ? undefined : Number(opts.ec2Port);
+      if (opts.ec2Port !== undefined && (!/^[0-9]{1,5}$/.test(opts.ec2Port) || ec2Port! > 65535 || (ec2Port === port && port !== 0))) {
         process.stderr.write(`vbs: --ec2-port must be a port number other than --port\n`);
         process.exit(2);
       }

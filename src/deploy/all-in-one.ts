@@ -35,7 +35,7 @@ export interface UpOptions {
   readonly qmpDir?: string;
   /** Where restarts and give-ups are reported, a line each (stderr by default). */
   readonly report?: (line: string) => void;
-  /** The EC2 Query API's port (default 8773; 0: a free one). */
+  /** The EC2 Query API's port (default 8773, or a free one when `port` is 0; 0: a free one). */
   readonly ec2Port?: number;
 }
 
@@ -108,7 +108,9 @@ export async function up(opts: UpOptions): Promise<Deployment> {
   if (target === 'tgt' && !canRunTgtd()) throw new Error('--target tgt needs tgtd and tgtadm on PATH and root (install the Debian package tgt)');
   const realTgtd = backendType === 'lvm-iscsi' && (target === 'tgt' || (target === 'auto' && canRunTgtd()));
   const tgtdPorts = realTgtd ? await freeTgtdPorts() : undefined;
-  const ec2Port = opts.ec2Port === 0 ? await freePort() : (opts.ec2Port ?? DEFAULT_EC2_PORT);
+  // A deployment on a free port (tests, several at once) gets a free EC2 port too, unless one is asked for.
+  const askedEc2Port = opts.ec2Port ?? (opts.port === 0 ? 0 : DEFAULT_EC2_PORT);
+  const ec2Port = askedEc2Port === 0 ? await freePort() : askedEc2Port;
 
   const logs = new LogFiles(join(dir, 'logs'));
   // Every service checks callers against the CA's revocation list (reloaded on change).
