@@ -43,6 +43,11 @@ const DEFAULT_MAX_BODY = 1024 * 1024;
 const READ_ONLY_PREFIXES = ['Describe'];
 
 /**
+ * Why not express (allowed by the design card): this listener has one path,
+ * one body type and one answer format, and needs the raw body bytes for the
+ * signature; node:https with a bounded body read is all of it, as the SOAP
+ * server already is. express would add routing and body parsers to bypass.
+ *
  * The EC2 Query API listener (issue 18): HTTPS with the front's server
  * certificate and no client certificate; each request is authenticated by its
  * SigV4 signature (src/ec2/sigv4.ts), parsed (src/ec2/params.ts), and
