@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 # The system tests (test/system) drive real QEMU (TCG where there is no KVM),
 # libvirt, XFS reflinks and network namespaces.
-want_debs=(python3-zeep python3-openssl util-linux coreutils tgt libiscsi-bin prometheus
+want_debs=(awscli python3-boto3 prometheus python3-zeep python3-openssl util-linux coreutils tgt libiscsi-bin
   qemu-system-x86 qemu-block-extra qemu-utils libvirt-daemon-system libvirt-clients
   iproute2 xfsprogs e2fsprogs)
 if [ "${1:-}" = "--with-test-tools" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

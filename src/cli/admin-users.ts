@@ -11,6 +11,8 @@ import { checkLocally, CliFailure, UsageError } from './errors.js';
 import { formatJson, formatTable, formatTime } from './format.js';
 import type { CliRuntime } from './runtime.js';
 import { existingUserFiles, readPassword, writeUserFiles, type UserFiles } from './user-files.js';
+import { registerKeyCommands } from './admin-keys.js';
+import { deploymentEc2, issueKey, withKeys, writeAwsFiles, type AwsFiles } from './aws-profile.js';
 
 /**
  * `vbs admin user ...`: the deployment's users, managed offline on its data
@@ -42,10 +44,18 @@ export function registerUserCommands(admin: Command, runtime: CliRuntime): void 
     let files: UserFiles | undefined;
     const deliver = (i: Issued) => void (files = writeUserFiles(out, i, ctx.url, ctx.p12PasswordFile));
     const issued = await registryCall(() => issue(ctx.registry, n, { days: o.days, csrPem: ctx.csrPem, deliver }));
-    report(runtime, done, issued, files!, out);
+    // A new user gets an access key for the EC2 API too, and the AWS CLI's files beside client.json.
+    let aws: { files: AwsFiles; accessKeyId: string } | undefined;
+    if (done === 'added' && o.accessKey !== false) {
+      const d = deploymentEc2(resolve(runtime.cwd, o.data));
+      const key = issueKey(d, n, issued.user.admin);
+      aws = { files: writeAwsFiles(out, d, key.row.access_key_id, key.secret, files!.ca), accessKeyId: key.row.access_key_id };
+    }
+    report(runtime, done, issued, files!, out, aws);
   };
 
-  issuing('add', 'register a user and issue their certificate')
+  issuing('add', 'register a user and issue their certificate (and an access key for the EC2 API)')
+    .option('--no-access-key', 'issue no access key (no AWS CLI credentials and config)')
     .option('--admin', "a VBS administrator (sees and acts on every owner's resources)")
     .action((name, o) => handOver(name, o, 'added', (registry, n, opts) => registry.add(n, o.admin === true, opts)));
 
@@ -54,7 +64,7 @@ export function registerUserCommands(admin: Command, runtime: CliRuntime): void 
   );
 
   /** revoke and show: one named user of the data folder; `act` returns what to print. */
-  const perUser = (verb: string, description: string, act: (registry: UserRegistry, name: string, json: boolean) => Promise<string>) =>
+  const perUser = (verb: string, description: string, act: (registry: UserRegistry, name: string, json: boolean, dataDir: string) => Promise<string>) =>
     user
       .command(verb)
       .description(description)
@@ -62,14 +72,18 @@ export function registerUserCommands(admin: Command, runtime: CliRuntime): void 
       .option(...DATA)
       .action(async (name, o, cmd) => {
         const n = checkLocally(() => registrableUserName(name));
-        const registry = new UserRegistry(resolve(runtime.cwd, o.data));
-        runtime.stdout.write(await registryCall(() => act(registry, n, globalOptions(cmd).json)));
+        const dataDir = resolve(runtime.cwd, o.data);
+        const registry = new UserRegistry(dataDir);
+        runtime.stdout.write(await registryCall(() => act(registry, n, globalOptions(cmd).json, dataDir)));
       });
 
-  perUser('revoke', 'revoke every certificate of a user; running services refuse them within a second or two', async (registry, n, json) => {
+  perUser('revoke', 'revoke every certificate of a user; running services refuse them within a second or two', async (registry, n, json, dataDir) => {
     const u = await registry.revoke(n);
-    if (json) return formatJson(userView(u));
-    return `User ${u.name} revoked: ${u.certificates.length} certificate${u.certificates.length === 1 ? '' : 's'} listed in ${registry.crlFile}.\n`;
+    // Their access keys too: the front reads each key on every EC2 request, so this applies at once.
+    const d = deploymentEc2(dataDir);
+    const keys = existsSync(d.database) ? withKeys(d, (k) => k.revokeUser(n)) : 0;
+    if (json) return formatJson({ ...userView(u), accessKeysRevoked: keys });
+    return `User ${u.name} revoked: ${u.certificates.length} certificate${u.certificates.length === 1 ? '' : 's'} listed in ${registry.crlFile}${keys ? `, ${keys} access key${keys === 1 ? '' : 's'} revoked` : ''}.\n`;
   });
 
   perUser('show', "a user's certificates, newest last", async (registry, n, json) => {
@@ -85,6 +99,8 @@ export function registerUserCommands(admin: Command, runtime: CliRuntime): void 
       const users = new UserRegistry(resolve(runtime.cwd, o.data)).list();
       runtime.stdout.write(globalOptions(cmd).json ? formatJson(users.map((u) => userView(u))) : usersTable(users));
     });
+
+  registerKeyCommands(user, runtime);
 }
 
 interface IssuingOptions {
@@ -94,6 +110,7 @@ interface IssuingOptions {
   readonly days: number;
   readonly p12PasswordFile?: string;
   readonly url?: string;
+  readonly accessKey?: boolean;
 }
 
 function parseDays(value: string): number {
@@ -151,7 +168,7 @@ async function registryCall<T>(run: () => Promise<T>): Promise<T> {
   }
 }
 
-function report(runtime: CliRuntime, what: string, issued: Issued, files: UserFiles, out: string): void {
+function report(runtime: CliRuntime, what: string, issued: Issued, files: UserFiles, out: string, aws?: { files: AwsFiles; accessKeyId: string }): void {
   const u = issued.user;
   const cert = currentCertificate(u)!;
   const lines = [
@@ -162,6 +179,13 @@ function report(runtime: CliRuntime, what: string, issued: Issued, files: UserFi
     `  ${rel(files.ca, out)}  the VBS CA certificate (to trust the front)`,
     ...(issued.keyPem ? [`  ${rel(files.p12, out)}  PKCS#12 bundle of the three (mode 0600)${existsSync(files.p12Password) ? `, its password in ${rel(files.p12Password, out)} (mode 0600)` : ''}`] : []),
     `  client.json  CLI configuration: VBS_CONFIG=${files.clientConfig} vbs describe-volumes`,
+    ...(aws
+      ? [
+          `  credentials  AWS CLI credentials, access key ${aws.accessKeyId} (mode 0600)`,
+          `  config       AWS CLI configuration (region, CA bundle, endpoint):`,
+          `               AWS_SHARED_CREDENTIALS_FILE=${aws.files.credentials} AWS_CONFIG_FILE=${aws.files.config} aws ec2 describe-volumes --endpoint-url ...`,
+        ]
+      : []),
     '',
   ];
   runtime.stdout.write(lines.join('\n'));

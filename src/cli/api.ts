@@ -8,6 +8,21 @@ export interface CreateVolumeInput {
   readonly comment?: string;
   readonly snapshotId?: string;
   readonly clientToken?: string;
+  readonly availabilityZone?: string;
+  readonly tag?: readonly TagInput[];
+}
+
+/** A tag to put (value: '' when absent), or to delete (value absent: whatever it is). */
+export interface TagInput {
+  readonly key: string;
+  readonly value?: string;
+}
+
+export interface ResourceTag {
+  readonly resourceId: string;
+  readonly resourceType: string;
+  readonly key: string;
+  readonly value: string;
 }
 
 export interface CreateSnapshotInput {
@@ -76,7 +91,7 @@ export class VbsApi {
   ) {}
 
   async createVolume(input: CreateVolumeInput): Promise<Volume> {
-    const out = await this.callRetryingIf(input.clientToken !== undefined, 'CreateVolume', { ...input });
+    const out = await this.callRetryingIf(input.clientToken !== undefined, 'CreateVolume', { ...input, tag: input.tag?.map((t) => ({ ...t })) });
     return out.volume as unknown as Volume;
   }
 
@@ -147,6 +162,25 @@ export class VbsApi {
   async describeQuota(user: string): Promise<Quota> {
     const out = await this.callRetryingIf(true, 'DescribeQuota', { user });
     return out.quota as unknown as Quota;
+  }
+
+  /** Tags are set to values (putting one again changes nothing): retried like reads. */
+  async createTags(resourceId: readonly string[], tag: readonly TagInput[]): Promise<void> {
+    await this.callRetryingIf(true, 'CreateTags', { resourceId: [...resourceId], tag: tag.map((t) => ({ ...t })) });
+  }
+
+  async deleteTags(resourceId: readonly string[], tag: readonly TagInput[]): Promise<void> {
+    await this.callRetryingIf(true, 'DeleteTags', { resourceId: [...resourceId], tag: tag.map((t) => ({ ...t })) });
+  }
+
+  async describeTagsPage(input: PageInput): Promise<Page<ResourceTag>> {
+    const out = await this.callRetryingIf(true, 'DescribeTags', listingRequest({}, input));
+    return { items: (out.tag ?? []) as unknown as ResourceTag[], nextToken: out.nextToken as string | undefined };
+  }
+
+  async describeZones(): Promise<{ zoneName: string; state: string; regionName: string }[]> {
+    const out = await this.callRetryingIf(true, 'DescribeAvailabilityZones', {});
+    return (out.zone ?? []) as unknown as { zoneName: string; state: string; regionName: string }[];
   }
 
   /** The same input object is sent on every attempt: a retried create carries the same token. */

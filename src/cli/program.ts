@@ -8,6 +8,7 @@ import { registerServe } from './serve.js';
 import { registerSnapshotCommands } from './snapshots.js';
 import { registerUp } from './up.js';
 import { registerVolumeCommands } from './volumes.js';
+import { registerTagCommands } from './tags.js';
 
 /**
  * The `vbs` program. Commander's own errors are thrown (exitOverride) rather
@@ -31,6 +32,7 @@ export function buildProgram(runtime: CliRuntime = processRuntime()): Command {
   registerVolumeCommands(program, runtime);
   registerSnapshotCommands(program, runtime);
   registerAttachmentCommands(program, runtime);
+  registerTagCommands(program, runtime);
   registerAdminCommands(program, runtime);
   registerUp(program);
   registerServe(program);

@@ -17,6 +17,7 @@ export function registerUp(program: Command): void {
     .option('--backend <type>', 'file (volumes as files) or lvm-iscsi (LVs of a simulated VG, exported over iSCSI)', 'file')
     .option('--target <daemon>', 'lvm-iscsi only: auto (a real tgtd when installed and root, else the simulated IET), iet or tgt', 'auto')
     .option('--vmm <adapter>', 'the VMM host\'s adapter: sim (simulated VMs vm1-vm3), libvirt (domains of qemu:///system) or qemu (QMP sockets); default: the --commands file\'s vmm.adapter, else sim')
+    .option('--ec2-port <n>', 'port of the EC2 Query API (aws ec2 ... --endpoint-url); default 8773 (with --port 0: a free one); 0: a free one')
     .option('--qmp-dir <dir>', 'qemu only: the folder of the VMs\' QMP sockets, <dir>/<vmId>.qmp (default DATA/qmp)')
     .action(async (opts) => {
       const port = Number(opts.port);
@@ -43,6 +44,11 @@ export function registerUp(program: Command): void {
         process.stderr.write(`vbs: --port must be a port number\n`);
         process.exit(2);
       }
+      const ec2Port = opts.ec2Port === undefined ? undefined : Number(opts.ec2Port);
+      if (opts.ec2Port !== undefined && (!/^[0-9]{1,5}$/.test(opts.ec2Port) || ec2Port! > 65535 || (ec2Port === port && port !== 0))) {
+        process.stderr.write(`vbs: --ec2-port must be a port number other than --port\n`);
+        process.exit(2);
+      }
       // Handlers first: a signal that arrives while the services start must
       // not kill `up` by default action. Services already started then see
       // their stdin close and stop themselves (`serve --exit-with-parent`).
@@ -57,7 +63,7 @@ export function registerUp(program: Command): void {
       process.once('SIGTERM', () => stop(0));
       let dep;
       try {
-        dep = await up({ dataDir: opts.data, port, commands: opts.commands, backend, target, vmm: vmm as VmmChoice | undefined, qmpDir: opts.qmpDir });
+        dep = await up({ dataDir: opts.data, port, commands: opts.commands, backend, target, vmm: vmm as VmmChoice | undefined, qmpDir: opts.qmpDir, ec2Port });
       } catch (err) {
         if (stopping) return;
         process.stderr.write(`vbs up: ${(err as Error).message}\n`);
@@ -70,6 +76,7 @@ export function registerUp(program: Command): void {
           `VBS is up: ${dep.frontUrl}`,
           `  WSDL:           ${dep.frontUrl}?wsdl`,
           `  CLI config:     ${dep.clientConfig}  (export VBS_CONFIG=${dep.clientConfig})`,
+          `  EC2 API:        ${dep.ec2Url}  (aws ec2 ... --endpoint-url ${dep.ec2Url}; keys: vbs admin user keys create NAME --data ${opts.data} --out FOLDER)`,
           `  VMM host:       ${dep.vmmHost}`,
           `  Volumes:        ${dep.storage}`,
           `  Instance ids:   a VM's name (scan), or an id in instances.json (static)`,

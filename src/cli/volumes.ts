@@ -7,6 +7,7 @@ import { collect, FILTER_HELP, MAX_RESULTS_HELP, printListing, runListing, START
 import type { Volume } from './records.js';
 import type { CliRuntime } from './runtime.js';
 import { waitForVolume, waitForVolumeGone } from './wait.js';
+import { parseTag } from './tags.js';
 
 export function registerVolumeCommands(program: Command, runtime: CliRuntime): void {
   program
@@ -16,8 +17,10 @@ export function registerVolumeCommands(program: Command, runtime: CliRuntime): v
     .argument('[comment]', 'a note kept with the volume')
     .argument('[snapshot-id]', 'snapshot to copy the data from')
     .option('--client-token <token>', 'idempotency token (default: a new random UUID)')
+    .option('--zone <zone>', 'the availability zone to create it in (describe-availability-zones)')
+    .option('--tag <key=value>', 'a tag to put on it (repeat it)', collect, [] as string[])
     .action((size, comment, snapshotId, opts, cmd) =>
-      invoke(runtime, cmd, (inv) => createVolume(inv, { size, comment, snapshotId, clientToken: opts.clientToken })),
+      invoke(runtime, cmd, (inv) => createVolume(inv, { size, comment, snapshotId, clientToken: opts.clientToken, zone: opts.zone, tags: opts.tag })),
     );
 
   program
@@ -41,6 +44,8 @@ interface CreateVolumeArgs {
   readonly comment?: string;
   readonly snapshotId?: string;
   readonly clientToken?: string;
+  readonly zone?: string;
+  readonly tags?: readonly string[];
 }
 
 export async function createVolume(inv: Invocation, args: CreateVolumeArgs): Promise<void> {
@@ -50,6 +55,8 @@ export async function createVolume(inv: Invocation, args: CreateVolumeArgs): Pro
     snapshotId: args.snapshotId === undefined ? undefined : checkLocally(() => validate.snapshotId(args.snapshotId)),
     // Always a token, so a retry after a lost answer cannot create a second volume.
     clientToken: checkLocally(() => validate.clientToken(args.clientToken)) ?? inv.runtime.newClientToken(),
+    ...(args.zone === undefined ? {} : { availabilityZone: checkLocally(() => validate.zoneName(args.zone, 'zone')) }),
+    ...(args.tags?.length ? { tag: args.tags.map((t) => parseTag(t)) } : {}),
   };
   const api = inv.vbs();
   let volume = await api.createVolume(input);

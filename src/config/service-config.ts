@@ -70,8 +70,36 @@ export const FrontConfigSchema = z
     claimLeaseMs: z.number().int().positive().default(120_000),
     /** Attach by instance id: see InstanceResolutionSchema. */
     instances: z.lazy(() => InstanceResolutionSchema).default({}),
+    /** The region this VBS calls itself (EC2 API: DescribeAvailabilityZones, and the region requests are signed for). */
+    region: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/).default('vbs-1'),
+    /** Availability zones, each a group of volume delegates (by name); default: one zone `<region>a` of them all. */
+    zones: z
+      .array(z.object({ name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/), volumeDelegates: z.array(z.string().min(1)).min(1) }).strict())
+      .optional(),
+    /** The EC2 Query API's listener (issue 18, src/ec2); none: no EC2 API. */
+    ec2: z.lazy(() => Ec2ConfigSchema).optional(),
   })
   .strict();
+
+/**
+ * The EC2 Query API: its own HTTPS listener (server certificate from `tls`,
+ * no client certificate), requests signed with access keys (SigV4).
+ * `secretsKey`: the 0600 file holding the key that seals access keys' secrets
+ * in the database (src/ec2/secrets.ts). `devicePrefix`: how EC2 device names
+ * (/dev/sdf, /dev/xvdf) are given to the hypervisors: xvdf (Xen), vdf (virtio:
+ * libvirt, QEMU) or sdf.
+ */
+export const Ec2ConfigSchema = z
+  .object({
+    listen: Listen,
+    publicUrl: z.string().url().optional(),
+    secretsKey: z.string(),
+    devicePrefix: z.enum(['xvd', 'vd', 'sd']).default('xvd'),
+    /** How far a request's X-Amz-Date may be from the server's clock (EC2: 5 minutes). */
+    maxClockSkewSeconds: z.number().int().positive().max(900).default(300),
+  })
+  .strict();
+export type Ec2Config = z.infer<typeof Ec2ConfigSchema>;
 
 /**
  * The front's side of attach by instance id: the resolvers to try, in order.
@@ -249,7 +277,14 @@ export function loadServiceConfig(file: string): ServiceConfig {
     configured ? abs(configured) : resolve(base, `${basename(file).replace(/\.json$/, '')}.generations.db`);
   switch (c.role) {
     case 'front':
-      return { ...c, tls, commands, database: c.database === ':memory:' ? c.database : abs(c.database), auditLog: c.auditLog ? abs(c.auditLog) : undefined };
+      return {
+        ...c,
+        tls,
+        commands,
+        database: c.database === ':memory:' ? c.database : abs(c.database),
+        auditLog: c.auditLog ? abs(c.auditLog) : undefined,
+        ec2: c.ec2 ? { ...c.ec2, secretsKey: abs(c.ec2.secretsKey) } : undefined,
+      };
     case 'volume-delegate':
       return {
         ...c,

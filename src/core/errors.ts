@@ -36,6 +36,21 @@ export const FAULTS = {
    * it already acted on (issue 16: src/delegates/generations.ts). Nothing changed.
    */
   StaleGeneration: { by: 'Client', http: 500 },
+  // The EC2 Query API's authentication (issue 18, src/ec2/sigv4.ts): EC2's own codes.
+  /** The request carries no signature at all. */
+  MissingAuthenticationToken: { by: 'Client', http: 500 },
+  /** The signature's parts (Authorization header or X-Amz-* parameters) are malformed or incomplete. */
+  IncompleteSignature: { by: 'Client', http: 500 },
+  /** The signature is not the one the key's secret makes for this request. */
+  SignatureDoesNotMatch: { by: 'Client', http: 500 },
+  /** X-Amz-Date is too far from the server's clock, or a presigned request's X-Amz-Expires has passed. */
+  RequestExpired: { by: 'Client', http: 500 },
+  /** The EC2 API was asked for an Action it does not serve. */
+  InvalidAction: { by: 'Client', http: 500 },
+  /** An EC2 request with DryRun=true: it was authenticated and would be tried, and is not (EC2's answer). */
+  DryRunOperation: { by: 'Client', http: 500 },
+  /** A resource would hold more than 50 tags (issue 18; EC2's code). */
+  TagLimitExceeded: { by: 'Client', http: 500 },
   InternalError: { by: 'Server', http: 500 },
   /** SOAP's own fault codes (SOAP 1.1 section 4.4.1): faultcode soap:VersionMismatch / soap:MustUnderstand. */
   VersionMismatch: { by: 'VersionMismatch', http: 500 },

@@ -165,3 +165,41 @@ export function pathUnder(root: string, value: unknown, param = 'path'): string 
   if (full !== base && !full.startsWith(base + sep)) throw invalid(param, 'the path leaves its root folder');
   return full;
 }
+
+/** EC2's tag limits: keys 1-128 characters, values 0-256, `aws:` reserved, 50 tags a resource. */
+export const MAX_TAG_KEY = 128;
+export const MAX_TAG_VALUE = 256;
+export const MAX_TAGS_PER_RESOURCE = 50;
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\x00-\x1f\x7f]/;
+
+export function tagKey(value: unknown, param = 'tag key'): string {
+  const v = requireString(param, value);
+  if (v.length > MAX_TAG_KEY) throw invalid(param, `at most ${MAX_TAG_KEY} characters`);
+  if (CONTROL.test(v) || BIDI_CONTROL.test(v)) throw invalid(param, 'it holds a control character');
+  if (v.toLowerCase().startsWith('aws:')) throw invalid(param, 'keys starting with aws: are reserved');
+  return v;
+}
+
+export function tagValue(value: unknown, param = 'tag value'): string {
+  if (value === undefined || value === null) return '';
+  if (typeof value !== 'string') throw invalid(param, 'expected a string');
+  refuseNonXml(param, value);
+  if (value.length > MAX_TAG_VALUE) throw invalid(param, `at most ${MAX_TAG_VALUE} characters`);
+  if (CONTROL.test(value) || BIDI_CONTROL.test(value)) throw invalid(param, 'it holds a control character');
+  return value;
+}
+
+/** A volume or snapshot id: what tags are put on. */
+export function resourceId(value: unknown, param = 'resourceId'): string {
+  const v = requireString(param, value);
+  if (VOLUME_ID.test(v) || SNAPSHOT_ID.test(v)) return v;
+  throw invalid(param, 'expected a volume (vol-…) or snapshot (snap-…) id');
+}
+
+/** An availability zone's name, as the front's configuration spells them. */
+export function zoneName(value: unknown, param = 'availabilityZone'): string {
+  const v = requireString(param, value);
+  if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(v)) throw invalid(param, 'expected a zone name such as vbs-1a');
+  return v;
+}

@@ -47,6 +47,10 @@ function attachmentCondition(filters: ListRequest['filters']): Condition | undef
   if (host) parts.push(inList('a.vmm_host', host));
   if (vm) parts.push(inList('a.vm_id', vm));
   if (status) parts.push(inList('a.status', status));
+  const instance = filters.get('attachment.instanceId');
+  const device = filters.get('attachment.device');
+  if (instance) parts.push(inList('a.instance_id', instance));
+  if (device) parts.push(inList('a.device', device));
   if (!parts.length) return undefined;
   return {
     sql: `EXISTS (SELECT 1 FROM attachments a WHERE a.volume_id = volumes.volume_id AND ${parts.map((p) => p.sql).join(' AND ')})`,
@@ -55,8 +59,31 @@ function attachmentCondition(filters: ListRequest['filters']): Condition | undef
 }
 
 /** The filter name → column of a table, for the filters that are a plain IN list. */
-const VOLUME_COLUMNS: Readonly<Record<string, string>> = { status: 'status', size: 'size_gib', snapshotId: 'snapshot_id', owner: 'owner' };
-const SNAPSHOT_COLUMNS: Readonly<Record<string, string>> = { status: 'status', volumeId: 'volume_id', owner: 'owner' };
+const VOLUME_COLUMNS: Readonly<Record<string, string>> = {
+  status: 'status',
+  size: 'size_gib',
+  snapshotId: 'snapshot_id',
+  owner: 'owner',
+  volumeId: 'volume_id',
+  availabilityZone: 'availability_zone',
+};
+const SNAPSHOT_COLUMNS: Readonly<Record<string, string>> = { status: 'status', volumeId: 'volume_id', owner: 'owner', snapshotId: 'snapshot_id', size: 'size_gib' };
+
+/** Tag filters (issue 18): `tag:KEY` (the tag has one of the values) and `tagKey` (any value), each one EXISTS on the tags' primary key. */
+function tagConditions(idColumn: string, filters: ListRequest['filters']): Condition[] {
+  const out: Condition[] = [];
+  for (const [name, values] of filters) {
+    if (name === 'tagKey') {
+      out.push({ sql: `EXISTS (SELECT 1 FROM tags t WHERE t.resource_id = ${idColumn} AND t.key IN (${placeholders(values.length)}))`, params: values });
+    } else if (name.startsWith('tag:')) {
+      out.push({
+        sql: `EXISTS (SELECT 1 FROM tags t WHERE t.resource_id = ${idColumn} AND t.key = ? AND t.value IN (${placeholders(values.length)}))`,
+        params: [name.slice('tag:'.length), ...values],
+      });
+    }
+  }
+  return out;
+}
 
 /** A query and its parameters: what listVolumes and listSnapshots run (the tests EXPLAIN it). */
 export interface PageQuery {
@@ -108,7 +135,7 @@ function pageQuery(
 
 export function volumePageQuery(req: ListRequest): PageQuery {
   const attached = attachmentCondition(req.filters);
-  return pageQuery('volumes', 'volume_id', VOLUME_COLUMNS, req, attached ? [attached] : []);
+  return pageQuery('volumes', 'volume_id', VOLUME_COLUMNS, req, [...(attached ? [attached] : []), ...tagConditions('volumes.volume_id', req.filters)]);
 }
 
 /** A user's snapshots are theirs and those shared with them (snapshot_shares). */
@@ -118,7 +145,7 @@ const ownedOrSharedWith = (user: string): readonly Condition[] => [
 ];
 
 export function snapshotPageQuery(req: ListRequest): PageQuery {
-  return pageQuery('snapshots', 'snapshot_id', SNAPSHOT_COLUMNS, req, [], ownedOrSharedWith);
+  return pageQuery('snapshots', 'snapshot_id', SNAPSHOT_COLUMNS, req, tagConditions('snapshots.snapshot_id', req.filters), ownedOrSharedWith);
 }
 
 export function listVolumes(db: Db, req: ListRequest): VolumeRow[] {

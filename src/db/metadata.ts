@@ -16,6 +16,8 @@ export interface VolumeRow {
   create_attempts: number;
   /** Insertion number: the order pages are read in (src/db/listing.ts); set by a trigger. */
   page_seq: number;
+  /** The zone it was created in (src/front/zones.ts); null only before the front first started with zones. */
+  availability_zone?: string | null;
 }
 
 export interface SnapshotRow {
@@ -73,13 +75,13 @@ export class Metadata {
 
   // --- volumes -------------------------------------------------------------
 
-  insertVolume(v: Omit<VolumeRow, 'create_time' | 'create_attempts' | 'status_message' | 'page_seq'>): void {
+  insertVolume(v: Omit<VolumeRow, 'create_time' | 'create_attempts' | 'status_message' | 'page_seq' | 'availability_zone'> & { availability_zone?: string | null }): void {
     this.db
       .prepare(
-        `INSERT INTO volumes (volume_id, owner, size_gib, comment, snapshot_id, status, delegate, create_time)
-         VALUES (@volume_id, @owner, @size_gib, @comment, @snapshot_id, @status, @delegate, @create_time)`,
+        `INSERT INTO volumes (volume_id, owner, size_gib, comment, snapshot_id, status, delegate, create_time, availability_zone)
+         VALUES (@volume_id, @owner, @size_gib, @comment, @snapshot_id, @status, @delegate, @create_time, @availability_zone)`,
       )
-      .run({ ...v, create_time: now() });
+      .run({ ...v, availability_zone: v.availability_zone ?? null, create_time: now() });
   }
 
   volume(id: string): VolumeRow | undefined {

@@ -271,4 +271,40 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX volumes_delegate_status ON volumes(delegate, status);
   CREATE INDEX snapshots_delegate_status ON snapshots(delegate, status);
   `,
+  // Issue 18, the EC2 Query API. Tags on volumes and snapshots (EC2's
+  // CreateTags), gone with their resource; a volume's availability zone (a
+  // group of volume delegates in the front's configuration; rows made before
+  // zones existed are given their delegate's zone when the front starts); and
+  // the access keys that sign EC2 requests. A key's secret is kept sealed
+  // (AES-256-GCM) under a key in a 0600 file outside the database
+  // (src/ec2/access-keys.ts): the server must recompute each HMAC, so it needs
+  // the secret itself, but the database alone does not give it.
+  `
+  CREATE TABLE tags (
+    resource_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (resource_id, key)
+  );
+  CREATE INDEX tags_key ON tags(key, value);
+  CREATE TRIGGER volumes_tags_gone AFTER DELETE ON volumes
+  BEGIN
+    DELETE FROM tags WHERE resource_id = old.volume_id;
+  END;
+  CREATE TRIGGER snapshots_tags_gone AFTER DELETE ON snapshots
+  BEGIN
+    DELETE FROM tags WHERE resource_id = old.snapshot_id;
+  END;
+  ALTER TABLE volumes ADD COLUMN availability_zone TEXT;
+  CREATE INDEX volumes_zone_page ON volumes(availability_zone, page_seq);
+  CREATE TABLE access_keys (
+    access_key_id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    admin INTEGER NOT NULL DEFAULT 0,
+    secret_sealed TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+  );
+  CREATE INDEX access_keys_user ON access_keys(user);
+  `,
 ];

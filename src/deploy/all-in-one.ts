@@ -11,6 +11,7 @@ import { startServe } from './service-process.js';
 import { Supervisor, type SupervisedService } from './supervisor.js';
 import { hostInitiatorName } from '../core/initiator-name.js';
 import { writeSimInitiatorName } from '../sim/libiscsi.js';
+import { freePort } from '../core/free-port.js';
 import { canRunTgtd, freeTgtdPorts, startTgtd, type TgtdPorts } from './tgtd.js';
 import { metricsPorts, writeScrapeTargets, type MetricsEndpoints } from './metrics-targets.js';
 
@@ -35,6 +36,8 @@ export interface UpOptions {
   readonly qmpDir?: string;
   /** Where restarts and give-ups are reported, a line each (stderr by default). */
   readonly report?: (line: string) => void;
+  /** The EC2 Query API's port (default 8773, or a free one when `port` is 0; 0: a free one). */
+  readonly ec2Port?: number;
 }
 
 export interface Deployment {
@@ -50,7 +53,14 @@ export interface Deployment {
   readonly vmmHost: string;
   /** Each service's Prometheus endpoint, and the scrape targets file naming them (docs/metrics.md). */
   readonly metrics: MetricsEndpoints;
+  /** The EC2 Query API's endpoint (`aws --endpoint-url`). */
+  readonly ec2Url: string;
 }
+
+/** Eucalyptus's and Nimbus's port for the EC2 API. */
+export const DEFAULT_EC2_PORT = 8773;
+/** The key that seals access keys' secrets in the metadata (src/ec2/secrets.ts), beside the CA key. */
+export const EC2_SECRETS_KEY = 'pki/ec2-secrets.key';
 
 export const VMM_CHOICES = ['sim', 'libvirt', 'qemu'] as const;
 export type VmmChoice = (typeof VMM_CHOICES)[number];
@@ -101,6 +111,9 @@ export async function up(opts: UpOptions): Promise<Deployment> {
   if (target === 'tgt' && !canRunTgtd()) throw new Error('--target tgt needs tgtd and tgtadm on PATH and root (install the Debian package tgt)');
   const realTgtd = backendType === 'lvm-iscsi' && (target === 'tgt' || (target === 'auto' && canRunTgtd()));
   const tgtdPorts = realTgtd ? await freeTgtdPorts() : undefined;
+  // A deployment on a free port (tests, several at once) gets a free EC2 port too, unless one is asked for.
+  const askedEc2Port = opts.ec2Port ?? (opts.port === 0 ? 0 : DEFAULT_EC2_PORT);
+  const ec2Port = askedEc2Port === 0 ? await freePort() : askedEc2Port;
 
   const logs = new LogFiles(join(dir, 'logs'));
   // Every service checks callers against the CA's revocation list (reloaded on change).
@@ -153,6 +166,7 @@ export async function up(opts: UpOptions): Promise<Deployment> {
       volumeDelegates: [{ name: 'local', url: urls.get('volume-delegate') }],
       vmmHosts: [{ name: 'localhost', url: urls.get('vmm-delegate') }],
       instances: { resolvers: ['scan', 'static'], resolverUrl: urls.get('instance-resolver') },
+      ec2: { listen: listen(ec2Port), secretsKey: EC2_SECRETS_KEY, ...(vmm === 'sim' ? {} : { devicePrefix: 'vd' }) },
     }),
   };
   const configFile = (role: Role) => join(dir, `${role}.json`);
@@ -207,7 +221,7 @@ export async function up(opts: UpOptions): Promise<Deployment> {
           : vmm === 'qemu'
             ? `localhost, QEMU VMs with QMP sockets <vmId>.qmp in ${qmpDir}`
             : `localhost, adapter ${vmm}`;
-    return { frontUrl, clientConfig, stop, gaveUp: supervisor.gaveUp, storage, vmmHost, metrics: writeScrapeTargets(dir, metricsPort) };
+    return { frontUrl, clientConfig, stop, gaveUp: supervisor.gaveUp, storage, vmmHost, metrics: writeScrapeTargets(dir, metricsPort), ec2Url: `https://127.0.0.1:${ec2Port}/` };
   } catch (err) {
     await stop();
     throw err;

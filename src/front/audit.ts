@@ -5,7 +5,15 @@ import type { Record as XmlRecord, Value } from '../soap/xml.js';
 import type { AdminTest } from './access.js';
 
 /** Operations that change nothing: their successes are not audited (their refusals are). */
-const READ_ONLY = new Set(['DescribeVolumes', 'DescribeSnapshots', 'DescribeQuota', 'DescribeVmAssignments']);
+const READ_ONLY = new Set([
+  'DescribeVolumes',
+  'DescribeSnapshots',
+  'DescribeQuota',
+  'DescribeVmAssignments',
+  'DescribeTags',
+  'DescribeAvailabilityZones',
+  'DescribeSnapshotSharing',
+]);
 /** Audited arguments are cut short: a refused request may carry anything up to the body limit. */
 const MAX_STRING = 256;
 const MAX_ITEMS = 50;

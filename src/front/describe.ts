@@ -4,7 +4,7 @@ import { listSnapshots, listVolumes, type ListRequest } from '../db/listing.js';
 import type { Metadata, SnapshotRow, VolumeRow } from '../db/metadata.js';
 import type { Record as XmlRecord } from '../soap/xml.js';
 import { decodeToken, encodeToken, filtersHash, parseFilters, parseMaxResults, type ListKind, type Scope } from './query.js';
-import { snapshotRecord, volumeRecord } from './records.js';
+import { snapshotRecord, volumeRecord, type TagsOf } from './records.js';
 
 /**
  * DescribeVolumes and DescribeSnapshots: the named ids, or one page of the
@@ -50,7 +50,7 @@ function list<Row extends { page_seq: number }>(
   return { rows: page, nextToken: encodeToken(kind, hash, { seq: last.page_seq }) };
 }
 
-export function describeVolumes(meta: Metadata, scope: Scope, input: XmlRecord): XmlRecord {
+export function describeVolumes(meta: Metadata, scope: Scope, input: XmlRecord, tagsOf: (ids: string[]) => TagsOf = () => new Map()): XmlRecord {
   const ids = ((input.volumeId as unknown[]) ?? []).map((x) => v.volumeId(x));
   const { rows, nextToken } = list<VolumeRow>(
     'volume',
@@ -62,10 +62,11 @@ export function describeVolumes(meta: Metadata, scope: Scope, input: XmlRecord):
     (id) => new VbsError('InvalidVolume.NotFound', `The volume '${id}' does not exist.`),
   );
   const attachments = meta.attachmentsOf(rows.map((r) => r.volume_id));
-  return { volume: rows.map((r) => volumeRecord(r, attachments)), nextToken };
+  const tags = tagsOf(rows.map((r) => r.volume_id));
+  return { volume: rows.map((r) => volumeRecord(r, attachments, tags)), nextToken };
 }
 
-export function describeSnapshots(meta: Metadata, scope: Scope, input: XmlRecord): XmlRecord {
+export function describeSnapshots(meta: Metadata, scope: Scope, input: XmlRecord, tagsOf: (ids: string[]) => TagsOf = () => new Map()): XmlRecord {
   const ids = ((input.snapshotId as unknown[]) ?? []).map((x) => v.snapshotId(x));
   const { rows, nextToken } = list<SnapshotRow>(
     'snapshot',
@@ -76,5 +77,6 @@ export function describeSnapshots(meta: Metadata, scope: Scope, input: XmlRecord
     (req) => listSnapshots(meta.db, req),
     (id) => new VbsError('InvalidSnapshot.NotFound', `The snapshot '${id}' does not exist.`),
   );
-  return { snapshot: rows.map(snapshotRecord), nextToken };
+  const tags = tagsOf(rows.map((r) => r.snapshot_id));
+  return { snapshot: rows.map((r) => snapshotRecord(r, tags)), nextToken };
 }

@@ -19,6 +19,8 @@ import { AuditFile, AuditTrail } from './audit.js';
 import { administrators } from './access.js';
 import { countMetadata } from '../core/metrics.js';
 import { metadataCounts } from '../db/gauges.js';
+import { Zones } from './zones.js';
+import { startEc2, type Ec2Listener } from '../ec2/listen.js';
 
 export type { RunningService };
 
@@ -40,6 +42,8 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
   }, { leaseMs: cfg.claimLeaseMs });
 
   const instances = InstanceLocator.fromConfig(cfg.instances, delegates, tls, new VmAssignments(db));
+  const zones = new Zones(cfg.region, delegates.volumeDelegateNames(), cfg.zones);
+  zones.backfill(db);
   const audit = new AuditTrail(cfg.auditLog ? new AuditFile(cfg.auditLog) : undefined, administrators(cfg.admins));
   const service = new FrontService(
     meta,
@@ -53,6 +57,7 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
       // moments, so the wait is twice the fallback poll's only while that is short.
       checkSettleMs: Math.max(1_000, 2 * Math.min(cfg.pollIntervalMs, 1_000) + 500),
       checkCallTimeoutMs: Math.min(cfg.delegateTimeoutMs, 10_000),
+      zones,
     },
     instances,
   );
@@ -73,6 +78,16 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
   });
   const port = (server.address() as AddressInfo).port;
   url = cfg.publicUrl ?? defaultPublicUrl({ host: cfg.listen.host, port }, VBS_SERVICE.path);
+  // The EC2 Query API (issue 18): the same operations, signed with access keys instead of client certificates.
+  let ec2: Ec2Listener | undefined;
+  if (cfg.ec2) {
+    try {
+      ec2 = await startEc2(cfg.ec2, db, tls, service.handlers(), cfg.region, log, (o) => audit.record(o));
+    } catch (err) {
+      server.close();
+      throw err;
+    }
+  }
 
   // A finished copy is learnt from a long-poll of its delegate; the monitor's poll is the fallback.
   const monitor = new CreationMonitor(meta, delegates, log, cfg.pollIntervalMs);
@@ -112,6 +127,7 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
       await closed;
+      await ec2?.close();
       delegates.close();
       instances.close();
       audit.close();

@@ -21,7 +21,7 @@ const MAX_TOKEN_CHARS = 512;
 /** Which records a caller may list: its own (and snapshots shared with it), or (administrators) everyone's. */
 export type Scope = OwnerScope;
 
-export type ListKind = 'volume' | 'snapshot';
+export type ListKind = 'volume' | 'snapshot' | 'tag';
 
 /** Filter name → its values (ORed), validated and normalized. */
 export type Filters = ReadonlyMap<string, readonly (string | number)[]>;
@@ -56,14 +56,32 @@ export const FILTERS: Readonly<Record<ListKind, Readonly<Record<string, ValueChe
     'attachment.status': oneOf(ATTACHMENT_STATES),
     owner: ownerName,
     commentPrefix: (x, p) => v.comment(x, p),
+    // Issue 18: EC2's other volume filters, and tags (tag:KEY, below).
+    volumeId: (x, p) => v.volumeId(x, p),
+    availabilityZone: (x, p) => v.zoneName(x, p),
+    'attachment.instanceId': (x, p) => v.requireString(p, x),
+    'attachment.device': (x, p) => v.device(x, p),
+    tagKey: (x, p) => v.tagKey(x, p),
   },
   snapshot: {
     status: oneOf(SNAPSHOT_STATES),
     volumeId: (x, p) => v.volumeId(x, p),
     owner: ownerName,
     commentPrefix: (x, p) => v.comment(x, p),
+    snapshotId: (x, p) => v.snapshotId(x, p),
+    size: (x, p) => v.sizeGiB(x, p),
+    tagKey: (x, p) => v.tagKey(x, p),
+  },
+  tag: {
+    key: (x, p) => v.tagKey(x, p),
+    value: (x, p) => v.tagValue(x, p),
+    resourceId: (x, p) => v.resourceId(x, p),
+    resourceType: oneOf(['volume', 'snapshot']),
   },
 };
+
+/** `tag:KEY` filters a listing by a tag's value (volumes and snapshots). */
+export const TAG_FILTER_PREFIX = 'tag:';
 
 /**
  * The `filter` elements of a request. An unknown name, a filter without
@@ -77,7 +95,9 @@ export function parseFilters(kind: ListKind, raw: unknown, scope: Scope): Filter
   const out = new Map<string, (string | number)[]>();
   for (const f of Array.isArray(raw) ? raw : []) {
     const { name, value } = (f ?? {}) as { name?: unknown; value?: unknown };
-    if (typeof name !== 'string' || !Object.hasOwn(specs, name)) {
+    const byTag = kind !== 'tag' && typeof name === 'string' && name.startsWith(TAG_FILTER_PREFIX);
+    if (byTag) v.tagKey(name.slice(TAG_FILTER_PREFIX.length), `filter ${name.slice(0, 64)}`);
+    if (typeof name !== 'string' || (!byTag && !Object.hasOwn(specs, name))) {
       const shown = typeof name === 'string' ? `'${name.slice(0, 64)}'` : 'without a name';
       throw new VbsError('InvalidParameterValue', `The filter ${shown} is not valid for ${kind}s; valid filters: ${Object.keys(specs).join(', ')}.`);
     }
@@ -85,8 +105,9 @@ export function parseFilters(kind: ListKind, raw: unknown, scope: Scope): Filter
     const values = Array.isArray(value) ? value : [];
     if (values.length === 0) throw new VbsError('InvalidParameterValue', `The filter '${name}' needs at least one value.`);
     if (values.length > MAX_FILTER_VALUES) throw new VbsError('InvalidParameterValue', `The filter '${name}' has more than ${MAX_FILTER_VALUES} values.`);
-    if (name === 'owner' && scope.kind !== 'all') throw new VbsError('UnauthorizedOperation', 'Only VBS administrators may filter by owner.');
-    const check = specs[name]!;
+    // A user may name themselves (EC2's OwnerId self); anyone else's records are administrators' business.
+    if (name === 'owner' && scope.kind !== 'all' && values.some((x) => x !== scope.owner)) throw new VbsError('UnauthorizedOperation', 'Only VBS administrators may filter by owner.');
+    const check = byTag ? (x: unknown, p: string) => v.tagValue(x, p) : specs[name]!;
     out.set(name, [...new Set(values.map((x) => check(x, `filter ${name}`)))]);
   }
   return out;

@@ -1,5 +1,14 @@
 import type { AttachmentRow, SnapshotRow, VolumeRow } from '../db/metadata.js';
 import type { Record as XmlRecord } from '../soap/xml.js';
+import type { Tag } from '../db/tags.js';
+
+/** Tags by resource id (TagStore.of). */
+export type TagsOf = ReadonlyMap<string, readonly Tag[]>;
+const NO_TAGS: TagsOf = new Map();
+
+function tagRecords(id: string, tags: TagsOf): XmlRecord[] {
+  return (tags.get(id) ?? []).map((t) => ({ key: t.key, value: t.value }));
+}
 
 /** Metadata rows as the WSDL's records. */
 export function attachmentRecord(a: AttachmentRow): XmlRecord {
@@ -15,7 +24,7 @@ export function attachmentRecord(a: AttachmentRow): XmlRecord {
   };
 }
 
-export function volumeRecord(v: VolumeRow, attachments: readonly AttachmentRow[]): XmlRecord {
+export function volumeRecord(v: VolumeRow, attachments: readonly AttachmentRow[], tags: TagsOf = NO_TAGS): XmlRecord {
   return {
     volumeId: v.volume_id,
     size: v.size_gib,
@@ -26,10 +35,12 @@ export function volumeRecord(v: VolumeRow, attachments: readonly AttachmentRow[]
     createTime: new Date(v.create_time),
     owner: v.owner,
     attachments: attachments.filter((a) => a.volume_id === v.volume_id).map(attachmentRecord),
+    availabilityZone: v.availability_zone ?? undefined,
+    tag: tagRecords(v.volume_id, tags),
   };
 }
 
-export function snapshotRecord(s: SnapshotRow): XmlRecord {
+export function snapshotRecord(s: SnapshotRow, tags: TagsOf = NO_TAGS): XmlRecord {
   return {
     snapshotId: s.snapshot_id,
     volumeId: s.volume_id,
@@ -40,5 +51,6 @@ export function snapshotRecord(s: SnapshotRow): XmlRecord {
     progress: s.status === 'completed' ? 100 : s.progress,
     createTime: new Date(s.create_time),
     owner: s.owner,
+    tag: tagRecords(s.snapshot_id, tags),
   };
 }

@@ -22,6 +22,9 @@ import type { AuditTrail } from './audit.js';
 import { DEFAULT_LIMITS, QuotaPolicy } from './quotas.js';
 import { VmAdmin } from './vm-admin.js';
 import { Fencing } from './fencing.js';
+import { DEFAULT_REGION, Zones } from './zones.js';
+import { TagStore } from '../db/tags.js';
+import { ResourceTags } from './tags.js';
 
 /** Who administers the front and what limits users have (the front configuration's `admins`, `quotas`). */
 export interface AdminOptions {
@@ -37,6 +40,8 @@ export interface AdminOptions {
   readonly checkCallTimeoutMs?: number;
   /** How a check waits between its two observations (tests replace it). */
   readonly checkSleep?: (ms: number) => Promise<void>;
+  /** The availability zones (src/front/zones.ts); default: one zone of every volume delegate. */
+  readonly zones?: Zones;
 }
 
 const DEFAULT_CHECK_SETTLE_MS = 1_500;
@@ -55,7 +60,6 @@ class AlreadyCreated {
  * multi-step work to a journaled workflow.
  */
 export class FrontService {
-  private nextDelegate = 0;
   /** Creates still running, by the id they made: a repeat of their client token shares their outcome. */
   private readonly creating = new Map<string, Promise<unknown>>();
 
@@ -65,6 +69,8 @@ export class FrontService {
   private readonly checker: ConsistencyChecker;
   private readonly vmAdmin: VmAdmin;
   private readonly fencing: Fencing;
+  private readonly zones: Zones;
+  private readonly tags: ResourceTags;
 
   constructor(
     private readonly meta: Metadata,
@@ -80,6 +86,8 @@ export class FrontService {
     this.access = new Access(meta, this.shares, administrators(admin.admins ?? ['admin']), audit ? (ctx, owner) => audit.actingFor(ctx, owner) : undefined);
     this.vmAdmin = new VmAdmin(meta.db, (host) => void delegates.vmmDelegate(host));
     this.fencing = new Fencing(meta, wf, this.access);
+    this.zones = admin.zones ?? new Zones(DEFAULT_REGION, delegates.volumeDelegateNames(), undefined);
+    this.tags = new ResourceTags(meta, new TagStore(meta.db), this.access, this.zones);
     this.checker = new ConsistencyChecker(meta, delegates, wf.engine, {
       settleMs: admin.checkSettleMs ?? DEFAULT_CHECK_SETTLE_MS,
       callTimeoutMs: admin.checkCallTimeoutMs ?? DEFAULT_CHECK_CALL_TIMEOUT_MS,
@@ -104,6 +112,7 @@ export class FrontService {
       DetachVolume: (i, c) => this.detachVolume(i, c),
       ShareSnapshot: (i, c) => this.shareSnapshot(i, c, true),
       UnshareSnapshot: (i, c) => this.shareSnapshot(i, c, false),
+      DescribeSnapshotSharing: (i, c) => this.describeSharing(i, c),
       SetQuota: (i, c) => this.setQuota(i, c),
       DescribeQuota: (i, c) => this.describeQuota(i, c),
       CheckConsistency: (i, c) => this.checkConsistency(i, c),
@@ -111,6 +120,10 @@ export class FrontService {
       UnassignVm: (i, c) => (this.adminsOnly(c, 'assign VMs'), this.vmAdmin.unassign(i)),
       DescribeVmAssignments: (i, c) => (this.adminsOnly(c, 'see VM assignments'), this.vmAdmin.describe(i)),
       RetireHost: (i, c) => this.fencing.retireHost(v.hostName(i.host, 'host'), c, c.log),
+      CreateTags: (i, c) => this.tags.create(i, c),
+      DeleteTags: (i, c) => this.tags.remove(i, c),
+      DescribeTags: (i, c) => this.tags.describe(i, c),
+      DescribeAvailabilityZones: (i) => this.tags.describeZones(i),
     };
   }
 
@@ -164,7 +177,7 @@ export class FrontService {
   private describeVolume(id: string): XmlRecord {
     const vol = this.meta.volume(id);
     if (!vol) throw new VbsError('InvalidVolume.NotFound', `The volume '${id}' does not exist.`);
-    return volumeRecord(vol, this.meta.attachmentsOf([id]));
+    return volumeRecord(vol, this.meta.attachmentsOf([id]), this.tags.of([id]));
   }
 
   /** Idempotent creates: the same token with the same parameters returns the first result. */
@@ -212,8 +225,12 @@ export class FrontService {
     const comment = v.comment(input.comment);
     const snapshotId = input.snapshotId === undefined ? null : v.snapshotId(input.snapshotId);
     const token = v.clientToken(input.clientToken);
-    const params = JSON.stringify({ size, comment, snapshotId });
-    const delegate = snapshotId ? this.access.snapshotToUse(snapshotId, ctx).delegate : this.pickDelegate();
+    const askedZone = input.availabilityZone === undefined ? undefined : this.zones.known(v.zoneName(input.availabilityZone));
+    const tags = this.tags.parse(input.tag);
+    const params = JSON.stringify({ size, comment, snapshotId, ...(askedZone ? { zone: askedZone } : {}), ...(tags.length ? { tags } : {}) });
+    // From a snapshot: on the snapshot's delegate (its data is there), so in that delegate's zone.
+    const placed = snapshotId ? this.fromSnapshot(this.access.snapshotToUse(snapshotId, ctx).delegate, askedZone) : this.zones.pick(askedZone);
+    const delegate = placed.delegate;
     try {
       const d = await this.runCreate(this.wf.createVolume, (x) => x.volumeId, () => {
         this.checkToken(ctx.caller, token, 'CreateVolume', params);
@@ -226,7 +243,8 @@ export class FrontService {
         }
         this.quotas.admitVolume(ctx.caller, size); // in this transaction: concurrent creates cannot overshoot
         const volumeId = this.meta.reserveId('vol');
-        this.meta.insertVolume({ volume_id: volumeId, owner: ctx.caller, size_gib: size, comment, snapshot_id: snapshotId, status: 'creating', delegate });
+        this.meta.insertVolume({ volume_id: volumeId, owner: ctx.caller, size_gib: size, comment, snapshot_id: snapshotId, status: 'creating', delegate, availability_zone: placed.zone });
+        this.tags.putNew(volumeId, tags);
         if (token) this.meta.insertClientToken(ctx.caller, token, 'CreateVolume', params, volumeId);
         return { volumeId, sizeGiB: size, snapshotId, delegate, owner: ctx.caller, clientToken: token ?? null };
       });
@@ -238,10 +256,13 @@ export class FrontService {
     }
   }
 
-  /** Spreads new blank volumes over the volume delegates in turn. */
-  private pickDelegate(): string {
-    const names = this.delegates.volumeDelegateNames();
-    return names[this.nextDelegate++ % names.length]!;
+  /** A volume from a snapshot is made where the snapshot is; a zone asked for must be that one. */
+  private fromSnapshot(delegate: string, askedZone: string | undefined): { delegate: string; zone: string } {
+    const zone = this.zones.zoneOf(delegate);
+    if (askedZone !== undefined && askedZone !== zone) {
+      throw new VbsError('InvalidParameterValue', `Value for parameter availabilityZone is invalid: the snapshot is in ${zone}; volumes from it are created there.`);
+    }
+    return { delegate, zone };
   }
 
   private async deleteVolume(input: XmlRecord, ctx: CallContext): Promise<XmlRecord> {
@@ -261,7 +282,7 @@ export class FrontService {
 
   /** Ids, or pages and filters (src/front/describe.ts), over the caller's own volumes. */
   private describeVolumes(input: XmlRecord, ctx: CallContext): XmlRecord {
-    return describeVolumes(this.meta, this.access.describeScope(ctx), input);
+    return describeVolumes(this.meta, this.access.describeScope(ctx), input, (ids) => this.tags.of(ids));
   }
 
   // --- snapshots -------------------------------------------------------------
@@ -270,7 +291,8 @@ export class FrontService {
     const volumeId = v.volumeId(input.volumeId);
     const comment = v.comment(input.comment);
     const token = v.clientToken(input.clientToken);
-    const params = JSON.stringify({ volumeId, comment });
+    const tags = this.tags.parse(input.tag);
+    const params = JSON.stringify({ volumeId, comment, ...(tags.length ? { tags } : {}) });
     try {
       const d = await this.runCreate(this.wf.createSnapshot, (x) => x.snapshotId, () => {
         this.checkToken(ctx.caller, token, 'CreateSnapshot', params);
@@ -281,16 +303,17 @@ export class FrontService {
         this.quotas.admitSnapshot(ctx.caller, vol.size_gib); // the snapshot is the caller's, an administrator's too
         const snapshotId = this.meta.reserveId('snap');
         this.meta.insertSnapshot({ snapshot_id: snapshotId, owner: ctx.caller, volume_id: volumeId, size_gib: vol.size_gib, comment, status: 'pending', delegate: vol.delegate });
+        this.tags.putNew(snapshotId, tags);
         if (token) this.meta.insertClientToken(ctx.caller, token, 'CreateSnapshot', params, snapshotId);
         return { snapshotId, volumeId, delegate: vol.delegate, owner: ctx.caller, clientToken: token ?? null };
       });
-      return { snapshot: snapshotRecord(this.meta.snapshot(d.snapshotId)!) };
+      return { snapshot: snapshotRecord(this.meta.snapshot(d.snapshotId)!, this.tags.of([d.snapshotId])) };
     } catch (err) {
       if (err instanceof AlreadyCreated) {
         await this.sameOutcomeAs(err.resourceId);
         const snap = this.meta.snapshot(err.resourceId);
         if (!snap) throw new VbsError('InvalidSnapshot.NotFound', `The snapshot '${err.resourceId}' does not exist.`);
-        return { snapshot: snapshotRecord(snap) };
+        return { snapshot: snapshotRecord(snap, this.tags.of([snap.snapshot_id])) };
       }
       throw err;
     }
@@ -311,7 +334,7 @@ export class FrontService {
   }
 
   private describeSnapshots(input: XmlRecord, ctx: CallContext): XmlRecord {
-    return describeSnapshots(this.meta, this.access.describeScope(ctx), input);
+    return describeSnapshots(this.meta, this.access.describeScope(ctx), input, (ids) => this.tags.of(ids));
   }
 
   /**
@@ -332,6 +355,13 @@ export class FrontService {
       this.shares.add(id, user);
     });
     return { return: true };
+  }
+
+  /** The users a snapshot is shared with (EC2's createVolumePermission): its owner, or an administrator, only. */
+  private describeSharing(input: XmlRecord, ctx: CallContext): XmlRecord {
+    const id = v.snapshotId(input.snapshotId);
+    this.access.snapshotToManage(id, ctx);
+    return { snapshotId: id, user: this.shares.usersOf(id) };
   }
 
   // --- attachments -----------------------------------------------------------

@@ -27,6 +27,8 @@ export const VBS_SERVICE: ServiceDefinition = {
       time('createTime'),
       str('owner'),
       rec('attachments', 'Attachment', { many: true }),
+      str('availabilityZone', { optional: true, doc: 'the zone (group of volume delegates) the volume is in' }),
+      rec('tag', 'Tag', { many: true }),
     ],
     RetiredVolume: [str('volumeId'), int('released'), bool('fenced'), str('message', { optional: true })],
     Finding: [
@@ -46,7 +48,11 @@ export const VBS_SERVICE: ServiceDefinition = {
       int('progress', { doc: 'percent copied, 0-100' }),
       time('createTime'),
       str('owner'),
+      rec('tag', 'Tag', { many: true }),
     ],
+    Tag: [str('key', { doc: '1-128 characters; aws: is reserved' }), str('value', { optional: true, doc: '0-256 characters; absent: empty (DeleteTags: any value)' })],
+    ResourceTag: [str('resourceId'), str('resourceType', { doc: 'volume or snapshot' }), str('key'), str('value')],
+    AvailabilityZone: [str('zoneName'), str('state', { doc: 'available' }), str('regionName')],
     Quota: [
       str('user'),
       int('volumeLimit', { doc: 'volumes the user may hold' }),
@@ -72,7 +78,14 @@ export const VBS_SERVICE: ServiceDefinition = {
   operations: {
     CreateVolume: {
       doc: 'Creates a blank volume of size GiB, or one holding the data of snapshotId. It is creating until its data is in place.',
-      input: [int('size'), str('comment', { optional: true }), str('snapshotId', { optional: true }), str('clientToken', { optional: true })],
+      input: [
+        int('size'),
+        str('comment', { optional: true }),
+        str('snapshotId', { optional: true }),
+        str('clientToken', { optional: true }),
+        str('availabilityZone', { optional: true, doc: "the zone to create it in (DescribeAvailabilityZones); from a snapshot, the snapshot's zone" }),
+        rec('tag', 'Tag', { many: true, doc: 'tags put on the volume as it is created' }),
+      ],
       output: [rec('volume', 'Volume')],
     },
     DeleteVolume: {
@@ -87,7 +100,7 @@ export const VBS_SERVICE: ServiceDefinition = {
     },
     CreateSnapshot: {
       doc: 'Takes a point-in-time copy of a volume. It is pending until the copy is complete.',
-      input: [str('volumeId'), str('comment', { optional: true }), str('clientToken', { optional: true })],
+      input: [str('volumeId'), str('comment', { optional: true }), str('clientToken', { optional: true }), rec('tag', 'Tag', { many: true, doc: 'tags put on the snapshot as it is created' })],
       output: [rec('snapshot', 'Snapshot')],
     },
     DeleteSnapshot: {
@@ -112,6 +125,26 @@ export const VBS_SERVICE: ServiceDefinition = {
       ],
       output: [rec('attachment', 'Attachment')],
     },
+    CreateTags: {
+      doc: 'Puts tags on volumes and snapshots (the caller\'s own; an administrator: anyone\'s): a key already there gets the new value. At most 50 tags a resource.',
+      input: [str('resourceId', { many: true }), rec('tag', 'Tag', { many: true })],
+      output: [bool('return')],
+    },
+    DeleteTags: {
+      doc: 'Removes tags: each key named (with a value: only when the tag has that value), or every tag when none is named.',
+      input: [str('resourceId', { many: true }), rec('tag', 'Tag', { many: true })],
+      output: [bool('return')],
+    },
+    DescribeTags: {
+      doc: 'The tags on the caller\'s volumes and snapshots (an administrator: everyone\'s), filtered by key, value, resourceId, resourceType: all, or pages of maxResults (5-1000) continued with nextToken.',
+      input: [rec('filter', 'Filter', { many: true }), int('maxResults', { optional: true }), str('nextToken', { optional: true })],
+      output: [rec('tag', 'ResourceTag', { many: true }), str('nextToken', { optional: true })],
+    },
+    DescribeAvailabilityZones: {
+      doc: 'The availability zones (groups of volume delegates) volumes can be created in, or those named.',
+      input: [str('zoneName', { many: true })],
+      output: [rec('zone', 'AvailabilityZone', { many: true })],
+    },
     CheckConsistency: {
       doc: 'Administrators only: compares the metadata with what every delegate reports and lists each difference; with repair, fixes what is safe to fix. Orphans are reported, never deleted.',
       input: [bool('repair', { optional: true })],
@@ -131,6 +164,11 @@ export const VBS_SERVICE: ServiceDefinition = {
       doc: 'Stops sharing the snapshot with user. Volumes already created from it stay theirs.',
       input: [str('snapshotId'), str('user')],
       output: [bool('return')],
+    },
+    DescribeSnapshotSharing: {
+      doc: 'The users a snapshot is shared with (EC2\'s createVolumePermission). Its owner (or an administrator) only.',
+      input: [str('snapshotId')],
+      output: [str('snapshotId'), str('user', { many: true })],
     },
     SetQuota: {
       doc: "Administrators only: sets a user's limits (those given; the others stay as they were).",

@@ -118,6 +118,12 @@ const MATRIX: readonly Row[] = [
   { op: 'DetachVolume', call: (r) => ({ volumeId: pick(r, OWNER_OR_ADMIN(VOL_NF), 'detach', () => fx.attached) }), expect: OWNER_OR_ADMIN(VOL_NF) },
   { op: 'ShareSnapshot', call: () => ({ snapshotId: fx.snapshot, user: 'dave' }), expect: { ...OWNER_OR_ADMIN(SNAP_NF), shared: 'UnauthorizedOperation' } },
   { op: 'UnshareSnapshot', call: () => ({ snapshotId: fx.snapshot, user: 'dave' }), expect: { ...OWNER_OR_ADMIN(SNAP_NF), shared: 'UnauthorizedOperation' } },
+  // Issue 18: tags follow the resource's ownership (a shared snapshot is seen, not managed); zones are everyone's.
+  { op: 'CreateTags', call: () => ({ resourceId: [fx.volume], tag: [{ key: 'k', value: 'v' }] }), expect: OWNER_OR_ADMIN(VOL_NF) },
+  { op: 'DeleteTags', call: () => ({ resourceId: [fx.snapshot], tag: [{ key: 'nothing' }] }), expect: { ...OWNER_OR_ADMIN(SNAP_NF), shared: 'UnauthorizedOperation' } },
+  { op: 'DescribeTags', call: () => ({}), expect: ALL_OK },
+  { op: 'DescribeAvailabilityZones', call: () => ({}), expect: ALL_OK },
+  { op: 'DescribeSnapshotSharing', call: () => ({ snapshotId: fx.snapshot }), expect: { ...OWNER_OR_ADMIN(SNAP_NF), shared: 'UnauthorizedOperation' } },
   { op: 'SetQuota', call: () => ({ user: 'alice', volumes: 1000 }), expect: ADMINS_ONLY },
   { op: 'DescribeQuota', call: () => ({ user: 'alice' }), expect: ADMINS_ONLY },
   { op: 'CheckConsistency', call: () => ({}), expect: ADMINS_ONLY },

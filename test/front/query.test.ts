@@ -38,7 +38,10 @@ describe('parseFilters', () => {
   it('refuses unknown names, values that fail their check, empty and repeated filters', () => {
     const me = { kind: 'owner', owner: 'alice' } as const;
     expect(codeOf(() => parseFilters('volume', [{ name: 'color', value: ['red'] }], me))).toBe('InvalidParameterValue');
-    expect(codeOf(() => parseFilters('snapshot', [{ name: 'size', value: ['1'] }], me))).toBe('InvalidParameterValue');
+    // Volumes' filters are not snapshots' (size is both since issue 18: EC2's volume-size).
+    expect(codeOf(() => parseFilters('snapshot', [{ name: 'availabilityZone', value: ['vbs-1a'] }], me))).toBe('InvalidParameterValue');
+    expect(codeOf(() => parseFilters('volume', [{ name: 'tag:', value: ['x'] }], me))).toBe('MissingParameter');
+    expect(codeOf(() => parseFilters('volume', [{ name: 'tag:aws:x', value: ['x'] }], me))).toBe('InvalidParameterValue');
     expect(codeOf(() => parseFilters('volume', [{ value: ['x'] }], me))).toBe('InvalidParameterValue');
     expect(codeOf(() => parseFilters('volume', [{ name: 'status', value: ['sleeping'] }], me))).toBe('InvalidParameterValue');
     expect(codeOf(() => parseFilters('volume', [{ name: 'size', value: ['0'] }], me))).toBe('InvalidParameterValue');

@@ -173,7 +173,7 @@ describe('SOAP service over mutual TLS', () => {
     expect(seen.at(-1)!.input).toEqual({ volumeId: ['vol-0123456789abcdef0', 'vol-0123456789abcdef1'], filter: [] });
     // The stub answers CreateVolume without the required volume record: refused as a broken service.
     await expect(client.call('CreateVolume', { size: 1, comment: 'a <b> & "c"' })).rejects.toMatchObject({ code: 'ServiceUnavailable' });
-    expect(seen.at(-1)!.input).toEqual({ size: 1, comment: 'a <b> & "c"' });
+    expect(seen.at(-1)!.input).toEqual({ size: 1, comment: 'a <b> & "c"', tag: [] });
     client.close();
   });
 
@@ -214,12 +214,12 @@ describe('XML to the letter', () => {
   it('decodes numeric character references, decimal and hex, and the five predefined entities, once', async () => {
     const r = await post(env('<v:CreateVolume><v:size>1</v:size><v:comment>&#65;&#x42;&#x1F600; &lt;&amp;&gt;&quot;&apos; &amp;#67;</v:comment></v:CreateVolume>'));
     expect(r.status).toBe(200);
-    expect(seen.at(-1)!.input).toEqual({ size: 1, comment: 'AB\u{1F600} <&>"\' &#67;' });
+    expect(seen.at(-1)!.input).toEqual({ size: 1, comment: 'AB\u{1F600} <&>"\' &#67;', tag: [] });
   });
 
   it('reads CDATA as text, and ignores comments', async () => {
     await post(env('<v:CreateVolume><v:size>1</v:size><!-- a note --><v:comment><![CDATA[<b>&amp;</b>]]></v:comment></v:CreateVolume>'));
-    expect(seen.at(-1)!.input).toEqual({ size: 1, comment: '<b>&amp;</b>' });
+    expect(seen.at(-1)!.input).toEqual({ size: 1, comment: '<b>&amp;</b>', tag: [] });
   });
 
   it.each([
@@ -260,12 +260,12 @@ describe('XML to the letter', () => {
       'latin1',
     );
     await post(latin1);
-    expect(seen.at(-1)!.input).toEqual({ size: 1, comment: 'caf\u00e9 \u00bd' });
+    expect(seen.at(-1)!.input).toEqual({ size: 1, comment: 'caf\u00e9 \u00bd', tag: [] });
     await post(Buffer.from(env('<v:CreateVolume><v:size>1</v:size><v:comment>\u00fcber</v:comment></v:CreateVolume>'), 'latin1'), alice, '/vbs', { 'content-type': 'text/xml; charset=ISO-8859-1' });
-    expect(seen.at(-1)!.input).toEqual({ size: 1, comment: '\u00fcber' });
+    expect(seen.at(-1)!.input).toEqual({ size: 1, comment: '\u00fcber', tag: [] });
     const utf16 = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(env('<v:CreateVolume><v:size>1</v:size><v:comment>\u65e5\u672c</v:comment></v:CreateVolume>'), 'utf16le')]);
     await post(utf16);
-    expect(seen.at(-1)!.input).toEqual({ size: 1, comment: '\u65e5\u672c' });
+    expect(seen.at(-1)!.input).toEqual({ size: 1, comment: '\u65e5\u672c', tag: [] });
   });
 
   it('refuses a body that is not valid in its encoding, or in an encoding it cannot decode, never mangling it', async () => {
