@@ -29,5 +29,7 @@ export const VOLUME_GENERATION_RULES: GuardRules = {
   UnexportVolume: (i) => ({ key: `export/${v.volumeId(i.volumeId)}/${v.hostName(i.vmmHost).toLowerCase()}`, direction: 'remove' }),
   CreateVolume: (i) => ({ key: `object/${v.volumeId(i.volumeId)}`, direction: 'add' }),
   CreateSnapshot: (i) => ({ key: `object/${v.snapshotId(i.snapshotId)}`, direction: 'add' }),
+  // Growing puts the volume's data (bigger) in place: a stale grow after a newer delete is refused.
+  GrowVolume: (i) => ({ key: `object/${v.volumeId(i.volumeId)}`, direction: 'add' }),
   DeleteObject: (i) => ({ key: `object/${objectId(i.id)}`, direction: 'remove' }),
 };

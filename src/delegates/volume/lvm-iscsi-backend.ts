@@ -317,6 +317,38 @@ export class LvmIscsiBackend implements VolumeBackend {
     }
   }
 
+  // ------------------------------------------------------------ grow
+
+  /**
+   * ModifyVolume: lvextend under the space lock (capacity checked first, so a
+   * grow never takes space a create holds), then the volume's target, if it
+   * is exported, serves the new size. Both halves look first, so a retry after
+   * any failure does only what is missing.
+   */
+  async growVolume(volumeId: string, sizeGiB: number): Promise<number> {
+    const bytes = sizeGiB * GiB;
+    if (!this.lvm.canExtend) throw new VbsError('OperationFailed', 'This volume delegate cannot grow volumes: its commands.properties has no volume.lvm.resize.');
+    const size = await this.space.run(async () => {
+      const lvs = await this.lvm.list();
+      const lv = lvs.find((l) => l.name === volumeId);
+      if (!lv) {
+        if (this.jobs.get(volumeId)?.state === 'creating') throw new VbsError('IncorrectState', `The volume '${volumeId}' is still being created.`);
+        throw volumeNotFound(volumeId);
+      }
+      if (lv.sizeBytes >= bytes) return lv.sizeBytes;
+      const reader = [...this.jobs.values()].some((j) => j.state === 'creating' && !j.cancelled && j.source === volumeId);
+      if (reader) throw new VbsError('IncorrectState', `The volume '${volumeId}' cannot grow while a snapshot of it is being copied.`);
+      if ((await this.capacityFrom(lvs)).freeBytes < bytes - lv.sizeBytes) {
+        throw new VbsError('InsufficientCapacity', `There is not enough free space to grow '${volumeId}' by ${Math.ceil((bytes - lv.sizeBytes) / GiB)} GiB on this volume delegate.`);
+      }
+      await this.lvm.extend(volumeId, bytes);
+      this.log.info('grown', { id: volumeId, from: lv.sizeBytes, to: bytes });
+      return bytes;
+    });
+    await this.exports.refreshSize(volumeId, size);
+    return size;
+  }
+
   // ------------------------------------------------------------ describe, delete
 
   async describe(id: string): Promise<StoredObject> {
