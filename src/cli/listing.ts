@@ -41,6 +41,7 @@ export const collect = (value: string, previous: string[]): string[] => [...prev
 export const FILTER_HELP: Readonly<Record<ListKind, string>> = {
   volume: 'only volumes matching (repeat it; one name\'s values are ORed, names ANDed): status, size, snapshotId, attachment.vmmHost, attachment.vmId, attachment.status, owner (administrators), commentPrefix',
   snapshot: 'only snapshots matching (repeat it; one name\'s values are ORed, names ANDed): status, volumeId, owner (administrators), commentPrefix',
+  modification: 'only modifications matching (repeat it; one name\'s values are ORed, names ANDed): modificationState, volumeId, originalSize, targetSize, owner (administrators)',
 };
 export const MAX_RESULTS_HELP = 'one page of n (5-1000) and the token that continues it, instead of every page';
 export const STARTING_TOKEN_HELP = 'start after the page that gave this token (from --max-results)';

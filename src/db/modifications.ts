@@ -23,6 +23,8 @@ export interface ModificationRow {
 export interface ModificationQuery {
   /** Only this owner's volumes (undefined: everyone's, for administrators). */
   readonly owner?: string;
+  /** The `owner` filter (administrators). */
+  readonly owners?: readonly string[];
   readonly volumeIds?: readonly string[];
   readonly states?: readonly ModificationState[];
   readonly originalSizes?: readonly number[];
@@ -100,6 +102,7 @@ export class Modifications {
       .prepare(
         `SELECT * FROM volume_modifications m
          WHERE (@owner IS NULL OR owner = @owner)
+           AND (@owners IS NULL OR owner IN (SELECT value FROM json_each(@owners)))
            AND (@ids IS NULL OR volume_id IN (SELECT value FROM json_each(@ids)))
            AND (@states IS NULL OR state IN (SELECT value FROM json_each(@states)))
            AND (@orig IS NULL OR original_size IN (SELECT value FROM json_each(@orig)))
@@ -109,6 +112,7 @@ export class Modifications {
       )
       .all({
         owner: q.owner ?? null,
+        owners: json(q.owners),
         ids: json(q.volumeIds),
         states: json(q.states),
         orig: json(q.originalSizes),

@@ -13,6 +13,8 @@ import type { GuardRules } from './generations.js';
 export const VMM_GENERATION_RULES: GuardRules = {
   AttachDisk: (i) => ({ key: `disk/${v.volumeId(i.volumeId)}/${v.vmId(i.vmId)}`, direction: 'add' }),
   DetachDisk: (i) => ({ key: `disk/${v.volumeId(i.volumeId)}/${v.vmId(i.vmId)}`, direction: 'remove' }),
+  // Telling a VM its disk grew acts on the disk in place: refused after a newer detach of it.
+  ResizeDisk: (i) => ({ key: `disk/${v.volumeId(i.volumeId)}/${v.vmId(i.vmId)}`, direction: 'add' }),
   DiscoverTarget: (i) => ({ key: `session/${v.volumeId(i.volumeId)}`, direction: 'add' }),
   LoginTarget: (i) => ({ key: `session/${v.volumeId(i.volumeId)}`, direction: 'add' }),
   LogoutTarget: (i) => ({ key: `session/${v.volumeId(i.volumeId)}`, direction: 'remove' }),
