@@ -8,6 +8,7 @@ import { registerServe } from './serve.js';
 import { registerSnapshotCommands } from './snapshots.js';
 import { registerUp } from './up.js';
 import { registerVolumeCommands } from './volumes.js';
+import { registerModificationCommands } from './modifications.js';
 
 /**
  * The `vbs` program. Commander's own errors are thrown (exitOverride) rather
@@ -29,6 +30,7 @@ export function buildProgram(runtime: CliRuntime = processRuntime()): Command {
     });
   registerGlobalOptions(program);
   registerVolumeCommands(program, runtime);
+  registerModificationCommands(program, runtime);
   registerSnapshotCommands(program, runtime);
   registerAttachmentCommands(program, runtime);
   registerAdminCommands(program, runtime);
