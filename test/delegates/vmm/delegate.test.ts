@@ -365,3 +365,23 @@ describe('the VMM Delegate over SOAP, against a real tgtd', () => {
     await client.call('LogoutTarget', { volumeId: VOL_A, source: src });
   });
 });
+
+describe('ResizeDisk (ModifyVolume) on the simulated Xen host', () => {
+  it('looks first: the disk there is picked up by the hypervisor itself (automatic), no disk there is absent; hostile input runs nothing', async () => {
+    const file = join(volumes, `${VOL_C}.img`);
+    writeFileSync(file, '');
+    truncateSync(file, 1024 ** 3);
+    await client.call('AttachDisk', { volumeId: VOL_C, vmId: 'vm3', device: 'xvdh', mode: 'w', source: { kind: 'file', path: file } });
+    const resize = (over: XmlRecord = {}) => client.call('ResizeDisk', { volumeId: VOL_C, vmId: 'vm3', device: 'xvdh', sizeBytes: 2 * 1024 ** 3, source: { kind: 'file', path: file }, ...over });
+    expect((await resize()).outcome).toBe('automatic');
+    expect((await resize({ vmId: 'vm2' })).outcome).toBe('absent');
+    expect((await resize({ device: 'xvdz' })).outcome).toBe('absent');
+    // Another volume's disk is not this one's, whatever device it is on.
+    expect((await resize({ volumeId: VOL_B, source: { kind: 'file', path: join(volumes, `${VOL_B}.img`) } })).outcome).toBe('absent');
+    for (const bad of [{ sizeBytes: 1000 }, { sizeBytes: -(1024 ** 3) }, { sizeBytes: 'lots' }, { vmId: 'vm1;rm' }, { device: '../sda' }]) {
+      await expect(resize(bad)).rejects.toMatchObject({ code: 'InvalidParameterValue' });
+    }
+    await client.call('DetachDisk', { volumeId: VOL_C, vmId: 'vm3', device: 'xvdh', source: { kind: 'file', path: file } });
+    expect((await resize()).outcome).toBe('absent');
+  });
+});
