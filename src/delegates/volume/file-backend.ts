@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { VbsError, errorMessage } from '../../core/errors.js';
 import { SNAPSHOT_ID, VOLUME_ID } from '../../core/ids.js';
 import type { Logger } from '../../core/log.js';
-import type { CommandRunner } from '../../commands/runner.js';
+import { CommandFailed, type CommandRunner } from '../../commands/runner.js';
+import { UnknownOutcome } from '../../commands/unknown-outcome.js';
 import { ChangeFeed } from './changes.js';
 import { GiB, type Capacity, type ExportEntry, type StoredObject, type VolumeBackend } from './backend.js';
 
@@ -172,6 +173,8 @@ export class FileBackend implements VolumeBackend {
       await this.runner.run('volume.file.grow', { path, bytes });
     } catch (err) {
       const after = sizeOrUndefined(path);
+      // Unchanged: a refusal (nothing changed). Changed but short: it acted, so never a refusal; the front retries the ensure.
+      if (after !== undefined && after !== before && after < bytes) throw new UnknownOutcome(`grow ${volumeId}`, err instanceof CommandFailed ? [err] : [], 'the file grew only part of the way');
       if (after === undefined || after < bytes) throw err;
       this.log.warn('grow command failed, but the file has grown', { id: volumeId, message: errorMessage(err) });
     } finally {

@@ -8,6 +8,8 @@ import { IscsiExports, volumeNotFound } from './iscsi-exports.js';
 import type { TargetTool } from './iscsi-targets.js';
 import type { LvInfo, LvmTools } from './lvm-tools.js';
 import { Mutex } from '../../core/mutex.js';
+import { UnknownOutcome } from '../../commands/unknown-outcome.js';
+import { CommandFailed } from '../../commands/runner.js';
 import { QueuedCreates, type Queued } from './queued-creates.js';
 
 const MiB = 1024 ** 2;
@@ -345,7 +347,16 @@ export class LvmIscsiBackend implements VolumeBackend {
       this.log.info('grown', { id: volumeId, from: lv.sizeBytes, to: bytes });
       return bytes;
     });
-    await this.exports.refreshSize(volumeId, size);
+    try {
+      await this.exports.refreshSize(volumeId, size);
+    } catch (err) {
+      // The LV has grown: whatever stopped the target's refresh, this call
+      // changed something, so it is never answered as a refusal. The front
+      // retries the ensure (the LV is then done, the refresh tried again).
+      if (err instanceof UnknownOutcome) throw err;
+      const failed = err instanceof CommandFailed ? [err] : [];
+      throw new UnknownOutcome(`grow ${volumeId}`, failed, 'the LV has grown, but its target could not be made to serve the new size yet');
+    }
     return size;
   }
 
