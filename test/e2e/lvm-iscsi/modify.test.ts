@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canRunTgtd } from '../../../src/deploy/tgtd.js';
 import { hostInitiatorName } from '../../../src/core/initiator-name.js';
 import { startVbs, type Vbs } from '../harness.js';
-import { backendOf, expectCheckClean, GiB, IQN_PREFIX, lvFile, ok, simDump, type BackendConfig, type Site } from './site.js';
+import { armFault, backendOf, clearFault, expectCheckClean, GiB, IQN_PREFIX, lvFile, ok, simDump, type BackendConfig, type Site } from './site.js';
 
 /**
  * ModifyVolume through the CLI against `vbs up --backend lvm-iscsi`: the LV
@@ -79,6 +79,24 @@ describe(`ModifyVolume on lvm-iscsi (targets on ${TARGET})`, { timeout: 180_000 
     expect(lvGiB(vol.volumeId)).toBe(1);
     const [latest] = await ok<{ modificationState: string }[]>(site, 'describe-volumes-modifications', vol.volumeId);
     expect(latest!.modificationState).toBe('failed');
+    await ok(site, 'delete-volume', vol.volumeId, '--wait');
+  });
+
+  it('lvextend failing on the host: the growth fails, the LV and the volume keep their size, and the next request grows it', async () => {
+    const vol = await ok<{ volumeId: string }>(site, 'create-volume', '1', 'extend fails', '--wait');
+    armFault(site, 'fail', 'lvextend.extend', '  Insufficient suitable allocatable extents (injected)\n');
+    try {
+      const r = await vbs.cli('modify-volume', vol.volumeId, '--size', '2');
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/OperationFailed: ModifyVolume failed at step 1 of 2/);
+    } finally {
+      clearFault(site, 'fail', 'lvextend.extend');
+    }
+    expect(lvGiB(vol.volumeId)).toBe(1);
+    const [failed] = await ok<{ modificationState: string }[]>(site, 'describe-volumes-modifications', vol.volumeId);
+    expect(failed!.modificationState).toBe('failed');
+    expect(await ok<Modification>(site, 'modify-volume', vol.volumeId, '--size', '2')).toMatchObject({ modificationState: 'completed' });
+    expect(lvGiB(vol.volumeId)).toBe(2);
     await ok(site, 'delete-volume', vol.volumeId, '--wait');
   });
 });
