@@ -1,4 +1,4 @@
-import { errorMessage } from '../core/errors.js';
+import { errorMessage, VbsError } from '../core/errors.js';
 import { GiB } from '../delegates/volume/backend.js';
 import { Modifications } from '../db/modifications.js';
 import type { Record as XmlRecord } from '../soap/xml.js';
@@ -75,6 +75,11 @@ export function modifyVolumeKind({ delegates, meta, log }: WorkflowDeps): Workfl
           });
           told.push({ ...at, outcome: String(r.outcome ?? 'resized') });
         } catch (err) {
+          // A newer workflow (a detach) acted on that disk since: it is not there to be told.
+          if (err instanceof VbsError && err.code === 'StaleGeneration') {
+            told.push({ ...at, outcome: 'absent' });
+            continue;
+          }
           log.warn('a VM was not told that its disk grew', { volumeId: d.volumeId, ...at, message: errorMessage(err) });
           told.push({ ...at, outcome: 'failed', error: errorMessage(err) });
         }
