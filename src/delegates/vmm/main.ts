@@ -82,6 +82,9 @@ export function vmmDelegateHandlers(hostName: string, adapter: VmmAdapter, initi
       const [vmId, device] = [v.vmId(i.vmId), v.device(i.device)];
       const sizeBytes = diskBytes(i.sizeBytes);
       const source = i.source === undefined ? undefined : (i.source as unknown as DiskSource);
+      // A kernel initiator's block device keeps its old size until the session is rescanned.
+      const lun = source?.kind === 'iscsi' ? connectionOf(i) : undefined;
+      if (lun && !adapter.iscsiDirect) await initiator.rescan(lun);
       return { outcome: await perVm.run(vmId, () => adapter.resize(vmId, device, volumeId, sizeBytes, source)) };
     },
     DetachDisk: async (i) => {

@@ -123,6 +123,16 @@ describe('the VMM Delegate over SOAP, on the simulator', () => {
     expect(sessions()).toBe(`tcp: [1] ${PORTAL},1 ${iqnOf(VOL_A)} (non-flash)\n`);
     for (let i = 0; i < 2; i++) await client.call('AttachDisk', { volumeId: VOL_A, vmId: 'vm1', device: 'xvdb', mode: 'w', source: src });
     expect(await disks('vm1')).toEqual([{ vmId: 'vm1', device: 'xvdb', target: dev, mode: 'w', volumeId: VOL_A }]);
+    // ModifyVolume: the session is rescanned (the host's device grows), then Xen's blkback passes the size on by itself.
+    expect(sim('iscsiadm', '-m', 'node', '-T', iqnOf(VOL_A), '-p', PORTAL, '--rescan').stdout).toContain(`Rescanning session [sid: 1, target: ${iqnOf(VOL_A)}`);
+    const grow = () => client.call('ResizeDisk', { volumeId: VOL_A, vmId: 'vm1', device: 'xvdb', sizeBytes: 1024 ** 3, source: src });
+    expect((await grow()).outcome).toBe('automatic');
+    const unfault = fault('iscsiadm.rescan', 1);
+    try {
+      await expect(grow()).rejects.toMatchObject({ code: 'OperationFailed', message: expect.stringMatching(/iscsi\.rescan/) });
+    } finally {
+      unfault();
+    }
     // Another VM on the same host cannot have it while vm1 writes to it.
     await expect(client.call('AttachDisk', { volumeId: VOL_A, vmId: 'vm2', device: 'xvdb', mode: 'r', source: src })).rejects.toMatchObject({ code: 'OperationFailed' });
     for (let i = 0; i < 2; i++) await client.call('DetachDisk', { volumeId: VOL_A, vmId: 'vm1', device: 'xvdb', source: src });
