@@ -1,5 +1,5 @@
 import type { Record as XmlRecord } from '../soap/xml.js';
-import type { Attachment, Quota, Snapshot, Volume } from './records.js';
+import type { Attachment, Quota, Snapshot, Volume, VolumeModification } from './records.js';
 import { retryWhenUnavailable, type RetryOptions } from './retry.js';
 import type { Caller } from './runtime.js';
 
@@ -181,6 +181,20 @@ export class VbsApi {
   async describeZones(): Promise<{ zoneName: string; state: string; regionName: string }[]> {
     const out = await this.callRetryingIf(true, 'DescribeAvailabilityZones', {});
     return (out.zone ?? []) as unknown as { zoneName: string; state: string; regionName: string }[];
+  }
+
+  /** Grows a volume (never retried on its own: the front refuses a second modification while the first is in flight). */
+  async modifyVolume(volumeId: string, size: number): Promise<VolumeModification> {
+    const out = await this.caller.call('ModifyVolume', { volumeId, size });
+    return out.modification as unknown as VolumeModification;
+  }
+
+  /** One page of modifications (each volume's most recent, unless allRequests), filtered. */
+  async describeVolumesModificationsPage(input: PageInput & { readonly volumeId?: readonly string[]; readonly allRequests?: boolean }): Promise<Page<VolumeModification>> {
+    const request = listingRequest({ volumeId: input.volumeId }, input);
+    if (input.allRequests) request.allRequests = true;
+    const out = await this.callRetryingIf(true, 'DescribeVolumesModifications', request);
+    return { items: (out.modification ?? []) as unknown as VolumeModification[], nextToken: out.nextToken as string | undefined };
   }
 
   /** The same input object is sent on every attempt: a retried create carries the same token. */

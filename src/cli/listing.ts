@@ -42,6 +42,7 @@ export const FILTER_HELP: Readonly<Record<ListKind, string>> = {
   volume: 'only volumes matching (repeat it; one name\'s values are ORed, names ANDed): status, size, snapshotId, attachment.vmmHost, attachment.vmId, attachment.status, attachment.instanceId, attachment.device, volumeId, availabilityZone, tag:KEY, tagKey, owner (administrators), commentPrefix',
   snapshot: 'only snapshots matching (repeat it; one name\'s values are ORed, names ANDed): status, volumeId, snapshotId, size, tag:KEY, tagKey, owner (administrators), commentPrefix',
   tag: 'only tags matching (repeat it): key, value, resourceId, resourceType (volume or snapshot)',
+  modification: 'only modifications matching (repeat it; one name\'s values are ORed, names ANDed): modificationState, volumeId, originalSize, targetSize, owner (administrators)',
 };
 export const MAX_RESULTS_HELP = 'one page of n (5-1000) and the token that continues it, instead of every page';
 export const STARTING_TOKEN_HELP = 'start after the page that gave this token (from --max-results)';

@@ -9,6 +9,7 @@ import { registerSnapshotCommands } from './snapshots.js';
 import { registerUp } from './up.js';
 import { registerVolumeCommands } from './volumes.js';
 import { registerTagCommands } from './tags.js';
+import { registerModificationCommands } from './modifications.js';
 
 /**
  * The `vbs` program. Commander's own errors are thrown (exitOverride) rather
@@ -30,6 +31,7 @@ export function buildProgram(runtime: CliRuntime = processRuntime()): Command {
     });
   registerGlobalOptions(program);
   registerVolumeCommands(program, runtime);
+  registerModificationCommands(program, runtime);
   registerSnapshotCommands(program, runtime);
   registerAttachmentCommands(program, runtime);
   registerTagCommands(program, runtime);

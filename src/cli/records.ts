@@ -40,6 +40,18 @@ export interface Snapshot {
 }
 
 /** A user's limits and what they hold now (SetQuota, DescribeQuota). */
+/** A ModifyVolume request's record (EC2's VolumeModification). */
+export interface VolumeModification {
+  volumeId: string;
+  modificationState: string;
+  statusMessage?: string;
+  originalSize: number;
+  targetSize: number;
+  progress: number;
+  startTime: string | Date;
+  endTime?: string | Date;
+}
+
 export interface Quota {
   readonly user: string;
   readonly volumeLimit: number;

@@ -34,6 +34,7 @@ export const PLACEHOLDERS: Record<string, Check> = {
   bytes: wholeNumber,
   sizeMiB: wholeNumber,
   sizeGiB: wholeNumber,
+  sizeKiB: wholeNumber,
   // LVM and iSCSI (the classic back end)
   vg: word(/^[A-Za-z0-9+_][A-Za-z0-9+_.-]{0,126}$/),
   lv: word(/^[A-Za-z0-9+_][A-Za-z0-9+_.-]{0,126}$/),

@@ -28,6 +28,8 @@ export const FAULTS = {
   'InvalidInstanceID.NotFound': { by: 'Client', http: 500 },
   /** The instance exists but is not running (stopped, paused, terminating...). */
   IncorrectInstanceState: { by: 'Client', http: 500 },
+  /** ModifyVolume on a volume whose earlier modification is still in flight (EC2's code). */
+  IncorrectModificationState: { by: 'Client', http: 500 },
   /** A host command or a delegate failed; the message says which step and why. */
   OperationFailed: { by: 'Server', http: 500 },
   ServiceUnavailable: { by: 'Server', http: 500 },

@@ -307,4 +307,31 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX access_keys_user ON access_keys(user);
   `,
+  // Issue 18, ModifyVolume: a volume grows. One record per request, in EC2's
+  // shape (modifying -> optimizing -> completed, or failed), kept after it
+  // ends so DescribeVolumesModifications lists it. While one is modifying its
+  // growth counts against the owner's GiB quota (src/db/quotas.ts); at most one
+  // per volume is in flight (the partial unique index).
+  `
+  CREATE TABLE volume_modifications (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    volume_id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('modifying', 'optimizing', 'completed', 'failed')),
+    status_message TEXT,
+    original_size INTEGER NOT NULL CHECK (original_size > 0),
+    target_size INTEGER NOT NULL CHECK (target_size > original_size),
+    progress INTEGER NOT NULL DEFAULT 0 CHECK (progress BETWEEN 0 AND 100),
+    start_time TEXT NOT NULL,
+    end_time TEXT
+  );
+  CREATE INDEX volume_modifications_volume ON volume_modifications(volume_id, seq);
+  CREATE INDEX volume_modifications_owner ON volume_modifications(owner, seq);
+  CREATE UNIQUE INDEX volume_modifications_one_in_flight ON volume_modifications(volume_id) WHERE state IN ('modifying', 'optimizing');
+  -- A deleted volume's records go with it, whoever deletes the row.
+  CREATE TRIGGER volume_modifications_follow_delete BEFORE DELETE ON volumes
+  BEGIN
+    DELETE FROM volume_modifications WHERE volume_id = old.volume_id;
+  END;
+  `,
 ];

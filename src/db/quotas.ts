@@ -55,11 +55,16 @@ export class QuotaStore {
    * Every row a user owns counts, whatever its status: `creating`/`pending`
    * (being made), `deleting` (its data is still there) and `error` (it holds
    * data until deleted). A failed create's rollback and a finished delete
-   * remove the row, which gives its usage back.
+   * remove the row, which gives its usage back. A volume being grown
+   * (ModifyVolume, state modifying) counts at its target size.
    */
   usage(owner: string): Usage {
     const v = this.db.prepare('SELECT count(*) AS n, coalesce(sum(size_gib), 0) AS gib FROM volumes WHERE owner = ?').get(owner) as { n: number; gib: number };
+    // A volume being grown holds its target size: the grow may land at any moment.
+    const growing = this.db
+      .prepare(`SELECT coalesce(sum(target_size - original_size), 0) AS gib FROM volume_modifications WHERE owner = ? AND state = 'modifying'`)
+      .get(owner) as { gib: number };
     const s = this.db.prepare('SELECT count(*) AS n, coalesce(sum(size_gib), 0) AS gib FROM snapshots WHERE owner = ?').get(owner) as { n: number; gib: number };
-    return { volumes: v.n, gib: v.gib, snapshots: s.n, snapshotGib: s.gib };
+    return { volumes: v.n, gib: v.gib + growing.gib, snapshots: s.n, snapshotGib: s.gib };
   }
 }

@@ -13,6 +13,8 @@ import type { GuardRules } from './generations.js';
 export const VMM_GENERATION_RULES: GuardRules = {
   AttachDisk: (i) => ({ key: `disk/${v.volumeId(i.volumeId)}/${v.vmId(i.vmId)}`, direction: 'add' }),
   DetachDisk: (i) => ({ key: `disk/${v.volumeId(i.volumeId)}/${v.vmId(i.vmId)}`, direction: 'remove' }),
+  // Telling a VM its disk grew acts on the disk in place: refused after a newer detach of it.
+  ResizeDisk: (i) => ({ key: `disk/${v.volumeId(i.volumeId)}/${v.vmId(i.vmId)}`, direction: 'add' }),
   DiscoverTarget: (i) => ({ key: `session/${v.volumeId(i.volumeId)}`, direction: 'add' }),
   LoginTarget: (i) => ({ key: `session/${v.volumeId(i.volumeId)}`, direction: 'add' }),
   LogoutTarget: (i) => ({ key: `session/${v.volumeId(i.volumeId)}`, direction: 'remove' }),
@@ -29,5 +31,7 @@ export const VOLUME_GENERATION_RULES: GuardRules = {
   UnexportVolume: (i) => ({ key: `export/${v.volumeId(i.volumeId)}/${v.hostName(i.vmmHost).toLowerCase()}`, direction: 'remove' }),
   CreateVolume: (i) => ({ key: `object/${v.volumeId(i.volumeId)}`, direction: 'add' }),
   CreateSnapshot: (i) => ({ key: `object/${v.snapshotId(i.snapshotId)}`, direction: 'add' }),
+  // Growing puts the volume's data (bigger) in place: a stale grow after a newer delete is refused.
+  GrowVolume: (i) => ({ key: `object/${v.volumeId(i.volumeId)}`, direction: 'add' }),
   DeleteObject: (i) => ({ key: `object/${objectId(i.id)}`, direction: 'remove' }),
 };

@@ -3,6 +3,7 @@ import { VbsError } from '../core/errors.js';
 import { ATTACHMENT_STATES, SNAPSHOT_STATES, VOLUME_STATES } from '../core/states.js';
 import * as v from '../core/validate.js';
 import type { PageKey } from '../db/listing.js';
+import { MODIFICATION_STATES } from '../db/modifications.js';
 import type { OwnerScope } from '../db/metadata.js';
 
 /**
@@ -21,7 +22,7 @@ const MAX_TOKEN_CHARS = 512;
 /** Which records a caller may list: its own (and snapshots shared with it), or (administrators) everyone's. */
 export type Scope = OwnerScope;
 
-export type ListKind = 'volume' | 'snapshot' | 'tag';
+export type ListKind = 'volume' | 'snapshot' | 'tag' | 'modification';
 
 /** Filter name → its values (ORed), validated and normalized. */
 export type Filters = ReadonlyMap<string, readonly (string | number)[]>;
@@ -62,6 +63,14 @@ export const FILTERS: Readonly<Record<ListKind, Readonly<Record<string, ValueChe
     'attachment.instanceId': (x, p) => v.requireString(p, x),
     'attachment.device': (x, p) => v.device(x, p),
     tagKey: (x, p) => v.tagKey(x, p),
+  },
+  // DescribeVolumesModifications (EC2's modification-state, volume-id, original-size, target-size).
+  modification: {
+    modificationState: oneOf(MODIFICATION_STATES),
+    volumeId: (x, p) => v.volumeId(x, p),
+    originalSize: (x, p) => v.sizeGiB(x, p),
+    targetSize: (x, p) => v.sizeGiB(x, p),
+    owner: ownerName,
   },
   snapshot: {
     status: oneOf(SNAPSHOT_STATES),

@@ -41,6 +41,14 @@ export class QuotaPolicy {
     }
   }
 
+  /** Refuses growing a volume of owner's by moreGiB past the GiB limit (ModifyVolume). Call inside the modifying transaction. */
+  admitGrowth(owner: string, moreGiB: number): void {
+    const { limits, usage } = this.describe(owner);
+    if (usage.gib + moreGiB > limits.gib) {
+      throw new VbsError('QuotaExceeded', `Quota exceeded: gib. ${owner} holds ${usage.gib} GiB of ${limits.gib}; growing by ${moreGiB} more would pass it.`);
+    }
+  }
+
   /** Refuses a new snapshot of sizeGiB past the owner's limits. Call inside the creating transaction. */
   admitSnapshot(owner: string, sizeGiB: number): void {
     const { limits, usage } = this.describe(owner);

@@ -25,6 +25,7 @@ import { Fencing } from './fencing.js';
 import { DEFAULT_REGION, Zones } from './zones.js';
 import { TagStore } from '../db/tags.js';
 import { ResourceTags } from './tags.js';
+import { VolumeModifier, type ModificationsRequest } from './modify-volume.js';
 
 /** Who administers the front and what limits users have (the front configuration's `admins`, `quotas`). */
 export interface AdminOptions {
@@ -71,6 +72,8 @@ export class FrontService {
   private readonly fencing: Fencing;
   private readonly zones: Zones;
   private readonly tags: ResourceTags;
+  /** ModifyVolume and DescribeVolumesModifications; the EC2 Query API's handlers call it too. */
+  readonly modifier: VolumeModifier;
 
   constructor(
     private readonly meta: Metadata,
@@ -88,6 +91,7 @@ export class FrontService {
     this.fencing = new Fencing(meta, wf, this.access);
     this.zones = admin.zones ?? new Zones(DEFAULT_REGION, delegates.volumeDelegateNames(), undefined);
     this.tags = new ResourceTags(meta, new TagStore(meta.db), this.access, this.zones);
+    this.modifier = new VolumeModifier(meta, wf, this.access, this.quotas);
     this.checker = new ConsistencyChecker(meta, delegates, wf.engine, {
       settleMs: admin.checkSettleMs ?? DEFAULT_CHECK_SETTLE_MS,
       callTimeoutMs: admin.checkCallTimeoutMs ?? DEFAULT_CHECK_CALL_TIMEOUT_MS,
@@ -119,6 +123,8 @@ export class FrontService {
       AssignVm: (i, c) => (this.adminsOnly(c, 'assign VMs'), this.vmAdmin.assign(i)),
       UnassignVm: (i, c) => (this.adminsOnly(c, 'assign VMs'), this.vmAdmin.unassign(i)),
       DescribeVmAssignments: (i, c) => (this.adminsOnly(c, 'see VM assignments'), this.vmAdmin.describe(i)),
+      ModifyVolume: async (i, c) => ({ modification: await this.modifier.modify(c, i.volumeId, i.size) }),
+      DescribeVolumesModifications: (i, c) => this.modifier.describe(c, i as ModificationsRequest),
       RetireHost: (i, c) => this.fencing.retireHost(v.hostName(i.host, 'host'), c, c.log),
       CreateTags: (i, c) => this.tags.create(i, c),
       DeleteTags: (i, c) => this.tags.remove(i, c),
@@ -274,6 +280,7 @@ export class FrontService {
         throw new VbsError('IncorrectState', `The volume '${id}' is ${vol.status}; only available or error volumes can be deleted.`);
       }
       if (this.meta.pendingSnapshotsOf(id)) throw new VbsError('IncorrectState', `A snapshot of '${id}' is still being taken.`);
+      this.modifier.refuseWhileModifying(id, 'delete it');
       this.meta.setVolumeStatus(id, [vol.status], 'deleting');
       return { id, delegate: vol.delegate, previous: vol.status };
     }, id);
@@ -300,6 +307,7 @@ export class FrontService {
         if (vol.status !== 'available' && vol.status !== 'in-use') {
           throw new VbsError('IncorrectState', `The volume '${volumeId}' is ${vol.status}; snapshots are taken of available or in-use volumes.`);
         }
+        this.modifier.refuseWhileModifying(volumeId, 'snapshot it');
         this.quotas.admitSnapshot(ctx.caller, vol.size_gib); // the snapshot is the caller's, an administrator's too
         const snapshotId = this.meta.reserveId('snap');
         this.meta.insertSnapshot({ snapshot_id: snapshotId, owner: ctx.caller, volume_id: volumeId, size_gib: vol.size_gib, comment, status: 'pending', delegate: vol.delegate });
@@ -390,6 +398,7 @@ export class FrontService {
       if (vol.status !== 'available' && vol.status !== 'in-use') {
         throw new VbsError('IncorrectState', `The volume '${volumeId}' is ${vol.status}; only available or in-use volumes can be attached.`);
       }
+      this.modifier.refuseWhileModifying(volumeId, 'attach it');
       const existing = this.meta.attachmentsOf([volumeId]);
       if (existing.some((a) => a.vmm_host === vmmHost && a.vm_id === vmId)) {
         throw new VbsError('VolumeInUse', `The volume '${volumeId}' is already attached to ${vmId} on ${vmmHost}.`);

@@ -9,6 +9,7 @@ import { createSnapshotKind } from '../workflows/create-snapshot.js';
 import { createVolumeKind } from '../workflows/create-volume.js';
 import { deleteSnapshotKind, deleteVolumeKind } from '../workflows/delete.js';
 import { forceDetachKind } from '../workflows/force-detach.js';
+import { modifyVolumeKind } from '../workflows/modify-volume.js';
 import { WorkflowEngine, type ClaimOptions, type RetryOptions, type WorkflowKind } from '../workflows/engine.js';
 
 /** The front's workflow kinds, registered with one engine for running and recovery. */
@@ -23,6 +24,7 @@ export class FrontWorkflows {
   /** Per volume and VMM host (see WorkflowDeps): the consistency check's export repairs take them too. */
   readonly hostLocks = new KeyedMutex();
   readonly forceDetach;
+  readonly modifyVolume;
 
   constructor(
     private readonly db: Db,
@@ -42,7 +44,8 @@ export class FrontWorkflows {
     this.attach = attachKind(deps);
     this.detach = detachKind(deps);
     this.forceDetach = forceDetachKind(deps);
-    for (const k of [this.createVolume, this.createSnapshot, this.deleteVolume, this.deleteSnapshot, this.attach, this.detach, this.forceDetach]) {
+    this.modifyVolume = modifyVolumeKind(deps);
+    for (const k of [this.createVolume, this.createSnapshot, this.deleteVolume, this.deleteSnapshot, this.attach, this.detach, this.forceDetach, this.modifyVolume]) {
       this.engine.register(k);
     }
   }

@@ -121,6 +121,18 @@ export async function attachDisk(qmp: QmpClient, vmId: string, a: Attachment): P
 }
 
 /**
+ * ModifyVolume: block_resize of the disk's node to the size its volume grew
+ * to. On a file QEMU grows the image to that size (already that size: a
+ * no-op); on an iSCSI LUN it re-reads the capacity and refuses a size the
+ * target does not serve yet. QEMU never shrinks for us: the caller's size
+ * comes from the grown volume. A device that is not there is an error.
+ */
+export async function resizeDisk(qmp: QmpClient, dev: string, bytes: number): Promise<void> {
+  if (!(await queryBlock(qmp)).some((b) => deviceIdOf(b) === dev)) throw new QmpError('block_resize', 'DeviceNotFound', `Device '${dev}' not found`);
+  await qmp.execute('block_resize', { 'node-name': nodeName(dev), size: bytes });
+}
+
+/**
  * Removes the disk: device_del, then (once QEMU reports DEVICE_DELETED) its
  * block node. A device that is not there is an error, as with virsh and xm;
  * its stray node, if any, is removed all the same.

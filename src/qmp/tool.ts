@@ -2,7 +2,7 @@
 import { readdirSync, statSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { QmpClient, QmpError } from './client.js';
-import { attachDisk, detachDisk, listDisks, type DiskImage } from './disks.js';
+import { attachDisk, detachDisk, listDisks, resizeDisk, type DiskImage } from './disks.js';
 
 /**
  * vbs-qmp: the qemu adapter's host tool, run from commands.properties as
@@ -18,6 +18,7 @@ import { attachDisk, detachDisk, listDisks, type DiskImage } from './disks.js';
  *     (<initiator>: the iSCSI initiator name QEMU logs in as, the one the
  *     target admits for this host; without it, one name per VM)
  *   detach <vmId> <dev>
+ *   resize <vmId> <dev> <bytes>                block_resize of the disk's node (never smaller: see resizeDisk)
  *
  * Exit codes, like the hypervisor tools VBS drives: 0 done, 1 the VM or QEMU
  * refused (message on stderr), 2 usage. Every argument is checked here too,
@@ -117,6 +118,13 @@ async function main(argv: string[]): Promise<void> {
       const vmId = need(args[0], VM_ID, 'vmId');
       const dev = need(args[1], DEV, 'device');
       await withVm(dir, vmId, (qmp) => detachDisk(qmp, dev));
+      return;
+    }
+    case 'resize': {
+      const vmId = need(args[0], VM_ID, 'vmId');
+      const dev = need(args[1], DEV, 'device');
+      const bytes = need(args[2], /^[1-9][0-9]{0,15}$/, 'bytes');
+      await withVm(dir, vmId, (qmp) => resizeDisk(qmp, dev, Number(bytes)));
       return;
     }
     default:

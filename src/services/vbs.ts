@@ -70,8 +70,18 @@ export const VBS_SERVICE: ServiceDefinition = {
       str('user', { doc: 'the user whose volumes may be attached into the VM' }),
       time('assignTime'),
     ],
+    VolumeModification: [
+      str('volumeId'),
+      str('modificationState', { doc: 'modifying (the back end grows), optimizing (the attached VMs are told), completed or failed' }),
+      str('statusMessage', { optional: true, doc: 'why it failed, or which VMs were not told of the new size' }),
+      int('originalSize', { doc: 'GiB' }),
+      int('targetSize', { doc: 'GiB' }),
+      int('progress', { doc: 'percent, 0-100' }),
+      time('startTime'),
+      time('endTime', { optional: true }),
+    ],
     Filter: [
-      str('name', { doc: 'volumes: status, size, snapshotId, attachment.vmmHost, attachment.vmId, attachment.status, owner (administrators), commentPrefix; snapshots: status, volumeId, owner (administrators), commentPrefix' }),
+      str('name', { doc: 'volumes: status, size, snapshotId, attachment.vmmHost, attachment.vmId, attachment.status, owner (administrators), commentPrefix; snapshots: status, volumeId, owner (administrators), commentPrefix; modifications: modificationState, volumeId, originalSize, targetSize, owner (administrators)' }),
       str('value', { many: true, doc: 'one or more; a record matches when any value does' }),
     ],
   },
@@ -144,6 +154,22 @@ export const VBS_SERVICE: ServiceDefinition = {
       doc: 'The availability zones (groups of volume delegates) volumes can be created in, or those named.',
       input: [str('zoneName', { many: true })],
       output: [rec('zone', 'AvailabilityZone', { many: true })],
+    },
+    ModifyVolume: {
+      doc: "Grows an available or in-use volume to size GiB (never smaller), within the owner's GiB quota: the back end grows the data, then each attached VM's hypervisor is told. Answers the modification: completed, or modifying while VBS finishes it. One modification per volume at a time (IncorrectModificationState).",
+      input: [str('volumeId'), int('size')],
+      output: [rec('modification', 'VolumeModification')],
+    },
+    DescribeVolumesModifications: {
+      doc: "The most recent modification of the given volumes, or of the caller's volumes when none is given (an administrator: everyone's); allRequests: every request's record. Pages of maxResults (5-1000) continued with nextToken; filters ANDed. A volume never modified has no record.",
+      input: [
+        str('volumeId', { many: true }),
+        rec('filter', 'Filter', { many: true }),
+        int('maxResults', { optional: true }),
+        str('nextToken', { optional: true }),
+        bool('allRequests', { optional: true }),
+      ],
+      output: [rec('modification', 'VolumeModification', { many: true }), str('nextToken', { optional: true })],
     },
     CheckConsistency: {
       doc: 'Administrators only: compares the metadata with what every delegate reports and lists each difference; with repair, fixes what is safe to fix. Orphans are reported, never deleted.',

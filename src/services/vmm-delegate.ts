@@ -1,5 +1,5 @@
 import { DISK_SOURCE_FIELDS } from './disk-source.js';
-import { bool, rec, str, type ServiceDefinition } from '../soap/schema.js';
+import { bool, long, rec, str, type ServiceDefinition } from '../soap/schema.js';
 import { GENERATION } from './generation.js';
 
 /** The VMM Delegate: runs on a hypervisor node and attaches exported volumes to its VMs. */
@@ -53,6 +53,11 @@ export const VMM_DELEGATE_SERVICE: ServiceDefinition = {
       doc: 'The disks attached to the given VMs, or to every VM of this host when none is given.',
       input: [str('vmId', { many: true })],
       output: [rec('disk', 'VmDisk', { many: true })],
+    },
+    ResizeDisk: {
+      doc: "Tells the hypervisor that the volume behind the VM's device grew to sizeBytes (ModifyVolume): libvirt's blockresize, QMP block_resize, or nothing where the hypervisor notices by itself (Xen's blkback). outcome: resized; automatic (the hypervisor picks the size up itself); absent (the VM does not hold the volume's disk there: nothing to tell). Idempotent.",
+      input: [str('volumeId'), str('vmId'), str('device'), long('sizeBytes'), rec('source', 'Source'), GENERATION],
+      output: [str('outcome')],
     },
     DetachDisk: {
       doc: 'Detaches device from the VM and disconnects the source.',

@@ -56,6 +56,11 @@ export const VOLUME_DELEGATE_SERVICE: ServiceDefinition = {
       input: [str('id', { many: true })],
       output: [rec('object', 'StoredObject', { many: true })],
     },
+    GrowVolume: {
+      doc: 'Ensures the volume holds at least sizeGiB (ModifyVolume): a volume already that large is left as it is, a larger one is never shrunk; its data is kept, and an iSCSI export serves the new size. Answers the size it holds. Idempotent.',
+      input: [str('volumeId'), int('sizeGiB'), GENERATION],
+      output: [long('sizeBytes')],
+    },
     DeleteObject: {
       doc: 'Deletes a volume or snapshot if present (and ends any copy in progress). Idempotent.',
       input: [str('id'), GENERATION],

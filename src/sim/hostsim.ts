@@ -8,7 +8,7 @@
  *   <tool> <args...>            through a symlink or shim named after the tool
  *
  * The state folder is `--state DIR` (the first two arguments) or $VBS_SIM_STATE.
- * Tools: xm, xl, qm, lvcreate, lvremove, lvrename, lvs, vgs, lvm, ietadm, iscsiadm, nimbus-admin, openstack.
+ * Tools: xm, xl, qm, lvcreate, lvextend, lvremove, lvrename, lvs, vgs, lvm, ietadm, iscsiadm, nimbus-admin, openstack.
  * Management verbs: vm, lvm (vgcreate|vgremove|path), iet, iscsi, nimbus, nova, resolve, dump, shims.
  * Fault injection (fail/ and hang/ files in the state folder): see faults.ts.
  */
@@ -53,6 +53,7 @@ export const TOOLS: Record<string, Loader> = {
   lvcreate: lvmTool('lvcreate'),
   lvremove: lvmTool('lvremove'),
   lvrename: lvmTool('lvrename'),
+  lvextend: lvmTool('lvextend'),
   lvs: lvmTool('lvs'),
   vgs: lvmTool('vgs'),
   ietadm: async () => {
@@ -110,7 +111,7 @@ export const TOOLS: Record<string, Loader> = {
 };
 
 /** The host tools a shim folder provides. */
-export const REAL_TOOLS = ['xm', 'xl', 'qm', 'lvcreate', 'lvremove', 'lvrename', 'lvs', 'vgs', 'lvm', 'ietadm', 'iscsiadm', 'nimbus-admin', 'openstack'];
+export const REAL_TOOLS = ['xm', 'xl', 'qm', 'lvcreate', 'lvextend', 'lvremove', 'lvrename', 'lvs', 'vgs', 'lvm', 'ietadm', 'iscsiadm', 'nimbus-admin', 'openstack'];
 
 function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
@@ -139,7 +140,7 @@ function writeShims(io: Io, dir: string, args: string[]): number {
 }
 
 const USAGE = `usage: hostsim [--state DIR] <tool> <args...>
-tools: xm xl qm lvcreate lvremove lvrename lvs vgs lvm ietadm iscsiadm nimbus-admin openstack
+tools: xm xl qm lvcreate lvextend lvremove lvrename lvs vgs lvm ietadm iscsiadm nimbus-admin openstack
 management: vm create|destroy|list, lvm vgcreate|vgremove|path, iet list|sessions|portal,
             iscsi device|target, nimbus launch|state|terminate|path, nova add|status,
             resolve <path>, dump, shims <bindir>

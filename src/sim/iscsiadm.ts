@@ -4,6 +4,7 @@
  *   iscsiadm -m discovery -t sendtargets|st -p <ip[:port]>
  *   iscsiadm -m node [-T <iqn>] [-p <ip[:port]>] --login|-l
  *   iscsiadm -m node [-T <iqn>] [-p <ip[:port]>] --logout|-u
+ *   iscsiadm -m node [-T <iqn>] [-p <ip[:port]>] --rescan|-R   (re-read grown LUNs; 21 without a session)
  *   iscsiadm -m node [-T <iqn>] [-p <ip[:port]>] [-o new|delete|update|show]
  *   iscsiadm -m session [-r <sid>] [-u]
  *
@@ -40,6 +41,7 @@ interface Args {
   target?: string;
   login: boolean;
   logout: boolean;
+  rescan: boolean;
   op?: string;
   sid?: string;
   print?: string;
@@ -75,7 +77,7 @@ const WITH_VALUE: Record<string, keyof Args | 'ignore'> = {
 };
 
 function parse(io: Io, args: string[]): Args | number {
-  const r: Args = { login: false, logout: false };
+  const r: Args = { login: false, logout: false, rescan: false };
   for (let i = 0; i < args.length; i++) {
     const a = args[i] as string;
     let name: string;
@@ -99,7 +101,11 @@ function parse(io: Io, args: string[]): Args | number {
       r.logout = true;
       continue;
     }
-    if (name === 'R' || name === 'rescan' || name === 's' || name === 'stats') continue;
+    if (name === 'R' || name === 'rescan') {
+      r.rescan = true;
+      continue;
+    }
+    if (name === 's' || name === 'stats') continue;
     const key = WITH_VALUE[name];
     if (!key) {
       io.eprint(`iscsiadm: unrecognized option '${a}'`);
@@ -279,6 +285,21 @@ function logoutSessions(io: Io, dir: string, pick: (s: Session) => boolean): num
   });
 }
 
+/**
+ * `-m node -T <iqn> -p <portal> --rescan`: the host re-reads the LUNs' sizes
+ * of the matching sessions (a grown LUN's block device grows). Nothing to
+ * keep in the simulator's state: its devices have no size of their own.
+ */
+function rescanSessions(io: Io, dir: string, pick: (s: Session) => boolean): number {
+  const sessions = readState(dir).iscsi.sessions.filter(pick);
+  if (sessions.length === 0) {
+    io.eprint('iscsiadm: No session found.');
+    return ISCSI_ERR_NO_OBJS_FOUND;
+  }
+  for (const s of sessions) io.print(`Rescanning session [sid: ${s.sid}, target: ${s.iqn}, portal: ${shownPortal(s.portal)}]`);
+  return 0;
+}
+
 function nodeMode(io: Io, dir: string, a: Args): number {
   if (a.login && a.logout) {
     io.eprint('iscsiadm: Invalid parameters. Login/logout and op passed in');
@@ -286,6 +307,7 @@ function nodeMode(io: Io, dir: string, a: Args): number {
   }
   if (a.login) return login(io, dir, a);
   if (a.logout) return logoutSessions(io, dir, (s) => matches(s, a));
+  if (a.rescan) return rescanSessions(io, dir, (s) => matches(s, a));
   switch (a.op) {
     case 'new': {
       if (!a.target || !a.portal) {
@@ -427,6 +449,7 @@ export function iscsiadmVerb(args: string[]): string {
   if (mode === 'node' || mode === 'session') {
     if (args.some((a) => a === '-l' || a === '--login')) return 'login';
     if (args.some((a) => a === '-u' || a === '--logout')) return 'logout';
+    if (args.some((a) => a === '-R' || a === '--rescan')) return 'rescan';
   }
   return mode;
 }

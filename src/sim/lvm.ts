@@ -7,6 +7,7 @@
  *   lvs [--noheadings] [--units u] [--nosuffix] [-o f,...] [--separator s] [<vg>|<vg>/<lv>...]
  *   vgs [same options] [<vg>...]
  *   lvrename <vg> <old> <new> | lvrename <vg>/<old> [<vg>/]<new>
+ *   lvextend -L <size> <vg>/<lv>                    (grows the LV and its backing file; never shrinks)
  *   lvm <one of the above> ...
  *
  * Management verbs (not real tools):
@@ -20,7 +21,7 @@
  * 3 (EINVALID_CMD_LINE) for bad command lines.
  */
 import { createRequire } from 'node:module';
-import { closeSync, ftruncateSync, mkdirSync, openSync, readFileSync, unlinkSync } from 'node:fs';
+import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, unlinkSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { findLv, lvBackingRel, lvDevPath, lvHolders } from './devices.js';
 import { padEnd, padStart, type Io } from './io.js';
@@ -91,6 +92,7 @@ const SPECS: Record<string, OptSpec[]> = {
   ],
   lvremove: [...COMMON, ...spec([['force', 'f', false], ['nohistory', undefined, false], ['select', 'S', true]])],
   lvrename: [...COMMON, ...spec([['force', 'f', false]])],
+  lvextend: [...COMMON, ...spec([['size', 'L', true], ['resizefs', 'r', false]])],
   lvs: [...COMMON, ...REPORT],
   vgs: [...COMMON, ...REPORT],
 };
@@ -442,6 +444,84 @@ function freeBackingRel(st: SimState, vg: string, lv: string): string {
   let rel = lvBackingRel(vg, lv);
   for (let i = 1; taken.has(rel); i++) rel = join(dirname(lvBackingRel(vg, lv)), `${lv}.${i}.img`);
   return rel;
+}
+
+// ---------------------------------------------------------------- lvextend
+
+/**
+ * lvextend -L <size> VG/LV: the absolute size only (what VBS's pattern uses).
+ * Messages and exit codes as lvm2 2.03.16's: a size not larger than the LV's
+ * is refused (5), as is an origin with snapshots (they must be inactive) and
+ * a VG without the free extents. The backing file grows in place: data kept.
+ */
+function lvextend(io: Io, dir: string, args: string[]): number {
+  const p = parseOpts('lvextend', args, io);
+  if (typeof p === 'number') return p;
+  const sizeArg = last(p, 'size');
+  const target = p.pos[0];
+  if (sizeArg === undefined || p.pos.length !== 1 || !target) {
+    io.eprint('  Please specify either size or extents but not both.');
+    return EINVALID_CMD_LINE;
+  }
+  if (sizeArg.startsWith('+') || sizeArg.startsWith('-')) {
+    io.eprint(`  Relative sizes are not simulated: ${sizeArg}`);
+    return EINVALID_CMD_LINE;
+  }
+  const bytes = parseSizeArg(sizeArg);
+  if (bytes === undefined || bytes === 0) {
+    io.eprint(`  Invalid argument for --size: ${sizeArg}`);
+    io.eprint('  Error during parsing of command line.');
+    return EINVALID_CMD_LINE;
+  }
+  const [vgName, lvName] = splitLvArg(target);
+  if (!lvName) {
+    io.eprint(`  Path required for Logical Volume "${target}".`);
+    return EINVALID_CMD_LINE;
+  }
+  return transact(dir, (st) => {
+    const vg = st.vgs.find((v) => v.name === vgName);
+    if (!vg) return vgNotFound(io, vgName);
+    const lv = vg.lvs.find((l) => l.name === lvName);
+    if (!lv) {
+      io.eprint(`  Failed to find logical volume "${vgName}/${lvName}"`);
+      return ECMD_FAILED;
+    }
+    const extents = Math.ceil(bytes / vg.extentSize);
+    if (bytes % vg.extentSize !== 0) io.print(`  Rounding size to boundary between physical extents: ${displaySize(extents * vg.extentSize)}.`);
+    if (extents === lv.extents) {
+      io.eprint(`  New size (${extents} extents) matches existing size (${lv.extents} extents).`);
+      return ECMD_FAILED;
+    }
+    if (extents < lv.extents) {
+      io.eprint(`  New size given (${extents} extents) not larger than existing size (${lv.extents} extents)`);
+      return ECMD_FAILED;
+    }
+    if (snapshotsOf(vg, lv).length) {
+      io.eprint('  Snapshot origin volumes can be resized only while inactive: try lvchange -an.');
+      return ECMD_FAILED;
+    }
+    const free = vg.extents - usedExtents(vg);
+    if (extents - lv.extents > free) {
+      io.eprint(`  Insufficient free space: ${extents - lv.extents} extents needed, but only ${free} available`);
+      return ECMD_FAILED;
+    }
+    const before = lv.extents * vg.extentSize;
+    growSparse(resolve(dir, lv.backing), extents * vg.extentSize);
+    lv.extents = extents;
+    io.print(`  Size of logical volume ${vg.name}/${lv.name} changed from ${displaySize(before)} (${before / vg.extentSize} extents) to ${displaySize(extents * vg.extentSize)} (${extents} extents).`);
+    io.print(`  Logical volume ${vg.name}/${lv.name} successfully resized.`);
+    return 0;
+  });
+}
+
+/** Extends a backing file to size, keeping what it holds (a file already that long is left alone). */
+function growSparse(file: string, size: number): void {
+  const fd = openSync(file, 'r+');
+  try {
+    if (fstatSync(fd).size < size) ftruncateSync(fd, size);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 // ---------------------------------------------------------------- lvrename
@@ -877,7 +957,7 @@ function lvmManage(io: Io, dir: string, args: string[]): number {
   }
 }
 
-export const LVM_TOOLS: Record<string, (io: Io, dir: string, args: string[]) => number> = { lvcreate, lvremove, lvrename, lvs, vgs };
+export const LVM_TOOLS: Record<string, (io: Io, dir: string, args: string[]) => number> = { lvcreate, lvextend, lvremove, lvrename, lvs, vgs };
 
 /** `lvm <tool> ...` runs the LVM tool; `lvm vgcreate|vgremove|path` are management verbs. */
 export function lvmMain(io: Io, dir: string, args: string[]): number {
@@ -886,7 +966,7 @@ export function lvmMain(io: Io, dir: string, args: string[]): number {
   return lvmManage(io, dir, args);
 }
 
-/** Fault-injection verbs: lvcreate.create / lvcreate.snapshot / lvremove.remove / lvrename.rename / lvs.list / vgs.list. */
+/** Fault-injection verbs: lvcreate.create / lvcreate.snapshot / lvextend.extend / lvremove.remove / lvrename.rename / lvs.list / vgs.list. */
 export function lvmVerb(tool: string, args: string[]): string {
   switch (tool) {
     case 'lvcreate':
@@ -895,6 +975,8 @@ export function lvmVerb(tool: string, args: string[]): string {
       return 'remove';
     case 'lvrename':
       return 'rename';
+    case 'lvextend':
+      return 'extend';
     default:
       return 'list';
   }

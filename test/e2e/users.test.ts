@@ -60,7 +60,7 @@ beforeAll(async () => {
   await assignVms(as.admin, 'alice', 'localhost', ['vm2', 'vm3']); // the owner attaches into these
 
   const consumers = ['owner', 'admin', 'adminCert'];
-  const volumeKeys = ['base', 'attachedBase', ...consumers.flatMap((r) => [`delete-${r}`, `attach-${r}`, `detach-${r}`])];
+  const volumeKeys = ['base', 'attachedBase', ...consumers.flatMap((r) => [`delete-${r}`, `attach-${r}`, `detach-${r}`, `modify-${r}`])];
   const volumes = Object.fromEntries(await Promise.all(volumeKeys.map(async (k) => [k, await aliceVolume()] as const)));
   await settled('volume', Object.values(volumes), 'available');
   fx.volume = volumes.base!;
@@ -131,6 +131,8 @@ const MATRIX: readonly Row[] = [
   { op: 'UnassignVm', call: () => ({ vmmHost: 'localhost', vmId: 'vm8' }), expect: ADMINS_ONLY },
   { op: 'DescribeVmAssignments', call: () => ({}), expect: ADMINS_ONLY },
   { op: 'RetireHost', call: () => ({ host: 'gone-host' }), expect: ADMINS_ONLY },
+  { op: 'ModifyVolume', call: (r) => ({ volumeId: pick(r, OWNER_OR_ADMIN(VOL_NF), 'modify', () => fx.volume), size: 2 }), expect: OWNER_OR_ADMIN(VOL_NF) },
+  { op: 'DescribeVolumesModifications', call: () => ({ volumeId: [fx.volume] }), expect: OWNER_OR_ADMIN(VOL_NF) },
 ];
 
 describe('the authorization matrix', () => {

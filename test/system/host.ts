@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -20,6 +20,20 @@ export function requireRoot(): void {
 
 /** KVM where the machine has it, else TCG (no /dev/kvm here): QEMU and libvirt must be told which. */
 export const HAS_KVM = existsSync('/dev/kvm');
+
+/**
+ * libvirt's QEMU runs as libvirt-qemu (group kvm), not root: it can use KVM
+ * only when /dev/kvm admits its group. A machine whose /dev/kvm is root's
+ * alone (crw------- root root) makes kvm domains fail to start.
+ */
+export const LIBVIRT_HAS_KVM = HAS_KVM && kvmAdmitsLibvirt();
+
+function kvmAdmitsLibvirt(): boolean {
+  const { mode, gid } = statSync('/dev/kvm');
+  if ((mode & 0o006) === 0o006) return true;
+  const kvm = readFileSync('/etc/group', 'utf8').split('\n').find((l) => l.startsWith('kvm:'));
+  return (mode & 0o060) === 0o060 && kvm !== undefined && Number(kvm.split(':')[2]) === gid;
+}
 
 export function isRunning(pid: number): boolean {
   try {
@@ -205,7 +219,7 @@ export class LibvirtDomain {
   private constructor(readonly name: string) {}
 
   static async start(name: string): Promise<LibvirtDomain> {
-    const xml = `<domain type='${HAS_KVM ? 'kvm' : 'qemu'}'>
+    const xml = `<domain type='${LIBVIRT_HAS_KVM ? 'kvm' : 'qemu'}'>
   <name>${name}</name>
   <memory unit='MiB'>64</memory>
   <vcpu>1</vcpu>

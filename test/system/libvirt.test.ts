@@ -7,7 +7,7 @@ import { SoapClient } from '../../src/soap/client.js';
 import { ROOT, startVbs, type Vbs } from '../e2e/harness.js';
 import { startTgtd } from '../sim/real-target.js';
 import { json, volume, type Volume } from './cli.js';
-import { HAS_KVM, LibvirtDaemons, LibvirtDomain, requireRoot, sector } from './host.js';
+import { LIBVIRT_HAS_KVM, LibvirtDaemons, LibvirtDomain, requireRoot, sector } from './host.js';
 
 /**
  * The libvirt adapter against real libvirt domains (type qemu, TCG, without
@@ -74,7 +74,7 @@ async function disks(d: LibvirtDomain): Promise<{ target: string; source: string
 
 describe('vbs up --vmm libvirt', { timeout: 180_000 }, () => {
   it('runs domains of the type this machine can run, and writes the adapter into vmm-delegate.json', async () => {
-    expect(await doms[1]!.xml()).toContain(`<domain type='${HAS_KVM ? 'kvm' : 'qemu'}'`);
+    expect(await doms[1]!.xml()).toContain(`<domain type='${LIBVIRT_HAS_KVM ? 'kvm' : 'qemu'}'`);
     expect(JSON.parse(readFileSync(join(data, 'vmm-delegate.json'), 'utf8'))).toMatchObject({ adapter: 'libvirt' });
   });
 

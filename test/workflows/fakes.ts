@@ -29,6 +29,10 @@ export class FakeDelegate implements DelegateClient {
   readonly sessions = new Set<string>();
   /** What ExportVolume hands out: a file on a shared file system, or an iSCSI target. */
   exportKind: 'file' | 'iscsi' = 'file';
+  /** GrowVolume: each grown volume's size in GiB. */
+  readonly sizes = new Map<string, number>();
+  /** ResizeDisk: what each VM's disk was told it grew to (vmId/device -> bytes). */
+  readonly resized = new Map<string, number>();
   failures = new Map<string, VbsError>();
   hangs = new Set<string>();
   private readonly waiting = new Map<string, (() => void)[]>();
@@ -65,6 +69,19 @@ export class FakeDelegate implements DelegateClient {
         return { object: ((i.id as string[]) ?? []).map((id) => ({ id, state: this.objects.get(id) ?? 'absent' })) };
       case 'DeleteObject':
         return { deleted: this.objects.delete(String(i.id)) };
+      case 'GrowVolume': {
+        // Idempotent and never smaller, as the real back ends.
+        const id = String(i.volumeId);
+        if (this.objects.get(id) !== 'ready') throw new VbsError('InvalidVolume.NotFound', `no data for ${id}`);
+        this.sizes.set(id, Math.max(this.sizes.get(id) ?? 0, Number(i.sizeGiB)));
+        return { sizeBytes: this.sizes.get(id)! * 1024 ** 3 };
+      }
+      case 'ResizeDisk': {
+        const key = `${i.vmId}/${i.device}`;
+        if (this.disks.get(key) !== String(i.volumeId)) return { outcome: 'absent' };
+        this.resized.set(key, Number(i.sizeBytes));
+        return { outcome: 'resized' };
+      }
       case 'ExportVolume':
         this.exports.add(`${i.volumeId}@${i.vmmHost}`);
         return {

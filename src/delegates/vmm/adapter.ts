@@ -23,6 +23,9 @@ export interface DiskSource {
   lun?: number;
 }
 
+/** What ResizeDisk did: told the hypervisor, nothing needed (it notices itself), or no such disk on the VM. */
+export type ResizeOutcome = 'resized' | 'automatic' | 'absent';
+
 export interface VmDisk extends ListedDisk {
   vmId: string;
   volumeId?: string;
@@ -180,6 +183,29 @@ export class VmmAdapter {
       if (!holds(await this.look(vmId, what, e))) return;
       throw e; // the disk is still there: nothing changed
     }
+  }
+
+  /**
+   * Tells the hypervisor the volume behind the VM's device grew
+   * (vmm.<name>.resize, with <bytes>, <sizeKiB>, <vmDev>, <path>). Looks first:
+   * a VM or device that does not hold this volume's disk has nothing to be
+   * told ('absent'). `vmm.<name>.option.resize = automatic`: the hypervisor
+   * sees a grown device by itself (Xen's blkback watches its phy: device's
+   * size and tells the guest's blkfront), so nothing runs. A listing that
+   * fails is an unknown outcome, as for detach.
+   */
+  async resize(vmId: string, device: string, volumeId: string, bytes: number, source?: DiskSource): Promise<ResizeOutcome> {
+    const vmDev = v.bareDevice(device);
+    const what = `resize of ${vmDev} on ${vmId}`;
+    const seen = await this.look(vmId, what);
+    const there = seen === 'absent' ? undefined : seen.find((d) => d.device === vmDev);
+    if (!there || !this.isDiskOf(there, volumeId, source)) return 'absent';
+    if (this.runner.catalog.setting(`vmm.${this.name}.option.resize`) === 'automatic') return 'automatic';
+    const key = this.key('resize');
+    // <path>: the file or host device behind the disk (an iSCSI URL is no path: a pattern for those names the device).
+    const path = there.target.startsWith('/') ? { path: there.target } : {};
+    await this.runner.run(key, { vmId, vmDev, bytes: String(bytes), sizeKiB: String(bytes / 1024), ...path });
+    return 'resized';
   }
 
   /**

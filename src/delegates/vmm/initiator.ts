@@ -75,6 +75,18 @@ export class IscsiInitiator {
   }
 
   /**
+   * ModifyVolume: the host re-reads the sizes of the target's LUNs, so the
+   * block device a VM was given grows (`vmm.<adapter>.iscsi.rescan`). No
+   * pattern: nothing runs (the VM sees the size after a re-attach); no
+   * session (exit 21): nothing is logged in to grow.
+   */
+  async rescan(t: IscsiLun): Promise<void> {
+    const key = `vmm.${this.adapter}.iscsi.rescan`;
+    if (!this.runner.catalog.has(key)) return;
+    await runAccepting(this.runner, key, { portal: t.portal, iqn: t.iqn }, [ISCSI_ERR_NO_OBJS_FOUND]);
+  }
+
+  /**
    * Whether this host has a session to the target, from `iscsiadm -m session`
    * ("tcp: [sid] ip:port,tpgt iqn ..."; exit 21 when there is none), or
    * undefined when the adapter has no sessions pattern: unknown.

@@ -28,6 +28,17 @@ function connectionOf(input: { volumeId?: unknown; source?: unknown }): IscsiLun
   return iscsiLun(source);
 }
 
+/** A grown disk's size: whole GiB, as volumes are, up to the largest volume. */
+function diskBytes(x: unknown): number {
+  const n = typeof x === 'string' && /^[0-9]{1,16}$/.test(x) ? Number(x) : x;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n <= 0 || n % GIB !== 0 || n / GIB > v.MAX_VOLUME_GIB) {
+    throw new VbsError('InvalidParameterValue', 'Value for parameter sizeBytes is invalid: expected a whole number of GiB in bytes.');
+  }
+  return n;
+}
+
+const GIB = 1024 ** 3;
+
 export function vmmDelegateHandlers(hostName: string, adapter: VmmAdapter, initiator: IscsiInitiator): Handlers {
   const perVm = new KeyedMutex();
   return {
@@ -65,6 +76,16 @@ export function vmmDelegateHandlers(hostName: string, adapter: VmmAdapter, initi
       const wanted = ((i.vmId ?? []) as unknown[]).map((id) => v.vmId(id));
       const disks = await adapter.listDisks(wanted);
       return { disk: disks.map((d) => ({ vmId: d.vmId, device: d.device, target: d.target, mode: d.mode, ...(d.volumeId ? { volumeId: d.volumeId } : {}) })) };
+    },
+    ResizeDisk: async (i) => {
+      const volumeId = v.volumeId(i.volumeId);
+      const [vmId, device] = [v.vmId(i.vmId), v.device(i.device)];
+      const sizeBytes = diskBytes(i.sizeBytes);
+      const source = i.source === undefined ? undefined : (i.source as unknown as DiskSource);
+      // A kernel initiator's block device keeps its old size until the session is rescanned.
+      const lun = source?.kind === 'iscsi' ? connectionOf(i) : undefined;
+      if (lun && !adapter.iscsiDirect) await initiator.rescan(lun);
+      return { outcome: await perVm.run(vmId, () => adapter.resize(vmId, device, volumeId, sizeBytes, source)) };
     },
     DetachDisk: async (i) => {
       const volumeId = v.volumeId(i.volumeId);

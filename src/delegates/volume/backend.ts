@@ -49,6 +49,13 @@ export interface VolumeBackend {
   createSnapshot(snapshotId: string, volumeId: string): Promise<void>;
   describe(id: string): Promise<StoredObject>;
   list(): Promise<StoredObject[]>;
+  /**
+   * Ensures a ready volume holds at least sizeGiB, keeping its data (never
+   * shrinks); an export in place serves the new size. Returns the bytes it
+   * holds. Refuses (nothing changed) a volume that is absent or still being
+   * made, or space that is not there.
+   */
+  growVolume(volumeId: string, sizeGiB: number): Promise<number>;
   /** Deletes if present, ending any copy in progress; true when there was something. */
   delete(id: string): Promise<boolean>;
   exportVolume(volumeId: string, vmmHost: string): Promise<ExportedVolume>;

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { VbsError, errorMessage } from '../../core/errors.js';
 import { SNAPSHOT_ID, VOLUME_ID } from '../../core/ids.js';
 import type { Logger } from '../../core/log.js';
-import type { CommandRunner } from '../../commands/runner.js';
+import { CommandFailed, type CommandRunner } from '../../commands/runner.js';
+import { UnknownOutcome } from '../../commands/unknown-outcome.js';
 import { ChangeFeed } from './changes.js';
 import { GiB, type Capacity, type ExportEntry, type StoredObject, type VolumeBackend } from './backend.js';
 
@@ -50,6 +51,8 @@ export class FileBackend implements VolumeBackend {
   /** Size of each object file in place, and their sum. */
   private readonly sizes = new Map<string, number>();
   private provisioned = 0;
+  /** Bytes being added to volumes that grow (ModifyVolume), held against creates meanwhile. */
+  private readonly growing = new Map<string, number>();
 
   constructor(
     readonly root: string,
@@ -94,7 +97,8 @@ export class FileBackend implements VolumeBackend {
   private capacityNow(): Capacity {
     const fs = statfsSync(this.root);
     const provisioned = this.provisioned;
-    const reserved = [...this.jobs.values()].filter((j) => j.state === 'creating').reduce((n, j) => n + j.bytes, 0);
+    const reserved =
+      [...this.jobs.values()].filter((j) => j.state === 'creating').reduce((n, j) => n + j.bytes, 0) + [...this.growing.values()].reduce((n, b) => n + b, 0);
     let total = fs.blocks * fs.bsize;
     let free = Math.max(0, fs.bavail * fs.bsize - this.reserveBytes(total) - reserved);
     if (this.limits.capacityGiB !== undefined) {
@@ -141,6 +145,45 @@ export class FileBackend implements VolumeBackend {
     if (!this.reserve(snapshotId, size, source)) return;
     const part = this.partOf(snapshotId);
     this.background(snapshotId, () => this.runner.run('volume.file.snapshot', { source, path: part }).then(() => undefined));
+  }
+
+  /**
+   * Grows the volume's file to sizeGiB with volume.file.grow (fallocate keeps
+   * what the file holds and only adds space). Looks first and after: a file
+   * already that large is done, and a command that failed is done if the file
+   * is seen grown. The space is held (synchronously checked) while it grows.
+   */
+  async growVolume(volumeId: string, sizeGiB: number): Promise<number> {
+    const path = this.pathOf(volumeId);
+    const bytes = sizeGiB * GiB;
+    const before = sizeOrUndefined(path);
+    if (before === undefined) {
+      if (this.jobs.get(volumeId)?.state === 'creating') throw new VbsError('IncorrectState', `The volume '${volumeId}' is still being created.`);
+      throw new VbsError('InvalidVolume.NotFound', `The volume '${volumeId}' has no data on this volume delegate.`);
+    }
+    if (before >= bytes) return before;
+    if (!this.runner.catalog.has('volume.file.grow')) throw new VbsError('OperationFailed', 'This volume delegate cannot grow volumes: its commands.properties has no volume.file.grow.');
+    if (this.growing.has(volumeId)) throw new VbsError('IncorrectState', `The volume '${volumeId}' is already growing.`);
+    const more = bytes - before;
+    if (this.capacityNow().freeBytes < more) {
+      throw new VbsError('InsufficientCapacity', `There is not enough free space to grow '${volumeId}' by ${Math.ceil(more / GiB)} GiB on this volume delegate.`);
+    }
+    this.growing.set(volumeId, more);
+    try {
+      await this.runner.run('volume.file.grow', { path, bytes });
+    } catch (err) {
+      const after = sizeOrUndefined(path);
+      // Unchanged: a refusal (nothing changed). Changed but short: it acted, so never a refusal; the front retries the ensure.
+      if (after !== undefined && after !== before && after < bytes) throw new UnknownOutcome(`grow ${volumeId}`, err instanceof CommandFailed ? [err] : [], 'the file grew only part of the way');
+      if (after === undefined || after < bytes) throw err;
+      this.log.warn('grow command failed, but the file has grown', { id: volumeId, message: errorMessage(err) });
+    } finally {
+      this.growing.delete(volumeId);
+    }
+    const size = sizeOrUndefined(path) ?? bytes;
+    this.track(volumeId, size);
+    this.log.info('grown', { id: volumeId, from: before, to: size });
+    return size;
   }
 
   private background(id: string, work: () => Promise<void>): void {

@@ -101,6 +101,28 @@ export class IscsiExports {
     }
   }
 
+  /**
+   * A grown volume's target serves its new size (ModifyVolume). tgtd and IET
+   * read a LUN's size only when the LUN is added (`tgtadm --op update` does
+   * not re-read it: checked on tgt 1.0.85), so a LUN seen serving less, or
+   * whose size the listing does not say, is removed and added again on the
+   * same device; initiators see the new capacity at their next READ CAPACITY.
+   * No target: nothing is exported, nothing to do. tgtd refuses to remove a
+   * LUN with commands in flight: the step fails, and the grow is retried.
+   */
+  refreshSize(volumeId: string, bytes: number): Promise<void> {
+    return this.lock.run(async () => {
+      const iqn = this.iqnOf(volumeId);
+      const target = await this.find(iqn);
+      const lun = target?.luns.find((l) => l.lun === VOLUME_LUN);
+      if (!target || !lun) return;
+      if (lun.sizeMB !== undefined && lun.sizeMB >= Math.floor(bytes / 1e6)) return;
+      const device = await this.o.devicePath(volumeId);
+      await this.step(`remove LUN of ${iqn} to serve its new size`, () => this.o.tool.removeLun(target.tid, VOLUME_LUN), async () => !hasLun(await this.find(iqn)));
+      await this.step(`add LUN of ${iqn} at its new size`, () => this.o.tool.addLun(target.tid, VOLUME_LUN, device), async () => hasLun(await this.find(iqn)));
+    });
+  }
+
   private async find(iqn: string): Promise<TargetInfo | undefined> {
     return (await this.o.tool.list()).find((t) => t.iqn === iqn);
   }

@@ -5,7 +5,7 @@ export interface TargetInfo {
   tid: number;
   iqn: string;
   /** Data LUNs with their backing path (tgt's LUN 0, the controller, is left out). */
-  luns: { lun: number; path: string }[];
+  luns: { lun: number; path: string; sizeMB?: number }[];
   /**
    * Who may log in: tgt's ACL entries (initiator names, or ALL); IET lets
    * everyone in as far as ietadm can say, so its targets list ['ALL'].
@@ -44,7 +44,7 @@ export function parseIetVolume(text: string): TargetInfo[] {
 export function parseTgtShow(text: string): TargetInfo[] {
   const out: TargetInfo[] = [];
   let section = '';
-  let lun: { lun: number; path: string } | undefined;
+  let lun: { lun: number; path: string; sizeMB?: number } | undefined;
   for (const line of text.split('\n')) {
     if (!line.trim()) continue;
     const t = /^Target ([0-9]+): (\S+)\s*$/.exec(line);
@@ -70,6 +70,9 @@ export function parseTgtShow(text: string): TargetInfo[] {
       }
       const p = /^\s+Backing store path: (.*)$/.exec(line);
       if (p && lun) lun.path = p[1]!.trim();
+      // The size the LUN serves, in millions of bytes (tgt reads it when the LUN is added, never after).
+      const z = /^\s+Size: ([0-9]+) MB,/.exec(line);
+      if (z && lun) lun.sizeMB = Number(z[1]);
     } else if (section === 'I_T nexus information') {
       const n = /^\s+I_T nexus: ([0-9]+)\s*$/.exec(line);
       if (n) current.sessions.push({ sid: Number(n[1]), initiator: '', cids: [] });

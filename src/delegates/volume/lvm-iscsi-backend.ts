@@ -8,6 +8,8 @@ import { IscsiExports, volumeNotFound } from './iscsi-exports.js';
 import type { TargetTool } from './iscsi-targets.js';
 import type { LvInfo, LvmTools } from './lvm-tools.js';
 import { Mutex } from '../../core/mutex.js';
+import { UnknownOutcome } from '../../commands/unknown-outcome.js';
+import { CommandFailed } from '../../commands/runner.js';
 import { QueuedCreates, type Queued } from './queued-creates.js';
 
 const MiB = 1024 ** 2;
@@ -315,6 +317,47 @@ export class LvmIscsiBackend implements VolumeBackend {
         await new Promise((r) => setTimeout(r, TEMPORARY_REMOVE_BACKOFF_MS * attempt));
       }
     }
+  }
+
+  // ------------------------------------------------------------ grow
+
+  /**
+   * ModifyVolume: lvextend under the space lock (capacity checked first, so a
+   * grow never takes space a create holds), then the volume's target, if it
+   * is exported, serves the new size. Both halves look first, so a retry after
+   * any failure does only what is missing.
+   */
+  async growVolume(volumeId: string, sizeGiB: number): Promise<number> {
+    const bytes = sizeGiB * GiB;
+    if (!this.lvm.canExtend) throw new VbsError('OperationFailed', 'This volume delegate cannot grow volumes: its commands.properties has no volume.lvm.resize.');
+    const size = await this.space.run(async () => {
+      const lvs = await this.lvm.list();
+      const lv = lvs.find((l) => l.name === volumeId);
+      if (!lv) {
+        if (this.jobs.get(volumeId)?.state === 'creating') throw new VbsError('IncorrectState', `The volume '${volumeId}' is still being created.`);
+        throw volumeNotFound(volumeId);
+      }
+      if (lv.sizeBytes >= bytes) return lv.sizeBytes;
+      const reader = [...this.jobs.values()].some((j) => j.state === 'creating' && !j.cancelled && j.source === volumeId);
+      if (reader) throw new VbsError('IncorrectState', `The volume '${volumeId}' cannot grow while a snapshot of it is being copied.`);
+      if ((await this.capacityFrom(lvs)).freeBytes < bytes - lv.sizeBytes) {
+        throw new VbsError('InsufficientCapacity', `There is not enough free space to grow '${volumeId}' by ${Math.ceil((bytes - lv.sizeBytes) / GiB)} GiB on this volume delegate.`);
+      }
+      await this.lvm.extend(volumeId, bytes);
+      this.log.info('grown', { id: volumeId, from: lv.sizeBytes, to: bytes });
+      return bytes;
+    });
+    try {
+      await this.exports.refreshSize(volumeId, size);
+    } catch (err) {
+      // The LV has grown: whatever stopped the target's refresh, this call
+      // changed something, so it is never answered as a refusal. The front
+      // retries the ensure (the LV is then done, the refresh tried again).
+      if (err instanceof UnknownOutcome) throw err;
+      const failed = err instanceof CommandFailed ? [err] : [];
+      throw new UnknownOutcome(`grow ${volumeId}`, failed, 'the LV has grown, but its target could not be made to serve the new size yet');
+    }
+    return size;
   }
 
   // ------------------------------------------------------------ describe, delete

@@ -54,6 +54,11 @@ export class LvmTools {
     return this.runner.run(key, { vg: this.vg, ...params }, this.variant);
   }
 
+  /** Whether commands.properties can grow LVs (volume.lvm.resize): older files lack it. */
+  get canExtend(): boolean {
+    return this.runner.catalog.has('volume.lvm.resize');
+  }
+
   async list(): Promise<LvInfo[]> {
     return parseLvs((await this.run('volume.lvm.list', {})).stdout);
   }
@@ -112,6 +117,11 @@ export class LvmTools {
 
   async thinResize(lv: string, bytes: number): Promise<void> {
     await runVerified(`resize ${lv}`, () => this.run('volume.lvm.thin.resize', { lv, bytes }), async () => ((await this.find(lv))?.sizeBytes ?? 0) >= bytes, this.log);
+  }
+
+  /** Grows an LV (lvextend keeps its data); done when `lvs` shows it at least that large, whatever the command said. */
+  async extend(lv: string, bytes: number): Promise<void> {
+    await runVerified(`extend ${lv}`, () => this.run('volume.lvm.resize', { lv, bytes }), async () => ((await this.find(lv))?.sizeBytes ?? 0) >= bytes, this.log);
   }
 
   /** Runs a command that makes `lv`; on failure, done if the LV is there whole, removed if it is there too small. */

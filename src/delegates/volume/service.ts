@@ -48,6 +48,11 @@ export function volumeDelegateHandlers(backend: VolumeBackend): Handlers {
       const objects = ids.length ? await Promise.all(ids.map((id) => backend.describe(id))) : await backend.list();
       return { object: objects as unknown as XmlRecord[] };
     },
+    GrowVolume: async (i) => {
+      const volumeId = v.volumeId(i.volumeId);
+      const sizeGiB = v.sizeGiB(i.sizeGiB, 'sizeGiB');
+      return { sizeBytes: await backend.growVolume(volumeId, sizeGiB) };
+    },
     DeleteObject: async (i) => ({ deleted: await backend.delete(objectId(i.id)) }),
     ExportVolume: async (i) => {
       const volumeId = v.volumeId(i.volumeId);

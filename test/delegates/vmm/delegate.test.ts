@@ -123,6 +123,16 @@ describe('the VMM Delegate over SOAP, on the simulator', () => {
     expect(sessions()).toBe(`tcp: [1] ${PORTAL},1 ${iqnOf(VOL_A)} (non-flash)\n`);
     for (let i = 0; i < 2; i++) await client.call('AttachDisk', { volumeId: VOL_A, vmId: 'vm1', device: 'xvdb', mode: 'w', source: src });
     expect(await disks('vm1')).toEqual([{ vmId: 'vm1', device: 'xvdb', target: dev, mode: 'w', volumeId: VOL_A }]);
+    // ModifyVolume: the session is rescanned (the host's device grows), then Xen's blkback passes the size on by itself.
+    expect(sim('iscsiadm', '-m', 'node', '-T', iqnOf(VOL_A), '-p', PORTAL, '--rescan').stdout).toContain(`Rescanning session [sid: 1, target: ${iqnOf(VOL_A)}`);
+    const grow = () => client.call('ResizeDisk', { volumeId: VOL_A, vmId: 'vm1', device: 'xvdb', sizeBytes: 1024 ** 3, source: src });
+    expect((await grow()).outcome).toBe('automatic');
+    const unfault = fault('iscsiadm.rescan', 1);
+    try {
+      await expect(grow()).rejects.toMatchObject({ code: 'OperationFailed', message: expect.stringMatching(/iscsi\.rescan/) });
+    } finally {
+      unfault();
+    }
     // Another VM on the same host cannot have it while vm1 writes to it.
     await expect(client.call('AttachDisk', { volumeId: VOL_A, vmId: 'vm2', device: 'xvdb', mode: 'r', source: src })).rejects.toMatchObject({ code: 'OperationFailed' });
     for (let i = 0; i < 2; i++) await client.call('DetachDisk', { volumeId: VOL_A, vmId: 'vm1', device: 'xvdb', source: src });
@@ -363,5 +373,25 @@ describe('the VMM Delegate over SOAP, against a real tgtd', () => {
     await expect(client.call('LoginTarget', { volumeId: VOL_A, source: src })).rejects.toMatchObject({ code: 'OperationFailed', message: expect.stringContaining('exited with 4') });
     await expect(client.call('DiscoverTarget', { volumeId: VOL_A, source: src })).rejects.toMatchObject({ code: 'OperationFailed' });
     await client.call('LogoutTarget', { volumeId: VOL_A, source: src });
+  });
+});
+
+describe('ResizeDisk (ModifyVolume) on the simulated Xen host', () => {
+  it('looks first: the disk there is picked up by the hypervisor itself (automatic), no disk there is absent; hostile input runs nothing', async () => {
+    const file = join(volumes, `${VOL_C}.img`);
+    writeFileSync(file, '');
+    truncateSync(file, 1024 ** 3);
+    await client.call('AttachDisk', { volumeId: VOL_C, vmId: 'vm3', device: 'xvdh', mode: 'w', source: { kind: 'file', path: file } });
+    const resize = (over: XmlRecord = {}) => client.call('ResizeDisk', { volumeId: VOL_C, vmId: 'vm3', device: 'xvdh', sizeBytes: 2 * 1024 ** 3, source: { kind: 'file', path: file }, ...over });
+    expect((await resize()).outcome).toBe('automatic');
+    expect((await resize({ vmId: 'vm2' })).outcome).toBe('absent');
+    expect((await resize({ device: 'xvdz' })).outcome).toBe('absent');
+    // Another volume's disk is not this one's, whatever device it is on.
+    expect((await resize({ volumeId: VOL_B, source: { kind: 'file', path: join(volumes, `${VOL_B}.img`) } })).outcome).toBe('absent');
+    for (const bad of [{ sizeBytes: 1000 }, { sizeBytes: -(1024 ** 3) }, { sizeBytes: 'lots' }, { vmId: 'vm1;rm' }, { device: '../sda' }]) {
+      await expect(resize(bad)).rejects.toMatchObject({ code: 'InvalidParameterValue' });
+    }
+    await client.call('DetachDisk', { volumeId: VOL_C, vmId: 'vm3', device: 'xvdh', source: { kind: 'file', path: file } });
+    expect((await resize()).outcome).toBe('absent');
   });
 });

@@ -84,7 +84,7 @@ Target 3: iqn.2026-11.org.vbs:vol-0123456789abcdef0
   it('reads targets, data LUNs, open sessions and who is let in', () => {
     expect(parseTgtShow(show)).toEqual([
       { tid: 1, iqn: 'iqn.2026-11.org.vbs:vol-1123456789abcdef0', luns: [], acl: [], sessions: [] },
-      { tid: 3, iqn: 'iqn.2026-11.org.vbs:vol-0123456789abcdef0', luns: [{ lun: 1, path: '/tmp/tgtt/a.img' }], acl: ['ALL'], sessions: [{ sid: 1, initiator: 'iqn.2010-10.org.example:vm1', cids: [0] }] },
+      { tid: 3, iqn: 'iqn.2026-11.org.vbs:vol-0123456789abcdef0', luns: [{ lun: 1, path: '/tmp/tgtt/a.img', sizeMB: 67 }], acl: ['ALL'], sessions: [{ sid: 1, initiator: 'iqn.2010-10.org.example:vm1', cids: [0] }] },
     ]);
     expect(parseTgtShow('')).toEqual([]);
     expect(() => parseTgtShow('    LUN information:\n')).toThrow();

@@ -39,7 +39,7 @@ function frontKinds(): FrontWorkflows {
 
 function kindOf(kind: string) {
   const wf = frontKinds();
-  const all = [wf.createVolume, wf.createSnapshot, wf.deleteVolume, wf.deleteSnapshot, wf.attach, wf.detach] as const;
+  const all = [wf.createVolume, wf.createSnapshot, wf.deleteVolume, wf.deleteSnapshot, wf.attach, wf.detach, wf.modifyVolume] as const;
   const k = all.find((x) => x.kind === kind);
   if (!k) throw new Error(`no workflow kind ${kind}`);
   return k;
@@ -536,3 +536,27 @@ export function copyInProgress(c: Cluster, id: string): boolean {
     return false;
   }
 }
+
+/**
+ * ModifyVolume of an attached volume (both steps act: the back end grows,
+ * the VM's host is told). It rolls forward: a front crash anywhere leaves the
+ * volume grown once recovery is over; the next request grows it again.
+ */
+export const MODIFY_ATTACHED: Scenario = {
+  title: 'ModifyVolume (an attached volume grows)',
+  kind: 'ModifyVolume',
+  sample: { volumeId: VOL, modification: 1, delegate: 'local', originalSize: 1, targetSize: 2 },
+  setup: async (t) => {
+    const vol = await t.availableVolume();
+    await t.attach(vol, 'vm1', 'xvdb', 'w');
+    return { vol };
+  },
+  act: (t, ctx) => t.api().call('ModifyVolume', { volumeId: ctx.vol, size: 2 }),
+  tookEffect: async (t, ctx) => (await t.volume(ctx.vol!))?.size === 2,
+  next: async (t, ctx) => {
+    const m = (await t.api().call('ModifyVolume', { volumeId: ctx.vol, size: 3 })).modification as XmlRecord;
+    expect(m).toMatchObject({ modificationState: 'completed', targetSize: 3 });
+    expect(await t.volume(ctx.vol!)).toMatchObject({ size: 3, status: 'in-use' });
+  },
+  created: (ctx) => [ctx.vol],
+};
