@@ -426,11 +426,7 @@ const describeAvailabilityZones: Ec2Action = {
   },
 };
 
-/**
- * Every action, by EC2's name. ModifyVolume and DescribeVolumesModifications
- * belong to the resize feature (branch `resize`): they are listed in
- * RESIZE_ACTIONS and served once the front has the operations they call.
- */
+/** Every action, by EC2's name. */
 export const ACTIONS: Readonly<Record<string, Ec2Action>> = {
   CreateVolume: createVolume,
   DeleteVolume: deleteVolume,
@@ -450,14 +446,7 @@ export const ACTIONS: Readonly<Record<string, Ec2Action>> = {
   ...resizeActions(),
 };
 
-/**
- * The place for resizing (issue 18's ModifyVolume, another engineer's
- * feature). Expected front operations:
- *   ModifyVolume {volumeId, size} → {modification: VolumeModification}
- *   DescribeVolumesModifications {volumeId*, filter*, maxResults?, nextToken?} → {modification*, nextToken?}
- * with VolumeModification {volumeId, modificationState (modifying|optimizing|completed|failed),
- * targetSize, originalSize, progress, startTime, endTime?, statusMessage?}.
- */
+/** Growing a volume: the front's ModifyVolume and DescribeVolumesModifications (src/front/modify-volume.ts), in EC2's shapes. */
 function resizeActions(): Record<string, Ec2Action> {
   const modificationItem = (m: XmlRecord): Xml[] => [
     el('volumeId', m.volumeId as string),
@@ -487,7 +476,7 @@ function resizeActions(): Record<string, Ec2Action> {
         p.bool('DryRun');
         const out = await invoke('DescribeVolumesModifications', {
           volumeId: p.list('VolumeId'),
-          filter: filters(p, { names: { 'volume-id': 'volumeId', 'modification-state': 'modificationState' } }, env, 'modifications'),
+          filter: filters(p, { names: { 'volume-id': 'volumeId', 'modification-state': 'modificationState', 'original-size': 'originalSize', 'target-size': 'targetSize' } }, env, 'modifications'),
           ...paging(p),
         });
         return [set('volumeModificationSet', recs(out.modification).map(modificationItem)), el('nextToken', out.nextToken as string | undefined)];

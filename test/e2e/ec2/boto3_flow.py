@@ -5,6 +5,7 @@ second another user). The test (ec2-boto3.test.ts) asserts on the JSON; each ste
 ClientError and records its code, so one failure does not hide the others.
 """
 import json
+import time
 import uuid
 import sys
 
@@ -69,6 +70,19 @@ out['filter_zone'] = len(f(availability_zone=['vbs-1a'])) == 2
 out['filter_size'] = len(f(size=['1'])) == 2
 out['filter_volume_id'] = f(volume_id=[vol]) == [vol]
 out['filter_unknown'] = code(lambda: ec2.describe_volumes(Filters=[{'Name': 'nonsense', 'Values': ['x']}]))
+
+# ModifyVolume: a volume grows; DescribeVolumesModifications follows it to completed
+m = ec2.modify_volume(VolumeId=t1, Size=2)['VolumeModification']
+out['modify'] = {'volume': m['VolumeId'] == t1, 'original': m['OriginalSize'], 'target': m['TargetSize']}
+for _ in range(120):
+    mods = ec2.describe_volumes_modifications(VolumeIds=[t1])['VolumesModifications']
+    if mods and mods[0]['ModificationState'] in ('completed', 'failed'):
+        break
+    time.sleep(0.5)
+out['modified'] = {'state': mods[0]['ModificationState'], 'size': ec2.describe_volumes(VolumeIds=[t1])['Volumes'][0]['Size'],
+                   'by_state': [x['VolumeId'] for x in ec2.describe_volumes_modifications(Filters=[{'Name': 'modification-state', 'Values': ['completed']}])['VolumesModifications']] == [t1]}
+out['shrink'] = code(lambda: ec2.modify_volume(VolumeId=t1, Size=1))
+out['modify_other'] = code(lambda: other.modify_volume(VolumeId=t1, Size=3))
 
 # Attach by instance id (the VM's own name, scan resolver), device names, waiter in-use
 a = ec2.attach_volume(VolumeId=vol, InstanceId='vm1', Device='/dev/sdf')

@@ -54,6 +54,13 @@ describe('EC2 API through boto3', () => {
     expect(seen.filter_unknown).toBe('InvalidParameterValue');
   });
 
+  it('grows a volume with ModifyVolume and follows it with DescribeVolumesModifications', () => {
+    expect(seen.modify).toEqual({ volume: true, original: 1, target: 2 });
+    expect(seen.modified).toEqual({ state: 'completed', size: 2, by_state: true });
+    expect(seen.shrink).toBe('InvalidParameterValue');
+    expect(seen.modify_other).toBe('InvalidVolume.NotFound');
+  });
+
   it('attaches by instance id with an EC2 device name (the hypervisor gets xvdf), waits for in-use, and detaches', () => {
     expect(seen.attach).toEqual({ state: 'attached', device: '/dev/xvdf', instance: 'vm1' });
     expect(seen.in_use).toEqual({ state: 'in-use', attachments: [['vm1', '/dev/xvdf', 'attached']] });
