@@ -14,12 +14,7 @@ const ROOT = resolve(import.meta.dirname, '../..');
  */
 const PENDING = [
   'docs/chap.md',
-  'docs/ec2.md',
-  'docs/resize.md',
-  'docs/metrics.md',
   'docs/rbd.md',
-  'docs/process-starts.md',
-  'docs/test-suite.md',
 ];
 
 describe('the documentation as a repository host shows it', () => {
