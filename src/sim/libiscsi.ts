@@ -9,6 +9,11 @@
  * Neither keeps a session open: a "logged-in" real target is one that answered
  * at login, and its LUNs have no host file behind them.
  *
+ * A target that requires CHAP: libiscsi takes the account from the
+ * environment (LIBISCSI_CHAP_USERNAME, LIBISCSI_CHAP_PASSWORD), which the
+ * simulated iscsiadm inherits from the login pattern (commands.properties)
+ * and passes on; real iscsiadm keeps it in its node record instead.
+ *
  * Both run as the host's initiator name (`-i`), from `<state>/initiatorname.iscsi`
  * (`InitiatorName=iqn...`), as open-iscsi reads /etc/iscsi/initiatorname.iscsi:
  * a target with an ACL lists and admits only the names on it.
@@ -42,7 +47,7 @@ export interface RealTarget {
   luns: number[];
 }
 
-export type LoginResult = { ok: true; luns: number[] } | { ok: false; why: 'unreachable' | 'refused' };
+export type LoginResult = { ok: true; luns: number[] } | { ok: false; why: 'unreachable' | 'refused' | 'unauthorized' };
 
 /** A stuck portal must not hold the simulated command for ever. */
 const TOOL_TIMEOUT_MS = 15_000;
@@ -104,6 +109,9 @@ export function realLogin(portal: string, iqn: string, luns: readonly number[], 
     }
     // The target answered the login and the LUN is not there.
     if (r.code !== null && /SENSE KEY|LOGICAL_UNIT_NOT_SUPPORTED/.test(r.stderr)) continue;
+    // The target refused the CHAP credentials (libiscsi reads them from
+    // LIBISCSI_CHAP_USERNAME / LIBISCSI_CHAP_PASSWORD, which the login pattern sets).
+    if (r.code !== null && /Status: Authentication failure/.test(r.stderr)) return { ok: false, why: 'unauthorized' };
     // The target answered the login with a status ("Failed to log in to target.
     // Status: Target not found(515)", authorization failures): it will not change.
     if (r.code !== null && /Failed to log in to target\. Status:/.test(r.stderr)) return { ok: false, why: 'refused' };

@@ -2,7 +2,7 @@ import { VbsError } from '../../core/errors.js';
 import type { CommandRunner } from '../../commands/runner.js';
 import { CommandFailed } from '../../commands/runner.js';
 import { runVerified } from '../../commands/verified.js';
-import { byPathDevice, type IscsiLun } from './iscsi-target.js';
+import { byPathDevice, chapParams, requireChapDelivery, type IscsiLun } from './iscsi-target.js';
 
 /**
  * open-iscsi's exit codes (include/iscsi_err.h) that mean "already done":
@@ -56,9 +56,11 @@ export class IscsiInitiator {
 
   /** Logs in (an existing session is fine) and returns the LUN's local device. */
   async login(t: IscsiLun): Promise<string> {
+    const key = this.key('login');
+    requireChapDelivery(t, this.runner.catalog.uses(key, 'chapSecret'), key);
     await runVerified(
       `login to ${t.iqn}`,
-      () => runAccepting(this.runner, this.key('login'), { portal: t.portal, iqn: t.iqn }, [ISCSI_ERR_SESS_EXISTS]),
+      () => runAccepting(this.runner, key, { portal: t.portal, iqn: t.iqn, ...chapParams(t) }, [ISCSI_ERR_SESS_EXISTS]),
       async () => (await this.hasSession(t)) === true,
     );
     return byPathDevice(t);
