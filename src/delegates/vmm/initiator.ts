@@ -48,7 +48,8 @@ export class IscsiInitiator {
 
   /** SendTargets discovery; the target must be among those the portal reports. */
   async discover(t: IscsiLun): Promise<void> {
-    const stdout = await this.runner.run(this.key('discover'), { portal: t.portal }).then((r) => r.stdout);
+    // The account too: a discovery that also lists LUNs logs in to each target (the simulator's libiscsi does).
+    const stdout = await this.runner.run(this.key('discover'), { portal: t.portal, ...chapParams(t) }).then((r) => r.stdout);
     // Each line: "<ip:port>,<tpgt> <iqn>".
     const found = stdout.split('\n').some((line) => line.trim().split(/\s+/)[1] === t.iqn);
     if (!found) throw new VbsError('OperationFailed', `Discovery at ${t.portal} did not report the target ${t.iqn}.`);
