@@ -6,6 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chapUserName } from '../../src/core/chap.js';
 import { hostInitiatorName } from '../../src/core/initiator-name.js';
 import { parseTgtAccounts, parseTgtShow } from '../../src/delegates/volume/iscsi-targets.js';
+import { createCa, issueCertificate } from '../../src/pki/certificates.js';
+import { VBS_SERVICE } from '../../src/services/vbs.js';
 import { VOLUME_DELEGATE_SERVICE } from '../../src/services/volume-delegate.js';
 import { SoapClient } from '../../src/soap/client.js';
 import type { Record as XmlRecord } from '../../src/soap/xml.js';
@@ -175,5 +177,21 @@ describe('per-export CHAP on a real tgtd', { timeout: 300_000 }, () => {
       expect(logs).not.toContain(secret);
       expect(audit).not.toContain(secret);
     }
+  });
+});
+
+describe("the real front's audit trail", { timeout: 120_000 }, () => {
+  it('records a request with a certificate signed by another CA: no caller, the name it claims marked unverified (issue 17 item 5)', async () => {
+    const mallory = issueCertificate(createCa('Not the VBS CA'), { commonName: 'mallory', use: 'client' });
+    const cfg = JSON.parse(readFileSync(join(cluster.dir, 'front.json'), 'utf8')) as { listen: { port: number } };
+    const client = new SoapClient({ def: VBS_SERVICE, url: `https://127.0.0.1:${cfg.listen.port}/vbs`, tls: { key: mallory.keyPem, cert: mallory.certPem, ca: readFileSync(join(cluster.dir, 'pki', 'ca.crt')) } });
+    try {
+      const err = (await client.call('DescribeVolumes', {}).catch((e: unknown) => e)) as { code?: string };
+      expect(err.code).toBe('AuthFailure');
+    } finally {
+      client.close();
+    }
+    const lines = readFileSync(join(cluster.dir, 'audit.log'), 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.filter((l) => l.unverifiedCaller === 'mallory')).toEqual([expect.objectContaining({ caller: null, unverifiedCaller: 'mallory', operation: null, result: 'AuthFailure' })]);
   });
 });

@@ -104,7 +104,7 @@ export class IscsiExports {
     const hasAccount = async () => (await this.o.tool.listAccounts()).includes(user);
     let present = await hasAccount();
     if (present && known === undefined) {
-      await this.step(`delete the unknown account of ${vmmHost} on ${iqn}`, () => this.o.tool.deleteAccount(user), async () => !(await hasAccount()));
+      await this.deleteAccount(iqn, user);
       present = false;
     }
     const secret = known ?? proposed ?? newChapSecret();
@@ -120,10 +120,34 @@ export class IscsiExports {
   private async dropAccount(volumeId: string, vmmHost: string): Promise<boolean> {
     if (!this.o.tool.chap) return true;
     const user = chapUserName(volumeId, vmmHost);
-    const hasAccount = async () => (await this.o.tool.listAccounts()).includes(user);
-    if (await hasAccount()) await this.step(`delete the account of ${vmmHost} for ${volumeId}`, () => this.o.tool.deleteAccount(user), async () => !(await hasAccount()));
+    await this.deleteAccount(this.iqnOf(volumeId), user);
     this.o.registry.setSecret(volumeId, vmmHost, undefined);
-    return !(await hasAccount());
+    return !(await this.o.tool.listAccounts()).includes(user);
+  }
+
+  /**
+   * Deletes an account that may be bound to the target `iqn`. tgt 1.0.x
+   * keeps a target's accounts in an array it reads up to their count:
+   * unbinding one that is not the last leaves a hole, after which logins
+   * with the accounts past it fail and `tgtadm --op show` crashes tgtd. So
+   * the accounts bound after it step aside first (last first, each then the
+   * last), it goes, and they are bound again: the array stays whole at every
+   * step. Meanwhile new logins of those hosts wait; open sessions go on.
+   */
+  private async deleteAccount(iqn: string, user: string): Promise<void> {
+    const hasAccount = async () => (await this.o.tool.listAccounts()).includes(user);
+    if (!(await hasAccount())) return;
+    const t = await this.find(iqn);
+    const bound = t?.accounts ?? [];
+    const after = bound.includes(user) ? bound.slice(bound.indexOf(user) + 1) : [];
+    const boundNow = async (other: string) => (await this.find(iqn))?.accounts.includes(other) ?? false;
+    for (const other of [...after].reverse()) {
+      await this.step(`step account ${other} aside on ${iqn}`, () => this.o.tool.unbindAccount(t!.tid, other), async () => !(await boundNow(other)));
+    }
+    await this.step(`delete account ${user}`, () => this.o.tool.deleteAccount(user), async () => !(await hasAccount()));
+    for (const other of after) {
+      await this.step(`bind account ${other} to ${iqn} again`, () => this.o.tool.bindAccount(t!.tid, other), () => boundNow(other));
+    }
   }
 
   /** Makes the volume's target whole: present, with its LUN, admitting the host's initiator (and no longer everyone). Returns its tid. */

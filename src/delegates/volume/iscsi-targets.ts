@@ -134,6 +134,8 @@ export interface TargetTool {
   deleteAccount(user: string): Promise<void>;
   /** Binds an account to a target: a login to it must then prove one of its accounts. */
   bindAccount(tid: number, user: string): Promise<void>;
+  /** Unbinds an account from a target (the account stays). */
+  unbindAccount(tid: number, user: string): Promise<void>;
 }
 
 /** iscsi.<kind>.* patterns; for iet with the simulator, their `.sim` variants. */
@@ -155,11 +157,12 @@ export function targetTool(kind: 'iet' | 'tgt', runner: CommandRunner, variant: 
     newAccount: async (chapUser, chapSecret) => void (kind === 'tgt' && (await run('account-new', { chapUser, chapSecret }))),
     deleteAccount: async (chapUser) => void (kind === 'tgt' && (await run('account-delete', { chapUser }))),
     bindAccount: async (tid, chapUser) => void (kind === 'tgt' && (await run('account-bind', { tid, chapUser }))),
+    unbindAccount: async (tid, chapUser) => void (kind === 'tgt' && (await run('account-unbind', { tid, chapUser }))),
   };
 }
 
 /** Keys a target kind needs in commands.properties. */
 export function targetPatterns(kind: 'iet' | 'tgt'): string[] {
-  const actions = ['list', 'add-target', 'add-lun', 'remove-lun', 'remove-target', ...(kind === 'tgt' ? ['bind', 'unbind', 'unbind-all', 'drop-connection', 'account-list', 'account-new', 'account-delete', 'account-bind'] : [])];
+  const actions = ['list', 'add-target', 'add-lun', 'remove-lun', 'remove-target', ...(kind === 'tgt' ? ['bind', 'unbind', 'unbind-all', 'drop-connection', 'account-list', 'account-new', 'account-delete', 'account-bind', 'account-unbind'] : [])];
   return actions.map((a) => `iscsi.${kind}.${a}`);
 }
