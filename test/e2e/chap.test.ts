@@ -113,6 +113,15 @@ describe('per-export CHAP on a real tgtd', { timeout: 300_000 }, () => {
     // A second VM of the host shares the export, and its secret (the host's session uses it).
     await t.attach(vol, 'vm2', '/dev/sdc', 'r');
     expect(recordedSource(vol, 'vm2').chapSecret).toBe(me.secret);
+    // Another volume on the same host has its own account; the host reaches both.
+    const vol2 = await t.availableVolume();
+    await t.attach(vol2, 'vm1', '/dev/sdd', 'w');
+    const other = recordedSource(vol2, 'vm1').chapSecret!;
+    secrets.push(other);
+    expect(other).not.toBe(me.secret);
+    expect(loginAs(vol2, admitted, { user: chapUserName(vol2, HOST), secret: other })).toBe(0);
+    expect(loginAs(vol2, admitted, { user: me.user, secret: me.secret })).not.toBe(0);
+    await t.detach(vol2, 'vm1');
     await t.detach(vol, 'vm1');
     // The other VM of the host still holds the volume: its account stays.
     expect(target(vol)?.accounts).toEqual([me.user]);
