@@ -3,7 +3,7 @@ import { connect } from 'node:net';
 /**
  * tgtd's management protocol, as tgtadm speaks it (tgt 1.0.x, usr/tgtadm.h):
  * one request per connection on the unix socket /var/run/tgtd/socket.<port>
- * (or $TGT_IPC_SOCKET), a 120-byte little-endian header followed by the
+ * ($TGT_IPC_SOCKET.<port> when set, as tgtadm does), a 120-byte little-endian header followed by the
  * parameters as `name=value,...` and a NUL; the answer is `{err, len}` and
  * len - 8 bytes of text. VBS speaks it for the one request tgtadm can only
  * make with a secret on its command line: a new CHAP account
@@ -33,7 +33,7 @@ export class TgtdRefused extends Error {
 }
 
 export function socketPath(controlPort: number): string {
-  return process.env.TGT_IPC_SOCKET || `/var/run/tgtd/socket.${controlPort}`;
+  return `${process.env.TGT_IPC_SOCKET || '/var/run/tgtd/socket'}.${controlPort}`;
 }
 
 /** The bytes tgtadm sends for `--lld iscsi --mode account --op new --user U --password P`. */
