@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { getProperties } from 'properties-file';
-import { parsePattern, type Pattern } from './pattern.js';
+import { isKnownPlaceholder } from './placeholders.js';
+import { parsePattern, type Delivery, type Pattern } from './pattern.js';
 
 /**
  * commands.properties, loaded and checked: every entry whose value is a command
@@ -12,6 +13,7 @@ export class CommandCatalog {
     readonly source: string,
     private readonly settings: ReadonlyMap<string, string>,
     private readonly patterns: ReadonlyMap<string, Pattern>,
+    private readonly deliveries: ReadonlyMap<string, Delivery>,
   ) {}
 
   static fromFile(file: string): CommandCatalog {
@@ -22,7 +24,19 @@ export class CommandCatalog {
     const props = getProperties(text);
     const settings = new Map<string, string>();
     const patterns = new Map<string, Pattern>();
+    const deliveries = new Map<string, { stdin?: string; env: [string, string][] }>();
     for (const [key, value] of Object.entries(props)) {
+      const d = DELIVERY_KEY.exec(key);
+      if (d) {
+        const [, patternKey, how] = d as unknown as [string, string, string];
+        const name = /^<([A-Za-z][A-Za-z0-9]*)>$/.exec(value.trim())?.[1];
+        if (!name || !isKnownPlaceholder(name)) throw new Error(`commands: ${source}: ${key} must be one known <placeholder>, not '${value.trim()}'`);
+        const entry = deliveries.get(patternKey) ?? { env: [] };
+        if (how === 'stdin') entry.stdin = name;
+        else entry.env.push([how.slice('env.'.length), name]);
+        deliveries.set(patternKey, entry);
+        continue;
+      }
       if (SETTING_KEYS.test(key)) {
         if (key.endsWith('.timeoutMs') && !/^[1-9][0-9]{0,8}$/.test(value.trim())) {
           throw new Error(`commands: ${source}: ${key} must be a whole number of milliseconds, not '${value.trim()}'`);
@@ -31,7 +45,23 @@ export class CommandCatalog {
       }
       else patterns.set(key, parsePattern(key, value));
     }
-    return new CommandCatalog(source, settings, patterns);
+    for (const patternKey of deliveries.keys()) {
+      // A typo in the key would silently deliver nothing.
+      if (!patterns.has(patternKey)) throw new Error(`commands: ${source}: ${patternKey}.stdin/.env name no pattern ${patternKey}`);
+    }
+    return new CommandCatalog(source, settings, patterns, deliveries);
+  }
+
+  /** How the pattern `patternKey` (the key actually used, `.sim` or `.r` variants included) gets values outside its words. */
+  delivery(patternKey: string): Delivery {
+    return this.deliveries.get(patternKey) ?? { env: [] };
+  }
+
+  /** Whether the pattern for `key` (and variant) uses `placeholder`, in its words or by delivery. */
+  uses(key: string, placeholder: string, variant?: string): boolean {
+    const p = this.pattern(key, variant);
+    const d = this.delivery(p.key);
+    return p.words.flat().some((s) => 'placeholder' in s && s.placeholder === placeholder) || d.stdin === placeholder || d.env.some(([, n]) => n === placeholder);
   }
 
   setting(key: string): string | undefined {
@@ -61,4 +91,7 @@ export class CommandCatalog {
  * choices, and `<pattern key>.timeoutMs` / `<group>.option.<name>` for keys of
  * any depth (vmm.sim.attach-device.timeoutMs, vmm.xen.iscsi.login.timeoutMs).
  */
+/** `<pattern key>.stdin` and `<pattern key>.env.VAR`: how a value reaches a command off its command line (pattern.ts, Delivery). */
+const DELIVERY_KEY = /^([a-z]+(?:\.[a-z0-9-]+)+)\.(stdin|env\.[A-Z_][A-Z0-9_]*)$/;
+
 const SETTING_KEYS = /^(?:vmm\.adapter|volume\.backend|[a-z]+(?:\.[a-z0-9-]+)+\.(?:timeoutMs|option\.[A-Za-z]+))$/;

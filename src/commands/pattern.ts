@@ -1,5 +1,5 @@
 import { VbsError } from '../core/errors.js';
-import { checkPlaceholder, isKnownPlaceholder } from './placeholders.js';
+import { checkPlaceholder, isKnownPlaceholder, isSecretPlaceholder } from './placeholders.js';
 
 /**
  * A command-line pattern such as `xm block-attach <vmId> file:<path> <vmDev> <mode>`.
@@ -37,6 +37,9 @@ function parseWord(key: string, w: string): Segment[] {
   for (const m of w.matchAll(PLACEHOLDER)) {
     const name = m[1]!;
     if (!isKnownPlaceholder(name)) throw new Error(`commands: ${key} uses unknown placeholder <${name}>`);
+    if (isSecretPlaceholder(name)) {
+      throw new Error(`commands: ${key} puts the secret <${name}> on a command line, where any local user can read it (ps); deliver it with ${key}.stdin = <${name}> or ${key}.env.VAR = <${name}>`);
+    }
     if (m.index > last) out.push({ literal: w.slice(last, m.index) });
     out.push({ placeholder: name });
     last = m.index + m[0].length;
@@ -50,6 +53,39 @@ export function placeholdersOf(p: Pattern): string[] {
 }
 
 export type Params = Readonly<Record<string, string | number | undefined>>;
+
+/**
+ * How a command gets values that are not in its words: `<key>.stdin = <name>`
+ * writes one value (and a newline) to its standard input; `<key>.env.VAR =
+ * <name>` sets one environment variable (readable only by the same user, in
+ * /proc/<pid>/environ, unlike argv). This is the only way a secret reaches a
+ * command.
+ */
+export interface Delivery {
+  readonly stdin?: string;
+  readonly env: readonly (readonly [variable: string, placeholder: string])[];
+}
+
+/**
+ * The values a delivery names, checked. A value that was not given is not
+ * delivered (the variable stays unset, standard input stays empty): one
+ * pattern serves targets with and without CHAP.
+ */
+export function fillDelivery(d: Delivery, params: Params): { input?: string; env: Record<string, string> } {
+  const value = (name: string): string | undefined => {
+    const raw = params[name];
+    if (raw === undefined) return undefined;
+    checkPlaceholder(name, String(raw));
+    return String(raw);
+  };
+  const env: Record<string, string> = {};
+  for (const [variable, name] of d.env) {
+    const v = value(name);
+    if (v !== undefined) env[variable] = v;
+  }
+  const input = d.stdin === undefined ? undefined : value(d.stdin);
+  return { ...(input === undefined ? {} : { input: `${input}\n` }), env };
+}
 
 /** Validates every value the pattern needs, then builds the argv. */
 export function fillPattern(p: Pattern, params: Params): { file: string; args: string[] } {

@@ -56,15 +56,32 @@ export const PLACEHOLDERS: Record<string, Check> = {
   portalPort: wholeNumber,
   controlPort: wholeNumber,
   vmmDev: absolutePath,
+  // The name of a CHAP account (per export: src/core/chap.ts); not a secret.
+  chapUser: word(/^[A-Za-z0-9][A-Za-z0-9.:_-]{0,222}$/),
+};
+
+/**
+ * Placeholders whose values are secrets. A pattern may never put one in a
+ * command's words (argv is world-readable in /proc/<pid>/cmdline and ps);
+ * it names how the secret travels instead, with `<key>.stdin = <name>` or
+ * `<key>.env.VAR = <name>` (catalog.ts), and the runner delivers it there.
+ */
+export const SECRET_PLACEHOLDERS: Record<string, Check> = {
+  // A per-export CHAP secret the front generates (src/core/chap.ts).
+  chapSecret: word(/^[A-Za-z0-9_-]{16,128}$/),
 };
 
 export function isKnownPlaceholder(name: string): boolean {
-  return Object.prototype.hasOwnProperty.call(PLACEHOLDERS, name);
+  return Object.prototype.hasOwnProperty.call(PLACEHOLDERS, name) || isSecretPlaceholder(name);
 }
 
-/** Throws a client fault, before any command runs, when a value fails its check. */
+export function isSecretPlaceholder(name: string): boolean {
+  return Object.prototype.hasOwnProperty.call(SECRET_PLACEHOLDERS, name);
+}
+
+/** Throws a client fault, before any command runs, when a value fails its check (the message never repeats the value). */
 export function checkPlaceholder(name: string, value: string): void {
-  const check = PLACEHOLDERS[name];
+  const check = isSecretPlaceholder(name) ? SECRET_PLACEHOLDERS[name] : PLACEHOLDERS[name];
   if (!check) throw new VbsError('InternalError', `Unknown placeholder <${name}>`);
   if (!check(value)) {
     throw new VbsError('InvalidParameterValue', `Value for <${name}> is not acceptable in a host command.`);

@@ -4,6 +4,8 @@ export interface GroupOptions {
   /** The command, with everything it started, is stopped this long after it began. */
   readonly timeoutMs: number;
   readonly env?: Readonly<Record<string, string>>;
+  /** Written to the command's standard input, which is then closed (otherwise it reads nothing: /dev/null). */
+  readonly input?: string;
   /** Between SIGTERM and SIGKILL of the group, and again after SIGKILL before giving up waiting. */
   readonly killGraceMs?: number;
   /** After the command exits, how long its output may stay open (a grandchild holding the pipes). */
@@ -64,7 +66,7 @@ export function runProcessGroup(file: string, args: readonly string[], o: GroupO
   return new Promise((resolve) => {
     let child: ChildProcess;
     try {
-      child = spawn(file, [...args], { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } });
+      child = spawn(file, [...args], { detached: true, stdio: [o.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], env: { ...process.env, ...o.env } });
     } catch (err) {
       resolve({ stdout: '', stderr: '', timedOut: false, error: `could not start ${file}: ${(err as Error).message}` });
       return;
@@ -127,6 +129,11 @@ export function runProcessGroup(file: string, args: readonly string[], o: GroupO
     };
     child.stdout!.on('data', collect(out, (n) => (outBytes += n)));
     child.stderr!.on('data', collect(err, (n) => (errBytes += n)));
+    if (o.input !== undefined && child.stdin) {
+      // A command that exits without reading (EPIPE) is judged by its exit code, not by this write.
+      child.stdin.on('error', () => undefined);
+      child.stdin.end(o.input);
+    }
     child.stdout!.on('error', () => undefined);
     child.stderr!.on('error', () => undefined);
 

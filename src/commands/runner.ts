@@ -1,7 +1,7 @@
 import { VbsError } from '../core/errors.js';
 import { hostCommandRan, stopwatch } from '../core/metrics.js';
 import type { CommandCatalog } from './catalog.js';
-import { fillPattern, type Params } from './pattern.js';
+import { fillDelivery, fillPattern, type Params } from './pattern.js';
 import { runProcessGroup } from './process-group.js';
 import { Semaphore } from './semaphore.js';
 
@@ -38,7 +38,7 @@ export interface RunnerOptions {
   readonly timeoutMs?: number;
   /** At most this many commands run at once; the rest wait their turn (unbounded when absent). */
   readonly maxConcurrent?: number;
-  /** Observes each argv before it runs (tests, logs). */
+  /** Observes each argv before it runs (tests, logs). Secrets are never in it (pattern.ts refuses them there). */
   readonly onRun?: (key: string, argv: readonly string[]) => void;
 }
 
@@ -59,12 +59,14 @@ export class CommandRunner {
 
   async run(key: string, params: Params, variant?: string): Promise<CommandResult> {
     const pattern = this.catalog.pattern(key, variant);
-    const { file, args } = fillPattern(pattern, { ...this.options.fixed, ...params });
+    const all = { ...this.options.fixed, ...params };
+    const { file, args } = fillPattern(pattern, all);
+    const { input, env } = fillDelivery(this.catalog.delivery(pattern.key), all);
     const timeoutMs = Number(this.catalog.setting(`${key}.timeoutMs`) ?? this.options.timeoutMs ?? 120_000);
     const exec = async () => {
       this.options.onRun?.(key, [file, ...args]);
       const took = stopwatch();
-      const result = await runProcessGroup(file, args, { timeoutMs, env: this.options.env });
+      const result = await runProcessGroup(file, args, { timeoutMs, env: { ...this.options.env, ...env }, ...(input === undefined ? {} : { input }) });
       hostCommandRan(key, result, took());
       return result;
     };

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { nowIso } from '../core/clock.js';
 import { MIGRATIONS } from './migrations.js';
@@ -19,7 +19,10 @@ export type Db = Database.Database;
  * 12-17 ms with NORMAL, small beside the host commands it journals.
  */
 export function openDatabase(file: string): Db {
-  if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+  if (file !== ':memory:') {
+    mkdirSync(dirname(file), { recursive: true });
+    keepPrivate(file);
+  }
   const db = new Database(file);
   db.pragma('journal_mode = WAL');
   db.pragma('busy_timeout = 10000');
@@ -27,6 +30,18 @@ export function openDatabase(file: string): Db {
   db.pragma('synchronous = FULL');
   migrate(db);
   return db;
+}
+
+/**
+ * The metadata holds each export's CHAP secret (src/core/chap.ts): only the
+ * service's user may read it. SQLite makes its -wal and -shm files with the
+ * database file's mode; those already there are narrowed too.
+ */
+function keepPrivate(file: string): void {
+  if (!existsSync(file)) closeSync(openSync(file, 'a', 0o600));
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) {
+    if (existsSync(f)) chmodSync(f, 0o600);
+  }
 }
 
 function migrate(db: Db): void {

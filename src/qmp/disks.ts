@@ -10,7 +10,7 @@ import { QmpError, type QmpClient } from './client.js';
  */
 export type DiskImage =
   | { kind: 'file'; path: string }
-  | { kind: 'iscsi'; host: string; port: number; iqn: string; lun: number; initiator?: string };
+  | { kind: 'iscsi'; host: string; port: number; iqn: string; lun: number; initiator?: string; chap?: { user: string; secret: string } };
 
 export interface Attachment {
   /** The device id in the VM, which is also the name VBS gives the disk (sdb). */
@@ -28,6 +28,18 @@ const DEVICE_DELETED_TIMEOUT_MS = 10_000;
 
 const NODE_PREFIX = 'vbs-';
 export const nodeName = (dev: string): string => `${NODE_PREFIX}${dev}`;
+/** The QEMU secret object holding a disk's CHAP secret (given over QMP, never on a command line). */
+const secretId = (dev: string): string => `vbs-chap-${dev}`;
+
+async function objectExists(qmp: QmpClient, id: string): Promise<boolean> {
+  const children = (await qmp.execute('qom-list', { path: '/objects' })) as { name?: string }[];
+  return children.some((c) => c.name === id);
+}
+
+/** Removes a disk's CHAP secret object, if it has one. */
+async function dropSecret(qmp: QmpClient, dev: string): Promise<void> {
+  if (await objectExists(qmp, secretId(dev))) await qmp.execute('object-del', { id: secretId(dev) });
+}
 
 interface BlockInfo {
   qdev?: string;
@@ -96,6 +108,8 @@ function blockdevOptions(a: Attachment, vmId: string): Record<string, unknown> {
     lun: a.image.lun,
     // The name the target's ACL admits for this host (fencing), else one per VM.
     'initiator-name': a.image.initiator ?? `${INITIATOR_PREFIX}:${vmId}`,
+    // The export's CHAP account: the secret is the object attachDisk made, by id.
+    ...(a.image.chap ? { user: a.image.chap.user, 'password-secret': secretId(a.dev) } : {}),
   };
 }
 
@@ -111,11 +125,19 @@ export async function attachDisk(qmp: QmpClient, vmId: string, a: Attachment): P
   }
   const node = nodeName(a.dev);
   if (await nodeExists(qmp, node)) await qmp.execute('blockdev-del', { 'node-name': node });
-  await qmp.execute('blockdev-add', blockdevOptions(a, vmId));
+  await dropSecret(qmp, a.dev);
+  if (a.image.kind === 'iscsi' && a.image.chap) await qmp.execute('object-add', { 'qom-type': 'secret', id: secretId(a.dev), data: a.image.chap.secret, format: 'raw' });
+  try {
+    await qmp.execute('blockdev-add', blockdevOptions(a, vmId));
+  } catch (err) {
+    await dropSecret(qmp, a.dev).catch(() => undefined);
+    throw err;
+  }
   try {
     await qmp.execute('device_add', { driver: 'scsi-hd', id: a.dev, drive: node, bus: SCSI_BUS });
   } catch (err) {
     await qmp.execute('blockdev-del', { 'node-name': node }).catch(() => undefined);
+    await dropSecret(qmp, a.dev).catch(() => undefined);
     throw err;
   }
 }
@@ -143,6 +165,7 @@ export async function detachDisk(qmp: QmpClient, dev: string): Promise<void> {
   if (!present) {
     if (await nodeExists(qmp, node)) {
       await qmp.execute('blockdev-del', { 'node-name': node });
+      await dropSecret(qmp, dev);
       return;
     }
     throw new QmpError('device_del', 'DeviceNotFound', `Device '${dev}' not found`);
@@ -150,4 +173,5 @@ export async function detachDisk(qmp: QmpClient, dev: string): Promise<void> {
   await qmp.execute('device_del', { id: dev });
   await qmp.waitForEvent((e) => e.event === 'DEVICE_DELETED' && e.data?.device === dev, DEVICE_DELETED_TIMEOUT_MS, `DEVICE_DELETED for ${dev}`);
   if (await nodeExists(qmp, node)) await qmp.execute('blockdev-del', { 'node-name': node });
+  await dropSecret(qmp, dev);
 }

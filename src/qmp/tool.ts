@@ -16,7 +16,10 @@ import { attachDisk, detachDisk, listDisks, resizeDisk, type DiskImage } from '.
  *   attach <vmId> <dev> file <path> <ro|rw>
  *   attach <vmId> <dev> iscsi <host> <port> <iqn> <lun> <ro|rw> [<initiator>]
  *     (<initiator>: the iSCSI initiator name QEMU logs in as, the one the
- *     target admits for this host; without it, one name per VM)
+ *     target admits for this host; without it, one name per VM). When the
+ *     environment names a CHAP account (VBS_CHAP_USER), its secret is read
+ *     from standard input and handed to QEMU over QMP as a secret object:
+ *     it is never on a command line.
  *   detach <vmId> <dev>
  *   resize <vmId> <dev> <bytes>                block_resize of the disk's node (never smaller: see resizeDisk)
  *
@@ -69,6 +72,22 @@ function image(kind: string | undefined, rest: string[]): { image: DiskImage; ac
   throw new Usage('the image kind must be file or iscsi');
 }
 
+const CHAP_USER = /^[A-Za-z0-9][A-Za-z0-9.:_-]{0,222}$/;
+const CHAP_SECRET = /^[A-Za-z0-9_-]{16,128}$/;
+
+/** The CHAP account: its name from the environment, its secret from standard input (one line). */
+async function chapAccount(user: string): Promise<{ user: string; secret: string }> {
+  if (!CHAP_USER.test(user)) throw new Usage('VBS_CHAP_USER is not a CHAP account name');
+  let text = '';
+  for await (const chunk of process.stdin) {
+    text += String(chunk);
+    if (text.length > 1024) throw new Usage('standard input is too long for a CHAP secret');
+  }
+  const secret = text.replace(/\r?\n$/, '');
+  if (!CHAP_SECRET.test(secret)) throw new Usage('standard input holds no CHAP secret (16 to 128 of A-Z a-z 0-9 _ -)');
+  return { user, secret };
+}
+
 function listVms(dir: string): string[] {
   return readdirSync(dir)
     .filter((f) => f.endsWith('.qmp') && VM_ID.test(f.slice(0, -4)))
@@ -109,8 +128,9 @@ async function main(argv: string[]): Promise<void> {
     case 'attach': {
       const vmId = need(args[0], VM_ID, 'vmId');
       const dev = need(args[1], DEV, 'device');
-      const { image: img, accessArg } = image(args[2], args.slice(3));
+      const { image: parsed, accessArg } = image(args[2], args.slice(3));
       const readOnly = access(accessArg);
+      const img = parsed.kind === 'iscsi' && process.env.VBS_CHAP_USER !== undefined ? { ...parsed, chap: await chapAccount(process.env.VBS_CHAP_USER) } : parsed;
       await withVm(dir, vmId, (qmp) => attachDisk(qmp, vmId, { dev, image: img, readOnly }));
       return;
     }

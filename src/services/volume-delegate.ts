@@ -67,8 +67,8 @@ export const VOLUME_DELEGATE_SERVICE: ServiceDefinition = {
       output: [bool('deleted')],
     },
     ExportVolume: {
-      doc: 'Makes a volume reachable from a VMM host. Idempotent.',
-      input: [str('volumeId'), str('vmmHost'), GENERATION],
+      doc: 'Makes a volume reachable from a VMM host. Idempotent. chapSecret: the secret the front proposes for this export\'s CHAP account; an export already in place keeps its own, and the answer names the one in use.',
+      input: [str('volumeId'), str('vmmHost'), str('chapSecret', { optional: true }), GENERATION],
       output: [rec('export', 'Export')],
     },
     UnexportVolume: {

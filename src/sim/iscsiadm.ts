@@ -32,6 +32,8 @@ const ISCSI_ERR_TRANS = 4;
 const ISCSI_ERR_INVAL = 7;
 const ISCSI_ERR_SESS_EXISTS = 15;
 const ISCSI_ERR_FATAL_LOGIN = 19;
+// open-iscsi's code when the target refused the CHAP credentials.
+const ISCSI_ERR_LOGIN_AUTH_FAILED = 24;
 const ISCSI_ERR_NO_OBJS_FOUND = 21;
 
 interface Args {
@@ -236,9 +238,14 @@ function login(io: Io, dir: string, a: Args): number {
         if (r.luns) {
           const answer = real.get(recKey(r)) ?? realLogin(r.portal, r.iqn, r.luns, simInitiatorName(dir));
           if (!answer.ok) {
-            const fatal = answer.why === 'refused';
-            loginFailed(io, r, fatal ? ISCSI_ERR_FATAL_LOGIN : ISCSI_ERR_TRANS, fatal ? 'encountered non-retryable iSCSI login failure' : 'encountered connection failure');
-            rc = rc || (fatal ? ISCSI_ERR_FATAL_LOGIN : ISCSI_ERR_TRANS);
+            const [code, text] =
+              answer.why === 'unauthorized'
+                ? [ISCSI_ERR_LOGIN_AUTH_FAILED, 'iSCSI login failed due to authorization failure']
+                : answer.why === 'refused'
+                  ? [ISCSI_ERR_FATAL_LOGIN, 'encountered non-retryable iSCSI login failure']
+                  : [ISCSI_ERR_TRANS, 'encountered connection failure'];
+            loginFailed(io, r, code, text);
+            rc = rc || code;
             failed = true;
             continue;
           }

@@ -9,6 +9,11 @@
  * Neither keeps a session open: a "logged-in" real target is one that answered
  * at login, and its LUNs have no host file behind them.
  *
+ * A target that requires CHAP: libiscsi takes the account from the
+ * environment (LIBISCSI_CHAP_USERNAME, LIBISCSI_CHAP_PASSWORD), which the
+ * simulated iscsiadm inherits from the login pattern (commands.properties)
+ * and passes on; real iscsiadm keeps it in its node record instead.
+ *
  * Both run as the host's initiator name (`-i`), from `<state>/initiatorname.iscsi`
  * (`InitiatorName=iqn...`), as open-iscsi reads /etc/iscsi/initiatorname.iscsi:
  * a target with an ACL lists and admits only the names on it.
@@ -42,7 +47,7 @@ export interface RealTarget {
   luns: number[];
 }
 
-export type LoginResult = { ok: true; luns: number[] } | { ok: false; why: 'unreachable' | 'refused' };
+export type LoginResult = { ok: true; luns: number[] } | { ok: false; why: 'unreachable' | 'refused' | 'unauthorized' };
 
 /** A stuck portal must not hold the simulated command for ever. */
 const TOOL_TIMEOUT_MS = 15_000;
@@ -82,33 +87,73 @@ export function parseIscsiLs(text: string): RealTarget[] {
   return targets;
 }
 
-/** The targets a real SendTargets discovery at `portal` returns, or undefined when nothing answers there. */
+/**
+ * The targets a real SendTargets discovery at `portal` returns, or undefined
+ * when nothing answers there. `-s` lists each target's LUNs by logging in to
+ * it, which a target requiring other CHAP credentials refuses (and iscsi-ls
+ * then fails as a whole); SendTargets itself needs none, as with iscsiadm. So
+ * without `-s` those targets are listed with no LUNs, and login finds them.
+ */
 export function realDiscovery(portal: string, initiator?: string): RealTarget[] | undefined {
   const r = run('iscsi-ls', ['-s', ...as(initiator), `iscsi://${portal}`]);
-  if (r.code !== 0) return undefined;
-  return parseIscsiLs(r.stdout);
+  if (r.code === 0) return parseIscsiLs(r.stdout);
+  const plain = run('iscsi-ls', [...as(initiator), `iscsi://${portal}`]);
+  if (plain.code !== 0) return undefined;
+  return parseIscsiLs(plain.stdout);
 }
 
+/** How a failed iscsi-inq ended: the LUN is not there, or the login failed (and why). */
+function failure(r: Run): 'no-lun' | 'unauthorized' | 'refused' | 'unreachable' {
+  // The target answered the login and the LUN is not there.
+  if (r.code !== null && /SENSE KEY|LOGICAL_UNIT_NOT_SUPPORTED/.test(r.stderr)) return 'no-lun';
+  // The target refused the CHAP credentials (libiscsi reads them from
+  // LIBISCSI_CHAP_USERNAME / LIBISCSI_CHAP_PASSWORD, which the login pattern sets).
+  if (r.code !== null && /Status: Authentication failure/.test(r.stderr)) return 'unauthorized';
+  // The target answered the login with a status ("Failed to log in to target.
+  // Status: Target not found(515)", authorization failures): it will not change.
+  if (r.code !== null && /Failed to log in to target\. Status:/.test(r.stderr)) return 'refused';
+  // Anything else (refused, reset, timed out, no tool) is a connection failure.
+  return 'unreachable';
+}
+
+const inquire = (portal: string, iqn: string, lun: number, initiator?: string): Run => run('iscsi-inq', [...as(initiator), `iscsi://${portal}/${iqn}/${lun}`]);
+
+/** Data LUNs probed, from 1, when discovery could not list them (VBS exports LUN 1). */
+const MAX_PROBED_LUN = 8;
+
 /**
- * Logs in to a real target by asking each LUN found at discovery (LUN 0 when
- * there was none) for its INQUIRY data. A LUN that is no longer there is left
- * out, as a real login simply makes no device for it.
+ * Logs in to a real target by asking each LUN found at discovery for its
+ * INQUIRY data. A LUN that is no longer there is left out, as a real login
+ * simply makes no device for it. When discovery listed none, LUN 0 answers
+ * for the login and the disk LUNs are probed from 1 up to the first missing.
  */
 export function realLogin(portal: string, iqn: string, luns: readonly number[], initiator?: string): LoginResult {
+  if (!luns.length) return probeLogin(portal, iqn, initiator);
   const answered: number[] = [];
-  for (const lun of luns.length ? luns : [0]) {
-    const r = run('iscsi-inq', [...as(initiator), `iscsi://${portal}/${iqn}/${lun}`]);
+  for (const lun of luns) {
+    const r = inquire(portal, iqn, lun, initiator);
     if (r.code === 0) {
       answered.push(lun);
       continue;
     }
-    // The target answered the login and the LUN is not there.
-    if (r.code !== null && /SENSE KEY|LOGICAL_UNIT_NOT_SUPPORTED/.test(r.stderr)) continue;
-    // The target answered the login with a status ("Failed to log in to target.
-    // Status: Target not found(515)", authorization failures): it will not change.
-    if (r.code !== null && /Failed to log in to target\. Status:/.test(r.stderr)) return { ok: false, why: 'refused' };
-    // Anything else (refused, reset, timed out, no tool) is a connection failure.
-    return { ok: false, why: 'unreachable' };
+    const why = failure(r);
+    if (why === 'no-lun') continue;
+    return { ok: false, why };
   }
-  return { ok: true, luns: luns.length ? answered : [] };
+  return { ok: true, luns: answered };
+}
+
+function probeLogin(portal: string, iqn: string, initiator?: string): LoginResult {
+  const first = inquire(portal, iqn, 0, initiator);
+  if (first.code !== 0) {
+    const why = failure(first);
+    if (why !== 'no-lun') return { ok: false, why };
+  }
+  const found: number[] = [];
+  for (let lun = 1; lun <= MAX_PROBED_LUN; lun++) {
+    const r = inquire(portal, iqn, lun, initiator);
+    if (r.code !== 0) break;
+    if (/Peripheral Device Type:DIRECT_ACCESS/.test(r.stdout)) found.push(lun);
+  }
+  return { ok: true, luns: found };
 }

@@ -1,3 +1,4 @@
+import { newChapSecret } from '../core/chap.js';
 import type { AttachMode } from '../core/states.js';
 import type { Metadata } from '../db/metadata.js';
 import type { Record as XmlRecord } from '../soap/xml.js';
@@ -49,7 +50,9 @@ function stepsOf({ meta, delegates, hostLocks, log }: WorkflowDeps) {
 
   const exportVolume = (d: AttachmentData) =>
     locked(d, async () => {
-      const r = await volume(d).call('ExportVolume', { volumeId: d.volumeId, vmmHost: d.vmmHost, ...generationOf(d) });
+      // A fresh CHAP secret is proposed; an export already in place for this host keeps its own,
+      // and the answer names the one in use, which only this host's VMM delegate is given.
+      const r = await volume(d).call('ExportVolume', { volumeId: d.volumeId, vmmHost: d.vmmHost, chapSecret: newChapSecret(), ...generationOf(d) });
       return { source: r.export as XmlRecord };
     });
   const unexportVolume = (d: AttachmentData) =>

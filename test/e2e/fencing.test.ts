@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostInitiatorName } from '../../src/core/initiator-name.js';
 import { VMM_DELEGATE_SERVICE } from '../../src/services/vmm-delegate.js';
 import type { Record as XmlRecord } from '../../src/soap/xml.js';
-import { libiscsi } from '../delegates/volume/helpers.js';
+import { libiscsiAs, type ChapAccount } from '../delegates/volume/helpers.js';
 import { Cluster, LVM_TGT } from './crash/cluster.js';
 import { Tools } from './crash/matrix.js';
 import { backendOf, tgtTargets } from './lvm-iscsi/site.js';
@@ -30,10 +30,24 @@ afterAll(async () => {
   await cluster?.destroy();
 });
 
-/** Logs in to the volume's LUN as an initiator name, from outside VBS (libiscsi); 0 when admitted. */
+/** The CHAP account of the volume's export to the host, as the front recorded it (or last saw it: a released attachment's is kept here). */
+const accounts = new Map<string, ChapAccount>();
+function accountOf(volumeId: string): ChapAccount | undefined {
+  const db = new Database(join(cluster.dir, 'vbs.db'), { readonly: true });
+  try {
+    const row = db.prepare('SELECT source FROM attachments WHERE volume_id = ? AND source IS NOT NULL').get(volumeId) as { source: string } | undefined;
+    const s = row ? (JSON.parse(row.source) as { chapUser?: string; chapSecret?: string }) : {};
+    if (s.chapUser && s.chapSecret) accounts.set(volumeId, { user: s.chapUser, secret: s.chapSecret });
+  } finally {
+    db.close();
+  }
+  return accounts.get(volumeId);
+}
+
+/** Logs in to the volume's LUN as an initiator name with the export's CHAP account, from outside VBS (libiscsi); 0 when admitted. */
 function loginAs(volumeId: string, initiator: string): number {
   const b = backendOf(cluster.dir);
-  return libiscsi('iscsi-inq', '-i', initiator, `iscsi://${b.portal}/iqn.2026-11.org.vbs:${volumeId}/1`).code;
+  return libiscsiAs(accountOf(volumeId), 'iscsi-inq', '-i', initiator, `iscsi://${b.portal}/iqn.2026-11.org.vbs:${volumeId}/1`).code;
 }
 
 function acl(volumeId: string): string[] | undefined {
@@ -76,6 +90,7 @@ describe('fencing on a real tgtd', { timeout: 300_000 }, () => {
     await cluster.restart('vmm-delegate', { crashAt: `${VMM_DELEGATE_SERVICE.name}.DetachDisk/after` });
     const vol = await t.availableVolume();
     await t.attach(vol, 'vm2', '/dev/sdc', 'w');
+    accountOf(vol);
     // The detach cannot finish without the host: it stalls, pending in the journal.
     await expect(t.detach(vol, 'vm2')).rejects.toThrow(/could not finish/);
     expect(cluster.isRunning('vmm-delegate')).toBe(false);

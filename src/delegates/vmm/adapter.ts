@@ -9,7 +9,7 @@ import type { CommandCatalog } from '../../commands/catalog.js';
 import { placeholdersOf } from '../../commands/pattern.js';
 import { CommandFailed, type CommandRunner } from '../../commands/runner.js';
 import { UnknownOutcome } from '../../commands/unknown-outcome.js';
-import { byPathDevice, iscsiLun, type IscsiLun } from './iscsi-target.js';
+import { byPathDevice, chapParams, iscsiLun, requireChapDelivery, type IscsiLun } from './iscsi-target.js';
 import { iscsiDiskXml, iscsiUrl, splitPortal } from './libvirt-disk.js';
 import { LISTING_FORMATS, listingFormatName, type ListedDisk, type ListingFormat } from './listing/index.js';
 import { INITIATOR_PREFIX } from '../../qmp/disks.js';
@@ -139,7 +139,8 @@ export class VmmAdapter {
       // <initiator>: the name the target admits for this host (fencing), or
       // (a target that admits anyone) one per VM, as QEMU was always given.
       const initiator = lun ? lun.initiator ?? `${INITIATOR_PREFIX}:${vmId}` : undefined;
-      const all = { vmId, vmDev, mode, access: mode === 'r' ? 'ro' : 'rw', ...params, ...(initiator ? { initiator } : {}) };
+      const all = { vmId, vmDev, mode, access: mode === 'r' ? 'ro' : 'rw', ...params, ...(initiator ? { initiator } : {}), ...(lun ? chapParams(lun) : {}) };
+      if (lun && this.iscsiDirect) requireChapDelivery(lun, this.runner.catalog.uses(key, 'chapSecret', mode), key);
       if (lun && placeholdersOf(this.runner.catalog.pattern(key, mode)).includes('path')) {
         // libvirt takes a network disk as XML (virsh attach-device <vm> <file>).
         await withDiskXml(iscsiDiskXml(lun, vmDev, mode), (path) => this.runner.run(key, { ...all, path }, mode));

@@ -2,7 +2,7 @@ import { VbsError } from '../../core/errors.js';
 import type { CommandRunner } from '../../commands/runner.js';
 import { CommandFailed } from '../../commands/runner.js';
 import { runVerified } from '../../commands/verified.js';
-import { byPathDevice, type IscsiLun } from './iscsi-target.js';
+import { byPathDevice, chapParams, requireChapDelivery, type IscsiLun } from './iscsi-target.js';
 
 /**
  * open-iscsi's exit codes (include/iscsi_err.h) that mean "already done":
@@ -48,7 +48,8 @@ export class IscsiInitiator {
 
   /** SendTargets discovery; the target must be among those the portal reports. */
   async discover(t: IscsiLun): Promise<void> {
-    const stdout = await this.runner.run(this.key('discover'), { portal: t.portal }).then((r) => r.stdout);
+    // The account too: a discovery that also lists LUNs logs in to each target (the simulator's libiscsi does).
+    const stdout = await this.runner.run(this.key('discover'), { portal: t.portal, ...chapParams(t) }).then((r) => r.stdout);
     // Each line: "<ip:port>,<tpgt> <iqn>".
     const found = stdout.split('\n').some((line) => line.trim().split(/\s+/)[1] === t.iqn);
     if (!found) throw new VbsError('OperationFailed', `Discovery at ${t.portal} did not report the target ${t.iqn}.`);
@@ -56,9 +57,11 @@ export class IscsiInitiator {
 
   /** Logs in (an existing session is fine) and returns the LUN's local device. */
   async login(t: IscsiLun): Promise<string> {
+    const key = this.key('login');
+    requireChapDelivery(t, this.runner.catalog.uses(key, 'chapSecret'), key);
     await runVerified(
       `login to ${t.iqn}`,
-      () => runAccepting(this.runner, this.key('login'), { portal: t.portal, iqn: t.iqn }, [ISCSI_ERR_SESS_EXISTS]),
+      () => runAccepting(this.runner, key, { portal: t.portal, iqn: t.iqn, ...chapParams(t) }, [ISCSI_ERR_SESS_EXISTS]),
       async () => (await this.hasSession(t)) === true,
     );
     return byPathDevice(t);

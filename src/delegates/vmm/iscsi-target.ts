@@ -1,4 +1,5 @@
 import { VbsError } from '../../core/errors.js';
+import { CHAP_SECRET } from '../../core/chap.js';
 
 /** One LUN of an iSCSI target, as an export names it; every field checked. */
 export interface IscsiLun {
@@ -8,6 +9,8 @@ export interface IscsiLun {
   readonly lun: number;
   /** The initiator name the target admits for this host, when it fences hosts (src/core/initiator-name.ts). */
   readonly initiator?: string;
+  /** The export's CHAP account, when the target requires CHAP (src/core/chap.ts). The secret is never logged. */
+  readonly chap?: { readonly user: string; readonly secret: string };
 }
 
 const DEFAULT_PORT = 3260;
@@ -49,10 +52,39 @@ export function lun(value: unknown, param = 'source.lun'): number {
   return n;
 }
 
+const CHAP_USER = /^[A-Za-z0-9][A-Za-z0-9.:_-]{0,222}$/;
+
+/** chapUser and chapSecret come together or not at all; a fault names the field, never the value. */
+function chap(user: unknown, secret: unknown): { user: string; secret: string } | undefined {
+  if (user === undefined && secret === undefined) return undefined;
+  if (user === undefined) throw missing('source.chapUser');
+  if (secret === undefined) throw missing('source.chapSecret');
+  if (typeof user !== 'string' || !CHAP_USER.test(user)) throw invalid('source.chapUser', 'expected a CHAP account name');
+  if (typeof secret !== 'string' || !CHAP_SECRET.test(secret)) throw invalid('source.chapSecret', 'expected 16 to 128 of A-Z a-z 0-9 _ -');
+  return { user, secret };
+}
+
 /** The LUN an `{kind: 'iscsi', portal, iqn, lun}` source names. */
-export function iscsiLun(source: { portal?: unknown; iqn?: unknown; lun?: unknown; initiator?: unknown }): IscsiLun {
+export function iscsiLun(source: { portal?: unknown; iqn?: unknown; lun?: unknown; initiator?: unknown; chapUser?: unknown; chapSecret?: unknown }): IscsiLun {
   const base = { portal: portal(source.portal), iqn: iqn(source.iqn), lun: lun(source.lun) };
-  return source.initiator === undefined ? base : { ...base, initiator: iqn(source.initiator, 'source.initiator') };
+  const account = chap(source.chapUser, source.chapSecret);
+  return {
+    ...base,
+    ...(source.initiator === undefined ? {} : { initiator: iqn(source.initiator, 'source.initiator') }),
+    ...(account ? { chap: account } : {}),
+  };
+}
+
+/** The runner's values for a LUN's CHAP account: `<chapUser>`, and `<chapSecret>` (delivered off the command line). */
+export function chapParams(t: IscsiLun): Record<string, string> {
+  return t.chap ? { chapUser: t.chap.user, chapSecret: t.chap.secret } : {};
+}
+
+/** Refuses a login the pattern could not make: the target requires CHAP and the pattern does not deliver the secret. */
+export function requireChapDelivery(t: IscsiLun, delivers: boolean, key: string): void {
+  if (t.chap && !delivers) {
+    throw new VbsError('OperationFailed', `The target ${t.iqn} requires CHAP, and this VMM host's ${key} pattern does not deliver <chapSecret> (${key}.stdin or ${key}.env.VAR).`);
+  }
 }
 
 /** The device udev makes for a logged-in LUN (60-persistent-storage.rules). */

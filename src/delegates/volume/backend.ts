@@ -25,7 +25,8 @@ export interface Capacity {
 
 /** How a VMM host reaches a volume (the disk source record of src/services/disk-source.ts). */
 /** `initiator`: the name the target admits for the host (only when the target fences hosts). */
-export type ExportedVolume = { kind: 'file'; path: string } | { kind: 'iscsi'; portal: string; iqn: string; lun: number; initiator?: string };
+/** `chapUser`/`chapSecret`: the export's CHAP account, when the target requires one (src/core/chap.ts). */
+export type ExportedVolume = { kind: 'file'; path: string } | { kind: 'iscsi'; portal: string; iqn: string; lun: number; initiator?: string; chapUser?: string; chapSecret?: string };
 
 /** One export in place, as ListExports reports it. */
 export interface ExportEntry {
@@ -58,7 +59,8 @@ export interface VolumeBackend {
   growVolume(volumeId: string, sizeGiB: number): Promise<number>;
   /** Deletes if present, ending any copy in progress; true when there was something. */
   delete(id: string): Promise<boolean>;
-  exportVolume(volumeId: string, vmmHost: string): Promise<ExportedVolume>;
+  /** `chapSecret`: the front's proposal for a target that requires CHAP (others ignore it). */
+  exportVolume(volumeId: string, vmmHost: string, chapSecret?: string): Promise<ExportedVolume>;
   /** True when the host was verified kept out (the target withdrawn, or the host off its ACL with no connection left). */
   unexportVolume(volumeId: string, vmmHost: string): Promise<boolean>;
   /** tracked is false when exports leave no state to list (files on a shared file system). */

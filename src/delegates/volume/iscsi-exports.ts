@@ -5,6 +5,7 @@ import type { ExportEntry } from './backend.js';
 import type { ExportRegistry } from './export-registry.js';
 import { ACL_ALL, type TargetInfo, type TargetTool } from './iscsi-targets.js';
 import { hostInitiatorName } from '../../core/initiator-name.js';
+import { chapUserName, newChapSecret } from '../../core/chap.js';
 import { Mutex } from '../../core/mutex.js';
 import { runVerified } from '../../commands/verified.js';
 
@@ -40,6 +41,15 @@ export interface IscsiExportsOptions {
  * only once the listing shows the host can neither log in nor still be
  * connected. IET's ietadm has no ACL: its targets admit anyone who reaches
  * the portal, and only withdrawing the whole target keeps a host out.
+ *
+ * CHAP (tgt): each host's export also has an account on the target
+ * (src/core/chap.ts), so a login must come from an admitted initiator name
+ * AND prove that export's secret. The first export to a host sets the secret
+ * the front proposed; later ones (another VM of that host, a re-export, a
+ * restore after tgtd restarted) keep the one already in use, since the host
+ * may be logged in with it. The answer names the account and its secret, for
+ * the front to give that host's VMM delegate only. Unexporting a host
+ * deletes its account; a login with it is refused from then on.
  */
 export class IscsiExports {
   private readonly lock = new Mutex();
@@ -62,36 +72,99 @@ export class IscsiExports {
    * when the tool fences (tgt): the VMM host logs in as that name, and the
    * front knows a forced detach can keep the host out.
    */
-  export(volumeId: string, vmmHost: string): Promise<{ kind: 'iscsi'; portal: string; iqn: string; lun: number; initiator?: string }> {
+  export(volumeId: string, vmmHost: string, proposedSecret?: string): Promise<IscsiExport> {
     return this.lock.run(async () => {
       const iqn = this.iqnOf(volumeId);
       const initiator = hostInitiatorName(vmmHost);
+      let chap: { chapUser: string; chapSecret: string } | undefined;
       try {
-        await this.ensureTarget(volumeId, iqn, initiator);
+        const tid = await this.ensureTarget(volumeId, iqn, initiator);
+        if (this.o.tool.chap) chap = await this.ensureAccount(volumeId, vmmHost, tid, iqn, proposedSecret);
       } catch (err) {
-        if (this.o.registry.hostsOf(volumeId).length === 0) await this.withdrawQuietly(iqn);
+        if (this.o.registry.hostsOf(volumeId).length === 0) {
+          await this.withdrawQuietly(iqn);
+          this.o.registry.forgetSecrets(volumeId);
+        }
         throw err;
       }
       this.o.registry.add(volumeId, vmmHost);
-      return { kind: 'iscsi' as const, portal: this.o.portal, iqn, lun: VOLUME_LUN, ...(this.o.tool.fences ? { initiator } : {}) };
+      return { kind: 'iscsi' as const, portal: this.o.portal, iqn, lun: VOLUME_LUN, ...(this.o.tool.fences ? { initiator } : {}), ...chap };
     });
   }
 
-  /** Makes the volume's target whole: present, with its LUN, admitting the host's initiator (and no longer everyone). */
-  private async ensureTarget(volumeId: string, iqn: string, initiator: string): Promise<void> {
-    const targets = await this.o.tool.list();
-    let target = targets.find((t) => t.iqn === iqn);
-    if (!target) {
-      const tid = lowestFreeTid(targets);
-      await this.step(`add target ${iqn}`, () => this.o.tool.addTarget(tid, iqn), async () => (target = await this.find(iqn)) !== undefined);
-      target ??= { tid, iqn, luns: [], acl: [], sessions: [] };
+  /**
+   * Makes the host's account whole: present with the secret in use, and bound
+   * to the target. A daemon's account whose secret we do not know (our record
+   * lost) is made again with the proposed one. The secret is recorded before
+   * the account is made, so a crash between the two leaves a known secret.
+   */
+  private async ensureAccount(volumeId: string, vmmHost: string, tid: number, iqn: string, proposed: string | undefined): Promise<{ chapUser: string; chapSecret: string }> {
+    const user = chapUserName(volumeId, vmmHost);
+    const known = this.o.registry.secretOf(volumeId, vmmHost);
+    const hasAccount = async () => (await this.o.tool.listAccounts()).includes(user);
+    let present = await hasAccount();
+    if (present && known === undefined) {
+      await this.deleteAccount(iqn, user);
+      present = false;
     }
+    const secret = known ?? proposed ?? newChapSecret();
+    this.o.registry.setSecret(volumeId, vmmHost, secret);
+    if (!present) await this.step(`make the account of ${vmmHost} on ${iqn}`, () => this.o.tool.newAccount(user, secret), hasAccount);
+    if (!(await this.find(iqn))?.accounts.includes(user)) {
+      await this.step(`bind the account of ${vmmHost} to ${iqn}`, () => this.o.tool.bindAccount(tid, user), async () => (await this.find(iqn))?.accounts.includes(user) ?? false);
+    }
+    return { chapUser: user, chapSecret: secret };
+  }
+
+  /** Deletes the host's account (which unbinds it everywhere); true once the daemon no longer lists it. */
+  private async dropAccount(volumeId: string, vmmHost: string): Promise<boolean> {
+    if (!this.o.tool.chap) return true;
+    const user = chapUserName(volumeId, vmmHost);
+    await this.deleteAccount(this.iqnOf(volumeId), user);
+    this.o.registry.setSecret(volumeId, vmmHost, undefined);
+    return !(await this.o.tool.listAccounts()).includes(user);
+  }
+
+  /**
+   * Deletes an account that may be bound to the target `iqn`. tgt 1.0.x
+   * keeps a target's accounts in an array it reads up to their count:
+   * unbinding one that is not the last leaves a hole, after which logins
+   * with the accounts past it fail and `tgtadm --op show` crashes tgtd. So
+   * the accounts bound after it step aside first (last first, each then the
+   * last), it goes, and they are bound again: the array stays whole at every
+   * step. Meanwhile new logins of those hosts wait; open sessions go on.
+   */
+  private async deleteAccount(iqn: string, user: string): Promise<void> {
+    const hasAccount = async () => (await this.o.tool.listAccounts()).includes(user);
+    if (!(await hasAccount())) return;
+    const t = await this.find(iqn);
+    const bound = t?.accounts ?? [];
+    const after = bound.includes(user) ? bound.slice(bound.indexOf(user) + 1) : [];
+    const boundNow = async (other: string) => (await this.find(iqn))?.accounts.includes(other) ?? false;
+    for (const other of [...after].reverse()) {
+      await this.step(`step account ${other} aside on ${iqn}`, () => this.o.tool.unbindAccount(t!.tid, other), async () => !(await boundNow(other)));
+    }
+    await this.step(`delete account ${user}`, () => this.o.tool.deleteAccount(user), async () => !(await hasAccount()));
+    for (const other of after) {
+      await this.step(`bind account ${other} to ${iqn} again`, () => this.o.tool.bindAccount(t!.tid, other), () => boundNow(other));
+    }
+  }
+
+  /** Makes the volume's target whole: present, with its LUN, admitting the host's initiator (and no longer everyone). Returns its tid. */
+  private async ensureTarget(volumeId: string, iqn: string, initiator: string): Promise<number> {
+    const targets = await this.o.tool.list();
+    let found = targets.find((t) => t.iqn === iqn);
+    if (!found) {
+      const tid = lowestFreeTid(targets);
+      await this.step(`add target ${iqn}`, () => this.o.tool.addTarget(tid, iqn), async () => (found = await this.find(iqn)) !== undefined);
+    }
+    const target: TargetInfo = found ?? { tid: lowestFreeTid(targets), iqn, luns: [], acl: [], sessions: [], accounts: [] };
     const tid = target.tid;
     if (!target.luns.some((l) => l.lun === VOLUME_LUN)) {
       const device = await this.o.devicePath(volumeId);
       await this.step(`add LUN of ${iqn}`, () => this.o.tool.addLun(tid, VOLUME_LUN, device), async () => hasLun(await this.find(iqn)));
     }
-    if (!this.o.tool.fences) return;
+    if (!this.o.tool.fences) return tid;
     if (!target.acl.includes(initiator)) {
       await this.step(`admit ${initiator} to ${iqn}`, () => this.o.tool.admit(tid, initiator), async () => (await this.find(iqn))?.acl.includes(initiator) ?? false);
     }
@@ -99,6 +172,7 @@ export class IscsiExports {
     if (target.acl.includes(ACL_ALL)) {
       await this.step(`stop admitting everyone to ${iqn}`, () => this.o.tool.deny(tid, ACL_ALL), async () => !((await this.find(iqn))?.acl.includes(ACL_ALL) ?? true));
     }
+    return tid;
   }
 
   /**
@@ -168,8 +242,10 @@ export class IscsiExports {
       if (this.o.registry.othersThan(volumeId, vmmHost).length === 0) {
         await this.withdraw(iqn);
         fenced = (await this.find(iqn)) === undefined;
+        this.o.registry.forgetSecrets(volumeId);
       } else {
-        fenced = await this.fence(iqn, hostInitiatorName(vmmHost));
+        const offAcl = await this.fence(iqn, hostInitiatorName(vmmHost));
+        fenced = (await this.dropAccount(volumeId, vmmHost)) && offAcl;
       }
       this.o.registry.remove(volumeId, vmmHost);
       return fenced;
@@ -203,6 +279,7 @@ export class IscsiExports {
     return this.lock.run(async () => {
       await this.withdraw(this.iqnOf(volumeId));
       this.o.registry.forget(volumeId);
+      this.o.registry.forgetSecrets(volumeId);
     });
   }
 
@@ -237,6 +314,13 @@ export class IscsiExports {
       await this.step(`remove LUN ${l.lun} of ${t.iqn}`, () => this.o.tool.removeLun(t.tid, l.lun), async () => !(await this.find(t.iqn))?.luns.some((x) => x.lun === l.lun));
     }
     await this.step(`remove target ${t.iqn}`, () => this.o.tool.removeTarget(t.tid), async () => (await this.find(t.iqn)) === undefined);
+    // Its hosts' accounts (ours by name: an operator's own accounts bound to it are left alone).
+    const volumeId = this.volumeOf(t.iqn);
+    const ours = volumeId ? t.accounts.filter((a) => a.startsWith(`${volumeId}.`)) : [];
+    const hasAccount = async (user: string) => (await this.o.tool.listAccounts()).includes(user);
+    for (const user of ours) {
+      if (await hasAccount(user)) await this.step(`delete account ${user}`, () => this.o.tool.deleteAccount(user), async () => !(await hasAccount(user)));
+    }
   }
 
   private async withdrawQuietly(iqn: string): Promise<void> {
@@ -246,6 +330,17 @@ export class IscsiExports {
       // The export already failed; the caller reports that. A retry finds and finishes the target.
     }
   }
+}
+
+/** What ExportVolume answers for an iSCSI export; chapUser and chapSecret when the target requires CHAP. */
+export interface IscsiExport {
+  kind: 'iscsi';
+  portal: string;
+  iqn: string;
+  lun: number;
+  initiator?: string;
+  chapUser?: string;
+  chapSecret?: string;
 }
 
 function hasLun(t: TargetInfo | undefined): boolean {

@@ -13,6 +13,8 @@ export interface TargetInfo {
   acl: string[];
   /** Open sessions (tgt's I_T nexuses): which initiator, and its connection ids. */
   sessions: { sid: number; initiator: string; cids: number[] }[];
+  /** CHAP accounts bound to the target (tgt; IET's ietadm cannot be given one safely): a login must prove one. */
+  accounts: string[];
 }
 
 /** The ACL entry that admits every initiator. */
@@ -25,7 +27,7 @@ export function parseIetVolume(text: string): TargetInfo[] {
     if (!line.trim()) continue;
     const t = /^tid:([0-9]+) name:(\S+)\s*$/.exec(line);
     if (t) {
-      out.push({ tid: Number(t[1]), iqn: t[2]!, luns: [], acl: [ACL_ALL], sessions: [] });
+      out.push({ tid: Number(t[1]), iqn: t[2]!, luns: [], acl: [ACL_ALL], sessions: [], accounts: [] });
       continue;
     }
     const l = /^\s+lun:([0-9]+) .*?\bpath:(.*)$/.exec(line);
@@ -49,7 +51,7 @@ export function parseTgtShow(text: string): TargetInfo[] {
     if (!line.trim()) continue;
     const t = /^Target ([0-9]+): (\S+)\s*$/.exec(line);
     if (t) {
-      out.push({ tid: Number(t[1]), iqn: t[2]!, luns: [], acl: [], sessions: [] });
+      out.push({ tid: Number(t[1]), iqn: t[2]!, luns: [], acl: [], sessions: [], accounts: [] });
       section = '';
       lun = undefined;
       continue;
@@ -83,9 +85,21 @@ export function parseTgtShow(text: string): TargetInfo[] {
       if (c && session) session.cids.push(Number(c[1]));
     } else if (section === 'ACL information') {
       current.acl.push(line.trim());
+    } else if (section === 'Account information') {
+      // Incoming accounts are bare names; the outgoing one says so.
+      const name = line.trim();
+      if (!name.endsWith('(outgoing)')) current.accounts.push(name);
     }
   }
   return out;
+}
+
+/** Parses `tgtadm --op show --mode account`: `Account list:`, then one indented name a line. */
+export function parseTgtAccounts(text: string): string[] {
+  return text
+    .split('\n')
+    .filter((l) => /^\s+\S/.test(l))
+    .map((l) => l.trim());
 }
 
 /** Creating, listing and removing targets with one daemon's tool; every method is one pattern. */
@@ -108,6 +122,23 @@ export interface TargetTool {
   dropConnection(tid: number, sid: number, cid: number): Promise<void>;
   removeLun(tid: number, lun: number): Promise<void>;
   removeTarget(tid: number): Promise<void>;
+  /**
+   * Whether the tool can require CHAP of one export's host (tgt's accounts).
+   * ietadm takes an account's password only on its command line
+   * (`--params IncomingUser=u,Password=p`), where every local user reads it,
+   * so VBS gives IET targets none.
+   */
+  readonly chap: boolean;
+  /** Every CHAP account the daemon has (names only: no tool shows a secret). */
+  listAccounts(): Promise<string[]>;
+  /** A new account; its secret travels on the tool's standard input, never its command line. */
+  newAccount(user: string, secret: string): Promise<void>;
+  /** Deletes an account, which also unbinds it from every target. */
+  deleteAccount(user: string): Promise<void>;
+  /** Binds an account to a target: a login to it must then prove one of its accounts. */
+  bindAccount(tid: number, user: string): Promise<void>;
+  /** Unbinds an account from a target (the account stays). */
+  unbindAccount(tid: number, user: string): Promise<void>;
 }
 
 /** iscsi.<kind>.* patterns; for iet with the simulator, their `.sim` variants. */
@@ -124,11 +155,17 @@ export function targetTool(kind: 'iet' | 'tgt', runner: CommandRunner, variant: 
     dropConnection: async (tid, sid, cid) => void (kind === 'tgt' && (await run('drop-connection', { tid, sid, cid }))),
     removeLun: async (tid, lun) => void (await run('remove-lun', { tid, lun })),
     removeTarget: async (tid) => void (await run('remove-target', { tid })),
+    chap: kind === 'tgt',
+    listAccounts: async () => (kind === 'tgt' ? parseTgtAccounts((await run('account-list')).stdout) : []),
+    newAccount: async (chapUser, chapSecret) => void (kind === 'tgt' && (await run('account-new', { chapUser, chapSecret }))),
+    deleteAccount: async (chapUser) => void (kind === 'tgt' && (await run('account-delete', { chapUser }))),
+    bindAccount: async (tid, chapUser) => void (kind === 'tgt' && (await run('account-bind', { tid, chapUser }))),
+    unbindAccount: async (tid, chapUser) => void (kind === 'tgt' && (await run('account-unbind', { tid, chapUser }))),
   };
 }
 
 /** Keys a target kind needs in commands.properties. */
 export function targetPatterns(kind: 'iet' | 'tgt'): string[] {
-  const actions = ['list', 'add-target', 'add-lun', 'remove-lun', 'remove-target', ...(kind === 'tgt' ? ['bind', 'unbind', 'unbind-all', 'drop-connection'] : [])];
+  const actions = ['list', 'add-target', 'add-lun', 'remove-lun', 'remove-target', ...(kind === 'tgt' ? ['bind', 'unbind', 'unbind-all', 'drop-connection', 'account-list', 'account-new', 'account-delete', 'account-bind', 'account-unbind'] : [])];
   return actions.map((a) => `iscsi.${kind}.${a}`);
 }

@@ -407,9 +407,9 @@ export class LvmIscsiBackend implements VolumeBackend {
 
   // ------------------------------------------------------------ exports
 
-  async exportVolume(volumeId: string, vmmHost: string): Promise<ExportedVolume> {
+  async exportVolume(volumeId: string, vmmHost: string, chapSecret?: string): Promise<ExportedVolume> {
     if (!(await this.lvm.list()).some((l) => l.name === volumeId)) throw volumeNotFound(volumeId);
-    return this.exports.export(volumeId, vmmHost);
+    return this.exports.export(volumeId, vmmHost, chapSecret);
   }
 
   async unexportVolume(volumeId: string, vmmHost: string): Promise<boolean> {

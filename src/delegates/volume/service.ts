@@ -1,4 +1,5 @@
 import { VbsError } from '../../core/errors.js';
+import { CHAP_SECRET } from '../../core/chap.js';
 import * as v from '../../core/validate.js';
 import type { Handlers } from '../../soap/server.js';
 import type { Record as XmlRecord } from '../../soap/xml.js';
@@ -11,6 +12,12 @@ import { MAX_WAIT_MS } from './changes.js';
  * marks it available at once; anything longer goes on in the background.
  */
 export const QUICK_ANSWER_MS = 1_000;
+
+/** A proposed CHAP secret; the fault never repeats it. */
+function secret(x: unknown): string {
+  if (typeof x !== 'string' || !CHAP_SECRET.test(x)) throw new VbsError('InvalidParameterValue', 'Value for parameter chapSecret is invalid: expected 16 to 128 of A-Z a-z 0-9 _ -.');
+  return x;
+}
 
 function objectId(x: unknown): string {
   const s = v.requireString('id', x);
@@ -57,7 +64,8 @@ export function volumeDelegateHandlers(backend: VolumeBackend): Handlers {
     ExportVolume: async (i) => {
       const volumeId = v.volumeId(i.volumeId);
       const vmmHost = v.hostName(i.vmmHost);
-      return { export: (await backend.exportVolume(volumeId, vmmHost)) as unknown as XmlRecord };
+      const chapSecret = i.chapSecret === undefined ? undefined : secret(i.chapSecret);
+      return { export: (await backend.exportVolume(volumeId, vmmHost, chapSecret)) as unknown as XmlRecord };
     },
     ListExports: async () => {
       const r = await backend.listExports();

@@ -1,3 +1,4 @@
+import { newChapSecret } from '../../core/chap.js';
 import { VbsError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { writeTx } from '../../db/database.js';
@@ -140,7 +141,7 @@ async function settleAttachment(f: SettleFix, deps: RepairDeps): Promise<Outcome
     // A detach needs what was exported; an attach cut short may not have recorded it.
     let source: XmlRecord | undefined;
     if (!row()?.source) {
-      const r = await deps.delegates.volumeDelegate(f.delegate).call('ExportVolume', { volumeId: f.volumeId, vmmHost: f.vmmHost, ...latestGeneration(deps, f.volumeId) });
+      const r = await deps.delegates.volumeDelegate(f.delegate).call('ExportVolume', { volumeId: f.volumeId, vmmHost: f.vmmHost, chapSecret: newChapSecret(), ...latestGeneration(deps, f.volumeId) });
       source = r.export as XmlRecord;
     }
     return writeTx(meta.db, () => {
@@ -205,7 +206,7 @@ async function withdrawExportLocked(deps: RepairDeps, delegate: string, volumeId
   const d = deps.delegates.volumeDelegate(delegate);
   await d.call('UnexportVolume', { volumeId, vmmHost, ...latestGeneration(deps, volumeId) });
   if (needed()) {
-    await d.call('ExportVolume', { volumeId, vmmHost, ...latestGeneration(deps, volumeId) });
+    await d.call('ExportVolume', { volumeId, vmmHost, chapSecret: newChapSecret(), ...latestGeneration(deps, volumeId) });
     return STALE;
   }
   return { done: true };
@@ -213,13 +214,24 @@ async function withdrawExportLocked(deps: RepairDeps, delegate: string, volumeId
 
 type ReexportFix = Extract<Fix, { type: 'reexport' }>;
 
+/** Records what an export answered on the host's attachments of the volume. */
+function recordExport(meta: RepairDeps['meta'], volumeId: string, vmmHost: string, exported: XmlRecord | undefined): void {
+  if (!exported) return;
+  writeTx(meta.db, () => {
+    for (const a of meta.attachmentsOf([volumeId])) if (a.vmm_host === vmmHost && a.source) meta.setAttachmentSource(volumeId, vmmHost, a.vm_id, exported);
+  });
+}
+
 /** Exports an attached volume again, while it is still attached there and no workflow is on it. */
 function reexport(f: ReexportFix, deps: RepairDeps): Promise<Outcome> {
   const { meta } = deps;
   return underHostLock(deps, f.volumeId, f.vmmHost, async () => {
     const stillAttached = !busy(meta, f.volumeId) && meta.attachmentsOf([f.volumeId]).some((a) => a.vmm_host === f.vmmHost && a.vm_id === f.vmId && a.status === 'attached');
     if (!stillAttached) return STALE;
-    await deps.delegates.volumeDelegate(f.delegate).call('ExportVolume', { volumeId: f.volumeId, vmmHost: f.vmmHost, ...latestGeneration(deps, f.volumeId) });
+    const r = await deps.delegates.volumeDelegate(f.delegate).call('ExportVolume', { volumeId: f.volumeId, vmmHost: f.vmmHost, chapSecret: newChapSecret(), ...latestGeneration(deps, f.volumeId) });
+    // The delegate keeps the export's CHAP secret across a restart of its target daemon; if it had lost
+    // it, the answer names a new one, which the host's next login (a later attach or a reconnect) needs.
+    recordExport(meta, f.volumeId, f.vmmHost, r.export as XmlRecord);
     // A detach run by another front (not held by this process's lock) may have withdrawn it meanwhile: withdraw ours too.
     if (!busy(meta, f.volumeId) && attachmentCount(meta, f.volumeId, f.vmmHost) === 0) {
       await deps.delegates.volumeDelegate(f.delegate).call('UnexportVolume', { volumeId: f.volumeId, vmmHost: f.vmmHost, ...latestGeneration(deps, f.volumeId) });

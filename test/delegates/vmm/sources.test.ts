@@ -29,6 +29,23 @@ describe('iSCSI sources', () => {
     expect(() => iscsiLun(source)).toThrow(expect.objectContaining({ code: 'InvalidParameterValue', message: expect.stringMatching(param) }));
   });
 
+  it("carries the export's CHAP account, both parts or neither; a fault names the field, never the secret", () => {
+    const secret = 'S3cretS3cretS3cret_-xyz';
+    expect(iscsiLun({ portal: '10.0.0.5', iqn: IQN, lun: 1, chapUser: 'vol-0123456789abcdef0.host1', chapSecret: secret }).chap).toEqual({ user: 'vol-0123456789abcdef0.host1', secret });
+    expect(iscsiLun({ portal: '10.0.0.5', iqn: IQN, lun: 1 }).chap).toBeUndefined();
+    expect(() => iscsiLun({ portal: '10.0.0.5', iqn: IQN, lun: 1, chapUser: 'u.h' })).toThrow(expect.objectContaining({ code: 'MissingParameter', message: expect.stringMatching(/source\.chapSecret/) }));
+    expect(() => iscsiLun({ portal: '10.0.0.5', iqn: IQN, lun: 1, chapSecret: secret })).toThrow(expect.objectContaining({ code: 'MissingParameter', message: expect.stringMatching(/source\.chapUser/) }));
+    const bad = 'short,with=separators';
+    let message = '';
+    try {
+      iscsiLun({ portal: '10.0.0.5', iqn: IQN, lun: 1, chapUser: 'u.h', chapSecret: bad });
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toMatch(/source\.chapSecret is invalid/);
+    expect(message).not.toContain('separators');
+  });
+
   it('asks for a missing field', () => {
     expect(() => iscsiLun({ iqn: IQN, lun: 1 })).toThrow(expect.objectContaining({ code: 'MissingParameter' }));
   });

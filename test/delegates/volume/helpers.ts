@@ -146,9 +146,12 @@ export async function startTgtd(): Promise<Tgtd> {
     }
   }, 20_000);
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  // What a restart of tgtd loses: its targets and its CHAP accounts.
   const clear = () => {
     const show = tgtadm('--lld', 'iscsi', '--op', 'show', '--mode', 'target');
     for (const m of show.matchAll(/^Target (\d+):/gm)) tgtadm('--lld', 'iscsi', '--op', 'delete', '--mode', 'target', '--tid', m[1]!, '--force');
+    const accounts = tgtadm('--lld', 'iscsi', '--op', 'show', '--mode', 'account');
+    for (const m of accounts.matchAll(/^\s+(\S+)$/gm)) tgtadm('--lld', 'iscsi', '--op', 'delete', '--mode', 'account', '--user', m[1]!);
   };
   return {
     port,
@@ -175,8 +178,23 @@ export async function startTgtd(): Promise<Tgtd> {
 
 /** Runs a libiscsi tool; returns exit code and output. */
 export function libiscsi(tool: string, ...args: string[]): { code: number; stdout: string } {
+  return libiscsiAs(undefined, tool, ...args);
+}
+
+/** A CHAP account an export names (chapUser, chapSecret). */
+export interface ChapAccount {
+  readonly user: string;
+  readonly secret: string;
+}
+
+/** Runs a libiscsi tool with a CHAP account, as libiscsi takes one: from its environment. */
+export function libiscsiAs(chap: ChapAccount | undefined, tool: string, ...args: string[]): { code: number; stdout: string } {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env.LIBISCSI_CHAP_USERNAME;
+  delete env.LIBISCSI_CHAP_PASSWORD;
+  if (chap) Object.assign(env, { LIBISCSI_CHAP_USERNAME: chap.user, LIBISCSI_CHAP_PASSWORD: chap.secret });
   try {
-    return { code: 0, stdout: execFileSync(tool, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 }) };
+    return { code: 0, stdout: execFileSync(tool, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000, env }) };
   } catch (err) {
     const e = err as { status?: number; stdout?: string };
     return { code: e.status ?? -1, stdout: e.stdout ?? '' };

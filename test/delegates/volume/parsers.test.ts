@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { lowestFreeTid } from '../../../src/delegates/volume/iscsi-exports.js';
-import { parseIetVolume, parseTgtShow } from '../../../src/delegates/volume/iscsi-targets.js';
+import { parseIetVolume, parseTgtAccounts, parseTgtShow } from '../../../src/delegates/volume/iscsi-targets.js';
 import { parseLvs, parseVgs } from '../../../src/delegates/volume/lvm-tools.js';
 
 describe('lvs and vgs reports', () => {
@@ -26,8 +26,8 @@ describe('/proc/net/iet/volume', () => {
   it('reads targets and their LUNs', () => {
     const text = 'tid:2 name:iqn.2026-11.org.vbs:vol-0123456789abcdef0\n\tlun:1 state:0 iotype:fileio iomode:wt blocks:2097152 blocksize:512 path:/dev/vbs/vol-0123456789abcdef0\ntid:1 name:iqn.2001-04.com.example:other\n';
     expect(parseIetVolume(text)).toEqual([
-      { tid: 2, iqn: 'iqn.2026-11.org.vbs:vol-0123456789abcdef0', luns: [{ lun: 1, path: '/dev/vbs/vol-0123456789abcdef0' }], acl: ['ALL'], sessions: [] },
-      { tid: 1, iqn: 'iqn.2001-04.com.example:other', luns: [], acl: ['ALL'], sessions: [] },
+      { tid: 2, iqn: 'iqn.2026-11.org.vbs:vol-0123456789abcdef0', luns: [{ lun: 1, path: '/dev/vbs/vol-0123456789abcdef0' }], acl: ['ALL'], sessions: [], accounts: [] },
+      { tid: 1, iqn: 'iqn.2001-04.com.example:other', luns: [], acl: ['ALL'], sessions: [], accounts: [] },
     ]);
     expect(() => parseIetVolume('\tlun:1 path:/x\n')).toThrow();
   });
@@ -78,14 +78,18 @@ Target 3: iqn.2026-11.org.vbs:vol-0123456789abcdef0
             Backing store path: /tmp/tgtt/a.img
             Backing store flags: 
     Account information:
+        vol-0123456789abcdef0.host1
+        someone (outgoing)
     ACL information:
         ALL
 `;
   it('reads targets, data LUNs, open sessions and who is let in', () => {
     expect(parseTgtShow(show)).toEqual([
-      { tid: 1, iqn: 'iqn.2026-11.org.vbs:vol-1123456789abcdef0', luns: [], acl: [], sessions: [] },
-      { tid: 3, iqn: 'iqn.2026-11.org.vbs:vol-0123456789abcdef0', luns: [{ lun: 1, path: '/tmp/tgtt/a.img', sizeMB: 67 }], acl: ['ALL'], sessions: [{ sid: 1, initiator: 'iqn.2010-10.org.example:vm1', cids: [0] }] },
+      { tid: 1, iqn: 'iqn.2026-11.org.vbs:vol-1123456789abcdef0', luns: [], acl: [], sessions: [], accounts: [] },
+      { tid: 3, iqn: 'iqn.2026-11.org.vbs:vol-0123456789abcdef0', luns: [{ lun: 1, path: '/tmp/tgtt/a.img', sizeMB: 67 }], acl: ['ALL'], sessions: [{ sid: 1, initiator: 'iqn.2010-10.org.example:vm1', cids: [0] }], accounts: ['vol-0123456789abcdef0.host1'] },
     ]);
+    expect(parseTgtAccounts('Account list:\n    vol-0123456789abcdef0.host1\n    other\n')).toEqual(['vol-0123456789abcdef0.host1', 'other']);
+    expect(parseTgtAccounts('Account list:\n')).toEqual([]);
     expect(parseTgtShow('')).toEqual([]);
     expect(() => parseTgtShow('    LUN information:\n')).toThrow();
   });
@@ -93,7 +97,7 @@ Target 3: iqn.2026-11.org.vbs:vol-0123456789abcdef0
 
 describe('target ids', () => {
   it('takes the lowest id not in use, never 0', () => {
-    const t = (tid: number) => ({ tid, iqn: `iqn.2026-11.org.vbs:t${tid}`, luns: [], acl: [], sessions: [] });
+    const t = (tid: number) => ({ tid, iqn: `iqn.2026-11.org.vbs:t${tid}`, luns: [], acl: [], sessions: [], accounts: [] });
     expect(lowestFreeTid([])).toBe(1);
     expect(lowestFreeTid([t(1), t(2), t(4)])).toBe(3);
     expect(lowestFreeTid([t(2)])).toBe(1);
