@@ -77,7 +77,6 @@ mon data avail warn = 2
 osd crush chooseleaf type = 0
 keyring = $D/\$cluster.\$name.keyring
 run dir = $D/run
-admin socket = $D/run/\$cluster-\$name.asok
 pid file = $D/run/\$cluster-\$name.pid
 log file = $D/log/\$cluster-\$name.log
 mon cluster log file = default=$D/log/\$cluster.\$channel.log cluster=$D/log/\$cluster.log
@@ -89,6 +88,10 @@ osd data = $D/osd/\$cluster-\$id
 client mount timeout = 10
 rados mon op timeout = 15
 rados osd op timeout = 30
+# Daemons' admin sockets; clients (every rbd call) have none, or they would race for one name.
+admin socket = $D/run/\$cluster-\$name.asok
+[client]
+admin socket =
 [mon]
 keyring = \$mon_data/keyring
 [mgr]
