@@ -3,6 +3,8 @@ import { runVerified } from '../../commands/verified.js';
 import type { Logger } from '../../core/log.js';
 
 const MiB = 1024 ** 2;
+/** Listings tried when the pool changes under one (see RbdTools.list). */
+const LIST_ATTEMPTS = 5;
 
 /** One image of the pool as `rbd ls -l --format json` reports it. */
 export interface RbdImage {
@@ -116,8 +118,19 @@ export class RbdTools {
     return this.runner.run(key, { pool: this.pool, ...params });
   }
 
+  /**
+   * `rbd ls -l` names the images, then opens each: an image renamed or
+   * removed in between (a create or delete running beside it) makes it exit
+   * with ENOENT. Listed again a few times; a pool that is missing keeps failing.
+   */
   async list(): Promise<RbdPool> {
-    return parseRbdList((await this.run('volume.rbd.list')).stdout);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return parseRbdList((await this.run('volume.rbd.list')).stdout);
+      } catch (err) {
+        if (exitCodeOf(err) !== RBD_EXIT.notFound || attempt >= LIST_ATTEMPTS) throw err;
+      }
+    }
   }
 
   async space(): Promise<RbdSpace> {
