@@ -43,10 +43,12 @@ export async function useCephCluster(o: { exclusive?: boolean } = {}): Promise<C
   const dir = testClusterDir();
   const holder = await holdLock(`${dir}.use.lock`, o.exclusive ?? false);
   try {
-    await run('flock', ['-w', '300', `${dir}.start.lock`, join(HERE, 'ensure-cluster.sh'), dir, String(testClusterPort()), inject('cephRun')], { timeout: 320_000 });
+    // Generous: a start takes 15–30 s here, minutes on a machine loaded by other runs.
+    await run('flock', ['-w', '600', `${dir}.start.lock`, join(HERE, 'ensure-cluster.sh'), dir, String(testClusterPort()), inject('cephRun')], { timeout: 660_000 });
   } catch (err) {
     holder.kill();
-    throw err;
+    const e = err as { stderr?: string; code?: number };
+    throw new Error(`the Ceph test cluster could not be started (exit ${e.code}; flock exits 1 when its wait ran out): ${e.stderr ?? ''}`);
   }
   const conf = join(dir, 'ceph.conf');
   const env = { ...process.env, CEPH_CONF: conf, CEPH_ARGS: '' };

@@ -7,14 +7,19 @@
 set -euo pipefail
 D=$1; PORT=$2; RUN=$3
 HERE=$(cd "$(dirname "$0")" && pwd); SCRIPTS="$HERE/../../scripts"
-healthy() {
+# Running: its mon answers. (Not "HEALTH_OK": a warning of a moment, such as a pool
+# another file just made, must never make us tear down a cluster other files use.)
+running() {
   [ -f "$D/mon-port" ] || return 1
-  local h; h=$(timeout 30 ceph --conf "$D/ceph.conf" --connect-timeout 10 health 2>/dev/null) || return 1
-  [ "$h" = HEALTH_OK ]
+  timeout 60 ceph --conf "$D/ceph.conf" --connect-timeout 20 health >/dev/null 2>&1
 }
-if ! healthy; then
+if ! running; then
   "$SCRIPTS/ceph-down.sh" "$D"
-  "$SCRIPTS/ceph-up.sh" "$D" --mon-port "$PORT" >"$D.up.log" 2>&1 || { cat "$D.up.log" >&2; exit 1; }
+  if ! "$SCRIPTS/ceph-up.sh" "$D" --mon-port "$PORT" >"$D.up.log" 2>&1; then
+    echo "ensure-cluster: ceph-up.sh failed:" >&2
+    cat "$D.up.log" >&2
+    exit 1
+  fi
   echo "$RUN" > "$D/started-by-run"
 fi
 owner=$(cat "$D/started-by-run" 2>/dev/null || true)
