@@ -44,7 +44,8 @@ export async function useCephCluster(o: { exclusive?: boolean } = {}): Promise<C
   const holder = await holdLock(`${dir}.use.lock`, o.exclusive ?? false);
   try {
     // Generous: a start takes 15–30 s here, minutes on a machine loaded by other runs.
-    await run('flock', ['-w', '600', `${dir}.start.lock`, join(HERE, 'ensure-cluster.sh'), dir, String(testClusterPort()), inject('cephRun')], { timeout: 660_000 });
+    // -o: the daemons ensure-cluster starts must not inherit the lock (they would hold it for their life).
+    await run('flock', ['-o', '-w', '600', `${dir}.start.lock`, join(HERE, 'ensure-cluster.sh'), dir, String(testClusterPort()), inject('cephRun')], { timeout: 660_000 });
   } catch (err) {
     holder.kill();
     const e = err as { stderr?: string; code?: number };
