@@ -271,12 +271,17 @@ export class RbdBackend implements VolumeBackend {
 
   // ------------------------------------------------------------ describe
 
+  /**
+   * The job is read before the pool is listed: a create that finishes while
+   * the listing runs has its job gone but its image not yet listed, and must
+   * read `creating`, never `absent` (the front would take it for lost).
+   */
   async describe(id: string): Promise<StoredObject> {
-    return this.describeFrom(id, await this.tools.list());
+    const job = this.jobs.get(id);
+    return this.describeFrom(id, await this.tools.list(), job);
   }
 
-  private describeFrom(id: string, pool: RbdPool): StoredObject {
-    const job = this.jobs.get(id);
+  private describeFrom(id: string, pool: RbdPool, job: Job | undefined): StoredObject {
     if (VOLUME_ID.test(id)) {
       const image = pool.images.get(id);
       if (image) return { id, state: 'ready', sizeBytes: image.sizeBytes, progress: 100 };
@@ -292,11 +297,12 @@ export class RbdBackend implements VolumeBackend {
   }
 
   async list(): Promise<StoredObject[]> {
+    const jobs = new Map(this.jobs); // before the listing, as in describe()
     const pool = await this.tools.list();
-    const ids = new Set<string>(this.jobs.keys());
+    const ids = new Set<string>(jobs.keys());
     for (const name of pool.images.keys()) if (VOLUME_ID.test(name)) ids.add(name);
     for (const s of pool.snaps) if (SNAPSHOT_ID.test(s.name)) ids.add(s.name);
-    return [...ids].sort().map((id) => this.describeFrom(id, pool)).filter((o) => o.state !== 'absent');
+    return [...ids].sort().map((id) => this.describeFrom(id, pool, jobs.get(id))).filter((o) => o.state !== 'absent');
   }
 
   // ------------------------------------------------------------ delete
