@@ -170,7 +170,11 @@ export class RbdBackend implements VolumeBackend {
       if (!source) {
         await this.make(job, () => this.tools.create(part, bytes));
       } else {
-        await this.make(job, () => this.tools.clone(source.image, source.name, part));
+        await this.make(job, async () => {
+          await this.tools.clone(source.image, source.name, part);
+          // The clone holds its parent now: the snapshot may be deleted (it is kept as gone.).
+          job.source = undefined;
+        });
         if (bytes > source.sizeBytes) await this.tools.grow(part, bytes);
         if (this.cloneDepth(await this.tools.list(), part) > this.o.maxCloneDepth) {
           if (job.cancelled) throw new Cancelled();
@@ -230,6 +234,8 @@ export class RbdBackend implements VolumeBackend {
       this.lock.run(async () => {
         if (job.cancelled) throw new Cancelled();
         await this.tools.protect(volumeId, snapshotId);
+        // Whole: its volume may be deleted now, before the job is cleared (a delete checks `source`).
+        job.source = undefined;
       }),
     );
   }
