@@ -20,7 +20,8 @@ export default function setup(project: TestProject): () => void {
     } catch {
       return; // no cluster
     }
-    if (owner === run) execFileSync(`${CEPH_SCRIPTS}/ceph-down.sh`, [dir], { stdio: 'inherit', timeout: 120_000 });
+    // Alone on the cluster first: a file of another vitest run may still be using it.
+    if (owner === run) execFileSync('flock', ['-x', '-w', '900', `${dir}.use.lock`, `${CEPH_SCRIPTS}/ceph-down.sh`, dir], { stdio: 'inherit', timeout: 960_000 });
   };
 }
 
