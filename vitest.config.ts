@@ -6,8 +6,9 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
-    // Once per run: the seed of the sampled cases (printed; VBS_TEST_SEED repeats it).
-    globalSetup: ['test/setup/global.ts'],
+    // Once per run: the seed of the sampled cases (printed; VBS_TEST_SEED repeats it); and the
+    // Ceph test cluster, stopped at the end if a file of this run started it (test/ceph).
+    globalSetup: ['test/setup/global.ts', 'test/ceph/global-setup.ts'],
     // End-to-end files start real processes; two cores run two files at once.
     fileParallelism: true,
     maxWorkers: 2,

@@ -14,7 +14,11 @@ export function registerUp(program: Command): void {
     .option('--data <dir>', 'state folder (metadata, volumes, certificates, logs)', './vbs-data')
     .option('--port <n>', 'port of the front service', '8443')
     .option('--commands <file>', 'an operator\'s own commands.properties')
-    .option('--backend <type>', 'file (volumes as files) or lvm-iscsi (LVs of a simulated VG, exported over iSCSI)', 'file')
+    .option('--backend <type>', 'file (volumes as files), lvm-iscsi (LVs of a simulated VG, exported over iSCSI) or rbd (images of an existing Ceph cluster: --ceph-conf)', 'file')
+    .option('--ceph-conf <file>', 'rbd only: the cluster\'s ceph.conf (scripts/ceph-up.sh DIR makes a throw-away one: DIR/ceph.conf)')
+    .option('--ceph-pool <name>', 'rbd only: the RBD pool of the volumes', 'vbs')
+    .option('--ceph-id <id>', 'rbd only: the cephx client VBS acts as (client.<id>)', 'vbs')
+    .option('--ceph-keyring <file>', 'rbd only: its key file (default: ceph.client.<id>.keyring beside the conf)')
     .option('--target <daemon>', 'lvm-iscsi only: auto (a real tgtd when installed and root, else the simulated IET), iet or tgt', 'auto')
     .option('--vmm <adapter>', 'the VMM host\'s adapter: sim (simulated VMs vm1-vm3), libvirt (domains of qemu:///system) or qemu (QMP sockets); default: the --commands file\'s vmm.adapter, else sim')
     .option('--ec2-port <n>', 'port of the EC2 Query API (aws ec2 ... --endpoint-url); default 8773 (with --port 0: a free one); 0: a free one')
@@ -22,8 +26,16 @@ export function registerUp(program: Command): void {
     .action(async (opts) => {
       const port = Number(opts.port);
       const backend = opts.backend;
-      if (backend !== 'file' && backend !== 'lvm-iscsi') {
-        process.stderr.write(`vbs: --backend must be file or lvm-iscsi\n`);
+      if (backend !== 'file' && backend !== 'lvm-iscsi' && backend !== 'rbd') {
+        process.stderr.write(`vbs: --backend must be file, lvm-iscsi or rbd\n`);
+        process.exit(2);
+      }
+      if ((backend === 'rbd') !== (opts.cephConf !== undefined)) {
+        process.stderr.write(backend === 'rbd' ? `vbs: --backend rbd needs --ceph-conf FILE\n` : `vbs: --ceph-conf goes with --backend rbd\n`);
+        process.exit(2);
+      }
+      if (backend !== 'rbd' && (opts.cephKeyring !== undefined || opts.cephPool !== 'vbs' || opts.cephId !== 'vbs')) {
+        process.stderr.write(`vbs: --ceph-pool, --ceph-id and --ceph-keyring go with --backend rbd\n`);
         process.exit(2);
       }
       const target = opts.target;
@@ -63,7 +75,8 @@ export function registerUp(program: Command): void {
       process.once('SIGTERM', () => stop(0));
       let dep;
       try {
-        dep = await up({ dataDir: opts.data, port, commands: opts.commands, backend, target, vmm: vmm as VmmChoice | undefined, qmpDir: opts.qmpDir, ec2Port });
+        const ceph = opts.cephConf === undefined ? undefined : { conf: opts.cephConf, pool: opts.cephPool, clientId: opts.cephId, keyring: opts.cephKeyring };
+        dep = await up({ dataDir: opts.data, port, commands: opts.commands, backend, target, vmm: vmm as VmmChoice | undefined, qmpDir: opts.qmpDir, ec2Port, ceph });
       } catch (err) {
         if (stopping) return;
         process.stderr.write(`vbs up: ${(err as Error).message}\n`);

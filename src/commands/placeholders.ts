@@ -16,6 +16,9 @@ const wholeNumber: Check = (v) => /^[1-9][0-9]{0,18}$/.test(v) || v === '0';
 const absolutePath: Check = (v) =>
   isAbsolute(v) && !v.includes('\0') && !v.split('/').includes('..') && !/[\n\r]/.test(v);
 
+/** An RBD image or snapshot name VBS makes: an id, or an id behind `part.`/`gone.` (never `/` or `@`). */
+const RBD_NAME = /^(?:(?:part|gone)\.)?(?:vol|snap)-[0-9a-f]{17}$/;
+
 export const PLACEHOLDERS: Record<string, Check> = {
   volumeId: word(VOLUME_ID),
   snapshotId: word(SNAPSHOT_ID),
@@ -58,6 +61,16 @@ export const PLACEHOLDERS: Record<string, Check> = {
   vmmDev: absolutePath,
   // The name of a CHAP account (per export: src/core/chap.ts); not a secret.
   chapUser: word(/^[A-Za-z0-9][A-Za-z0-9.:_-]{0,222}$/),
+  // Ceph RBD (the rbd back end): the cluster's configuration and key files, the
+  // cephx client id, images and snapshots by name, and timeouts in seconds.
+  cephConf: absolutePath,
+  keyring: absolutePath,
+  cephId: word(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$/),
+  image: word(RBD_NAME),
+  newImage: word(RBD_NAME),
+  snap: word(RBD_NAME),
+  newSnap: word(RBD_NAME),
+  timeoutSec: word(/^[1-9][0-9]{0,3}$/),
 };
 
 /**

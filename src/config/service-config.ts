@@ -214,6 +214,28 @@ export const VolumeDelegateConfigSchema = z
           simState: z.string().optional(),
         })
         .strict(),
+      z
+        .object({
+          type: z.literal('rbd'),
+          /** The cluster's ceph.conf: the monitors' addresses come from it. */
+          cephConf: z.string(),
+          /** The cephx client VBS acts as (client.<clientId>), and the file holding its key. */
+          clientId: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$/).default('vbs'),
+          keyring: z.string(),
+          /** The RBD pool volumes and snapshots are images of (`rbd pool init` done). */
+          pool: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,126}$/),
+          /**
+           * Seconds an rbd or ceph call waits for the monitors (client_mount_timeout)
+           * and for each monitor and OSD operation: a cluster that is down fails
+           * a call after this, not after librados' 300 s.
+           */
+          timeoutSec: z.number().int().min(1).max(300).default(10),
+          /** Caps what this delegate provisions; without it, the pool's size as `ceph df` reports it. */
+          capacityGiB: z.number().int().positive().optional(),
+          /** A volume from a snapshot is flattened when it would have more parents than this (0: always, a full copy). */
+          maxCloneDepth: z.number().int().min(0).max(64).default(8),
+        })
+        .strict(),
     ]),
   })
   .strict();
@@ -294,7 +316,9 @@ export function loadServiceConfig(file: string): ServiceConfig {
         backend:
           c.backend.type === 'file'
             ? { ...c.backend, root: abs(c.backend.root) }
-            : { ...c.backend, stateDir: abs(c.backend.stateDir), simState: c.backend.simState ? abs(c.backend.simState) : undefined },
+            : c.backend.type === 'rbd'
+              ? { ...c.backend, cephConf: abs(c.backend.cephConf), keyring: abs(c.backend.keyring) }
+              : { ...c.backend, stateDir: abs(c.backend.stateDir), simState: c.backend.simState ? abs(c.backend.simState) : undefined },
       };
     case 'vmm-delegate':
       return { ...c, tls, commands, generationsFile: generationsFile(c.generationsFile), volumeRoots: c.volumeRoots.map(abs), simState: c.simState ? abs(c.simState) : undefined, qmpDir: c.qmpDir ? abs(c.qmpDir) : undefined };

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { VBS_HOME } from '../core/paths.js';
 import { CommandCatalog } from '../commands/catalog.js';
 import { PkiStore, writeAtomic } from '../pki/store.js';
@@ -21,8 +21,10 @@ export interface UpOptions {
   readonly commands?: string;
   /** Simulated VMs created on first start. */
   readonly simVms?: readonly string[];
-  /** `file` (default): volumes as files; `lvm-iscsi`: LVs of a simulated VG, exported over iSCSI. */
-  readonly backend?: 'file' | 'lvm-iscsi';
+  /** `file` (default): volumes as files; `lvm-iscsi`: LVs of a simulated VG, exported over iSCSI; `rbd`: images of an existing Ceph cluster (`ceph`). */
+  readonly backend?: 'file' | 'lvm-iscsi' | 'rbd';
+  /** rbd only: the cluster (its ceph.conf), the pool, and the cephx client with its key file. */
+  readonly ceph?: CephOptions;
   /** lvm-iscsi only: the target daemon. `auto` (default): a real tgtd when one can run here, else the simulated IET. */
   readonly target?: 'auto' | 'iet' | 'tgt';
   /**
@@ -38,6 +40,16 @@ export interface UpOptions {
   readonly report?: (line: string) => void;
   /** The EC2 Query API's port (default 8773, or a free one when `port` is 0; 0: a free one). */
   readonly ec2Port?: number;
+}
+
+export interface CephOptions {
+  readonly conf: string;
+  /** Default `vbs`. */
+  readonly pool?: string;
+  /** The cephx client id (client.<id>); default `vbs`. */
+  readonly clientId?: string;
+  /** Default: Ceph's own place for it, ceph.client.<id>.keyring beside the conf. */
+  readonly keyring?: string;
 }
 
 export interface Deployment {
@@ -107,6 +119,7 @@ export async function up(opts: UpOptions): Promise<Deployment> {
   // One simulated site: the VG, the IET and the VMM host share a state folder,
   // so the simulated initiator finds what the simulated target exports.
   if (backendType === 'lvm-iscsi') seedSimVg(join(dir, 'vmm-sim'));
+  const rbd = backendType === 'rbd' ? rbdBackend(opts.ceph) : undefined;
   const target = opts.target ?? 'auto';
   if (target === 'tgt' && !canRunTgtd()) throw new Error('--target tgt needs tgtd and tgtadm on PATH and root (install the Debian package tgt)');
   const realTgtd = backendType === 'lvm-iscsi' && (target === 'tgt' || (target === 'auto' && canRunTgtd()));
@@ -131,7 +144,7 @@ export async function up(opts: UpOptions): Promise<Deployment> {
       ...metrics('volume-delegate'),
       tls: tls('volume-delegate'),
       ...(commands ? { commands } : {}),
-      backend: backendType === 'file' ? { type: 'file', root: 'volumes' } : lvmIscsiBackend(tgtdPorts),
+      backend: backendType === 'file' ? { type: 'file', root: 'volumes' } : backendType === 'rbd' ? rbd! : lvmIscsiBackend(tgtdPorts),
     }),
     'vmm-delegate': () => ({
       role: 'vmm-delegate',
@@ -212,7 +225,9 @@ export async function up(opts: UpOptions): Promise<Deployment> {
     const storage =
       backendType === 'file'
         ? 'files in volumes/'
-        : `LVs of the simulated VG ${SIM_VG}, iSCSI targets on ${tgtdPorts && tgtd ? `a real tgtd at 127.0.0.1:${tgtdPorts.port} (PID ${tgtd.pid})` : 'the simulated IET'}`;
+        : rbd
+          ? `RBD images in pool ${rbd.pool} of the Ceph cluster of ${rbd.cephConf} (client.${rbd.clientId})`
+          : `LVs of the simulated VG ${SIM_VG}, iSCSI targets on ${tgtdPorts && tgtd ? `a real tgtd at 127.0.0.1:${tgtdPorts.port} (PID ${tgtd.pid})` : 'the simulated IET'}`;
     const vmmHost =
       vmm === 'sim'
         ? 'localhost (simulated), VMs vm1 vm2 vm3'
@@ -246,6 +261,25 @@ function lvmIscsiBackend(tgtd: TgtdPorts | undefined): object {
     simState: 'vmm-sim',
     ...(tgtd ? { target: 'tgt', portal: `127.0.0.1:${tgtd.port}`, tgtControlPort: tgtd.controlPort } : { target: 'iet', portal: '127.0.0.1:3260' }),
   };
+}
+
+/**
+ * The rbd back end on an existing Ceph cluster. Paths are made absolute (the
+ * delegate's configuration lives in the data folder); the files must exist
+ * now: a typo is an error of `vbs up`, not of the first create.
+ */
+function rbdBackend(ceph: CephOptions | undefined): { type: 'rbd'; cephConf: string; keyring: string; pool: string; clientId: string } {
+  if (!ceph?.conf) throw new Error('--backend rbd needs --ceph-conf FILE (the cluster\'s ceph.conf)');
+  const cephConf = resolve(ceph.conf);
+  const clientId = ceph.clientId ?? 'vbs';
+  const keyring = resolve(ceph.keyring ?? join(dirname(cephConf), `ceph.client.${clientId}.keyring`));
+  for (const [what, file] of [['--ceph-conf', cephConf], ['--ceph-keyring', keyring]] as const) {
+    if (!existsSync(file)) throw new Error(`${what}: ${file} does not exist`);
+  }
+  const pool = ceph.pool ?? 'vbs';
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,126}$/.test(pool)) throw new Error(`--ceph-pool: '${pool}' is not a pool name`);
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$/.test(clientId)) throw new Error(`--ceph-id: '${clientId}' is not a cephx client id`);
+  return { type: 'rbd', cephConf, keyring, pool, clientId };
 }
 
 /** The simulated volume group, created on first start. */

@@ -13,6 +13,8 @@ import { FileBackend } from './file-backend.js';
 import { targetPatterns, targetTool } from './iscsi-targets.js';
 import { LvmIscsiBackend } from './lvm-iscsi-backend.js';
 import { LvmTools } from './lvm-tools.js';
+import { RbdBackend } from './rbd-backend.js';
+import { RbdTools } from './rbd-tools.js';
 import { volumeDelegateHandlers } from './service.js';
 import { meterCapacity } from './capacity-metrics.js';
 
@@ -27,9 +29,26 @@ export const LVM_PATTERNS = [
   'volume.lvm.remove',
   'volume.lvm.copy',
 ];
+export const RBD_PATTERNS = [
+  'volume.rbd.list',
+  'volume.rbd.create',
+  'volume.rbd.snap-create',
+  'volume.rbd.snap-protect',
+  'volume.rbd.snap-unprotect',
+  'volume.rbd.snap-rename',
+  'volume.rbd.snap-rm',
+  'volume.rbd.children',
+  'volume.rbd.clone',
+  'volume.rbd.resize',
+  'volume.rbd.flatten',
+  'volume.rbd.rename',
+  'volume.rbd.rm',
+  'volume.rbd.df',
+];
 export const LVM_THIN_PATTERNS = ['volume.lvm.thin.create', 'volume.lvm.thin.snapshot', 'volume.lvm.thin.resize'];
 
 type LvmIscsiConfig = Extract<VolumeDelegateConfig['backend'], { type: 'lvm-iscsi' }>;
+type RbdConfig = Extract<VolumeDelegateConfig['backend'], { type: 'rbd' }>;
 
 export async function startVolumeDelegate(cfg: VolumeDelegateConfig, log: Logger): Promise<RunningService> {
   const catalog = CommandCatalog.fromFile(cfg.commands ?? DEFAULT_COMMANDS_FILE);
@@ -61,7 +80,29 @@ export async function openBackend(
     const { capacityGiB, reservePercent, reserveGiB } = cfg;
     return new FileBackend(cfg.root, new CommandRunner(catalog, { onRun, maxConcurrent }), log, { capacityGiB, reservePercent, reserveGiB });
   }
+  if (cfg.type === 'rbd') return openRbd(cfg, catalog, log, onRun, maxConcurrent);
   return openLvmIscsi(cfg, catalog, log, onRun, maxConcurrent);
+}
+
+async function openRbd(
+  cfg: RbdConfig,
+  catalog: CommandCatalog,
+  log: Logger,
+  onRun: (key: string, argv: readonly string[]) => void,
+  maxConcurrent: number,
+): Promise<RbdBackend> {
+  catalog.requireAll(RBD_PATTERNS);
+  const runner = new CommandRunner(catalog, {
+    onRun,
+    maxConcurrent,
+    fixed: { cephConf: cfg.cephConf, cephId: cfg.clientId, keyring: cfg.keyring, timeoutSec: cfg.timeoutSec },
+    // An rbd call waits at most timeoutSec for the monitors, and as long again for each
+    // operation; the process is stopped well after that (`<key>.timeoutMs` overrides).
+    timeoutMs: (3 * cfg.timeoutSec + 30) * 1000,
+    // Ceph reads CEPH_ARGS and the default config search path: neither may change what a pattern says.
+    env: { CEPH_ARGS: '' },
+  });
+  return RbdBackend.open({ tools: new RbdTools(runner, cfg.pool, log), capacityGiB: cfg.capacityGiB, maxCloneDepth: cfg.maxCloneDepth }, log);
 }
 
 /** Host commands a volume delegate runs at once unless configured (commandConcurrency). */

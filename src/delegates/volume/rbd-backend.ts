@@ -1,0 +1,450 @@
+import { SNAPSHOT_ID, VOLUME_ID } from '../../core/ids.js';
+import { VbsError, errorMessage } from '../../core/errors.js';
+import type { Logger } from '../../core/log.js';
+import { Mutex } from '../../core/mutex.js';
+import { GiB, type Capacity, type ExportEntry, type ExportedVolume, type StoredObject, type VolumeBackend } from './backend.js';
+import { ChangeFeed } from './changes.js';
+import { QueuedCreates, type Queued } from './queued-creates.js';
+import { RBD_EXIT, exitCodeOf, type RbdPool, type RbdSnap, type RbdSpace, type RbdTools } from './rbd-tools.js';
+
+/** An image being made (blank, or a clone being grown and flattened): renamed to its id only when whole. */
+const PART = 'part.';
+/** A deleted volume or snapshot kept because what it holds is still read (see the class comment). */
+const GONE = 'gone.';
+/** Rounds of the clean-up sweep: each frees what the one before made free (a chain of clones). */
+const MAX_SWEEP_ROUNDS = 64;
+
+export interface RbdBackendOptions {
+  tools: RbdTools;
+  /** Caps what this delegate provisions; without it, the pool's size as the cluster reports it. */
+  capacityGiB?: number;
+  /** A volume made from a snapshot is flattened (made independent) when its chain of parents is deeper. */
+  maxCloneDepth: number;
+}
+
+interface Job {
+  state: 'creating' | 'error';
+  message?: string;
+  /** Bytes held against concurrent creates until the image exists. */
+  reserved: number;
+  /** The object this job reads: the snapshot a clone is made from, the volume a snapshot is of. */
+  source?: string;
+  cancelled: boolean;
+  done: Promise<void>;
+}
+
+class Cancelled extends Error {}
+
+/**
+ * Volumes on Ceph RBD: one image per volume in one pool, named by its id.
+ * A snapshot is an RBD snapshot of its volume's image, protected so that
+ * volumes can be cloned from it; a volume from a snapshot is an RBD clone:
+ * O(1) at any size, sharing the snapshot's data until it is written.
+ *
+ * EBS order, by deferred delete (nothing is copied, nothing waits):
+ * - a volume with snapshots is renamed `gone.<id>` instead of removed: it is
+ *   no longer a volume, but its snapshots stay readable and clonable;
+ * - a snapshot that clones still read is renamed `gone.<id>` (still
+ *   protected) instead of removed: it is no longer a snapshot;
+ * - after every delete, and at start, a sweep removes each `gone.` snapshot
+ *   that has no clone left and each `gone.` image that has no snapshot left,
+ *   round after round, so a chain frees itself from the end.
+ * Flattening every clone instead would copy a whole volume on each delete of
+ * a snapshot (minutes for large volumes, and the space of every copy); RBD's
+ * trash (clone format 2) needs `set-require-min-compat-client mimic` on the
+ * cluster, which VBS must not decide for an existing cluster. The names keep
+ * the deferred state in the cluster itself: a restart, or another delegate
+ * on the pool, sees exactly what is pending.
+ *
+ * Every command runs through RbdTools, which looks at the pool when a
+ * command fails or times out; a look that fails too is an unknown outcome.
+ */
+export class RbdBackend implements VolumeBackend {
+  readonly type = 'rbd';
+  readonly changes = new ChangeFeed();
+  private readonly jobs = new Map<string, Job>();
+  /** Decisions that read the pool and then change it (reserve, make, delete, sweep): one at a time. */
+  private readonly lock = new Mutex();
+  private readonly queued = new QueuedCreates();
+  private recovered = false;
+
+  private constructor(
+    private readonly o: RbdBackendOptions,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * Opens the back end and tidies what a restart cut off. A cluster that is
+   * down does not stop the delegate from starting: the tidying is tried
+   * again before the next change.
+   */
+  static async open(o: RbdBackendOptions, log: Logger): Promise<RbdBackend> {
+    const b = new RbdBackend(o, log);
+    await b.recover().catch((err) => log.warn('could not tidy the rbd pool at start; tried again before the next change', { message: errorMessage(err) }));
+    return b;
+  }
+
+  private get tools(): RbdTools {
+    return this.o.tools;
+  }
+
+  /**
+   * A restart loses the jobs in memory: `part.` images are removed (the front
+   * sees the object absent and asks again), a snapshot taken but not yet
+   * protected is protected (its point in time was already taken, so it rolls
+   * forward), and `gone.` objects nothing reads are removed.
+   */
+  private async recover(): Promise<void> {
+    if (this.recovered) return;
+    await this.lock.run(async () => {
+      if (this.recovered) return;
+      const pool = await this.tools.list();
+      for (const name of pool.images.keys()) {
+        if (!name.startsWith(PART)) continue;
+        this.log.warn('removing an image cut off by a restart', { image: name });
+        await this.tools.rm(name);
+      }
+      for (const s of pool.snaps) {
+        if (!SNAPSHOT_ID.test(s.name) || s.protected || this.jobs.has(s.name)) continue;
+        this.log.warn('protecting a snapshot whose protect a restart cut off', { snapshot: s.name });
+        await this.tools.protect(s.image, s.name);
+      }
+      await this.sweep();
+      this.recovered = true;
+    });
+  }
+
+  // ------------------------------------------------------------ capacity
+
+  async capacity(): Promise<Capacity> {
+    const [pool, space] = await Promise.all([this.tools.list(), this.tools.space()]);
+    return this.capacityFrom(pool, space);
+  }
+
+  /**
+   * Images are thin, but count at their full size: provisioning never
+   * promises more than the pool can hold (capacityGiB may promise more).
+   * Snapshots and clones share data and count nothing until written.
+   */
+  private capacityFrom(pool: RbdPool, space: RbdSpace): Capacity {
+    let provisioned = 0;
+    for (const image of pool.images.values()) provisioned += image.sizeBytes;
+    const reserved = [...this.jobs.values()].reduce((n, j) => n + (j.state === 'creating' ? j.reserved : 0), 0);
+    const total = this.o.capacityGiB !== undefined ? this.o.capacityGiB * GiB : space.storedBytes + space.maxAvailBytes;
+    return { totalBytes: total, freeBytes: Math.max(0, total - provisioned - reserved), provisionedBytes: provisioned };
+  }
+
+  // ------------------------------------------------------------ create
+
+  createVolume(volumeId: string, sizeGiB: number, snapshotId?: string): Promise<void> {
+    return this.queued.track(volumeId, (q) => this.startVolume(q, volumeId, sizeGiB, snapshotId));
+  }
+
+  private async startVolume(q: Queued, volumeId: string, sizeGiB: number, snapshotId?: string): Promise<void> {
+    await this.recover();
+    const bytes = sizeGiB * GiB;
+    const started = await this.lock.run(async () => {
+      const pool = await this.tools.list();
+      if (pool.images.has(volumeId) || this.jobs.get(volumeId)?.state === 'creating') return undefined;
+      let source: RbdSnap | undefined;
+      if (snapshotId) {
+        source = findSnap(pool, snapshotId);
+        if (!source || !source.protected) throw new VbsError('InvalidSnapshot.NotFound', `The snapshot '${snapshotId}' has no data on this volume delegate.`);
+        if (source.sizeBytes > bytes) {
+          throw new VbsError('InvalidParameterValue', `The volume must be at least as large as its snapshot (${Math.ceil(source.sizeBytes / GiB)} GiB).`);
+        }
+      }
+      if (this.capacityFrom(pool, await this.tools.space()).freeBytes < bytes) {
+        throw new VbsError('InsufficientCapacity', `There is not enough free space for ${sizeGiB} GiB on this volume delegate.`);
+      }
+      // After the last await, in the step that makes the job: a delete sees either the job or this.
+      if (q.cancelled) throw new VbsError('IncorrectState', `'${volumeId}' was deleted before its create started; nothing was made.`);
+      const job: Job = { state: 'creating', reserved: bytes, source: snapshotId, cancelled: false, done: Promise.resolve() };
+      this.jobs.set(volumeId, job);
+      return { job, source };
+    });
+    if (!started) return;
+    const { job, source } = started;
+    const part = PART + volumeId;
+    this.background(volumeId, job, async () => {
+      if (!source) {
+        await this.make(job, () => this.tools.create(part, bytes));
+      } else {
+        await this.make(job, async () => {
+          await this.tools.clone(source.image, source.name, part);
+          // The clone holds its parent now: the snapshot may be deleted (it is kept as gone.).
+          job.source = undefined;
+        });
+        if (bytes > source.sizeBytes) await this.tools.grow(part, bytes);
+        if (this.cloneDepth(await this.tools.list(), part) > this.o.maxCloneDepth) {
+          if (job.cancelled) throw new Cancelled();
+          await this.tools.flatten(part);
+        }
+      }
+      await this.lock.run(async () => {
+        if (job.cancelled) throw new Cancelled();
+        await this.tools.rename(part, volumeId);
+      });
+    });
+  }
+
+  /** Makes an image under the lock, turning the job's reservation into provisioned space. */
+  private make(job: Job, step: () => Promise<void>): Promise<void> {
+    return this.lock.run(async () => {
+      if (job.cancelled) throw new Cancelled();
+      await step();
+      job.reserved = 0;
+    });
+  }
+
+  /** How many parents an image has, up its chain of clones. */
+  private cloneDepth(pool: RbdPool, image: string): number {
+    let depth = 0;
+    for (let at = pool.images.get(image); at?.parent && depth <= pool.images.size; at = pool.images.get(at.parent.image)) depth++;
+    return depth;
+  }
+
+  createSnapshot(snapshotId: string, volumeId: string): Promise<void> {
+    return this.queued.track(snapshotId, (q) => this.startSnapshot(q, snapshotId, volumeId));
+  }
+
+  /** The RBD snapshot is the point in time: taken before the answer; protecting it follows in the background. */
+  private async startSnapshot(q: Queued, snapshotId: string, volumeId: string): Promise<void> {
+    await this.recover();
+    const job = await this.lock.run(async () => {
+      const pool = await this.tools.list();
+      const existing = findSnap(pool, snapshotId);
+      if (existing?.protected || this.jobs.get(snapshotId)?.state === 'creating') return undefined;
+      if (existing && existing.image !== volumeId) throw new VbsError('IncorrectState', `The snapshot '${snapshotId}' is of another volume.`);
+      if (!pool.images.has(volumeId)) throw new VbsError('InvalidVolume.NotFound', `The volume '${volumeId}' has no data on this volume delegate.`);
+      if (q.cancelled) throw new VbsError('IncorrectState', `'${snapshotId}' was deleted before its create started; nothing was made.`);
+      const made: Job = { state: 'creating', reserved: 0, source: volumeId, cancelled: false, done: Promise.resolve() };
+      this.jobs.set(snapshotId, made);
+      try {
+        if (!existing) await this.tools.snapCreate(volumeId, snapshotId);
+      } catch (err) {
+        // Refused (nothing made), or unknown: the front's undo deletes what may be there.
+        if (this.jobs.get(snapshotId) === made) this.jobs.delete(snapshotId);
+        throw err;
+      }
+      return made;
+    });
+    if (!job) return;
+    this.background(snapshotId, job, () =>
+      this.lock.run(async () => {
+        if (job.cancelled) throw new Cancelled();
+        await this.tools.protect(volumeId, snapshotId);
+        // Whole: its volume may be deleted now, before the job is cleared (a delete checks `source`).
+        job.source = undefined;
+      }),
+    );
+  }
+
+  private background(id: string, job: Job, work: () => Promise<void>): void {
+    job.done = work()
+      .then(() => {
+        if (this.jobs.get(id) === job) this.jobs.delete(id);
+        this.log.info('created', { id });
+        this.changes.record(id);
+      })
+      .catch(async (err: unknown) => {
+        // A volume's half-made image goes now; a snapshot stays for the front's delete (it may be whole).
+        if (VOLUME_ID.test(id)) await this.removePart(id);
+        if (job.cancelled || err instanceof Cancelled) {
+          if (this.jobs.get(id) === job) this.jobs.delete(id);
+          return;
+        }
+        const message = err instanceof VbsError ? err.message : 'the create failed on the volume delegate';
+        if (err instanceof VbsError) this.log.warn('create failed', { id, message });
+        else this.log.error('create failed', { id, err });
+        job.state = 'error';
+        job.message = message;
+        job.reserved = 0;
+        this.changes.record(id);
+      });
+  }
+
+  /** Removes a volume's `part.` image when there is one; a failure leaves it to the delete or the next start. */
+  private async removePart(volumeId: string): Promise<void> {
+    try {
+      await this.lock.run(async () => {
+        if ((await this.tools.list()).images.has(PART + volumeId)) await this.tools.rm(PART + volumeId);
+      });
+    } catch (err) {
+      this.log.warn('could not remove a half-made image; removed when the volume is deleted or on next start', { id: volumeId, message: errorMessage(err) });
+    }
+  }
+
+  // ------------------------------------------------------------ describe
+
+  /**
+   * Grows the volume's image with `rbd resize` (never shrinks it). Looks first
+   * and after (tools.grow verifies): an image already that large is done. The
+   * cluster's free space is checked under the same lock as creates.
+   */
+  async growVolume(volumeId: string, sizeGiB: number): Promise<number> {
+    await this.recover();
+    const bytes = sizeGiB * GiB;
+    return this.lock.run(async () => {
+      const pool = await this.tools.list();
+      const image = pool.images.get(volumeId);
+      if (!image) {
+        if (this.jobs.get(volumeId)?.state === 'creating') throw new VbsError('IncorrectState', `The volume '${volumeId}' is still being created.`);
+        throw new VbsError('InvalidVolume.NotFound', `The volume '${volumeId}' has no data on this volume delegate.`);
+      }
+      if (image.sizeBytes >= bytes) return image.sizeBytes;
+      if (this.capacityFrom(pool, await this.tools.space()).freeBytes < bytes - image.sizeBytes) {
+        throw new VbsError('InsufficientCapacity', `There is not enough free space to grow '${volumeId}' by ${Math.ceil((bytes - image.sizeBytes) / GiB)} GiB on this volume delegate.`);
+      }
+      await this.tools.grow(volumeId, bytes);
+      this.log.info('grown', { id: volumeId, from: image.sizeBytes, to: bytes });
+      return bytes;
+    });
+  }
+
+  /**
+   * The job is read before the pool is listed: a create that finishes while
+   * the listing runs has its job gone but its image not yet listed, and must
+   * read `creating`, never `absent` (the front would take it for lost).
+   */
+  async describe(id: string): Promise<StoredObject> {
+    const job = this.jobs.get(id);
+    return this.describeFrom(id, await this.tools.list(), job);
+  }
+
+  private describeFrom(id: string, pool: RbdPool, job: Job | undefined): StoredObject {
+    if (VOLUME_ID.test(id)) {
+      const image = pool.images.get(id);
+      if (image) return { id, state: 'ready', sizeBytes: image.sizeBytes, progress: 100 };
+    } else {
+      const snap = findSnap(pool, id);
+      if (snap?.protected) return { id, state: 'ready', sizeBytes: snap.sizeBytes, progress: 100 };
+      // Taken, not yet protected, and no job: a restart cut it off; recover() protects it.
+      if (snap && !job) return { id, state: 'creating', progress: 0 };
+    }
+    if (!job || job.cancelled) return { id, state: 'absent' };
+    if (job.state === 'error') return { id, state: 'error', message: job.message };
+    return { id, state: 'creating', progress: 0 };
+  }
+
+  async list(): Promise<StoredObject[]> {
+    const jobs = new Map(this.jobs); // before the listing, as in describe()
+    const pool = await this.tools.list();
+    const ids = new Set<string>(jobs.keys());
+    for (const name of pool.images.keys()) if (VOLUME_ID.test(name)) ids.add(name);
+    for (const s of pool.snaps) if (SNAPSHOT_ID.test(s.name)) ids.add(s.name);
+    return [...ids].sort().map((id) => this.describeFrom(id, pool, jobs.get(id))).filter((o) => o.state !== 'absent');
+  }
+
+  // ------------------------------------------------------------ delete
+
+  async delete(id: string): Promise<boolean> {
+    await this.recover();
+    const reader = [...this.jobs.entries()].find(([, j]) => j.state === 'creating' && !j.cancelled && j.source === id);
+    if (reader) {
+      const what = id.startsWith('vol-') ? 'a snapshot of it is being taken' : 'a volume is being created from it';
+      throw new VbsError('IncorrectState', `'${id}' cannot be deleted while ${what} (${reader[0]}).`);
+    }
+    // A create still waiting for the lock makes nothing now (see QueuedCreates).
+    const queued = this.queued.cancel(id);
+    const job = this.jobs.get(id);
+    if (job) {
+      job.cancelled = true;
+      await job.done;
+      if (this.jobs.get(id) === job) this.jobs.delete(id);
+    }
+    const found = await this.lock.run(() => (VOLUME_ID.test(id) ? this.deleteVolume(id) : this.deleteSnapshot(id)));
+    return found || Boolean(job) || queued;
+  }
+
+  /** Under the lock. A volume with snapshots is kept as `gone.<id>` until they are gone. */
+  private async deleteVolume(id: string): Promise<boolean> {
+    const pool = await this.tools.list();
+    if (pool.images.has(PART + id)) await this.tools.rm(PART + id);
+    if (!pool.images.has(id)) return false;
+    if (pool.snaps.some((s) => s.image === id)) {
+      await this.tools.rename(id, GONE + id);
+    } else {
+      await this.tools.rm(id).catch((err) => {
+        if (exitCodeOf(err) !== RBD_EXIT.busy) throw err;
+        // `image still has watchers`: a hypervisor still has it open.
+        throw new VbsError('VolumeInUse', `The volume '${id}' is still open on a host; detach it first.`);
+      });
+    }
+    await this.sweepQuietly();
+    return true;
+  }
+
+  /** Under the lock. A snapshot that clones still read is kept as `gone.<id>` until they are gone. */
+  private async deleteSnapshot(id: string): Promise<boolean> {
+    const snap = findSnap(await this.tools.list(), id);
+    if (!snap) return false;
+    if (snap.protected) {
+      if ((await this.tools.children(snap.image, id)).length) {
+        await this.tools.snapRename(snap.image, id, GONE + id);
+        return true;
+      }
+      await this.tools.unprotect(snap.image, id);
+    }
+    await this.tools.snapRm(snap.image, id);
+    await this.sweepQuietly();
+    return true;
+  }
+
+  private async sweepQuietly(): Promise<void> {
+    try {
+      await this.sweep();
+    } catch (err) {
+      this.log.warn('could not remove deleted objects that nothing reads any more; tried again after the next delete or on start', { message: errorMessage(err) });
+    }
+  }
+
+  /**
+   * Under the lock: removes each `gone.` snapshot no clone reads, and each
+   * `gone.` image without snapshots, until a round finds nothing to remove.
+   */
+  private async sweep(): Promise<void> {
+    for (let round = 0; round < MAX_SWEEP_ROUNDS; round++) {
+      const pool = await this.tools.list();
+      const read = new Set<string>();
+      for (const image of pool.images.values()) if (image.parent) read.add(`${image.parent.image}@${image.parent.snap}`);
+      let removed = false;
+      for (const s of pool.snaps) {
+        if (!s.name.startsWith(GONE) || read.has(`${s.image}@${s.name}`)) continue;
+        // Clones in other pools count too: only `rbd children` sees them.
+        if (s.protected && (await this.tools.children(s.image, s.name)).length) continue;
+        if (s.protected) await this.tools.unprotect(s.image, s.name);
+        await this.tools.snapRm(s.image, s.name);
+        removed = true;
+      }
+      for (const name of pool.images.keys()) {
+        if (!name.startsWith(GONE) || pool.snaps.some((s) => s.image === name)) continue;
+        await this.tools.rm(name);
+        removed = true;
+      }
+      if (!removed) return;
+    }
+  }
+
+  // ------------------------------------------------------------ exports
+
+  /** Hypervisors open RBD images themselves; until the VMM delegates can, an attach is refused before anything runs. */
+  async exportVolume(volumeId: string): Promise<ExportedVolume> {
+    throw new VbsError('IncorrectState', `The volume '${volumeId}' is on Ceph RBD, which the VMM hosts of this deployment cannot attach yet.`);
+  }
+
+  /** Nothing was exported; RBD keeps no host out (a fence would be `ceph osd blocklist`). */
+  async unexportVolume(volumeId: string): Promise<boolean> {
+    if (!VOLUME_ID.test(volumeId)) throw new VbsError('InvalidParameterValue', 'Value for parameter volumeId is invalid.');
+    return false;
+  }
+
+  async listExports(): Promise<{ tracked: boolean; exports: ExportEntry[] }> {
+    return { tracked: false, exports: [] };
+  }
+}
+
+/** A snapshot by its id, on whichever image holds it (a `gone.` volume's too). */
+function findSnap(pool: RbdPool, id: string): RbdSnap | undefined {
+  return pool.snaps.find((s) => s.name === id);
+}

@@ -1,0 +1,233 @@
+import { CommandFailed, type CommandRunner } from '../../commands/runner.js';
+import { runVerified } from '../../commands/verified.js';
+import type { Logger } from '../../core/log.js';
+
+const MiB = 1024 ** 2;
+/** Listings tried when the pool changes under one (see RbdTools.list). */
+const LIST_ATTEMPTS = 5;
+
+/** One image of the pool as `rbd ls -l --format json` reports it. */
+export interface RbdImage {
+  name: string;
+  sizeBytes: number;
+  /** The snapshot this image is a clone of (same pool), while it is one. */
+  parent?: { image: string; snap: string };
+}
+
+/** One snapshot of an image. */
+export interface RbdSnap {
+  image: string;
+  name: string;
+  sizeBytes: number;
+  protected: boolean;
+}
+
+/** Everything in the pool, from one listing. */
+export interface RbdPool {
+  images: Map<string, RbdImage>;
+  snaps: RbdSnap[];
+}
+
+/** The cluster's space as `ceph df --format json` reports it, for one pool. */
+export interface RbdSpace {
+  /** Raw bytes of the cluster. */
+  clusterBytes: number;
+  /** Bytes the pool holds (logical, before replication). */
+  storedBytes: number;
+  /** Bytes the pool can still take (after replication and full ratios). */
+  maxAvailBytes: number;
+}
+
+/** Parses `rbd ls -l --format json POOL`: images, and snapshots (entries with a `snapshot` key). */
+export function parseRbdList(stdout: string): RbdPool {
+  const rows = parseJson('volume.rbd.list', stdout);
+  if (!Array.isArray(rows)) throw new Error('volume.rbd.list: expected a JSON array');
+  const images = new Map<string, RbdImage>();
+  const snaps: RbdSnap[] = [];
+  for (const row of rows as Record<string, unknown>[]) {
+    const image = row.image;
+    const size = row.size;
+    if (typeof image !== 'string' || typeof size !== 'number') throw new Error('volume.rbd.list: an entry without image or size');
+    if (typeof row.snapshot === 'string') {
+      // rbd prints protected as the string "true"/"false".
+      snaps.push({ image, name: row.snapshot, sizeBytes: size, protected: String(row.protected) === 'true' });
+      continue;
+    }
+    const p = row.parent as { image?: unknown; snapshot?: unknown } | undefined;
+    images.set(image, {
+      name: image,
+      sizeBytes: size,
+      ...(p && typeof p.image === 'string' && typeof p.snapshot === 'string' ? { parent: { image: p.image, snap: p.snapshot } } : {}),
+    });
+  }
+  return { images, snaps };
+}
+
+/** Parses `ceph df --format json` for one pool. */
+export function parseCephDf(stdout: string, pool: string): RbdSpace {
+  const df = parseJson('volume.rbd.df', stdout) as {
+    stats?: { total_bytes?: number };
+    pools?: { name?: string; stats?: { stored?: number; max_avail?: number } }[];
+  };
+  const p = df.pools?.find((x) => x.name === pool);
+  const clusterBytes = df.stats?.total_bytes;
+  if (typeof clusterBytes !== 'number') throw new Error('volume.rbd.df: no stats.total_bytes');
+  if (!p || typeof p.stats?.stored !== 'number' || typeof p.stats.max_avail !== 'number') {
+    throw new Error(`volume.rbd.df: pool ${pool} is not in the cluster's report`);
+  }
+  return { clusterBytes, storedBytes: p.stats.stored, maxAvailBytes: p.stats.max_avail };
+}
+
+/** Parses `rbd children --format json`: the images (in any pool) cloned from one snapshot. */
+export function parseChildren(stdout: string): string[] {
+  const rows = parseJson('volume.rbd.children', stdout);
+  if (!Array.isArray(rows)) throw new Error('volume.rbd.children: expected a JSON array');
+  return (rows as { pool?: string; image?: string }[]).map((r) => `${r.pool ?? ''}/${r.image ?? ''}`);
+}
+
+function parseJson(key: string, stdout: string): unknown {
+  try {
+    return JSON.parse(stdout.trim() || '[]');
+  } catch {
+    throw new Error(`${key}: the output is not JSON`);
+  }
+}
+
+/** The rbd tool's exit codes VBS tells apart (errno values; CEPH.md lists the texts). */
+export const RBD_EXIT = { notFound: 2, busy: 16, exists: 17, invalid: 22, notEmpty: 39, timedOut: 110 } as const;
+
+export function exitCodeOf(err: unknown): number | undefined {
+  return err instanceof CommandFailed ? err.result.exitCode : undefined;
+}
+
+/**
+ * One pool of a Ceph cluster through the volume.rbd.* patterns. Every change
+ * is an "ensure" (src/commands/verified.ts): when its command fails or times
+ * out, the pool is listed again, and the change counts as done when it is in
+ * place and as failed only when the listing shows it is not. A listing that
+ * fails leaves the outcome unknown (ServiceUnavailable), never "nothing done".
+ */
+export class RbdTools {
+  constructor(
+    private readonly runner: CommandRunner,
+    readonly pool: string,
+    private readonly log?: Pick<Logger, 'warn'>,
+  ) {}
+
+  private run(key: string, params: Record<string, string | number> = {}) {
+    return this.runner.run(key, { pool: this.pool, ...params });
+  }
+
+  /**
+   * `rbd ls -l` names the images, then opens each: an image renamed or
+   * removed in between (a create or delete running beside it) makes it exit
+   * with ENOENT. Listed again a few times; a pool that is missing keeps failing.
+   */
+  async list(): Promise<RbdPool> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return parseRbdList((await this.run('volume.rbd.list')).stdout);
+      } catch (err) {
+        if (exitCodeOf(err) !== RBD_EXIT.notFound || attempt >= LIST_ATTEMPTS) throw err;
+      }
+    }
+  }
+
+  async space(): Promise<RbdSpace> {
+    return parseCephDf((await this.run('volume.rbd.df')).stdout, this.pool);
+  }
+
+  async children(image: string, snap: string): Promise<string[]> {
+    return parseChildren((await this.run('volume.rbd.children', { image, snap })).stdout);
+  }
+
+  /** A blank image of `bytes` (whole MiB). */
+  async create(image: string, bytes: number): Promise<void> {
+    await runVerified(
+      `create ${image}`,
+      () => this.run('volume.rbd.create', { image, sizeMiB: Math.ceil(bytes / MiB) }),
+      async () => ((await this.list()).images.get(image)?.sizeBytes ?? -1) === bytes,
+      this.log,
+    );
+  }
+
+  async snapCreate(image: string, snap: string): Promise<void> {
+    await runVerified(`snapshot ${image}@${snap}`, () => this.run('volume.rbd.snap-create', { image, snap }), () => this.hasSnap(image, snap), this.log);
+  }
+
+  async protect(image: string, snap: string): Promise<void> {
+    await runVerified(`protect ${image}@${snap}`, () => this.run('volume.rbd.snap-protect', { image, snap }), () => this.hasSnap(image, snap, true), this.log);
+  }
+
+  async unprotect(image: string, snap: string): Promise<void> {
+    await runVerified(`unprotect ${image}@${snap}`, () => this.run('volume.rbd.snap-unprotect', { image, snap }), () => this.hasSnap(image, snap, false), this.log);
+  }
+
+  async snapRename(image: string, snap: string, newSnap: string): Promise<void> {
+    await runVerified(
+      `rename ${image}@${snap}`,
+      () => this.run('volume.rbd.snap-rename', { image, snap, newSnap }),
+      async () => (await this.hasSnap(image, newSnap)) && !(await this.hasSnap(image, snap)),
+      this.log,
+    );
+  }
+
+  async snapRm(image: string, snap: string): Promise<void> {
+    await runVerified(`remove ${image}@${snap}`, () => this.run('volume.rbd.snap-rm', { image, snap }), async () => !(await this.hasSnap(image, snap)), this.log);
+  }
+
+  async clone(image: string, snap: string, newImage: string): Promise<void> {
+    await runVerified(
+      `clone ${image}@${snap}`,
+      () => this.run('volume.rbd.clone', { image, snap, newImage }),
+      async () => {
+        const parent = (await this.list()).images.get(newImage)?.parent;
+        return parent?.image === image && parent.snap === snap;
+      },
+      this.log,
+    );
+  }
+
+  /** Grows an image to `bytes` (whole MiB); never shrinks one. */
+  async grow(image: string, bytes: number): Promise<void> {
+    await runVerified(
+      `resize ${image}`,
+      () => this.run('volume.rbd.resize', { image, sizeMiB: Math.ceil(bytes / MiB) }),
+      async () => ((await this.list()).images.get(image)?.sizeBytes ?? 0) >= bytes,
+      this.log,
+    );
+  }
+
+  async flatten(image: string): Promise<void> {
+    await runVerified(
+      `flatten ${image}`,
+      () => this.run('volume.rbd.flatten', { image }),
+      async () => {
+        const found = (await this.list()).images.get(image);
+        return found !== undefined && found.parent === undefined;
+      },
+      this.log,
+    );
+  }
+
+  async rename(image: string, newImage: string): Promise<void> {
+    await runVerified(
+      `rename ${image}`,
+      () => this.run('volume.rbd.rename', { image, newImage }),
+      async () => {
+        const { images } = await this.list();
+        return images.has(newImage) && !images.has(image);
+      },
+      this.log,
+    );
+  }
+
+  async rm(image: string): Promise<void> {
+    await runVerified(`remove ${image}`, () => this.run('volume.rbd.rm', { image }), async () => !(await this.list()).images.has(image), this.log);
+  }
+
+  private async hasSnap(image: string, snap: string, isProtected?: boolean): Promise<boolean> {
+    const s = (await this.list()).snaps.find((x) => x.image === image && x.name === snap);
+    return s !== undefined && (isProtected === undefined || s.protected === isProtected);
+  }
+}
