@@ -202,6 +202,13 @@ export const VolumeDelegateConfigSchema = z
           target: z.enum(['iet', 'tgt']),
           /** tgtd's control port (`tgtadm -C`), for several tgtd on one host. */
           tgtControlPort: z.number().int().min(0).max(65535).default(0),
+          /**
+           * tgt: each export's host must also prove a per-export CHAP secret
+           * (docs/chap.md). false: the initiator-name ACL alone, for VMM hosts that
+           * cannot yet be given a secret off their command line (libvirt network
+           * disks, open-iscsi hosts). Change it only while nothing is exported.
+           */
+          chap: z.boolean().default(true),
           /** Thin snapshots in this thin pool of the VG instead of copies of lvcreate -s snapshots. */
           thinPool: z.string().regex(/^[A-Za-z0-9+_][A-Za-z0-9+_.-]{0,126}$/).optional(),
           /** Caps what this delegate provisions, below what the VG has free. */

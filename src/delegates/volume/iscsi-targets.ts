@@ -141,8 +141,8 @@ export interface TargetTool {
   unbindAccount(tid: number, user: string): Promise<void>;
 }
 
-/** iscsi.<kind>.* patterns; for iet with the simulator, their `.sim` variants. */
-export function targetTool(kind: 'iet' | 'tgt', runner: CommandRunner, variant: 'sim' | undefined): TargetTool {
+/** iscsi.<kind>.* patterns; for iet with the simulator, their `.sim` variants. `chap`: tgt requires per-export CHAP accounts (the operator may turn it off). */
+export function targetTool(kind: 'iet' | 'tgt', runner: CommandRunner, variant: 'sim' | undefined, chap = true): TargetTool {
   const run = (action: string, params: Record<string, string | number> = {}) => runner.run(`iscsi.${kind}.${action}`, params, variant);
   return {
     kind,
@@ -155,7 +155,7 @@ export function targetTool(kind: 'iet' | 'tgt', runner: CommandRunner, variant: 
     dropConnection: async (tid, sid, cid) => void (kind === 'tgt' && (await run('drop-connection', { tid, sid, cid }))),
     removeLun: async (tid, lun) => void (await run('remove-lun', { tid, lun })),
     removeTarget: async (tid) => void (await run('remove-target', { tid })),
-    chap: kind === 'tgt',
+    chap: kind === 'tgt' && chap,
     listAccounts: async () => (kind === 'tgt' ? parseTgtAccounts((await run('account-list')).stdout) : []),
     newAccount: async (chapUser, chapSecret) => void (kind === 'tgt' && (await run('account-new', { chapUser, chapSecret }))),
     deleteAccount: async (chapUser) => void (kind === 'tgt' && (await run('account-delete', { chapUser }))),

@@ -128,7 +128,7 @@ async function openLvmIscsi(
   return LvmIscsiBackend.open(
     {
       lvm: new LvmTools(runner, cfg.vg, variant, log),
-      targets: targetTool(cfg.target, runner, variant),
+      targets: targetTool(cfg.target, runner, variant, cfg.chap),
       iqnPrefix: cfg.iqnPrefix,
       portal: cfg.portal,
       stateDir: cfg.stateDir,

@@ -163,3 +163,20 @@ describe('lvm-iscsi exports through a real tgtd', { timeout: 180_000 }, () => {
     expect(show().match(/^Target \d+: (\S+)/gm)).toEqual(['Target 1: iqn.2001-04.com.example:not-ours']);
   });
 });
+
+describe('lvm-iscsi exports through a real tgtd, with CHAP turned off by the operator', { timeout: 180_000 }, () => {
+  it('admits the exported host by its initiator name alone, names no account, and still keeps other hosts out', async () => {
+    const site = simSite(9);
+    const { backend } = await openLvm(lvmConfig(site, { target: 'tgt', tgtControlPort: tgtd.controlPort, portal: tgtd.portal, chap: false }));
+    await backend.createVolume(VOL(9), 1);
+    await ready(backend, VOL(9));
+    const iqn = `${IQN_PREFIX}:${VOL(9)}`;
+    const exp = await exportTo(backend, VOL(9), 'host-a');
+    expect(exp).toEqual({ kind: 'iscsi', portal: tgtd.portal, iqn, lun: 1, initiator: hostInitiatorName('host-a') });
+    expect(tgtd.tgtadm('--lld', 'iscsi', '--op', 'show', '--mode', 'account')).not.toContain(VOL(9));
+    expect(inquire(iqn, 'host-a', undefined).code).toBe(0);
+    expect(inquire(iqn, 'host-b', undefined).code).not.toBe(0);
+    expect(await backend.unexportVolume(VOL(9), 'host-a')).toBe(true);
+    expect(inquire(iqn, 'host-a', undefined).code).not.toBe(0);
+  });
+});
