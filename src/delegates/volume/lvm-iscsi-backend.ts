@@ -83,15 +83,28 @@ export class LvmIscsiBackend implements VolumeBackend {
   }
 
   /** Opens the back end after removing what copies cut off by a crash left behind. */
-  static async open(o: LvmIscsiOptions, log: Logger): Promise<LvmIscsiBackend> {
+  static async open(o: LvmIscsiOptions, log: Logger, retryDelayMs = START_RETRY_DELAY_MS): Promise<LvmIscsiBackend> {
     const b = new LvmIscsiBackend(o, log);
-    for (const lv of await o.lvm.list()) {
-      if (!isLeftover(lv.name)) continue;
-      log.warn('removing a copy cut off by a restart', { lv: lv.name });
-      await o.lvm.remove(lv.name);
+    // Every step is idempotent (it looks first), so a host command that fails
+    // once (killed, a busy VG) is tried again rather than failing the start:
+    // a delegate that exits on one failed lvremove is restarted into the same
+    // failure until its supervisor gives up. A command that keeps failing
+    // still fails the start, after START_ATTEMPTS tries.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        for (const lv of await o.lvm.list()) {
+          if (!isLeftover(lv.name)) continue;
+          log.warn('removing a copy cut off by a restart', { lv: lv.name });
+          await o.lvm.remove(lv.name);
+        }
+        await b.exports.restore(log);
+        return b;
+      } catch (err) {
+        if (attempt >= START_ATTEMPTS) throw err;
+        log.warn('starting the back end failed; trying again', { attempt, message: errorMessage(err) });
+        await new Promise((r) => setTimeout(r, retryDelayMs));
+      }
     }
-    await b.exports.restore(log);
-    return b;
   }
 
   private get lvm(): LvmTools {
@@ -429,6 +442,10 @@ function deletedWhileQueued(id: string): VbsError {
 function isOurs(name: string): boolean {
   return VOLUME_ID.test(name) || SNAPSHOT_ID.test(name);
 }
+
+/** Tries at start-up before the delegate gives up (see open). */
+const START_ATTEMPTS = 3;
+const START_RETRY_DELAY_MS = 1_000;
 
 function isLeftover(name: string): boolean {
   return (name.startsWith(PART) || name.startsWith(COW)) && isOurs(name.slice(name.indexOf('.') + 1));

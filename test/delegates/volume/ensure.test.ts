@@ -291,3 +291,18 @@ describe('CreateVolume and CreateSnapshot: timed-out steps are verified, failed 
     }
   });
 });
+
+describe('starting the lvm-iscsi back end', { timeout: 120_000 }, () => {
+  // The chaos soak killed an lvremove while a restarted delegate tidied up: it
+  // exited, was restarted into the same tidy-up, and its supervisor gave up.
+  it('tries a tidy-up command that failed once again, instead of failing the start', async () => {
+    const site = simSite(8);
+    sim(site.state, 'lvcreate', '-L', '8m', '-n', `part.${VOL(31)}`, 'vbs');
+    const faults = join(tempDir('vbs-faults-'), 'f');
+    mkdirSync(faults);
+    writeFileSync(join(faults, 'volume.lvm.remove'), 'fail');
+    await openLvm(lvmConfig(site), faultyCommands(faults));
+    expect(existsSync(join(faults, 'volume.lvm.remove'))).toBe(false); // the fault was taken
+    expect(lvNames(site.state)).not.toContain(`part.${VOL(31)}`);
+  });
+});
