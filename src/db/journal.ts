@@ -294,10 +294,11 @@ export class Journal {
   }
 
   /** A leftover that worked: gone (only while its claim holds). */
-  dropLeftover(c: Claim): void {
+  dropLeftover(c: Claim, change?: () => void): void {
     writeTx(this.db, () => {
       this.hold(c);
       this.db.prepare('DELETE FROM leftovers WHERE id = ?').run(c.id);
+      change?.();
     });
   }
 
@@ -340,6 +341,11 @@ export class Journal {
   }
 
   /** Whether earlier work on a resource is unfinished and nobody is running it: a stalled or parked workflow, or a leftover undo. */
+  /** Undos of failed workflows still waiting on the resource. */
+  hasLeftovers(resource: string): boolean {
+    return Boolean(this.db.prepare('SELECT 1 FROM leftovers WHERE resource_id = ? LIMIT 1').get(resource));
+  }
+
   hasPendingWork(resource: string): boolean {
     const t = this.nowIso();
     const stalled = this.db

@@ -239,6 +239,11 @@ export class Metadata {
     return r.changes === 1;
   }
 
+  /** Deletes one attachment only while it is in `status`; true when it was. */
+  deleteAttachmentIn(volumeId: string, vmmHost: string, vmId: string, status: AttachmentState): boolean {
+    return this.db.prepare('DELETE FROM attachments WHERE volume_id = ? AND vmm_host = ? AND vm_id = ? AND status = ?').run(volumeId, vmmHost, vmId, status).changes === 1;
+  }
+
   deleteAttachment(volumeId: string, vmmHost: string, vmId: string): void {
     this.db.prepare('DELETE FROM attachments WHERE volume_id = ? AND vmm_host = ? AND vm_id = ?').run(volumeId, vmmHost, vmId);
   }

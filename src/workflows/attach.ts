@@ -136,8 +136,17 @@ export function attachKind(deps: WorkflowDeps): WorkflowKind<AttachmentData> {
       m.setAttachmentSource(d.volumeId, d.vmmHost, d.vmId, d.source ?? null);
     },
     abort: (m, d) => {
-      m.deleteAttachment(d.volumeId, d.vmmHost, d.vmId);
+      // The disk may still be on the VM (its DetachDisk undo failed and waits
+      // as a leftover): the attachment stays, `detaching`, so the volume is
+      // never shown available, nor attached elsewhere, while a VM may hold it.
+      if (d.diskMayRemain) m.setAttachmentStatus(d.volumeId, d.vmmHost, d.vmId, 'attaching', 'detaching');
+      else m.deleteAttachment(d.volumeId, d.vmmHost, d.vmId);
       settleVolumeStatus(m, d.volumeId);
+    },
+    // A leftover undo that saw the disk gone (or never there) releases what abort kept.
+    leftoverDone: (m, d) => {
+      if (d.diskMayRemain) return;
+      if (m.deleteAttachmentIn(d.volumeId, d.vmmHost, d.vmId, 'detaching')) settleVolumeStatus(m, d.volumeId);
     },
   };
 }

@@ -57,6 +57,12 @@ export interface WorkflowKind<D> {
   /** Metadata changes when the workflow is abandoned. Runs inside a write transaction. */
   abort(meta: Metadata, data: D, error: VbsError): void;
   /**
+   * Metadata changes when one of its leftover undos finally worked, with the
+   * data that undo left (an abort may have kept a record for what could not be
+   * undone yet). Runs inside the write transaction that drops the leftover.
+   */
+  leftoverDone?(meta: Metadata, data: D): void;
+  /**
    * Its work is per volume and VMM host (`data.vmmHost`): pending work of the
    * resource bound to other hosts does not hold it up (src/db/host-work.ts).
    */
@@ -243,6 +249,11 @@ export class WorkflowEngine {
     } catch (err) {
       if (resource && kind.recovery === 'rollforward' && err instanceof VbsError && err.code === 'IncorrectState' && this.journal.isRunning(kind.kind, resource)) {
         throw new VbsError('ServiceUnavailable', `An earlier ${kind.kind} of '${resource}' is being finished. Retry shortly.`);
+      }
+      // "In use" or "in the wrong state" while an undo is still pending on the resource is that undo's doing
+      // (a failed attach keeps its attachment until its disk is seen gone): retryable, and says what waits.
+      if (resource && err instanceof VbsError && (err.code === 'VolumeInUse' || err.code === 'IncorrectState') && this.journal.hasLeftovers(resource)) {
+        throw new UndoPending(resource, this.pendingSummary(resource));
       }
       throw err;
     }
@@ -539,13 +550,14 @@ export class WorkflowEngine {
 
   private async retryLeftover(l: LeftoverRow, claim: Claim): Promise<boolean> {
     const data = JSON.parse(l.data) as Record<string, unknown>;
-    const step = this.kinds.get(l.kind)?.steps(data).find((s) => s.name === l.step);
+    const kind = this.kinds.get(l.kind);
+    const step = kind?.steps(data).find((s) => s.name === l.step);
     try {
       // Resuming parked work starts its retries afresh, with its resource as it was.
       if (l.parked_at) this.journal.unpark(claim, () => l.parked_status && this.meta.clearError(l.resource_id, l.parked_status));
       if (!step?.undo) throw new Error(`no undo for ${l.kind}/${l.step}`);
       await this.holding(claim, () => step.undo!(data));
-      this.journal.dropLeftover(claim);
+      this.journal.dropLeftover(claim, () => kind?.leftoverDone?.(this.meta, data));
       return true;
     } catch (err) {
       if (err instanceof ClaimLost) {

@@ -29,6 +29,12 @@ describe('attach compensation withdraws the session and the export only after th
     // Every undo is kept, to run once the disk is gone.
     const leftovers = () => (f.db.prepare('SELECT step FROM leftovers ORDER BY id').all() as { step: string }[]).map((l) => l.step);
     expect(leftovers()).toEqual(['vmm-delegate.AttachDisk', 'vmm-delegate.LoginTarget', 'vmm-delegate.DiscoverTarget', 'volume-delegate.ExportVolume']);
+    // While the VM may hold the disk, the volume is never shown available: its attachment stays, detaching.
+    const state = () => ({
+      volume: (f.db.prepare('SELECT status FROM volumes WHERE volume_id = ?').get(vol) as { status: string }).status,
+      attachments: f.db.prepare('SELECT vm_id, status FROM attachments WHERE volume_id = ?').all(vol),
+    });
+    expect(state()).toEqual({ volume: 'in-use', attachments: [{ vm_id: 'vm1', status: 'detaching' }] });
 
     // A retry while the disk still cannot be detached withdraws nothing either.
     await f.wf.engine.resume({ notDueToo: true });
@@ -40,6 +46,7 @@ describe('attach compensation withdraws the session and the export only after th
     const cleared = f.vmm.calls.length;
     await f.wf.engine.resume({ notDueToo: true });
     expect(leftovers()).toEqual([]);
+    expect(state()).toEqual({ volume: 'available', attachments: [] });
     expect([...f.vmm.disks.keys()]).toEqual([]);
     expect([...f.vmm.sessions]).toEqual([]);
     expect([...f.storage.exports]).toEqual([]);
