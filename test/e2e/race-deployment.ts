@@ -55,7 +55,12 @@ export async function startRaceDeployment(opts: RaceDeploymentOptions): Promise<
     // vbs up wrote the ports its services had; every service here gets a
     // fresh one instead (port 0): there may be several VMM delegates, and the
     // old ports may have been taken since.
-    const anyPort = (c: Record<string, unknown>): Record<string, unknown> => ({ ...c, listen: { ...(c.listen as object), port: 0 } });
+    const anyPort = (c: Record<string, unknown>): Record<string, unknown> => ({
+      ...c,
+      listen: { ...(c.listen as object), port: 0 },
+      // Two VMM delegates from one file must not share its metrics port either.
+      ...(c.metrics ? { metrics: { ...(c.metrics as object), port: 0 } } : {}),
+    });
     const volume = anyPort(readJson('volume-delegate.json'));
     writeJson('volume-delegate.json', { ...volume, backend: { ...(volume.backend as object), capacityGiB: opts.capacityGiB } });
 

@@ -50,7 +50,9 @@ export async function startServedLvmIscsi(front: Record<string, unknown>, volume
     // vbs up wrote the ports its services had, which may be taken since: start on fresh ones.
     for (const f of ['volume-delegate.json', 'vmm-delegate.json', 'front.json']) {
       const c = readJson(f);
-      writeJson(f, { ...c, listen: { ...(c.listen as object), port: 0 }, ...(f === 'volume-delegate.json' ? volumeDelegate : {}) });
+      // Fresh ports, metrics' too: vbs up's may have been taken since it stopped.
+      const metrics = c.metrics ? { metrics: { ...(c.metrics as object), port: 0 } } : {};
+      writeJson(f, { ...c, listen: { ...(c.listen as object), port: 0 }, ...metrics, ...(f === 'volume-delegate.json' ? volumeDelegate : {}) });
     }
     const volumeUrl = await serve('volume-delegate', dir, children);
     let vmmChild = children.length;
