@@ -230,7 +230,9 @@ describe('DescribeSnapshots pages and filters', () => {
     expect(seen.sort()).toEqual([...ids].sort());
     const one = (await alice.call('DescribeSnapshots', { filter: [filter('volumeId', stable[4]!), filter('status', 'completed')] })).snapshot as unknown as Snapshot[];
     expect(one.map((s) => s.snapshotId)).toEqual([ids[1]!]);
-    expect(await faultOf(alice.call('DescribeSnapshots', { filter: [filter('size', '1')] }))).toBe('InvalidParameterValue');
+    // size is a snapshot filter now (EC2's volume-size); an attachment's is not.
+    expect((await alice.call('DescribeSnapshots', { filter: [filter('volumeId', stable[4]!), filter('size', '1')] })).snapshot).toHaveLength(1);
+    expect(await faultOf(alice.call('DescribeSnapshots', { filter: [filter('attachment.vmId', 'vm1')] }))).toBe('InvalidParameterValue');
     expect(await faultOf(alice.call('DescribeSnapshots', { snapshotId: [ids[0]!], maxResults: 5 }))).toBe('InvalidParameterCombination');
   });
 });
