@@ -9,6 +9,7 @@ import {
   GiB,
   IQN_PREFIX,
   iscsiLs,
+  chapAccountOf,
   lvFile,
   ok,
   simDump,
@@ -157,7 +158,8 @@ for (const mode of MODES) {
       if (b.target === 'tgt') {
         // The VMM host's initiator sees it at the portal over iSCSI (the deployment's tgtd really
         // serves it); any other initiator is not shown it.
-        const ls = iscsiLs(b.portal, hostInitiatorName('localhost'));
+        // With the CHAP account the front gave that host for this export.
+        const ls = iscsiLs(b.portal, hostInitiatorName('localhost'), chapAccountOf(site.dir, vol.volumeId));
         expect(ls).toContain(`Target:${IQN_PREFIX}:${vol.volumeId} Portal:${b.portal}`);
         expect(ls).toMatch(/Lun:1\s+Type:DIRECT_ACCESS/);
         expect(iscsiLs(b.portal, hostInitiatorName('elsewhere'))).not.toContain(`${IQN_PREFIX}:${vol.volumeId}`);

@@ -204,9 +204,26 @@ export function leftovers(dir: string): { kind: string; step: string; error: str
   }
 }
 
-/** The targets and LUNs a portal reports over iSCSI itself (libiscsi's iscsi-ls), as any initiator sees them. */
-export function iscsiLs(portal: string, initiator?: string): string {
-  const r = spawnSync('iscsi-ls', ['-s', ...(initiator ? ['-i', initiator] : []), `iscsi://${portal}`], { encoding: 'utf8' });
+/** The CHAP account the front recorded for a volume's attachment (tgt requires one per export), if any. */
+export function chapAccountOf(dir: string, volumeId: string): { user: string; secret: string } | undefined {
+  const db = new Database(join(dir, 'vbs.db'), { readonly: true, fileMustExist: true });
+  try {
+    db.pragma('busy_timeout = 10000');
+    const row = db.prepare('SELECT source FROM attachments WHERE volume_id = ? AND source IS NOT NULL').get(volumeId) as { source: string } | undefined;
+    const s = row ? (JSON.parse(row.source) as { chapUser?: string; chapSecret?: string }) : {};
+    return s.chapUser && s.chapSecret ? { user: s.chapUser, secret: s.chapSecret } : undefined;
+  } finally {
+    db.close();
+  }
+}
+
+/** The targets and LUNs a portal reports over iSCSI itself (libiscsi's iscsi-ls), as any initiator sees them (logging in with `chap` where the target asks). */
+export function iscsiLs(portal: string, initiator?: string, chap?: { user: string; secret: string }): string {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env.LIBISCSI_CHAP_USERNAME;
+  delete env.LIBISCSI_CHAP_PASSWORD;
+  if (chap) Object.assign(env, { LIBISCSI_CHAP_USERNAME: chap.user, LIBISCSI_CHAP_PASSWORD: chap.secret });
+  const r = spawnSync('iscsi-ls', ['-s', ...(initiator ? ['-i', initiator] : []), `iscsi://${portal}`], { encoding: 'utf8', env });
   if (r.status !== 0) throw new Error(`iscsi-ls ${portal} exited ${r.status}: ${r.stderr}`);
   return r.stdout;
 }
