@@ -7,7 +7,7 @@ import { CommandRunner } from '../../../src/commands/runner.js';
 import { hostInitiatorName } from '../../../src/core/initiator-name.js';
 import { silentLogger } from '../../../src/core/log.js';
 import { FileBackend } from '../../../src/delegates/volume/file-backend.js';
-import { cleanupDirs, COMMANDS, GiB, IQN_PREFIX, ietTargets, libiscsi, lvmConfig, openLvm, ready, sim, simSite, startTgtd, type Tgtd } from './helpers.js';
+import { cleanupDirs, COMMANDS, GiB, IQN_PREFIX, ietTargets, libiscsi, libiscsiAs, lvmConfig, openLvm, ready, sim, simSite, startTgtd, type Tgtd } from './helpers.js';
 
 /**
  * GrowVolume on each back end: the file back end's real file; the lvm-iscsi
@@ -84,8 +84,10 @@ describe('lvm-iscsi back end: GrowVolume', { timeout: 180_000 }, () => {
     const lvPath = sim(site.state, 'lvm', 'path', `vbs/${VOL(1)}`).trim();
     mark(lvPath);
     const iqn = `${IQN_PREFIX}:${VOL(1)}`;
-    await backend.exportVolume(VOL(1), 'host-a');
-    const capacity = () => libiscsi('iscsi-readcapacity16', `--initiator-name=${hostInitiatorName('host-a')}`, `iscsi://${tgtd.portal}/${iqn}/1`).stdout;
+    // tgt requires the export's CHAP account: the host logs in with the one the export named.
+    const exp = await backend.exportVolume(VOL(1), 'host-a');
+    const account = exp.kind === 'iscsi' && exp.chapUser && exp.chapSecret ? { user: exp.chapUser, secret: exp.chapSecret } : undefined;
+    const capacity = () => libiscsiAs(account, 'iscsi-readcapacity16', `--initiator-name=${hostInitiatorName('host-a')}`, `iscsi://${tgtd.portal}/${iqn}/1`).stdout;
     expect(capacity()).toContain(`Total size:${GiB}`);
 
     expect(await backend.growVolume(VOL(1), 3)).toBe(3 * GiB);
