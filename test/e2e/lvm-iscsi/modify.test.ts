@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canRunTgtd } from '../../../src/deploy/tgtd.js';
 import { hostInitiatorName } from '../../../src/core/initiator-name.js';
 import { startVbs, type Vbs } from '../harness.js';
-import { armFault, backendOf, clearFault, expectCheckClean, GiB, IQN_PREFIX, lvFile, ok, simDump, type BackendConfig, type Site } from './site.js';
+import { armFault, backendOf, chapAccountOf, clearFault, expectCheckClean, GiB, IQN_PREFIX, lvFile, ok, simDump, type BackendConfig, type Site } from './site.js';
 
 /**
  * ModifyVolume through the CLI against `vbs up --backend lvm-iscsi`: the LV
@@ -60,7 +60,10 @@ describe(`ModifyVolume on lvm-iscsi (targets on ${TARGET})`, { timeout: 180_000 
     expect(back.equals(MARK)).toBe(true);
     if (TARGET === 'tgt') {
       const iqn = `${IQN_PREFIX}:${vol.volumeId}`;
-      const cap = spawnSync('iscsi-readcapacity16', [`--initiator-name=${hostInitiatorName('localhost')}`, `iscsi://${b.portal}/${iqn}/1`], { encoding: 'utf8' });
+      // With the CHAP account the front gave the host for this export (tgt requires one).
+      const chap = chapAccountOf(site.dir, vol.volumeId);
+      const env = { ...process.env, ...(chap ? { LIBISCSI_CHAP_USERNAME: chap.user, LIBISCSI_CHAP_PASSWORD: chap.secret } : {}) };
+      const cap = spawnSync('iscsi-readcapacity16', [`--initiator-name=${hostInitiatorName('localhost')}`, `iscsi://${b.portal}/${iqn}/1`], { encoding: 'utf8', env });
       expect(cap.stdout).toContain(`Total size:${2 * GiB}`);
     }
     const [described] = await ok<{ size: number; status: string }[]>(site, 'describe-volumes', vol.volumeId);
