@@ -248,9 +248,18 @@ export class Metadata {
     this.db.prepare('DELETE FROM attachments WHERE volume_id = ? AND vmm_host = ? AND vm_id = ?').run(volumeId, vmmHost, vmId);
   }
 
-  /** Attachments on one VMM host of a volume, other than one VM's: who else shares its export and session there. */
+  /** Records that an attachment's disk is off its VM: it is leaving, and never needs its host's session or export again. */
+  markDiskGone(volumeId: string, vmmHost: string, vmId: string): void {
+    this.db.prepare('UPDATE attachments SET disk_gone = 1 WHERE volume_id = ? AND vmm_host = ? AND vm_id = ?').run(volumeId, vmmHost, vmId);
+  }
+
+  /**
+   * Attachments on one VMM host of a volume, other than one VM's, that may
+   * still use its export and session there (a leaving one whose disk is off
+   * its VM does not).
+   */
   othersOnHost(volumeId: string, vmmHost: string, vmId: string): number {
-    const r = this.db.prepare('SELECT count(*) AS n FROM attachments WHERE volume_id = ? AND vmm_host = ? AND vm_id <> ?').get(volumeId, vmmHost, vmId) as {
+    const r = this.db.prepare('SELECT count(*) AS n FROM attachments WHERE volume_id = ? AND vmm_host = ? AND vm_id <> ? AND disk_gone = 0').get(volumeId, vmmHost, vmId) as {
       n: number;
     };
     return r.n;

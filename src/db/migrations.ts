@@ -334,4 +334,12 @@ export const MIGRATIONS: readonly string[] = [
     DELETE FROM volume_modifications WHERE volume_id = old.volume_id;
   END;
   `,
+  // Read-only attachments on one host share a session and an export, and the
+  // last to leave withdraws them. An attachment whose disk is off its VM (a
+  // detach past its first step, a failed attach past its DetachDisk undo) will
+  // never use them again, so it no longer counts as "someone else here":
+  // without this, two readers leaving together each left them to the other.
+  `
+  ALTER TABLE attachments ADD COLUMN disk_gone INTEGER NOT NULL DEFAULT 0 CHECK (disk_gone IN (0, 1));
+  `,
 ];

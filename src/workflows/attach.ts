@@ -17,6 +17,8 @@ export interface AttachmentData extends Numbered {
   source?: XmlRecord;
   /** Set while an attach's DetachDisk undo has not succeeded: the VM may still have the disk. */
   diskMayRemain?: boolean;
+  /** Set once this workflow logged the host out of the target (so its unexport need not again). */
+  sessionWithdrawn?: boolean;
 }
 
 /**
@@ -55,9 +57,14 @@ function stepsOf({ meta, delegates, hostLocks, log }: WorkflowDeps) {
       const r = await volume(d).call('ExportVolume', { volumeId: d.volumeId, vmmHost: d.vmmHost, chapSecret: newChapSecret(), ...generationOf(d) });
       return { source: r.export as XmlRecord };
     });
+  // The last attachment to leave a host withdraws the session too, unless its
+  // own logout step already did: two readers leaving together can each have
+  // skipped the logout because the other was still there, and a target with a
+  // session cannot be removed.
   const unexportVolume = (d: AttachmentData) =>
     locked(d, async () => {
       if (othersOnHost(meta, d)) return;
+      if (isIscsi(d) && !d.sessionWithdrawn) await logoutNow(d);
       await withdraw('UnexportVolume', d, () => volume(d).call('UnexportVolume', { volumeId: d.volumeId, vmmHost: d.vmmHost, ...generationOf(d) }));
     });
   const discover = (d: AttachmentData) =>
@@ -69,15 +76,20 @@ function stepsOf({ meta, delegates, hostLocks, log }: WorkflowDeps) {
       if (isIscsi(d)) await vmm(d).call('LoginTarget', target(d));
     });
   // Logging out also forgets the discovered node, so it undoes both.
+  const logoutNow = async (d: AttachmentData) => {
+    await withdraw('LogoutTarget', d, () => vmm(d).call('LogoutTarget', target(d)));
+    d.sessionWithdrawn = true;
+  };
   const logout = (d: AttachmentData) =>
     locked(d, async () => {
-      if (isIscsi(d) && !othersOnHost(meta, d)) await withdraw('LogoutTarget', d, () => vmm(d).call('LogoutTarget', target(d)));
+      if (isIscsi(d) && !othersOnHost(meta, d)) await logoutNow(d);
     });
   const attachDisk = async (d: AttachmentData) => {
     await vmm(d).call('AttachDisk', { volumeId: d.volumeId, vmId: d.vmId, device: d.device, mode: d.mode, source: d.source, ...generationOf(d) });
   };
   const detachDisk = async (d: AttachmentData) => {
     await vmm(d).call('DetachDisk', { volumeId: d.volumeId, vmId: d.vmId, device: d.device, source: d.source, ...generationOf(d) });
+    meta.markDiskGone(d.volumeId, d.vmmHost, d.vmId);
   };
 
   // Compensation order: the session and the export an attach set up are
@@ -89,10 +101,14 @@ function stepsOf({ meta, delegates, hostLocks, log }: WorkflowDeps) {
   const undoAttachDisk = async (d: AttachmentData) => {
     d.diskMayRemain = true;
     await withdraw('DetachDisk', d, () => detachDisk(d));
+    // Refused as stale counts too: a newer workflow holds the disk now, under its own row.
+    meta.markDiskGone(d.volumeId, d.vmmHost, d.vmId);
     d.diskMayRemain = false;
   };
+  // Past this point the disk is off the VM: detached by the undo, or never attached (the step failed without acting).
   const afterDiskGone = (undo: (d: AttachmentData) => Promise<void>) => async (d: AttachmentData) => {
     if (d.diskMayRemain) await undoAttachDisk(d);
+    else meta.markDiskGone(d.volumeId, d.vmmHost, d.vmId);
     await undo(d);
   };
 

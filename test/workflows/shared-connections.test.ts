@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { VbsError } from '../../src/core/errors.js';
+import { pendingWork } from '../../src/db/journal.js';
 import { KeyedMutex } from '../../src/core/keyed-mutex.js';
 import type { Record as XmlRecord } from '../../src/soap/xml.js';
 import { availableVolume, FakeDelegate, makeFront } from './fakes.js';
@@ -44,6 +46,52 @@ describe('exports and iSCSI sessions shared by read-only attachments on one host
     expect([...vmm.sessions]).toEqual([`iqn.2026-11.org.vbs:${vol}`]);
     expect([...f.storage.exports]).toEqual([`${vol}@localhost`]);
     expect([...vmm.disks.keys()]).toEqual(['vm2/xvdb']);
+  });
+});
+
+/** A fake VMM host whose AttachDisk calls wait until the test fails them all at once. */
+class FailingAttachVmm extends FakeDelegate {
+  private readonly held: (() => void)[] = [];
+  private arrived: () => void = () => {};
+  waitFor(n: number): Promise<void> {
+    return new Promise((r) => (this.arrived = () => this.held.length >= n && r()));
+  }
+  failAll(): void {
+    for (const go of this.held.splice(0)) go();
+  }
+  override async call(op: string, i: XmlRecord): Promise<XmlRecord> {
+    if (op === 'AttachDisk') {
+      await new Promise<void>((go) => {
+        this.held.push(go);
+        this.arrived();
+      });
+      throw new VbsError('OperationFailed', 'the hypervisor refused the disk');
+    }
+    return super.call(op, i);
+  }
+}
+
+describe('the last attachment to leave a host withdraws its session and export', () => {
+  // Each undo decides "others here?" on its own: two readers failing together
+  // each saw the other at logout, and the one that withdrew the export last
+  // found the session nobody logged out (the soak's stuck remove-target).
+  it('two read-only attaches that fail together leave no session and no export', async () => {
+    const vmm = new FailingAttachVmm();
+    const f = makeFront(':memory:', undefined, vmm);
+    f.storage.exportKind = 'iscsi';
+    const vol = await availableVolume(f);
+    const args = (vmId: string) => ({ volumeId: vol, vmmHost: 'localhost', vmId, device: 'xvdb', mode: 'r' });
+    const both = vmm.waitFor(2);
+    const attaches = [f.call('AttachVolume', args('vm1')), f.call('AttachVolume', args('vm2'))].map((p) => p.then(() => 'attached', (e: VbsError) => e.code));
+    await both;
+    vmm.failAll();
+    const outcome = await Promise.all(attaches);
+    expect(outcome).toEqual(['OperationFailed', 'OperationFailed']);
+
+    expect(f.meta.attachmentsOf([vol])).toEqual([]);
+    expect([...vmm.sessions]).toEqual([]);
+    expect([...f.storage.exports]).toEqual([]);
+    expect(pendingWork(f.db).leftovers).toEqual([]);
   });
 });
 
