@@ -41,6 +41,8 @@ export interface ClaimFilter {
   readonly parkedToo?: boolean;
   /** At most this many pieces of work in one pass. */
   readonly limit?: number;
+  /** Only this workflow's (leftover undos). */
+  readonly workflowId?: number;
 }
 
 const WORKFLOW_COLUMNS = 'id, kind, resource_id, data, attempts, first_failed_at, last_error, parked_at, parked_status';
@@ -274,18 +276,26 @@ export class Journal {
     });
   }
 
-  /** Claims the next leftover undo after `afterId`, in the order they were kept: the order their compensation ran them in. */
+  /**
+   * Claims the next leftover undo after `afterId`. A workflow's undos run in
+   * the order its compensation kept them, one at a time: a later one (remove
+   * the target) waits until the earlier one (log the host out) has worked, as
+   * it would fail before. Different workflows' undos may run side by side.
+   */
   claimLeftover(f: ClaimFilter = {}, afterId = 0): { row: LeftoverRow; claim: Claim } | undefined {
     const t = this.nowIso();
     const token = this.newToken();
     const row = writeTx(this.db, () => {
       const next = this.db
         .prepare(
-          `SELECT id, lease_until FROM leftovers WHERE (lease_until IS NULL OR lease_until < ? OR vbs_runner_gone(lease_owner)) AND id > ?
-             AND (? IS NULL OR resource_id = ?) AND (? OR next_attempt_at <= ?) AND (? OR parked_at IS NULL)
+          `SELECT id, lease_until FROM leftovers l WHERE (lease_until IS NULL OR lease_until < ? OR vbs_runner_gone(lease_owner)) AND id > ?
+             AND (? IS NULL OR resource_id = ?) AND (? IS NULL OR workflow_id = ?) AND (? OR next_attempt_at <= ?) AND (? OR parked_at IS NULL)
+             AND NOT EXISTS (SELECT 1 FROM leftovers e WHERE e.workflow_id = l.workflow_id AND e.id < l.id)
              ORDER BY id LIMIT 1`,
         )
-        .get(t, afterId, f.resource ?? null, f.resource ?? null, f.notDueToo ? 1 : 0, t, f.parkedToo ? 1 : 0) as { id: number; lease_until: string | null } | undefined;
+        .get(t, afterId, f.resource ?? null, f.resource ?? null, f.workflowId ?? null, f.workflowId ?? null, f.notDueToo ? 1 : 0, t, f.parkedToo ? 1 : 0) as
+        | { id: number; lease_until: string | null }
+        | undefined;
       if (!next) return undefined;
       if (next.lease_until !== null) claimTakenOver('undo');
       return this.db.prepare(`UPDATE leftovers SET lease_owner = ?, lease_until = ? WHERE id = ? RETURNING ${LEFTOVER_COLUMNS}`).get(token, this.leaseUntil(), next.id) as LeftoverRow;

@@ -341,5 +341,7 @@ export const MIGRATIONS: readonly string[] = [
   // without this, two readers leaving together each left them to the other.
   `
   ALTER TABLE attachments ADD COLUMN disk_gone INTEGER NOT NULL DEFAULT 0 CHECK (disk_gone IN (0, 1));
+  -- A workflow's leftover undos are retried in the order they were kept (see Journal.claimLeftover).
+  CREATE INDEX leftovers_workflow ON leftovers(workflow_id, id);
   `,
 ];

@@ -154,6 +154,9 @@ export interface ClaimOptions {
 /** A claim's lease unless configured: long enough for a delegate call that times out, short enough to take over a dead runner's work. */
 export const DEFAULT_LEASE_MS = 120_000;
 
+/** Leftover undos retried at once by one front: enough that one slow host does not hold back the rest, few enough to keep a 2-core front answering. */
+const LEFTOVER_RUNNERS = 4;
+
 /**
  * A request on a resource whose interrupted work the restarted front is still
  * recovering: retryable, like any unfinished earlier work.
@@ -538,13 +541,25 @@ export class WorkflowEngine {
       }
       if (await this.recoverOne(kind, row, claim, finished)) done++;
     }
-    for (let after = 0; taken < limit; ) {
-      const next = this.journal.claimLeftover(f, after);
-      if (!next) break;
-      after = next.row.id;
-      taken++;
-      if (await this.retryLeftover(next.row, next.claim)) done++;
-    }
+    // Leftover undos: a bounded pool of runners, so one host that is slow to
+    // answer does not hold back every other resource's clean-up. Each runner
+    // follows the workflow it took to the end of its chain of undos (they run
+    // in order: see claimLeftover) while they keep working.
+    let after = 0;
+    const runner = async () => {
+      while (taken < limit) {
+        let next = this.journal.claimLeftover(f, after);
+        if (!next) return;
+        after = Math.max(after, next.row.id);
+        while (next && taken < limit) {
+          taken++;
+          if (!(await this.retryLeftover(next.row, next.claim))) break;
+          done++;
+          next = this.journal.claimLeftover({ ...f, workflowId: next.row.workflow_id });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: LEFTOVER_RUNNERS }, runner));
     return done;
   }
 
