@@ -375,14 +375,23 @@ export class LvmIscsiBackend implements VolumeBackend {
 
   // ------------------------------------------------------------ describe, delete
 
+  // The jobs are read before the listing: a copy that finishes in between is
+  // then still a job (creating), never missing from both (absent), which the
+  // front would take for a lost object.
   async describe(id: string): Promise<StoredObject> {
-    return this.describeFrom(id, await this.lvm.list());
+    const jobs = this.jobsNow();
+    return this.describeFrom(id, await this.lvm.list(), jobs);
   }
 
-  private describeFrom(id: string, lvs: LvInfo[]): StoredObject {
+  /** The jobs as they are now, copied (a job's fields change as its copy goes on). */
+  private jobsNow(): Map<string, Job> {
+    return new Map([...this.jobs].map(([id, job]) => [id, { ...job }]));
+  }
+
+  private describeFrom(id: string, lvs: LvInfo[], jobs: Map<string, Job>): StoredObject {
     const lv = lvs.find((l) => l.name === id);
     if (lv) return { id, state: 'ready', sizeBytes: lv.sizeBytes, progress: 100 };
-    const job = this.jobs.get(id);
+    const job = jobs.get(id);
     if (!job || job.cancelled) return { id, state: 'absent' };
     if (job.state === 'error') return { id, state: 'error', message: job.message };
     const progress = job.totalMiB ? Math.min(99, Math.floor((job.doneMiB / job.totalMiB) * 100)) : 0;
@@ -390,9 +399,10 @@ export class LvmIscsiBackend implements VolumeBackend {
   }
 
   async list(): Promise<StoredObject[]> {
+    const jobs = this.jobsNow();
     const lvs = await this.lvm.list();
-    const ids = new Set<string>([...this.jobs.keys(), ...lvs.map((l) => l.name).filter(isOurs)]);
-    return [...ids].sort().map((id) => this.describeFrom(id, lvs)).filter((o) => o.state !== 'absent');
+    const ids = new Set<string>([...jobs.keys(), ...lvs.map((l) => l.name).filter(isOurs)]);
+    return [...ids].sort().map((id) => this.describeFrom(id, lvs, jobs)).filter((o) => o.state !== 'absent');
   }
 
   async delete(id: string): Promise<boolean> {
