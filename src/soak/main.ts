@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomInt } from 'node:crypto';
@@ -45,6 +45,12 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   const out = opts.out ? resolve(opts.out) : mkdtempSync(join(tmpdir(), `vbs-soak-${opts.backend}-`));
   const dir = join(out, 'deployment');
+  // A soak judges one run from nothing: an earlier run's deployment (its
+  // database, its leftovers) in the same folder would be counted as this one's.
+  if (existsSync(dir) && readdirSync(dir).length) {
+    process.stderr.write(`soak: ${out} already holds a deployment from an earlier run; give an empty or new --out folder\n`);
+    return 2;
+  }
   mkdirSync(dir, { recursive: true });
   const say = (line: string) => process.stdout.write(`${line}\n`);
   say(`soak: ${opts.seconds} s on the ${opts.backend} back end, seed ${opts.seed}, ${opts.clients} clients; post-mortem in ${out}`);

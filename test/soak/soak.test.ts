@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -76,4 +76,17 @@ describe.each(['file', 'lvm-iscsi'] as const)('the chaos soak on the %s back end
     },
     TIMEOUT_MS,
   );
+});
+
+describe('the soak', () => {
+  it("refuses a folder that holds an earlier run's deployment rather than judge that run's leftovers as its own", async () => {
+    const out = mkdtempSync(join(tmpdir(), 'vbs-soak-test-reused-'));
+    outs.push(out);
+    mkdirSync(join(out, 'deployment'));
+    writeFileSync(join(out, 'deployment', 'vbs.db'), '');
+    const r = await runSoak(['--seconds', '1', '--out', out]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('already holds a deployment from an earlier run');
+    expect(readFileSync(join(out, 'deployment', 'vbs.db'), 'utf8')).toBe('');
+  });
 });
