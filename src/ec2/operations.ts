@@ -1,6 +1,6 @@
 import { VbsError } from '../core/errors.js';
 import type { Record as XmlRecord } from '../soap/xml.js';
-import { shownDevice, toHypervisorDevice, type DevicePrefix } from './devices.js';
+import { shownDevice, toHypervisorDevice, toHypervisorDeviceFilter, type DevicePrefix } from './devices.js';
 import type { Params } from './params.js';
 import { el, set, type Xml } from './xml.js';
 
@@ -97,7 +97,7 @@ const VOLUME_FILTERS: FilterMap = {
     'attachment.device': 'attachment.device',
     'tag-key': 'tagKey',
   },
-  value: (name, value, env) => (name === 'attachment.device' ? toHypervisorDevice(value, env.devicePrefix, 'attachment.device') : value),
+  value: (name, value, env) => (name === 'attachment.device' ? toHypervisorDeviceFilter(value, env.devicePrefix) : value),
 };
 
 function attachmentItem(a: XmlRecord): Xml[] {

@@ -88,13 +88,12 @@ export class ResourceTags {
     const maxResults = parseMaxResults(input.maxResults);
     const hash = filtersHash('tag', filters);
     const after = input.nextToken === undefined ? undefined : decodeToken(input.nextToken, 'tag', hash).seq;
-    const strings = (name: string) => filters.get(name)?.map(String);
     const rows = this.store.list({
       scope,
-      keys: strings('key'),
-      values: strings('value'),
-      resourceIds: strings('resourceId'),
-      resourceTypes: strings('resourceType') as ('volume' | 'snapshot')[] | undefined,
+      keys: filters.get('key'),
+      values: filters.get('value'),
+      resourceIds: filters.get('resourceId'),
+      resourceTypes: filters.get('resourceType')?.map(String) as ('volume' | 'snapshot')[] | undefined,
       after,
       limit: maxResults === undefined ? undefined : maxResults + 1,
     });
