@@ -419,7 +419,7 @@ const describeAvailabilityZones: Ec2Action = {
           el('optInStatus', 'opt-in-not-required'),
           el('groupName', z.regionName as string),
           el('networkBorderGroup', z.regionName as string),
-          set('messageSet', []),
+          set('messageSet', recs(z.message).map((m) => [el('message', m as unknown as string)])),
         ]),
       ),
     ];

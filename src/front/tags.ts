@@ -109,7 +109,7 @@ export class ResourceTags {
   describeZones(input: XmlRecord): XmlRecord {
     const asked = (Array.isArray(input.zoneName) ? input.zoneName : []).map((z) => this.zones.known(v.zoneName(z, 'zoneName')));
     const names = asked.length ? this.zones.names().filter((n) => asked.includes(n)) : this.zones.names();
-    return { zone: names.map((zoneName) => ({ zoneName, state: 'available', regionName: this.zones.region })) };
+    return { zone: this.zones.status(names).map((z) => ({ zoneName: z.zoneName, state: z.state, regionName: this.zones.region, message: [...z.messages] })) };
   }
 
   private resourceIds(raw: unknown): string[] {
