@@ -104,7 +104,7 @@ describe("zones' state through the front and the EC2 API", () => {
     const health = new DelegateHealth(pool, silentLogger, 60_000, async () => {});
     zones.watch((d) => health.volumeDelegateDown(d));
     const ctx = { caller: 'alice', admin: false, requestId: 't', log: silentLogger } as CallContext;
-    const invoke = (op: string, input: XmlRecord) => handlers[op]!(input, ctx);
+    const invoke = async (op: string, input: XmlRecord): Promise<XmlRecord> => handlers[op]!(input, ctx);
     const ec2 = (action: string, pairs: [string, string][]) => ACTIONS[action]!.run(Params.from(pairs), invoke, { caller: 'alice', devicePrefix: 'xvd' }).then((x) => x.join(''));
 
     await health.probeOnce();
