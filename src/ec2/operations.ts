@@ -395,22 +395,33 @@ const describeTags: Ec2Action = {
   },
 };
 
+/** EC2's zone filters → the field of the front's zone record (a zone's id and group are its name and region). */
+const ZONE_FILTERS: Readonly<Record<string, string>> = {
+  'zone-name': 'zoneName',
+  'zone-id': 'zoneName',
+  state: 'state',
+  'region-name': 'regionName',
+  'group-name': 'regionName',
+};
+
 const describeAvailabilityZones: Ec2Action = {
   operation: 'DescribeAvailabilityZones',
   async run(p, invoke) {
     p.bool('DryRun');
     p.bool('AllAvailabilityZones');
-    const names = [...p.list('ZoneName')];
-    for (const f of p.groups('Filter')) {
+    const names = [...p.list('ZoneName'), ...p.list('ZoneId')]; // zone ids are zone names
+    // Zones are few: their filters (exact values) are applied here, to what the front describes.
+    const zoneFilters: [string, string[]][] = p.groups('Filter').map((f) => {
       const name = required(f, 'Name');
-      if (name !== 'zone-name') throw new VbsError('InvalidParameterValue', `The filter '${name.slice(0, 64)}' is invalid for zones; valid filters: zone-name.`);
-      names.push(...f.list('Value'));
-    }
+      if (!Object.hasOwn(ZONE_FILTERS, name)) throw new VbsError('InvalidParameterValue', `The filter '${name.slice(0, 64)}' is invalid for zones; valid filters: ${Object.keys(ZONE_FILTERS).join(', ')}.`);
+      return [ZONE_FILTERS[name]!, f.list('Value')];
+    });
     const out = await invoke('DescribeAvailabilityZones', { zoneName: names });
+    const zones = recs(out.zone).filter((z) => zoneFilters.every(([field, values]) => values.includes(String(z[field]))));
     return [
       set(
         'availabilityZoneInfo',
-        recs(out.zone).map((z) => [
+        zones.map((z) => [
           el('zoneName', z.zoneName as string),
           el('zoneState', z.state as string),
           el('regionName', z.regionName as string),

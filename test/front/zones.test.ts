@@ -115,6 +115,11 @@ describe("zones' state through the front and the EC2 API", () => {
     expect(xml).toContain('<zoneName>vbs-1b</zoneName><zoneState>unavailable</zoneState>');
     expect(xml).toContain('<messageSet><item><message>1 of the 1 volume delegates of vbs-1b do not answer.</message></item></messageSet>');
     expect(xml).not.toContain('vbs-1a');
+    // EC2's zone filters: by state (and zone-name, zone-id, region-name), applied to what the front describes.
+    const byState = await ec2('DescribeAvailabilityZones', [['Filter.1.Name', 'state'], ['Filter.1.Value.1', 'unavailable'], ['Filter.2.Name', 'region-name'], ['Filter.2.Value.1', 'vbs-1']]);
+    expect(byState.match(/<zoneName>[^<]+<\/zoneName>/g)).toEqual(['<zoneName>vbs-1b</zoneName>']);
+    expect(await ec2('DescribeAvailabilityZones', [['Filter.1.Name', 'zone-id'], ['Filter.1.Value.1', 'vbs-9z']])).toContain('<availabilityZoneInfo></availabilityZoneInfo>');
+    await expect(ec2('DescribeAvailabilityZones', [['Filter.1.Name', 'opt-in-status'], ['Filter.1.Value.1', 'x']])).rejects.toMatchObject({ code: 'InvalidParameterValue' });
     // SOAP sees the same state.
     expect(((await invoke('DescribeAvailabilityZones', {})).zone as XmlRecord[]).map((z) => z.state)).toEqual(['available', 'unavailable']);
 
