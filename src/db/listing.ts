@@ -1,4 +1,4 @@
-import { Wildcard, type FilterValue } from '../front/wildcard.js';
+import { Wildcard, type FilterValue } from '../core/wildcard.js';
 import type { Db } from './database.js';
 import type { SnapshotRow, VolumeRow } from './metadata.js';
 
@@ -36,7 +36,7 @@ const inList = (column: string, values: readonly (string | number)[]): Condition
 
 /**
  * The column is one of the values: the exact ones by IN (an index serves it),
- * EC2 wildcard patterns (src/front/wildcard.ts) each by GLOB, with the pattern
+ * EC2 wildcard patterns (src/core/wildcard.ts) each by GLOB, with the pattern
  * as a parameter.
  */
 export function matchesAny(column: string, values: readonly FilterValue[]): Condition {

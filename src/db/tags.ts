@@ -1,4 +1,4 @@
-import type { FilterValue } from '../front/wildcard.js';
+import type { FilterValue } from '../core/wildcard.js';
 import type { Db } from './database.js';
 import { matchesAny } from './listing.js';
 import type { OwnerScope } from './metadata.js';
@@ -23,7 +23,7 @@ export interface TagToDelete {
 /** A page of DescribeTags, validated (src/front/tags.ts). */
 export interface TagListRequest {
   readonly scope: OwnerScope;
-  /** Exact values, or EC2 wildcard patterns (src/front/wildcard.ts). */
+  /** Exact values, or EC2 wildcard patterns (src/core/wildcard.ts). */
   readonly keys?: readonly FilterValue[];
   readonly values?: readonly FilterValue[];
   readonly resourceIds?: readonly FilterValue[];

@@ -1,5 +1,5 @@
 import { VbsError } from '../core/errors.js';
-import { parseFilterValue, Wildcard } from '../front/wildcard.js';
+import { parseFilterValue, Wildcard } from '../core/wildcard.js';
 
 /**
  * EC2 device names and the hypervisor's (issue 18). EC2 users name a

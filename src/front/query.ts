@@ -5,7 +5,7 @@ import * as v from '../core/validate.js';
 import type { PageKey } from '../db/listing.js';
 import { MODIFICATION_STATES } from '../db/modifications.js';
 import type { OwnerScope } from '../db/metadata.js';
-import { parseFilterValue, Wildcard, type FilterValue } from './wildcard.js';
+import { parseFilterValue, Wildcard, type FilterValue } from '../core/wildcard.js';
 
 /**
  * The paging and filter parameters of DescribeVolumes and DescribeSnapshots,
@@ -94,7 +94,7 @@ export const FILTERS: Readonly<Record<ListKind, Readonly<Record<string, ValueChe
 export const TAG_FILTER_PREFIX = 'tag:';
 
 /**
- * The filters whose values may hold EC2's wildcards (src/front/wildcard.ts):
+ * The filters whose values may hold EC2's wildcards (src/core/wildcard.ts):
  * those whose values are text, as EC2 has them. Sizes are numbers, and
  * commentPrefix and the tags' resourceType are matched otherwise; their
  * values are exact. `tag:KEY` values take wildcards too.

@@ -4,12 +4,12 @@ import { Metadata } from '../../src/db/metadata.js';
 import { TagStore } from '../../src/db/tags.js';
 import { describeSnapshots, describeVolumes } from '../../src/front/describe.js';
 import { filtersHash, parseFilters } from '../../src/front/query.js';
-import { MAX_PATTERN_CHARS, MAX_STARS, parseFilterValue, Wildcard } from '../../src/front/wildcard.js';
+import { MAX_PATTERN_CHARS, MAX_STARS, parseFilterValue, Wildcard } from '../../src/core/wildcard.js';
 import { toHypervisorDeviceFilter } from '../../src/ec2/devices.js';
 import type { Record as XmlRecord } from '../../src/soap/xml.js';
 
 /**
- * EC2's wildcards in filter values (src/front/wildcard.ts): `*` any run, `?`
+ * EC2's wildcards in filter values (src/core/wildcard.ts): `*` any run, `?`
  * one character, `\` the next character literally; matched by SQLite's GLOB
  * on a real database, with every other character of the value literal
  * (GLOB's `[`, SQL's `%` and `_` included).

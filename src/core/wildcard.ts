@@ -1,4 +1,4 @@
-import { VbsError } from '../core/errors.js';
+import { VbsError } from './errors.js';
 
 /**
  * EC2's wildcards in filter values (issue 18): `*` matches any run of
