@@ -84,7 +84,7 @@ const VOLUME_COLUMNS: Readonly<Record<string, string>> = {
   volumeId: 'volume_id',
   availabilityZone: 'availability_zone',
 };
-const SNAPSHOT_COLUMNS: Readonly<Record<string, string>> = { status: 'status', volumeId: 'volume_id', owner: 'owner', snapshotId: 'snapshot_id', size: 'size_gib' };
+const SNAPSHOT_COLUMNS: Readonly<Record<string, string>> = { status: 'status', volumeId: 'volume_id', owner: 'owner', snapshotId: 'snapshot_id', size: 'size_gib', comment: 'comment' };
 
 /** Tag filters (issue 18): `tag:KEY` (the tag has one of the values) and `tagKey` (any value), each one EXISTS on the tags' primary key. */
 function tagConditions(idColumn: string, filters: ListRequest['filters']): Condition[] {

@@ -226,6 +226,7 @@ const SNAPSHOT_FILTERS: FilterMap = {
     'owner-id': 'owner',
     'volume-size': 'size',
     'tag-key': 'tagKey',
+    description: 'comment',
   },
 };
 

@@ -81,6 +81,8 @@ export const FILTERS: Readonly<Record<ListKind, Readonly<Record<string, ValueChe
     snapshotId: (x, p) => v.snapshotId(x, p),
     size: (x, p) => v.sizeGiB(x, p),
     tagKey: (x, p) => v.tagKey(x, p),
+    // EC2's description filter: the whole comment (commentPrefix: its start), with wildcards.
+    comment: (x, p) => v.comment(x, p),
   },
   tag: {
     key: (x, p) => v.tagKey(x, p),
@@ -103,7 +105,7 @@ export const WILDCARD_FILTERS: Readonly<Record<ListKind, ReadonlySet<string>>> =
   volume: new Set(['status', 'snapshotId', 'attachment.vmmHost', 'attachment.vmId', 'attachment.status', 'owner', 'volumeId', 'availabilityZone', 'attachment.instanceId', 'attachment.device', 'tagKey']),
   // DescribeVolumesModifications matches exactly (src/db/modifications.ts binds each list as JSON).
   modification: new Set(),
-  snapshot: new Set(['status', 'volumeId', 'owner', 'snapshotId', 'tagKey']),
+  snapshot: new Set(['status', 'volumeId', 'owner', 'snapshotId', 'tagKey', 'comment']),
   tag: new Set(['key', 'value', 'resourceId']),
 };
 

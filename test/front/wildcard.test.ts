@@ -127,6 +127,11 @@ describe('wildcard filters on a real database', () => {
   it('snapshots and tags take them too', () => {
     expect(snapshotsBy([{ name: 'tag:Name', value: ['?Eb*'] }])).toEqual(['wEb-3']);
     expect(snapshotsBy([{ name: 'snapshotId', value: ['snap-*5'] }])).toEqual(['wEb-3']);
+    // EC2's description: the whole comment, exact or by pattern.
+    db.prepare("UPDATE snapshots SET comment = 'nightly of web' WHERE snapshot_id = ?").run(snapId(1));
+    expect(snapshotsBy([{ name: 'comment', value: ['nightly*'] }])).toEqual(['web-22']);
+    expect(snapshotsBy([{ name: 'comment', value: ['nightly'] }])).toEqual([]);
+    expect(snapshotsBy([{ name: 'comment', value: ['nightly of web'] }])).toEqual(['web-22']);
     expect(tagsBy([{ name: 'key', value: ['k*'] }, { name: 'resourceId', value: ['vol-*1'] }])).toEqual(['vol-k1=']);
     expect(tagsBy([{ name: 'value', value: ['web-2*'] }])).toEqual(['vol-Name=web-22', 'snapName=web-22']);
   });

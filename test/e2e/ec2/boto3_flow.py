@@ -118,6 +118,7 @@ ec2.get_waiter('snapshot_completed').wait(SnapshotIds=[snap], WaiterConfig=fast(
 out['snapshot_completed'] = ec2.describe_snapshots(SnapshotIds=[snap])['Snapshots'][0]['State']
 out['snapshots_self'] = [x['SnapshotId'] for x in ec2.describe_snapshots(OwnerIds=['self'])['Snapshots']] == [snap]
 out['snapshots_tag'] = [x['SnapshotId'] for x in ec2.describe_snapshots(Filters=[{'Name': 'tag:k', 'Values': ['v']}])['Snapshots']] == [snap]
+out['snapshots_description'] = [[x['SnapshotId'] for x in ec2.describe_snapshots(Filters=[{'Name': 'description', 'Values': [d]}])['Snapshots']] == [snap] for d in ['first', 'f*t', 'fir']]
 out['snapshots_wildcard'] = [x['SnapshotId'] for x in ec2.describe_snapshots(Filters=[{'Name': 'tag:k', 'Values': ['?']}, {'Name': 'volume-id', 'Values': [vol[:6] + '*']}])['Snapshots']] == [snap]
 
 # Detach, waiter available

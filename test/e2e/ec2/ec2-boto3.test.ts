@@ -58,6 +58,7 @@ describe('EC2 API through boto3', () => {
   it("matches EC2's wildcards (* ? and \\ escapes) in volume, snapshot and tag filters", () => {
     expect(seen.wildcards).toEqual({ tag_star: true, tag_question: true, tag_too_short: [], tag_escaped: [], device: true, status: true, volume_id: true, size_refused: 'InvalidParameterValue' });
     expect(seen.snapshots_wildcard).toBe(true);
+    expect(seen.snapshots_description).toEqual([true, true, false]);
     expect(seen.tags_wildcard).toEqual(['snapshot', 'volume']);
   });
 
