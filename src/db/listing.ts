@@ -1,3 +1,4 @@
+import { Wildcard, type FilterValue } from '../core/wildcard.js';
 import type { Db } from './database.js';
 import type { SnapshotRow, VolumeRow } from './metadata.js';
 
@@ -18,7 +19,7 @@ export interface ListRequest {
   /** Only these ids (DescribeVolumes with ids). */
   readonly ids?: readonly string[];
   /** Filter name → values: ORed within a filter, filters ANDed. */
-  readonly filters: ReadonlyMap<string, readonly (string | number)[]>;
+  readonly filters: ReadonlyMap<string, readonly FilterValue[]>;
   readonly after?: PageKey;
   /** At most this many rows; undefined: all. */
   readonly limit?: number;
@@ -32,10 +33,26 @@ interface Condition {
 
 const placeholders = (n: number) => Array.from({ length: n }, () => '?').join(', ');
 const inList = (column: string, values: readonly (string | number)[]): Condition => ({ sql: `${column} IN (${placeholders(values.length)})`, params: values });
+
+/**
+ * The column is one of the values: the exact ones by IN (an index serves it),
+ * EC2 wildcard patterns (src/core/wildcard.ts) each by GLOB, with the pattern
+ * as a parameter.
+ */
+export function matchesAny(column: string, values: readonly FilterValue[]): Condition {
+  const exact = values.filter((x): x is string | number => !(x instanceof Wildcard));
+  const patterns = values.filter((x): x is Wildcard => x instanceof Wildcard);
+  const parts: Condition[] = [
+    ...(exact.length ? [inList(column, exact)] : []),
+    ...patterns.map((p): Condition => ({ sql: `${column} GLOB ?`, params: [p.glob] })),
+  ];
+  if (parts.length === 1) return parts[0]!;
+  return { sql: `(${parts.map((p) => p.sql).join(' OR ')})`, params: parts.flatMap((p) => p.params) };
+}
 /** instr(...) = 1: a plain prefix test, no LIKE wildcards to escape, and the same in characters as JavaScript's. */
-const anyPrefix = (column: string, prefixes: readonly (string | number)[]): Condition => ({
+const anyPrefix = (column: string, prefixes: readonly FilterValue[]): Condition => ({
   sql: `(${prefixes.map(() => `instr(${column}, ?) = 1`).join(' OR ')})`,
-  params: prefixes,
+  params: prefixes.map(String),
 });
 
 /** The attachment filters match one attachment together: "attached to vm1 on host A", not vm1 anywhere and anything on A. */
@@ -44,13 +61,13 @@ function attachmentCondition(filters: ListRequest['filters']): Condition | undef
   const host = filters.get('attachment.vmmHost');
   const vm = filters.get('attachment.vmId');
   const status = filters.get('attachment.status');
-  if (host) parts.push(inList('a.vmm_host', host));
-  if (vm) parts.push(inList('a.vm_id', vm));
-  if (status) parts.push(inList('a.status', status));
+  if (host) parts.push(matchesAny('a.vmm_host', host));
+  if (vm) parts.push(matchesAny('a.vm_id', vm));
+  if (status) parts.push(matchesAny('a.status', status));
   const instance = filters.get('attachment.instanceId');
   const device = filters.get('attachment.device');
-  if (instance) parts.push(inList('a.instance_id', instance));
-  if (device) parts.push(inList('a.device', device));
+  if (instance) parts.push(matchesAny('a.instance_id', instance));
+  if (device) parts.push(matchesAny('a.device', device));
   if (!parts.length) return undefined;
   return {
     sql: `EXISTS (SELECT 1 FROM attachments a WHERE a.volume_id = volumes.volume_id AND ${parts.map((p) => p.sql).join(' AND ')})`,
@@ -67,18 +84,20 @@ const VOLUME_COLUMNS: Readonly<Record<string, string>> = {
   volumeId: 'volume_id',
   availabilityZone: 'availability_zone',
 };
-const SNAPSHOT_COLUMNS: Readonly<Record<string, string>> = { status: 'status', volumeId: 'volume_id', owner: 'owner', snapshotId: 'snapshot_id', size: 'size_gib' };
+const SNAPSHOT_COLUMNS: Readonly<Record<string, string>> = { status: 'status', volumeId: 'volume_id', owner: 'owner', snapshotId: 'snapshot_id', size: 'size_gib', comment: 'comment' };
 
 /** Tag filters (issue 18): `tag:KEY` (the tag has one of the values) and `tagKey` (any value), each one EXISTS on the tags' primary key. */
 function tagConditions(idColumn: string, filters: ListRequest['filters']): Condition[] {
   const out: Condition[] = [];
   for (const [name, values] of filters) {
     if (name === 'tagKey') {
-      out.push({ sql: `EXISTS (SELECT 1 FROM tags t WHERE t.resource_id = ${idColumn} AND t.key IN (${placeholders(values.length)}))`, params: values });
+      const key = matchesAny('t.key', values);
+      out.push({ sql: `EXISTS (SELECT 1 FROM tags t WHERE t.resource_id = ${idColumn} AND ${key.sql})`, params: key.params });
     } else if (name.startsWith('tag:')) {
+      const value = matchesAny('t.value', values);
       out.push({
-        sql: `EXISTS (SELECT 1 FROM tags t WHERE t.resource_id = ${idColumn} AND t.key = ? AND t.value IN (${placeholders(values.length)}))`,
-        params: [name.slice('tag:'.length), ...values],
+        sql: `EXISTS (SELECT 1 FROM tags t WHERE t.resource_id = ${idColumn} AND t.key = ? AND ${value.sql})`,
+        params: [name.slice('tag:'.length), ...value.params],
       });
     }
   }
@@ -109,7 +128,7 @@ function pageQuery(
   if (req.ids) where.push(inList(idColumn, req.ids));
   for (const [name, values] of req.filters) {
     const column = columns[name];
-    if (column) where.push(inList(column, values));
+    if (column) where.push(matchesAny(column, values));
   }
   const prefixes = req.filters.get('commentPrefix');
   if (prefixes) where.push(anyPrefix('comment', prefixes));

@@ -1,4 +1,6 @@
+import type { FilterValue } from '../core/wildcard.js';
 import type { Db } from './database.js';
+import { matchesAny } from './listing.js';
 import type { OwnerScope } from './metadata.js';
 
 export interface Tag {
@@ -21,9 +23,10 @@ export interface TagToDelete {
 /** A page of DescribeTags, validated (src/front/tags.ts). */
 export interface TagListRequest {
   readonly scope: OwnerScope;
-  readonly keys?: readonly string[];
-  readonly values?: readonly string[];
-  readonly resourceIds?: readonly string[];
+  /** Exact values, or EC2 wildcard patterns (src/core/wildcard.ts). */
+  readonly keys?: readonly FilterValue[];
+  readonly values?: readonly FilterValue[];
+  readonly resourceIds?: readonly FilterValue[];
   readonly resourceTypes?: readonly ('volume' | 'snapshot')[];
   readonly after?: number;
   readonly limit?: number;
@@ -84,10 +87,11 @@ export class TagStore {
   list(req: TagListRequest): TagRow[] {
     const where: string[] = [];
     const params: (string | number)[] = [];
-    const among = (column: string, values: readonly (string | number)[] | undefined) => {
+    const among = (column: string, values: readonly FilterValue[] | undefined) => {
       if (!values) return;
-      where.push(`${column} IN (${values.map(() => '?').join(', ')})`);
-      params.push(...values);
+      const c = matchesAny(column, values);
+      where.push(c.sql);
+      params.push(...c.params);
     };
     among('t.key', req.keys);
     among('t.value', req.values);

@@ -1,4 +1,5 @@
 import { VbsError } from '../core/errors.js';
+import { parseFilterValue, Wildcard } from '../core/wildcard.js';
 
 /**
  * EC2 device names and the hypervisor's (issue 18). EC2 users name a
@@ -22,4 +23,15 @@ export function toHypervisorDevice(ec2Name: string, prefix: DevicePrefix, param 
 /** How an attachment's device is shown through EC2: the hypervisor's name under /dev/. */
 export function shownDevice(stored: string): string {
   return stored.startsWith('/dev/') ? stored : `/dev/${stored}`;
+}
+
+/**
+ * An `attachment.device` filter value: a device name as toHypervisorDevice
+ * maps it, or a pattern with EC2's wildcards (`/dev/sd*`), whose leading EC2
+ * spelling is mapped the same way (`/dev/sd*` → `xvd*`, `/dev/*` → `*`), so it
+ * matches what DescribeVolumes shows either way.
+ */
+export function toHypervisorDeviceFilter(value: string, prefix: DevicePrefix): string {
+  if (!(parseFilterValue(value, 'attachment.device') instanceof Wildcard)) return toHypervisorDevice(value, prefix, 'attachment.device');
+  return value.replace(/^\/dev\//, '').replace(/^(?:sd|xvd|hd|vd)(?=[a-z*?]|$)/, prefix);
 }

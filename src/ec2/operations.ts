@@ -1,6 +1,6 @@
 import { VbsError } from '../core/errors.js';
 import type { Record as XmlRecord } from '../soap/xml.js';
-import { shownDevice, toHypervisorDevice, type DevicePrefix } from './devices.js';
+import { shownDevice, toHypervisorDevice, toHypervisorDeviceFilter, type DevicePrefix } from './devices.js';
 import type { Params } from './params.js';
 import { el, set, type Xml } from './xml.js';
 
@@ -97,7 +97,7 @@ const VOLUME_FILTERS: FilterMap = {
     'attachment.device': 'attachment.device',
     'tag-key': 'tagKey',
   },
-  value: (name, value, env) => (name === 'attachment.device' ? toHypervisorDevice(value, env.devicePrefix, 'attachment.device') : value),
+  value: (name, value, env) => (name === 'attachment.device' ? toHypervisorDeviceFilter(value, env.devicePrefix) : value),
 };
 
 function attachmentItem(a: XmlRecord): Xml[] {
@@ -226,6 +226,7 @@ const SNAPSHOT_FILTERS: FilterMap = {
     'owner-id': 'owner',
     'volume-size': 'size',
     'tag-key': 'tagKey',
+    description: 'comment',
   },
 };
 
@@ -395,22 +396,33 @@ const describeTags: Ec2Action = {
   },
 };
 
+/** EC2's zone filters → the field of the front's zone record (a zone's id and group are its name and region). */
+const ZONE_FILTERS: Readonly<Record<string, string>> = {
+  'zone-name': 'zoneName',
+  'zone-id': 'zoneName',
+  state: 'state',
+  'region-name': 'regionName',
+  'group-name': 'regionName',
+};
+
 const describeAvailabilityZones: Ec2Action = {
   operation: 'DescribeAvailabilityZones',
   async run(p, invoke) {
     p.bool('DryRun');
     p.bool('AllAvailabilityZones');
-    const names = [...p.list('ZoneName')];
-    for (const f of p.groups('Filter')) {
+    const names = [...p.list('ZoneName'), ...p.list('ZoneId')]; // zone ids are zone names
+    // Zones are few: their filters (exact values) are applied here, to what the front describes.
+    const zoneFilters: [string, string[]][] = p.groups('Filter').map((f) => {
       const name = required(f, 'Name');
-      if (name !== 'zone-name') throw new VbsError('InvalidParameterValue', `The filter '${name.slice(0, 64)}' is invalid for zones; valid filters: zone-name.`);
-      names.push(...f.list('Value'));
-    }
+      if (!Object.hasOwn(ZONE_FILTERS, name)) throw new VbsError('InvalidParameterValue', `The filter '${name.slice(0, 64)}' is invalid for zones; valid filters: ${Object.keys(ZONE_FILTERS).join(', ')}.`);
+      return [ZONE_FILTERS[name]!, f.list('Value')];
+    });
     const out = await invoke('DescribeAvailabilityZones', { zoneName: names });
+    const zones = recs(out.zone).filter((z) => zoneFilters.every(([field, values]) => values.includes(String(z[field]))));
     return [
       set(
         'availabilityZoneInfo',
-        recs(out.zone).map((z) => [
+        zones.map((z) => [
           el('zoneName', z.zoneName as string),
           el('zoneState', z.state as string),
           el('regionName', z.regionName as string),
@@ -419,7 +431,7 @@ const describeAvailabilityZones: Ec2Action = {
           el('optInStatus', 'opt-in-not-required'),
           el('groupName', z.regionName as string),
           el('networkBorderGroup', z.regionName as string),
-          set('messageSet', []),
+          set('messageSet', recs(z.message).map((m) => [el('message', m as unknown as string)])),
         ]),
       ),
     ];

@@ -1,6 +1,6 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import { SignatureV4 } from '@smithy/signature-v4';
+import { createScope, getPayloadHash, getSigningKey, SignatureV4Base } from '@smithy/signature-v4';
 import { VbsError } from '../core/errors.js';
 
 /**
@@ -58,6 +58,8 @@ interface Parts {
   readonly expires?: number;
   /** Signed in the query string (X-Amz-Date there, not among the signed headers). */
   readonly queryForm?: boolean;
+  /** Header form: the header that dates the request, which must be signed (X-Amz-Date, or Date). */
+  readonly dateHeader?: 'x-amz-date' | 'date';
 }
 
 export async function verifySigV4(req: SignedRequest, opts: VerifyOptions): Promise<Verified> {
@@ -76,7 +78,7 @@ export async function verifySigV4(req: SignedRequest, opts: VerifyOptions): Prom
     throw new VbsError('AuthFailure', `The credential is scoped to the region ${parts.region}; this endpoint is the region ${opts.region}.`);
   }
   if (!parts.signedHeaders.includes('host')) throw incomplete('the signed headers must include host');
-  if (!parts.queryForm && !parts.signedHeaders.includes('x-amz-date')) throw incomplete('the signed headers must include x-amz-date');
+  if (parts.dateHeader && !parts.signedHeaders.includes(parts.dateHeader)) throw incomplete(`the signed headers must include ${parts.dateHeader}`);
   for (const h of parts.signedHeaders) if (req.headers[h] === undefined) throw incomplete(`the signed header ${h} is not in the request`);
   const claimed = req.headers['x-amz-content-sha256'];
   if (claimed !== undefined && claimed !== createHash('sha256').update(req.body).digest('hex')) {
@@ -85,10 +87,13 @@ export async function verifySigV4(req: SignedRequest, opts: VerifyOptions): Prom
   const secret = opts.secretOf(parts.accessKeyId);
   if (secret === undefined) throw new VbsError('AuthFailure', 'AWS was not able to validate the provided access credentials.');
 
-  const expected = await expectedSignature(req, parts, secret, signingDate);
   const given = Buffer.from(parts.signature, 'hex');
-  const wanted = Buffer.from(expected, 'hex');
-  if (given.length !== wanted.length || !timingSafeEqual(given, wanted)) {
+  const matches = async (method: string) => timingSafeEqual(given, await expectedSignature({ ...req, method }, parts, secret));
+  // boto3's generate_presigned_url signs for the operation's method (POST), and such a URL is
+  // opened with GET: a query-form request without a body verifies signed for either method
+  // (EC2 reads GET and POST alike, and nothing else of the request differs).
+  const otherMethod = parts.queryForm && req.body.length === 0 ? { GET: 'POST', POST: 'GET' }[req.method] : undefined;
+  if (!(await matches(req.method)) && !(otherMethod !== undefined && (await matches(otherMethod)))) {
     throw new VbsError(
       'SignatureDoesNotMatch',
       'The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.',
@@ -115,6 +120,9 @@ function single(req: SignedRequest, name: string): string | undefined {
 
 /** Which form the request is signed in, and its parts; no signature at all is MissingAuthenticationToken. */
 function signatureParts(req: SignedRequest): Parts {
+  if (req.query.has('X-Amz-Security-Token') || req.headers['x-amz-security-token'] !== undefined) {
+    throw new VbsError('AuthFailure', 'Session tokens (X-Amz-Security-Token) are not supported: VBS has no STS; sign with an access key of a VBS user.');
+  }
   const auth = req.headers.authorization;
   if (auth !== undefined) return headerParts(auth, req);
   if (req.query.has('X-Amz-Algorithm') || req.query.has('X-Amz-Signature')) return queryParts(req);
@@ -132,9 +140,20 @@ function headerParts(auth: string, req: SignedRequest): Parts {
     if (eq < 0) throw incomplete('the Authorization header is not Credential=..., SignedHeaders=..., Signature=...');
     fields.set(piece.slice(0, eq).trim(), piece.slice(eq + 1).trim());
   }
+  // The request's time: X-Amz-Date, or (botocore sends it so when the request has a Date header) the signed Date header.
   const amzDate = req.headers['x-amz-date'];
-  if (typeof amzDate !== 'string') throw incomplete('the X-Amz-Date header is missing');
-  return { ...credential(fields.get('Credential')), ...signedAndSignature(fields.get('SignedHeaders'), fields.get('Signature')), amzDate };
+  const date = req.headers.date;
+  const parts = { ...credential(fields.get('Credential')), ...signedAndSignature(fields.get('SignedHeaders'), fields.get('Signature')) };
+  if (typeof amzDate === 'string') return { ...parts, amzDate, dateHeader: 'x-amz-date' };
+  if (typeof date !== 'string') throw incomplete('the X-Amz-Date header (or a Date header) is missing');
+  return { ...parts, amzDate: amzDateOf(date), dateHeader: 'date' };
+}
+
+/** An HTTP date (RFC 7231: Mon, 07 Dec 2026 12:00:00 GMT) as X-Amz-Date writes it; anything else is malformed. */
+function amzDateOf(httpDate: string): string {
+  const ms = /^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} (GMT|[-+]0000)$/.test(httpDate) ? Date.parse(httpDate) : NaN;
+  if (Number.isNaN(ms)) throw incomplete('the Date header must be an HTTP date such as Mon, 07 Dec 2026 12:00:00 GMT');
+  return new Date(ms).toISOString().replace(/[:-]|\.\d{3}/g, '');
 }
 
 function queryParts(req: SignedRequest): Parts {
@@ -189,35 +208,38 @@ function bytes(data: string | ArrayBuffer | ArrayBufferView): Buffer {
   return Buffer.from(data);
 }
 
-/** The signature AWS's signer makes for this request with this secret, over the headers the client signed. */
-async function expectedSignature(req: SignedRequest, parts: Parts, secret: string, signingDate: Date): Promise<string> {
-  const signer = new SignatureV4({
-    credentials: { accessKeyId: parts.accessKeyId, secretAccessKey: secret },
-    region: parts.region,
-    service: SERVICE,
-    sha256: NodeSha256,
-    uriEscapePath: true,
-    applyChecksum: false,
-  });
-  const headers: Record<string, string> = {};
-  for (const h of parts.signedHeaders) {
-    const value = req.headers[h];
-    headers[h] = Array.isArray(value) ? value.join(',') : String(value);
+/**
+ * AWS's own SigV4 steps (@smithy/signature-v4's canonical request, string to
+ * sign and signing key), over exactly the headers the client signed. The
+ * signer's sign() is not used: it decides itself which headers to sign (it
+ * drops Date and sets X-Amz-Date), and a verifier must take the client's list.
+ */
+class Verifier extends SignatureV4Base {
+  constructor(region: string) {
+    // The credentials are never read: the secret of the request's key is given to each call.
+    super({ service: SERVICE, region, credentials: { accessKeyId: '', secretAccessKey: '' }, sha256: NodeSha256, uriEscapePath: true, applyChecksum: false });
   }
-  // Every query parameter but the signature is signed, X-Amz-* ones of the query form included.
-  const query: Record<string, string | string[]> = {};
-  for (const [name, values] of req.query) {
-    if (name === 'X-Amz-Signature') continue;
-    query[name] = values.length === 1 ? values[0]! : [...values];
+
+  async signature(req: SignedRequest, parts: Parts, secret: string): Promise<Buffer> {
+    // Canonical header values: trimmed, inner runs of spaces as one (SigV4's rule, as the signer has it).
+    const headers: Record<string, string> = {};
+    for (const h of parts.signedHeaders) {
+      const value = req.headers[h];
+      headers[h] = (Array.isArray(value) ? value.join(',') : String(value)).trim().replace(/\s+/g, ' ');
+    }
+    // Every query parameter but the signature is signed (getCanonicalQuery leaves X-Amz-Signature out).
+    const query: Record<string, string | string[]> = {};
+    for (const [name, values] of req.query) query[name] = values.length === 1 ? values[0]! : [...values];
+    const request = { method: req.method, protocol: 'https:', hostname: headers.host ?? '', path: req.path, query, headers, body: req.body.length ? req.body : undefined };
+    const payloadHash = await getPayloadHash(request, NodeSha256);
+    const scope = createScope(parts.scopeDate, parts.region, SERVICE);
+    const stringToSign = await this.createStringToSign(parts.amzDate, scope, this.createCanonicalRequest(request, headers, payloadHash), ALGORITHM);
+    const key = await getSigningKey(NodeSha256, { accessKeyId: parts.accessKeyId, secretAccessKey: secret }, parts.scopeDate, parts.region, SERVICE);
+    return createHmac('sha256', key).update(stringToSign, 'utf8').digest();
   }
-  const host = headers.host ?? '';
-  const request = { method: req.method, protocol: 'https:', hostname: host, path: req.path, query, headers, body: req.body.length ? req.body : undefined };
-  // The signer adds an x-amz-date header; in the query form it is not among the signed headers.
-  const signed = await signer.sign(request, {
-    signingDate,
-    signableHeaders: new Set(parts.signedHeaders),
-    unsignableHeaders: parts.signedHeaders.includes('x-amz-date') ? undefined : new Set(['x-amz-date']),
-  });
-  const m = /Signature=([0-9a-f]{64})/.exec(String(signed.headers.authorization ?? signed.headers.Authorization));
-  return m ? m[1]! : '';
+}
+
+/** The signature the key's secret makes for this request, over the headers the client signed. */
+function expectedSignature(req: SignedRequest, parts: Parts, secret: string): Promise<Buffer> {
+  return new Verifier(parts.region).signature(req, parts, secret);
 }

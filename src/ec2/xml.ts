@@ -50,12 +50,16 @@ const STATUS: Partial<Record<FaultCode, number>> = {
 /**
  * Our codes are EC2's where EC2 has one; the rest are named as EC2 names the
  * same case: QuotaExceeded is EC2's VolumeLimitExceeded / SnapshotLimitExceeded
- * (chosen by the operation), MalformedRequest is InvalidParameterValue.
+ * (chosen by the operation), InsufficientCapacity of a volume is
+ * InsufficientVolumeCapacity, MalformedRequest is InvalidParameterValue.
  */
 export function ec2Code(err: VbsError, action: string): string {
   switch (err.code) {
     case 'QuotaExceeded':
       return action === 'CreateSnapshot' ? 'SnapshotLimitExceeded' : 'VolumeLimitExceeded';
+    case 'InsufficientCapacity':
+      // EC2's name for a volume's: it says to try another zone or later, as VBS's message does.
+      return action === 'CreateVolume' || action === 'ModifyVolume' ? 'InsufficientVolumeCapacity' : 'InsufficientCapacity';
     case 'MalformedRequest':
       return 'InvalidParameterValue';
     case 'OperationFailed':

@@ -31,6 +31,11 @@ export class DelegateHealth {
     clearInterval(this.timer);
   }
 
+  /** Whether the volume delegate did not answer its last probe (availability zones' state, src/front/zones.ts). */
+  volumeDelegateDown(name: string): boolean {
+    return this.down.has(`volume-delegate:${name}`);
+  }
+
   /** The delegates that did not answer the last probe, as `kind:name`. */
   unreachable(): string[] {
     return [...this.down].sort();

@@ -110,6 +110,8 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
     watcher.wakeAll();
     await service.reconcile(log);
   });
+  // A zone whose delegates do not answer is impaired or unavailable (DescribeAvailabilityZones, CreateVolume).
+  zones.watch((d) => health.volumeDelegateDown(d));
   health.start();
   const uncount = countMetadata(() => metadataCounts(db));
   log.info('VBS front listening', { url });

@@ -5,6 +5,7 @@ import * as v from '../core/validate.js';
 import type { PageKey } from '../db/listing.js';
 import { MODIFICATION_STATES } from '../db/modifications.js';
 import type { OwnerScope } from '../db/metadata.js';
+import { parseFilterValue, Wildcard, type FilterValue } from '../core/wildcard.js';
 
 /**
  * The paging and filter parameters of DescribeVolumes and DescribeSnapshots,
@@ -24,8 +25,8 @@ export type Scope = OwnerScope;
 
 export type ListKind = 'volume' | 'snapshot' | 'tag' | 'modification';
 
-/** Filter name → its values (ORed), validated and normalized. */
-export type Filters = ReadonlyMap<string, readonly (string | number)[]>;
+/** Filter name → its values (ORed), validated and normalized: exact values, or EC2 wildcard patterns. */
+export type Filters = ReadonlyMap<string, readonly FilterValue[]>;
 
 type ValueCheck = (value: unknown, param: string) => string | number;
 
@@ -80,6 +81,8 @@ export const FILTERS: Readonly<Record<ListKind, Readonly<Record<string, ValueChe
     snapshotId: (x, p) => v.snapshotId(x, p),
     size: (x, p) => v.sizeGiB(x, p),
     tagKey: (x, p) => v.tagKey(x, p),
+    // EC2's description filter: the whole comment (commentPrefix: its start), with wildcards.
+    comment: (x, p) => v.comment(x, p),
   },
   tag: {
     key: (x, p) => v.tagKey(x, p),
@@ -93,6 +96,20 @@ export const FILTERS: Readonly<Record<ListKind, Readonly<Record<string, ValueChe
 export const TAG_FILTER_PREFIX = 'tag:';
 
 /**
+ * The filters whose values may hold EC2's wildcards (src/core/wildcard.ts):
+ * those whose values are text, as EC2 has them. Sizes are numbers, and
+ * commentPrefix and the tags' resourceType are matched otherwise; their
+ * values are exact. `tag:KEY` values take wildcards too.
+ */
+export const WILDCARD_FILTERS: Readonly<Record<ListKind, ReadonlySet<string>>> = {
+  volume: new Set(['status', 'snapshotId', 'attachment.vmmHost', 'attachment.vmId', 'attachment.status', 'owner', 'volumeId', 'availabilityZone', 'attachment.instanceId', 'attachment.device', 'tagKey']),
+  // DescribeVolumesModifications matches exactly (src/db/modifications.ts binds each list as JSON).
+  modification: new Set(),
+  snapshot: new Set(['status', 'volumeId', 'owner', 'snapshotId', 'tagKey', 'comment']),
+  tag: new Set(['key', 'value', 'resourceId']),
+};
+
+/**
  * The `filter` elements of a request. An unknown name, a filter without
  * values, too many values or the same name twice (put its values in one
  * filter) is InvalidParameterValue. `owner` is for administrators (scope
@@ -101,7 +118,7 @@ export const TAG_FILTER_PREFIX = 'tag:';
  */
 export function parseFilters(kind: ListKind, raw: unknown, scope: Scope): Filters {
   const specs = FILTERS[kind];
-  const out = new Map<string, (string | number)[]>();
+  const out = new Map<string, FilterValue[]>();
   for (const f of Array.isArray(raw) ? raw : []) {
     const { name, value } = (f ?? {}) as { name?: unknown; value?: unknown };
     const byTag = kind !== 'tag' && typeof name === 'string' && name.startsWith(TAG_FILTER_PREFIX);
@@ -114,10 +131,17 @@ export function parseFilters(kind: ListKind, raw: unknown, scope: Scope): Filter
     const values = Array.isArray(value) ? value : [];
     if (values.length === 0) throw new VbsError('InvalidParameterValue', `The filter '${name}' needs at least one value.`);
     if (values.length > MAX_FILTER_VALUES) throw new VbsError('InvalidParameterValue', `The filter '${name}' has more than ${MAX_FILTER_VALUES} values.`);
-    // A user may name themselves (EC2's OwnerId self); anyone else's records are administrators' business.
-    if (name === 'owner' && scope.kind !== 'all' && values.some((x) => x !== scope.owner)) throw new VbsError('UnauthorizedOperation', 'Only VBS administrators may filter by owner.');
     const check = byTag ? (x: unknown, p: string) => v.tagValue(x, p) : specs[name]!;
-    out.set(name, [...new Set(values.map((x) => check(x, `filter ${name}`)))]);
+    const wildcards = byTag || WILDCARD_FILTERS[kind].has(name);
+    const param = `filter ${name.slice(0, 64)}`;
+    // An exact value is checked as the field's values are; a pattern only for its own bounds.
+    const parsed = values.map((x): FilterValue => {
+      const value = wildcards && typeof x === 'string' ? parseFilterValue(x, param) : x;
+      return value instanceof Wildcard ? value : check(value, param);
+    });
+    // A user may name themselves (EC2's OwnerId self); anyone else's records are administrators' business.
+    if (name === 'owner' && scope.kind !== 'all' && parsed.some((x) => x !== scope.owner)) throw new VbsError('UnauthorizedOperation', 'Only VBS administrators may filter by owner.');
+    out.set(name, [...new Map(parsed.map((x) => [String(x), x])).values()]);
   }
   return out;
 }

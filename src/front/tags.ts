@@ -88,13 +88,12 @@ export class ResourceTags {
     const maxResults = parseMaxResults(input.maxResults);
     const hash = filtersHash('tag', filters);
     const after = input.nextToken === undefined ? undefined : decodeToken(input.nextToken, 'tag', hash).seq;
-    const strings = (name: string) => filters.get(name)?.map(String);
     const rows = this.store.list({
       scope,
-      keys: strings('key'),
-      values: strings('value'),
-      resourceIds: strings('resourceId'),
-      resourceTypes: strings('resourceType') as ('volume' | 'snapshot')[] | undefined,
+      keys: filters.get('key'),
+      values: filters.get('value'),
+      resourceIds: filters.get('resourceId'),
+      resourceTypes: filters.get('resourceType')?.map(String) as ('volume' | 'snapshot')[] | undefined,
       after,
       limit: maxResults === undefined ? undefined : maxResults + 1,
     });
@@ -110,7 +109,7 @@ export class ResourceTags {
   describeZones(input: XmlRecord): XmlRecord {
     const asked = (Array.isArray(input.zoneName) ? input.zoneName : []).map((z) => this.zones.known(v.zoneName(z, 'zoneName')));
     const names = asked.length ? this.zones.names().filter((n) => asked.includes(n)) : this.zones.names();
-    return { zone: names.map((zoneName) => ({ zoneName, state: 'available', regionName: this.zones.region })) };
+    return { zone: this.zones.status(names).map((z) => ({ zoneName: z.zoneName, state: z.state, regionName: this.zones.region, message: [...z.messages] })) };
   }
 
   private resourceIds(raw: unknown): string[] {

@@ -16,10 +16,27 @@ export const DEFAULT_REGION = 'vbs-1';
  * zone. Without `zones` in the configuration there is one zone holding every
  * delegate. A delegate belongs to one zone.
  */
+/**
+ * EC2's zone states (DescribeAvailabilityZones' zoneState): a zone whose
+ * volume delegates all answer is `available`; one with some not answering is
+ * `impaired` (volumes are still created, on those that answer); one with none
+ * answering is `unavailable`, and CreateVolume there is refused.
+ */
+export type ZoneState = 'available' | 'impaired' | 'unavailable';
+
+export interface ZoneStatus {
+  readonly zoneName: string;
+  readonly state: ZoneState;
+  /** Why it is not available, for EC2's messageSet; empty when it is. */
+  readonly messages: readonly string[];
+}
+
 export class Zones {
   private readonly byDelegate = new Map<string, string>();
   private readonly members = new Map<string, readonly string[]>();
   private readonly turn = new Map<string, number>();
+  /** Whether a volume delegate is down (the front's health probe); until told, every delegate is up. */
+  private isDown: (delegate: string) => boolean = () => false;
 
   constructor(
     readonly region: string,
@@ -67,12 +84,42 @@ export class Zones {
     return zone;
   }
 
-  /** The next delegate of the zone (the first zone when none is asked for), in turn. */
+  /** Where delegates' health comes from (src/front/health.ts), read at each question. */
+  watch(isDown: (delegate: string) => boolean): void {
+    this.isDown = isDown;
+  }
+
+  /** Each zone (or those named), with its state. */
+  status(names: readonly string[] = this.names()): ZoneStatus[] {
+    return names.map((zoneName) => {
+      const members = this.members.get(zoneName) ?? [];
+      const down = members.filter((d) => this.isDown(d));
+      const state: ZoneState = down.length === 0 ? 'available' : down.length === members.length ? 'unavailable' : 'impaired';
+      const messages = down.length ? [`${down.length} of the ${members.length} volume delegates of ${zoneName} do not answer.`] : [];
+      return { zoneName, state, messages };
+    });
+  }
+
+  /**
+   * The next delegate of the zone that answers, in turn. Without a zone
+   * asked for: the first zone that is not unavailable. A zone none of whose
+   * delegates answers takes no volume (EC2: InsufficientVolumeCapacity, try
+   * another zone); a delegate that stops answering after it was picked fails
+   * the create as before, and it is rolled back.
+   */
   pick(zone: string | undefined): { delegate: string; zone: string } {
-    const name = zone === undefined ? this.names()[0]! : this.known(zone);
-    const members = this.members.get(name)!;
+    const name = zone === undefined ? (this.names().find((z) => this.up(z).length) ?? this.names()[0]!) : this.known(zone);
+    const members = this.up(name);
+    if (!members.length) {
+      throw new VbsError('InsufficientCapacity', `The availability zone ${name} is unavailable: none of its volume delegates answers. Create the volume in another zone, or try again later.`);
+    }
     const n = this.turn.get(name) ?? 0;
     this.turn.set(name, n + 1);
     return { delegate: members[n % members.length]!, zone: name };
+  }
+
+  /** The zone's delegates that answer. */
+  private up(zone: string): readonly string[] {
+    return (this.members.get(zone) ?? []).filter((d) => !this.isDown(d));
   }
 }

@@ -52,7 +52,12 @@ export const VBS_SERVICE: ServiceDefinition = {
     ],
     Tag: [str('key', { doc: '1-128 characters; aws: is reserved' }), str('value', { optional: true, doc: '0-256 characters; absent: empty (DeleteTags: any value)' })],
     ResourceTag: [str('resourceId'), str('resourceType', { doc: 'volume or snapshot' }), str('key'), str('value')],
-    AvailabilityZone: [str('zoneName'), str('state', { doc: 'available' }), str('regionName')],
+    AvailabilityZone: [
+      str('zoneName'),
+      str('state', { doc: "available; impaired when some of its volume delegates do not answer; unavailable when none does (CreateVolume there: InsufficientCapacity)" }),
+      str('regionName'),
+      str('message', { many: true, doc: 'why it is not available' }),
+    ],
     Quota: [
       str('user'),
       int('volumeLimit', { doc: 'volumes the user may hold' }),

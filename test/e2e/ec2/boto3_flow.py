@@ -5,7 +5,10 @@ second another user). The test (ec2-boto3.test.ts) asserts on the JSON; each ste
 ClientError and records its code, so one failure does not hide the others.
 """
 import json
+import ssl
 import time
+import urllib.error
+import urllib.request
 import uuid
 import sys
 
@@ -43,6 +46,7 @@ def fast(waiter):
 
 # Zones
 out['zones'] = [z['ZoneName'] for z in ec2.describe_availability_zones()['AvailabilityZones']]
+out['zone_state'] = [(z['ZoneName'], z['State'], z['RegionName'], z['Messages']) for z in ec2.describe_availability_zones()['AvailabilityZones']]
 
 # CreateVolume with tags, waiters
 v = ec2.create_volume(Size=1, AvailabilityZone='vbs-1a', TagSpecifications=[
@@ -92,6 +96,17 @@ d = ec2.describe_volumes(VolumeIds=[vol])['Volumes'][0]
 out['in_use'] = {'state': d['State'], 'attachments': [(x['InstanceId'], x['Device'], x['State']) for x in d['Attachments']]}
 out['filter_attached'] = f(**{'attachment.instance-id': ['vm1']}) == [vol]
 out['filter_device'] = f(**{'attachment.device': ['/dev/xvdf']}) == [vol]
+# EC2's wildcards: * any run, ? one character, \ escapes
+out['wildcards'] = {
+    'tag_star': f(**{'tag_Name': ['d*']}) == [vol],
+    'tag_question': f(**{'tag_Name': ['da?a']}) == [vol],
+    'tag_too_short': f(**{'tag_Name': ['d?']}),
+    'tag_escaped': f(**{'tag_Name': ['\\*']}),
+    'device': f(**{'attachment.device': ['/dev/sd*']}) == [vol],
+    'status': f(status=['in-*']) == [vol],
+    'volume_id': f(volume_id=['vol-*']) == sorted([vol, t1]),
+    'size_refused': code(lambda: ec2.describe_volumes(Filters=[{'Name': 'size', 'Values': ['1*']}])),
+}
 out['delete_attached'] = code(lambda: ec2.delete_volume(VolumeId=vol))
 out['detach_wrong_device'] = code(lambda: ec2.detach_volume(VolumeId=vol, Device='/dev/sdg'))
 
@@ -103,6 +118,8 @@ ec2.get_waiter('snapshot_completed').wait(SnapshotIds=[snap], WaiterConfig=fast(
 out['snapshot_completed'] = ec2.describe_snapshots(SnapshotIds=[snap])['Snapshots'][0]['State']
 out['snapshots_self'] = [x['SnapshotId'] for x in ec2.describe_snapshots(OwnerIds=['self'])['Snapshots']] == [snap]
 out['snapshots_tag'] = [x['SnapshotId'] for x in ec2.describe_snapshots(Filters=[{'Name': 'tag:k', 'Values': ['v']}])['Snapshots']] == [snap]
+out['snapshots_description'] = [[x['SnapshotId'] for x in ec2.describe_snapshots(Filters=[{'Name': 'description', 'Values': [d]}])['Snapshots']] == [snap] for d in ['first', 'f*t', 'fir']]
+out['snapshots_wildcard'] = [x['SnapshotId'] for x in ec2.describe_snapshots(Filters=[{'Name': 'tag:k', 'Values': ['?']}, {'Name': 'volume-id', 'Values': [vol[:6] + '*']}])['Snapshots']] == [snap]
 
 # Detach, waiter available
 dt = ec2.detach_volume(VolumeId=vol, InstanceId='vm1', Device='/dev/sdf')
@@ -135,12 +152,39 @@ out['other_list'] = [x['VolumeId'] for x in other.describe_volumes()['Volumes']]
 ec2.create_tags(Resources=[vol, snap], Tags=[{'Key': 'env', 'Value': 'prod'}])
 tags = ec2.describe_tags(Filters=[{'Name': 'key', 'Values': ['env']}])['Tags']
 out['tags'] = sorted((t['ResourceId'] == vol, t['ResourceType'], t['Value']) for t in tags)
+out['tags_wildcard'] = sorted(t['ResourceType'] for t in ec2.describe_tags(Filters=[{'Name': 'key', 'Values': ['e?v']}, {'Name': 'value', 'Values': ['pro*']}])['Tags'])
 ec2.delete_tags(Resources=[vol], Tags=[{'Key': 'env', 'Value': 'other'}])
 out['tag_kept_on_value_mismatch'] = len(ec2.describe_tags(Filters=[{'Name': 'resource-id', 'Values': [vol]}, {'Name': 'key', 'Values': ['env']}])['Tags'])
 ec2.delete_tags(Resources=[vol], Tags=[{'Key': 'env'}])
 out['tag_deleted'] = len(ec2.describe_tags(Filters=[{'Name': 'resource-id', 'Values': [vol]}, {'Name': 'key', 'Values': ['env']}])['Tags'])
 out['tag_reserved'] = code(lambda: ec2.create_tags(Resources=[vol], Tags=[{'Key': 'aws:x', 'Value': 'y'}]))
 out['tag_limit'] = code(lambda: ec2.create_tags(Resources=[vol], Tags=[{'Key': f'k{i}', 'Value': 'v'} for i in range(51)]))
+
+# Presigned URLs (the query-string form), opened with GET as a browser or curl would
+tls = ssl.create_default_context(cafile=ca)
+
+
+def get(url):
+    try:
+        with urllib.request.urlopen(url, context=tls, timeout=60) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+as_post = get(ec2.generate_presigned_url('describe_volumes', Params={'VolumeIds': [vol]}, ExpiresIn=300))
+as_get = get(ec2.generate_presigned_url('describe_volumes', Params={'Filters': [{'Name': 'tag:Name', 'Values': ['dat*']}]}, ExpiresIn=300, HttpMethod='GET'))
+change = ec2.generate_presigned_url('create_tags', Params={'Resources': [vol], 'Tags': [{'Key': 'via', 'Value': 'presigned url'}]}, ExpiresIn=60, HttpMethod='GET')
+first, again = get(change), get(change)
+wrong = get(client(users[0][1], 'x' * 40).generate_presigned_url('describe_volumes', ExpiresIn=60))
+out['presigned'] = {
+    'signed_for_post': [as_post[0], vol in as_post[1]],
+    'signed_for_get': [as_get[0], vol in as_get[1]],
+    'change': first[0],
+    'tagged': [t['Value'] for t in ec2.describe_tags(Filters=[{'Name': 'key', 'Values': ['via']}])['Tags']],
+    'replay': [again[0], '<Code>AuthFailure</Code>' in again[1]],
+    'wrong_secret': [wrong[0], '<Code>SignatureDoesNotMatch</Code>' in wrong[1]],
+}
 
 # Pages: 6 more volumes, pages of 5 by the paginator
 extra = [ec2.create_volume(Size=1, AvailabilityZone='vbs-1a')['VolumeId'] for _ in range(6)]

@@ -155,6 +155,16 @@ describe('EC2 API: authentication, the AWS CLI, and one store with SOAP', () => 
     expect(state.stdout.trim().split(/\s+/)).toEqual(['available', '1', 'vbs-1a']);
   });
 
+  // boto3's test covers every wildcard filter and the zones' state; the AWS CLI (slow to start) passes one pattern list.
+  it("filters with EC2's wildcards through the AWS CLI", async () => {
+    const ids: string[] = [];
+    for (const name of ['web-1', 'web-22', 'db-1', 'db-*']) {
+      ids.push(((await aliceSoap.call('CreateVolume', { size: 1, tag: [{ key: 'role', value: name }] })).volume as { volumeId: string }).volumeId);
+    }
+    const r = await aws(d, alice, 'ec2', 'describe-volumes', '--filters', 'Name=tag:role,Values=web-?,db-\\*', '--query', 'Volumes[].VolumeId');
+    expect((JSON.parse(r.stdout) as string[]).sort()).toEqual([ids[0], ids[3]].sort());
+  });
+
   it('is one store with SOAP: the same volume both ways, the same quotas, the same audit lines', async () => {
     // Through SOAP, seen through EC2.
     const viaSoap = (await aliceSoap.call('CreateVolume', { size: 2, tag: [{ key: 'from', value: 'soap' }] })).volume as { volumeId: string; createTime: Date };

@@ -41,6 +41,7 @@ describe('EC2 API through boto3', () => {
 
   it('creates volumes in a zone with tags, waits for them, and honours ClientToken and VolumeType', () => {
     expect(seen.zones).toEqual(['vbs-1a']);
+    expect(seen.zone_state).toEqual([['vbs-1a', 'available', 'vbs-1', []]]);
     expect(seen.created).toMatchObject({ size: 1, zone: 'vbs-1a', tags: ['Name', 'team'] });
     expect(seen.available).toBe('available');
     expect(seen.token_same).toBe(true);
@@ -52,6 +53,24 @@ describe('EC2 API through boto3', () => {
   it("filters volumes by EC2's filter names", () => {
     for (const k of ['filter_tag', 'filter_tag_key', 'filter_status', 'filter_zone', 'filter_size', 'filter_volume_id', 'filter_attached', 'filter_device']) expect(seen[k], k).toBe(true);
     expect(seen.filter_unknown).toBe('InvalidParameterValue');
+  });
+
+  it("matches EC2's wildcards (* ? and \\ escapes) in volume, snapshot and tag filters", () => {
+    expect(seen.wildcards).toEqual({ tag_star: true, tag_question: true, tag_too_short: [], tag_escaped: [], device: true, status: true, volume_id: true, size_refused: 'InvalidParameterValue' });
+    expect(seen.snapshots_wildcard).toBe(true);
+    expect(seen.snapshots_description).toEqual([true, true, false]);
+    expect(seen.tags_wildcard).toEqual(['snapshot', 'volume']);
+  });
+
+  it("serves boto3's presigned URLs by GET (signed for POST or for GET), refuses a replayed change and a wrong secret", () => {
+    expect(seen.presigned).toEqual({
+      signed_for_post: [200, true],
+      signed_for_get: [200, true],
+      change: 200,
+      tagged: ['presigned url'],
+      replay: [401, true],
+      wrong_secret: [403, true],
+    });
   });
 
   it('grows a volume with ModifyVolume and follows it with DescribeVolumesModifications', () => {
