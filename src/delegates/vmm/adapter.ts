@@ -145,10 +145,8 @@ export class VmmAdapter {
       const asXml = lun !== undefined && placeholdersOf(this.runner.catalog.pattern(key, mode)).includes('path');
       // A disk libvirt takes as XML gets its CHAP password from a libvirt secret; another, from its own pattern.
       const withSecret = asXml && lun.chap !== undefined && this.secrets.available;
-      if (lun && this.iscsiDirect) {
-        const deliverer = withSecret ? this.secrets.setKey : key;
-        requireChapDelivery(lun, this.runner.catalog.uses(deliverer, 'chapSecret', withSecret ? undefined : mode), deliverer);
-      }
+      // Otherwise the attach pattern itself must deliver the password (QEMU's vbs-qmp does).
+      if (lun && this.iscsiDirect && !withSecret) requireChapDelivery(lun, this.runner.catalog.uses(key, 'chapSecret', mode), key);
       if (asXml) {
         // libvirt takes a network disk as XML (virsh attach-device <vm> <file>).
         secretMade = withSecret;

@@ -12,8 +12,14 @@ import { CommandFailed, type CommandRunner } from '../../commands/runner.js';
  * `<auth><secret type='iscsi' usage=.../></auth>` names. Patterns:
  *
  *   vmm.<adapter>.secret-define    virsh secret-define <path>      (the secret's XML: no value)
- *   vmm.<adapter>.secret-set       virsh secret-set-value <secretId> --file /dev/stdin --plain
- *                                  with .stdin = <chapSecret>      (never on argv)
+ *   vmm.<adapter>.secret-set       virsh secret-set-value <secretId> --file <path> --plain
+ *                                  <path>: a private file holding the password (0600 in a
+ *                                  0700 folder, removed as soon as virsh has read it). virsh
+ *                                  has no way to read it from standard input: `--file
+ *                                  /dev/stdin` fails on the socket Node gives a child as its
+ *                                  stdin, `--interactive` wants a terminal, `--base64` is argv.
+ *                                  A pattern that delivers <chapSecret> (.stdin, .env.VAR)
+ *                                  instead is given it that way.
  *   vmm.<adapter>.secret-undefine  virsh secret-undefine <secretId>
  *
  * One secret per VM disk (the VM and its device name it, so two VMs of one
@@ -77,21 +83,24 @@ export class LibvirtSecrets {
     return `vmm.${this.adapter}.${action}`;
   }
 
-  /** Whether this adapter's patterns can make and remove disk secrets. */
+  /** Whether this adapter's patterns can make and remove disk secrets (secret-set taking the password from a file or a delivery). */
   get available(): boolean {
-    return ['secret-define', 'secret-set', 'secret-undefine'].every((a) => this.runner.catalog.has(this.key(a)));
+    if (!['secret-define', 'secret-set', 'secret-undefine'].every((a) => this.runner.catalog.has(this.key(a)))) return false;
+    return this.delivers || this.runner.catalog.uses(this.key('secret-set'), 'path');
   }
 
-  /** The pattern that must deliver <chapSecret> (off the command line). */
-  get setKey(): string {
-    return this.key('secret-set');
+  /** secret-set takes <chapSecret> by delivery (stdin, env) rather than from a file. */
+  private get delivers(): boolean {
+    return this.runner.catalog.uses(this.key('secret-set'), 'chapSecret');
   }
 
   /** Defines the disk's secret and sets its value (both idempotent: the same UUID and usage again replace it). */
   async define(vmId: string, vmDev: string, chap: { user: string; secret: string }): Promise<DiskSecret> {
     const s = diskSecret(vmId, vmDev);
     await withPrivateFile('secret.xml', secretXml(s, vmId, vmDev), (path) => this.runner.run(this.key('secret-define'), { path }));
-    await this.runner.run(this.key('secret-set'), { secretId: s.uuid, chapUser: chap.user, chapSecret: chap.secret });
+    const set = this.key('secret-set');
+    if (this.delivers) await this.runner.run(set, { secretId: s.uuid, chapUser: chap.user, chapSecret: chap.secret });
+    else await withPrivateFile('password', chap.secret, (path) => this.runner.run(set, { secretId: s.uuid, path }));
     return s;
   }
 

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { CommandCatalog } from '../../../src/commands/catalog.js';
 import { CommandFailed, type CommandResult, type CommandRunner } from '../../../src/commands/runner.js';
@@ -12,7 +12,7 @@ import { diskSecret, secretXml } from '../../../src/delegates/vmm/libvirt-secret
  * The libvirt adapter's CHAP secrets with its runner injected (the real
  * libvirtd case is in test/system/libvirt.test.ts): which virsh patterns run,
  * in which order, with which values, and what the files they read hold. The
- * secret goes only to secret-set, on its standard input.
+ * secret goes only to secret-set, in a private file removed after.
  */
 const VOL = 'vol-0000000000000000e';
 const IQN = `iqn.2026-11.org.vbs:${VOL}`;
@@ -60,14 +60,17 @@ describe('a CHAP network disk on libvirt', () => {
     expect(define!.file).toBe(secretXml(s, 'vm1', 'sdb'));
     expect(define!.file).toContain("<secret ephemeral='yes' private='yes'>");
     expect(define!.file).toContain(`<usage type='iscsi'><target>vbs/vm1/sdb</target></usage>`);
-    expect(set!.params).toMatchObject({ secretId: s.uuid, chapSecret: SECRET });
+    // virsh reads the value from a private file, which is gone once it has.
+    expect(set!.params).toEqual({ secretId: s.uuid, path: expect.stringMatching(/^\//) });
+    expect(set!.file).toBe(SECRET);
+    expect(existsSync(set!.params.path!)).toBe(false);
     expect(attach!.file).toContain(`<auth username='${VOL}.host1'>`);
     expect(attach!.file).toContain(`<secret type='iscsi' usage='vbs/vm1/sdb'/>`);
-    // The password is in no file a command read, and in no pattern's words but secret-set's delivery.
-    for (const r of h.ran) expect(r.file ?? '').not.toContain(SECRET);
-    const catalog = CommandCatalog.fromFile(DEFAULT_COMMANDS_FILE);
-    expect(catalog.delivery('vmm.libvirt.secret-set').stdin).toBe('chapSecret');
-    expect(catalog.uses('vmm.libvirt.attach-iscsi', 'chapSecret')).toBe(false);
+    // The password is in no other file a command read, and in no command's values.
+    for (const r of h.ran.filter((x) => x !== set)) expect(r.file ?? '').not.toContain(SECRET);
+    for (const r of [define!, set!]) expect(Object.values(r.params)).not.toContain(SECRET);
+    // attach-iscsi is handed the source's values, and neither its words nor a delivery use the password.
+    expect(CommandCatalog.fromFile(DEFAULT_COMMANDS_FILE).uses('vmm.libvirt.attach-iscsi', 'chapSecret')).toBe(false);
   });
 
   it('undefines the secret when QEMU refuses the login (the attach is refused: nothing on the device)', async () => {
