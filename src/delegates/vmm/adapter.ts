@@ -187,17 +187,19 @@ export class VmmAdapter {
       const there = seen === 'absent' ? undefined : seen.find((d) => d.device === vmDev);
       return there !== undefined && this.isDiskOf(there, volumeId, source);
     };
+    // Only an iSCSI disk can have a CHAP secret (a detach without its source may be one).
+    const secretToo = source?.kind !== 'file';
     const seen = await this.look(vmId, what);
-    if (!holds(seen)) return this.forgetSecret(vmId, vmDev, seen);
+    if (!holds(seen)) return secretToo ? this.forgetSecret(vmId, vmDev, seen) : undefined;
     try {
       await this.runner.run(`vmm.${this.name}.detach`, { vmId, vmDev });
     } catch (e) {
       if (!(e instanceof CommandFailed)) throw e;
       const after = await this.look(vmId, what, e);
-      if (!holds(after)) return this.forgetSecret(vmId, vmDev, after);
+      if (!holds(after)) return secretToo ? this.forgetSecret(vmId, vmDev, after) : undefined;
       throw e; // the disk is still there: nothing changed
     }
-    await this.secrets.undefine(vmId, vmDev);
+    if (secretToo) await this.secrets.undefine(vmId, vmDev);
   }
 
   /**

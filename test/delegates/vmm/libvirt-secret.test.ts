@@ -95,6 +95,11 @@ describe('a CHAP network disk on libvirt', () => {
     await new VmmAdapter('libvirt', h.runner, ['/srv/vbs']).detach('vm1', 'sdb', VOL, SOURCE);
     expect(h.ran.map((r) => r.action)).toEqual(['list-disks']);
 
+    // A file disk never had one: its detach runs no secret pattern.
+    h = host({ 'list-vms': ['vm1\n'], 'list-disks': [domain([fileDisk('sdb')]), domain([])] });
+    await new VmmAdapter('libvirt', h.runner, ['/srv/vbs']).detach('vm1', 'sdb', 'vol-00000000000000001', { kind: 'file', path: '/srv/vbs/vol-00000000000000001.img' });
+    expect(h.ran.map((r) => r.action)).toEqual(['list-disks', 'detach']);
+
     // Any other failure to undefine fails the detach, which a retry finishes (the disk is gone by then).
     h = host({ 'list-vms': ['vm1\n'], 'list-disks': [domain([networkDisk('sdb')]), domain([])], 'secret-undefine': ['fail'] });
     await expect(new VmmAdapter('libvirt', h.runner, ['/srv/vbs']).detach('vm1', 'sdb', VOL, SOURCE)).rejects.toMatchObject({ code: 'OperationFailed' });
