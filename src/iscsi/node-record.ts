@@ -22,6 +22,9 @@ export const DEFAULT_NODES_DIR = '/etc/iscsi/nodes';
 /** The three settings a CHAP login takes from the record (idbm.c: node.session.auth.*). */
 export const AUTH_KEYS = ['node.session.auth.authmethod', 'node.session.auth.username', 'node.session.auth.password', 'node.session.auth.password_length'] as const;
 
+/** replaceRecord's temporary files (a crash may leave one): never a record. */
+const TEMP = /\.vbs-[0-9]+\.tmp$/;
+
 export interface NodeAuth {
   readonly user: string;
   readonly secret: string;
@@ -50,7 +53,7 @@ export function recordFiles(nodesDir: string, iqn: string, portal: string): stri
   for (const entry of entries.filter((e) => e.startsWith(portalPrefix(portal)) && /^-?[0-9]+$/.test(e.slice(portalPrefix(portal).length))).sort()) {
     const at = join(targetDir, entry);
     if (statSync(at).isDirectory()) {
-      for (const iface of readdirSync(at).sort()) if (statSync(join(at, iface)).isFile()) files.push(join(at, iface));
+      for (const iface of readdirSync(at).sort()) if (!TEMP.test(iface) && statSync(join(at, iface)).isFile()) files.push(join(at, iface));
     } else {
       files.push(at); // the old layout: the portal's entry is the record itself
     }
