@@ -59,6 +59,8 @@ export const PLACEHOLDERS: Record<string, Check> = {
   portalPort: wholeNumber,
   controlPort: wholeNumber,
   vmmDev: absolutePath,
+  // A libvirt secret's UUID (the CHAP account of a network disk: src/delegates/vmm/libvirt-secret.ts); not a secret.
+  secretId: word(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/),
   // The name of a CHAP account (per export: src/core/chap.ts); not a secret.
   chapUser: word(/^[A-Za-z0-9][A-Za-z0-9.:_-]{0,222}$/),
   // Ceph RBD (the rbd back end): the cluster's configuration and key files, the

@@ -5,7 +5,13 @@
  *   iscsiadm -m node [-T <iqn>] [-p <ip[:port]>] --login|-l
  *   iscsiadm -m node [-T <iqn>] [-p <ip[:port]>] --logout|-u
  *   iscsiadm -m node [-T <iqn>] [-p <ip[:port]>] --rescan|-R   (re-read grown LUNs; 21 without a session)
- *   iscsiadm -m node [-T <iqn>] [-p <ip[:port]>] [-o new|delete|update|show]
+ *   iscsiadm -m node [-T <iqn>] [-p <ip[:port]>] [-o new|delete|show]
+ *   iscsiadm -m node -T <iqn> -p <ip[:port]> -o update -n <setting> -v <value>
+ *
+ * Node records are files in open-iscsi's layout and format under
+ * `<state>/iscsi/nodes` (node-records.ts): a login to a real target sends the
+ * CHAP account of its record (node.session.auth.*), as iscsiadm does, and a
+ * target that requires another refuses it (exit 24).
  *   iscsiadm -m session [-r <sid>] [-u]
  *
  * Exit codes are open-iscsi's (iscsi_err.h): 4 connection failure, 7 invalid
@@ -27,6 +33,7 @@ import { byPathName, ietServes, normalizePortal, splitPortal, targetLuns } from 
 import type { Io } from './io.js';
 import { realDiscovery, realLogin, simInitiatorName, type LoginResult } from './libiscsi.js';
 import { readState, transact, type NodeRecord, type Session, type SimState } from './state.js';
+import { recordAccount, removeRecord, shownRecord, updateRecords, writeNewRecord } from './node-records.js';
 
 const ISCSI_ERR_TRANS = 4;
 const ISCSI_ERR_INVAL = 7;
@@ -47,6 +54,9 @@ interface Args {
   op?: string;
   sid?: string;
   print?: string;
+  /** -n / -v of `-o update`: a record setting and its value. */
+  name?: string;
+  value?: string;
 }
 
 const WITH_VALUE: Record<string, keyof Args | 'ignore'> = {
@@ -66,10 +76,10 @@ const WITH_VALUE: Record<string, keyof Args | 'ignore'> = {
   print: 'print',
   I: 'ignore',
   interface: 'ignore',
-  n: 'ignore',
-  name: 'ignore',
-  v: 'ignore',
-  value: 'ignore',
+  n: 'name',
+  name: 'name',
+  v: 'value',
+  value: 'value',
   d: 'ignore',
   debug: 'ignore',
   L: 'ignore',
@@ -176,9 +186,12 @@ function discovery(io: Io, dir: string, a: Args): number {
       io.eprint('iscsiadm: Could not perform SendTargets discovery: encountered connection failure');
       return ISCSI_ERR_TRANS;
     }
-    // sendtargets replaces this portal's records with what the target reports.
+    // sendtargets replaces this portal's records with what the target reports
+    // (their settings too: a record is written afresh, as iscsiadm rewrites it).
+    for (const old of st.iscsi.nodes.filter((n) => n.portal === portal)) removeRecord(dir, old);
     st.iscsi.nodes = st.iscsi.nodes.filter((n) => n.portal !== portal);
     st.iscsi.nodes.push(...found);
+    for (const r of found) writeNewRecord(dir, r);
     if (found.length === 0) {
       io.eprint('iscsiadm: No portals found');
       return ISCSI_ERR_NO_OBJS_FOUND;
@@ -200,7 +213,7 @@ function realLogins(dir: string, a: Args): Map<string, LoginResult> {
   const answers = new Map<string, LoginResult>();
   for (const r of st.iscsi.nodes.filter((n) => n.luns && matches(n, a))) {
     if (st.iscsi.sessions.some((s) => s.iqn === r.iqn && s.portal === r.portal)) continue;
-    answers.set(recKey(r), realLogin(r.portal, r.iqn, r.luns ?? [], simInitiatorName(dir)));
+    answers.set(recKey(r), realLogin(r.portal, r.iqn, r.luns ?? [], simInitiatorName(dir), recordAccount(dir, r)));
   }
   return answers;
 }
@@ -236,7 +249,7 @@ function login(io: Io, dir: string, a: Args): number {
       for (const r of started) {
         let luns: number[] | undefined;
         if (r.luns) {
-          const answer = real.get(recKey(r)) ?? realLogin(r.portal, r.iqn, r.luns, simInitiatorName(dir));
+          const answer = real.get(recKey(r)) ?? realLogin(r.portal, r.iqn, r.luns, simInitiatorName(dir), recordAccount(dir, r));
           if (!answer.ok) {
             const [code, text] =
               answer.why === 'unauthorized'
@@ -324,8 +337,11 @@ function nodeMode(io: Io, dir: string, a: Args): number {
       const portal = normalizePortal(a.portal);
       const [ip, port] = splitPortal(portal);
       return transact(dir, (st) => {
-        if (!st.iscsi.nodes.some((n) => n.iqn === a.target && n.portal === portal))
-          st.iscsi.nodes.push({ iqn: a.target as string, portal, tpgt: -1 });
+        if (!st.iscsi.nodes.some((n) => n.iqn === a.target && n.portal === portal)) {
+          const r = { iqn: a.target as string, portal, tpgt: -1 };
+          st.iscsi.nodes.push(r);
+          writeNewRecord(dir, r);
+        }
         io.print(`New iSCSI node [tcp:[hw=,ip=,net_if=,iscsi_if=default] ${ip},${port},-1 ${a.target}] added`);
         return 0;
       });
@@ -337,6 +353,7 @@ function nodeMode(io: Io, dir: string, a: Args): number {
           io.eprint('iscsiadm: No records found');
           return ISCSI_ERR_NO_OBJS_FOUND;
         }
+        for (const gone of st.iscsi.nodes.filter((n) => !keep.includes(n))) removeRecord(dir, gone);
         st.iscsi.nodes = keep;
         return 0;
       });
@@ -348,11 +365,18 @@ function nodeMode(io: Io, dir: string, a: Args): number {
         io.eprint('iscsiadm: No records found');
         return ISCSI_ERR_NO_OBJS_FOUND;
       }
-      if (a.op === 'update') return 0;
+      if (a.op === 'update') {
+        if (a.name === undefined || a.value === undefined) {
+          io.eprint('iscsiadm: update requires name and value');
+          return ISCSI_ERR_INVAL;
+        }
+        for (const r of recs) updateRecords(dir, r, a.name, a.value);
+        return 0;
+      }
       for (const r of recs) {
         if (a.op === 'show') {
           const [ip, port] = splitPortal(r.portal);
-          io.print(`# BEGIN RECORD 2.1.8\nnode.name = ${r.iqn}\nnode.tpgt = ${r.tpgt}\nnode.startup = manual\nnode.conn[0].address = ${ip}\nnode.conn[0].port = ${port}\n# END RECORD`);
+          io.print(shownRecord(dir, r) ?? `# BEGIN RECORD 2.1.8\nnode.name = ${r.iqn}\nnode.tpgt = ${r.tpgt}\nnode.startup = manual\nnode.conn[0].address = ${ip}\nnode.conn[0].port = ${port}\n# END RECORD`);
         } else io.print(`${r.portal},${r.tpgt} ${r.iqn}`);
       }
       return 0;

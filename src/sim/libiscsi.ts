@@ -10,9 +10,10 @@
  * at login, and its LUNs have no host file behind them.
  *
  * A target that requires CHAP: libiscsi takes the account from the
- * environment (LIBISCSI_CHAP_USERNAME, LIBISCSI_CHAP_PASSWORD), which the
- * simulated iscsiadm inherits from the login pattern (commands.properties)
- * and passes on; real iscsiadm keeps it in its node record instead.
+ * environment (LIBISCSI_CHAP_USERNAME, LIBISCSI_CHAP_PASSWORD). The simulated
+ * iscsiadm sets them from the target's node record, as open-iscsi's login
+ * reads node.session.auth.* from it (node-records.ts); without an account
+ * there, the variables the pattern set (if any) pass through.
  *
  * Both run as the host's initiator name (`-i`), from `<state>/initiatorname.iscsi`
  * (`InitiatorName=iqn...`), as open-iscsi reads /etc/iscsi/initiatorname.iscsi:
@@ -58,8 +59,16 @@ interface Run {
   stderr: string;
 }
 
-function run(tool: string, args: string[]): Run {
-  const r = spawnSync(tool, args, { encoding: 'utf8', timeout: TOOL_TIMEOUT_MS, stdio: ['ignore', 'pipe', 'pipe'] });
+/** A CHAP account to log in with (from the node record), given to libiscsi in its environment, never argv. */
+export interface ChapAccount {
+  readonly user: string;
+  readonly secret: string;
+}
+
+function run(tool: string, args: string[], chap?: ChapAccount): Run {
+  // Without an account from the record, libiscsi reads whatever LIBISCSI_CHAP_* the pattern set (older deployments' way).
+  const env = chap ? { ...process.env, LIBISCSI_CHAP_USERNAME: chap.user, LIBISCSI_CHAP_PASSWORD: chap.secret } : process.env;
+  const r = spawnSync(tool, args, { encoding: 'utf8', timeout: TOOL_TIMEOUT_MS, stdio: ['ignore', 'pipe', 'pipe'], env });
   // A missing tool or a timeout is a portal we could not reach.
   if (r.error) return { code: null, stdout: '', stderr: String(r.error.message) };
   return { code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
@@ -116,7 +125,8 @@ function failure(r: Run): 'no-lun' | 'unauthorized' | 'refused' | 'unreachable' 
   return 'unreachable';
 }
 
-const inquire = (portal: string, iqn: string, lun: number, initiator?: string): Run => run('iscsi-inq', [...as(initiator), `iscsi://${portal}/${iqn}/${lun}`]);
+const inquire = (portal: string, iqn: string, lun: number, initiator?: string, chap?: ChapAccount): Run =>
+  run('iscsi-inq', [...as(initiator), `iscsi://${portal}/${iqn}/${lun}`], chap);
 
 /** Data LUNs probed, from 1, when discovery could not list them (VBS exports LUN 1). */
 const MAX_PROBED_LUN = 8;
@@ -127,11 +137,11 @@ const MAX_PROBED_LUN = 8;
  * simply makes no device for it. When discovery listed none, LUN 0 answers
  * for the login and the disk LUNs are probed from 1 up to the first missing.
  */
-export function realLogin(portal: string, iqn: string, luns: readonly number[], initiator?: string): LoginResult {
-  if (!luns.length) return probeLogin(portal, iqn, initiator);
+export function realLogin(portal: string, iqn: string, luns: readonly number[], initiator?: string, chap?: ChapAccount): LoginResult {
+  if (!luns.length) return probeLogin(portal, iqn, initiator, chap);
   const answered: number[] = [];
   for (const lun of luns) {
-    const r = inquire(portal, iqn, lun, initiator);
+    const r = inquire(portal, iqn, lun, initiator, chap);
     if (r.code === 0) {
       answered.push(lun);
       continue;
@@ -143,15 +153,15 @@ export function realLogin(portal: string, iqn: string, luns: readonly number[], 
   return { ok: true, luns: answered };
 }
 
-function probeLogin(portal: string, iqn: string, initiator?: string): LoginResult {
-  const first = inquire(portal, iqn, 0, initiator);
+function probeLogin(portal: string, iqn: string, initiator?: string, chap?: ChapAccount): LoginResult {
+  const first = inquire(portal, iqn, 0, initiator, chap);
   if (first.code !== 0) {
     const why = failure(first);
     if (why !== 'no-lun') return { ok: false, why };
   }
   const found: number[] = [];
   for (let lun = 1; lun <= MAX_PROBED_LUN; lun++) {
-    const r = inquire(portal, iqn, lun, initiator);
+    const r = inquire(portal, iqn, lun, initiator, chap);
     if (r.code !== 0) break;
     if (/Peripheral Device Type:DIRECT_ACCESS/.test(r.stdout)) found.push(lun);
   }

@@ -1,10 +1,11 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CommandCatalog } from '../../src/commands/catalog.js';
 import { CommandFailed, CommandRunner } from '../../src/commands/runner.js';
 import { VbsError } from '../../src/core/errors.js';
+import { DEFAULT_COMMANDS_FILE } from '../../src/core/paths.js';
 
 /**
  * Secrets in command patterns (issue 17 item 8): a secret placeholder is
@@ -95,5 +96,26 @@ describe('secret placeholders', () => {
     expect(JSON.stringify({ argv: err.argv, message: err.message })).not.toContain(SECRET);
     // What the tool printed stays in result (the delegate's log); our fixture echoes its input, real tools do not.
     expect(err.result.exitCode).toBe(3);
+  });
+});
+
+describe('the shipped commands.properties', () => {
+  const shipped = CommandCatalog.fromText(readFileSync(DEFAULT_COMMANDS_FILE, 'utf8'));
+
+  it('gives every iSCSI initiator a way to the CHAP secret that is not argv (issue 17 item 8)', () => {
+    // open-iscsi hosts (and the simulator's iscsiadm): the account goes into the node record, the secret on stdin.
+    for (const adapter of ['sim', 'xen', 'xl', 'libvirt', 'proxmox']) {
+      const key = `vmm.${adapter}.iscsi.auth`;
+      expect(shipped.uses(key, 'chapSecret'), key).toBe(true);
+      expect(shipped.delivery(key).stdin, key).toBe('chapSecret');
+      expect(shipped.uses(key, 'chapUser'), key).toBe(true);
+    }
+    // Hypervisors that open the LUN themselves: QEMU through vbs-qmp, libvirt through a libvirt secret.
+    expect(shipped.delivery('vmm.qemu.attach-iscsi').stdin).toBe('chapSecret');
+    // (virsh reads a secret's value only from a file: the adapter writes a private one, test/delegates/vmm/libvirt-secret.test.ts.)
+    expect(shipped.uses('vmm.libvirt.secret-set', 'path')).toBe(true);
+    for (const action of ['secret-define', 'secret-undefine']) expect(shipped.has(`vmm.libvirt.${action}`)).toBe(true);
+    // The target side: tgt's account tool. IET has none (ietadm takes a password only on argv).
+    expect(shipped.delivery('iscsi.tgt.account-new').stdin).toBe('chapSecret');
   });
 });

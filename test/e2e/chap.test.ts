@@ -1,10 +1,12 @@
 import Database from 'better-sqlite3';
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chapUserName } from '../../src/core/chap.js';
 import { hostInitiatorName } from '../../src/core/initiator-name.js';
+import { nodeAuthOf, recordFiles } from '../../src/iscsi/node-record.js';
+import { simNodesDir } from '../../src/sim/node-records.js';
 import { parseTgtAccounts, parseTgtShow } from '../../src/delegates/volume/iscsi-targets.js';
 import { createCa, issueCertificate } from '../../src/pki/certificates.js';
 import { VBS_SERVICE } from '../../src/services/vbs.js';
@@ -19,7 +21,8 @@ import { backendOf } from './lvm-iscsi/site.js';
  * Per-export CHAP on a real tgtd (issue 17 item 8), through the real
  * services: the front proposes a secret at attach, the volume delegate binds
  * that host's account to the target, and only the VMM delegate that logs in
- * is given it (the simulated host logs in with libiscsi). A login needs the
+ * is given it (the simulated open-iscsi host: vbs-iscsi-node-auth puts it in
+ * the target's node record, and the login sends it, through libiscsi). A login needs the
  * admitted initiator name AND the secret; an unexport deletes the account.
  * The secret appears in no log (the delegates log every argv they run, at
  * debug level, which this test turns on), no audit line, no fault.
@@ -74,6 +77,11 @@ function recordedSource(volumeId: string, vmId: string): { chapUser?: string; ch
   }
 }
 
+/** The simulated VMM host's open-iscsi node record files of the volume's target. */
+function nodeRecordsOf(volumeId: string): string[] {
+  return recordFiles(simNodesDir(join(cluster.dir, 'vmm-sim')), `iqn.2026-11.org.vbs:${volumeId}`, backendOf(cluster.dir).portal);
+}
+
 /** The volume delegate, called as the front calls it (its certificate). */
 function volumeDelegate(): SoapClient {
   const cfg = JSON.parse(readFileSync(join(cluster.dir, 'volume-delegate.json'), 'utf8')) as { listen: { port: number } };
@@ -101,6 +109,14 @@ describe('per-export CHAP on a real tgtd', { timeout: 300_000 }, () => {
     expect(source.chapUser).toBe(me.user);
     expect(me.secret).toMatch(/^[A-Za-z0-9_-]{32}$/);
     expect(target(vol)?.accounts).toEqual([me.user]);
+
+    // The simulated open-iscsi host logged in with the account its node record holds (vbs-iscsi-node-auth wrote it there, 0600).
+    const records = nodeRecordsOf(vol);
+    expect(records.length).toBeGreaterThan(0);
+    for (const file of records) {
+      expect(nodeAuthOf(readFileSync(file, 'utf8'))).toEqual(me);
+      expect(statSync(file).mode & 0o077).toBe(0);
+    }
 
     const admitted = hostInitiatorName(HOST);
     expect(loginAs(vol, admitted, me)).toBe(0);
@@ -131,6 +147,8 @@ describe('per-export CHAP on a real tgtd', { timeout: 300_000 }, () => {
     expect(target(vol)).toBeUndefined();
     expect(accounts()).not.toContain(me.user);
     expect(loginAs(vol, admitted, me)).not.toBe(0);
+    // The host's logout forgot the node record, and the secret with it.
+    expect(nodeRecordsOf(vol)).toEqual([]);
 
     // Where the secret is kept is readable only by the service's user.
     expect(statSync(join(cluster.dir, 'vbs.db')).mode & 0o077).toBe(0);
@@ -180,9 +198,14 @@ describe('per-export CHAP on a real tgtd', { timeout: 300_000 }, () => {
     // The argv of every host command is there: the account was made, over stdin.
     expect(logs).toMatch(/"key":"iscsi\.tgt\.account-new"/);
     expect(logs).toMatch(/"key":"vmm\.sim\.iscsi\.login"/);
+    expect(logs).toMatch(/"key":"vmm\.sim\.iscsi\.auth"/);
+    // And the node records the simulated host keeps hold no secret after the detaches.
+    const nodes = simNodesDir(join(cluster.dir, 'vmm-sim'));
+    const left = existsSync(nodes) ? readdirSync(nodes, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => readFileSync(join(e.parentPath, e.name), 'utf8')).join('\n') : '';
     const audit = readFileSync(join(cluster.dir, 'audit.log'), 'utf8');
     expect(audit).toMatch(/AttachVolume/);
     for (const secret of secrets) {
+      expect(left).not.toContain(secret);
       expect(logs).not.toContain(secret);
       expect(audit).not.toContain(secret);
     }

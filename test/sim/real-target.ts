@@ -10,6 +10,8 @@ export { freePort };
  */
 export interface RealTarget {
   readonly portal: string;
+  /** tgtd's control port (tgtadm -C), for a test's own accounts and bindings. */
+  readonly control: number;
   /** Exports `file` as LUN `lun` of a new target `iqn` (tid = 1, 2, ... in order). */
   add(iqn: string, file: string, lun?: number): number;
   /** Deletes a target (with --force, as a session may be open). */
@@ -59,6 +61,7 @@ export async function startTgtd(): Promise<RealTarget> {
   }
   return {
     portal: `127.0.0.1:${port}`,
+    control,
     add(iqn, file, lun = 1) {
       const tid = (tids.length ? Math.max(...tids) : 0) + 1;
       must(control, ['--lld', 'iscsi', '--op', 'new', '--mode', 'target', '--tid', String(tid), '-T', iqn]);

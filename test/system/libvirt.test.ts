@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +8,7 @@ import { SoapClient } from '../../src/soap/client.js';
 import { ROOT, startVbs, type Vbs } from '../e2e/harness.js';
 import { startTgtd } from '../sim/real-target.js';
 import { json, volume, type Volume } from './cli.js';
-import { LIBVIRT_HAS_KVM, LibvirtDaemons, LibvirtDomain, requireRoot, sector } from './host.js';
+import { LIBVIRT_HAS_KVM, LibvirtDaemons, LibvirtDomain, requireRoot, sector, virsh } from './host.js';
 
 /**
  * The libvirt adapter against real libvirt domains (type qemu, TCG, without
@@ -166,6 +167,63 @@ describe('vbs up --vmm libvirt', { timeout: 180_000 }, () => {
       await vmm.call('DetachDisk', { volumeId, vmId: name(2), device: 'sdd', source });
       expect(await doms[2]!.blklist()).toEqual([]);
       await vmm.call('LogoutTarget', { volumeId, source });
+    } finally {
+      vmm.close();
+      await target.stop();
+    }
+  });
+
+  it("logs a network disk in with the export's CHAP account from a libvirt secret: none or a wrong secret refused, the right one admitted, the secret gone at detach", async () => {
+    // A tgtd of this test's own whose target requires CHAP, and the VMM delegate called as the front calls it.
+    const target = await startTgtd();
+    const front = JSON.parse(readFileSync(join(data, 'front.json'), 'utf8')) as { vmmHosts: { url: string }[] };
+    const pem = (f: string) => readFileSync(join(data, 'pki', f));
+    const vmm = new SoapClient({ def: VMM_DELEGATE_SERVICE, url: front.vmmHosts[0]!.url, tls: { key: pem('front.key'), cert: pem('front.crt'), ca: pem('ca.crt') } });
+    const vbsSecrets = async () => (await virsh('secret-list')).split('\n').filter((l) => l.includes(`vbs/${name(1)}/`));
+    try {
+      const volumeId = 'vol-0000000000000000e';
+      const iqn = `iqn.2026-11.org.vbs:${volumeId}`;
+      const lunFile = join(dir, 'chap-lun.img');
+      const bytes = sector('libvirt-chap');
+      writeFileSync(lunFile, Buffer.concat([bytes, Buffer.alloc(1024 * 1024 - 512)]));
+      const tid = target.add(iqn, lunFile);
+      const user = `${volumeId}.host1`;
+      const secret = 'Lv7_qR2-mX9zTp4KwB8nYc3J';
+      // The account, as the volume delegate makes it (a test's secret on tgtadm's argv is no deployment's).
+      for (const args of [
+        ['--op', 'new', '--mode', 'account', '--user', user, '--password', secret],
+        ['--op', 'bind', '--mode', 'account', '--tid', String(tid), '--user', user],
+      ]) {
+        execFileSync('tgtadm', ['-C', String(target.control), '--lld', 'iscsi', ...args]);
+      }
+      const plain = { kind: 'iscsi', portal: target.portal, iqn, lun: 1 };
+      const wrong = 'Wrong_0123456789abcdefgh';
+      const attach = (source: Record<string, string | number>) => vmm.call('AttachDisk', { volumeId, vmId: name(1), device: 'sde', mode: 'w', source });
+
+      // No account: QEMU's login is refused, and the domain is left as it was.
+      await expect(attach(plain)).rejects.toThrow();
+      const refused = await attach({ ...plain, chapUser: user, chapSecret: wrong }).catch((e: unknown) => e as Error);
+      expect(refused).toBeInstanceOf(Error);
+      expect(String(refused.message)).not.toContain(wrong);
+      expect((await doms[1]!.blklist()).map((d) => d.target)).not.toContain('sde');
+      expect(await vbsSecrets()).toEqual([]);
+
+      await attach({ ...plain, chapUser: user, chapSecret: secret });
+      expect(await doms[1]!.read('sde', nbdDir)).toEqual(bytes);
+      const xml = await doms[1]!.xml();
+      const disk = xml.split('<disk ').find((d) => d.includes("<target dev='sde'"))!.split('</disk>')[0]!;
+      expect(disk).toContain(`<auth username='${user}'>`);
+      expect(disk).toContain(`<secret type='iscsi' usage='vbs/${name(1)}/sde'/>`);
+      expect(xml).not.toContain(secret);
+      const [line] = await vbsSecrets();
+      expect(line).toBeDefined();
+      // Private: libvirt gives nobody the value back.
+      const uuid = line!.trim().split(/\s+/)[0]!;
+      await expect(virsh('secret-get-value', uuid)).rejects.toThrow();
+
+      await vmm.call('DetachDisk', { volumeId, vmId: name(1), device: 'sde', source: { ...plain, chapUser: user, chapSecret: secret } });
+      expect((await doms[1]!.blklist()).map((d) => d.target)).not.toContain('sde');
+      expect(await vbsSecrets()).toEqual([]);
     } finally {
       vmm.close();
       await target.stop();

@@ -1,6 +1,3 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { VbsError } from '../../core/errors.js';
 import { VBS_HOME } from '../../core/paths.js';
 import * as v from '../../core/validate.js';
@@ -11,6 +8,7 @@ import { CommandFailed, type CommandRunner } from '../../commands/runner.js';
 import { UnknownOutcome } from '../../commands/unknown-outcome.js';
 import { byPathDevice, chapParams, iscsiLun, requireChapDelivery, type IscsiLun } from './iscsi-target.js';
 import { iscsiDiskXml, iscsiUrl, splitPortal } from './libvirt-disk.js';
+import { LibvirtSecrets, withPrivateFile } from './libvirt-secret.js';
 import { LISTING_FORMATS, listingFormatName, type ListedDisk, type ListingFormat } from './listing/index.js';
 import { INITIATOR_PREFIX } from '../../qmp/disks.js';
 import { volumeIdOf } from './volume-of.js';
@@ -45,6 +43,8 @@ export interface VmDisk extends ListedDisk {
 export class VmmAdapter {
   /** True when the hypervisor reaches iSCSI LUNs itself (vmm.<name>.option.iscsi = direct). */
   readonly iscsiDirect: boolean;
+  /** CHAP passwords of network disks, as libvirt secrets (libvirt-secret.ts). */
+  private readonly secrets: LibvirtSecrets;
 
   constructor(
     readonly name: string,
@@ -52,6 +52,7 @@ export class VmmAdapter {
     private readonly volumeRoots: readonly string[],
   ) {
     this.iscsiDirect = runner.catalog.setting(`vmm.${name}.option.iscsi`) === 'direct';
+    this.secrets = new LibvirtSecrets(name, runner);
   }
 
   static patternsFor(name: string, iscsiDirect = false): string[] {
@@ -135,15 +136,22 @@ export class VmmAdapter {
   async attach(vmId: string, device: string, mode: AttachMode, source: DiskSource): Promise<void> {
     const { key, params, hostPath, lun } = this.plan(source);
     const vmDev = v.bareDevice(device);
+    let secretMade = false;
     try {
       // <initiator>: the name the target admits for this host (fencing), or
       // (a target that admits anyone) one per VM, as QEMU was always given.
       const initiator = lun ? lun.initiator ?? `${INITIATOR_PREFIX}:${vmId}` : undefined;
       const all = { vmId, vmDev, mode, access: mode === 'r' ? 'ro' : 'rw', ...params, ...(initiator ? { initiator } : {}), ...(lun ? chapParams(lun) : {}) };
-      if (lun && this.iscsiDirect) requireChapDelivery(lun, this.runner.catalog.uses(key, 'chapSecret', mode), key);
-      if (lun && placeholdersOf(this.runner.catalog.pattern(key, mode)).includes('path')) {
+      const asXml = lun !== undefined && placeholdersOf(this.runner.catalog.pattern(key, mode)).includes('path');
+      // A disk libvirt takes as XML gets its CHAP password from a libvirt secret; another, from its own pattern.
+      const withSecret = asXml && lun.chap !== undefined && this.secrets.available;
+      // Otherwise the attach pattern itself must deliver the password (QEMU's vbs-qmp does).
+      if (lun && this.iscsiDirect && !withSecret) requireChapDelivery(lun, this.runner.catalog.uses(key, 'chapSecret', mode), key);
+      if (asXml) {
         // libvirt takes a network disk as XML (virsh attach-device <vm> <file>).
-        await withDiskXml(iscsiDiskXml(lun, vmDev, mode), (path) => this.runner.run(key, { ...all, path }, mode));
+        secretMade = withSecret;
+        const secret = withSecret ? await this.secrets.define(vmId, vmDev, lun.chap!) : undefined;
+        await withPrivateFile('disk.xml', iscsiDiskXml(lun, vmDev, mode, secret?.usage), (path) => this.runner.run(key, { ...all, path }, mode));
       } else {
         await this.runner.run(key, all, mode);
       }
@@ -157,6 +165,9 @@ export class VmmAdapter {
       if (there?.target === hostPath && there.partial) throw new UnknownOutcome(`attach to ${vmId} as ${vmDev}`, [e], 'part of the disk was left on the VM');
       // Nothing of this source is on the device (another disk, or this one in
       // another mode, which an attach command does not change): it refused.
+      // A secret made for it goes (best effort: the detach that undoes the
+      // step removes it too).
+      if (secretMade && !there) await this.secrets.undefine(vmId, vmDev).catch(() => undefined);
       throw e;
     }
   }
@@ -176,14 +187,29 @@ export class VmmAdapter {
       const there = seen === 'absent' ? undefined : seen.find((d) => d.device === vmDev);
       return there !== undefined && this.isDiskOf(there, volumeId, source);
     };
-    if (!holds(await this.look(vmId, what))) return;
+    // Only an iSCSI disk can have a CHAP secret (a detach without its source may be one).
+    const secretToo = source?.kind !== 'file';
+    const seen = await this.look(vmId, what);
+    if (!holds(seen)) return secretToo ? this.forgetSecret(vmId, vmDev, seen) : undefined;
     try {
       await this.runner.run(`vmm.${this.name}.detach`, { vmId, vmDev });
     } catch (e) {
       if (!(e instanceof CommandFailed)) throw e;
-      if (!holds(await this.look(vmId, what, e))) return;
+      const after = await this.look(vmId, what, e);
+      if (!holds(after)) return secretToo ? this.forgetSecret(vmId, vmDev, after) : undefined;
       throw e; // the disk is still there: nothing changed
     }
+    if (secretToo) await this.secrets.undefine(vmId, vmDev);
+  }
+
+  /**
+   * The libvirt secret of a disk this volume no longer has on the device
+   * (detached, or its attach never finished): undefined, unless another disk
+   * now holds the device, whose secret it may be (look, then act).
+   */
+  private async forgetSecret(vmId: string, vmDev: string, seen: ListedDisk[] | 'absent'): Promise<void> {
+    if (seen !== 'absent' && seen.some((d) => d.device === vmDev)) return;
+    await this.secrets.undefine(vmId, vmDev);
   }
 
   /**
@@ -278,18 +304,6 @@ export class VmmAdapter {
 /** A refusal of this host's configuration (no such pattern), not a failure to look. */
 function isConfigRefusal(err: unknown): boolean {
   return err instanceof VbsError && !(err instanceof CommandFailed) && err.code === 'OperationFailed';
-}
-
-/** Writes a disk's XML to a private temporary file for the command that reads it, and removes it after. */
-async function withDiskXml<T>(xml: string, run: (path: string) => Promise<T>): Promise<T> {
-  const dir = mkdtempSync(join(tmpdir(), 'vbs-disk-'));
-  try {
-    const path = join(dir, 'disk.xml');
-    writeFileSync(path, xml, { mode: 0o600 });
-    return await run(path);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
 }
 
 export const FIXED_PARAMS = { node: process.execPath, vbsHome: VBS_HOME };

@@ -25,7 +25,8 @@ async function runAccepting(runner: CommandRunner, key: string, params: Record<s
  * The iSCSI initiator of a VMM host, as the paper drives it: discover the
  * targets at a portal, log in to one (its LUNs appear as local devices), log
  * out and forget it. Patterns: vmm.<adapter>.iscsi.{discover,login,logout,forget},
- * and optionally vmm.<adapter>.iscsi.sessions (`iscsiadm -m session`).
+ * and optionally vmm.<adapter>.iscsi.sessions (`iscsiadm -m session`) and
+ * vmm.<adapter>.iscsi.auth (a CHAP account into the node record, giveAccount).
  *
  * A login or logout that fails or times out has an unknown outcome. With a
  * sessions pattern, the session listing decides (a session there is a login
@@ -58,13 +59,34 @@ export class IscsiInitiator {
   /** Logs in (an existing session is fine) and returns the LUN's local device. */
   async login(t: IscsiLun): Promise<string> {
     const key = this.key('login');
-    requireChapDelivery(t, this.runner.catalog.uses(key, 'chapSecret'), key);
+    await this.giveAccount(t, key);
     await runVerified(
       `login to ${t.iqn}`,
       () => runAccepting(this.runner, key, { portal: t.portal, iqn: t.iqn, ...chapParams(t) }, [ISCSI_ERR_SESS_EXISTS]),
       async () => (await this.hasSession(t)) === true,
     );
     return byPathDevice(t);
+  }
+
+  /**
+   * A target that requires CHAP: open-iscsi's login sends the account its
+   * node record holds, and iscsiadm sets a record only from its command line
+   * (-o update -v <secret>), which every local user reads. So the account
+   * goes into the record first, by `vmm.<adapter>.iscsi.auth` (the shipped
+   * patterns run vbs-iscsi-node-auth, the secret on its standard input); the
+   * logout's forget (-o delete) removes the record, and the secret with it.
+   * An adapter without an auth pattern must deliver the secret to its login
+   * pattern itself (as the simulator's libiscsi once did), or is refused here.
+   */
+  private async giveAccount(t: IscsiLun, loginKey: string): Promise<void> {
+    if (!t.chap) return;
+    const authKey = `vmm.${this.adapter}.iscsi.auth`;
+    if (!this.runner.catalog.has(authKey)) {
+      requireChapDelivery(t, this.runner.catalog.uses(loginKey, 'chapSecret'), loginKey);
+      return;
+    }
+    requireChapDelivery(t, this.runner.catalog.uses(authKey, 'chapSecret'), authKey);
+    await this.runner.run(authKey, { portal: t.portal, iqn: t.iqn, ...chapParams(t) });
   }
 
   /** Logs out and deletes the node record discovery made; both are fine when already gone. */

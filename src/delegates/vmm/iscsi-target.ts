@@ -83,7 +83,7 @@ export function chapParams(t: IscsiLun): Record<string, string> {
 /** Refuses a login the pattern could not make: the target requires CHAP and the pattern does not deliver the secret. */
 export function requireChapDelivery(t: IscsiLun, delivers: boolean, key: string): void {
   if (t.chap && !delivers) {
-    throw new VbsError('OperationFailed', `The target ${t.iqn} requires CHAP, and this VMM host's ${key} pattern does not deliver <chapSecret> (${key}.stdin or ${key}.env.VAR).`);
+    throw new VbsError('OperationFailed', `The target ${t.iqn} requires CHAP, and this VMM host's ${key} pattern does not deliver <chapSecret> (${key}.stdin or ${key}.env.VAR; see docs/chap.md).`);
   }
 }
 

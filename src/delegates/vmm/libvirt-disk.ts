@@ -14,9 +14,12 @@ function attr(value: string): string {
  * <file> --live` reads it from a file, so it is built here from checked
  * values (the LUN by iscsiLun, the device name here) and every attribute is
  * escaped all the same. A read-only disk carries <readonly/>, which QEMU
- * enforces in its block layer.
+ * enforces in its block layer. A LUN with a CHAP account names the libvirt
+ * secret that holds its password (`secretUsage`); the password is never in
+ * the XML.
  */
-export function iscsiDiskXml(lun: IscsiLun, vmDev: string, mode: AttachMode): string {
+export function iscsiDiskXml(lun: IscsiLun, vmDev: string, mode: AttachMode, secretUsage?: string): string {
+  if (lun.chap && secretUsage === undefined) throw new Error('iscsiDiskXml: a CHAP LUN needs its libvirt secret');
   if (!DEV.test(vmDev)) throw new VbsError('InvalidParameterValue', 'Value for parameter device is invalid: this host attaches iSCSI volumes as disks named like sdb.');
   const [host, port] = splitPortal(lun.portal);
   return [
@@ -26,6 +29,10 @@ export function iscsiDiskXml(lun: IscsiLun, vmDev: string, mode: AttachMode): st
     `    <host name='${attr(host)}' port='${port}'/>`,
     // The initiator name the target's ACL admits for this host (fencing).
     ...(lun.initiator ? [`    <initiator><iqn name='${attr(lun.initiator)}'/></initiator>`] : []),
+    // The export's CHAP account: the name here, the secret in a libvirt secret object (libvirt-secret.ts).
+    ...(lun.chap && secretUsage !== undefined
+      ? [`    <auth username='${attr(lun.chap.user)}'>`, `      <secret type='iscsi' usage='${attr(secretUsage)}'/>`, `    </auth>`]
+      : []),
     `  </source>`,
     `  <target dev='${attr(vmDev)}' bus='scsi'/>`,
     ...(mode === 'r' ? [`  <readonly/>`] : []),

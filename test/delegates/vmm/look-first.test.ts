@@ -64,6 +64,7 @@ describe.each(['libvirt', 'qemu'] as const)('the %s adapter looks before it deta
   it('takes a VM its listing does not show as holding nothing, and a VM listing that fails as unknown', async () => {
     let h = hostRunner(name, { 'list-disks': ['fail'], 'list-vms': [() => ''], detach: ['fail'] });
     await new VmmAdapter(name, h.runner, [ROOT]).detach('gone', 'sdb', V1, src);
+    // A file disk never has a CHAP secret to forget (libvirt-secret.ts): nothing else runs.
     expect(h.ran).toEqual(['list-disks', 'list-vms']);
     h = hostRunner(name, { 'list-disks': ['fail'], 'list-vms': ['fail'], detach: [ok] });
     await expect(new VmmAdapter(name, h.runner, [ROOT]).detach('gone', 'sdb', V1, src)).rejects.toMatchObject({ code: 'ServiceUnavailable' });
