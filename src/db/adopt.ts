@@ -1,10 +1,13 @@
+import { now } from '../core/clock.js';
 import type { Db } from './database.js';
+import { raiseGenerations } from './generations.js';
 
 /**
  * Rows put back from what the hosts hold (`vbs admin check --repair` after a
  * restore, `vbs admin rebuild`): each with the id, owner, size, lineage and
- * creation time the volume delegate recorded beside the data, and its id
- * entered in the ids table so it is never issued again.
+ * creation time the volume delegate recorded beside the data, its id
+ * entered in the ids table so it is never issued again, and a generation
+ * above any its delegates saw (src/db/generations.ts).
  */
 export interface AdoptedVolume {
   volumeId: string;
@@ -37,6 +40,7 @@ export function adoptVolume(db: Db, v: AdoptedVolume): void {
     `INSERT INTO volumes (volume_id, owner, size_gib, comment, snapshot_id, status, delegate, create_time, availability_zone)
      VALUES (?, ?, ?, '', ?, 'available', ?, ?, ?)`,
   ).run(v.volumeId, v.owner, v.sizeGiB, v.snapshotId, v.delegate, v.createdAt, v.zone);
+  raiseGenerations(db, now(), v.volumeId);
 }
 
 export function adoptSnapshot(db: Db, s: AdoptedSnapshot): void {
@@ -45,4 +49,5 @@ export function adoptSnapshot(db: Db, s: AdoptedSnapshot): void {
     `INSERT INTO snapshots (snapshot_id, owner, volume_id, size_gib, comment, status, progress, delegate, create_time)
      VALUES (?, ?, ?, ?, '', 'completed', 100, ?, ?)`,
   ).run(s.snapshotId, s.owner, s.volumeId, s.sizeGiB, s.delegate, s.createdAt);
+  raiseGenerations(db, now(), s.snapshotId);
 }

@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import type { Db } from './database.js';
 import { MIGRATIONS } from './migrations.js';
+import { raiseGenerations } from './generations.js';
+import { now } from '../core/clock.js';
 
 /**
  * Backups of the metadata (docs/operators/backup.md).
@@ -111,7 +113,8 @@ export function inspectBackup(file: string): BackupInfo {
  * WAL mode while another connection uses it, which is what we try (waiting
  * for no one). The copy is written beside the database, fsync'd and renamed
  * over it; the old WAL and shared-memory files go (they belong to the old
- * database).
+ * database). Every generation in the copy is raised above what the delegates
+ * saw since the backup (src/db/generations.ts).
  */
 export function restoreDatabase(backup: string, database: string): BackupInfo {
   const info = inspectBackup(backup);
@@ -120,6 +123,7 @@ export function restoreDatabase(backup: string, database: string): BackupInfo {
   rmSync(part, { force: true });
   try {
     copyFileSync(backup, part);
+    raiseRestoredGenerations(part);
     fsyncFile(part);
     for (const f of [`${database}-wal`, `${database}-shm`]) rmSync(f, { force: true });
     renameSync(part, database);
@@ -129,6 +133,18 @@ export function restoreDatabase(backup: string, database: string): BackupInfo {
     throw err;
   }
   return info;
+}
+
+/** Workflows ran after the backup was taken: the restored counters must pass the delegates' memory (src/db/generations.ts). */
+function raiseRestoredGenerations(file: string): void {
+  const db = new Database(file, { fileMustExist: true });
+  try {
+    db.pragma('journal_mode = DELETE');
+    const has = db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'generations'`).get();
+    if (has) db.transaction(() => raiseGenerations(db, now())).immediate();
+  } finally {
+    db.close();
+  }
 }
 
 function refuseWhileInUse(database: string): void {
