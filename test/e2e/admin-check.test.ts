@@ -113,24 +113,19 @@ describe('vbs admin check', () => {
     await json('delete-volume', vol.volumeId, '--wait');
   });
 
-  it('a VM disk attached behind VBS’s back is an orphan-disk: reported, left on the VM, and --repair records the attachment the VM holds', async () => {
+  it('a VM disk attached behind VBS’s back is an orphan-disk: reported, and left on the VM', async () => {
     const vol = await json<{ volumeId: string }>('create-volume', '1', 'stray', '--wait');
     hostsim('xm', 'block-attach', 'vm1', `file:${volumeFile(vol.volumeId)}`, 'xvdz', 'w');
-    const r = await check();
-    expect(r.code).toBe(1);
-    expect(summary(r.finding)).toEqual([`orphan-disk ${vol.volumeId}/vm1 @localhost`]);
-    expect(r.finding[0]!.detail).toMatch(/vm1 on 'localhost' has .* as xvdz \(mode w\) but VBS has no attachment for it; --repair records the attachment the VM holds/);
-    const vm1 = (JSON.parse(hostsim('vm', 'list')) as { name: string; disks: { dev: string }[] }[]).find((v) => v.name === 'vm1')!;
-    expect(vm1.disks.map((d) => d.dev)).toContain('xvdz');
-    // Recorded, the volume is in-use: VBS will not attach it elsewhere read-write or delete it under the VM.
-    const repaired = await check('--repair');
-    expect(repaired).toMatchObject({ code: 0, clean: true });
-    expect(summary(repaired.finding)).toEqual([`orphan-disk ${vol.volumeId}/vm1 @localhost repaired`]);
-    const [after] = await json<{ status: string; attachments: { vmId: string; device: string; mode: string }[] }[]>('describe-volumes', vol.volumeId);
-    expect(after).toMatchObject({ status: 'in-use', attachments: [{ vmId: 'vm1', device: 'xvdz', mode: 'w' }] });
-    // And VBS can take it off the VM like any attachment.
-    await json('detach-volume', vol.volumeId, '--vmm-host', 'localhost', '--vm-id', 'vm1', '--wait');
-    expect(JSON.stringify(JSON.parse(hostsim('vm', 'list')))).not.toContain('xvdz');
+    try {
+      const r = await check('--repair');
+      expect(r.code).toBe(1);
+      expect(summary(r.finding)).toEqual([`orphan-disk ${vol.volumeId}/vm1 @localhost`]);
+      expect(r.finding[0]!.detail).toMatch(/vm1 on 'localhost' has .* as xvdz \(mode w\) but VBS has no attachment for it/);
+      const vm1 = (JSON.parse(hostsim('vm', 'list')) as { name: string; disks: { dev: string }[] }[]).find((v) => v.name === 'vm1')!;
+      expect(vm1.disks.map((d) => d.dev)).toContain('xvdz');
+    } finally {
+      hostsim('xm', 'block-detach', 'vm1', 'xvdz');
+    }
     expect((await check()).code).toBe(0);
   });
 });

@@ -184,7 +184,7 @@ function orphanObjects(m: MetaSnapshot, at: string, objects: ReadonlyMap<string,
       kind: 'orphan-object',
       resource: o.id,
       location: at,
-      detail: `volume delegate '${at}' holds ${o.id} (${reported(o)}) but ${where}${why}${recorded}; never deleted`,
+      detail: `volume delegate '${at}' holds ${o.id} (${reported(o)}) but ${where}${why}${recorded}; ${record ? '' : 'reported only, '}never deleted`,
       fix: record ? { type: 'adopt-object', delegate: at, id: o.id, record } : undefined,
     });
   }
@@ -320,17 +320,16 @@ function disksOf(m: MetaSnapshot, r: Reports, host: string, disks: readonly VmDi
 
 /**
  * Whether the disk a VM holds can be recorded as an attachment, and in which
- * mode: the volume is known (or adopted by the same repair), not being
- * deleted, and the attachment would break no rule (a read-write attachment
- * alone; read-only ones among read-only ones).
+ * mode. Only for a volume the metadata never knew and adopts in the same
+ * repair (made after the backup it was restored from, or a rebuild): what
+ * the metadata never knew is taken from the hosts. A disk of a volume it
+ * knows is not: that may be a stray writer, reported for an operator (see
+ * docs/operators/check-repair.md). The attachment must break no rule among
+ * the disks adopted with it: checked again when applied.
  */
 function adoptDisk(m: MetaSnapshot, r: Reports, d: VmDisk): 'r' | 'w' | undefined {
   const mode = d.mode === 'r' || d.mode === 'w' ? d.mode : undefined;
-  if (!mode || !d.volumeId) return undefined;
-  const v = m.volumes.get(d.volumeId);
-  if (v ? v.status !== 'available' && v.status !== 'in-use' : !adoptableVolume(m, r, d.volumeId)) return undefined;
-  const others = m.attachments.filter((a) => a.volume_id === d.volumeId);
-  if (mode === 'w' ? others.length > 0 : others.some((a) => a.mode === 'w')) return undefined;
+  if (!mode || !d.volumeId || m.volumes.has(d.volumeId) || !adoptableVolume(m, r, d.volumeId)) return undefined;
   return mode;
 }
 
