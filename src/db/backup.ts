@@ -40,6 +40,7 @@ export async function backupDatabase(db: Db, file: string): Promise<BackupInfo> 
   rmSync(part, { force: true });
   try {
     await db.backup(part);
+    selfContained(part);
     const info = inspectBackup(part);
     fsyncFile(part);
     renameSync(part, file);
@@ -133,6 +134,16 @@ export function restoreDatabase(backup: string, database: string): BackupInfo {
     throw err;
   }
   return info;
+}
+
+/** A copy of a WAL database is marked WAL too: made a plain one-file database, so reading it leaves no -wal/-shm beside it. */
+function selfContained(file: string): void {
+  const db = new Database(file, { fileMustExist: true });
+  try {
+    db.pragma('journal_mode = DELETE');
+  } finally {
+    db.close();
+  }
 }
 
 /** Workflows ran after the backup was taken: the restored counters must pass the delegates' memory (src/db/generations.ts). */

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -66,6 +66,11 @@ describe('metadata backup and restore (SQLite)', () => {
     await expect(backupDatabase(db, join(dir, 'taken.db'))).rejects.toThrow(/already exists/);
     expect(await backupDatabaseFile(join(dir, 'vbs.db'), join(dir, 'files.db'))).toMatchObject({ volumes: 1 });
     db.close();
+    // One self-contained file: no journal or part left beside it.
+    expect(readdirSync(dir).filter((f) => f.includes('files.db'))).toEqual(['files.db']);
+    const copy = new Database(join(dir, 'files.db'), { readonly: true });
+    expect(copy.pragma('journal_mode', { simple: true })).toBe('delete');
+    copy.close();
   });
 
   it('inspect refuses what is not a VBS database of a known schema version', () => {
