@@ -8,6 +8,7 @@ import { registerVmCommands } from './admin-vms.js';
 import { retryWhenUnavailable } from './retry.js';
 import { registerUserCommands } from './admin-users.js';
 import { registerHostCommands } from './admin-hosts.js';
+import { registerMetadataCommands } from './admin-metadata.js';
 import type { CliRuntime } from './runtime.js';
 
 /** A CheckConsistency finding, field names as in the WSDL. */
@@ -27,7 +28,7 @@ export interface CheckResult {
 export const FINDING_HEADERS = ['KIND', 'RESOURCE', 'LOCATION', 'REPAIRED', 'DETAIL'] as const;
 
 export function registerAdminCommands(program: Command, runtime: CliRuntime): void {
-  const admin = program.command('admin').description("administrators' operations: `check` (the caller must be one of the front's admins) and `user` (on the data folder)");
+  const admin = program.command('admin').description("administrators' operations: `check`, `backup`, `rebuild` (the caller must be one of the front's admins), `user` and `restore` (on the data folder)");
   admin
     .command('check')
     .description('compare the metadata with what every delegate reports and list each difference; exit 0 only when everything matches')
@@ -36,6 +37,7 @@ export function registerAdminCommands(program: Command, runtime: CliRuntime): vo
   registerQuotaCommands(admin, runtime);
   registerVmCommands(admin, runtime);
   registerHostCommands(admin, runtime);
+  registerMetadataCommands(admin as unknown as Command, runtime);
   registerUserCommands(admin as unknown as Command, runtime);
 }
 

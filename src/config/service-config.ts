@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import type { TlsMaterial } from '../core/service.js';
 
@@ -171,6 +171,14 @@ export const VolumeDelegateConfigSchema = z
      * named after it (volume-delegate.json -> volume-delegate.generations.db).
      */
     generationsFile: z.string().optional(),
+    /**
+     * The folder of the records kept beside each volume's and snapshot's data
+     * (owner, size, lineage: src/delegates/volume/object-records.ts), from which
+     * `vbs admin rebuild` rebuilds lost metadata. Default: the file back end's
+     * root (beside the data); lvm-iscsi: `<stateDir>/records`; rbd: beside the
+     * configuration file (volume-delegate.json -> volume-delegate.records/).
+     */
+    recordsDir: z.string().optional(),
     /** Host commands that may run at once; more wait their turn (one slow command holds up only its own slot). */
     commandConcurrency: z.number().int().min(1).max(64).default(8),
     backend: z.discriminatedUnion('type', [
@@ -320,6 +328,13 @@ export function loadServiceConfig(file: string): ServiceConfig {
         tls,
         commands,
         generationsFile: generationsFile(c.generationsFile),
+        recordsDir: c.recordsDir
+          ? abs(c.recordsDir)
+          : c.backend.type === 'file'
+            ? abs(c.backend.root)
+            : c.backend.type === 'lvm-iscsi'
+              ? join(abs(c.backend.stateDir), 'records')
+              : resolve(base, `${basename(file).replace(/\.json$/, '')}.records`),
         backend:
           c.backend.type === 'file'
             ? { ...c.backend, root: abs(c.backend.root) }

@@ -28,7 +28,7 @@ const COMMENT_MAX = 255;
  */
 const BIDI_CONTROL = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
 /** A user id: it is a certificate's subject CN, a file name in DIR/pki/users and an owner in the metadata. */
-const USER_NAME = /^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/;
+export const USER_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/;
 const USER_NAME_MAX = 64;
 
 function invalid(param: string, why: string): VbsError {
@@ -93,7 +93,7 @@ export function comment(value: unknown, param = 'comment'): string {
 export function userName(value: unknown, param = 'user'): string {
   const v = requireString(param, value);
   if (v.length > USER_NAME_MAX) throw invalid(param, `at most ${USER_NAME_MAX} characters`);
-  if (!USER_NAME.test(v)) throw invalid(param, 'expected letters, digits, "_", ".", "@" or "-", starting with a letter or digit');
+  if (!USER_NAME_PATTERN.test(v)) throw invalid(param, 'expected letters, digits, "_", ".", "@" or "-", starting with a letter or digit');
   if (v.toLowerCase().startsWith(SERVICE_NAME_PREFIX)) throw invalid(param, `names starting with ${SERVICE_NAME_PREFIX} are reserved for VBS services`);
   return v;
 }

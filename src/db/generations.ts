@@ -30,3 +30,19 @@ export function currentGeneration(db: Db, resource: string): number {
   const r = db.prepare('SELECT generation FROM generations WHERE resource_id = ?').get(resource) as { generation: number } | undefined;
   return r?.generation ?? 0;
 }
+
+/**
+ * After a restore or a rebuild the metadata's counters are behind what the
+ * delegates remember (workflows ran after the backup; a new database starts
+ * at 0), and every call the front makes would be refused as stale. So every
+ * id the metadata knows (`ids`, or the one given) gets a generation of at
+ * least `floor`, a clock reading in milliseconds: no resource ran a workflow
+ * per millisecond since an earlier floor, so the new numbers are above
+ * anything a delegate saw.
+ */
+export function raiseGenerations(db: Db, floor: number, id?: string): void {
+  db.prepare(
+    `INSERT INTO generations (resource_id, generation) SELECT id, @floor FROM ids WHERE @id IS NULL OR id = @id
+     ON CONFLICT (resource_id) DO UPDATE SET generation = max(generation, excluded.generation)`,
+  ).run({ floor, id: id ?? null });
+}

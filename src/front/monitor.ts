@@ -1,3 +1,4 @@
+import { volumeRecordFields } from '../workflows/record-fields.js';
 import { errorMessage } from '../core/errors.js';
 import { busyResources } from '../db/journal.js';
 import type { Logger } from '../core/log.js';
@@ -205,7 +206,7 @@ export class CreationMonitor {
     const latest = { generation: currentGeneration(this.meta.db, id) };
     try {
       const v = this.meta.volume(id);
-      if (v?.status === 'creating') answer = await this.delegates.volumeDelegate(delegate).call('CreateVolume', { volumeId: id, sizeGiB: v.size_gib, snapshotId: v.snapshot_id ?? undefined, ...latest });
+      if (v?.status === 'creating') answer = await this.delegates.volumeDelegate(delegate).call('CreateVolume', { volumeId: id, sizeGiB: v.size_gib, snapshotId: v.snapshot_id ?? undefined, ...latest, ...volumeRecordFields(v) });
     } catch (err) {
       failed(`could not restart the copy: ${errorMessage(err)}`);
       return;

@@ -14,6 +14,7 @@ import type { DelegatePool } from './delegates.js';
 import type { FrontWorkflows } from './workflows.js';
 import { InstanceLocator } from './instances.js';
 import { ConsistencyChecker } from './check/checker.js';
+import { MetadataAdmin } from './metadata-admin.js';
 import { safeOnReturn } from './check/safe.js';
 import { describeSnapshots, describeVolumes } from './describe.js';
 import { attachmentRecord, snapshotRecord, volumeRecord } from './records.js';
@@ -68,6 +69,7 @@ export class FrontService {
   private readonly shares: SnapshotShares;
   private readonly quotas: QuotaPolicy;
   private readonly checker: ConsistencyChecker;
+  private readonly metadataAdmin: MetadataAdmin;
   private readonly vmAdmin: VmAdmin;
   private readonly fencing: Fencing;
   private readonly zones: Zones;
@@ -97,11 +99,13 @@ export class FrontService {
       callTimeoutMs: admin.checkCallTimeoutMs ?? DEFAULT_CHECK_CALL_TIMEOUT_MS,
       sleep: admin.checkSleep,
       hostLocks: wf.hostLocks,
+      zoneOf: (delegate) => this.zones.zoneOf(delegate),
       // A repair that forgets an attachment (its VM is gone) runs the detach as an administrator would.
       detach: async (volumeId, vmmHost, vmId, log) => {
         await this.detachVolume({ volumeId, vmmHost, vmId }, { caller: 'vbs-admin-check', admin: true, requestId: 'admin-check', log });
       },
     });
+    this.metadataAdmin = new MetadataAdmin(meta, this.checker);
   }
 
   handlers(): Handlers {
@@ -120,6 +124,8 @@ export class FrontService {
       SetQuota: (i, c) => this.setQuota(i, c),
       DescribeQuota: (i, c) => this.describeQuota(i, c),
       CheckConsistency: (i, c) => this.checkConsistency(i, c),
+      BackupMetadata: (_i, c) => (this.adminsOnly(c, 'back up the metadata'), this.metadataAdmin.backup(c.log)),
+      RebuildMetadata: (_i, c) => (this.adminsOnly(c, 'rebuild the metadata'), this.metadataAdmin.rebuild(c.log)),
       AssignVm: (i, c) => (this.adminsOnly(c, 'assign VMs'), this.vmAdmin.assign(i)),
       UnassignVm: (i, c) => (this.adminsOnly(c, 'assign VMs'), this.vmAdmin.unassign(i)),
       DescribeVmAssignments: (i, c) => (this.adminsOnly(c, 'see VM assignments'), this.vmAdmin.describe(i)),

@@ -1,4 +1,4 @@
-import { bool, int, rec, str, time, type ServiceDefinition } from '../soap/schema.js';
+import { bool, int, long, rec, str, time, type ServiceDefinition } from '../soap/schema.js';
 
 /** The front VBS service: the papers' eight operations, EBS-style records, and the administrators' and sharing operations. */
 export const VBS_SERVICE: ServiceDefinition = {
@@ -179,6 +179,16 @@ export const VBS_SERVICE: ServiceDefinition = {
     CheckConsistency: {
       doc: 'Administrators only: compares the metadata with what every delegate reports and lists each difference; with repair, fixes what is safe to fix. Orphans are reported, never deleted.',
       input: [bool('repair', { optional: true })],
+      output: [bool('clean'), rec('finding', 'Finding', { many: true })],
+    },
+    BackupMetadata: {
+      doc: "Administrators only: a consistent copy of the front's metadata database taken while it serves (SQLite's online backup), base64-encoded. A database larger than one answer carries is refused with OperationFailed: back up its files instead (vbs admin backup --data).",
+      input: [],
+      output: [str('database', { doc: 'the SQLite database file, base64' }), long('sizeBytes'), int('schemaVersion'), int('volumes'), int('snapshots'), int('attachments')],
+    },
+    RebuildMetadata: {
+      doc: 'Administrators only, on a front whose metadata holds no volume and no snapshot (a new database): puts back every volume and snapshot from the records the volume delegates keep beside the data (owner, size, lineage), and every attachment from the disks the VMM hosts report. Answers what it found and did, as CheckConsistency does.',
+      input: [],
       output: [bool('clean'), rec('finding', 'Finding', { many: true })],
     },
     RetireHost: {

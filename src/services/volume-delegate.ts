@@ -19,6 +19,15 @@ export const VOLUME_DELEGATE_SERVICE: ServiceDefinition = {
       str('message', { optional: true }),
       long('sizeBytes', { optional: true }),
       int('progress', { optional: true }),
+      rec('record', 'ObjectRecord', { optional: true, doc: 'what the delegate recorded beside the data when it was made (absent: made before records, or by a front that sent no owner)' }),
+    ],
+    ObjectRecord: [
+      str('owner'),
+      int('sizeGiB', { optional: true }),
+      str('snapshotId', { optional: true, doc: 'a volume: the snapshot it was created from' }),
+      str('volumeId', { optional: true, doc: 'a snapshot: the volume it copied (absent for one with no source volume)' }),
+      str('zone', { optional: true }),
+      str('createdAt'),
     ],
     Export: DISK_SOURCE_FIELDS,
     ExportEntry: [
@@ -38,12 +47,12 @@ export const VOLUME_DELEGATE_SERVICE: ServiceDefinition = {
     },
     CreateVolume: {
       doc: 'Checks capacity and creates the volume (blank, or from a snapshot); answers when it is made or after a second, the rest going on in the background. state: ready, creating or error. Idempotent.',
-      input: [str('volumeId'), int('sizeGiB'), str('snapshotId', { optional: true }), GENERATION],
+      input: [str('volumeId'), int('sizeGiB'), str('snapshotId', { optional: true }), GENERATION, str('owner', { optional: true, doc: 'the owner, kept in the record beside the data (vbs admin rebuild)' }), str('createdAt', { optional: true, doc: 'ISO 8601, kept in the record' }), str('zone', { optional: true, doc: 'the availability zone, kept in the record' })],
       output: [bool('accepted'), str('state', { optional: true }), str('message', { optional: true })],
     },
     CreateSnapshot: {
       doc: 'Checks capacity and copies the volume to a snapshot; answers when it is made or after a second, the rest going on in the background. Idempotent.',
-      input: [str('snapshotId'), str('volumeId'), GENERATION],
+      input: [str('snapshotId'), str('volumeId'), GENERATION, str('owner', { optional: true, doc: 'the owner, kept in the record beside the data (vbs admin rebuild)' }), str('createdAt', { optional: true, doc: 'ISO 8601, kept in the record' }), int('sizeGiB', { optional: true, doc: 'the size the metadata gives the snapshot, kept in the record' })],
       output: [bool('accepted'), str('state', { optional: true }), str('message', { optional: true })],
     },
     WaitObjects: {
@@ -52,7 +61,7 @@ export const VOLUME_DELEGATE_SERVICE: ServiceDefinition = {
       output: [str('cursor'), bool('reset'), rec('object', 'StoredObject', { many: true })],
     },
     DescribeObjects: {
-      doc: 'The state of the given volumes and snapshots on this node; all of them when none is given.',
+      doc: 'The state of the given volumes and snapshots on this node, each with its record; all of them when none is given.',
       input: [str('id', { many: true })],
       output: [rec('object', 'StoredObject', { many: true })],
     },

@@ -3,6 +3,7 @@ import type { WorkflowKind } from './engine.js';
 import { stillCreating } from './create-guard.js';
 import { generationOf, unlessSuperseded, type Numbered } from './generation.js';
 import { madeState, type MadeState } from './made-state.js';
+import { snapshotRecordFields } from './record-fields.js';
 
 export interface CreateSnapshotData extends Numbered {
   snapshotId: string;
@@ -24,7 +25,12 @@ export function createSnapshotKind({ delegates, meta, log }: WorkflowDeps): Work
       {
         name: 'volume-delegate.CreateSnapshot',
         run: async () => {
-          const r = await delegates.volumeDelegate(d.delegate).call('CreateSnapshot', { snapshotId: d.snapshotId, volumeId: d.volumeId, ...generationOf(d) });
+          const r = await delegates.volumeDelegate(d.delegate).call('CreateSnapshot', {
+            snapshotId: d.snapshotId,
+            volumeId: d.volumeId,
+            ...generationOf(d),
+            ...snapshotRecordFields(meta.snapshot(d.snapshotId)),
+          });
           return { made: madeState(r) };
         },
         undo: async () => {

@@ -3,6 +3,7 @@ import type { WorkflowKind } from './engine.js';
 import { stillCreating } from './create-guard.js';
 import { generationOf, unlessSuperseded, type Numbered } from './generation.js';
 import { madeState, type MadeState } from './made-state.js';
+import { volumeRecordFields } from './record-fields.js';
 
 export interface CreateVolumeData extends Numbered {
   volumeId: string;
@@ -34,7 +35,13 @@ export function createVolumeKind({ delegates, meta, log }: WorkflowDeps): Workfl
       {
         name: 'volume-delegate.CreateVolume',
         run: async () => {
-          const r = await delegates.volumeDelegate(d.delegate).call('CreateVolume', { volumeId: d.volumeId, sizeGiB: d.sizeGiB, snapshotId: d.snapshotId ?? undefined, ...generationOf(d) });
+          const r = await delegates.volumeDelegate(d.delegate).call('CreateVolume', {
+            volumeId: d.volumeId,
+            sizeGiB: d.sizeGiB,
+            snapshotId: d.snapshotId ?? undefined,
+            ...generationOf(d),
+            ...volumeRecordFields(meta.volume(d.volumeId)),
+          });
           return { made: madeState(r) };
         },
         undo: async () => {

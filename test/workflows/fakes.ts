@@ -18,6 +18,8 @@ import type { Record as XmlRecord } from '../../src/soap/xml.js';
 export class FakeDelegate implements DelegateClient {
   readonly calls: string[] = [];
   readonly objects = new Map<string, string>();
+  /** What a volume delegate recorded beside each object (src/delegates/volume/object-records.ts), reported by DescribeObjects. */
+  readonly records = new Map<string, XmlRecord>();
   readonly exports = new Set<string>();
   readonly disks = new Map<string, string>(); // vmId/device -> volumeId
   /** The mode each disk was attached in (vmId/device -> r or w), for ListDisks. */
@@ -65,7 +67,7 @@ export class FakeDelegate implements DelegateClient {
         this.objects.set(String(i.snapshotId), 'ready');
         return { accepted: true };
       case 'DescribeObjects':
-        if (!(i.id as string[] | undefined)?.length) return { object: [...this.objects].map(([id, state]) => ({ id, state })) };
+        if (!(i.id as string[] | undefined)?.length) return { object: [...this.objects].map(([id, state]) => ({ id, state, ...(this.records.has(id) ? { record: this.records.get(id)! } : {}) })) };
         return { object: ((i.id as string[]) ?? []).map((id) => ({ id, state: this.objects.get(id) ?? 'absent' })) };
       case 'DeleteObject':
         return { deleted: this.objects.delete(String(i.id)) };

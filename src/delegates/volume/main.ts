@@ -16,6 +16,7 @@ import { LvmTools } from './lvm-tools.js';
 import { RbdBackend } from './rbd-backend.js';
 import { RbdTools } from './rbd-tools.js';
 import { volumeDelegateHandlers } from './service.js';
+import { ObjectRecords } from './object-records.js';
 import { meterCapacity } from './capacity-metrics.js';
 
 export const FILE_BACKEND_PATTERNS = ['volume.file.create', 'volume.file.snapshot', 'volume.file.clone', 'volume.file.resize', 'volume.file.delete'];
@@ -55,7 +56,9 @@ export async function startVolumeDelegate(cfg: VolumeDelegateConfig, log: Logger
   const backend = await openBackend(cfg.backend, catalog, log, { commandConcurrency: cfg.commandConcurrency });
   // Checked before any host command: a call older than one already acted on is refused.
   const memory = new GenerationMemory(cfg.generationsFile ?? ':memory:');
-  const handlers = guardGenerations(volumeDelegateHandlers(backend), VOLUME_GENERATION_RULES, memory);
+  // Beside the data: what rebuilds the front's metadata if it is lost (vbs admin rebuild).
+  const records = cfg.recordsDir ? new ObjectRecords(cfg.recordsDir) : undefined;
+  const handlers = guardGenerations(volumeDelegateHandlers(backend, records), VOLUME_GENERATION_RULES, memory);
   const unmeter = meterCapacity(cfg.name, backend, log);
   // Closing answers every WaitObjects held open, so none outlives the service.
   return listenDelegate(cfg, VOLUME_DELEGATE_SERVICE, handlers, log, () => {

@@ -5,6 +5,8 @@ import type { Handlers } from '../../soap/server.js';
 import type { Record as XmlRecord } from '../../soap/xml.js';
 import type { StoredObject, VolumeBackend } from './backend.js';
 import { MAX_WAIT_MS } from './changes.js';
+import { GiB } from './backend.js';
+import type { ObjectRecord, ObjectRecords } from './object-records.js';
 
 /**
  * How long a create waits for its own work before answering: a blank volume
@@ -24,20 +26,63 @@ function objectId(x: unknown): string {
   return s.startsWith('snap-') ? v.snapshotId(s, 'id') : v.volumeId(s, 'id');
 }
 
-/** The Volume Delegate's operations over its back end; every input is checked before the back end sees it. */
-export function volumeDelegateHandlers(backend: VolumeBackend): Handlers {
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?Z$/;
+const ZONE = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+/** The record a create asks for: only when the front named the owner (an older front does not). */
+function recordOf(i: XmlRecord, id: string, fields: Omit<ObjectRecord, 'id' | 'owner' | 'createdAt'>): ObjectRecord | undefined {
+  if (i.owner === undefined) return undefined;
+  const owner = v.userName(i.owner, 'owner');
+  const createdAt = i.createdAt === undefined ? new Date().toISOString() : v.requireString('createdAt', i.createdAt);
+  if (!ISO_TIME.test(createdAt)) throw new VbsError('InvalidParameterValue', 'Value for parameter createdAt is invalid: expected an ISO 8601 UTC time.');
+  if (fields.zone !== undefined && !ZONE.test(fields.zone)) throw new VbsError('InvalidParameterValue', 'Value for parameter zone is invalid.');
+  return { id, owner, createdAt, ...Object.fromEntries(Object.entries(fields).filter(([, x]) => x !== undefined)) };
+}
+
+/**
+ * A create with its record: the record is written first (data never exists
+ * without one) and taken back if the create refused and left nothing. A
+ * record already there (a retried create) is kept as it was.
+ */
+async function createRecorded(backend: VolumeBackend, records: ObjectRecords | undefined, record: ObjectRecord | undefined, create: () => Promise<void>): Promise<void> {
+  const wrote = Boolean(records && record && !records.read(record.id));
+  if (wrote) records!.write(record!);
+  try {
+    await create();
+  } catch (err) {
+    if (wrote && (await backend.describe(record!.id).catch(() => undefined))?.state === 'absent') records!.remove(record!.id);
+    throw err;
+  }
+}
+
+/** Adds each object's record (if any) to what the back end says of it. */
+function withRecord(records: ObjectRecords | undefined, o: StoredObject): XmlRecord {
+  const r = o.state === 'absent' ? undefined : records?.read(o.id);
+  if (!r) return o as unknown as XmlRecord;
+  const { id: _id, ...record } = r;
+  return { ...o, record } as unknown as XmlRecord;
+}
+
+/**
+ * The Volume Delegate's operations over its back end; every input is checked
+ * before the back end sees it. `records` (src/delegates/volume/object-records.ts)
+ * keeps each object's owner, size and lineage beside its data.
+ */
+export function volumeDelegateHandlers(backend: VolumeBackend, records?: ObjectRecords): Handlers {
   return {
     GetCapacity: async () => ({ backend: backend.type, ...(await backend.capacity()) }),
     CreateVolume: async (i) => {
       const volumeId = v.volumeId(i.volumeId);
       const sizeGiB = v.sizeGiB(i.sizeGiB, 'sizeGiB');
       const snapshotId = i.snapshotId === undefined ? undefined : v.snapshotId(i.snapshotId);
-      return quickAnswer(backend, volumeId, () => backend.createVolume(volumeId, sizeGiB, snapshotId));
+      const record = recordOf(i, volumeId, { sizeGiB, snapshotId, zone: i.zone === undefined ? undefined : v.requireString('zone', i.zone) });
+      return quickAnswer(backend, volumeId, () => createRecorded(backend, records, record, () => backend.createVolume(volumeId, sizeGiB, snapshotId)));
     },
     CreateSnapshot: async (i) => {
       const snapshotId = v.snapshotId(i.snapshotId);
       const volumeId = v.volumeId(i.volumeId);
-      return quickAnswer(backend, snapshotId, () => backend.createSnapshot(snapshotId, volumeId));
+      const record = recordOf(i, snapshotId, { volumeId, sizeGiB: i.sizeGiB === undefined ? await sourceSizeGiB(backend, volumeId) : v.sizeGiB(i.sizeGiB, 'sizeGiB') });
+      return quickAnswer(backend, snapshotId, () => createRecorded(backend, records, record, () => backend.createSnapshot(snapshotId, volumeId)));
     },
     WaitObjects: async (i) => {
       const since = i.since === undefined ? undefined : v.requireString('since', i.since);
@@ -53,14 +98,22 @@ export function volumeDelegateHandlers(backend: VolumeBackend): Handlers {
     DescribeObjects: async (i) => {
       const ids = ((i.id as unknown[]) ?? []).map(objectId);
       const objects = ids.length ? await Promise.all(ids.map((id) => backend.describe(id))) : await backend.list();
-      return { object: objects as unknown as XmlRecord[] };
+      return { object: objects.map((o) => withRecord(records, o)) };
     },
     GrowVolume: async (i) => {
       const volumeId = v.volumeId(i.volumeId);
       const sizeGiB = v.sizeGiB(i.sizeGiB, 'sizeGiB');
-      return { sizeBytes: await backend.growVolume(volumeId, sizeGiB) };
+      const sizeBytes = await backend.growVolume(volumeId, sizeGiB);
+      records?.resize(volumeId, Math.max(sizeGiB, Math.floor(sizeBytes / GiB)));
+      return { sizeBytes };
     },
-    DeleteObject: async (i) => ({ deleted: await backend.delete(objectId(i.id)) }),
+    DeleteObject: async (i) => {
+      const id = objectId(i.id);
+      const deleted = await backend.delete(id);
+      // After the data: a failed delete leaves its record, and the front retries.
+      records?.remove(id);
+      return { deleted };
+    },
     ExportVolume: async (i) => {
       const volumeId = v.volumeId(i.volumeId);
       const vmmHost = v.hostName(i.vmmHost);
@@ -78,6 +131,12 @@ export function volumeDelegateHandlers(backend: VolumeBackend): Handlers {
       return { return: true, fenced };
     },
   };
+}
+
+/** A snapshot's size when the front did not say: its volume's, rounded up to whole GiB. */
+async function sourceSizeGiB(backend: VolumeBackend, volumeId: string): Promise<number | undefined> {
+  const o = await backend.describe(volumeId).catch(() => undefined);
+  return o?.sizeBytes ? Math.ceil(o.sizeBytes / GiB) : undefined;
 }
 
 /** Starts a create, then answers with the object's state once its work is done or QUICK_ANSWER_MS passed. */

@@ -4,7 +4,7 @@ import type { Metadata } from '../../db/metadata.js';
 import type { WorkflowEngine } from '../../workflows/engine.js';
 import type { DelegatePool } from '../delegates.js';
 import { compare, leftoverLocation } from './compare.js';
-import { identityOf, sortFindings, type Finding, type Fix, type Suspect } from './findings.js';
+import { identityOf, repairOrder, sortFindings, type Finding, type Fix, type Suspect } from './findings.js';
 import { gather, readMeta, type GatherTargets } from './observe.js';
 import { repair, type DetachAttachment } from './repair.js';
 
@@ -21,6 +21,8 @@ export interface CheckerOptions {
   readonly hostLocks: KeyedMutex;
   /** Detaches one attachment through DetachVolume's workflow, for repairs that forget an attachment. */
   readonly detach?: DetachAttachment;
+  /** The availability zone of a volume delegate, for volumes adopted from a record that names none. */
+  readonly zoneOf?: (delegate: string) => string;
 }
 
 /** Which repairs a check applies: none (report only), all, or those a predicate allows (the rest are reported). */
@@ -66,14 +68,14 @@ export class ConsistencyChecker {
     if (first.length) {
       await (this.opts.sleep ?? defaultSleep)(this.opts.settleMs);
       const seen = new Set(first.map(identityOf));
-      confirmed = (await this.observe()).filter((s) => seen.has(identityOf(s)));
+      confirmed = (await this.observe()).filter((s) => seen.has(identityOf(s))).sort((a, b) => repairOrder(a) - repairOrder(b));
     }
     const findings: Finding[] = [...retried];
     for (const s of confirmed) {
       // One at a time: a repair may change what the next one checks.
       findings.push(
         allowed(s)
-          ? await repair(s, { meta: this.meta, delegates: this.delegates, log, hostLocks: this.opts.hostLocks, detach: this.opts.detach })
+          ? await repair(s, { meta: this.meta, delegates: this.delegates, log, hostLocks: this.opts.hostLocks, detach: this.opts.detach, zoneOf: this.opts.zoneOf })
           : { kind: s.kind, resource: s.resource, location: s.location, detail: s.detail, repaired: false },
       );
     }

@@ -1,7 +1,9 @@
 import { bareDevice } from '../../core/validate.js';
 import type { AttachmentRow, SnapshotRow, VolumeRow } from '../../db/metadata.js';
 import { stepLocation } from '../../workflows/engine.js';
-import { attachmentName, type Suspect } from './findings.js';
+import { attachmentName, type AdoptableRecord, type Suspect } from './findings.js';
+import { SNAPSHOT_ID, VOLUME_ID } from '../../core/ids.js';
+import { USER_NAME_PATTERN } from '../../core/validate.js';
 import type { LeftoverRow, MetaSnapshot, Reports, StoredObject, VmDisk, VolumeDelegateReport } from './observe.js';
 
 /**
@@ -174,13 +176,52 @@ function orphanObjects(m: MetaSnapshot, at: string, objects: ReadonlyMap<string,
     if (m.busy.has(o.id)) continue;
     const row = m.volumes.get(o.id) ?? m.snapshots.get(o.id);
     if (row?.delegate === at) continue;
+    const record = !row && !m.issued(o.id) ? adoptable(o) : undefined;
+    const where = row ? `the metadata places it on '${row.delegate}'` : 'no volume or snapshot owns it';
+    const recorded = record ? `; its record names owner '${record.owner}', ${record.sizeGiB} GiB${lineage(o.id, record)}, made ${record.createdAt}: --repair adopts it` : '';
+    const why = !row && m.issued(o.id) ? ' (the metadata issued its id and deleted it since: not adopted)' : '';
     out.push({
       kind: 'orphan-object',
       resource: o.id,
       location: at,
-      detail: `volume delegate '${at}' holds ${o.id} (${reported(o)}) but ${row ? `the metadata places it on '${row.delegate}'` : 'no volume or snapshot owns it'}; reported only, never deleted`,
+      detail: `volume delegate '${at}' holds ${o.id} (${reported(o)}) but ${where}${why}${recorded}; ${record ? '' : 'reported only, '}never deleted`,
+      fix: record ? { type: 'adopt-object', delegate: at, id: o.id, record } : undefined,
     });
   }
+}
+
+const lineage = (id: string, r: AdoptableRecord) =>
+  id.startsWith('snap-') ? (r.volumeId ? `, copied from ${r.volumeId}` : ', with no source volume') : r.snapshotId ? `, created from ${r.snapshotId}` : '';
+
+/**
+ * The record of whole data, checked again here (it becomes a row): an owner
+ * and a size, ids of the right kinds. Anything less is reported, not adopted.
+ */
+function adoptable(o: StoredObject): AdoptableRecord | undefined {
+  const r = o.record;
+  if (o.state !== 'ready' || !r || typeof r.owner !== 'string' || !USER_NAME_PATTERN.test(r.owner) || typeof r.createdAt !== 'string') return undefined;
+  const sizeGiB = r.sizeGiB ?? (o.sizeBytes ? Math.ceil(o.sizeBytes / 1024 ** 3) : undefined);
+  if (!sizeGiB || !Number.isInteger(sizeGiB) || sizeGiB <= 0) return undefined;
+  const isVolume = VOLUME_ID.test(o.id);
+  if (r.snapshotId !== undefined && (!isVolume || !SNAPSHOT_ID.test(r.snapshotId))) return undefined;
+  if (r.volumeId !== undefined && (isVolume || !VOLUME_ID.test(r.volumeId))) return undefined;
+  return {
+    owner: r.owner,
+    sizeGiB,
+    createdAt: r.createdAt,
+    ...(r.snapshotId ? { snapshotId: r.snapshotId } : {}),
+    ...(r.volumeId ? { volumeId: r.volumeId } : {}),
+    ...(r.zone ? { zone: r.zone } : {}),
+  };
+}
+
+/** A volume the check will adopt (an orphan of some delegate with a record), for the disks that hold it. */
+function adoptableVolume(m: MetaSnapshot, r: Reports, volumeId: string): boolean {
+  if (m.issued(volumeId)) return false;
+  return [...r.volumeDelegates.values()].some((d) => {
+    const o = d.objects?.get(volumeId);
+    return o !== undefined && adoptable(o) !== undefined;
+  });
 }
 
 function exportsOf(m: MetaSnapshot, r: Reports, d: VolumeDelegateReport, out: Suspect[]): void {
@@ -252,6 +293,18 @@ function disksOf(m: MetaSnapshot, r: Reports, host: string, disks: readonly VmDi
     // to lose: detaching it stops a VM from writing where a new volume may
     // live. Any other stray disk may hold a user's work: reported only.
     const dataGone = !m.volumes.has(d.volumeId) && [...r.volumeDelegates.values()].every((v) => v.objects && !v.objects.has(d.volumeId!));
+    const adopt = adoptDisk(m, r, d);
+    if (adopt) {
+      out.push({
+        kind: 'orphan-disk',
+        resource: attachmentName(d.volumeId, d.vmId),
+        location: host,
+        identity: `orphan-disk|${d.volumeId}|${d.vmId}|${host}|${bareDevice(d.device)}`,
+        detail: `${d.vmId} on '${host}' has ${d.volumeId} as ${d.device} (mode ${d.mode}) but VBS has no attachment for it; --repair records the attachment the VM holds`,
+        fix: { type: 'adopt-attachment', volumeId: d.volumeId, vmmHost: host, vmId: d.vmId, device: d.device, mode: adopt },
+      });
+      continue;
+    }
     out.push({
       kind: 'orphan-disk',
       resource: attachmentName(d.volumeId, d.vmId),
@@ -263,6 +316,21 @@ function disksOf(m: MetaSnapshot, r: Reports, host: string, disks: readonly VmDi
       fix: dataGone ? { type: 'detach-stray', vmmHost: host, vmId: d.vmId, device: d.device, volumeId: d.volumeId } : undefined,
     });
   }
+}
+
+/**
+ * Whether the disk a VM holds can be recorded as an attachment, and in which
+ * mode. Only for a volume the metadata never knew and adopts in the same
+ * repair (made after the backup it was restored from, or a rebuild): what
+ * the metadata never knew is taken from the hosts. A disk of a volume it
+ * knows is not: that may be a stray writer, reported for an operator (see
+ * docs/operators/check-repair.md). The attachment must break no rule among
+ * the disks adopted with it: checked again when applied.
+ */
+function adoptDisk(m: MetaSnapshot, r: Reports, d: VmDisk): 'r' | 'w' | undefined {
+  const mode = d.mode === 'r' || d.mode === 'w' ? d.mode : undefined;
+  if (!mode || !d.volumeId || m.volumes.has(d.volumeId) || !adoptableVolume(m, r, d.volumeId)) return undefined;
+  return mode;
 }
 
 function stuckAttachments(m: MetaSnapshot, r: Reports, out: Suspect[]): void {

@@ -50,7 +50,32 @@ export type Fix =
   /** An attachment to a VM its host no longer lists (destroyed, migrated away): it holds nothing, so the attachment is detached. */
   | { type: 'detach-gone-vm'; volumeId: string; vmmHost: string; vmId: string }
   /** A VM still holds a deleted volume whose data is gone: nothing to lose, and it must not write on. */
-  | { type: 'detach-stray'; vmmHost: string; vmId: string; device: string; volumeId: string };
+  | { type: 'detach-stray'; vmmHost: string; vmId: string; device: string; volumeId: string }
+  /**
+   * Data the metadata never issued an id for (made after the backup it was
+   * restored from, or the database is new: `vbs admin rebuild`), whose
+   * delegate recorded its owner and size: its row is put back from the record.
+   */
+  | { type: 'adopt-object'; delegate: string; id: string; record: AdoptableRecord }
+  /** A disk on a VM of a volume VBS knows (or adopts) with no attachment: the attachment is recorded as the VM holds it. */
+  | { type: 'adopt-attachment'; volumeId: string; vmmHost: string; vmId: string; device: string; mode: 'r' | 'w' };
+
+/** A delegate's record of an object, with the size settled (src/delegates/volume/object-records.ts). */
+export interface AdoptableRecord {
+  owner: string;
+  sizeGiB: number;
+  createdAt: string;
+  snapshotId?: string;
+  volumeId?: string;
+  zone?: string;
+}
+
+/** Adoptions first (snapshots, then volumes that may come from them, then attachments of those volumes), then the rest as found. */
+export function repairOrder(s: Suspect): number {
+  if (s.fix?.type === 'adopt-object') return s.fix.id.startsWith('snap-') ? 0 : 1;
+  if (s.fix?.type === 'adopt-attachment') return 2;
+  return 3;
+}
 
 /** A finding before it is confirmed and repaired. */
 export interface Suspect extends Omit<Finding, 'repaired'> {

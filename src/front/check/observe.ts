@@ -14,6 +14,8 @@ export interface MetaSnapshot {
   readonly leftovers: readonly LeftoverRow[];
   /** For rows stuck in deleting: the status the last delete started from (its journal data). */
   readonly statusBeforeDelete: ReadonlyMap<string, string>;
+  /** Is this id one the metadata ever issued (the ids table keeps those of deleted records too)? */
+  readonly issued: (id: string) => boolean;
 }
 
 /** Work nobody is running now: an undo to retry, or a workflow that could not finish a step. */
@@ -67,7 +69,8 @@ export function readMeta(meta: Metadata): MetaSnapshot {
       const previous = data ? parseData(data).previous : undefined;
       if (typeof previous === 'string') statusBeforeDelete.set(id, previous);
     }
-    return { volumes, snapshots, attachments: meta.allAttachments(), busy, leftovers, statusBeforeDelete };
+    const issuedIds = new Set((db.prepare('SELECT id FROM ids').pluck().all() as string[]));
+    return { volumes, snapshots, attachments: meta.allAttachments(), busy, leftovers, statusBeforeDelete, issued: (id: string) => issuedIds.has(id) };
   })();
 }
 
@@ -105,6 +108,9 @@ export interface StoredObject {
   id: string;
   state: string;
   message?: string;
+  sizeBytes?: number;
+  /** What the delegate recorded beside the data (src/delegates/volume/object-records.ts). */
+  record?: { owner: string; sizeGiB?: number; snapshotId?: string; volumeId?: string; zone?: string; createdAt: string };
 }
 
 export interface ExportEntry {

@@ -10,6 +10,7 @@ import { hostLockKey } from '../../workflows/deps.js';
 import type { Record as XmlRecord } from '../../soap/xml.js';
 import type { DelegatePool } from '../delegates.js';
 import type { Finding, Fix, Suspect } from './findings.js';
+import { adoptAttachment, adoptObject } from './adopt.js';
 
 export interface RepairDeps {
   readonly meta: Metadata;
@@ -19,12 +20,14 @@ export interface RepairDeps {
   readonly hostLocks: KeyedMutex;
   /** Runs DetachVolume's workflow for one attachment (absent: such repairs are not offered here). */
   readonly detach?: DetachAttachment;
+  /** The zone of a volume delegate, for an adopted volume whose record names none. */
+  readonly zoneOf?: (delegate: string) => string;
 }
 
 export type DetachAttachment = (volumeId: string, vmmHost: string, vmId: string, log: Logger) => Promise<void>;
 
 /** What a repair did: done, or why not (a message safe to show). */
-type Outcome = { done: true; note?: string } | { done: false; why: string };
+export type Outcome = { done: true; note?: string } | { done: false; why: string };
 
 /**
  * Applies a finding's fix, if it has one, and says how it went. Every fix
@@ -66,6 +69,10 @@ function describeFix(f: Fix): string {
       return `detached from ${f.vmId}`;
     case 'detach-gone-vm':
       return `detached: the VM is gone, so it held nothing`;
+    case 'adopt-object':
+      return `adopted from its record (owner '${f.record.owner}', ${f.record.sizeGiB} GiB)`;
+    case 'adopt-attachment':
+      return `the attachment is recorded (mode ${f.mode})`;
   }
 }
 
@@ -119,6 +126,10 @@ async function apply(f: Fix, deps: RepairDeps): Promise<Outcome> {
       if (!deps.detach) return { done: false, why: 'this front cannot run detaches from a check' };
       await deps.detach(f.volumeId, f.vmmHost, f.vmId, deps.log);
       return { done: true };
+    case 'adopt-object':
+      return adoptObject(f, deps);
+    case 'adopt-attachment':
+      return adoptAttachment(f, deps);
   }
 }
 
