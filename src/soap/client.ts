@@ -19,8 +19,17 @@ export interface SoapClientOptions {
   readonly name?: string;
   readonly tls: TlsMaterial;
   readonly timeoutMs?: number;
+  /**
+   * A new connection not established (TCP and TLS) by then is given up as
+   * not delivered (code ECONNECTTIMEOUT): nothing was sent, so a caller with
+   * another front to try may try it. Default: only the call's timeout.
+   */
+  readonly connectTimeoutMs?: number;
   readonly maxResponseBytes?: number;
 }
+
+/** The socket error code of a connection not established within connectTimeoutMs (src/core/outcome.ts: not delivered). */
+export const CONNECT_TIMEOUT_CODE = 'ECONNECTTIMEOUT';
 
 const faultParser = new XMLParser({ removeNSPrefix: true, parseTagValue: false, ignoreAttributes: true, processEntities: true, htmlEntities: false });
 
@@ -142,6 +151,19 @@ export class SoapClient {
         },
       );
       req.setTimeout(timeoutMs, () => req.destroy(new TimeoutError(timeoutMs, this.url.href)));
+      const connectMs = this.opts.connectTimeoutMs;
+      if (connectMs !== undefined) {
+        req.once('socket', (socket) => {
+          if (req.reusedSocket || !socket.connecting) return; // a kept-alive connection is already up
+          const timer = setTimeout(
+            () => req.destroy(Object.assign(new Error(`no connection within ${connectMs} ms`), { code: CONNECT_TIMEOUT_CODE })),
+            connectMs,
+          );
+          // The request is written only once TLS is up: before that, nothing was sent.
+          socket.once('secureConnect', () => clearTimeout(timer));
+          socket.once('close', () => clearTimeout(timer));
+        });
+      }
       req.on('error', (err) => {
         // Users read the service's name; its address and the socket's error
         // are in the cause, which the service logs under the request id.
