@@ -129,17 +129,23 @@ export class Journal {
    * held (this token, lease not expired, a workflow still running), else throws
    * ClaimLost so the transaction, and whatever it was to write, rolls back.
    */
-  private hold(c: Claim): void {
+  private hold(c: Claim): string {
     const running = c.table === 'workflows' ? ` AND state = 'running'` : '';
+    const until = this.leaseUntil();
     const r = this.db
       .prepare(`UPDATE ${c.table} SET lease_until = ? WHERE id = ? AND lease_owner = ? AND lease_until >= ?${running}`)
-      .run(this.leaseUntil(), c.id, c.token, this.nowIso());
+      .run(until, c.id, c.token, this.nowIso());
     if (r.changes !== 1) throw new ClaimLost(c);
+    return until;
   }
 
-  /** Renews a claim (the heartbeat while a step runs, and a check right before a delegate call); throws ClaimLost if it is gone. */
-  renew(c: Claim): void {
-    writeTx(this.db, () => this.hold(c));
+  /**
+   * Renews a claim (the heartbeat while a step runs, and a check right before
+   * a delegate call); throws ClaimLost if it is gone. Returns when the renewed
+   * lease ends (milliseconds, on the journal's clock).
+   */
+  renew(c: Claim): number {
+    return Date.parse(writeTx(this.db, () => this.hold(c)));
   }
 
   /** Records a step's state; renews the runner's lease. */

@@ -2,6 +2,7 @@ import { Agent, request } from 'node:https';
 import { VbsError, isFaultCode, errorMessage } from '../core/errors.js';
 import { failureOutcome } from '../core/outcome.js';
 import { REQUEST_ID_HEADER, currentRequestId } from '../core/request-context.js';
+import { currentFence, FENCED_BEFORE_SEND, FENCED_IN_FLIGHT } from '../core/claim-fence.js';
 import type { ServiceDefinition } from './schema.js';
 import type { TlsMaterial } from './server.js';
 import { XMLParser } from 'fast-xml-parser';
@@ -117,6 +118,12 @@ export class SoapClient {
   private post(operation: string, body: string, timeoutMs: number, agent: Agent): Promise<{ status: number; text: string; requestId?: string }> {
     const forwarded = currentRequestId();
     const max = this.opts.maxResponseBytes ?? 64 * 1024 * 1024;
+    // Work run under a claim that may be lost sends nothing more (src/core/claim-fence.ts).
+    const fence = currentFence();
+    if (fence?.aborted) {
+      const cause = Object.assign(new Error(`${this.url.href}: not called, the claim on this work may be lost`), { code: FENCED_BEFORE_SEND });
+      return Promise.reject(new VbsError('ServiceUnavailable', `${this.name} was not called: this front may no longer hold the work.`, { cause }));
+    }
     return new Promise((resolve, reject) => {
       let answered = false;
       const req = request(
@@ -151,6 +158,11 @@ export class SoapClient {
         },
       );
       req.setTimeout(timeoutMs, () => req.destroy(new TimeoutError(timeoutMs, this.url.href)));
+      if (fence) {
+        const cut = () => req.destroy(Object.assign(new Error('cut: the claim on this work may be lost'), { code: FENCED_IN_FLIGHT }));
+        fence.addEventListener('abort', cut, { once: true });
+        req.once('close', () => fence.removeEventListener('abort', cut));
+      }
       const connectMs = this.opts.connectTimeoutMs;
       if (connectMs !== undefined) {
         req.once('socket', (socket) => {

@@ -1,0 +1,94 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { currentFence } from '../../src/core/claim-fence.js';
+import type { Record as XmlRecord } from '../../src/soap/xml.js';
+import { availableVolume, HeldAnswer, makeFront, type Front } from './fakes.js';
+
+/**
+ * Issue 20: several fronts on one database. A front cut off from the database
+ * must stop acting on delegates before its claims can expire, so that the
+ * front that takes the work over is the only one acting. Two fronts on one
+ * database file; front A's renewals are made to fail (the database cannot be
+ * written) or never to happen (A is cut off and cannot even try), while a
+ * delegate call of its runs.
+ */
+const dirs: string[] = [];
+afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+const LEASE_MS = 800;
+
+function twoFronts(): { a: Front; b: Front; storage: HeldAnswer; fences: AbortSignal[] } {
+  const d = mkdtempSync(join(tmpdir(), 'vbs-cutoff-'));
+  dirs.push(d);
+  const storage = new HeldAnswer();
+  // Each call notes the fence it runs under (src/core/claim-fence.ts): what a real SOAP client obeys.
+  const fences: AbortSignal[] = [];
+  const call = storage.call.bind(storage);
+  storage.call = (op: string, i: XmlRecord) => {
+    const f = currentFence();
+    if (f) fences.push(f);
+    return call(op, i);
+  };
+  const file = join(d, 'vbs.db');
+  const a = makeFront(file, storage, undefined, undefined, { leaseMs: LEASE_MS });
+  const b = makeFront(file, storage, undefined, undefined, { leaseMs: LEASE_MS });
+  return { a, b, storage, fences };
+}
+
+const leaseUntil = (f: Front, vol: string): number =>
+  Date.parse((f.db.prepare(`SELECT lease_until FROM workflows WHERE resource_id = ? AND kind = 'DeleteVolume'`).get(vol) as { lease_until: string }).lease_until);
+
+const aborted = (s: AbortSignal): Promise<number> => new Promise((r) => (s.aborted ? r(Date.now()) : s.addEventListener('abort', () => r(Date.now()), { once: true })));
+
+async function takenOverBy(b: Front, vol: string): Promise<void> {
+  // Bounded: the lease is LEASE_MS; B's timer would do the same.
+  for (let i = 0; i < 100 && b.meta.volume(vol); i++) {
+    await b.wf.engine.resume({ notDueToo: true });
+    if (b.meta.volume(vol)) await new Promise((r) => setTimeout(r, LEASE_MS / 8));
+  }
+}
+
+describe('a front cut off from the database stops acting before its claim can expire', () => {
+  it('a renewal that fails cuts the delegate call in flight at once, while the lease still holds; the other front finishes the work after the lease', async () => {
+    const { a, b, storage, fences } = twoFronts();
+    const vol = await availableVolume(a);
+    const release = storage.holdNext('DeleteObject');
+    const deleting = a.call('DeleteVolume', { volumeId: vol }).catch((e: unknown) => e);
+    await storage.reached('DeleteObject:held');
+    const held = fences.at(-1)!; // the fence of the DeleteObject call in flight
+    // A can no longer write its database.
+    a.wf.engine.journal.renew = () => {
+      throw new Error('disk I/O error');
+    };
+    const cutAt = await aborted(held);
+    // Cut before the lease it last renewed runs out: nobody else could have taken the work yet.
+    expect(cutAt).toBeLessThan(leaseUntil(b, vol));
+    expect(await b.wf.engine.resume({ notDueToo: true })).toBe(0);
+    release();
+    expect(await deleting).toMatchObject({ code: 'ServiceUnavailable' });
+    expect(storage.calls.filter((c) => c === 'DeleteObject')).toHaveLength(1);
+    expect(b.meta.volume(vol)?.status).toBe('deleting');
+    await takenOverBy(b, vol);
+    expect(b.meta.volume(vol)).toBeUndefined();
+  });
+
+  it('a lease nearing its end with no renewal at all (the front cannot reach the database) cuts the call before the lease ends', async () => {
+    const { a, b, storage, fences } = twoFronts();
+    const vol = await availableVolume(a);
+    const release = storage.holdNext('DeleteObject');
+    const deleting = a.call('DeleteVolume', { volumeId: vol }).catch((e: unknown) => e);
+    await storage.reached('DeleteObject:held');
+    // Each renewal of A's lands on a lease it no longer extends (A's writes do not reach the database the others see).
+    const stuck = leaseUntil(a, vol);
+    a.wf.engine.journal.renew = () => stuck;
+    const until = leaseUntil(a, vol);
+    const cutAt = await aborted(fences.at(-1)!);
+    expect(cutAt).toBeLessThan(until);
+    release();
+    expect(await deleting).toMatchObject({ code: 'ServiceUnavailable' });
+    await takenOverBy(b, vol);
+    expect(b.meta.volume(vol)).toBeUndefined();
+  });
+});
