@@ -7,12 +7,13 @@ import type { Record as XmlRecord } from '../../src/soap/xml.js';
 import { availableVolume, HeldAnswer, makeFront, type Front } from './fakes.js';
 
 /**
- * Issue 20: several fronts on one database. A front cut off from the database
- * must stop acting on delegates before its claims can expire, so that the
- * front that takes the work over is the only one acting. Two fronts on one
- * database file; front A's renewals are made to fail (the database cannot be
- * written) or never to happen (A is cut off and cannot even try), while a
- * delegate call of its runs.
+ * Issue 20: several fronts on one database (two fronts on one database file).
+ * A front cut off from the database must stop acting on delegates before its
+ * claims can expire, so that the front that takes the work over is the only
+ * one acting: front A's renewals are made to fail (the database cannot be
+ * written) or to land on nothing (A's writes do not reach the database),
+ * while a delegate call of its runs. And a client token repeated on the other
+ * front gets the first create's outcome.
  */
 const dirs: string[] = [];
 afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -90,5 +91,40 @@ describe('a front cut off from the database stops acting before its claim can ex
     expect(await deleting).toMatchObject({ code: 'ServiceUnavailable' });
     await takenOverBy(b, vol);
     expect(b.meta.volume(vol)).toBeUndefined();
+  });
+});
+
+describe('a client token repeated on another front (the CLI went to the next front)', () => {
+  it('waits in the database for the first front\'s create and answers with its volume', async () => {
+    const { a, b, storage } = twoFronts();
+    const release = storage.holdNext('CreateVolume');
+    const first = a.call('CreateVolume', { size: 1, clientToken: 'tok-a' });
+    await storage.reached('CreateVolume:held');
+    let answered = false;
+    const again = b.call('CreateVolume', { size: 1, clientToken: 'tok-a' }).finally(() => (answered = true));
+    // B does not answer while A's create still runs (it would show a record A may yet roll back).
+    await new Promise((r) => setTimeout(r, 300));
+    expect(answered).toBe(false);
+    release();
+    const [x, y] = await Promise.all([first, again]);
+    expect((y.volume as XmlRecord).volumeId).toBe((x.volume as XmlRecord).volumeId);
+    expect(storage.calls.filter((c) => c === 'CreateVolume')).toHaveLength(1);
+  });
+
+  it('answers retryable when the first front\'s create was rolled back, and the retry then creates', async () => {
+    const { a, b, storage } = twoFronts();
+    const release = storage.holdNext('CreateVolume');
+    const first = a.call('CreateVolume', { size: 1, clientToken: 'tok-b' }).catch((e: unknown) => e);
+    await storage.reached('CreateVolume:held');
+    const again = b.call('CreateVolume', { size: 1, clientToken: 'tok-b' }).catch((e: unknown) => e);
+    // A's runner loses its claim (its lease is taken away) and B's recovery rolls the create back.
+    a.db.prepare(`UPDATE workflows SET lease_until = '2000-01-01T00:00:00.000Z' WHERE kind = 'CreateVolume'`).run();
+    expect(await b.wf.engine.resume({ notDueToo: true })).toBe(1);
+    release();
+    expect(await first).toMatchObject({ code: 'ServiceUnavailable' });
+    expect(await again).toMatchObject({ code: 'ServiceUnavailable', message: expect.stringContaining('did not succeed') });
+    const retried = await b.call('CreateVolume', { size: 1, clientToken: 'tok-b' });
+    expect(['creating', 'available']).toContain((retried.volume as XmlRecord).status);
+    expect(storage.calls.filter((c) => c === 'CreateVolume')).toHaveLength(2);
   });
 });
