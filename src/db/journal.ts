@@ -251,9 +251,10 @@ export class Journal {
   }
 
   /** Claims the next stalled workflow after `afterId`: running, nobody's live lease, due (unless told otherwise). One at a time, so no claim waits unrenewed behind another's work. */
-  claimStalled(f: ClaimFilter = {}, afterId = 0): { row: WorkflowRow; claim: Claim } | undefined {
+  claimStalled(f: ClaimFilter = {}, afterId = 0): { row: WorkflowRow; claim: Claim; takenOver: boolean } | undefined {
     const t = this.nowIso();
     const token = this.newToken();
+    let takenOver = false;
     const row = writeTx(this.db, () => {
       // Looked up first, in the same transaction, to tell a takeover (a lease that ran out, a runner gone) from a retry.
       const next = this.db
@@ -264,10 +265,11 @@ export class Journal {
         )
         .get(t, afterId, f.resource ?? null, f.resource ?? null, f.notDueToo ? 1 : 0, t, f.parkedToo ? 1 : 0) as { id: number; lease_until: string | null } | undefined;
       if (!next) return undefined;
-      if (next.lease_until !== null) claimTakenOver('workflow');
+      takenOver = next.lease_until !== null;
+      if (takenOver) claimTakenOver('workflow');
       return this.db.prepare(`UPDATE workflows SET lease_owner = ?, lease_until = ? WHERE id = ? RETURNING ${WORKFLOW_COLUMNS}`).get(token, this.leaseUntil(), next.id) as WorkflowRow;
     });
-    return row && { row, claim: { table: 'workflows', id: row.id, token } };
+    return row && { row, claim: { table: 'workflows', id: row.id, token }, takenOver };
   }
 
   /** Keeps an undo that failed, while the workflow's claim holds. */

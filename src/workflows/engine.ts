@@ -551,6 +551,8 @@ export class WorkflowEngine {
       after = next.row.id;
       taken++;
       const { row, claim } = next;
+      // Another runner held it (a front that died, or was cut off past its lease): said, so an operator sees fronts taking over.
+      if (next.takenOver) this.log.info('took over a workflow whose runner is gone or whose lease ran out', { id: row.id, kind: row.kind, resource: row.resource_id });
       const kind = this.kinds.get(row.kind);
       if (!kind) {
         this.log.error('journal holds a workflow of an unknown kind', { id: row.id, kind: row.kind });

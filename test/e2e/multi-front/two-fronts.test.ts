@@ -111,6 +111,7 @@ describe('two fronts on one database', () => {
     // Front B takes the dead front's claim (its process is gone) and rolls the attach back, well within the lease.
     await volumeIs(b, vol, 'available', LEASE_MS);
     expect((await volumeOf(b, vol))!.attachments ?? []).toEqual([]);
+    expect(c.log('front-b')).toContain('took over a workflow whose runner is gone');
     await clean();
     await attachTo(b, vol, 'vm3');
     await volumeIs(b, vol, 'in-use');
