@@ -128,3 +128,18 @@ describe('a client token repeated on another front (the CLI went to the next fro
     expect(storage.calls.filter((c) => c === 'CreateVolume')).toHaveLength(2);
   });
 });
+
+describe('a copy two fronts both saw lost is started again by one of them', () => {
+  it('the attempt count is taken by compare-and-swap on what each saw', async () => {
+    const { a, b } = twoFronts();
+    const vol = await availableVolume(a);
+    a.meta.setVolumeStatus(vol, ['available'], 'creating');
+    // Both fronts' monitors read the count when they saw the copy lost...
+    const seenByA = a.meta.volumeAttempts(vol)!;
+    const seenByB = b.meta.volumeAttempts(vol)!;
+    // ...and only the first to count it restarts the copy.
+    expect(a.meta.bumpVolumeAttemptsFrom(vol, seenByA)).toBe(seenByA + 1);
+    expect(b.meta.bumpVolumeAttemptsFrom(vol, seenByB)).toBeUndefined();
+    expect(b.meta.volumeAttempts(vol)).toBe(seenByA + 1);
+  });
+});
