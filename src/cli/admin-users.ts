@@ -135,7 +135,7 @@ function prepare(runtime: CliRuntime, o: IssuingOptions) {
       throw new UsageError((err as Error).message);
     }
   }
-  return { registry: new UserRegistry(dataDir), csrPem, p12PasswordFile, url: o.url ?? frontUrlOf(dataDir) };
+  return { registry: new UserRegistry(dataDir), csrPem, p12PasswordFile, url: o.url === undefined ? frontUrlsOf(dataDir) : [o.url] };
 }
 
 function readOrFail(file: string, option: string): string {
@@ -146,11 +146,12 @@ function readOrFail(file: string, option: string): string {
   }
 }
 
-/** The front's URL as `vbs up` wrote it for its admin; --url for any other address. */
-function frontUrlOf(dataDir: string): string {
+/** The fronts' URLs as `vbs up` wrote them for its admin (several with --fronts N); --url for any other address. */
+function frontUrlsOf(dataDir: string): string[] {
   try {
-    const url = (JSON.parse(readFileSync(join(dataDir, 'client.json'), 'utf8')) as { url?: unknown }).url;
-    if (typeof url === 'string') return url;
+    const c = JSON.parse(readFileSync(join(dataDir, 'client.json'), 'utf8')) as { url?: unknown; fronts?: unknown };
+    const urls = [c.url, c.fronts].flat().filter((u): u is string => typeof u === 'string');
+    if (urls.length) return [...new Set(urls)];
   } catch {
     // No deployment started on this folder yet.
   }

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createSecureContext } from 'node:tls';
-import { loadClientConfig } from '../config/client-config.js';
+import { frontUrls, loadClientConfig } from '../config/client-config.js';
+import { FailoverCaller } from './failover.js';
 import { errorMessage } from '../core/errors.js';
 import { SoapClient } from '../soap/client.js';
 import type { ServiceDefinition } from '../soap/schema.js';
@@ -47,15 +48,22 @@ export function processRuntime(): CliRuntime {
     env: process.env,
     cwd: process.cwd(),
     fileExists: existsSync,
-    connect: connectWithClientConfig,
+    connect: (def, file) => connectWithClientConfig(def, file, (line) => process.stderr.write(`${line}\n`)),
     sleep: (ms) => delay(ms),
     now: () => Date.now(),
     newClientToken: () => randomUUID(),
   };
 }
 
-/** A real SoapClient; a configuration that cannot be read is a local (exit 2) error. */
-export function connectWithClientConfig(def: ServiceDefinition, configFile: string): Caller {
+/** How long a front may take to accept a connection before the next one is tried (client.json `connectTimeoutMs`). */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+
+/**
+ * A real SoapClient, or one per front going to the next when one does not
+ * answer (src/cli/failover.ts); a configuration that cannot be read is a
+ * local (exit 2) error. `notice` is told when a call moves to another front.
+ */
+export function connectWithClientConfig(def: ServiceDefinition, configFile: string, notice: (line: string) => void = () => {}): Caller {
   let loaded;
   try {
     loaded = loadClientConfig(configFile);
@@ -69,5 +77,11 @@ export function connectWithClientConfig(def: ServiceDefinition, configFile: stri
   } catch (err) {
     throw new UsageError(`client configuration ${configFile}: its key, certificate or CA cannot be used: ${errorMessage(err)}`);
   }
-  return new SoapClient({ def, url: config.url, tls, timeoutMs: config.timeoutMs });
+  const urls = frontUrls(config);
+  const clientFor = (url: string) => new SoapClient({ def, url, tls, timeoutMs: config.timeoutMs, connectTimeoutMs: config.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS });
+  if (urls.length === 1) return clientFor(urls[0]!);
+  return new FailoverCaller(
+    urls.map((url) => ({ url, caller: clientFor(url) })),
+    (from, to, err) => notice(`vbs: ${from} did not answer (${err.message}); trying ${to}.`),
+  );
 }

@@ -1,5 +1,5 @@
 import type { Command } from '@commander-js/extra-typings';
-import { up, VMM_CHOICES, type VmmChoice } from '../deploy/all-in-one.js';
+import { MAX_FRONTS, up, VMM_CHOICES, type VmmChoice } from '../deploy/all-in-one.js';
 
 /**
  * `vbs up`: the all-in-one deployment on embedded defaults. Runs until
@@ -22,6 +22,8 @@ export function registerUp(program: Command): void {
     .option('--target <daemon>', 'lvm-iscsi only: auto (a real tgtd when installed and root, else the simulated IET), iet or tgt', 'auto')
     .option('--vmm <adapter>', 'the VMM host\'s adapter: sim (simulated VMs vm1-vm3), libvirt (domains of qemu:///system) or qemu (QMP sockets); default: the --commands file\'s vmm.adapter, else sim')
     .option('--ec2-port <n>', 'port of the EC2 Query API (aws ec2 ... --endpoint-url); default 8773 (with --port 0: a free one); 0: a free one')
+    .option('--fronts <n>', `how many fronts serve at once, on one metadata database (1 to ${MAX_FRONTS}; the first on --port, the others on free ports; docs/operators/multi-front.md)`, '1')
+    .option('--db <database>', 'the metadata database of every front: a SQLite file in the data folder (default vbs.db)')
     .option('--qmp-dir <dir>', 'qemu only: the folder of the VMs\' QMP sockets, <dir>/<vmId>.qmp (default DATA/qmp)')
     .action(async (opts) => {
       const port = Number(opts.port);
@@ -56,6 +58,11 @@ export function registerUp(program: Command): void {
         process.stderr.write(`vbs: --port must be a port number\n`);
         process.exit(2);
       }
+      const fronts = Number(opts.fronts);
+      if (!/^[0-9]+$/.test(opts.fronts) || fronts < 1 || fronts > MAX_FRONTS) {
+        process.stderr.write(`vbs: --fronts must be a whole number from 1 to ${MAX_FRONTS}\n`);
+        process.exit(2);
+      }
       const ec2Port = opts.ec2Port === undefined ? undefined : Number(opts.ec2Port);
       if (opts.ec2Port !== undefined && (!/^[0-9]{1,5}$/.test(opts.ec2Port) || ec2Port! > 65535 || (ec2Port === port && port !== 0))) {
         process.stderr.write(`vbs: --ec2-port must be a port number other than --port\n`);
@@ -76,7 +83,7 @@ export function registerUp(program: Command): void {
       let dep;
       try {
         const ceph = opts.cephConf === undefined ? undefined : { conf: opts.cephConf, pool: opts.cephPool, clientId: opts.cephId, keyring: opts.cephKeyring };
-        dep = await up({ dataDir: opts.data, port, commands: opts.commands, backend, target, vmm: vmm as VmmChoice | undefined, qmpDir: opts.qmpDir, ec2Port, ceph });
+        dep = await up({ dataDir: opts.data, port, commands: opts.commands, backend, target, vmm: vmm as VmmChoice | undefined, qmpDir: opts.qmpDir, ec2Port, ceph, fronts, database: opts.db });
       } catch (err) {
         if (stopping) return;
         process.stderr.write(`vbs up: ${(err as Error).message}\n`);
@@ -87,8 +94,10 @@ export function registerUp(program: Command): void {
       process.stdout.write(
         [
           `VBS is up: ${dep.frontUrl}`,
+          ...(dep.frontUrls.length > 1 ? [`  Fronts:         ${dep.frontUrls.join(' ')}  (one database; the CLI goes to the next when one does not answer)`] : []),
           `  WSDL:           ${dep.frontUrl}?wsdl`,
           `  CLI config:     ${dep.clientConfig}  (export VBS_CONFIG=${dep.clientConfig})`,
+          ...(dep.ec2Urls.length > 1 ? [`  EC2 APIs:       ${dep.ec2Urls.join(' ')}`] : []),
           `  EC2 API:        ${dep.ec2Url}  (aws ec2 ... --endpoint-url ${dep.ec2Url}; keys: vbs admin user keys create NAME --data ${opts.data} --out FOLDER)`,
           `  VMM host:       ${dep.vmmHost}`,
           `  Volumes:        ${dep.storage}`,

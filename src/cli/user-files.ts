@@ -34,7 +34,8 @@ export function existingUserFiles(outDir: string, name: string): string[] {
  * from the administrator's file; without it one is generated and written
  * beside the bundle. Never printed.
  */
-export function writeUserFiles(outDir: string, issued: Issued, frontUrl: string, p12PasswordFile?: string): UserFiles {
+export function writeUserFiles(outDir: string, issued: Issued, frontUrls: string | readonly string[], p12PasswordFile?: string): UserFiles {
+  const urls = typeof frontUrls === 'string' ? [frontUrls] : frontUrls;
   const name = issued.user.name;
   const files = userFiles(outDir, name);
   mkdirSync(outDir, { recursive: true, mode: 0o700 });
@@ -50,7 +51,8 @@ export function writeUserFiles(outDir: string, issued: Issued, frontUrl: string,
   if (!issued.keyPem) rmSync(files.p12, { force: true });
   if (!issued.keyPem || p12PasswordFile) rmSync(files.p12Password, { force: true });
   // Paths relative to client.json: the folder can be handed over as a whole.
-  const config = { url: frontUrl, key: `${name}.key`, cert: `${name}.crt`, ca: 'ca.crt' };
+  // Several fronts (`vbs up --fronts N`): all of them, the CLI going to the next when one does not answer.
+  const config = { url: urls[0], ...(urls.length > 1 ? { fronts: [...urls] } : {}), key: `${name}.key`, cert: `${name}.crt`, ca: 'ca.crt' };
   writeAtomic(files.clientConfig, `${JSON.stringify(config, null, 2)}\n`, 0o644);
   return files;
 }

@@ -94,7 +94,19 @@ export class VbsError extends Error {
 /** Turns any thrown value into something safe to show: VbsErrors pass, the rest hide. */
 export function toSafeError(err: unknown): VbsError {
   if (err instanceof VbsError) return err;
+  if (isDatabaseUnavailable(err)) {
+    // Several fronts share the metadata database: one that cannot reach it, or waited its busy timeout, says retry (another front may answer).
+    return new VbsError('ServiceUnavailable', 'The metadata database is busy or cannot be reached; retry shortly.', { cause: err });
+  }
   return new VbsError('InternalError', 'An internal error occurred; see the service log.', { cause: err });
+}
+
+/** SQLite's answers that say "not now" rather than "wrong": busy or locked past the busy timeout, an I/O error, a full disk. */
+const DATABASE_UNAVAILABLE = /^SQLITE_(BUSY|LOCKED|IOERR|FULL|CANTOPEN|PROTOCOL)/;
+
+function isDatabaseUnavailable(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return err instanceof Error && err.name === 'SqliteError' && typeof code === 'string' && DATABASE_UNAVAILABLE.test(code);
 }
 
 export function errorMessage(err: unknown): string {

@@ -15,8 +15,13 @@ import { VbsError } from './errors.js';
  */
 export type FailureOutcome = 'not-delivered' | 'refused' | 'unknown';
 
-/** Socket errors raised before a request's bytes can have left this process. */
-const NOT_DELIVERED_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL']);
+/**
+ * Socket errors raised before a request's bytes can have left this process
+ * (ECONNECTTIMEOUT: the SOAP client's own, for a connection not established
+ * in time; the request is written only once TLS is up. EFENCED: a call its
+ * runner's lost claim kept from being sent, src/core/claim-fence.ts).
+ */
+const NOT_DELIVERED_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL', 'ECONNECTTIMEOUT', 'EFENCED']);
 
 export function failureOutcome(err: unknown): FailureOutcome {
   if (!(err instanceof VbsError)) return 'unknown';

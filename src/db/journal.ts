@@ -131,17 +131,23 @@ export class Journal {
    * held (this token, lease not expired, a workflow still running), else throws
    * ClaimLost so the transaction, and whatever it was to write, rolls back.
    */
-  private hold(c: Claim): void {
+  private hold(c: Claim): string {
     const running = c.table === 'workflows' ? ` AND state = 'running'` : '';
+    const until = this.leaseUntil();
     const r = this.db
       .prepare(`UPDATE ${c.table} SET lease_until = ? WHERE id = ? AND lease_owner = ? AND lease_until >= ?${running}`)
-      .run(this.leaseUntil(), c.id, c.token, this.nowIso());
+      .run(until, c.id, c.token, this.nowIso());
     if (r.changes !== 1) throw new ClaimLost(c);
+    return until;
   }
 
-  /** Renews a claim (the heartbeat while a step runs, and a check right before a delegate call); throws ClaimLost if it is gone. */
-  renew(c: Claim): void {
-    writeTx(this.db, () => this.hold(c));
+  /**
+   * Renews a claim (the heartbeat while a step runs, and a check right before
+   * a delegate call); throws ClaimLost if it is gone. Returns when the renewed
+   * lease ends (milliseconds, on the journal's clock).
+   */
+  renew(c: Claim): number {
+    return Date.parse(writeTx(this.db, () => this.hold(c)));
   }
 
   /** Records a step's state; renews the runner's lease. */
@@ -247,9 +253,10 @@ export class Journal {
   }
 
   /** Claims the next stalled workflow after `afterId`: running, nobody's live lease, due (unless told otherwise). One at a time, so no claim waits unrenewed behind another's work. */
-  claimStalled(f: ClaimFilter = {}, afterId = 0): { row: WorkflowRow; claim: Claim } | undefined {
+  claimStalled(f: ClaimFilter = {}, afterId = 0): { row: WorkflowRow; claim: Claim; takenOver: boolean } | undefined {
     const t = this.nowIso();
     const token = this.newToken();
+    let takenOver = false;
     const row = writeTx(this.db, () => {
       // Looked up first, in the same transaction, to tell a takeover (a lease that ran out, a runner gone) from a retry.
       const next = this.db
@@ -260,10 +267,11 @@ export class Journal {
         )
         .get(t, afterId, f.resource ?? null, f.resource ?? null, f.notDueToo ? 1 : 0, t, f.parkedToo ? 1 : 0) as { id: number; lease_until: string | null } | undefined;
       if (!next) return undefined;
-      if (next.lease_until !== null) claimTakenOver('workflow');
+      takenOver = next.lease_until !== null;
+      if (takenOver) claimTakenOver('workflow');
       return this.db.prepare(`UPDATE workflows SET lease_owner = ?, lease_until = ? WHERE id = ? RETURNING ${WORKFLOW_COLUMNS}`).get(token, this.leaseUntil(), next.id) as WorkflowRow;
     });
-    return row && { row, claim: { table: 'workflows', id: row.id, token } };
+    return row && { row, claim: { table: 'workflows', id: row.id, token }, takenOver };
   }
 
   /** Keeps an undo that failed, while the workflow's claim holds. */

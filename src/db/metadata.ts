@@ -125,11 +125,21 @@ export class Metadata {
     return r.changes === 1;
   }
 
-  bumpVolumeAttempts(id: string): number {
-    const r = this.db.prepare('UPDATE volumes SET create_attempts = create_attempts + 1 WHERE volume_id = ? RETURNING create_attempts').get(id) as
-      | { create_attempts: number }
-      | undefined;
-    return r?.create_attempts ?? 0;
+  /** A volume's create attempts so far (how many times its copy was started again). */
+  volumeAttempts(id: string): number | undefined {
+    return (this.db.prepare('SELECT create_attempts FROM volumes WHERE volume_id = ?').get(id) as { create_attempts: number } | undefined)?.create_attempts;
+  }
+
+  /**
+   * Counts one more attempt only if the count is still `seen`, the one read
+   * when the copy was seen lost: of several fronts that saw it lost, one
+   * restarts it. Undefined when another already did (or the volume is gone).
+   */
+  bumpVolumeAttemptsFrom(id: string, seen: number): number | undefined {
+    const r = this.db
+      .prepare(`UPDATE volumes SET create_attempts = create_attempts + 1 WHERE volume_id = ? AND create_attempts = ? AND status = 'creating' RETURNING create_attempts`)
+      .get(id, seen) as { create_attempts: number } | undefined;
+    return r?.create_attempts;
   }
 
   deleteVolume(id: string): void {

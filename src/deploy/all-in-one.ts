@@ -40,7 +40,22 @@ export interface UpOptions {
   readonly report?: (line: string) => void;
   /** The EC2 Query API's port (default 8773, or a free one when `port` is 0; 0: a free one). */
   readonly ec2Port?: number;
+  /**
+   * How many fronts serve at once, all on one metadata database (default 1;
+   * docs/operators/multi-front.md). The first listens on `port` and
+   * `ec2Port`, the others on free ports.
+   */
+  readonly fronts?: number;
+  /**
+   * The metadata database every front uses: a SQLite file (relative to the
+   * data folder; default vbs.db). A `postgres://` URL is refused until the
+   * PostgreSQL metadata layer is in (issue 20).
+   */
+  readonly database?: string;
 }
+
+/** The most fronts `vbs up --fronts` starts on one machine. */
+export const MAX_FRONTS = 8;
 
 export interface CephOptions {
   readonly conf: string;
@@ -53,7 +68,12 @@ export interface CephOptions {
 }
 
 export interface Deployment {
+  /** The first front's URL. */
   readonly frontUrl: string;
+  /** Every front's URL, the first one first (`--fronts N`). */
+  readonly frontUrls: readonly string[];
+  /** Every front's EC2 Query API endpoint, in the same order. */
+  readonly ec2Urls: readonly string[];
   readonly clientConfig: string;
   /** Stops every service, in reverse order of start; idempotent. */
   stop(): Promise<void>;
@@ -86,10 +106,16 @@ const SIM_VG_BYTES = 256 * 1024 ** 3;
 export const IQN_PREFIX = 'iqn.2026-11.org.vbs';
 /** How long a service may take to accept requests (the front recovers its journal first). */
 const READY_TIMEOUT_MS = 120_000;
-const ROLES = ['volume-delegate', 'vmm-delegate', 'instance-resolver', 'front'] as const;
+const SERVICE_ROLES = ['volume-delegate', 'vmm-delegate', 'instance-resolver'] as const;
 /** The instance resolver's static map (instance id → host, VM, owner), for the operator to fill. */
 export const INSTANCE_MAP = 'instances.json';
-type Role = (typeof ROLES)[number];
+/** A service's name in the deployment: the three services, then `front`, `front-2`, … (each a `vbs serve front`). */
+type Role = (typeof SERVICE_ROLES)[number] | `front${string}`;
+
+/** The supervised names of `n` fronts: `front` (as with one front: its files and log keep their names), `front-2`, … */
+export function frontNames(n: number): `front${string}`[] {
+  return Array.from({ length: n }, (_, i) => (i === 0 ? 'front' : (`front-${i + 1}` as const)));
+}
 
 /**
  * The all-in-one deployment: a CA and certificates on first start, then one
@@ -127,16 +153,37 @@ export async function up(opts: UpOptions): Promise<Deployment> {
   // A deployment on a free port (tests, several at once) gets a free EC2 port too, unless one is asked for.
   const askedEc2Port = opts.ec2Port ?? (opts.port === 0 ? 0 : DEFAULT_EC2_PORT);
   const ec2Port = askedEc2Port === 0 ? await freePort() : askedEc2Port;
+  const frontCount = opts.fronts ?? 1;
+  if (!Number.isInteger(frontCount) || frontCount < 1 || frontCount > MAX_FRONTS) throw new Error(`--fronts must be a whole number from 1 to ${MAX_FRONTS}`);
+  const database = metadataDatabase(opts.database);
+  const fronts = frontNames(frontCount);
+  const ROLES: readonly Role[] = [...SERVICE_ROLES, ...fronts];
+  // The first front keeps the asked EC2 port; the others get free ones.
+  const ec2Ports = new Map<Role, number>([[fronts[0]!, ec2Port]]);
+  for (const f of fronts.slice(1)) ec2Ports.set(f, await freePort());
 
   const logs = new LogFiles(join(dir, 'logs'));
   // Every service checks callers against the CA's revocation list (reloaded on change).
   const tls = (name: string) => ({ key: `pki/${name}.key`, cert: `pki/${name}.crt`, ca: 'pki/ca.crt', crl: 'pki/ca.crl' });
   const listen = (port: number) => ({ host: '127.0.0.1', port });
   // Each service's Prometheus listener, on a port of its own chosen now (kept across its restarts).
-  const metricsPort = await metricsPorts(ROLES);
-  const metrics = (role: Role) => ({ metrics: listen(metricsPort[role]) });
+  const metricsPort = await metricsPorts<Role>(ROLES);
+  const metrics = (role: Role) => ({ metrics: listen(metricsPort[role]!) });
   const urls = new Map<Role, string>();
-  const configs: Record<Role, () => object> = {
+  // Each front on one database: its own port, metrics, EC2 listener and audit log.
+  const frontConfig = (f: Role) => () => ({
+    role: 'front',
+    listen: listen(f === fronts[0] ? opts.port : 0),
+    ...metrics(f),
+    tls: tls('front'),
+    database,
+    auditLog: f === fronts[0] ? 'audit.log' : `audit-${f}.log`,
+    volumeDelegates: [{ name: 'local', url: urls.get('volume-delegate') }],
+    vmmHosts: [{ name: 'localhost', url: urls.get('vmm-delegate') }],
+    instances: { resolvers: ['scan', 'static'], resolverUrl: urls.get('instance-resolver') },
+    ec2: { listen: listen(ec2Ports.get(f)!), secretsKey: EC2_SECRETS_KEY, ...(vmm === 'sim' ? {} : { devicePrefix: 'vd' }) },
+  });
+  const configs: Record<string, () => object> = {
     'volume-delegate': () => ({
       role: 'volume-delegate',
       name: 'local',
@@ -169,25 +216,17 @@ export async function up(opts: UpOptions): Promise<Deployment> {
       ...(commands ? { commands } : {}),
       static: { file: INSTANCE_MAP },
     }),
-    front: () => ({
-      role: 'front',
-      listen: listen(opts.port),
-      ...metrics('front'),
-      tls: tls('front'),
-      database: 'vbs.db',
-      auditLog: 'audit.log',
-      volumeDelegates: [{ name: 'local', url: urls.get('volume-delegate') }],
-      vmmHosts: [{ name: 'localhost', url: urls.get('vmm-delegate') }],
-      instances: { resolvers: ['scan', 'static'], resolverUrl: urls.get('instance-resolver') },
-      ec2: { listen: listen(ec2Port), secretsKey: EC2_SECRETS_KEY, ...(vmm === 'sim' ? {} : { devicePrefix: 'vd' }) },
-    }),
+    ...Object.fromEntries(fronts.map((f) => [f, frontConfig(f)])),
   };
   const configFile = (role: Role) => join(dir, `${role}.json`);
   const serve = (role: Role): SupervisedService => ({
     name: role,
     logFile: logs.path(role),
     start: (abort) =>
-      startServe({ cli: CLI, role, configFile: configFile(role), cwd: dir, log: logs.stream(role), logFile: logs.path(role), readyTimeoutMs: READY_TIMEOUT_MS }, abort),
+      startServe(
+        { cli: CLI, role: role.startsWith('front') ? 'front' : role, configFile: configFile(role), cwd: dir, log: logs.stream(role), logFile: logs.path(role), readyTimeoutMs: READY_TIMEOUT_MS },
+        abort,
+      ),
   });
   const services: SupervisedService[] = [
     ...(tgtdPorts
@@ -206,21 +245,23 @@ export async function up(opts: UpOptions): Promise<Deployment> {
   try {
     // Each service's configuration is written just before its first start;
     // then its port is pinned there, for its restarts.
-    writeJson(configFile('volume-delegate'), configs['volume-delegate']());
-    writeJson(configFile('vmm-delegate'), configs['vmm-delegate']());
-    writeJson(configFile('instance-resolver'), configs['instance-resolver']());
+    writeJson(configFile('volume-delegate'), configs['volume-delegate']!());
+    writeJson(configFile('vmm-delegate'), configs['vmm-delegate']!());
+    writeJson(configFile('instance-resolver'), configs['instance-resolver']!());
     if (!existsSync(join(dir, INSTANCE_MAP))) writeJson(join(dir, INSTANCE_MAP), {});
     await supervisor.startAll((name, handle) => {
       const role = ROLES.find((r) => r === name);
       if (!role || !handle.url) return;
       urls.set(role, handle.url);
-      writeJson(configFile(role), { ...configs[role](), listen: listen(Number(new URL(handle.url).port)) });
-      // The front's configuration names the delegates' and the resolver's URLs: written once they serve.
-      if (role === 'instance-resolver') writeJson(configFile('front'), configs.front());
+      writeJson(configFile(role), { ...configs[role]!(), listen: listen(Number(new URL(handle.url).port)) });
+      // The fronts' configurations name the delegates' and the resolver's URLs: written once they serve.
+      if (role === 'instance-resolver') for (const f of fronts) writeJson(configFile(f), configs[f]!());
     });
-    const frontUrl = urls.get('front')!;
+    const frontUrls = fronts.map((f) => urls.get(f)!);
+    const frontUrl = frontUrls[0]!;
     const clientConfig = join(dir, 'client.json');
-    writeJson(clientConfig, { url: frontUrl, key: 'pki/admin.key', cert: 'pki/admin.crt', ca: 'pki/ca.crt' });
+    // Several fronts: all of them, the CLI going to the next when one does not answer (`url` stays the first, for older readers).
+    writeJson(clientConfig, { url: frontUrl, ...(frontUrls.length > 1 ? { fronts: frontUrls } : {}), key: 'pki/admin.key', cert: 'pki/admin.crt', ca: 'pki/ca.crt' });
     const tgtd = supervisor.handle('tgtd');
     const storage =
       backendType === 'file'
@@ -236,11 +277,25 @@ export async function up(opts: UpOptions): Promise<Deployment> {
           : vmm === 'qemu'
             ? `localhost, QEMU VMs with QMP sockets <vmId>.qmp in ${qmpDir}`
             : `localhost, adapter ${vmm}`;
-    return { frontUrl, clientConfig, stop, gaveUp: supervisor.gaveUp, storage, vmmHost, metrics: writeScrapeTargets(dir, metricsPort), ec2Url: `https://127.0.0.1:${ec2Port}/` };
+    const ec2Urls = fronts.map((f) => `https://127.0.0.1:${ec2Ports.get(f)}/`);
+    return { frontUrl, frontUrls, clientConfig, stop, gaveUp: supervisor.gaveUp, storage, vmmHost, metrics: writeScrapeTargets(dir, metricsPort), ec2Url: ec2Urls[0]!, ec2Urls };
   } catch (err) {
     await stop();
     throw err;
   }
+}
+
+/**
+ * The metadata database of the fronts' configuration. SQLite (a file in the
+ * data folder) is what runs today; several fronts share it through WAL and
+ * BEGIN IMMEDIATE (src/db/database.ts). The PostgreSQL layer is being added
+ * (issue 20): until it is in, its URL is refused here, not at the first request.
+ */
+function metadataDatabase(asked: string | undefined): string {
+  if (asked === undefined || asked === 'sqlite') return 'vbs.db';
+  if (/^postgres(ql)?:\/\//.test(asked)) throw new Error('--db postgres://… needs the PostgreSQL metadata layer, which this build does not have yet; leave --db out for SQLite');
+  if (asked.includes('://')) throw new Error(`--db: '${asked.replace(/\/\/[^@/]*@/, '//…@')}' is neither a SQLite file nor a postgres:// URL`);
+  return asked;
 }
 
 /** The adapter an operator's own commands.properties names, if any. */

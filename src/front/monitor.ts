@@ -108,7 +108,7 @@ export class CreationMonitor {
    * (`lookAgainAfterCreate`).
    */
   async apply(delegate: string, objects: readonly XmlRecord[]): Promise<void> {
-    const lost: string[] = [];
+    const lost: { id: string; attempts: number }[] = [];
     writeTx(this.meta.db, () => {
       // Read in the transaction that promotes: a workflow cannot start or end between the look and the change.
       const busy = busyResources(this.meta.db);
@@ -121,11 +121,11 @@ export class CreationMonitor {
             if (!this.deferred.has(id)) this.log.info('finished copy held back while its create workflow runs', { id, state });
             this.deferred.set(id, delegate);
           }
-        } else if (state === 'absent') lost.push(id);
+        } else if (state === 'absent') lost.push({ id, attempts: id.startsWith('vol-') ? (this.meta.volumeAttempts(id) ?? 0) : 0 });
         else this.record(id, state, o);
       }
     });
-    for (const id of lost) await this.restart(delegate, id);
+    for (const { id, attempts } of lost) await this.restart(delegate, id, attempts);
   }
 
   /**
@@ -177,7 +177,7 @@ export class CreationMonitor {
    * reading the live volume), and copying the volume now would report
    * `completed` for data of another moment. It ends in `error` instead.
    */
-  private async restart(delegate: string, id: string): Promise<void> {
+  private async restart(delegate: string, id: string, seenAttempts: number): Promise<void> {
     if (!id.startsWith('vol-')) {
       if (writeTx(this.meta.db, () => this.meta.setSnapshotStatus(id, ['pending'], 'error', SNAPSHOT_LOST))) {
         this.log.warn('a snapshot copy was lost by a restart of its volume delegate', { id });
@@ -187,15 +187,17 @@ export class CreationMonitor {
     if (this.restarting.has(id)) return;
     this.restarting.add(id);
     try {
-      await this.restartOnce(delegate, id);
+      await this.restartOnce(delegate, id, seenAttempts);
     } finally {
       this.restarting.delete(id);
     }
   }
 
-  private async restartOnce(delegate: string, id: string): Promise<void> {
+  private async restartOnce(delegate: string, id: string, seenAttempts: number): Promise<void> {
     const failed = (message: string) => this.meta.setVolumeStatus(id, ['creating'], 'error', message);
-    const attempts = writeTx(this.meta.db, () => this.meta.bumpVolumeAttempts(id));
+    // Several fronts poll the same delegates: only the one whose count still matches what it saw restarts the copy.
+    const attempts = writeTx(this.meta.db, () => this.meta.bumpVolumeAttemptsFrom(id, seenAttempts));
+    if (attempts === undefined) return;
     if (attempts > MAX_CREATE_ATTEMPTS) {
       failed(`the volume delegate lost the data ${MAX_CREATE_ATTEMPTS} times while creating it`);
       return;

@@ -1,5 +1,6 @@
 import { VbsError } from '../core/errors.js';
 import { writeTx } from '../db/database.js';
+import { workflowRunningOn } from '../db/journal.js';
 import { attachConflict } from '../core/states.js';
 import * as v from '../core/validate.js';
 import type { Logger } from '../core/log.js';
@@ -47,6 +48,10 @@ export interface AdminOptions {
 }
 
 const DEFAULT_CHECK_SETTLE_MS = 1_500;
+/** How long a repeated client token waits for its first create running on another front, and how often it looks. */
+const OTHER_FRONT_CREATE_WAIT_MS = 20_000;
+const OTHER_FRONT_CREATE_POLL_MS = 100;
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const DEFAULT_CHECK_CALL_TIMEOUT_MS = 10_000;
 
 /** Thrown inside a transaction when a client token names a create already made. */
@@ -225,9 +230,23 @@ export class FrontService {
     return run;
   }
 
-  /** Waits for the create that first used a client token; its fault, if it failed, is this request's too. */
+  /**
+   * Waits for the create that first used a client token; its fault, if it
+   * failed, is this request's too. A create another front runs (several
+   * fronts share the database; the CLI sends a retry to the next front) is
+   * waited for in the database, bounded: if it was rolled back, its token went
+   * with it, and the retryable answer lets the client's retry create anew.
+   */
   private async sameOutcomeAs(id: string): Promise<void> {
-    await this.creating.get(id);
+    const here = this.creating.get(id);
+    if (here) {
+      await here;
+      return;
+    }
+    const until = Date.now() + OTHER_FRONT_CREATE_WAIT_MS;
+    while (workflowRunningOn(this.meta.db, id) && Date.now() < until) await sleep(OTHER_FRONT_CREATE_POLL_MS);
+    const exists = id.startsWith('vol-') ? this.meta.volume(id) : this.meta.snapshot(id);
+    if (!exists) throw new VbsError('ServiceUnavailable', 'The create that first used this client token did not succeed. Retry it (the same token is fine) to try again.');
   }
 
   // --- volumes ---------------------------------------------------------------

@@ -2,6 +2,7 @@ import { Agent, request } from 'node:https';
 import { VbsError, isFaultCode, errorMessage } from '../core/errors.js';
 import { failureOutcome } from '../core/outcome.js';
 import { REQUEST_ID_HEADER, currentRequestId } from '../core/request-context.js';
+import { currentFence, FENCED_BEFORE_SEND, FENCED_IN_FLIGHT } from '../core/claim-fence.js';
 import type { ServiceDefinition } from './schema.js';
 import type { TlsMaterial } from './server.js';
 import { XMLParser } from 'fast-xml-parser';
@@ -19,8 +20,17 @@ export interface SoapClientOptions {
   readonly name?: string;
   readonly tls: TlsMaterial;
   readonly timeoutMs?: number;
+  /**
+   * A new connection not established (TCP and TLS) by then is given up as
+   * not delivered (code ECONNECTTIMEOUT): nothing was sent, so a caller with
+   * another front to try may try it. Default: only the call's timeout.
+   */
+  readonly connectTimeoutMs?: number;
   readonly maxResponseBytes?: number;
 }
+
+/** The socket error code of a connection not established within connectTimeoutMs (src/core/outcome.ts: not delivered). */
+export const CONNECT_TIMEOUT_CODE = 'ECONNECTTIMEOUT';
 
 const faultParser = new XMLParser({ removeNSPrefix: true, parseTagValue: false, ignoreAttributes: true, processEntities: true, htmlEntities: false });
 
@@ -108,6 +118,12 @@ export class SoapClient {
   private post(operation: string, body: string, timeoutMs: number, agent: Agent): Promise<{ status: number; text: string; requestId?: string }> {
     const forwarded = currentRequestId();
     const max = this.opts.maxResponseBytes ?? 64 * 1024 * 1024;
+    // Work run under a claim that may be lost sends nothing more (src/core/claim-fence.ts).
+    const fence = currentFence();
+    if (fence?.aborted) {
+      const cause = Object.assign(new Error(`${this.url.href}: not called, the claim on this work may be lost`), { code: FENCED_BEFORE_SEND });
+      return Promise.reject(new VbsError('ServiceUnavailable', `${this.name} was not called: this front may no longer hold the work.`, { cause }));
+    }
     return new Promise((resolve, reject) => {
       let answered = false;
       const req = request(
@@ -142,6 +158,24 @@ export class SoapClient {
         },
       );
       req.setTimeout(timeoutMs, () => req.destroy(new TimeoutError(timeoutMs, this.url.href)));
+      if (fence) {
+        const cut = () => req.destroy(Object.assign(new Error('cut: the claim on this work may be lost'), { code: FENCED_IN_FLIGHT }));
+        fence.addEventListener('abort', cut, { once: true });
+        req.once('close', () => fence.removeEventListener('abort', cut));
+      }
+      const connectMs = this.opts.connectTimeoutMs;
+      if (connectMs !== undefined) {
+        req.once('socket', (socket) => {
+          if (req.reusedSocket || !socket.connecting) return; // a kept-alive connection is already up
+          const timer = setTimeout(
+            () => req.destroy(Object.assign(new Error(`no connection within ${connectMs} ms`), { code: CONNECT_TIMEOUT_CODE })),
+            connectMs,
+          );
+          // The request is written only once TLS is up: before that, nothing was sent.
+          socket.once('secureConnect', () => clearTimeout(timer));
+          socket.once('close', () => clearTimeout(timer));
+        });
+      }
       req.on('error', (err) => {
         // Users read the service's name; its address and the socket's error
         // are in the cause, which the service logs under the request id.

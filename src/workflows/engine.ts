@@ -1,4 +1,5 @@
 import { crashPoint } from '../core/crash-points.js';
+import { fenced } from '../core/claim-fence.js';
 import * as metrics from '../core/metrics.js';
 import { VbsError, errorMessage, toSafeError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
@@ -277,24 +278,48 @@ export class WorkflowEngine {
   }
 
   /**
-   * Runs `work` (a delegate call) while keeping the claim's lease alive. If a
-   * renewal finds the claim gone, the runner has lost the work: once `work`
-   * returns (a call in flight cannot be taken back) ClaimLost is thrown so
-   * nothing more is written or called.
+   * Runs `work` (a delegate call) while keeping the claim's lease alive, and
+   * fenced (src/core/claim-fence.ts): the moment the claim may be lost, its
+   * delegate calls are cut and no new one is sent, before another runner (a
+   * second front on the database) can take the work over. That moment is a
+   * renewal that fails (the claim is gone, or the database cannot be
+   * reached), or the lease nearing its end with no renewal (the front is cut
+   * off from its database, or too busy to renew): at seven eighths of it, so
+   * the cut comes before the lease can expire. ClaimLost is then thrown, so
+   * nothing more is written or called; what was in flight is left to whoever
+   * holds the claim next (every step is idempotent and looks first).
    */
   private async holding<T>(claim: Claim, work: () => Promise<T>): Promise<T> {
+    const fence = new AbortController();
     let lost: unknown;
+    const cut = (why: unknown) => {
+      lost ??= why;
+      clearInterval(beat);
+      clearTimeout(deadline);
+      fence.abort();
+    };
+    const leaseMs = this.journal.leaseMs;
+    // Cut an eighth of the lease before it ends: a renewal that never comes back leaves no gap for another runner.
+    const armDeadline = (leaseLeftMs: number) => {
+      const t = setTimeout(() => cut(new ClaimLost(claim)), Math.max(1, Math.floor(leaseLeftMs - leaseMs / 8)));
+      t.unref();
+      return t;
+    };
+    // The lease was renewed just before this step (setStep, renew): it holds about leaseMs from now.
+    let deadline = armDeadline(leaseMs);
     const beat = setInterval(() => {
       try {
-        this.journal.renew(claim);
+        const until = this.journal.renew(claim);
+        clearTimeout(deadline);
+        deadline = armDeadline(until - this.clock());
       } catch (err) {
-        lost = err;
-        clearInterval(beat);
+        if (!(err instanceof ClaimLost)) this.log.warn('could not renew a claim; its work stops here and is taken over when the lease ends', { id: claim.id, err });
+        cut(err);
       }
-    }, Math.max(10, Math.floor(this.journal.leaseMs / 4)));
+    }, Math.max(10, Math.floor(leaseMs / 4)));
     beat.unref();
     try {
-      const out = await work();
+      const out = await fenced(fence.signal, work);
       if (lost) throw lost instanceof ClaimLost ? lost : new ClaimLost(claim);
       return out;
     } catch (err) {
@@ -302,6 +327,7 @@ export class WorkflowEngine {
       throw err;
     } finally {
       clearInterval(beat);
+      clearTimeout(deadline);
     }
   }
 
@@ -528,6 +554,8 @@ export class WorkflowEngine {
       after = next.row.id;
       taken++;
       const { row, claim } = next;
+      // Another runner held it (a front that died, or was cut off past its lease): said, so an operator sees fronts taking over.
+      if (next.takenOver) this.log.info('took over a workflow whose runner is gone or whose lease ran out', { id: row.id, kind: row.kind, resource: row.resource_id });
       const kind = this.kinds.get(row.kind);
       if (!kind) {
         this.log.error('journal holds a workflow of an unknown kind', { id: row.id, kind: row.kind });
