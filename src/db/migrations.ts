@@ -335,3 +335,13 @@ export const MIGRATIONS: readonly string[] = [
   END;
   `,
 ];
+
+/**
+ * What PostgreSQL needs after a migration (by its index) beyond the translated
+ * SQL (src/db/sql-dialect.ts): SQLite gives every table an implicit rowid, in
+ * insertion order, that DescribeTags pages follow (src/db/tags.ts); PostgreSQL
+ * has none, so tags get a column of that name, numbered the same way.
+ */
+export const POSTGRES_ADDITIONS: Readonly<Record<number, string>> = {
+  11: 'ALTER TABLE tags ADD COLUMN rowid BIGINT GENERATED ALWAYS AS IDENTITY',
+};
