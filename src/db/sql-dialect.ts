@@ -96,7 +96,9 @@ export function toPostgresQuery(sql: string): PgQuery {
   const text = inCode(insertOrIgnore(sql), (code) => {
     let c = commonRules(code)
       .replace(/(\?|[@:$][A-Za-z_]\w*)\s+IS\s+(NOT\s+)?NULL\b/gi, (_m, p: string, not: string | undefined) => `CAST(${p} AS text) IS ${not ?? ''}NULL`)
-      .replace(/\bIS\s+(\?|[@:$][A-Za-z_]\w*)/gi, 'IS NOT DISTINCT FROM $1');
+      .replace(/\bIS\s+(\?|[@:$][A-Za-z_]\w*)/gi, 'IS NOT DISTINCT FROM $1')
+      // SQLite reads a negative LIMIT as none; PostgreSQL refuses it (and reads NULL as none).
+      .replace(/\bLIMIT\s+(\?|[@:$][A-Za-z_]\w*)/gi, 'LIMIT NULLIF(CAST($1 AS bigint), -1)');
     c = c.replace(/\?|(?<![\w:])[@:$]([A-Za-z_]\w*)/g, (m, name: string | undefined) => {
       if (name === undefined) {
         params.push(positional++);
