@@ -1,4 +1,5 @@
 import type { Command } from '@commander-js/extra-typings';
+import { redactUrl, validPostgresUrl } from '../db/postgres.js';
 import { up, VMM_CHOICES, type VmmChoice } from '../deploy/all-in-one.js';
 
 /**
@@ -22,6 +23,7 @@ export function registerUp(program: Command): void {
     .option('--target <daemon>', 'lvm-iscsi only: auto (a real tgtd when installed and root, else the simulated IET), iet or tgt', 'auto')
     .option('--vmm <adapter>', 'the VMM host\'s adapter: sim (simulated VMs vm1-vm3), libvirt (domains of qemu:///system) or qemu (QMP sockets); default: the --commands file\'s vmm.adapter, else sim')
     .option('--ec2-port <n>', 'port of the EC2 Query API (aws ec2 ... --endpoint-url); default 8773 (with --port 0: a free one); 0: a free one')
+    .option('--db <url>', 'the metadata on PostgreSQL (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE); default: SQLite, DATA/vbs.db')
     .option('--qmp-dir <dir>', 'qemu only: the folder of the VMs\' QMP sockets, <dir>/<vmId>.qmp (default DATA/qmp)')
     .action(async (opts) => {
       const port = Number(opts.port);
@@ -56,6 +58,10 @@ export function registerUp(program: Command): void {
         process.stderr.write(`vbs: --port must be a port number\n`);
         process.exit(2);
       }
+      if (opts.db !== undefined && !validPostgresUrl(opts.db)) {
+        process.stderr.write(`vbs: --db must be a postgres:// URL (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE)\n`);
+        process.exit(2);
+      }
       const ec2Port = opts.ec2Port === undefined ? undefined : Number(opts.ec2Port);
       if (opts.ec2Port !== undefined && (!/^[0-9]{1,5}$/.test(opts.ec2Port) || ec2Port! > 65535 || (ec2Port === port && port !== 0))) {
         process.stderr.write(`vbs: --ec2-port must be a port number other than --port\n`);
@@ -76,7 +82,7 @@ export function registerUp(program: Command): void {
       let dep;
       try {
         const ceph = opts.cephConf === undefined ? undefined : { conf: opts.cephConf, pool: opts.cephPool, clientId: opts.cephId, keyring: opts.cephKeyring };
-        dep = await up({ dataDir: opts.data, port, commands: opts.commands, backend, target, vmm: vmm as VmmChoice | undefined, qmpDir: opts.qmpDir, ec2Port, ceph });
+        dep = await up({ dataDir: opts.data, port, commands: opts.commands, backend, target, vmm: vmm as VmmChoice | undefined, qmpDir: opts.qmpDir, ec2Port, ceph, database: opts.db });
       } catch (err) {
         if (stopping) return;
         process.stderr.write(`vbs up: ${(err as Error).message}\n`);
@@ -91,6 +97,7 @@ export function registerUp(program: Command): void {
           `  CLI config:     ${dep.clientConfig}  (export VBS_CONFIG=${dep.clientConfig})`,
           `  EC2 API:        ${dep.ec2Url}  (aws ec2 ... --endpoint-url ${dep.ec2Url}; keys: vbs admin user keys create NAME --data ${opts.data} --out FOLDER)`,
           `  VMM host:       ${dep.vmmHost}`,
+          ...(opts.db ? [`  Metadata:       ${redactUrl(opts.db)}`] : []),
           `  Volumes:        ${dep.storage}`,
           `  Instance ids:   a VM's name (scan), or an id in instances.json (static)`,
           `  Metrics:        ${Object.entries(dep.metrics.urls).map(([role, url]) => `${role} ${url}`).join(', ')}`,

@@ -77,6 +77,17 @@ export function isPostgresUrl(target: string): boolean {
   return /^postgres(ql)?:\/\//i.test(target);
 }
 
+/** A postgres:// URL that names a host and a database, with no control characters (it goes into a config file). */
+export function validPostgresUrl(target: string): boolean {
+  if (!isPostgresUrl(target) || target.length > 2048 || /[\x00-\x1f\x7f\s]/.test(target)) return false;
+  try {
+    const u = new URL(target);
+    return u.hostname !== '' && /^\/[^/]+$/.test(u.pathname);
+  } catch {
+    return false;
+  }
+}
+
 /** The synchronous channel to the worker that owns the connection. */
 class Bridge {
   private worker: Worker | undefined;

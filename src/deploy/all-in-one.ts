@@ -40,6 +40,8 @@ export interface UpOptions {
   readonly report?: (line: string) => void;
   /** The EC2 Query API's port (default 8773, or a free one when `port` is 0; 0: a free one). */
   readonly ec2Port?: number;
+  /** The metadata database: a PostgreSQL URL (`--db postgres://...`); default the SQLite file DIR/vbs.db. */
+  readonly database?: string;
 }
 
 export interface CephOptions {
@@ -174,7 +176,7 @@ export async function up(opts: UpOptions): Promise<Deployment> {
       listen: listen(opts.port),
       ...metrics('front'),
       tls: tls('front'),
-      database: 'vbs.db',
+      database: opts.database ?? 'vbs.db',
       auditLog: 'audit.log',
       volumeDelegates: [{ name: 'local', url: urls.get('volume-delegate') }],
       vmmHosts: [{ name: 'localhost', url: urls.get('vmm-delegate') }],
