@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Db } from '../../src/db/database.js';
-import { ENGINES, freshDatabase } from '../setup/engines.js';
+import { ENGINES, freshDatabase, withoutSeqScans } from '../setup/engines.js';
 import { listSnapshots, listVolumes, snapshotPageQuery, volumePageQuery, type ListRequest, type PageQuery } from '../../src/db/listing.js';
 import { Metadata } from '../../src/db/metadata.js';
 import { describeVolumes } from '../../src/front/describe.js';
@@ -20,8 +20,6 @@ describe.each(ENGINES)('on %s', (engine) => {
 
   beforeAll(() => {
     db = openDatabase(freshDatabase(engine));
-    // PostgreSQL: a table this small is cheaper to scan; the plans below ask whether an index serves.
-    if (engine === 'postgres') db.exec('SET enable_seqscan = off');
     const id = db.prepare('INSERT INTO ids (id, kind, created_at) VALUES (?, ?, ?)');
     const vol = db.prepare(`INSERT INTO volumes (volume_id, owner, size_gib, comment, snapshot_id, status, delegate, create_time) VALUES (?, ?, ?, ?, ?, ?, 'vd', ?)`);
     const snap = db.prepare(`INSERT INTO snapshots (snapshot_id, owner, volume_id, size_gib, comment, status, delegate, create_time) VALUES (?, ?, ?, 1, ?, ?, 'vd', ?)`);
@@ -93,7 +91,8 @@ describe.each(ENGINES)('on %s', (engine) => {
   });
 
   function plan(q: PageQuery): string[] {
-    if (engine === 'postgres') return (db.prepare(`EXPLAIN ${q.sql}`).all(...q.params) as { 'QUERY PLAN': string }[]).map((r) => r['QUERY PLAN']);
+    // PostgreSQL: a table this small is cheaper to scan; the plans ask whether an index serves.
+    if (engine === 'postgres') return withoutSeqScans(db, () => db.prepare(`EXPLAIN ${q.sql}`).all(...q.params) as { 'QUERY PLAN': string }[]).map((r) => r['QUERY PLAN']);
     return (db.prepare(`EXPLAIN QUERY PLAN ${q.sql}`).all(...q.params) as { detail: string }[]).map((r) => r.detail);
   }
 

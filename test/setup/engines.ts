@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
+import type { Db } from '../../src/db/engine.js';
 import { PostgresDb } from '../../src/db/postgres.js';
 
 /**
@@ -25,4 +26,19 @@ export function freshPostgresUrl(): string {
 /** What openDatabase takes for a fresh database on this engine. */
 export function freshDatabase(engine: Engine): string {
   return engine === 'sqlite' ? ':memory:' : freshPostgresUrl();
+}
+
+/**
+ * Runs fn (an EXPLAIN) on PostgreSQL with sequential scans disabled: its plan
+ * then shows a table scan only where no index can serve, whatever the table's
+ * size. Only around the EXPLAIN: set for a whole connection it makes ordinary
+ * writes (foreign-key and trigger queries) hundreds of times slower.
+ */
+export function withoutSeqScans<T>(db: Db, fn: () => T): T {
+  db.exec('SET enable_seqscan = off');
+  try {
+    return fn();
+  } finally {
+    db.exec('RESET enable_seqscan');
+  }
 }
