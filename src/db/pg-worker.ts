@@ -12,7 +12,7 @@
  *
  * Answers: { id, rows, rowCount } or { id, error: { message, code, unavailable } }.
  * `unavailable`: the database could not be reached or went away (no SQLSTATE,
- * or class 08/53/57P): the connection is dropped and the next request makes a
+ * or class 08/53/57P, or a lock or statement timeout): the connection is dropped and the next request makes a
  * new one, so service resumes when the database returns.
  */
 export const PG_WORKER_SOURCE = String.raw`
@@ -55,7 +55,8 @@ async function connection() {
 function unavailable(err) {
   const code = err && typeof err.code === 'string' ? err.code : '';
   if (!/^[0-9A-Z]{5}$/.test(code)) return true;
-  return code.startsWith('08') || code.startsWith('53') || code.startsWith('57P') || code === '55P03';
+  // 55P03 lock_timeout, 57014 statement_timeout: the database is too busy to answer in time (SQLite's SQLITE_BUSY).
+  return code.startsWith('08') || code.startsWith('53') || code.startsWith('57P') || code === '55P03' || code === '57014';
 }
 
 async function handle(req) {
