@@ -94,6 +94,9 @@ class Bridge {
   private port: MessagePort | undefined;
   private flag = new Int32Array(new SharedArrayBuffer(4));
   private nextId = 0;
+  /** This worker has answered since it started or lost its connection: its next call needs no connect. */
+  private connected = false;
+  private closed = false;
   private readonly pgPath = createRequire(import.meta.url).resolve('pg');
 
   constructor(
@@ -102,6 +105,7 @@ class Bridge {
   ) {}
 
   private start(): MessagePort {
+    if (this.closed) throw new TypeError('The database connection is not open');
     if (this.port) return this.port;
     const { port1, port2 } = new MessageChannel();
     this.flag = new Int32Array(new SharedArrayBuffer(4));
@@ -126,6 +130,7 @@ class Bridge {
 
   /** Drops the worker and its connection: PostgreSQL rolls back its transaction and frees its locks. */
   stop(): void {
+    this.connected = false;
     const w = this.worker;
     this.worker = undefined;
     this.port?.close();
@@ -133,12 +138,19 @@ class Bridge {
     if (w) void w.terminate();
   }
 
+  /** Stops for good: a later call throws, as better-sqlite3's on a closed database. */
+  close(): void {
+    this.stop();
+    this.closed = true;
+  }
+
   call(req: Record<string, unknown>): { rows: Record<string, unknown>[]; rowCount: number } {
     const port = this.start();
     const id = ++this.nextId;
     Atomics.store(this.flag, 0, 0);
     port.postMessage({ id, ...req });
-    const deadline = Date.now() + this.o.callTimeoutMs;
+    // A call that must first start the worker or connect has the connect's time too.
+    const deadline = Date.now() + this.o.callTimeoutMs + (this.connected ? 0 : this.o.connectTimeoutMs);
     for (;;) {
       const left = deadline - Date.now();
       if (left <= 0 || Atomics.wait(this.flag, 0, 0, left) === 'timed-out') {
@@ -153,6 +165,7 @@ class Bridge {
         continue;
       }
       const a = msg.message;
+      this.connected = !a.error?.unavailable;
       if (a.error) {
         if (a.error.unavailable) throw unavailable();
         throw new PostgresError(a.error.message, a.error.code);
@@ -311,7 +324,7 @@ export class PostgresDb implements Db {
     } catch {
       // closing a connection that is gone already
     }
-    this.bridge.stop();
+    this.bridge.close();
     return this;
   }
 }

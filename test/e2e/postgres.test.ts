@@ -1,10 +1,12 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Db } from '../../src/db/database.js';
 import type { Record as XmlRecord } from '../../src/soap/xml.js';
 import { removeCluster, startCluster, startServer, stopServer, type PgCluster } from '../setup/postgres-cluster.js';
-import { assignVms, eventually, startVbs, type Vbs } from './harness.js';
+import { assignVms, eventually, startVbs, VBS_BIN, type Vbs } from './harness.js';
 
 /**
  * Issue 20: `vbs up --db postgres://...` keeps the metadata in PostgreSQL.
@@ -90,5 +92,19 @@ describe('vbs up --db postgres://', () => {
     const logs = readdirSync(join(vbs.dir, 'logs')).map((f) => readFileSync(join(vbs.dir, 'logs', f), 'utf8'));
     expect(logs.length).toBeGreaterThan(0);
     for (const text of logs) expect(text).not.toContain(PASSWORD);
+  });
+
+  it('a --db that is not a postgres:// URL naming a host and a database is refused before anything starts', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vbs-bad-db-'));
+    try {
+      for (const bad of ['mysql://h/vbs', 'postgres://h', 'vbs.db', `postgres://h/vbs\nx`]) {
+        const r = spawnSync(process.execPath, [VBS_BIN, 'up', '--data', dir, '--port', '0', '--db', bad], { encoding: 'utf8', timeout: 30_000 });
+        expect(r.status).toBe(2);
+        expect(r.stderr).toMatch(/--db must be a postgres:\/\/ URL/);
+      }
+      expect(readdirSync(dir)).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

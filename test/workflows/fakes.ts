@@ -1,3 +1,4 @@
+import { afterAll } from 'vitest';
 import { VbsError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/log.js';
 import { openDatabase, type Db } from '../../src/db/database.js';
@@ -205,6 +206,12 @@ export function sharedDb(file: string): string {
   return engine === 'postgres' ? freshPostgresUrl() : file;
 }
 
+/** The PostgreSQL databases this file opened: closed after it, so no connection outlives its test file. */
+const opened: Db[] = [];
+afterAll(() => {
+  for (const db of opened.splice(0)) db.close();
+});
+
 /** ':memory:' means a fresh database of the current engine. */
 export function makeFront(
   file = ':memory:',
@@ -214,6 +221,7 @@ export function makeFront(
   claims?: ClaimOptions,
 ): Front {
   const db = openDatabase(file === ':memory:' ? freshDb() : file);
+  if (engine === 'postgres') opened.push(db);
   const meta = new Metadata(db);
   const pool = new DelegatePool(new Map([['local', storage]]), new Map([['localhost', vmm]]));
   const wf = new FrontWorkflows(db, meta, pool, silentLogger, undefined, retry, claims);
