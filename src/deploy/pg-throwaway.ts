@@ -62,9 +62,13 @@ export function startServer(c: PgCluster): void {
   pgTool('pg_ctl', ['-D', join(c.dir, 'data'), '-l', join(c.dir, 'log'), '-o', opts, '-w', '-t', '60', 'start'], 90_000);
 }
 
-/** Stops the server at once (in-flight connections are cut, as when a database host dies). */
+/**
+ * Stops the server: connections are cut at once, as when a database goes
+ * away. Fast mode, not immediate: with synchronous_commit off (above), an
+ * immediate stop may lose the last commits, which a real database would keep.
+ */
 export function stopServer(c: PgCluster): void {
-  pgTool('pg_ctl', ['-D', join(c.dir, 'data'), '-m', 'immediate', '-w', 'stop'], 60_000);
+  pgTool('pg_ctl', ['-D', join(c.dir, 'data'), '-m', 'fast', '-w', 'stop'], 60_000);
 }
 
 export function removeCluster(c: PgCluster): void {
