@@ -79,3 +79,10 @@ export function removeCluster(c: PgCluster): void {
   }
   rmSync(c.dir, { recursive: true, force: true });
 }
+
+/** A new, empty database in the cluster; its URL. */
+export function createDatabase(c: PgCluster, name: string): string {
+  if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new RangeError(`not a database name: ${name}`);
+  execFileSync(join(PG_BIN, 'createdb'), ['-h', '127.0.0.1', '-p', String(c.port), '-U', 'postgres', name], { timeout: 60_000, stdio: ['ignore', 'pipe', 'pipe'] });
+  return `postgres://postgres@127.0.0.1:${c.port}/${name}`;
+}
