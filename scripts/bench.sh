@@ -2,8 +2,10 @@
 # npm run bench: the data-path benchmarks in bench/ (vitest), each against its
 # baseline in the same run, then the control-plane bench on a real `vbs up`
 # (src/bench/control-plane.ts), which prints one table and writes
-# bench/results/latest.json. As root it installs xfsprogs to measure on an XFS
-# reflink mount.
+# bench/results/latest.json. VBS_BENCH_ONLY=control-plane skips the data-path
+# benches; VBS_BENCH_ONLY=databases runs only the metadata engines side by
+# side (SQLite and PostgreSQL; bench/results/databases.json). As root it
+# installs xfsprogs to measure on an XFS reflink mount.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ] && ! command -v mkfs.xfs >/dev/null && command -v apt-get >/dev/null; then
@@ -13,7 +15,7 @@ if [ "$(id -u)" = 0 ] && ! command -v mkfs.xfs >/dev/null && command -v apt-get 
 fi
 scripts/install-deps.sh
 npx tsc -p tsconfig.build.json
-if [ "${VBS_BENCH_ONLY:-}" != control-plane ]; then
+if [ "${VBS_BENCH_ONLY:-}" != control-plane ] && [ "${VBS_BENCH_ONLY:-}" != databases ]; then
   npx vitest bench --run --config vitest.bench.config.ts "$@"
 fi
 exec node dist/bench/control-plane.js

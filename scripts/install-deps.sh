@@ -9,11 +9,13 @@ cd "$(dirname "$0")/.."
 # The system tests (test/system) drive real QEMU (TCG where there is no KVM),
 # libvirt, XFS reflinks and network namespaces; the rbd back end's tests a
 # throw-away Ceph cluster (scripts/ceph-up.sh); the EC2 tests the AWS CLI and
-# boto3; the metrics tests promtool and Prometheus.
+# boto3; the metrics tests promtool and Prometheus; the metadata tests on
+# PostgreSQL a throw-away PostgreSQL 15 cluster (test/setup/postgres-cluster.ts).
 want_debs=(awscli python3-boto3 prometheus python3-zeep python3-openssl util-linux coreutils tgt libiscsi-bin
   qemu-system-x86 qemu-block-extra qemu-utils libvirt-daemon-system libvirt-clients
   iproute2 xfsprogs e2fsprogs
-  ceph-mon ceph-mgr ceph-osd ceph-common)
+  ceph-mon ceph-mgr ceph-osd ceph-common
+  postgresql)
 if [ "${1:-}" = "--with-test-tools" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${want_debs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -7,6 +7,8 @@ import { setTimeout as delay } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { VbsError } from '../core/errors.js';
 import { VBS_HOME } from '../core/paths.js';
+import { openDatabase, type Db } from '../db/database.js';
+import { removeCluster, startCluster } from '../deploy/pg-throwaway.js';
 import { VBS_SERVICE } from '../services/vbs.js';
 import { SoapClient } from '../soap/client.js';
 import type { Record as XmlRecord } from '../soap/xml.js';
@@ -169,7 +171,8 @@ function fill(file: string, bytes: number): void {
 
 /** Rows straight into the metadata while the front is stopped: this measures queries, not creates. */
 function loadVolumes(dbFile: string, owner: string, count: number, startAt: number): void {
-  const db = new Database(dbFile);
+  // A path: SQLite as the front opens it; a postgres:// URL: PostgreSQL.
+  const db: Db = dbFile.startsWith('postgres') ? openDatabase(dbFile) : (new Database(dbFile) as unknown as Db);
   try {
     const id = db.prepare(`INSERT INTO ids (id, kind, created_at) VALUES (?, 'vol', ?)`);
     const vol = db.prepare(`INSERT INTO volumes (volume_id, owner, size_gib, comment, status, delegate, create_time) VALUES (?, ?, 1, ?, 'available', 'local', ?)`);
@@ -188,7 +191,7 @@ function loadVolumes(dbFile: string, owner: string, count: number, startAt: numb
 }
 
 function countVolumes(dbFile: string): number {
-  const db = new Database(dbFile, { readonly: true });
+  const db: Db = dbFile.startsWith('postgres') ? openDatabase(dbFile) : (new Database(dbFile, { readonly: true }) as unknown as Db);
   try {
     return (db.prepare('SELECT count(*) AS n FROM volumes').get() as { n: number }).n;
   } finally {
@@ -213,7 +216,111 @@ function timeCommand(cmd: string, args: string[], runs: number, after: () => voi
   return out;
 }
 
+/**
+ * The metadata on SQLite and on PostgreSQL, side by side (issue 20): the same
+ * `vbs up` and the same calls, once per engine, the PostgreSQL a throw-away
+ * cluster on loopback (src/deploy/pg-throwaway.ts). What the database changes:
+ * each query is a round trip to another process through the front's
+ * synchronous bridge (src/db/postgres.ts) instead of a call into SQLite.
+ */
+async function databaseRows(where: { dir: string }, commands: string): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const engine of ['sqlite', 'postgres'] as const) {
+    const dir = join(where.dir, `db-${engine}`);
+    mkdirSync(dir);
+    const cluster = engine === 'postgres' ? await startCluster() : undefined;
+    const target = cluster ? cluster.url : join(dir, 'vbs.db');
+    let dep: SoakDeployment | undefined;
+    let c: Clients | undefined;
+    const start = async () => {
+      dep = await SoakDeployment.start({ dir, backend: 'file', commands, stderrFile: join(where.dir, `vbs-up-${engine}.log`), ...(cluster ? { db: cluster.url } : {}) });
+      c = clientsFor(dir, dep.url, 8);
+      return c;
+    };
+    const stop = async () => {
+      c?.close();
+      c = undefined;
+      await dep?.stop();
+      dep = undefined;
+    };
+    try {
+      let api = await start();
+      say(`  metadata on ${engine}`);
+      for (const level of [1, 8] as const) {
+        const samples = await latencies(level, OPS_PER_LEVEL[level]!, async (i) => {
+          const t = process.hrtime.bigint();
+          const v = (await api.call('CreateVolume', { size: 1, comment: `db ${level} ${i}` })).volume as XmlRecord;
+          if (v.status !== 'available') await volumeReaches(api, String(v.volumeId), 'available');
+          return ms(t);
+        });
+        const s = summarize(samples);
+        rows.push({ metric: `[${engine}] blank create→available p50, concurrency ${level}`, value: s.p50, unit: 'ms', note: `p99 ${s.p99.toFixed(1)} ms, ${s.n} creates` });
+      }
+      const vol = String(((await api.call('CreateVolume', { size: 1, comment: 'attach' })).volume as XmlRecord).volumeId);
+      await volumeReaches(api, vol, 'available');
+      const attach: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        const t = process.hrtime.bigint();
+        await api.call('AttachVolume', { volumeId: vol, vmmHost: 'localhost', vmId: 'vm1', device: 'xvdb' });
+        await until(async () => ((await volume(api, vol))?.attachments as XmlRecord[] | undefined)?.[0]?.status === 'attached', 'attached');
+        attach.push(ms(t));
+        await api.call('DetachVolume', { volumeId: vol });
+        await until(async () => ((await volume(api, vol))?.attachments as XmlRecord[] | undefined)?.length === 0, 'detached');
+      }
+      const sa = summarize(attach);
+      rows.push({ metric: `[${engine}] attach→attached p50 (simulator)`, value: sa.p50, unit: 'ms', note: `p99 ${sa.p99.toFixed(1)} ms, ${sa.n} attaches` });
+      await stop();
+      loadVolumes(target, 'admin', 1_000 - countVolumes(target), 0);
+      api = await start();
+      const ids = (await api.call('DescribeVolumes', { maxResults: 1000 })).volume as XmlRecord[];
+      const one: number[] = [];
+      for (let i = 0; i < 200; i++) {
+        const t = process.hrtime.bigint();
+        await api.call('DescribeVolumes', { volumeId: [String(ids[(i * 37) % ids.length]!.volumeId)] });
+        one.push(ms(t));
+      }
+      const so = summarize(one.slice(20));
+      rows.push({ metric: `[${engine}] DescribeVolumes one id p50, 1,000 volumes`, value: so.p50, unit: 'ms', note: `p99 ${so.p99.toFixed(2)} ms, ${so.n} calls` });
+      const pages: number[] = [];
+      for (let i = 0; i < 20; i++) {
+        const t = process.hrtime.bigint();
+        await api.call('DescribeVolumes', { maxResults: 1000 });
+        pages.push(ms(t));
+      }
+      const sp = summarize(pages.slice(3));
+      rows.push({ metric: `[${engine}] DescribeVolumes page of 1,000 p50`, value: sp.p50, unit: 'ms', note: `p99 ${sp.p99.toFixed(1)} ms, ${sp.n} pages` });
+      for (const r of rows.filter((x) => x.metric.startsWith(`[${engine}]`))) say(`  ${r.metric}: ${r.value.toFixed(2)} ${r.unit}`);
+    } finally {
+      await stop();
+      if (cluster) removeCluster(cluster);
+    }
+  }
+  return rows;
+}
+
+/** `VBS_BENCH_ONLY=databases`: only the side-by-side of the two metadata engines. */
+async function databasesOnly(): Promise<number> {
+  const where = benchFolder();
+  const commands = join(where.dir, 'commands.properties');
+  writeThinCommands(commands);
+  const started = Date.now();
+  try {
+    say(`control-plane bench, metadata engines side by side: ${cpus().length} cores, ${Math.round(totalmem() / GiB)} GiB memory`);
+    const rows = await databaseRows(where, commands);
+    say('');
+    say(formatTable(rows));
+    const out = resolve(VBS_HOME, 'bench', 'results');
+    mkdirSync(out, { recursive: true });
+    const about = { date: new Date().toISOString(), machine: `${cpus().length} cores`, fileSystem: where.fs, seconds: Math.round((Date.now() - started) / 1000), notes: ['metadata engines side by side: the same vbs up and calls on SQLite and on PostgreSQL 15 (loopback)'] };
+    writeFileSync(join(out, 'databases.json'), jsonReport(rows, about));
+    return 0;
+  } finally {
+    where.cleanup();
+  }
+}
+
 async function main(): Promise<number> {
+  if (process.env.VBS_BENCH_ONLY === 'databases') return databasesOnly();
   const where = benchFolder();
   const dir = join(where.dir, 'deployment');
   mkdirSync(dir);
@@ -377,6 +484,9 @@ async function main(): Promise<number> {
       if (big) rows.push({ metric: 'front RSS, 100,000 volumes', value: rssMiB(dep!.servicePid('front')), unit: 'MiB', target: { limit: 200, atMost: true }, note: 'after the describe calls' });
     }
     await stop();
+
+    // --- the metadata on SQLite and on PostgreSQL, side by side ------------------
+    report(await databaseRows(where, commands));
 
     // --- the papers' baselines, same sizes, same file system ----------------------
     const target = join(where.dir, 'baseline.img');

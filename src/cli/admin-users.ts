@@ -1,3 +1,4 @@
+import { isPostgresUrl } from '../db/postgres.js';
 import type { Command } from '@commander-js/extra-typings';
 import { InvalidArgumentError } from '@commander-js/extra-typings';
 import { existsSync, readFileSync } from 'node:fs';
@@ -81,7 +82,7 @@ export function registerUserCommands(admin: Command, runtime: CliRuntime): void 
     const u = await registry.revoke(n);
     // Their access keys too: the front reads each key on every EC2 request, so this applies at once.
     const d = deploymentEc2(dataDir);
-    const keys = existsSync(d.database) ? withKeys(d, (k) => k.revokeUser(n)) : 0;
+    const keys = isPostgresUrl(d.database) || existsSync(d.database) ? withKeys(d, (k) => k.revokeUser(n)) : 0;
     if (json) return formatJson({ ...userView(u), accessKeysRevoked: keys });
     return `User ${u.name} revoked: ${u.certificates.length} certificate${u.certificates.length === 1 ? '' : 's'} listed in ${registry.crlFile}${keys ? `, ${keys} access key${keys === 1 ? '' : 's'} revoked` : ''}.\n`;
   });

@@ -1,3 +1,4 @@
+import { isPostgresUrl } from '../db/postgres.js';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DEFAULT_EC2_PORT, EC2_SECRETS_KEY } from '../deploy/all-in-one.js';
@@ -29,7 +30,7 @@ export function deploymentEc2(dataDir: string): DeploymentEc2 {
   if (existsSync(file)) front = JSON.parse(readFileSync(file, 'utf8')) as typeof front;
   const listen = front.ec2?.listen;
   return {
-    database: resolve(dataDir, front.database ?? 'vbs.db'),
+    database: front.database && isPostgresUrl(front.database) ? front.database : resolve(dataDir, front.database ?? 'vbs.db'),
     secretsKey: resolve(dataDir, front.ec2?.secretsKey ?? EC2_SECRETS_KEY),
     region: front.region ?? DEFAULT_REGION,
     endpoint: front.ec2?.publicUrl ?? `https://${listen?.host ?? '127.0.0.1'}:${listen?.port ?? DEFAULT_EC2_PORT}/`,

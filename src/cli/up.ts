@@ -1,4 +1,5 @@
 import type { Command } from '@commander-js/extra-typings';
+import { redactUrl, validPostgresUrl } from '../db/postgres.js';
 import { MAX_FRONTS, up, VMM_CHOICES, type VmmChoice } from '../deploy/all-in-one.js';
 
 /**
@@ -23,7 +24,7 @@ export function registerUp(program: Command): void {
     .option('--vmm <adapter>', 'the VMM host\'s adapter: sim (simulated VMs vm1-vm3), libvirt (domains of qemu:///system) or qemu (QMP sockets); default: the --commands file\'s vmm.adapter, else sim')
     .option('--ec2-port <n>', 'port of the EC2 Query API (aws ec2 ... --endpoint-url); default 8773 (with --port 0: a free one); 0: a free one')
     .option('--fronts <n>', `how many fronts serve at once, on one metadata database (1 to ${MAX_FRONTS}; the first on --port, the others on free ports; docs/operators/multi-front.md)`, '1')
-    .option('--db <database>', 'the metadata database of every front: a SQLite file in the data folder (default vbs.db)')
+    .option('--db <database>', 'the metadata database of every front: a SQLite file in the data folder (default vbs.db), or postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE (docs/operators/postgresql.md)')
     .option('--qmp-dir <dir>', 'qemu only: the folder of the VMs\' QMP sockets, <dir>/<vmId>.qmp (default DATA/qmp)')
     .action(async (opts) => {
       const port = Number(opts.port);
@@ -63,6 +64,10 @@ export function registerUp(program: Command): void {
         process.stderr.write(`vbs: --fronts must be a whole number from 1 to ${MAX_FRONTS}\n`);
         process.exit(2);
       }
+      if (opts.db !== undefined && opts.db.includes('://') && !validPostgresUrl(opts.db)) {
+        process.stderr.write(`vbs: --db must be a SQLite file name or a postgres:// URL (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE)\n`);
+        process.exit(2);
+      }
       const ec2Port = opts.ec2Port === undefined ? undefined : Number(opts.ec2Port);
       if (opts.ec2Port !== undefined && (!/^[0-9]{1,5}$/.test(opts.ec2Port) || ec2Port! > 65535 || (ec2Port === port && port !== 0))) {
         process.stderr.write(`vbs: --ec2-port must be a port number other than --port\n`);
@@ -100,6 +105,7 @@ export function registerUp(program: Command): void {
           ...(dep.ec2Urls.length > 1 ? [`  EC2 APIs:       ${dep.ec2Urls.join(' ')}`] : []),
           `  EC2 API:        ${dep.ec2Url}  (aws ec2 ... --endpoint-url ${dep.ec2Url}; keys: vbs admin user keys create NAME --data ${opts.data} --out FOLDER)`,
           `  VMM host:       ${dep.vmmHost}`,
+          ...(opts.db ? [`  Metadata:       ${opts.db.includes('://') ? redactUrl(opts.db) : opts.db}`] : []),
           `  Volumes:        ${dep.storage}`,
           `  Instance ids:   a VM's name (scan), or an id in instances.json (static)`,
           `  Metrics:        ${Object.entries(dep.metrics.urls).map(([role, url]) => `${role} ${url}`).join(', ')}`,

@@ -1,3 +1,4 @@
+import { isPostgresUrl } from '../db/postgres.js';
 import { readFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
@@ -318,7 +319,7 @@ export function loadServiceConfig(file: string): ServiceConfig {
         ...c,
         tls,
         commands,
-        database: c.database === ':memory:' ? c.database : abs(c.database),
+        database: c.database === ':memory:' || isPostgresUrl(c.database) ? c.database : abs(c.database),
         auditLog: c.auditLog ? abs(c.auditLog) : undefined,
         ec2: c.ec2 ? { ...c.ec2, secretsKey: abs(c.ec2.secretsKey) } : undefined,
       };

@@ -3,6 +3,7 @@ import { closeSync, copyFileSync, existsSync, fsyncSync, mkdtempSync, openSync, 
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import type { Db } from './database.js';
+import { engineOf } from './engine.js';
 import { MIGRATIONS } from './migrations.js';
 import { raiseGenerations } from './generations.js';
 import { now } from '../core/clock.js';
@@ -39,7 +40,9 @@ export async function backupDatabase(db: Db, file: string): Promise<BackupInfo> 
   const part = join(dirname(file), `.${basename(file)}.part`);
   rmSync(part, { force: true });
   try {
-    await db.backup(part);
+    // SQLite's online backup; a PostgreSQL metadata database is backed up with pg_dump (src/db/pg-dump.ts).
+    if (engineOf(db) !== 'sqlite') throw new BackupError('the metadata is on PostgreSQL: back it up with pg_dump (docs/operators/postgresql.md)');
+    await (db as unknown as Database.Database).backup(part);
     selfContained(part);
     const info = inspectBackup(part);
     fsyncFile(part);

@@ -2,9 +2,11 @@ import Database from 'better-sqlite3';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { nowIso } from '../core/clock.js';
-import { MIGRATIONS } from './migrations.js';
+import type { Db } from './engine.js';
+import { MIGRATIONS, POSTGRES_ADDITIONS } from './migrations.js';
+import { isPostgresUrl, migratePostgres, PostgresDb, type PostgresOptions } from './postgres.js';
 
-export type Db = Database.Database;
+export type { Db } from './engine.js';
 
 /**
  * Opens the metadata database: WAL so readers never block the writer, a busy
@@ -18,7 +20,8 @@ export type Db = Database.Database;
  * machine: a create (5 small commits) took about 61 ms with FULL against
  * 12-17 ms with NORMAL, small beside the host commands it journals.
  */
-export function openDatabase(file: string): Db {
+export function openDatabase(file: string, options: PostgresOptions = {}): Db {
+  if (isPostgresUrl(file)) return openPostgres(file, options);
   if (file !== ':memory:') {
     mkdirSync(dirname(file), { recursive: true });
     keepPrivate(file);
@@ -29,6 +32,22 @@ export function openDatabase(file: string): Db {
   db.pragma('foreign_keys = ON');
   db.pragma('synchronous = FULL');
   migrate(db);
+  return db as unknown as Db;
+}
+
+/**
+ * The metadata on PostgreSQL (`--db postgres://...`): the same interface and
+ * migrations (src/db/postgres.ts). The URL may hold a password: it is never
+ * logged (redactUrl).
+ */
+function openPostgres(url: string, options: PostgresOptions): Db {
+  const db = new PostgresDb(url, options);
+  try {
+    migratePostgres(db, MIGRATIONS, POSTGRES_ADDITIONS);
+  } catch (err) {
+    db.close();
+    throw err;
+  }
   return db;
 }
 
@@ -44,7 +63,7 @@ function keepPrivate(file: string): void {
   }
 }
 
-function migrate(db: Db): void {
+function migrate(db: Database.Database): void {
   const current = db.pragma('user_version', { simple: true }) as number;
   if (current > MIGRATIONS.length) {
     throw new Error(`the database schema (version ${current}) is newer than this VBS (${MIGRATIONS.length})`);

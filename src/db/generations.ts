@@ -15,7 +15,7 @@ export function nextGeneration(db: Db, resource: string): number {
   const r = db
     .prepare(
       `INSERT INTO generations (resource_id, generation) VALUES (?, 1)
-       ON CONFLICT (resource_id) DO UPDATE SET generation = generation + 1 RETURNING generation`,
+       ON CONFLICT (resource_id) DO UPDATE SET generation = generations.generation + 1 RETURNING generation`,
     )
     .get(resource) as { generation: number };
   return r.generation;

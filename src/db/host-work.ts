@@ -87,7 +87,7 @@ export function pendingOnlyOnOtherHosts(db: Db, resource: string, host: string):
     .prepare(
       `SELECT 1 FROM (
          SELECT kind, data FROM workflows WHERE resource_id = ? AND state = 'running' AND (lease_until IS NULL OR lease_until < ?)
-         UNION ALL SELECT kind, data FROM leftovers WHERE resource_id = ?)
+         UNION ALL SELECT kind, data FROM leftovers WHERE resource_id = ?) AS work
        WHERE kind NOT IN (SELECT value FROM json_each(?)) OR coalesce(json_extract(data, '$.vmmHost'), '') = ? LIMIT 1`,
     )
     .get(resource, t, resource, JSON.stringify(HOST_KINDS), host);

@@ -120,10 +120,10 @@ export class Journal {
     const token = this.newToken();
     const r = this.db
       .prepare(
-        `INSERT INTO workflows (kind, resource_id, state, data, created_at, updated_at, lease_owner, lease_until) VALUES (?, ?, 'running', ?, ?, ?, ?, ?)`,
+        `INSERT INTO workflows (kind, resource_id, state, data, created_at, updated_at, lease_owner, lease_until) VALUES (?, ?, 'running', ?, ?, ?, ?, ?) RETURNING id`,
       )
-      .run(kind, resource, JSON.stringify(data), t, t, token, this.leaseUntil());
-    return { table: 'workflows', id: Number(r.lastInsertRowid), token };
+      .get(kind, resource, JSON.stringify(data), t, t, token, this.leaseUntil()) as { id: number };
+    return { table: 'workflows', id: r.id, token };
   }
 
   /**

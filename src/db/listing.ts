@@ -147,7 +147,7 @@ function pageQuery(
   // then merged. An OR in one WHERE would sort every match before the LIMIT.
   const parts = alternatives.map((alt) => select([alt, ...where]));
   return {
-    sql: parts.map((q) => `SELECT * FROM (${q.sql})`).join(' UNION ') + order + limit.sql,
+    sql: parts.map((q) => `SELECT * FROM (${q.sql}) AS part`).join(' UNION ') + order + limit.sql,
     params: [...parts.flatMap((q) => q.params), ...limit.params],
   };
 }

@@ -1,7 +1,7 @@
-import { SqliteError } from 'better-sqlite3';
 import { newId, type IdKind } from '../core/ids.js';
 import type { AttachMode, AttachmentState, SnapshotState, VolumeState } from '../core/states.js';
 import { now, type Db } from './database.js';
+import { isUniqueViolation } from './engine.js';
 
 export interface VolumeRow {
   volume_id: string;
@@ -68,7 +68,7 @@ export class Metadata {
         this.db.prepare('INSERT INTO ids (id, kind, created_at) VALUES (?, ?, ?)').run(id, kind, now());
         return id;
       } catch (err) {
-        if (!(err instanceof SqliteError && err.code === 'SQLITE_CONSTRAINT_PRIMARYKEY')) throw err;
+        if (!isUniqueViolation(err)) throw err;
       }
     }
   }

@@ -345,3 +345,20 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX leftovers_workflow ON leftovers(workflow_id, id);
   `,
 ];
+
+/**
+ * What PostgreSQL needs after a migration (by its index) beyond the translated
+ * SQL (src/db/sql-dialect.ts): SQLite gives every table an implicit rowid, in
+ * insertion order, that DescribeTags pages follow (src/db/tags.ts); PostgreSQL
+ * has none, so tags get a column of that name, numbered the same way.
+ * Keyed by the migration they follow; a new one goes with the last migration
+ * at the time (a database made before it then lacks it: add it as its own
+ * migration instead once PostgreSQL deployments exist).
+ */
+export const POSTGRES_ADDITIONS: Readonly<Record<number, string>> = {
+  11: 'ALTER TABLE tags ADD COLUMN rowid BIGINT GENERATED ALWAYS AS IDENTITY',
+  // The claim scans' vbs_runner_gone(lease_owner) reads the claimed rows' owners
+  // first (src/db/postgres.ts): only work in progress holds a lease.
+  12: `CREATE INDEX workflows_leased ON workflows(lease_owner) WHERE lease_owner IS NOT NULL;
+       CREATE INDEX leftovers_leased ON leftovers(lease_owner) WHERE lease_owner IS NOT NULL;`,
+};

@@ -105,8 +105,8 @@ export class Modifications {
            AND (@owners IS NULL OR owner IN (SELECT value FROM json_each(@owners)))
            AND (@ids IS NULL OR volume_id IN (SELECT value FROM json_each(@ids)))
            AND (@states IS NULL OR state IN (SELECT value FROM json_each(@states)))
-           AND (@orig IS NULL OR original_size IN (SELECT value FROM json_each(@orig)))
-           AND (@target IS NULL OR target_size IN (SELECT value FROM json_each(@target)))
+           AND (@orig IS NULL OR original_size IN (SELECT CAST(value AS INTEGER) FROM json_each(@orig)))
+           AND (@target IS NULL OR target_size IN (SELECT CAST(value AS INTEGER) FROM json_each(@target)))
            AND seq > @after ${latest}
          ORDER BY seq LIMIT @limit`,
       )

@@ -38,8 +38,8 @@ export class QuotaStore {
     this.db
       .prepare(
         `INSERT INTO quotas (owner, volumes, gib, snapshots, snapshot_gib, updated_at) VALUES (@owner, @volumes, @gib, @snapshots, @snapshotGib, @t)
-         ON CONFLICT (owner) DO UPDATE SET volumes = coalesce(@volumes, volumes), gib = coalesce(@gib, gib),
-           snapshots = coalesce(@snapshots, snapshots), snapshot_gib = coalesce(@snapshotGib, snapshot_gib), updated_at = @t`,
+         ON CONFLICT (owner) DO UPDATE SET volumes = coalesce(@volumes, quotas.volumes), gib = coalesce(@gib, quotas.gib),
+           snapshots = coalesce(@snapshots, quotas.snapshots), snapshot_gib = coalesce(@snapshotGib, quotas.snapshot_gib), updated_at = @t`,
       )
       .run({
         owner,

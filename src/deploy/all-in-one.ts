@@ -48,8 +48,8 @@ export interface UpOptions {
   readonly fronts?: number;
   /**
    * The metadata database every front uses: a SQLite file (relative to the
-   * data folder; default vbs.db). A `postgres://` URL is refused until the
-   * PostgreSQL metadata layer is in (issue 20).
+   * data folder; default vbs.db), or a PostgreSQL URL (`postgres://...`,
+   * docs/operators/postgresql.md).
    */
   readonly database?: string;
 }
@@ -286,14 +286,13 @@ export async function up(opts: UpOptions): Promise<Deployment> {
 }
 
 /**
- * The metadata database of the fronts' configuration. SQLite (a file in the
- * data folder) is what runs today; several fronts share it through WAL and
- * BEGIN IMMEDIATE (src/db/database.ts). The PostgreSQL layer is being added
- * (issue 20): until it is in, its URL is refused here, not at the first request.
+ * The metadata database of the fronts' configuration: a SQLite file in the
+ * data folder, which several fronts share through WAL and BEGIN IMMEDIATE
+ * (src/db/database.ts), or a PostgreSQL URL (src/db/postgres.ts).
  */
 function metadataDatabase(asked: string | undefined): string {
   if (asked === undefined || asked === 'sqlite') return 'vbs.db';
-  if (/^postgres(ql)?:\/\//.test(asked)) throw new Error('--db postgres://… needs the PostgreSQL metadata layer, which this build does not have yet; leave --db out for SQLite');
+  if (/^postgres(ql)?:\/\//.test(asked)) return asked;
   if (asked.includes('://')) throw new Error(`--db: '${asked.replace(/\/\/[^@/]*@/, '//…@')}' is neither a SQLite file nor a postgres:// URL`);
   return asked;
 }

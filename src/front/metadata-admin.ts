@@ -41,7 +41,7 @@ export class MetadataAdmin {
    * racing the rebuild keeps its own rows).
    */
   async rebuild(log: Logger): Promise<XmlRecord> {
-    const held = this.meta.db.prepare('SELECT (SELECT count(*) FROM volumes) + (SELECT count(*) FROM snapshots)').pluck().get() as number;
+    const { held } = this.meta.db.prepare('SELECT (SELECT count(*) FROM volumes) + (SELECT count(*) FROM snapshots) AS held').get() as { held: number };
     if (held > 0) {
       throw new VbsError('IncorrectState', `The metadata already holds ${held} volumes and snapshots: rebuild runs on a new database only; use vbs admin check --repair to adopt what the hosts hold beside it.`);
     }

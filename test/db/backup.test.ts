@@ -80,7 +80,7 @@ describe('metadata backup and restore (SQLite)', () => {
     new Database(join(dir, 'other.db')).exec('CREATE TABLE t (a)').close();
     expect(() => inspectBackup(join(dir, 'other.db'))).toThrow(/is not a VBS metadata database/);
     const newer = openDatabase(join(dir, 'newer.db'));
-    newer.pragma(`user_version = ${MIGRATIONS.length + 1}`);
+    newer.exec(`PRAGMA user_version = ${MIGRATIONS.length + 1}`);
     newer.close();
     expect(() => inspectBackup(join(dir, 'newer.db'))).toThrow(/newer than this VBS knows/);
     expect(() => inspectBackup(join(dir, 'absent.db'))).toThrow(BackupError);

@@ -1,3 +1,4 @@
+import type Database from 'better-sqlite3';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +18,7 @@ afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force
 it('the metadata database is opened in WAL mode with synchronous = FULL', () => {
   const dir = mkdtempSync(join(tmpdir(), 'vbs-durable-'));
   dirs.push(dir);
-  const db = openDatabase(join(dir, 'vbs.db'));
+  const db = openDatabase(join(dir, 'vbs.db')) as unknown as Database.Database;
   try {
     expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
     expect(db.pragma('synchronous', { simple: true })).toBe(2); // 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA

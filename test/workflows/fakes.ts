@@ -1,3 +1,4 @@
+import { afterAll } from 'vitest';
 import { VbsError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/log.js';
 import { openDatabase, type Db } from '../../src/db/database.js';
@@ -9,6 +10,7 @@ import { FrontWorkflows } from '../../src/front/workflows.js';
 import type { CallContext } from '../../src/soap/server.js';
 import type { ClaimOptions, RetryOptions } from '../../src/workflows/engine.js';
 import type { Record as XmlRecord } from '../../src/soap/xml.js';
+import { freshDatabase, freshPostgresUrl, type Engine } from '../setup/engines.js';
 
 /**
  * An in-memory delegate that keeps real state (objects, exports, disks), so a
@@ -190,6 +192,29 @@ export interface Front {
   call(op: string, input: XmlRecord, caller?: string): Promise<XmlRecord>;
 }
 
+/** The metadata engine the tests of this file run on now (describe.each(ENGINES) sets it). */
+let engine: Engine = 'sqlite';
+export function useEngine(e: Engine): void {
+  engine = e;
+}
+
+/** A fresh database on the current engine: ':memory:' on SQLite, a new schema on PostgreSQL. */
+export function freshDb(): string {
+  return freshDatabase(engine);
+}
+
+/** A database several fronts of a test share (a restart, a second runner): `file` on SQLite, a new schema's URL on PostgreSQL. */
+export function sharedDb(file: string): string {
+  return engine === 'postgres' ? freshPostgresUrl() : file;
+}
+
+/** The PostgreSQL databases this file opened: closed after it, so no connection outlives its test file. */
+const opened: Db[] = [];
+afterAll(() => {
+  for (const db of opened.splice(0)) db.close();
+});
+
+/** ':memory:' means a fresh database of the current engine. */
 export function makeFront(
   file = ':memory:',
   storage = new FakeDelegate(),
@@ -197,7 +222,8 @@ export function makeFront(
   retry?: Partial<RetryOptions>,
   claims?: ClaimOptions,
 ): Front {
-  const db = openDatabase(file);
+  const db = openDatabase(file === ':memory:' ? freshDb() : file);
+  if (engine === 'postgres') opened.push(db);
   const meta = new Metadata(db);
   const pool = new DelegatePool(new Map([['local', storage]]), new Map([['localhost', vmm]]));
   const wf = new FrontWorkflows(db, meta, pool, silentLogger, undefined, retry, claims);

@@ -1,10 +1,11 @@
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { VbsError } from '../../src/core/errors.js';
 import { failureOutcome } from '../../src/core/outcome.js';
 import { VMM_GENERATION_RULES, VOLUME_GENERATION_RULES } from '../../src/delegates/generation-rules.js';
 import { GenerationMemory, generationOf, type GuardRules } from '../../src/delegates/generations.js';
 import type { Record as XmlRecord } from '../../src/soap/xml.js';
-import { availableVolume, FakeDelegate, makeFront } from './fakes.js';
+import { availableVolume, FakeDelegate, makeFront, useEngine } from './fakes.js';
+import { ENGINES } from '../setup/engines.js';
 
 /**
  * Issue 16 at the front: every workflow on a volume takes the next
@@ -32,67 +33,71 @@ class GuardedFake extends FakeDelegate {
 const attachArgs = (volumeId: string) => ({ volumeId, vmmHost: 'localhost', vmId: 'vm1', device: 'xvdb' });
 const ATTACH_STEPS = ['volume-delegate.ExportVolume', 'vmm-delegate.DiscoverTarget', 'vmm-delegate.LoginTarget', 'vmm-delegate.AttachDisk'];
 
-describe('generations at the front', () => {
-  it("an old attach's undos run from a stale copy after a newer attach of the same volume to the same VM are refused and dropped; the newer attachment keeps its disk, session and export", async () => {
-    const f = makeFront(':memory:', new GuardedFake(VOLUME_GENERATION_RULES), new GuardedFake(VMM_GENERATION_RULES));
-    f.storage.exportKind = 'iscsi';
-    const vol = await availableVolume(f);
-    await f.call('AttachVolume', attachArgs(vol));
-    await f.call('DetachVolume', { volumeId: vol });
-    await f.call('AttachVolume', attachArgs(vol));
+describe.each(ENGINES)('on %s', (engine) => {
+  beforeAll(() => useEngine(engine));
 
-    // Each workflow on the volume took the next generation, in its journaled data.
-    const journal = f.db.prepare('SELECT id, kind, data FROM workflows WHERE resource_id = ? ORDER BY id').all(vol) as { id: number; kind: string; data: string }[];
-    expect(journal.map((w) => [w.kind, (JSON.parse(w.data) as { generation?: number }).generation])).toEqual([
-      ['CreateVolume', 1],
-      ['AttachVolume', 2],
-      ['DetachVolume', 3],
-      ['AttachVolume', 4],
-    ]);
-    const held = { exports: [...f.storage.exports], sessions: [...f.vmm.sessions], disks: [...f.vmm.disks] };
-    expect(held.disks).toEqual([['vm1/xvdb', vol]]);
+  describe('generations at the front', () => {
+    it("an old attach's undos run from a stale copy after a newer attach of the same volume to the same VM are refused and dropped; the newer attachment keeps its disk, session and export", async () => {
+      const f = makeFront(':memory:', new GuardedFake(VOLUME_GENERATION_RULES), new GuardedFake(VMM_GENERATION_RULES));
+      f.storage.exportKind = 'iscsi';
+      const vol = await availableVolume(f);
+      await f.call('AttachVolume', attachArgs(vol));
+      await f.call('DetachVolume', { volumeId: vol });
+      await f.call('AttachVolume', attachArgs(vol));
 
-    // The first attach's undos, from a stale copy of its data (as a runner
-    // that lost its claim would have kept them), queued after the newer attach.
-    const first = journal[1]!;
-    // Written as SQL: the journal itself refuses a write from a runner that holds no claim.
-    const keep = f.db.prepare(`INSERT INTO leftovers (workflow_id, kind, step, data, error, created_at, next_attempt_at, resource_id) VALUES (?, 'AttachVolume', ?, ?, 'from a stale copy', ?, ?, ?)`);
-    for (const step of ATTACH_STEPS) keep.run(first.id, step, first.data, new Date().toISOString(), new Date(0).toISOString(), vol);
-    await f.wf.engine.resume();
+      // Each workflow on the volume took the next generation, in its journaled data.
+      const journal = f.db.prepare('SELECT id, kind, data FROM workflows WHERE resource_id = ? ORDER BY id').all(vol) as { id: number; kind: string; data: string }[];
+      expect(journal.map((w) => [w.kind, (JSON.parse(w.data) as { generation?: number }).generation])).toEqual([
+        ['CreateVolume', 1],
+        ['AttachVolume', 2],
+        ['DetachVolume', 3],
+        ['AttachVolume', 4],
+      ]);
+      const held = { exports: [...f.storage.exports], sessions: [...f.vmm.sessions], disks: [...f.vmm.disks] };
+      expect(held.disks).toEqual([['vm1/xvdb', vol]]);
 
-    expect(f.db.prepare('SELECT count(*) AS n FROM leftovers').get()).toEqual({ n: 0 });
-    expect({ exports: [...f.storage.exports], sessions: [...f.vmm.sessions], disks: [...f.vmm.disks] }).toEqual(held);
-    expect(f.meta.attachmentsOf([vol]).map((a) => a.status)).toEqual(['attached']);
-    expect(f.meta.volume(vol)!.status).toBe('in-use');
-  });
+      // The first attach's undos, from a stale copy of its data (as a runner
+      // that lost its claim would have kept them), queued after the newer attach.
+      const first = journal[1]!;
+      // Written as SQL: the journal itself refuses a write from a runner that holds no claim.
+      const keep = f.db.prepare(`INSERT INTO leftovers (workflow_id, kind, step, data, error, created_at, next_attempt_at, resource_id) VALUES (?, 'AttachVolume', ?, ?, 'from a stale copy', ?, ?, ?)`);
+      for (const step of ATTACH_STEPS) keep.run(first.id, step, first.data, new Date().toISOString(), new Date(0).toISOString(), vol);
+      await f.wf.engine.resume();
 
-  it("the same workflow's undo passes: a failed attach still rolls back what it did", async () => {
-    const f = makeFront(':memory:', new GuardedFake(VOLUME_GENERATION_RULES), new GuardedFake(VMM_GENERATION_RULES));
-    f.storage.exportKind = 'iscsi';
-    const vol = await availableVolume(f);
-    await f.call('AttachVolume', attachArgs(vol));
-    await f.call('DetachVolume', { volumeId: vol });
-    f.vmm.failures.set('AttachDisk', new VbsError('OperationFailed', 'injected'));
-    await expect(f.call('AttachVolume', attachArgs(vol))).rejects.toThrow(/AttachVolume failed at step 4 of 4/);
-    expect({ exports: [...f.storage.exports], sessions: [...f.vmm.sessions], disks: [...f.vmm.disks] }).toEqual({ exports: [], sessions: [], disks: [] });
-    expect(f.db.prepare('SELECT count(*) AS n FROM leftovers').get()).toEqual({ n: 0 });
-  });
+      expect(f.db.prepare('SELECT count(*) AS n FROM leftovers').get()).toEqual({ n: 0 });
+      expect({ exports: [...f.storage.exports], sessions: [...f.vmm.sessions], disks: [...f.vmm.disks] }).toEqual(held);
+      expect(f.meta.attachmentsOf([vol]).map((a) => a.status)).toEqual(['attached']);
+      expect(f.meta.volume(vol)!.status).toBe('in-use');
+    });
 
-  it('a stale refusal reads as "refused: nothing changed"', () => {
-    expect(failureOutcome(new VbsError('StaleGeneration', 'older than one already done'))).toBe('refused');
-  });
+    it("the same workflow's undo passes: a failed attach still rolls back what it did", async () => {
+      const f = makeFront(':memory:', new GuardedFake(VOLUME_GENERATION_RULES), new GuardedFake(VMM_GENERATION_RULES));
+      f.storage.exportKind = 'iscsi';
+      const vol = await availableVolume(f);
+      await f.call('AttachVolume', attachArgs(vol));
+      await f.call('DetachVolume', { volumeId: vol });
+      f.vmm.failures.set('AttachDisk', new VbsError('OperationFailed', 'injected'));
+      await expect(f.call('AttachVolume', attachArgs(vol))).rejects.toThrow(/AttachVolume failed at step 4 of 4/);
+      expect({ exports: [...f.storage.exports], sessions: [...f.vmm.sessions], disks: [...f.vmm.disks] }).toEqual({ exports: [], sessions: [], disks: [] });
+      expect(f.db.prepare('SELECT count(*) AS n FROM leftovers').get()).toEqual({ n: 0 });
+    });
 
-  it("a detach whose unexport is refused as stale (another front's newer attach exported it again) finishes without it, leaving the export", async () => {
-    const f = makeFront(':memory:', new GuardedFake(VOLUME_GENERATION_RULES), new GuardedFake(VMM_GENERATION_RULES));
-    const vol = await availableVolume(f);
-    await f.call('AttachVolume', attachArgs(vol));
-    // A newer workflow, run elsewhere, exported the volume to this host for itself.
-    (f.storage as GuardedFake).memory.admit(`export/${vol}/localhost`, 'add', 99);
-    await f.call('DetachVolume', { volumeId: vol });
-    expect(f.meta.attachmentsOf([vol])).toEqual([]);
-    expect(f.meta.volume(vol)!.status).toBe('available');
-    expect([...f.vmm.disks]).toEqual([]);
-    expect([...f.storage.exports]).toEqual([`${vol}@localhost`]);
-    expect(f.db.prepare(`SELECT count(*) AS n FROM workflows WHERE state = 'running'`).get()).toEqual({ n: 0 });
+    it('a stale refusal reads as "refused: nothing changed"', () => {
+      expect(failureOutcome(new VbsError('StaleGeneration', 'older than one already done'))).toBe('refused');
+    });
+
+    it("a detach whose unexport is refused as stale (another front's newer attach exported it again) finishes without it, leaving the export", async () => {
+      const f = makeFront(':memory:', new GuardedFake(VOLUME_GENERATION_RULES), new GuardedFake(VMM_GENERATION_RULES));
+      const vol = await availableVolume(f);
+      await f.call('AttachVolume', attachArgs(vol));
+      // A newer workflow, run elsewhere, exported the volume to this host for itself.
+      (f.storage as GuardedFake).memory.admit(`export/${vol}/localhost`, 'add', 99);
+      await f.call('DetachVolume', { volumeId: vol });
+      expect(f.meta.attachmentsOf([vol])).toEqual([]);
+      expect(f.meta.volume(vol)!.status).toBe('available');
+      expect([...f.vmm.disks]).toEqual([]);
+      expect([...f.storage.exports]).toEqual([`${vol}@localhost`]);
+      expect(f.db.prepare(`SELECT count(*) AS n FROM workflows WHERE state = 'running'`).get()).toEqual({ n: 0 });
+    });
   });
 });

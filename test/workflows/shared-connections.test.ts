@@ -1,9 +1,10 @@
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { VbsError } from '../../src/core/errors.js';
 import { pendingWork } from '../../src/db/journal.js';
 import { KeyedMutex } from '../../src/core/keyed-mutex.js';
 import type { Record as XmlRecord } from '../../src/soap/xml.js';
-import { availableVolume, FakeDelegate, makeFront } from './fakes.js';
+import { availableVolume, FakeDelegate, makeFront, useEngine } from './fakes.js';
+import { ENGINES } from '../setup/engines.js';
 
 /** A fake VMM host whose LogoutTarget waits until the test opens the gate. */
 class GatedVmm extends FakeDelegate {
@@ -22,32 +23,6 @@ class GatedVmm extends FakeDelegate {
 const ticks = async (n: number) => {
   for (let k = 0; k < n; k++) await new Promise((r) => setImmediate(r));
 };
-
-describe('exports and iSCSI sessions shared by read-only attachments on one host', () => {
-  it('a detach that logs out the last reader never takes the session from a reader attaching meanwhile', async () => {
-    const vmm = new GatedVmm();
-    const f = makeFront(':memory:', undefined, vmm);
-    f.storage.exportKind = 'iscsi';
-    const vol = await availableVolume(f);
-    const args = (vmId: string) => ({ volumeId: vol, vmmHost: 'localhost', vmId, device: 'xvdb', mode: 'r' });
-    await f.call('AttachVolume', args('vm1'));
-
-    let open: () => void = () => {};
-    vmm.gate = new Promise((r) => (open = r));
-    const loggingOut = new Promise<void>((r) => (vmm.logoutStarted = r));
-    const detach = f.call('DetachVolume', { volumeId: vol });
-    await loggingOut; // vm1's detach decided it was the last reader on this host
-    const attach = f.call('AttachVolume', args('vm2'));
-    await ticks(50); // vm2 gets as far as it can while the logout is in flight
-    open();
-    await Promise.all([detach, attach]);
-
-    expect(f.meta.attachmentsOf([vol]).map((a) => [a.vm_id, a.status])).toEqual([['vm2', 'attached']]);
-    expect([...vmm.sessions]).toEqual([`iqn.2026-11.org.vbs:${vol}`]);
-    expect([...f.storage.exports]).toEqual([`${vol}@localhost`]);
-    expect([...vmm.disks.keys()]).toEqual(['vm2/xvdb']);
-  });
-});
 
 /** A fake VMM host whose AttachDisk calls wait until the test fails them all at once. */
 class FailingAttachVmm extends FakeDelegate {
@@ -71,48 +46,78 @@ class FailingAttachVmm extends FakeDelegate {
   }
 }
 
-describe('the last attachment to leave a host withdraws its session and export', () => {
-  // Each undo decides "others here?" on its own: two readers failing together
-  // each saw the other at logout, and the one that withdrew the export last
-  // found the session nobody logged out (the soak's stuck remove-target).
-  it('two read-only attaches that fail together leave no session and no export', async () => {
-    const vmm = new FailingAttachVmm();
-    const f = makeFront(':memory:', undefined, vmm);
-    f.storage.exportKind = 'iscsi';
-    const vol = await availableVolume(f);
-    const args = (vmId: string) => ({ volumeId: vol, vmmHost: 'localhost', vmId, device: 'xvdb', mode: 'r' });
-    const both = vmm.waitFor(2);
-    const attaches = [f.call('AttachVolume', args('vm1')), f.call('AttachVolume', args('vm2'))].map((p) => p.then(() => 'attached', (e: VbsError) => e.code));
-    await both;
-    vmm.failAll();
-    const outcome = await Promise.all(attaches);
-    expect(outcome).toEqual(['OperationFailed', 'OperationFailed']);
+describe.each(ENGINES)('on %s', (engine) => {
+  beforeAll(() => useEngine(engine));
 
-    expect(f.meta.attachmentsOf([vol])).toEqual([]);
-    expect([...vmm.sessions]).toEqual([]);
-    expect([...f.storage.exports]).toEqual([]);
-    expect(pendingWork(f.db).leftovers).toEqual([]);
-  });
-});
+  describe('exports and iSCSI sessions shared by read-only attachments on one host', () => {
+    it('a detach that logs out the last reader never takes the session from a reader attaching meanwhile', async () => {
+      const vmm = new GatedVmm();
+      const f = makeFront(':memory:', undefined, vmm);
+      f.storage.exportKind = 'iscsi';
+      const vol = await availableVolume(f);
+      const args = (vmId: string) => ({ volumeId: vol, vmmHost: 'localhost', vmId, device: 'xvdb', mode: 'r' });
+      await f.call('AttachVolume', args('vm1'));
 
-describe('KeyedMutex', () => {
-  it('runs sections of one key in call order, one at a time, and other keys freely', async () => {
-    const m = new KeyedMutex();
-    const log: string[] = [];
-    const section = (key: string, name: string, waitTicks: number) =>
-      m.run(key, async () => {
-        log.push(`${name}+`);
-        await ticks(waitTicks);
-        log.push(`${name}-`);
-      });
-    await Promise.all([section('a', 'a1', 5), section('a', 'a2', 0), section('b', 'b1', 1)]);
-    expect(log.indexOf('a1-')).toBeLessThan(log.indexOf('a2+'));
-    expect(log.indexOf('b1+')).toBeLessThan(log.indexOf('a1-'));
+      let open: () => void = () => {};
+      vmm.gate = new Promise((r) => (open = r));
+      const loggingOut = new Promise<void>((r) => (vmm.logoutStarted = r));
+      const detach = f.call('DetachVolume', { volumeId: vol });
+      await loggingOut; // vm1's detach decided it was the last reader on this host
+      const attach = f.call('AttachVolume', args('vm2'));
+      await ticks(50); // vm2 gets as far as it can while the logout is in flight
+      open();
+      await Promise.all([detach, attach]);
+
+      expect(f.meta.attachmentsOf([vol]).map((a) => [a.vm_id, a.status])).toEqual([['vm2', 'attached']]);
+      expect([...vmm.sessions]).toEqual([`iqn.2026-11.org.vbs:${vol}`]);
+      expect([...f.storage.exports]).toEqual([`${vol}@localhost`]);
+      expect([...vmm.disks.keys()]).toEqual(['vm2/xvdb']);
+    });
   });
 
-  it('goes on after a section fails', async () => {
-    const m = new KeyedMutex();
-    await expect(m.run('k', async () => Promise.reject(new Error('x')))).rejects.toThrow('x');
-    await expect(m.run('k', async () => 7)).resolves.toBe(7);
+  describe('the last attachment to leave a host withdraws its session and export', () => {
+    // Each undo decides "others here?" on its own: two readers failing together
+    // each saw the other at logout, and the one that withdrew the export last
+    // found the session nobody logged out (the soak's stuck remove-target).
+    it('two read-only attaches that fail together leave no session and no export', async () => {
+      const vmm = new FailingAttachVmm();
+      const f = makeFront(':memory:', undefined, vmm);
+      f.storage.exportKind = 'iscsi';
+      const vol = await availableVolume(f);
+      const args = (vmId: string) => ({ volumeId: vol, vmmHost: 'localhost', vmId, device: 'xvdb', mode: 'r' });
+      const both = vmm.waitFor(2);
+      const attaches = [f.call('AttachVolume', args('vm1')), f.call('AttachVolume', args('vm2'))].map((p) => p.then(() => 'attached', (e: VbsError) => e.code));
+      await both;
+      vmm.failAll();
+      const outcome = await Promise.all(attaches);
+      expect(outcome).toEqual(['OperationFailed', 'OperationFailed']);
+
+      expect(f.meta.attachmentsOf([vol])).toEqual([]);
+      expect([...vmm.sessions]).toEqual([]);
+      expect([...f.storage.exports]).toEqual([]);
+      expect(pendingWork(f.db).leftovers).toEqual([]);
+    });
+  });
+
+  describe('KeyedMutex', () => {
+    it('runs sections of one key in call order, one at a time, and other keys freely', async () => {
+      const m = new KeyedMutex();
+      const log: string[] = [];
+      const section = (key: string, name: string, waitTicks: number) =>
+        m.run(key, async () => {
+          log.push(`${name}+`);
+          await ticks(waitTicks);
+          log.push(`${name}-`);
+        });
+      await Promise.all([section('a', 'a1', 5), section('a', 'a2', 0), section('b', 'b1', 1)]);
+      expect(log.indexOf('a1-')).toBeLessThan(log.indexOf('a2+'));
+      expect(log.indexOf('b1+')).toBeLessThan(log.indexOf('a1-'));
+    });
+
+    it('goes on after a section fails', async () => {
+      const m = new KeyedMutex();
+      await expect(m.run('k', async () => Promise.reject(new Error('x')))).rejects.toThrow('x');
+      await expect(m.run('k', async () => 7)).resolves.toBe(7);
+    });
   });
 });

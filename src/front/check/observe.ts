@@ -69,7 +69,7 @@ export function readMeta(meta: Metadata): MetaSnapshot {
       const previous = data ? parseData(data).previous : undefined;
       if (typeof previous === 'string') statusBeforeDelete.set(id, previous);
     }
-    const issuedIds = new Set((db.prepare('SELECT id FROM ids').pluck().all() as string[]));
+    const issuedIds = new Set((db.prepare('SELECT id FROM ids').all() as { id: string }[]).map((r) => r.id));
     return { volumes, snapshots, attachments: meta.allAttachments(), busy, leftovers, statusBeforeDelete, issued: (id: string) => issuedIds.has(id) };
   })();
 }
