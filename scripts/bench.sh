@@ -13,6 +13,10 @@ if [ "$(id -u)" = 0 ] && ! command -v mkfs.xfs >/dev/null && command -v apt-get 
 fi
 scripts/install-deps.sh
 npx tsc -p tsconfig.build.json
+# --profile DIR [--strace]: where the CPU goes under load, not the table (docs/operators/bench.md).
+if [ "${1:-}" = --profile ]; then
+  exec node dist/bench/control-plane.js "$@"
+fi
 if [ "${VBS_BENCH_ONLY:-}" != control-plane ]; then
   npx vitest bench --run --config vitest.bench.config.ts "$@"
 fi

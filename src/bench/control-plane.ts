@@ -11,6 +11,7 @@ import { VBS_SERVICE } from '../services/vbs.js';
 import { SoapClient } from '../soap/client.js';
 import type { Record as XmlRecord } from '../soap/xml.js';
 import { SoakDeployment, writeThinCommands } from '../soak/deployment.js';
+import { profilePhase, type Phase } from './profile-run.js';
 import { formatTable, jsonReport, latencyRows, summarize, type Row } from './stats.js';
 
 /**
@@ -420,7 +421,88 @@ async function main(): Promise<number> {
   return 0;
 }
 
-main().then(
+/**
+ * `--profile DIR [--strace]`: instead of the table, where the CPU goes in the
+ * 8-client create phase and the 32-client create and delete phases, each on a
+ * fresh `vbs up --cpu-prof` (see profile-run.ts); DIR/<phase>/breakdown.md.
+ */
+async function profileMain(out: string, strace: boolean): Promise<number> {
+  const where = benchFolder();
+  const dir = join(where.dir, 'deployment');
+  mkdirSync(dir);
+  const commands = join(where.dir, 'commands.properties');
+  writeThinCommands(commands);
+  let dep: SoakDeployment | undefined;
+  let c: Clients | undefined;
+  const start = async (cpuProfileDir: string) => {
+    dep = await SoakDeployment.start({ dir, backend: 'file', commands, stderrFile: join(where.dir, 'vbs-up.log'), cpuProfileDir });
+    c = clientsFor(dir, dep.url, 64);
+    const d = dep;
+    return {
+      servicePid: (name: 'front' | 'volume-delegate' | 'vmm-delegate') => d.servicePid(name),
+      stop: async () => {
+        c?.close();
+        await d.stop();
+        dep = undefined;
+      },
+    };
+  };
+  const api = () => c!;
+  const createWait = async (every: number) => {
+    const v = (await api().call('CreateVolume', { size: 1, comment: 'profile' })).volume as XmlRecord;
+    if (v.status !== 'available') await volumeReaches(api(), String(v.volumeId), 'available', every);
+    return String(v.volumeId);
+  };
+  const made: string[] = [];
+  const phases: Phase[] = [
+    {
+      name: 'create-8',
+      what: 'blank create→available, 8 clients, 160 creates',
+      run: async () => (await latencies(8, 160, async () => (await createWait(POLL_MS), 0))).length,
+    },
+    {
+      name: 'create-32',
+      what: `blank creates, ${RATE_CLIENTS} clients for ${RATE_SECONDS} s, each waiting for its volume`,
+      run: async () => {
+        const end = Date.now() + RATE_SECONDS * 1000;
+        await Promise.all(Array.from({ length: RATE_CLIENTS }, async () => { while (Date.now() < end) made.push(await createWait(RATE_POLL_MS)); }));
+        return made.length;
+      },
+    },
+    {
+      name: 'delete-32',
+      what: `deletes of those volumes, ${RATE_CLIENTS} clients, each waiting until its volume is gone`,
+      run: async () => {
+        let next = 0;
+        await Promise.all(
+          Array.from({ length: RATE_CLIENTS }, async () => {
+            while (next < made.length) {
+              const volumeId = made[next++]!;
+              await api().call('DeleteVolume', { volumeId });
+              await until(async () => (await volume(api(), volumeId)) === undefined, `${volumeId} deleted`, RATE_POLL_MS);
+            }
+          }),
+        );
+        return made.length;
+      },
+    },
+  ];
+  if (strace) phases.push({ name: 'create-8-strace', what: 'as create-8, with strace -c -f on the front and the volume delegate (its overhead inflates the times)', run: phases[0]!.run });
+  try {
+    say(`profile: vbs up on ${where.fs}, ${cpus().length} cores; results in ${resolve(out)}`);
+    for (const phase of phases) await profilePhase({ dir: out, phase, start, strace: phase.name.endsWith('-strace'), say });
+  } finally {
+    c?.close();
+    await dep?.stop();
+    where.cleanup();
+  }
+  return 0;
+}
+
+const profileAt = process.argv.indexOf('--profile');
+const run = profileAt >= 0 ? () => profileMain(process.argv[profileAt + 1] ?? 'bench/results/profile', process.argv.includes('--strace')) : main;
+
+run().then(
   (code) => process.exit(code),
   (err: unknown) => {
     process.stderr.write(`control-plane bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

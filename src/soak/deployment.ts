@@ -62,8 +62,10 @@ export class SoakDeployment {
    * Starts `vbs up` in `dir` on a free port with the thin commands file, and
    * waits (bounded) until it says it is up. Its stderr goes to `stderrFile`.
    */
-  static async start(o: { dir: string; backend: Backend; commands: string; stderrFile: string; env?: NodeJS.ProcessEnv }): Promise<SoakDeployment> {
+  static async start(o: { dir: string; backend: Backend; commands: string; stderrFile: string; env?: NodeJS.ProcessEnv; cpuProfileDir?: string }): Promise<SoakDeployment> {
     const args = [VBS_BIN, 'up', '--data', o.dir, '--port', '0', '--commands', o.commands, '--backend', o.backend];
+    // The bench's --profile: each service writes a CPU profile when it stops.
+    if (o.cpuProfileDir !== undefined) args.push('--cpu-prof', o.cpuProfileDir);
     // The simulated IET: the soak checks targets through the simulator, and needs no root.
     if (o.backend === 'lvm-iscsi') args.push('--target', 'iet');
     // Its own process group: a Ctrl-C at the terminal reaches the soak, which
