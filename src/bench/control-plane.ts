@@ -112,6 +112,25 @@ async function snapshotCompletes(api: Clients, id: string): Promise<void> {
   }, `${id} completed`);
 }
 
+const ATTACHES = 10;
+
+/** Attaches the volume to vm1 of `localhost` and detaches it, `n` times; each latency until the record says so. */
+async function attachDetach(c: Clients, volumeId: string, device: string, n: number): Promise<{ attachSamples: number[]; detachSamples: number[] }> {
+  const attachSamples: number[] = [];
+  const detachSamples: number[] = [];
+  for (let i = 0; i < n; i++) {
+    let t = process.hrtime.bigint();
+    await c.call('AttachVolume', { volumeId, vmmHost: 'localhost', vmId: 'vm1', device });
+    await until(async () => ((await volume(c, volumeId))?.attachments as XmlRecord[] | undefined)?.[0]?.status === 'attached', 'attached');
+    attachSamples.push(ms(t));
+    t = process.hrtime.bigint();
+    await c.call('DetachVolume', { volumeId });
+    await until(async () => ((await volume(c, volumeId))?.attachments as XmlRecord[] | undefined)?.length === 0, 'detached');
+    detachSamples.push(ms(t));
+  }
+  return { attachSamples, detachSamples };
+}
+
 /** Runs `ops` operations with `concurrency` at once; each returns its latency in ms. */
 async function latencies(concurrency: number, ops: number, op: (i: number) => Promise<number>): Promise<number[]> {
   const out: number[] = [];
@@ -330,20 +349,13 @@ async function main(): Promise<number> {
     say(`  deletes: ${made.length} in ${deleteSecs.toFixed(1)} s`);
 
     // --- attach and detach on the simulated VMM host ----------------------------
-    const attachSamples: number[] = [];
-    const detachSamples: number[] = [];
-    for (let i = 0; i < 10; i++) {
-      let t = process.hrtime.bigint();
-      await c.call('AttachVolume', { volumeId: sourceId, vmmHost: 'localhost', vmId: 'vm1', device: 'xvdb' });
-      await until(async () => ((await volume(c, sourceId))?.attachments as XmlRecord[] | undefined)?.[0]?.status === 'attached', 'attached');
-      attachSamples.push(ms(t));
-      t = process.hrtime.bigint();
-      await c.call('DetachVolume', { volumeId: sourceId });
-      await until(async () => ((await volume(c, sourceId))?.attachments as XmlRecord[] | undefined)?.length === 0, 'detached');
-      detachSamples.push(ms(t));
-    }
+    const { attachSamples, detachSamples } = await attachDetach(c, sourceId, 'xvdb', ATTACHES);
     report(latencyRows('attach→attached (simulator)', attachSamples, 'attaches'));
     report(latencyRows('detach→detached (simulator)', detachSamples, 'detaches'));
+    // The simulator's own start-up, which a real host does not have: one
+    // hostsim process per host command (an attach or detach runs a few).
+    const sim = summarize(timeCommand(process.execPath, [join(VBS_HOME, 'dist', 'sim', 'hostsim.js'), '--state', join(dir, 'vmm-sim'), 'xm', 'list'], ATTACHES, () => undefined));
+    rows.push({ metric: 'simulator: one host command (hostsim xm list) p50', value: sim.p50, unit: 'ms', note: `its own start-up, not VBS's; ${sim.n} runs` });
 
     // --- DescribeVolumes at 1,000 and 100,000 volumes ----------------------------
     let loaded = 0;
@@ -499,8 +511,77 @@ async function profileMain(out: string, strace: boolean): Promise<number> {
   return 0;
 }
 
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** SIGTERM, then SIGKILL after 10 s; waits (bounded) until it is gone. */
+async function endProcess(pid: number): Promise<void> {
+  if (!alive(pid)) return;
+  process.kill(pid, 'SIGTERM');
+  for (let i = 0; alive(pid) && i < 200; i++) {
+    if (i === 100) process.kill(pid, 'SIGKILL');
+    await delay(100);
+  }
+}
+
+/**
+ * `--qemu`: attach and detach on a real QEMU VM (TCG, no KVM: what a CI
+ * machine has), through `vbs up --vmm qemu` (QMP blockdev-add and
+ * device_add of the volume file on virtio-scsi). Needs root and
+ * qemu-system-x86_64. Prints its rows; the VM is stopped by its PID.
+ */
+async function qemuMain(): Promise<number> {
+  if (process.getuid?.() !== 0) throw new Error('--qemu needs root');
+  const where = benchFolder();
+  const dir = join(where.dir, 'deployment');
+  const qmpDir = join(where.dir, 'qmp');
+  mkdirSync(dir);
+  mkdirSync(qmpDir);
+  const commands = join(where.dir, 'commands.properties');
+  writeThinCommands(commands);
+  let vmPid: number | undefined;
+  let dep: SoakDeployment | undefined;
+  let c: Clients | undefined;
+  try {
+    const pidFile = join(qmpDir, 'vm1.pid');
+    const vmStart = process.hrtime.bigint();
+    execFileSync('qemu-system-x86_64', [
+      '-machine', 'accel=tcg', '-S', '-nodefaults', '-nographic', '-m', '64', '-name', 'vm1',
+      '-qmp', `unix:${join(qmpDir, 'vm1.qmp')},server=on,wait=off`,
+      '-monitor', 'none', '-serial', 'none', '-display', 'none',
+      '-device', 'virtio-scsi-pci,id=scsi0', '-pidfile', pidFile, '-daemonize',
+    ]);
+    const vmStartMs = ms(vmStart);
+    vmPid = Number(readFileSync(pidFile, 'utf8').trim());
+    dep = await SoakDeployment.start({ dir, backend: 'file', commands, stderrFile: join(where.dir, 'vbs-up.log'), upArgs: ['--vmm', 'qemu', '--qmp-dir', qmpDir] });
+    c = clientsFor(dir, dep.url, 1);
+    const v = (await c.call('CreateVolume', { size: 1, comment: 'qemu attach' })).volume as XmlRecord;
+    await volumeReaches(c, String(v.volumeId), 'available');
+    const { attachSamples, detachSamples } = await attachDetach(c, String(v.volumeId), 'sdb', ATTACHES);
+    const rows = [
+      ...latencyRows('attach→attached (QEMU, TCG)', attachSamples, 'attaches', { limit: 250, atMost: true }),
+      ...latencyRows('detach→detached (QEMU, TCG)', detachSamples, 'detaches', { limit: 250, atMost: true }),
+      { metric: 'QEMU VM start (TCG, paused), once', value: vmStartMs, unit: 'ms', note: 'not part of an attach' },
+    ];
+    say(formatTable(rows));
+    return 0;
+  } finally {
+    c?.close();
+    await dep?.stop();
+    // The VM holds files on the loop mount: it must be gone before the unmount.
+    if (vmPid !== undefined) await endProcess(vmPid);
+    where.cleanup();
+  }
+}
+
 const profileAt = process.argv.indexOf('--profile');
-const run = profileAt >= 0 ? () => profileMain(process.argv[profileAt + 1] ?? 'bench/results/profile', process.argv.includes('--strace')) : main;
+const run = profileAt >= 0 ? () => profileMain(process.argv[profileAt + 1] ?? 'bench/results/profile', process.argv.includes('--strace')) : process.argv.includes('--qemu') ? qemuMain : main;
 
 run().then(
   (code) => process.exit(code),
