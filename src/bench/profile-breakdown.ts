@@ -74,8 +74,18 @@ function fallback(frame: CallFrame): Category {
 
 const IDLE = '(idle)';
 
-/** Milliseconds of main-thread busy time by category (idle left out), and the profile's wall time. */
-export function breakdown(profile: CpuProfile): { busyMs: Record<Category, number>; wallMs: number; idleMs: number } {
+/**
+ * A span of CLOCK_MONOTONIC in microseconds: V8 stamps samples with it, and
+ * `process.hrtime` reads the same clock, so a profile of a whole service's
+ * life can be cut to the phase another process timed (start-up left out).
+ */
+export interface Window {
+  readonly fromUs: number;
+  readonly toUs: number;
+}
+
+/** Milliseconds of main-thread busy time by category (idle left out), and the wall time counted. */
+export function breakdown(profile: CpuProfile, window?: Window): { busyMs: Record<Category, number>; wallMs: number; idleMs: number } {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
@@ -100,13 +110,18 @@ export function breakdown(profile: CpuProfile): { busyMs: Record<Category, numbe
   // A sample's time runs until the next sample (delta i+1 belongs to sample
   // i); the last one's until the profile ends.
   const lastAt = profile.startTime + deltas.reduce((a, b) => a + b, 0);
+  let at = profile.startTime;
   for (let i = 0; i < samples.length; i++) {
+    at += deltas[i] ?? 0;
+    if (window && (at < window.fromUs || at >= window.toUs)) continue;
     const ms = Math.max(0, i + 1 < samples.length ? (deltas[i + 1] ?? 0) : profile.endTime - lastAt) / 1000;
     const c = categoryOf(samples[i]!);
     if (c === 'idle') idleMs += ms;
     else busyMs[c] += ms;
   }
-  return { busyMs, wallMs: (profile.endTime - profile.startTime) / 1000, idleMs };
+  const from = Math.max(profile.startTime, window?.fromUs ?? -Infinity);
+  const to = Math.min(profile.endTime, window?.toUs ?? Infinity);
+  return { busyMs, wallMs: Math.max(0, to - from) / 1000, idleMs };
 }
 
 export interface Part {

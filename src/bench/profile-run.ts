@@ -80,12 +80,16 @@ export async function profilePhase(o: {
   await session.post('Profiler.start');
   const t0 = process.hrtime.bigint();
   const ops = await o.phase.run();
-  const wallMs = Number(process.hrtime.bigint() - t0) / 1e6;
+  const t1 = process.hrtime.bigint();
+  const wallMs = Number(t1 - t0) / 1e6;
+  // The services' profiles cover their whole life: only the phase counts.
+  const phase = { fromUs: Number(t0 / 1000n), toUs: Number(t1 / 1000n) };
   const { profile } = await session.post('Profiler.stop');
   const after = { front: cpuOf(front), delegate: cpuOf(delegate), client: process.cpuUsage(before.client) };
   for (const s of straces) await s.stop();
   session.disconnect();
   writeFileSync(join(out, 'client.cpuprofile'), JSON.stringify(profile));
+  writeFileSync(join(out, 'phase.json'), `${JSON.stringify({ ...phase, operations: ops })}\n`);
   await dep.stop();
   const parts: Part[] = [];
   for (const [name, file] of [
@@ -94,7 +98,7 @@ export async function profilePhase(o: {
     ['client (bench)', join(out, 'client.cpuprofile')],
   ] as const) {
     if (file === undefined) throw new Error(`profile: no .cpuprofile from the ${name} in ${out}`);
-    parts.push({ name, busyMs: breakdown(JSON.parse(readFileSync(file, 'utf8')) as CpuProfile).busyMs });
+    parts.push({ name, busyMs: breakdown(JSON.parse(readFileSync(file, 'utf8')) as CpuProfile, name.startsWith('client') ? undefined : phase).busyMs });
   }
   const perOp = (v: number) => (v / ops).toFixed(2);
   const procCpu = {

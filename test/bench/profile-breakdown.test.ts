@@ -30,6 +30,17 @@ describe('profile breakdown', () => {
     expect(total + idleMs).toBe(wallMs);
   });
 
+  it('counts only the samples inside a window of the same clock (a phase of a long-lived service)', () => {
+    // Samples are stamped at 0, 2, 3, 4, 5, 6, 6.5, 7, 7.5 and 8.5 ms: the window [3, 6) ms holds TLS, XML and SQLite.
+    const { busyMs, idleMs, wallMs } = breakdown(fixture(), { fromUs: 3000, toUs: 6000 });
+    expect(wallMs).toBe(3);
+    expect(idleMs).toBe(0);
+    expect(busyMs['TLS and crypto']).toBe(1);
+    expect(busyMs['XML encode/decode']).toBe(1);
+    expect(busyMs.SQLite).toBe(1);
+    expect(Object.values(busyMs).reduce((a, b) => a + b, 0)).toBe(3);
+  });
+
   it('tables the categories with time, largest first, per operation and as shares', () => {
     const { busyMs } = breakdown(fixture());
     const table = breakdownTable([{ name: 'front', busyMs }, { name: 'client', busyMs }], 2).split('\n');
