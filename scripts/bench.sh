@@ -14,8 +14,8 @@ fi
 scripts/install-deps.sh
 npx tsc -p tsconfig.build.json
 # --profile DIR [--strace]: where the CPU goes under load, not the table (docs/operators/bench.md).
-# --qemu: attach and detach on a real QEMU VM (TCG).
-if [ "${1:-}" = --profile ] || [ "${1:-}" = --qemu ]; then
+# --qemu, --libvirt: attach and detach on a real QEMU VM / libvirt domain (TCG).
+if [ "${1:-}" = --profile ] || [ "${1:-}" = --qemu ] || [ "${1:-}" = --libvirt ]; then
   exec node dist/bench/control-plane.js "$@"
 fi
 if [ "${VBS_BENCH_ONLY:-}" != control-plane ]; then

@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { closeSync, cpSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { VbsError } from '../core/errors.js';
@@ -114,13 +114,13 @@ async function snapshotCompletes(api: Clients, id: string): Promise<void> {
 
 const ATTACHES = 10;
 
-/** Attaches the volume to vm1 of `localhost` and detaches it, `n` times; each latency until the record says so. */
-async function attachDetach(c: Clients, volumeId: string, device: string, n: number): Promise<{ attachSamples: number[]; detachSamples: number[] }> {
+/** Attaches the volume to a VM (vm1) of `localhost` and detaches it, `n` times; each latency until the record says so. */
+async function attachDetach(c: Clients, volumeId: string, device: string, n: number, vmId = 'vm1'): Promise<{ attachSamples: number[]; detachSamples: number[] }> {
   const attachSamples: number[] = [];
   const detachSamples: number[] = [];
   for (let i = 0; i < n; i++) {
     let t = process.hrtime.bigint();
-    await c.call('AttachVolume', { volumeId, vmmHost: 'localhost', vmId: 'vm1', device });
+    await c.call('AttachVolume', { volumeId, vmmHost: 'localhost', vmId, device });
     await until(async () => ((await volume(c, volumeId))?.attachments as XmlRecord[] | undefined)?.[0]?.status === 'attached', 'attached');
     attachSamples.push(ms(t));
     t = process.hrtime.bigint();
@@ -580,8 +580,84 @@ async function qemuMain(): Promise<number> {
   }
 }
 
+/**
+ * `--libvirt`: attach and detach on a real libvirt domain (type qemu: TCG)
+ * of qemu:///system, through `vbs up --vmm libvirt`. Needs root, libvirt and
+ * virsh; libvirtd and virtlogd are started if they do not run (and then
+ * stopped, by their PID files). The domain, defined and started paused here, is
+ * destroyed and undefined at the end.
+ */
+async function libvirtMain(): Promise<number> {
+  if (process.getuid?.() !== 0) throw new Error('--libvirt needs root');
+  const env = { ...process.env, LIBVIRT_DEFAULT_URI: 'qemu:///system' };
+  const virsh = (...args: string[]) => execFileSync('virsh', args, { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
+  const where = benchFolder();
+  const dir = join(where.dir, 'deployment');
+  mkdirSync(dir);
+  // QEMU runs as libvirt-qemu: it must reach the volume files (search permission on the folders).
+  for (let d = where.dir; d !== dirname(d) && d !== tmpdir(); d = dirname(d)) chmodSync(d, 0o711);
+  const commands = join(where.dir, 'commands.properties');
+  writeThinCommands(commands);
+  const name = `vbs-bench-${randomUUID().slice(0, 8)}`;
+  const xml = join(where.dir, 'domain.xml');
+  writeFileSync(xml, `<domain type='qemu'><name>${name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu><os><type arch='x86_64' machine='pc'>hvm</type></os><devices><controller type='scsi' index='0' model='virtio-scsi'/><memballoon model='none'/></devices></domain>\n`);
+  let defined = false;
+  let dep: SoakDeployment | undefined;
+  let c: Clients | undefined;
+  // libvirtd and virtlogd when they do not run (no systemd here), with PID files of our own: only those are stopped.
+  const started: string[] = [];
+  try {
+    for (const [daemon, socket] of [['virtlogd', '/run/libvirt/virtlogd-sock'], ['libvirtd', '/run/libvirt/libvirt-sock']] as const) {
+      if (existsSync(socket)) continue;
+      const pidFile = join(where.dir, `${daemon}.pid`);
+      execFileSync(daemon, ['-d', '-p', pidFile]);
+      started.push(pidFile);
+      await until(async () => existsSync(socket), `${daemon} listening`, 100);
+    }
+    await until(async () => {
+      try {
+        virsh('uri');
+        return true;
+      } catch {
+        return false;
+      }
+    }, 'libvirtd answering', 200);
+    virsh('define', xml);
+    defined = true;
+    const vmStart = process.hrtime.bigint();
+    virsh('start', name, '--paused');
+    const vmStartMs = ms(vmStart);
+    dep = await SoakDeployment.start({ dir, backend: 'file', commands, stderrFile: join(where.dir, 'vbs-up.log'), upArgs: ['--vmm', 'libvirt'] });
+    for (const d of [dir, join(dir, 'volumes')]) chmodSync(d, 0o711);
+    c = clientsFor(dir, dep.url, 1);
+    const v = (await c.call('CreateVolume', { size: 1, comment: 'libvirt attach' })).volume as XmlRecord;
+    await volumeReaches(c, String(v.volumeId), 'available');
+    const { attachSamples, detachSamples } = await attachDetach(c, String(v.volumeId), 'sdb', ATTACHES, name);
+    const rows = [
+      ...latencyRows('attach→attached (libvirt, TCG)', attachSamples, 'attaches', { limit: 250, atMost: true }),
+      ...latencyRows('detach→detached (libvirt, TCG)', detachSamples, 'detaches', { limit: 250, atMost: true }),
+      { metric: 'libvirt domain start (TCG, paused), once', value: vmStartMs, unit: 'ms', note: 'not part of an attach' },
+    ];
+    say(formatTable(rows));
+    return 0;
+  } finally {
+    c?.close();
+    await dep?.stop();
+    if (defined) {
+      try {
+        virsh('destroy', name);
+      } catch {
+        // not running
+      }
+      virsh('undefine', name);
+    }
+    for (const pidFile of started.reverse()) await endProcess(Number(readFileSync(pidFile, 'utf8').trim()));
+    where.cleanup();
+  }
+}
+
 const profileAt = process.argv.indexOf('--profile');
-const run = profileAt >= 0 ? () => profileMain(process.argv[profileAt + 1] ?? 'bench/results/profile', process.argv.includes('--strace')) : process.argv.includes('--qemu') ? qemuMain : main;
+const run = profileAt >= 0 ? () => profileMain(process.argv[profileAt + 1] ?? 'bench/results/profile', process.argv.includes('--strace')) : process.argv.includes('--qemu') ? qemuMain : process.argv.includes('--libvirt') ? libvirtMain : main;
 
 run().then(
   (code) => process.exit(code),
