@@ -15,6 +15,11 @@ if [ "$(id -u)" = 0 ] && ! command -v mkfs.xfs >/dev/null && command -v apt-get 
 fi
 scripts/install-deps.sh
 npx tsc -p tsconfig.build.json
+# --profile DIR [--strace]: where the CPU goes under load, not the table (docs/operators/bench.md).
+# --qemu, --libvirt: attach and detach on a real QEMU VM / libvirt domain (TCG).
+if [ "${1:-}" = --profile ] || [ "${1:-}" = --qemu ] || [ "${1:-}" = --libvirt ]; then
+  exec node dist/bench/control-plane.js "$@"
+fi
 if [ "${VBS_BENCH_ONLY:-}" != control-plane ] && [ "${VBS_BENCH_ONLY:-}" != databases ]; then
   npx vitest bench --run --config vitest.bench.config.ts "$@"
 fi

@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { closeSync, cpSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { VbsError } from '../core/errors.js';
@@ -13,6 +13,7 @@ import { VBS_SERVICE } from '../services/vbs.js';
 import { SoapClient } from '../soap/client.js';
 import type { Record as XmlRecord } from '../soap/xml.js';
 import { SoakDeployment, writeThinCommands } from '../soak/deployment.js';
+import { profilePhase, type Phase } from './profile-run.js';
 import { formatTable, jsonReport, latencyRows, summarize, type Row } from './stats.js';
 
 /**
@@ -111,6 +112,25 @@ async function snapshotCompletes(api: Clients, id: string): Promise<void> {
     if (s?.status === 'error') throw new Error(`${id} went to error: ${String(s.statusMessage)}`);
     return s?.status === 'completed';
   }, `${id} completed`);
+}
+
+const ATTACHES = 10;
+
+/** Attaches the volume to a VM (vm1) of `localhost` and detaches it, `n` times; each latency until the record says so. */
+async function attachDetach(c: Clients, volumeId: string, device: string, n: number, vmId = 'vm1'): Promise<{ attachSamples: number[]; detachSamples: number[] }> {
+  const attachSamples: number[] = [];
+  const detachSamples: number[] = [];
+  for (let i = 0; i < n; i++) {
+    let t = process.hrtime.bigint();
+    await c.call('AttachVolume', { volumeId, vmmHost: 'localhost', vmId, device });
+    await until(async () => ((await volume(c, volumeId))?.attachments as XmlRecord[] | undefined)?.[0]?.status === 'attached', 'attached');
+    attachSamples.push(ms(t));
+    t = process.hrtime.bigint();
+    await c.call('DetachVolume', { volumeId });
+    await until(async () => ((await volume(c, volumeId))?.attachments as XmlRecord[] | undefined)?.length === 0, 'detached');
+    detachSamples.push(ms(t));
+  }
+  return { attachSamples, detachSamples };
 }
 
 /** Runs `ops` operations with `concurrency` at once; each returns its latency in ms. */
@@ -436,20 +456,13 @@ async function main(): Promise<number> {
     say(`  deletes: ${made.length} in ${deleteSecs.toFixed(1)} s`);
 
     // --- attach and detach on the simulated VMM host ----------------------------
-    const attachSamples: number[] = [];
-    const detachSamples: number[] = [];
-    for (let i = 0; i < 10; i++) {
-      let t = process.hrtime.bigint();
-      await c.call('AttachVolume', { volumeId: sourceId, vmmHost: 'localhost', vmId: 'vm1', device: 'xvdb' });
-      await until(async () => ((await volume(c, sourceId))?.attachments as XmlRecord[] | undefined)?.[0]?.status === 'attached', 'attached');
-      attachSamples.push(ms(t));
-      t = process.hrtime.bigint();
-      await c.call('DetachVolume', { volumeId: sourceId });
-      await until(async () => ((await volume(c, sourceId))?.attachments as XmlRecord[] | undefined)?.length === 0, 'detached');
-      detachSamples.push(ms(t));
-    }
+    const { attachSamples, detachSamples } = await attachDetach(c, sourceId, 'xvdb', ATTACHES);
     report(latencyRows('attach→attached (simulator)', attachSamples, 'attaches'));
     report(latencyRows('detach→detached (simulator)', detachSamples, 'detaches'));
+    // The simulator's own start-up, which a real host does not have: one
+    // hostsim process per host command (an attach or detach runs a few).
+    const sim = summarize(timeCommand(process.execPath, [join(VBS_HOME, 'dist', 'sim', 'hostsim.js'), '--state', join(dir, 'vmm-sim'), 'xm', 'list'], ATTACHES, () => undefined));
+    rows.push({ metric: 'simulator: one host command (hostsim xm list) p50', value: sim.p50, unit: 'ms', note: `its own start-up, not VBS's; ${sim.n} runs` });
 
     // --- DescribeVolumes at 1,000 and 100,000 volumes ----------------------------
     let loaded = 0;
@@ -530,7 +543,233 @@ async function main(): Promise<number> {
   return 0;
 }
 
-main().then(
+/**
+ * `--profile DIR [--strace]`: instead of the table, where the CPU goes in the
+ * 8-client create phase and the 32-client create and delete phases, each on a
+ * fresh `vbs up --cpu-prof` (see profile-run.ts); DIR/<phase>/breakdown.md.
+ */
+async function profileMain(out: string, strace: boolean): Promise<number> {
+  const where = benchFolder();
+  const dir = join(where.dir, 'deployment');
+  mkdirSync(dir);
+  const commands = join(where.dir, 'commands.properties');
+  writeThinCommands(commands);
+  let dep: SoakDeployment | undefined;
+  let c: Clients | undefined;
+  const start = async (cpuProfileDir: string) => {
+    dep = await SoakDeployment.start({ dir, backend: 'file', commands, stderrFile: join(where.dir, 'vbs-up.log'), cpuProfileDir });
+    c = clientsFor(dir, dep.url, 64);
+    const d = dep;
+    return {
+      servicePid: (name: 'front' | 'volume-delegate' | 'vmm-delegate') => d.servicePid(name),
+      stop: async () => {
+        c?.close();
+        await d.stop();
+        dep = undefined;
+      },
+    };
+  };
+  const api = () => c!;
+  const createWait = async (every: number) => {
+    const v = (await api().call('CreateVolume', { size: 1, comment: 'profile' })).volume as XmlRecord;
+    if (v.status !== 'available') await volumeReaches(api(), String(v.volumeId), 'available', every);
+    return String(v.volumeId);
+  };
+  const made: string[] = [];
+  const phases: Phase[] = [
+    {
+      name: 'create-8',
+      what: 'blank create→available, 8 clients, 160 creates',
+      run: async () => (await latencies(8, 160, async () => (await createWait(POLL_MS), 0))).length,
+    },
+    {
+      name: 'create-32',
+      what: `blank creates, ${RATE_CLIENTS} clients for ${RATE_SECONDS} s, each waiting for its volume`,
+      run: async () => {
+        const end = Date.now() + RATE_SECONDS * 1000;
+        await Promise.all(Array.from({ length: RATE_CLIENTS }, async () => { while (Date.now() < end) made.push(await createWait(RATE_POLL_MS)); }));
+        return made.length;
+      },
+    },
+    {
+      name: 'delete-32',
+      what: `deletes of those volumes, ${RATE_CLIENTS} clients, each waiting until its volume is gone`,
+      run: async () => {
+        let next = 0;
+        await Promise.all(
+          Array.from({ length: RATE_CLIENTS }, async () => {
+            while (next < made.length) {
+              const volumeId = made[next++]!;
+              await api().call('DeleteVolume', { volumeId });
+              await until(async () => (await volume(api(), volumeId)) === undefined, `${volumeId} deleted`, RATE_POLL_MS);
+            }
+          }),
+        );
+        return made.length;
+      },
+    },
+  ];
+  if (strace) phases.push({ name: 'create-8-strace', what: 'as create-8, with strace -c -f on the front and the volume delegate (its overhead inflates the times)', run: phases[0]!.run });
+  try {
+    say(`profile: vbs up on ${where.fs}, ${cpus().length} cores; results in ${resolve(out)}`);
+    for (const phase of phases) await profilePhase({ dir: out, phase, start, strace: phase.name.endsWith('-strace'), say });
+  } finally {
+    c?.close();
+    await dep?.stop();
+    where.cleanup();
+  }
+  return 0;
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** SIGTERM, then SIGKILL after 10 s; waits (bounded) until it is gone. */
+async function endProcess(pid: number): Promise<void> {
+  if (!alive(pid)) return;
+  process.kill(pid, 'SIGTERM');
+  for (let i = 0; alive(pid) && i < 200; i++) {
+    if (i === 100) process.kill(pid, 'SIGKILL');
+    await delay(100);
+  }
+}
+
+/**
+ * `--qemu`: attach and detach on a real QEMU VM (TCG, no KVM: what a CI
+ * machine has), through `vbs up --vmm qemu` (QMP blockdev-add and
+ * device_add of the volume file on virtio-scsi). Needs root and
+ * qemu-system-x86_64. Prints its rows; the VM is stopped by its PID.
+ */
+async function qemuMain(): Promise<number> {
+  if (process.getuid?.() !== 0) throw new Error('--qemu needs root');
+  const where = benchFolder();
+  const dir = join(where.dir, 'deployment');
+  const qmpDir = join(where.dir, 'qmp');
+  mkdirSync(dir);
+  mkdirSync(qmpDir);
+  const commands = join(where.dir, 'commands.properties');
+  writeThinCommands(commands);
+  let vmPid: number | undefined;
+  let dep: SoakDeployment | undefined;
+  let c: Clients | undefined;
+  try {
+    const pidFile = join(qmpDir, 'vm1.pid');
+    const vmStart = process.hrtime.bigint();
+    execFileSync('qemu-system-x86_64', [
+      '-machine', 'accel=tcg', '-S', '-nodefaults', '-nographic', '-m', '64', '-name', 'vm1',
+      '-qmp', `unix:${join(qmpDir, 'vm1.qmp')},server=on,wait=off`,
+      '-monitor', 'none', '-serial', 'none', '-display', 'none',
+      '-device', 'virtio-scsi-pci,id=scsi0', '-pidfile', pidFile, '-daemonize',
+    ]);
+    const vmStartMs = ms(vmStart);
+    vmPid = Number(readFileSync(pidFile, 'utf8').trim());
+    dep = await SoakDeployment.start({ dir, backend: 'file', commands, stderrFile: join(where.dir, 'vbs-up.log'), upArgs: ['--vmm', 'qemu', '--qmp-dir', qmpDir] });
+    c = clientsFor(dir, dep.url, 1);
+    const v = (await c.call('CreateVolume', { size: 1, comment: 'qemu attach' })).volume as XmlRecord;
+    await volumeReaches(c, String(v.volumeId), 'available');
+    const { attachSamples, detachSamples } = await attachDetach(c, String(v.volumeId), 'sdb', ATTACHES);
+    const rows = [
+      ...latencyRows('attach→attached (QEMU, TCG)', attachSamples, 'attaches', { limit: 250, atMost: true }),
+      ...latencyRows('detach→detached (QEMU, TCG)', detachSamples, 'detaches', { limit: 250, atMost: true }),
+      { metric: 'QEMU VM start (TCG, paused), once', value: vmStartMs, unit: 'ms', note: 'not part of an attach' },
+    ];
+    say(formatTable(rows));
+    return 0;
+  } finally {
+    c?.close();
+    await dep?.stop();
+    // The VM holds files on the loop mount: it must be gone before the unmount.
+    if (vmPid !== undefined) await endProcess(vmPid);
+    where.cleanup();
+  }
+}
+
+/**
+ * `--libvirt`: attach and detach on a real libvirt domain (type qemu: TCG)
+ * of qemu:///system, through `vbs up --vmm libvirt`. Needs root, libvirt and
+ * virsh; libvirtd and virtlogd are started if they do not run (and then
+ * stopped, by their PID files). The domain, defined and started paused here, is
+ * destroyed and undefined at the end.
+ */
+async function libvirtMain(): Promise<number> {
+  if (process.getuid?.() !== 0) throw new Error('--libvirt needs root');
+  const env = { ...process.env, LIBVIRT_DEFAULT_URI: 'qemu:///system' };
+  const virsh = (...args: string[]) => execFileSync('virsh', args, { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
+  const where = benchFolder();
+  const dir = join(where.dir, 'deployment');
+  mkdirSync(dir);
+  // QEMU runs as libvirt-qemu: it must reach the volume files (search permission on the folders).
+  for (let d = where.dir; d !== dirname(d) && d !== tmpdir(); d = dirname(d)) chmodSync(d, 0o711);
+  const commands = join(where.dir, 'commands.properties');
+  writeThinCommands(commands);
+  const name = `vbs-bench-${randomUUID().slice(0, 8)}`;
+  const xml = join(where.dir, 'domain.xml');
+  writeFileSync(xml, `<domain type='qemu'><name>${name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu><os><type arch='x86_64' machine='pc'>hvm</type></os><devices><controller type='scsi' index='0' model='virtio-scsi'/><memballoon model='none'/></devices></domain>\n`);
+  let defined = false;
+  let dep: SoakDeployment | undefined;
+  let c: Clients | undefined;
+  // libvirtd and virtlogd when they do not run (no systemd here), with PID files of our own: only those are stopped.
+  const started: string[] = [];
+  try {
+    for (const [daemon, socket] of [['virtlogd', '/run/libvirt/virtlogd-sock'], ['libvirtd', '/run/libvirt/libvirt-sock']] as const) {
+      if (existsSync(socket)) continue;
+      const pidFile = join(where.dir, `${daemon}.pid`);
+      execFileSync(daemon, ['-d', '-p', pidFile]);
+      started.push(pidFile);
+      await until(async () => existsSync(socket), `${daemon} listening`, 100);
+    }
+    await until(async () => {
+      try {
+        virsh('uri');
+        return true;
+      } catch {
+        return false;
+      }
+    }, 'libvirtd answering', 200);
+    virsh('define', xml);
+    defined = true;
+    const vmStart = process.hrtime.bigint();
+    virsh('start', name, '--paused');
+    const vmStartMs = ms(vmStart);
+    dep = await SoakDeployment.start({ dir, backend: 'file', commands, stderrFile: join(where.dir, 'vbs-up.log'), upArgs: ['--vmm', 'libvirt'] });
+    for (const d of [dir, join(dir, 'volumes')]) chmodSync(d, 0o711);
+    c = clientsFor(dir, dep.url, 1);
+    const v = (await c.call('CreateVolume', { size: 1, comment: 'libvirt attach' })).volume as XmlRecord;
+    await volumeReaches(c, String(v.volumeId), 'available');
+    const { attachSamples, detachSamples } = await attachDetach(c, String(v.volumeId), 'sdb', ATTACHES, name);
+    const rows = [
+      ...latencyRows('attach→attached (libvirt, TCG)', attachSamples, 'attaches', { limit: 250, atMost: true }),
+      ...latencyRows('detach→detached (libvirt, TCG)', detachSamples, 'detaches', { limit: 250, atMost: true }),
+      { metric: 'libvirt domain start (TCG, paused), once', value: vmStartMs, unit: 'ms', note: 'not part of an attach' },
+    ];
+    say(formatTable(rows));
+    return 0;
+  } finally {
+    c?.close();
+    await dep?.stop();
+    if (defined) {
+      try {
+        virsh('destroy', name);
+      } catch {
+        // not running
+      }
+      virsh('undefine', name);
+    }
+    for (const pidFile of started.reverse()) await endProcess(Number(readFileSync(pidFile, 'utf8').trim()));
+    where.cleanup();
+  }
+}
+
+const profileAt = process.argv.indexOf('--profile');
+const run = profileAt >= 0 ? () => profileMain(process.argv[profileAt + 1] ?? 'bench/results/profile', process.argv.includes('--strace')) : process.argv.includes('--qemu') ? qemuMain : process.argv.includes('--libvirt') ? libvirtMain : main;
+
+run().then(
   (code) => process.exit(code),
   (err: unknown) => {
     process.stderr.write(`control-plane bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

@@ -26,6 +26,7 @@ export function registerUp(program: Command): void {
     .option('--fronts <n>', `how many fronts serve at once, on one metadata database (1 to ${MAX_FRONTS}; the first on --port, the others on free ports; docs/operators/multi-front.md)`, '1')
     .option('--db <database>', 'the metadata database of every front: a SQLite file in the data folder (default vbs.db), or postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE (docs/operators/postgresql.md)')
     .option('--qmp-dir <dir>', 'qemu only: the folder of the VMs\' QMP sockets, <dir>/<vmId>.qmp (default DATA/qmp)')
+    .option('--cpu-prof <dir>', 'profiling: run each service with node --cpu-prof, its profiles in <dir>/<service>/ when it stops (docs/operators/bench.md)')
     .action(async (opts) => {
       const port = Number(opts.port);
       const backend = opts.backend;
@@ -53,6 +54,10 @@ export function registerUp(program: Command): void {
       }
       if (opts.qmpDir !== undefined && vmm !== 'qemu') {
         process.stderr.write(`vbs: --qmp-dir goes with --vmm qemu\n`);
+        process.exit(2);
+      }
+      if (opts.cpuProf !== undefined && (opts.cpuProf === '' || opts.cpuProf.includes('\0'))) {
+        process.stderr.write(`vbs: --cpu-prof must name a folder\n`);
         process.exit(2);
       }
       if (!Number.isInteger(port) || port < 0 || port > 65535) {
@@ -88,7 +93,7 @@ export function registerUp(program: Command): void {
       let dep;
       try {
         const ceph = opts.cephConf === undefined ? undefined : { conf: opts.cephConf, pool: opts.cephPool, clientId: opts.cephId, keyring: opts.cephKeyring };
-        dep = await up({ dataDir: opts.data, port, commands: opts.commands, backend, target, vmm: vmm as VmmChoice | undefined, qmpDir: opts.qmpDir, ec2Port, ceph, fronts, database: opts.db });
+        dep = await up({ dataDir: opts.data, port, commands: opts.commands, backend, target, vmm: vmm as VmmChoice | undefined, qmpDir: opts.qmpDir, ec2Port, ceph, fronts, database: opts.db, cpuProfileDir: opts.cpuProf });
       } catch (err) {
         if (stopping) return;
         process.stderr.write(`vbs up: ${(err as Error).message}\n`);

@@ -32,6 +32,7 @@ export function openDatabase(file: string, options: PostgresOptions = {}): Db {
   db.pragma('foreign_keys = ON');
   db.pragma('synchronous = FULL');
   migrate(db);
+  reusePreparedStatements(db as unknown as Db);
   return db as unknown as Db;
 }
 
@@ -49,6 +50,32 @@ function openPostgres(url: string, options: PostgresOptions): Db {
     throw err;
   }
   return db;
+}
+
+/** Distinct statement texts kept compiled; past it (listings build their SQL from filters) a text is compiled each time. */
+export const MAX_CACHED_STATEMENTS = 512;
+
+/**
+ * better-sqlite3 compiles a statement on every `prepare()`, and the metadata
+ * code prepares its fixed queries where it runs them (readable, but each
+ * create prepared some twenty): a CPU profile of the front under load (the
+ * bench's --profile, docs/operators/bench.md) showed compiling as about a
+ * tenth of its time. A compiled statement is reused for the same text: it
+ * holds no state between runs here (nothing calls iterate(), pluck(), raw()
+ * or expand(), which would leave it busy or in another mode), and SQLite
+ * compiles it again by itself if a migration changes the schema.
+ */
+function reusePreparedStatements(db: Db): void {
+  const compile = db.prepare.bind(db);
+  const compiled = new Map<string, ReturnType<Db['prepare']>>();
+  db.prepare = ((source: string) => {
+    let statement = compiled.get(source);
+    if (statement === undefined) {
+      statement = compile(source);
+      if (compiled.size < MAX_CACHED_STATEMENTS) compiled.set(source, statement);
+    }
+    return statement;
+  }) as Db['prepare'];
 }
 
 /**

@@ -52,6 +52,11 @@ export interface UpOptions {
    * docs/operators/postgresql.md).
    */
   readonly database?: string;
+  /**
+   * Profiling (the bench's --profile): each service runs with `node --cpu-prof`
+   * and writes its profile into `<cpuProfileDir>/<role>/` when it stops.
+   */
+  readonly cpuProfileDir?: string;
 }
 
 /** The most fronts `vbs up --fronts` starts on one machine. */
@@ -224,7 +229,16 @@ export async function up(opts: UpOptions): Promise<Deployment> {
     logFile: logs.path(role),
     start: (abort) =>
       startServe(
-        { cli: CLI, role: role.startsWith('front') ? 'front' : role, configFile: configFile(role), cwd: dir, log: logs.stream(role), logFile: logs.path(role), readyTimeoutMs: READY_TIMEOUT_MS },
+        {
+          cli: CLI,
+          role: role.startsWith('front') ? 'front' : role,
+          configFile: configFile(role),
+          cwd: dir,
+          log: logs.stream(role),
+          logFile: logs.path(role),
+          readyTimeoutMs: READY_TIMEOUT_MS,
+          ...(opts.cpuProfileDir === undefined ? {} : { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${resolve(opts.cpuProfileDir, role)}`] }),
+        },
         abort,
       ),
   });

@@ -23,6 +23,8 @@ export interface ServeOptions {
   /** Where the operator finds that log, for messages. */
   readonly logFile: string;
   readonly readyTimeoutMs: number;
+  /** Node options before the CLI (profiling: `--cpu-prof`); none by default. */
+  readonly nodeArgs?: readonly string[];
   readonly stopTimeoutMs?: number;
 }
 
@@ -36,7 +38,7 @@ export function describeExit(code: number | null, signal: NodeJS.Signals | null)
  * is gone, however it ended, so no service outlives the supervisor.
  */
 export function startServe(o: ServeOptions, abort?: AbortSignal): Promise<ServiceHandle> {
-  const child = spawn(process.execPath, [o.cli, 'serve', o.role, '--config', o.configFile, '--exit-with-parent'], {
+  const child = spawn(process.execPath, [...(o.nodeArgs ?? []), o.cli, 'serve', o.role, '--config', o.configFile, '--exit-with-parent'], {
     cwd: o.cwd,
     stdio: ['pipe', 'pipe', 'pipe'],
   });

@@ -62,10 +62,14 @@ export class SoakDeployment {
    * Starts `vbs up` in `dir` on a free port with the thin commands file, and
    * waits (bounded) until it says it is up. Its stderr goes to `stderrFile`.
    */
-  static async start(o: { dir: string; backend: Backend; commands: string; stderrFile: string; env?: NodeJS.ProcessEnv; db?: string }): Promise<SoakDeployment> {
+  static async start(o: { dir: string; backend: Backend; commands: string; stderrFile: string; env?: NodeJS.ProcessEnv; db?: string; cpuProfileDir?: string; upArgs?: readonly string[] }): Promise<SoakDeployment> {
     const args = [VBS_BIN, 'up', '--data', o.dir, '--port', '0', '--commands', o.commands, '--backend', o.backend];
     // The metadata on PostgreSQL (the bench's side-by-side run); default SQLite.
     if (o.db !== undefined) args.push('--db', o.db);
+    // The bench's --profile: each service writes a CPU profile when it stops.
+    if (o.cpuProfileDir !== undefined) args.push('--cpu-prof', o.cpuProfileDir);
+    // The bench's real VMM host: `--vmm qemu --qmp-dir DIR`.
+    args.push(...(o.upArgs ?? []));
     // The simulated IET: the soak checks targets through the simulator, and needs no root.
     if (o.backend === 'lvm-iscsi') args.push('--target', 'iet');
     // Its own process group: a Ctrl-C at the terminal reaches the soak, which
