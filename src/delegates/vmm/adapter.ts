@@ -159,9 +159,9 @@ export class VmmAdapter {
       throw new VbsError('InvalidParameterCombination', `This VMM host (${this.name}) cannot attach Ceph RBD volumes: its commands.properties has no vmm.${this.name}.attach-rbd.`);
     }
     const key = `vmm.${this.name}.attach-rbd`;
-    const viaSecret = this.runner.catalog.has(`vmm.${this.name}.rbd.secret-set`);
+    const viaSecret = this.runner.catalog.has(`vmm.${this.name}.rbd.secret-set`) && this.runner.catalog.has(`vmm.${this.name}.rbd.secret-define`);
     if (!viaSecret && !this.runner.catalog.uses(key, 'cephKey')) {
-      throw new VbsError('OperationFailed', `This VMM host's ${key} pattern does not deliver <cephKey> (${key}.stdin or ${key}.env.VAR), and it keeps no libvirt secrets (vmm.${this.name}.rbd.secret-set).`);
+      throw new VbsError('OperationFailed', `This VMM host's ${key} pattern does not deliver <cephKey> (${key}.stdin or ${key}.env.VAR), and it keeps no libvirt secrets (vmm.${this.name}.rbd.secret-define, secret-set).`);
     }
     return rbd;
   }
@@ -177,7 +177,8 @@ export class VmmAdapter {
     if (!this.runner.catalog.has(`vmm.${this.name}.rbd.secret-define`)) return;
     const secretUuid = secretUuidOf(rbd.cephUser);
     await withDiskXml(rbdSecretXml(rbd.cephUser, secretUuid), (path) => this.runner.run(this.key('rbd.secret-define'), { path }));
-    await this.runner.run(this.key('rbd.secret-set'), { secretUuid, cephKey: rbd.cephKey });
+    // The value in a private file virsh reads (--file): never on a command line.
+    await withPrivateFile('key', rbd.cephKey, (path) => this.runner.run(this.key('rbd.secret-set'), { secretUuid, path }));
   }
 
   /**
@@ -366,10 +367,15 @@ function isConfigRefusal(err: unknown): boolean {
 
 /** Writes a disk's XML to a private temporary file for the command that reads it, and removes it after. */
 async function withDiskXml<T>(xml: string, run: (path: string) => Promise<T>): Promise<T> {
+  return withPrivateFile('disk.xml', xml, run);
+}
+
+/** A file only this user reads (0600 in a 0700 folder of its own), for the command that reads it; removed after. */
+async function withPrivateFile<T>(name: string, text: string, run: (path: string) => Promise<T>): Promise<T> {
   const dir = mkdtempSync(join(tmpdir(), 'vbs-disk-'));
   try {
-    const path = join(dir, 'disk.xml');
-    writeFileSync(path, xml, { mode: 0o600 });
+    const path = join(dir, name);
+    writeFileSync(path, text, { mode: 0o600 });
     return await run(path);
   } finally {
     rmSync(dir, { recursive: true, force: true });
