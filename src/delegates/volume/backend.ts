@@ -36,8 +36,10 @@ export type ExportedVolume =
 export interface ExportEntry {
   volumeId: string;
   vmmHost?: string;
-  kind: 'file' | 'iscsi';
+  kind: 'file' | 'iscsi' | 'rbd';
   iqn?: string;
+  /** rbd: how many clients have the image open (`rbd status`). */
+  watchers?: number;
   tid?: number;
   lun?: number;
 }

@@ -519,8 +519,30 @@ export class RbdBackend implements VolumeBackend {
     return chain;
   }
 
+  /**
+   * What `vbs admin check` compares with the attachments: each volume whose
+   * image some client has open (`rbd status`: its watchers), as an export
+   * that names no host (a watcher is an address, not a host name). A
+   * detached volume that is still open somewhere is then a finding; an
+   * attached one that nobody has open, another. One `rbd status` per volume:
+   * a check of a large pool takes a while. Without the status pattern,
+   * nothing is tracked.
+   */
   async listExports(): Promise<{ tracked: boolean; exports: ExportEntry[] }> {
-    return { tracked: false, exports: [] };
+    if (!this.tools.has('volume.rbd.status')) return { tracked: false, exports: [] };
+    const exports: ExportEntry[] = [];
+    for (const name of (await this.tools.list()).images.keys()) {
+      if (!VOLUME_ID.test(name)) continue;
+      let watchers: string[];
+      try {
+        watchers = await this.tools.watchers(name);
+      } catch (err) {
+        if (exitCodeOf(err) === RBD_EXIT.notFound) continue; // deleted or renamed since the listing
+        throw err;
+      }
+      if (watchers.length) exports.push({ volumeId: name, kind: 'rbd', watchers: watchers.length });
+    }
+    return { tracked: true, exports };
   }
 }
 
