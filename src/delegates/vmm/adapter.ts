@@ -1,6 +1,6 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { VbsError } from '../../core/errors.js';
 import { VBS_HOME } from '../../core/paths.js';
 import * as v from '../../core/validate.js';
@@ -226,8 +226,11 @@ export class VmmAdapter {
         // libvirt takes a network disk as XML (virsh attach-device <vm> <file>).
         await withDiskXml(iscsiDiskXml(lun, vmDev, mode), (path) => this.runner.run(key, { ...all, path }, mode));
       } else if (rbd && takesXml) {
+        // option.rbdConf: a ceph.conf for QEMU's client (short mount timeouts), an operator's absolute path.
         const conf = this.runner.catalog.setting(`vmm.${this.name}.option.rbdConf`);
-        if (conf !== undefined) v.requireString('option.rbdConf', conf);
+        if (conf !== undefined && !(isAbsolute(conf) && !/[\0\n\r]/.test(conf))) {
+          throw new VbsError('OperationFailed', `This VMM host's vmm.${this.name}.option.rbdConf is not an absolute path.`);
+        }
         await withDiskXml(rbdDiskXml(rbd, vmDev, mode, params.secretUuid!, conf), (path) => this.runner.run(key, { ...all, path }, mode));
       } else {
         await this.runner.run(key, all, mode);
