@@ -137,8 +137,11 @@ say "osd.$OSD_ID up"
 C osd pool create "$POOL" 8 8 >/dev/null 2>&1
 timeout 60 rbd --client_mount_timeout 15 pool init "$POOL"
 # VBS's own identity: rbd on every pool (tests make a pool per file). Restrict
-# it to one pool in production: osd 'profile rbd pool=NAME'.
-C auth get-or-create client.vbs mon 'profile rbd' osd 'profile rbd' mgr 'profile rbd' -o "$D/ceph.client.vbs.keyring"
+# it to one pool in production: osd 'profile rbd pool=NAME'. The mon caps past
+# `profile rbd` let it make and remove the cephx clients of attachments
+# (client.vbs.<volume>.<host>, each admitted to one image: docs/rbd.md, Attach).
+VBS_MON_CAPS='profile rbd, allow command "auth get-or-create-key" with entity prefix client.vbs., allow command "auth caps" with entity prefix client.vbs., allow command "auth rm" with entity prefix client.vbs.'
+C auth get-or-create client.vbs mon "$VBS_MON_CAPS" osd 'profile rbd' mgr 'profile rbd' -o "$D/ceph.client.vbs.keyring"
 chmod 600 "$D/ceph.client.vbs.keyring" "$D/ceph.client.admin.keyring"
 say "pool $POOL ready, client.vbs made"
 

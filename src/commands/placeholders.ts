@@ -1,6 +1,7 @@
 import { isAbsolute } from 'node:path';
 import { VbsError } from '../core/errors.js';
 import { SNAPSHOT_ID, VOLUME_ID } from '../core/ids.js';
+import { CEPH_KEY, CEPH_POOL, CEPH_USER, MONITORS, OSD_CAPS } from '../core/rbd-export.js';
 
 /**
  * Every placeholder a pattern may use, with the check its value must pass.
@@ -73,6 +74,16 @@ export const PLACEHOLDERS: Record<string, Check> = {
   snap: word(RBD_NAME),
   newSnap: word(RBD_NAME),
   timeoutSec: word(/^[1-9][0-9]{0,3}$/),
+  // Attaching rbd volumes (src/core/rbd-export.ts): the cephx client of one
+  // export (`vbs.<volumeId>.<vmmHost>`), its caps, and the libvirt secret
+  // that holds its key on a hypervisor. Not secrets themselves.
+  cephUser: word(CEPH_USER),
+  monCaps: word(/^profile rbd$/),
+  osdCaps: word(OSD_CAPS),
+  secretUuid: word(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/),
+  rbdPool: word(CEPH_POOL),
+  rbdImage: word(VOLUME_ID),
+  monitors: word(MONITORS),
 };
 
 /**
@@ -84,6 +95,8 @@ export const PLACEHOLDERS: Record<string, Check> = {
 export const SECRET_PLACEHOLDERS: Record<string, Check> = {
   // A per-export CHAP secret the front generates (src/core/chap.ts).
   chapSecret: word(/^[A-Za-z0-9_-]{16,128}$/),
+  // The cephx key of one rbd export (base64, as `ceph auth get-key` prints it).
+  cephKey: word(CEPH_KEY),
 };
 
 export function isKnownPlaceholder(name: string): boolean {

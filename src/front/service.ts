@@ -12,6 +12,7 @@ import type { Record as XmlRecord } from '../soap/xml.js';
 import type { AttachmentData } from '../workflows/attach.js';
 import type { WorkflowKind } from '../workflows/engine.js';
 import type { DelegatePool } from './delegates.js';
+import { Attachability } from './attachable.js';
 import type { FrontWorkflows } from './workflows.js';
 import { InstanceLocator } from './instances.js';
 import { ConsistencyChecker } from './check/checker.js';
@@ -79,6 +80,7 @@ export class FrontService {
   private readonly fencing: Fencing;
   private readonly zones: Zones;
   private readonly tags: ResourceTags;
+  private readonly attachability: Attachability;
   /** ModifyVolume and DescribeVolumesModifications; the EC2 Query API's handlers call it too. */
   readonly modifier: VolumeModifier;
 
@@ -94,6 +96,7 @@ export class FrontService {
     this.quotas = new QuotaPolicy(new QuotaStore(meta.db), { ...DEFAULT_LIMITS, ...admin.quotas });
     const audit = admin.audit;
     this.access = new Access(meta, this.shares, administrators(admin.admins ?? ['admin']), audit ? (ctx, owner) => audit.actingFor(ctx, owner) : undefined);
+    this.attachability = new Attachability(delegates);
     this.vmAdmin = new VmAdmin(meta.db, (host) => void delegates.vmmDelegate(host));
     this.fencing = new Fencing(meta, wf, this.access);
     this.zones = admin.zones ?? new Zones(DEFAULT_REGION, delegates.volumeDelegateNames(), undefined);
@@ -415,6 +418,8 @@ export class FrontService {
     };
     try {
       this.delegates.vmmDelegate(vmmHost); // unknown host: a clear fault before anything changes
+      // A volume the host cannot attach (rbd on a Xen host): refused before anything runs.
+      await this.attachability.refuseUnattachable(volumeId, this.access.volume(volumeId, ctx).delegate, vmmHost);
     } catch (err) {
       forgetPlacement(err);
     }

@@ -10,7 +10,9 @@ import { QmpError, type QmpClient } from './client.js';
  */
 export type DiskImage =
   | { kind: 'file'; path: string }
-  | { kind: 'iscsi'; host: string; port: number; iqn: string; lun: number; initiator?: string; chap?: { user: string; secret: string } };
+  | { kind: 'iscsi'; host: string; port: number; iqn: string; lun: number; initiator?: string; chap?: { user: string; secret: string } }
+  /** A Ceph RBD image QEMU opens itself; `key`: the cephx key, handed to QEMU as a secret object. */
+  | { kind: 'rbd'; pool: string; image: string; servers: { host: string; port: number }[]; user: string; key: string };
 
 export interface Attachment {
   /** The device id in the VM, which is also the name VBS gives the disk (sdb). */
@@ -30,15 +32,17 @@ const NODE_PREFIX = 'vbs-';
 export const nodeName = (dev: string): string => `${NODE_PREFIX}${dev}`;
 /** The QEMU secret object holding a disk's CHAP secret (given over QMP, never on a command line). */
 const secretId = (dev: string): string => `vbs-chap-${dev}`;
+/** The QEMU secret object holding a disk's cephx key (the same way). */
+const keyId = (dev: string): string => `vbs-key-${dev}`;
 
 async function objectExists(qmp: QmpClient, id: string): Promise<boolean> {
   const children = (await qmp.execute('qom-list', { path: '/objects' })) as { name?: string }[];
   return children.some((c) => c.name === id);
 }
 
-/** Removes a disk's CHAP secret object, if it has one. */
+/** Removes a disk's secret objects (CHAP secret, cephx key), if it has them. */
 async function dropSecret(qmp: QmpClient, dev: string): Promise<void> {
-  if (await objectExists(qmp, secretId(dev))) await qmp.execute('object-del', { id: secretId(dev) });
+  for (const id of [secretId(dev), keyId(dev)]) if (await objectExists(qmp, id)) await qmp.execute('object-del', { id });
 }
 
 interface BlockInfo {
@@ -98,6 +102,19 @@ function blockdevOptions(a: Attachment, vmId: string): Record<string, unknown> {
   if (a.image.kind === 'file') {
     return { ...common, driver: 'raw', file: { driver: 'file', filename: a.image.path } };
   }
+  if (a.image.kind === 'rbd') {
+    // QEMU's rbd driver (librbd): the monitors given here, cephx with the key object attachDisk made.
+    return {
+      ...common,
+      driver: 'rbd',
+      pool: a.image.pool,
+      image: a.image.image,
+      server: a.image.servers.map((s) => ({ host: s.host, port: String(s.port) })),
+      user: a.image.user,
+      'key-secret': keyId(a.dev),
+      'auth-client-required': ['cephx'],
+    };
+  }
   // QEMU's own initiator (libiscsi): no kernel session, no host device.
   return {
     ...common,
@@ -127,6 +144,7 @@ export async function attachDisk(qmp: QmpClient, vmId: string, a: Attachment): P
   if (await nodeExists(qmp, node)) await qmp.execute('blockdev-del', { 'node-name': node });
   await dropSecret(qmp, a.dev);
   if (a.image.kind === 'iscsi' && a.image.chap) await qmp.execute('object-add', { 'qom-type': 'secret', id: secretId(a.dev), data: a.image.chap.secret, format: 'raw' });
+  if (a.image.kind === 'rbd') await qmp.execute('object-add', { 'qom-type': 'secret', id: keyId(a.dev), data: a.image.key, format: 'base64' });
   try {
     await qmp.execute('blockdev-add', blockdevOptions(a, vmId));
   } catch (err) {

@@ -2,6 +2,8 @@
 import { readdirSync, statSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { QmpClient, QmpError } from './client.js';
+import { CEPH_KEY, CEPH_POOL, CEPH_USER, MONITORS } from '../core/rbd-export.js';
+import { VOLUME_ID } from '../core/ids.js';
 import { attachDisk, detachDisk, listDisks, resizeDisk, type DiskImage } from './disks.js';
 
 /**
@@ -20,6 +22,9 @@ import { attachDisk, detachDisk, listDisks, resizeDisk, type DiskImage } from '.
  *     environment names a CHAP account (VBS_CHAP_USER), its secret is read
  *     from standard input and handed to QEMU over QMP as a secret object:
  *     it is never on a command line.
+ *   attach <vmId> <dev> rbd <pool> <image> <host:port,...> <ro|rw>
+ *     (a Ceph RBD image QEMU opens itself; the cephx client id in VBS_CEPH_USER,
+ *     its key on standard input, handed to QEMU as a secret object)
  *   detach <vmId> <dev>
  *   resize <vmId> <dev> <bytes>                block_resize of the disk's node (never smaller: see resizeDisk)
  *
@@ -69,7 +74,34 @@ function image(kind: string | undefined, rest: string[]): { image: DiskImage; ac
       accessArg: rest[4],
     };
   }
-  throw new Usage('the image kind must be file or iscsi');
+  if (kind === 'rbd') {
+    const servers = need(rest[2], MONITORS, 'monitors')
+      .split(',')
+      .map((m) => {
+        const i = m.lastIndexOf(':');
+        return { host: m.slice(0, i), port: number(m.slice(i + 1), 65535, 'monitor port') };
+      });
+    // user and key are filled in by main (environment, standard input).
+    return { image: { kind: 'rbd', pool: need(rest[0], CEPH_POOL, 'pool'), image: need(rest[1], VOLUME_ID, 'image'), servers, user: '', key: '' }, accessArg: rest[3] };
+  }
+  throw new Usage('the image kind must be file, iscsi or rbd');
+}
+
+/** The cephx client id from the environment and its key from standard input (one line). */
+async function cephAccount(user: string | undefined): Promise<{ user: string; key: string }> {
+  if (user === undefined || !CEPH_USER.test(user)) throw new Usage('VBS_CEPH_USER is missing or not a cephx client id');
+  const key = (await readStdin(256)).replace(/\r?\n$/, '');
+  if (!CEPH_KEY.test(key)) throw new Usage('standard input holds no cephx key');
+  return { user, key };
+}
+
+async function readStdin(max: number): Promise<string> {
+  let text = '';
+  for await (const chunk of process.stdin) {
+    text += String(chunk);
+    if (text.length > max) throw new Usage('standard input is too long');
+  }
+  return text;
 }
 
 const CHAP_USER = /^[A-Za-z0-9][A-Za-z0-9.:_-]{0,222}$/;
@@ -130,7 +162,12 @@ async function main(argv: string[]): Promise<void> {
       const dev = need(args[1], DEV, 'device');
       const { image: parsed, accessArg } = image(args[2], args.slice(3));
       const readOnly = access(accessArg);
-      const img = parsed.kind === 'iscsi' && process.env.VBS_CHAP_USER !== undefined ? { ...parsed, chap: await chapAccount(process.env.VBS_CHAP_USER) } : parsed;
+      const img =
+        parsed.kind === 'iscsi' && process.env.VBS_CHAP_USER !== undefined
+          ? { ...parsed, chap: await chapAccount(process.env.VBS_CHAP_USER) }
+          : parsed.kind === 'rbd'
+            ? { ...parsed, ...(await cephAccount(process.env.VBS_CEPH_USER)) }
+            : parsed;
       await withVm(dir, vmId, (qmp) => attachDisk(qmp, vmId, { dev, image: img, readOnly }));
       return;
     }

@@ -22,7 +22,7 @@ export const VMM_DELEGATE_SERVICE: ServiceDefinition = {
     DescribeHost: {
       doc: 'The host name and adapter of this delegate.',
       input: [],
-      output: [str('hostName'), str('adapter')],
+      output: [str('hostName'), str('adapter'), str('sourceKinds', { many: true, doc: 'the kinds of source this host can attach: file, iscsi, rbd' })],
     },
     AttachDisk: {
       doc: 'Connects the source and attaches it to the VM as device in mode r or w.',

@@ -33,10 +33,11 @@ export const VOLUME_DELEGATE_SERVICE: ServiceDefinition = {
     ExportEntry: [
       str('volumeId'),
       str('vmmHost', { optional: true, doc: 'absent when the export is not per host' }),
-      str('kind', { doc: 'file or iscsi' }),
+      str('kind', { doc: 'file, iscsi or rbd (an image some client has open)' }),
       str('iqn', { optional: true }),
       int('tid', { optional: true }),
       int('lun', { optional: true }),
+      int('watchers', { optional: true, doc: 'rbd: how many clients have the image open (rbd status)' }),
     ],
   },
   operations: {

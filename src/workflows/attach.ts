@@ -28,8 +28,12 @@ export interface AttachmentData extends Numbered {
  */
 const othersOnHost = (meta: Metadata, d: AttachmentData): boolean => meta.othersOnHost(d.volumeId, d.vmmHost, d.vmId) > 0;
 
-/** File sources on a shared file system need no connection; iSCSI ones do. */
-const isIscsi = (d: AttachmentData): boolean => d.source?.kind === 'iscsi';
+/**
+ * File sources on a shared file system need no connection; iSCSI ones do
+ * (discover, log in), and so do rbd ones: the host checks it can open the
+ * image, and keeps the export's key where its hypervisor reads it.
+ */
+const needsConnection = (d: AttachmentData): boolean => d.source?.kind === 'iscsi' || d.source?.kind === 'rbd';
 
 type AttachStep = Step<AttachmentData>;
 
@@ -64,16 +68,16 @@ function stepsOf({ meta, delegates, hostLocks, log }: WorkflowDeps) {
   const unexportVolume = (d: AttachmentData) =>
     locked(d, async () => {
       if (othersOnHost(meta, d)) return;
-      if (isIscsi(d) && !d.sessionWithdrawn) await logoutNow(d);
+      if (needsConnection(d) && !d.sessionWithdrawn) await logoutNow(d);
       await withdraw('UnexportVolume', d, () => volume(d).call('UnexportVolume', { volumeId: d.volumeId, vmmHost: d.vmmHost, ...generationOf(d) }));
     });
   const discover = (d: AttachmentData) =>
     locked(d, async () => {
-      if (isIscsi(d)) await vmm(d).call('DiscoverTarget', target(d));
+      if (needsConnection(d)) await vmm(d).call('DiscoverTarget', target(d));
     });
   const login = (d: AttachmentData) =>
     locked(d, async () => {
-      if (isIscsi(d)) await vmm(d).call('LoginTarget', target(d));
+      if (needsConnection(d)) await vmm(d).call('LoginTarget', target(d));
     });
   // Logging out also forgets the discovered node, so it undoes both.
   const logoutNow = async (d: AttachmentData) => {
@@ -82,7 +86,7 @@ function stepsOf({ meta, delegates, hostLocks, log }: WorkflowDeps) {
   };
   const logout = (d: AttachmentData) =>
     locked(d, async () => {
-      if (isIscsi(d) && !othersOnHost(meta, d)) await logoutNow(d);
+      if (needsConnection(d) && !othersOnHost(meta, d)) await logoutNow(d);
     });
   const attachDisk = async (d: AttachmentData) => {
     await vmm(d).call('AttachDisk', { volumeId: d.volumeId, vmId: d.vmId, device: d.device, mode: d.mode, source: d.source, ...generationOf(d) });

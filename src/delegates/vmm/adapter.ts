@@ -1,3 +1,4 @@
+import { isAbsolute } from 'node:path';
 import { VbsError } from '../../core/errors.js';
 import { VBS_HOME } from '../../core/paths.js';
 import * as v from '../../core/validate.js';
@@ -7,8 +8,9 @@ import { placeholdersOf } from '../../commands/pattern.js';
 import { CommandFailed, type CommandRunner } from '../../commands/runner.js';
 import { UnknownOutcome } from '../../commands/unknown-outcome.js';
 import { byPathDevice, chapParams, iscsiLun, requireChapDelivery, type IscsiLun } from './iscsi-target.js';
-import { iscsiDiskXml, iscsiUrl, splitPortal } from './libvirt-disk.js';
+import { iscsiDiskXml, iscsiUrl, rbdDiskXml, rbdSecretXml, splitPortal } from './libvirt-disk.js';
 import { LibvirtSecrets, withPrivateFile } from './libvirt-secret.js';
+import { rbdSource, rbdTarget, secretUuidOf, type RbdSource } from '../../core/rbd-export.js';
 import { LISTING_FORMATS, listingFormatName, type ListedDisk, type ListingFormat } from './listing/index.js';
 import { INITIATOR_PREFIX } from '../../qmp/disks.js';
 import { volumeIdOf } from './volume-of.js';
@@ -20,6 +22,9 @@ export interface DiskSource {
   iqn?: string;
   lun?: number;
 }
+
+/** The kinds of disk source a host can attach (DescribeHost's sourceKinds). */
+export type SourceKind = 'file' | 'iscsi' | 'rbd';
 
 /** What ResizeDisk did: told the hypervisor, nothing needed (it notices itself), or no such disk on the VM. */
 export type ResizeOutcome = 'resized' | 'automatic' | 'absent';
@@ -37,6 +42,10 @@ export interface VmDisk extends ListedDisk {
  *   attach-device              a host block device, such as a logged-in iSCSI LUN (`phy:<vmmDev>`)
  *   attach-iscsi               with option.iscsi = direct: an iSCSI LUN the hypervisor opens
  *                              itself (QEMU's iscsi driver); no initiator, no host device
+ *   attach-rbd                 a Ceph RBD image the hypervisor opens itself (QEMU's rbd
+ *                              driver); a host without it cannot attach rbd volumes
+ *   rbd.secret-*               where the hypervisor keeps keys as secret objects (libvirt):
+ *                              define one per export at LoginTarget, remove it at LogoutTarget
  *   list-vms / list-disks      the VMs, and one VM's disks, printed in option.listFormat
  *   iscsi.*                    the initiator (see initiator.ts)
  */
@@ -105,8 +114,13 @@ export class VmmAdapter {
   }
 
   /** What a source becomes on this host: the pattern that attaches it and the host path it names. */
-  private plan(source: DiskSource): { key: string; params: Record<string, string>; hostPath: string; lun?: IscsiLun } {
+  private plan(source: DiskSource): { key: string; params: Record<string, string>; hostPath: string; lun?: IscsiLun; rbd?: RbdSource } {
     switch (source.kind) {
+      case 'rbd': {
+        const rbd = this.rbdSource(source);
+        const params = { rbdPool: rbd.pool, rbdImage: rbd.image, monitors: rbd.monitors, cephUser: rbd.cephUser, cephKey: rbd.cephKey, secretUuid: secretUuidOf(rbd.cephUser) };
+        return { key: this.key('attach-rbd'), params, hostPath: rbdTarget(rbd.pool, rbd.image), rbd };
+      }
       case 'file': {
         const path = this.localPath(source);
         return { key: `vmm.${this.name}.attach`, params: { path }, hostPath: path };
@@ -122,7 +136,74 @@ export class VmmAdapter {
         return { key: this.key('attach-device'), params: { vmmDev }, hostPath: vmmDev };
       }
       default:
-        throw new VbsError('InvalidParameterValue', 'Value for parameter source.kind is invalid: expected file or iscsi.');
+        throw new VbsError('InvalidParameterValue', 'Value for parameter source.kind is invalid: expected file, iscsi or rbd.');
+    }
+  }
+
+  /** The kinds of source this host's patterns can attach. */
+  sourceKinds(): SourceKind[] {
+    const has = (action: string) => this.runner.catalog.has(`vmm.${this.name}.${action}`);
+    return [
+      ...(has('attach') ? (['file'] as const) : []),
+      ...(has(this.iscsiDirect ? 'attach-iscsi' : 'attach-device') ? (['iscsi'] as const) : []),
+      ...(has('attach-rbd') ? (['rbd'] as const) : []),
+    ];
+  }
+
+  /**
+   * An rbd source, checked, from a host that can attach one: a host without
+   * attach-rbd (Xen's patterns) refuses here, before anything runs, and so
+   * does one whose pattern would not get the key to the hypervisor.
+   */
+  rbdSource(source: DiskSource): RbdSource {
+    const rbd = rbdSource(source as unknown as Record<string, unknown>);
+    if (!this.runner.catalog.has(`vmm.${this.name}.attach-rbd`)) {
+      throw new VbsError('InvalidParameterCombination', `This VMM host (${this.name}) cannot attach Ceph RBD volumes: its commands.properties has no vmm.${this.name}.attach-rbd.`);
+    }
+    const key = `vmm.${this.name}.attach-rbd`;
+    const viaSecret = this.runner.catalog.has(`vmm.${this.name}.rbd.secret-set`) && this.runner.catalog.has(`vmm.${this.name}.rbd.secret-define`);
+    if (!viaSecret && !this.runner.catalog.uses(key, 'cephKey')) {
+      throw new VbsError('OperationFailed', `This VMM host's ${key} pattern does not deliver <cephKey> (${key}.stdin or ${key}.env.VAR), and it keeps no libvirt secrets (vmm.${this.name}.rbd.secret-define, secret-set).`);
+    }
+    return rbd;
+  }
+
+  /**
+   * LoginTarget of an rbd source, where the hypervisor keeps keys as secret
+   * objects (libvirt): defines the export's secret (its UUID derived from the
+   * cephx client, so a second VM or a retry finds the same one) and sets its
+   * value from standard input. Elsewhere (QEMU over QMP) the key travels with
+   * the attach, and there is nothing to do.
+   */
+  async connectRbd(rbd: RbdSource): Promise<void> {
+    if (!this.runner.catalog.has(`vmm.${this.name}.rbd.secret-define`)) return;
+    const secretUuid = secretUuidOf(rbd.cephUser);
+    await withPrivateFile('secret.xml', rbdSecretXml(rbd.cephUser, secretUuid), (path) => this.runner.run(this.key('rbd.secret-define'), { path }));
+    // The value in a private file virsh reads (--file): never on a command line.
+    await withPrivateFile('key', rbd.cephKey, (path) => this.runner.run(this.key('rbd.secret-set'), { secretUuid, path }));
+  }
+
+  /**
+   * LogoutTarget of an rbd source (the last disk of the export on this host
+   * is gone): removes the export's secret. One that is not there is removed
+   * already; a removal that fails is judged by listing the secrets again.
+   */
+  async disconnectRbd(rbd: RbdSource): Promise<void> {
+    if (!this.runner.catalog.has(`vmm.${this.name}.rbd.secret-undefine`)) return;
+    const secretUuid = secretUuidOf(rbd.cephUser);
+    const listed = async () => (await this.runner.run(this.key('rbd.secret-list'), {})).stdout.includes(secretUuid);
+    if (!(await listed())) return;
+    try {
+      await this.runner.run(this.key('rbd.secret-undefine'), { secretUuid });
+    } catch (e) {
+      if (!(e instanceof CommandFailed)) throw e;
+      let still: boolean;
+      try {
+        still = await listed();
+      } catch (listErr) {
+        throw UnknownOutcome.of(`removal of the secret of client.${rbd.cephUser}`, e, listErr);
+      }
+      if (still) throw e;
     }
   }
 
@@ -134,7 +215,7 @@ export class VmmAdapter {
    * (or no such VM) is a refusal; a listing that fails is an unknown outcome.
    */
   async attach(vmId: string, device: string, mode: AttachMode, source: DiskSource): Promise<void> {
-    const { key, params, hostPath, lun } = this.plan(source);
+    const { key, params, hostPath, lun, rbd } = this.plan(source);
     const vmDev = v.bareDevice(device);
     let secretMade = false;
     try {
@@ -142,7 +223,8 @@ export class VmmAdapter {
       // (a target that admits anyone) one per VM, as QEMU was always given.
       const initiator = lun ? lun.initiator ?? `${INITIATOR_PREFIX}:${vmId}` : undefined;
       const all = { vmId, vmDev, mode, access: mode === 'r' ? 'ro' : 'rw', ...params, ...(initiator ? { initiator } : {}), ...(lun ? chapParams(lun) : {}) };
-      const asXml = lun !== undefined && placeholdersOf(this.runner.catalog.pattern(key, mode)).includes('path');
+      const takesXml = placeholdersOf(this.runner.catalog.pattern(key, mode)).includes('path');
+      const asXml = lun !== undefined && takesXml;
       // A disk libvirt takes as XML gets its CHAP password from a libvirt secret; another, from its own pattern.
       const withSecret = asXml && lun.chap !== undefined && this.secrets.available;
       // Otherwise the attach pattern itself must deliver the password (QEMU's vbs-qmp does).
@@ -152,6 +234,13 @@ export class VmmAdapter {
         secretMade = withSecret;
         const secret = withSecret ? await this.secrets.define(vmId, vmDev, lun.chap!) : undefined;
         await withPrivateFile('disk.xml', iscsiDiskXml(lun, vmDev, mode, secret?.usage), (path) => this.runner.run(key, { ...all, path }, mode));
+      } else if (rbd && takesXml) {
+        // option.rbdConf: a ceph.conf for QEMU's client (short mount timeouts), an operator's absolute path.
+        const conf = this.runner.catalog.setting(`vmm.${this.name}.option.rbdConf`);
+        if (conf !== undefined && !(isAbsolute(conf) && !/[\0\n\r]/.test(conf))) {
+          throw new VbsError('OperationFailed', `This VMM host's vmm.${this.name}.option.rbdConf is not an absolute path.`);
+        }
+        await withPrivateFile('disk.xml', rbdDiskXml(rbd, vmDev, mode, params.secretUuid!, conf), (path) => this.runner.run(key, { ...all, path }, mode));
       } else {
         await this.runner.run(key, all, mode);
       }
@@ -188,7 +277,7 @@ export class VmmAdapter {
       return there !== undefined && this.isDiskOf(there, volumeId, source);
     };
     // Only an iSCSI disk can have a CHAP secret (a detach without its source may be one).
-    const secretToo = source?.kind !== 'file';
+    const secretToo = source === undefined || source.kind === 'iscsi';
     const seen = await this.look(vmId, what);
     if (!holds(seen)) return secretToo ? this.forgetSecret(vmId, vmDev, seen) : undefined;
     try {

@@ -1,6 +1,7 @@
 import { VbsError } from '../../core/errors.js';
 import type { AttachMode } from '../../core/states.js';
 import type { IscsiLun } from './iscsi-target.js';
+import type { RbdSource } from '../../core/rbd-export.js';
 
 const DEV = /^(?:sd|vd|hd|xvd)[a-z]{1,2}$/;
 
@@ -50,4 +51,51 @@ export function splitPortal(portal: string): [string, number] {
 /** How listings name an iSCSI disk QEMU opens itself (volumeIdOf knows it). */
 export function iscsiUrl(lun: IscsiLun): string {
   return `iscsi://${lun.portal}/${lun.iqn}/${lun.lun}`;
+}
+
+/**
+ * The libvirt <disk> of an rbd image QEMU opens itself (its rbd driver): the
+ * monitors as <host>s, the export's cephx client as <auth username>, and its
+ * key by reference to the libvirt secret LoginTarget defined (secretUuid):
+ * the key itself is never in the XML. `conf`: a ceph.conf for QEMU's client
+ * (short mount timeouts: without one, an attach while the monitors are down
+ * hangs the domain for 300 s). Read-only carries <readonly/>.
+ */
+export function rbdDiskXml(img: RbdSource, vmDev: string, mode: AttachMode, secretUuid: string, conf?: string): string {
+  if (!DEV.test(vmDev)) throw new VbsError('InvalidParameterValue', 'Value for parameter device is invalid: this host attaches rbd volumes as disks named like sdb.');
+  const hosts = img.monitors.split(',').map((m) => {
+    const [host, port] = splitPortal(m);
+    return `    <host name='${attr(host)}' port='${port}'/>`;
+  });
+  return [
+    `<disk type='network' device='disk'>`,
+    `  <driver name='qemu' type='raw'/>`,
+    `  <source protocol='rbd' name='${attr(`${img.pool}/${img.image}`)}'>`,
+    ...hosts,
+    ...(conf ? [`    <config file='${attr(conf)}'/>`] : []),
+    `  </source>`,
+    `  <auth username='${attr(img.cephUser)}'>`,
+    `    <secret type='ceph' uuid='${attr(secretUuid)}'/>`,
+    `  </auth>`,
+    `  <target dev='${attr(vmDev)}' bus='scsi'/>`,
+    ...(mode === 'r' ? [`  <readonly/>`] : []),
+    `</disk>`,
+    '',
+  ].join('\n');
+}
+
+/**
+ * The libvirt secret that holds an export's cephx key on this host
+ * (`virsh secret-define`; the value follows with `secret-set-value` from
+ * standard input). Ephemeral: libvirtd keeps it in memory only, never in
+ * /etc/libvirt/secrets; private: `virsh secret-get-value` refuses to show it.
+ */
+export function rbdSecretXml(cephUser: string, secretUuid: string): string {
+  return [
+    `<secret ephemeral='yes' private='yes'>`,
+    `  <uuid>${attr(secretUuid)}</uuid>`,
+    `  <usage type='ceph'><name>${attr(`vbs client.${cephUser}`)}</name></usage>`,
+    `</secret>`,
+    '',
+  ].join('\n');
 }

@@ -16,6 +16,7 @@ import { FIXED_PARAMS, VmmAdapter, type DiskSource } from './adapter.js';
 import { IscsiInitiator } from './initiator.js';
 import { iscsiLun, type IscsiLun } from './iscsi-target.js';
 import { iscsiUrl } from './libvirt-disk.js';
+import { rbdTarget, type RbdSource } from '../../core/rbd-export.js';
 
 type SourceInput = { kind?: unknown; portal?: unknown; iqn?: unknown; lun?: unknown };
 
@@ -24,8 +25,18 @@ function connectionOf(input: { volumeId?: unknown; source?: unknown }): IscsiLun
   v.volumeId(input.volumeId);
   const source = (input.source ?? {}) as SourceInput;
   if (source.kind === 'file') return undefined;
-  if (source.kind !== 'iscsi') throw new VbsError('InvalidParameterValue', 'Value for parameter source.kind is invalid: expected file or iscsi.');
+  if (source.kind !== 'iscsi') throw new VbsError('InvalidParameterValue', 'Value for parameter source.kind is invalid: expected file, iscsi or rbd.');
   return iscsiLun(source);
+}
+
+/** An rbd source of a connection operation, checked by a host that can attach it; undefined for other kinds. */
+function rbdOf(adapter: VmmAdapter, input: { volumeId?: unknown; source?: unknown }): RbdSource | undefined {
+  const source = (input.source ?? {}) as SourceInput;
+  if (source.kind !== 'rbd') return undefined;
+  const volumeId = v.volumeId(input.volumeId);
+  const rbd = adapter.rbdSource(source as unknown as DiskSource);
+  if (rbd.image !== volumeId) throw new VbsError('InvalidParameterValue', 'Value for parameter source.image is invalid: it is not the volume named.');
+  return rbd;
 }
 
 /** A grown disk's size: whole GiB, as volumes are, up to the largest volume. */
@@ -42,7 +53,7 @@ const GIB = 1024 ** 3;
 export function vmmDelegateHandlers(hostName: string, adapter: VmmAdapter, initiator: IscsiInitiator): Handlers {
   const perVm = new KeyedMutex();
   return {
-    DescribeHost: () => ({ hostName, adapter: adapter.name }),
+    DescribeHost: () => ({ hostName, adapter: adapter.name, sourceKinds: adapter.sourceKinds() }),
     // One disk change at a time per VM: an undo's detach must wait for an
     // attach that is still running there (its caller timed out), or the
     // attach lands after the detach and leaves a disk no record knows of.
@@ -56,17 +67,32 @@ export function vmmDelegateHandlers(hostName: string, adapter: VmmAdapter, initi
     // An adapter whose hypervisor opens iSCSI LUNs itself (option.iscsi =
     // direct: QEMU's iscsi driver) needs no host session: nothing to discover,
     // log in to or out of. The values are still checked.
+    // rbd sources: the hypervisor opens the image itself. Discovery only
+    // checks that this host can (a host without attach-rbd refuses here,
+    // before anything runs); login keeps the key where the hypervisor reads
+    // it (a libvirt secret), and logout removes it.
     DiscoverTarget: async (i) => {
+      if (rbdOf(adapter, i)) return { return: true };
       const lun = connectionOf(i);
       if (lun && !adapter.iscsiDirect) await initiator.discover(lun);
       return { return: true };
     },
     LoginTarget: async (i) => {
+      const rbd = rbdOf(adapter, i);
+      if (rbd) {
+        await adapter.connectRbd(rbd);
+        return { device: rbdTarget(rbd.pool, rbd.image) };
+      }
       const lun = connectionOf(i);
       if (!lun) throw new VbsError('InvalidParameterValue', 'Value for parameter source.kind is invalid: only iscsi sources are logged in to.');
       return { device: adapter.iscsiDirect ? iscsiUrl(lun) : await initiator.login(lun) };
     },
     LogoutTarget: async (i) => {
+      const rbd = rbdOf(adapter, i);
+      if (rbd) {
+        await adapter.disconnectRbd(rbd);
+        return { return: true };
+      }
       const lun = connectionOf(i);
       if (lun && !adapter.iscsiDirect) await initiator.logout(lun);
       return { return: true };

@@ -1,8 +1,8 @@
 import { basename, dirname, resolve } from 'node:path';
 
 const VOLUME_FILE = /^(vol-[0-9a-f]{17})\.img$/;
-// /dev/disk/by-path/ip-<portal>-iscsi-<iqn ending :vol-…>-lun-<n>, or libvirt's iscsi://host:port/<iqn>/<lun>.
-const VOLUME_LUN = [/^\/dev\/disk\/by-path\/ip-[^/]+-iscsi-iqn\.[^/]+:(vol-[0-9a-f]{17})-lun-[0-9]+$/, /^iscsi:\/\/[^/]*\/iqn\.[^/]+:(vol-[0-9a-f]{17})\/[0-9]+$/];
+// rbd:<pool>/vol-… (an rbd image QEMU opens itself), /dev/disk/by-path/ip-<portal>-iscsi-<iqn ending :vol-…>-lun-<n>, or libvirt's iscsi://host:port/<iqn>/<lun>.
+const VOLUME_LUN = [/^rbd:[^/]+\/(vol-[0-9a-f]{17})$/, /^\/dev\/disk\/by-path\/ip-[^/]+-iscsi-iqn\.[^/]+:(vol-[0-9a-f]{17})-lun-[0-9]+$/, /^iscsi:\/\/[^/]*\/iqn\.[^/]+:(vol-[0-9a-f]{17})\/[0-9]+$/];
 
 /**
  * The VBS volume behind a disk's target, when it is one: a volume file

@@ -26,14 +26,20 @@ export interface Capacity {
 /** How a VMM host reaches a volume (the disk source record of src/services/disk-source.ts). */
 /** `initiator`: the name the target admits for the host (only when the target fences hosts). */
 /** `chapUser`/`chapSecret`: the export's CHAP account, when the target requires one (src/core/chap.ts). */
-export type ExportedVolume = { kind: 'file'; path: string } | { kind: 'iscsi'; portal: string; iqn: string; lun: number; initiator?: string; chapUser?: string; chapSecret?: string };
+export type ExportedVolume =
+  | { kind: 'file'; path: string }
+  | { kind: 'iscsi'; portal: string; iqn: string; lun: number; initiator?: string; chapUser?: string; chapSecret?: string }
+  /** The hypervisor opens the image itself with the export's own cephx client (src/core/rbd-export.ts). */
+  | { kind: 'rbd'; pool: string; image: string; monitors: string; cephUser: string; cephKey: string };
 
 /** One export in place, as ListExports reports it. */
 export interface ExportEntry {
   volumeId: string;
   vmmHost?: string;
-  kind: 'file' | 'iscsi';
+  kind: 'file' | 'iscsi' | 'rbd';
   iqn?: string;
+  /** rbd: how many clients have the image open (`rbd status`). */
+  watchers?: number;
   tid?: number;
   lun?: number;
 }

@@ -105,7 +105,7 @@ async function openRbd(
     // Ceph reads CEPH_ARGS and the default config search path: neither may change what a pattern says.
     env: { CEPH_ARGS: '' },
   });
-  return RbdBackend.open({ tools: new RbdTools(runner, cfg.pool, log), capacityGiB: cfg.capacityGiB, maxCloneDepth: cfg.maxCloneDepth }, log);
+  return RbdBackend.open({ tools: new RbdTools(runner, cfg.pool, log), capacityGiB: cfg.capacityGiB, maxCloneDepth: cfg.maxCloneDepth, cephConf: cfg.cephConf }, log);
 }
 
 /** Host commands a volume delegate runs at once unless configured (commandConcurrency). */

@@ -6,6 +6,9 @@ import { GiB, type Capacity, type ExportEntry, type ExportedVolume, type StoredO
 import { ChangeFeed } from './changes.js';
 import { QueuedCreates, type Queued } from './queued-creates.js';
 import { RBD_EXIT, exitCodeOf, type RbdPool, type RbdSnap, type RbdSpace, type RbdTools } from './rbd-tools.js';
+import { readFileSync } from 'node:fs';
+import * as v from '../../core/validate.js';
+import { cephUserOf, monitorsOf, osdCapsFor, type ImageIds } from '../../core/rbd-export.js';
 
 /** An image being made (blank, or a clone being grown and flattened): renamed to its id only when whole. */
 const PART = 'part.';
@@ -13,6 +16,8 @@ const PART = 'part.';
 const GONE = 'gone.';
 /** Rounds of the clean-up sweep: each frees what the one before made free (a chain of clones). */
 const MAX_SWEEP_ROUNDS = 64;
+/** Parents an export's caps name at most (a chain is flattened far sooner: maxCloneDepth). */
+const MAX_PARENTS = 64;
 
 export interface RbdBackendOptions {
   tools: RbdTools;
@@ -20,6 +25,8 @@ export interface RbdBackendOptions {
   capacityGiB?: number;
   /** A volume made from a snapshot is flattened (made independent) when its chain of parents is deeper. */
   maxCloneDepth: number;
+  /** The cluster's ceph.conf: exports name its monitors. */
+  cephConf?: string;
 }
 
 interface Job {
@@ -428,19 +435,114 @@ export class RbdBackend implements VolumeBackend {
 
   // ------------------------------------------------------------ exports
 
-  /** Hypervisors open RBD images themselves; until the VMM delegates can, an attach is refused before anything runs. */
-  async exportVolume(volumeId: string): Promise<ExportedVolume> {
-    throw new VbsError('IncorrectState', `The volume '${volumeId}' is on Ceph RBD, which the VMM hosts of this deployment cannot attach yet.`);
-  }
-
-  /** Nothing was exported; RBD keeps no host out (a fence would be `ceph osd blocklist`). */
-  async unexportVolume(volumeId: string): Promise<boolean> {
+  /**
+   * Hypervisors open RBD images themselves (QEMU's rbd driver): the export is
+   * the pool, the image, the monitors (from the cluster's ceph.conf) and a
+   * cephx client of this (volume, host) alone, whose caps admit this image
+   * and, read-only, the parents it is a clone of (src/core/rbd-export.ts).
+   * Idempotent: a host that has the export already gets the same client and
+   * key (its VMs may be using it).
+   */
+  async exportVolume(volumeId: string, vmmHost: string): Promise<ExportedVolume> {
     if (!VOLUME_ID.test(volumeId)) throw new VbsError('InvalidParameterValue', 'Value for parameter volumeId is invalid.');
-    return false;
+    const host = v.hostName(vmmHost);
+    this.requireAttachPatterns();
+    if (this.jobs.get(volumeId)?.state === 'creating') throw new VbsError('IncorrectState', `The volume '${volumeId}' is still being created.`);
+    const monitors = this.monitors();
+    const chain = await this.imageChain(volumeId);
+    const cephUser = cephUserOf(volumeId, host);
+    const cephKey = await this.tools.authKey(cephUser, osdCapsFor(this.tools.pool, chain[0]!, chain.slice(1)));
+    return { kind: 'rbd', pool: this.tools.pool, image: volumeId, monitors, cephUser, cephKey };
   }
 
+  /**
+   * Removes the host's cephx client, so the host can no longer open the
+   * image. fenced: the client is gone and nobody has the image open (`rbd
+   * status` shows no watcher). A client already connected keeps its session
+   * until it closes the image: removing the key does not cut it, and RBD
+   * watchers carry an address, not a host name, so a watcher that remains
+   * is reported as not fenced (a fence would be `ceph osd blocklist`).
+   */
+  async unexportVolume(volumeId: string, vmmHost: string): Promise<boolean> {
+    if (!VOLUME_ID.test(volumeId)) throw new VbsError('InvalidParameterValue', 'Value for parameter volumeId is invalid.');
+    const host = v.hostName(vmmHost);
+    if (!this.tools.has('volume.rbd.auth-rm')) return false; // nothing was ever exported without it
+    await this.tools.authRm(cephUserOf(volumeId, host));
+    try {
+      return (await this.tools.watchers(volumeId)).length === 0;
+    } catch (err) {
+      if (exitCodeOf(err) === RBD_EXIT.notFound) return true;
+      return false;
+    }
+  }
+
+  /** The clients that have a volume's image open (`rbd status`): `vbs admin check` compares them with the attachments. */
+  async watchersOf(volumeId: string): Promise<string[]> {
+    return this.tools.watchers(volumeId);
+  }
+
+  private requireAttachPatterns(): void {
+    for (const key of ['volume.rbd.info', 'volume.rbd.auth-key', 'volume.rbd.auth-caps', 'volume.rbd.auth-rm']) {
+      if (!this.tools.has(key)) throw new VbsError('OperationFailed', `This volume delegate cannot export rbd volumes: its commands.properties has no ${key}.`);
+    }
+  }
+
+  /** The monitors' msgr1 addresses, read from the cluster's configuration each time (it may change). */
+  private monitors(): string {
+    if (!this.o.cephConf) throw new VbsError('OperationFailed', 'This volume delegate cannot export rbd volumes: it has no cephConf.');
+    try {
+      return monitorsOf(readFileSync(this.o.cephConf, 'utf8'));
+    } catch (err) {
+      throw new VbsError('OperationFailed', `The monitors of the Ceph cluster could not be read from its configuration: ${errorMessage(err)}`);
+    }
+  }
+
+  /** The image and each parent it is a clone of, by name and RBD id (`rbd info`, one per link). */
+  private async imageChain(volumeId: string): Promise<ImageIds[]> {
+    const chain: ImageIds[] = [];
+    let name: string | undefined = volumeId;
+    while (name !== undefined) {
+      if (chain.length > MAX_PARENTS) throw new VbsError('OperationFailed', `The volume '${volumeId}' has more than ${MAX_PARENTS} parents.`);
+      let info: Awaited<ReturnType<RbdTools['info']>>;
+      try {
+        info = await this.tools.info(name);
+      } catch (err) {
+        if (chain.length === 0 && exitCodeOf(err) === RBD_EXIT.notFound) throw new VbsError('InvalidVolume.NotFound', `The volume '${volumeId}' does not exist on this delegate.`);
+        throw err;
+      }
+      chain.push({ name, id: info.id });
+      if (info.parent && info.parent.pool !== this.tools.pool) {
+        throw new VbsError('OperationFailed', `The volume '${volumeId}' is a clone of an image in another pool, which VBS does not make.`);
+      }
+      name = info.parent?.image;
+    }
+    return chain;
+  }
+
+  /**
+   * What `vbs admin check` compares with the attachments: each volume whose
+   * image some client has open (`rbd status`: its watchers), as an export
+   * that names no host (a watcher is an address, not a host name). A
+   * detached volume that is still open somewhere is then a finding; an
+   * attached one that nobody has open, another. One `rbd status` per volume:
+   * a check of a large pool takes a while. Without the status pattern,
+   * nothing is tracked.
+   */
   async listExports(): Promise<{ tracked: boolean; exports: ExportEntry[] }> {
-    return { tracked: false, exports: [] };
+    if (!this.tools.has('volume.rbd.status')) return { tracked: false, exports: [] };
+    const exports: ExportEntry[] = [];
+    for (const name of (await this.tools.list()).images.keys()) {
+      if (!VOLUME_ID.test(name)) continue;
+      let watchers: string[];
+      try {
+        watchers = await this.tools.watchers(name);
+      } catch (err) {
+        if (exitCodeOf(err) === RBD_EXIT.notFound) continue; // deleted or renamed since the listing
+        throw err;
+      }
+      if (watchers.length) exports.push({ volumeId: name, kind: 'rbd', watchers: watchers.length });
+    }
+    return { tracked: true, exports };
   }
 }
 

@@ -1,6 +1,7 @@
 import { CommandFailed, type CommandRunner } from '../../commands/runner.js';
 import { runVerified } from '../../commands/verified.js';
 import type { Logger } from '../../core/log.js';
+import { CEPH_KEY } from '../../core/rbd-export.js';
 
 const MiB = 1024 ** 2;
 /** Listings tried when the pool changes under one (see RbdTools.list). */
@@ -224,6 +225,53 @@ export class RbdTools {
 
   async rm(image: string): Promise<void> {
     await runVerified(`remove ${image}`, () => this.run('volume.rbd.rm', { image }), async () => !(await this.list()).images.has(image), this.log);
+  }
+
+  // ------------------------------------------------------------ attaching (src/core/rbd-export.ts)
+
+  /** True when commands.properties has the pattern (the attach patterns are optional). */
+  has(key: string): boolean {
+    return this.runner.catalog.has(key);
+  }
+
+  /** An image's RBD id and its parent (a clone's snapshot's image), from `rbd info`. */
+  async info(image: string): Promise<{ id: string; parent?: { pool: string; image: string } }> {
+    const o = parseJson('volume.rbd.info', (await this.run('volume.rbd.info', { image })).stdout) as { id?: unknown; parent?: { pool?: unknown; image?: unknown } };
+    if (typeof o.id !== 'string') throw new Error('volume.rbd.info: no id');
+    const p = o.parent;
+    return { id: o.id, ...(p && typeof p.image === 'string' && typeof p.pool === 'string' ? { parent: { pool: p.pool, image: p.image } } : {}) };
+  }
+
+  /** The clients that have the image open (`rbd status`): their addresses. */
+  async watchers(image: string): Promise<string[]> {
+    const o = parseJson('volume.rbd.status', (await this.run('volume.rbd.status', { image })).stdout) as { watchers?: { address?: unknown }[] };
+    return (o.watchers ?? []).map((w) => String(w.address ?? '?'));
+  }
+
+  /**
+   * Ensures the cephx client exists with exactly these caps and returns its
+   * key. `get-or-create-key` refuses (EINVAL) a client that exists with other
+   * caps (its image's parents changed, say): the caps are set, then asked again.
+   * The key is read from standard output; it is never logged.
+   */
+  async authKey(cephUser: string, osdCaps: string): Promise<string> {
+    const params = { cephUser, monCaps: 'profile rbd', osdCaps };
+    let out: string;
+    try {
+      out = (await this.run('volume.rbd.auth-key', params)).stdout;
+    } catch (err) {
+      if (exitCodeOf(err) !== RBD_EXIT.invalid) throw err;
+      await this.run('volume.rbd.auth-caps', params);
+      out = (await this.run('volume.rbd.auth-key', params)).stdout;
+    }
+    const key = out.trim();
+    if (!CEPH_KEY.test(key)) throw new Error('volume.rbd.auth-key: the output is not a cephx key');
+    return key;
+  }
+
+  /** Removes the cephx client; one that is not there is removed already (`auth rm` exits 0). */
+  async authRm(cephUser: string): Promise<void> {
+    await this.run('volume.rbd.auth-rm', { cephUser });
   }
 
   private async hasSnap(image: string, snap: string, isProtected?: boolean): Promise<boolean> {

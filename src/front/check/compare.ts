@@ -232,11 +232,14 @@ function exportsOf(m: MetaSnapshot, r: Reports, d: VolumeDelegateReport, out: Su
     const owned = m.volumes.get(e.volumeId)?.delegate === d.name;
     if (owned && m.attachments.some((a) => a.volume_id === e.volumeId && sameHost(e.vmmHost, a.vmm_host))) continue;
     const host = e.vmmHost?.toLowerCase();
-    const what = `volume delegate '${d.name}' exports ${e.volumeId}${host ? ` to '${host}'` : ''}${e.iqn ? ` as ${e.iqn}` : ''}`;
+    const what =
+      e.kind === 'rbd'
+        ? `${e.volumeId} is open on the Ceph cluster of volume delegate '${d.name}' (rbd status: ${e.watchers ?? 'some'} watcher${e.watchers === 1 ? '' : 's'})`
+        : `volume delegate '${d.name}' exports ${e.volumeId}${host ? ` to '${host}'` : ''}${e.iqn ? ` as ${e.iqn}` : ''}`;
     const why = owned ? 'no attachment needs it' : m.volumes.has(e.volumeId) ? 'the volume lives on another delegate' : 'VBS has no such volume';
     const users = host ? r.vmmHosts.get(host)?.disks?.filter((x) => x.volumeId === e.volumeId) : undefined;
     let note = '';
-    if (!host) note = '; not withdrawn: the export names no host';
+    if (!host) note = e.kind === 'rbd' ? '; not closed: a watcher names an address, not a host (a client that crashed goes after 30 s; else `ceph osd blocklist` it)' : '; not withdrawn: the export names no host';
     else if (!users) note = `; not withdrawn: cannot tell whether a VM on '${host}' uses it`;
     else if (users.length) note = `; not withdrawn: ${users.map((u) => u.vmId).join(', ')} on '${host}' uses it`;
     out.push({

@@ -120,6 +120,7 @@ export interface ExportEntry {
   iqn?: string;
   tid?: number;
   lun?: number;
+  watchers?: number;
 }
 
 export interface VmDisk {

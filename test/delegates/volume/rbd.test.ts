@@ -138,12 +138,13 @@ describe('rbd back end on a real Ceph cluster', { timeout: 180_000 }, () => {
     expect((await faultOf(backend.createSnapshot(SNAP(9), VOL(9)))).code).toBe('InvalidVolume.NotFound');
     expect((await faultOf(backend.createVolume(VOL(9), 4))).code).toBe('InsufficientCapacity'); // 1 of 4 GiB taken
     expect((await backend.capacity()).totalBytes).toBe(4 * GiB);
-    // Before the VMM delegates open RBD images, an attach is refused before anything runs.
-    expect((await faultOf(backend.exportVolume(VOL(8), 'host-1'))).code).toBe('IncorrectState');
+    // An export of a volume that is not there (attaching: test/e2e/rbd/attach.test.ts).
+    expect((await faultOf(backend.exportVolume(VOL(9), 'host-1'))).code).toBe('InvalidVolume.NotFound');
 
     const handlers = volumeDelegateHandlers(backend);
     const ctx = { log: silentLogger } as unknown as CallContext;
     const count = ran.length;
+    for (const host of ['host;1', '-host', 'a b']) expect((await faultOf(backend.exportVolume(VOL(8), host))).code).toBe('InvalidParameterValue');
     for (const id of ['vol-../../x', 'vol-0', `${VOL(8)}@x`, `gone.${VOL(8)}`, `snap-${'0'.repeat(16)};`]) {
       expect((await faultOf(Promise.resolve().then(() => handlers.DeleteObject!({ id }, ctx)))).code).toBe('InvalidParameterValue');
     }

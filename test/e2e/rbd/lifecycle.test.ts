@@ -79,7 +79,7 @@ describe('rbd back end through vbs up, the CLI and SOAP', { timeout: 180_000 }, 
     expect(items).toContain(clone.volumeId);
   });
 
-  it('attach-volume is refused with a clear fault before anything runs (no VMM host opens RBD images yet)', async () => {
+  it('attach-volume to a host that cannot open RBD images (the simulated one) is refused with a clear fault before anything runs', async () => {
     const stderr = await fails(site, 'attach-volume', vol.volumeId, 'localhost', 'vm1', 'xvdb', '--wait');
     expect(stderr).toMatch(/Ceph RBD/);
     expect((await ok<Volume[]>(site, 'describe-volumes', vol.volumeId))[0]).toMatchObject({ status: 'available' });

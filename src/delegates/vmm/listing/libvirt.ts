@@ -25,7 +25,8 @@ interface DiskXml {
  * names the source of each disk but not whether it is read-only, which the
  * consistency check needs, so the disks come from the XML: <source file=>
  * (file), <source dev=> (block), <source protocol='iscsi' name='iqn/lun'>
- * with its <host> (network, rendered iscsi://host:port/iqn/lun).
+ * with its <host> (network, rendered iscsi://host:port/iqn/lun), <source
+ * protocol='rbd' name='pool/image'> (rendered rbd:pool/image).
  */
 export function parseVirshDomXml(_vmId: string, stdout: string): ListedDisk[] {
   const doc = parser.parse(stdout) as { domain?: { devices?: { disk?: DiskXml[] } } };
@@ -45,6 +46,8 @@ function sourceOf(d: DiskXml): string | undefined {
   if (!s) return undefined;
   if (s['@_file']) return s['@_file'];
   if (s['@_dev']) return s['@_dev'];
+  // An rbd image: by pool/image alone (the monitors it was reached through may change).
+  if (s['@_protocol'] === 'rbd' && s['@_name']) return `rbd:${s['@_name']}`;
   if (s['@_protocol'] && s['@_name']) {
     const h = s.host?.[0];
     const where = h?.['@_name'] ? `${h['@_name']}${h['@_port'] ? `:${h['@_port']}` : ''}` : '';

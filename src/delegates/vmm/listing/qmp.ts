@@ -51,6 +51,7 @@ function imageName(file: string): string {
   if (!file.startsWith('json:')) return file;
   try {
     const o = JSON.parse(file.slice('json:'.length)) as Record<string, unknown>;
+    if (o.driver === 'rbd' && typeof o.pool === 'string' && typeof o.image === 'string') return `rbd:${o.pool}/${o.image}`;
     if (o.driver === 'iscsi' && typeof o.portal === 'string' && typeof o.target === 'string') return `iscsi://${o.portal}/${o.target}/${String(o.lun ?? 0)}`;
   } catch {
     // not JSON after all: reported as QEMU prints it
