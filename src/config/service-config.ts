@@ -187,6 +187,8 @@ export const VolumeDelegateConfigSchema = z
            */
           reservePercent: z.number().min(0).max(50).default(5),
           reserveGiB: z.number().min(0).max(1_048_576).default(10),
+          /** Image imports taken at once, each streamed to its own file (docs/images.md); one more is refused. */
+          maxImports: z.number().int().min(1).max(64).optional(),
         })
         .strict(),
       z

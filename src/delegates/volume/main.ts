@@ -16,6 +16,7 @@ import { LvmTools } from './lvm-tools.js';
 import { RbdBackend } from './rbd-backend.js';
 import { RbdTools } from './rbd-tools.js';
 import { volumeDelegateHandlers } from './service.js';
+import { imageRoutes } from './image-routes.js';
 import { meterCapacity } from './capacity-metrics.js';
 
 export const FILE_BACKEND_PATTERNS = ['volume.file.create', 'volume.file.snapshot', 'volume.file.clone', 'volume.file.resize', 'volume.file.delete'];
@@ -58,11 +59,18 @@ export async function startVolumeDelegate(cfg: VolumeDelegateConfig, log: Logger
   const handlers = guardGenerations(volumeDelegateHandlers(backend), VOLUME_GENERATION_RULES, memory);
   const unmeter = meterCapacity(cfg.name, backend, log);
   // Closing answers every WaitObjects held open, so none outlives the service.
-  return listenDelegate(cfg, VOLUME_DELEGATE_SERVICE, handlers, log, () => {
-    unmeter();
-    backend.changes.close();
-    memory.close();
-  });
+  return listenDelegate(
+    cfg,
+    VOLUME_DELEGATE_SERVICE,
+    handlers,
+    log,
+    () => {
+      unmeter();
+      backend.changes.close();
+      memory.close();
+    },
+    imageRoutes(backend),
+  );
 }
 
 /** The configured back end, refusing to start when commands.properties lacks a pattern it will run. */
@@ -77,8 +85,8 @@ export async function openBackend(
   const maxConcurrent = o.commandConcurrency ?? DEFAULT_COMMAND_CONCURRENCY;
   if (cfg.type === 'file') {
     catalog.requireAll(FILE_BACKEND_PATTERNS);
-    const { capacityGiB, reservePercent, reserveGiB } = cfg;
-    return new FileBackend(cfg.root, new CommandRunner(catalog, { onRun, maxConcurrent }), log, { capacityGiB, reservePercent, reserveGiB });
+    const { capacityGiB, reservePercent, reserveGiB, maxImports } = cfg;
+    return new FileBackend(cfg.root, new CommandRunner(catalog, { onRun, maxConcurrent }), log, { capacityGiB, reservePercent, reserveGiB, maxImports });
   }
   if (cfg.type === 'rbd') return openRbd(cfg, catalog, log, onRun, maxConcurrent);
   return openLvmIscsi(cfg, catalog, log, onRun, maxConcurrent);
