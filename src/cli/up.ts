@@ -22,6 +22,7 @@ export function registerUp(program: Command): void {
     .option('--target <daemon>', 'lvm-iscsi only: auto (a real tgtd when installed and root, else the simulated IET), iet or tgt', 'auto')
     .option('--vmm <adapter>', 'the VMM host\'s adapter: sim (simulated VMs vm1-vm3), libvirt (domains of qemu:///system) or qemu (QMP sockets); default: the --commands file\'s vmm.adapter, else sim')
     .option('--ec2-port <n>', 'port of the EC2 Query API (aws ec2 ... --endpoint-url); default 8773 (with --port 0: a free one); 0: a free one')
+    .option('--max-image-mib <n>', 'the largest image import-image takes, in MiB (default 1048576: 1 TiB)')
     .option('--qmp-dir <dir>', 'qemu only: the folder of the VMs\' QMP sockets, <dir>/<vmId>.qmp (default DATA/qmp)')
     .action(async (opts) => {
       const port = Number(opts.port);
@@ -61,6 +62,11 @@ export function registerUp(program: Command): void {
         process.stderr.write(`vbs: --ec2-port must be a port number other than --port\n`);
         process.exit(2);
       }
+      const maxImageMiB = opts.maxImageMib === undefined ? undefined : Number(opts.maxImageMib);
+      if (opts.maxImageMib !== undefined && (!/^[0-9]{1,9}$/.test(opts.maxImageMib) || maxImageMiB! < 1)) {
+        process.stderr.write(`vbs: --max-image-mib must be a whole number of MiB, 1 or more\n`);
+        process.exit(2);
+      }
       // Handlers first: a signal that arrives while the services start must
       // not kill `up` by default action. Services already started then see
       // their stdin close and stop themselves (`serve --exit-with-parent`).
@@ -76,7 +82,7 @@ export function registerUp(program: Command): void {
       let dep;
       try {
         const ceph = opts.cephConf === undefined ? undefined : { conf: opts.cephConf, pool: opts.cephPool, clientId: opts.cephId, keyring: opts.cephKeyring };
-        dep = await up({ dataDir: opts.data, port, commands: opts.commands, backend, target, vmm: vmm as VmmChoice | undefined, qmpDir: opts.qmpDir, ec2Port, ceph });
+        dep = await up({ dataDir: opts.data, port, commands: opts.commands, backend, target, vmm: vmm as VmmChoice | undefined, qmpDir: opts.qmpDir, ec2Port, ceph, maxImageMiB });
       } catch (err) {
         if (stopping) return;
         process.stderr.write(`vbs up: ${(err as Error).message}\n`);

@@ -52,6 +52,14 @@ export const FrontConfigSchema = z
       .default({}),
     /** The audit log: one JSON line per state-changing or refused request, written before its answer. None: no audit log. */
     auditLog: z.string().optional(),
+    /** Image import and export (docs/images.md): the largest image taken, and how long a transfer may stall. */
+    images: z
+      .object({
+        maxMiB: z.number().int().positive().default(1_048_576),
+        idleSeconds: z.number().int().positive().max(3600).default(60),
+      })
+      .strict()
+      .default({}),
     /** How often the front probes its delegates, to notice one coming back. */
     healthIntervalMs: z.number().int().positive().default(5_000),
     /**

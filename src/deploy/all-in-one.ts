@@ -40,6 +40,8 @@ export interface UpOptions {
   readonly report?: (line: string) => void;
   /** The EC2 Query API's port (default 8773, or a free one when `port` is 0; 0: a free one). */
   readonly ec2Port?: number;
+  /** The largest image an import takes, in MiB (the front's `images.maxMiB`). */
+  readonly maxImageMiB?: number;
 }
 
 export interface CephOptions {
@@ -176,6 +178,7 @@ export async function up(opts: UpOptions): Promise<Deployment> {
       tls: tls('front'),
       database: 'vbs.db',
       auditLog: 'audit.log',
+      ...(opts.maxImageMiB ? { images: { maxMiB: opts.maxImageMiB } } : {}),
       volumeDelegates: [{ name: 'local', url: urls.get('volume-delegate') }],
       vmmHosts: [{ name: 'localhost', url: urls.get('vmm-delegate') }],
       instances: { resolvers: ['scan', 'static'], resolverUrl: urls.get('instance-resolver') },
