@@ -52,16 +52,18 @@ function frontTarget(inv: Invocation): StreamTarget {
 }
 
 /** Counts what passes and shows it on stderr: a bar when the total is known, MiB otherwise. */
-function meter(progress: Progress, verb: string, total: number | undefined): Transform {
+function meter(progress: Progress, verb: string, total: number | undefined, tty: boolean): Transform {
   let done = 0;
   let shown = -1;
+  // A terminal's line is redrawn at every percent; a log gets a line every 10 %.
+  const every = tty ? 1 : 10;
   return new Transform({
     transform(chunk: Buffer, _enc, next) {
       done += chunk.length;
-      const step = total ? Math.floor((done / total) * 100) : Math.floor(done / (16 * MiB));
+      const step = total ? Math.floor((done / total) * 100 / every) * every : Math.floor(done / (every * 16 * MiB)) * every * 16;
       if (step !== shown) {
         shown = step;
-        progress.update(total ? `${verb} [${'#'.repeat(Math.floor(step / 5)).padEnd(20, '.')}] ${step}% of ${(total / MiB).toFixed(1)} MiB` : `${verb} ${(done / MiB).toFixed(0)} MiB`);
+        progress.update(total ? `${verb} [${'#'.repeat(Math.floor(step / 5)).padEnd(20, '.')}] ${step}% of ${(total / MiB).toFixed(1)} MiB` : `${verb} ${step} MiB`);
       }
       next(null, chunk);
     },
@@ -97,7 +99,7 @@ export async function importImage(inv: Invocation, file: string, opts: ImportOpt
   }
   const target = frontTarget(inv);
   const progress = new Progress(inv.runtime.stderr, inv.runtime.now);
-  const counted = source.pipe(meter(progress, 'uploading', length));
+  const counted = source.pipe(meter(progress, 'uploading', length, inv.runtime.stderr.isTTY === true));
   source.once('error', (err) => counted.destroy(err));
   const res = await openStream(target, { method: 'PUT', path: 'images', query: { format, comment, sha256, availabilityZone: zone }, body: counted, length, idleMs: IDLE_MS });
   const answer = await readAnswer(res, VBS_SERVICE, 'ImportImage', IMPORT_IMAGE_OUTPUT);
@@ -111,7 +113,7 @@ export async function exportImage(inv: Invocation, rawId: string, file: string, 
   const res = await openStream(frontTarget(inv), { method: 'GET', path: `images/${id}`, query: { format }, idleMs: IDLE_MS });
   const length = Number(res.headers['content-length']);
   const progress = new Progress(inv.runtime.stderr, inv.runtime.now);
-  const counted = meter(progress, 'downloading', Number.isFinite(length) ? length : undefined);
+  const counted = meter(progress, 'downloading', Number.isFinite(length) ? length : undefined, inv.runtime.stderr.isTTY === true);
   if (file === '-') return pipeline(res, counted, process.stdout);
   // Written beside its name and renamed when whole: a cut download leaves no file that looks complete.
   const part = `${file}.part`;

@@ -10,6 +10,7 @@ import type { Record as XmlRecord } from '../soap/xml.js';
 import { VOLUME_DELEGATE_SERVICE } from '../services/volume-delegate.js';
 import { DELEGATE_IMPORT_OUTPUT } from '../delegates/volume/image-routes.js';
 import { IMPORTED_VOLUME_ID } from '../workflows/import-image.js';
+import { StepFailed } from '../workflows/engine.js';
 import type { Access } from './access.js';
 import type { QuotaPolicy } from './quotas.js';
 import type { FrontWorkflows } from './workflows.js';
@@ -24,6 +25,18 @@ export interface ImageLimits {
   readonly maxBytes: number;
   /** An upload or download that moves no byte for this long is cut. */
   readonly idleMs: number;
+}
+
+/**
+ * What the delegate found wrong with the bytes (a checksum that differs, an
+ * image too large or unreadable, an upload cut, no free import slot) is about
+ * the user's own request: its code reaches them as it is, not as a failed step.
+ */
+const UPLOAD_FAULTS: ReadonlySet<string> = new Set(['InvalidParameterValue', 'RequestTooLarge', 'RequestTimeout', 'RequestLimitExceeded', 'QuotaExceeded']);
+
+function aboutTheUpload(err: unknown): never {
+  if (err instanceof StepFailed && err.cause instanceof VbsError && UPLOAD_FAULTS.has(err.cause.code)) throw new VbsError(err.cause.code, err.cause.message);
+  throw err;
 }
 
 /** The answer of ImportImage: the new snapshot, as CreateSnapshot's. */
@@ -105,7 +118,7 @@ export class FrontImages {
         return Number(answer.sizeBytes);
       });
       return { snapshotId, delegate: placed.delegate, owner: ctx.caller, format };
-    });
+    }).catch(aboutTheUpload);
     ctx.log.info('image imported', { snapshotId: d.snapshotId, format, bytes: d.sizeBytes });
     return { output: { snapshot: snapshotRecord(this.meta.snapshot(d.snapshotId)!) } };
   }

@@ -333,9 +333,14 @@ export function createSoapServer(opts: SoapServerOptions): Server {
       const safe = toSafeError(err);
       if (safe.code === 'InternalError') ctx.log.error('internal error', { op: route.operation, err });
       else ctx.log.info('fault', { op: route.operation, code: safe.code, message: safe.message, ...(safe.cause ? { cause: errorMessage(safe.cause) } : {}) });
-      // A body not read to its end: the connection cannot carry another request.
-      if (!req.readableEnded) res.once('finish', () => req.socket.destroy());
       if (res.headersSent) return void res.destroy();
+      // A body not read to its end: the connection cannot carry another request.
+      // What still comes is read and dropped for a while (bounded), so the
+      // sender, still writing, reads this fault instead of a reset.
+      if (!req.readableEnded) {
+        res.setHeader('connection', 'close');
+        drainThenCut(req);
+      }
       answerFault(res, safe, { ...asked, input, ctx });
     }
   }
@@ -353,6 +358,23 @@ function checkSoapAction(header: string | string[] | undefined, namespace: strin
   const action = (Array.isArray(header) ? header.join(',') : header).trim().replace(/^"(.*)"$/, '$1').trim();
   if (action === '' || action === `${namespace}/${operation}` || action.split(/[/#:]/).at(-1) === operation) return;
   throw new VbsError('MalformedRequest', `The SOAPAction header (${action.slice(0, 80)}) names another operation than the body (${operation}).`);
+}
+
+/** Reads and drops the rest of a refused body, up to DRAIN_BYTES or DRAIN_MS, then closes the connection. */
+function drainThenCut(req: IncomingMessage): void {
+  let size = 0;
+  const cut = () => {
+    clearTimeout(timer);
+    req.socket.destroy();
+  };
+  const timer = setTimeout(cut, DRAIN_MS);
+  req.on('data', (c: Buffer) => {
+    size += c.length;
+    if (size > DRAIN_BYTES) cut();
+  });
+  req.once('end', () => clearTimeout(timer));
+  req.once('close', () => clearTimeout(timer));
+  req.resume();
 }
 
 type BodyRead = { tooLarge: false; late?: false; data: Buffer } | { tooLarge: true; late?: false; drained: boolean } | { tooLarge: false; late: true };

@@ -47,6 +47,8 @@ export function openStream(t: StreamTarget, r: StreamRequest): Promise<IncomingM
   const forwarded = currentRequestId();
   return new Promise((resolve, reject) => {
     let settled = false;
+    /** An answer came: a failure to send the rest (the service stopped reading) is no longer the outcome. */
+    let answered = false;
     const fail = (err: unknown) => {
       if (settled) return;
       settled = true;
@@ -66,22 +68,26 @@ export function openStream(t: StreamTarget, r: StreamRequest): Promise<IncomingM
         },
       },
       (res) => {
+        answered = true;
         if (res.statusCode === 200) {
           settled = true;
           // The answer's bytes have their own idle limit, as the upload had.
           res.setTimeout(r.idleMs, () => res.destroy(new VbsError('ServiceUnavailable', `${name} stopped sending for ${Math.round(r.idleMs / 1000)} s.`)));
           return resolve(res);
         }
+        // Refused before the body was all sent (too large, over quota): stop sending, read why.
+        r.body?.unpipe(req);
         readText(res)
           .then((text) => {
             const id = res.headers[REQUEST_ID_HEADER];
             fail(parseFault(text, res.statusCode ?? 0, name, typeof id === 'string' ? id : undefined));
           })
-          .catch(fail);
+          .catch(fail)
+          .finally(() => req.destroy());
       },
     );
     req.setTimeout(r.idleMs, () => req.destroy(new Error(`no progress for ${r.idleMs} ms`)));
-    req.on('error', (err) => fail(new VbsError('ServiceUnavailable', `${name} could not be reached, or the transfer was cut.`, { cause: new Error(`${url.origin}: ${errorMessage(err)}`) })));
+    req.on('error', (err) => answered || fail(new VbsError('ServiceUnavailable', `${name} could not be reached, or the transfer was cut.`, { cause: new Error(`${url.origin}: ${errorMessage(err)}`) })));
     if (!r.body) return void req.end();
     // A source that fails (the user's upload cut) cuts this request too: the service sees it end early.
     r.body.once('error', (err) => {
