@@ -2,9 +2,10 @@ import { createHash } from 'node:crypto';
 import { createWriteStream, renameSync, rmSync, statSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { once } from 'node:events';
 import { Transform } from 'node:stream';
 import { VbsError } from '../../core/errors.js';
-import type { CommandRunner } from '../../commands/runner.js';
+import { CommandFailed, type CommandRunner } from '../../commands/runner.js';
 import { Semaphore } from '../../commands/semaphore.js';
 
 export type ImageFormat = 'raw' | 'qcow2' | 'vmdk' | 'vdi';
@@ -79,8 +80,9 @@ export class ImageIntake {
     };
     source.on('data', poke);
     poke();
+    const file = createWriteStream(staging, { flags: 'wx' });
     try {
-      await pipeline(source, counter, createWriteStream(staging, { flags: 'wx' }));
+      await pipeline(source, counter, file);
       if (source.readableAborted || (t.length !== undefined && bytes !== t.length)) throw cut();
       if (bytes === 0) throw new VbsError('InvalidParameterValue', 'The image is empty.');
       const digest = hash.digest('hex');
@@ -89,6 +91,8 @@ export class ImageIntake {
       }
       return bytes;
     } catch (err) {
+      // The file opens asynchronously: removed only once closed, or it would be made again after.
+      if (!file.closed) await once(file, 'close').catch(() => undefined);
       rmSync(staging, { force: true });
       if (err instanceof VbsError) throw err;
       // The sender went away (ECONNRESET, "aborted", premature close): nothing is kept.
@@ -125,7 +129,10 @@ export class ImageIntake {
       const out = await this.runner.run('volume.image.info', { imageFormat: format, source: path });
       info = JSON.parse(out.stdout) as QemuImgInfo;
     } catch (err) {
-      if (err instanceof VbsError) throw err;
+      // qemu-img could not read it as that format (it exits non-zero), or printed no JSON: the user's bytes.
+      // One that timed out, or any other failure, is ours.
+      const unreadable = err instanceof SyntaxError || (err instanceof CommandFailed && !err.result.timedOut);
+      if (!unreadable) throw err;
       throw new VbsError('InvalidParameterValue', `Value for parameter format is invalid: the image is not a readable ${format} image.`, { cause: err });
     }
     const refersElsewhere =
