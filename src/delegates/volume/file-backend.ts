@@ -1,4 +1,4 @@
-import { createReadStream, existsSync, readdirSync, renameSync, rmSync, statSync, statfsSync, mkdirSync } from 'node:fs';
+import { existsSync, readdirSync, renameSync, rmSync, statSync, statfsSync, mkdirSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { join } from 'node:path';
@@ -204,6 +204,8 @@ export class FileBackend implements VolumeBackend {
    * restart removes any `.part` left by a crash.
    */
   async importImage(snapshotId: string, source: Readable, terms: ImportTerms): Promise<number> {
+    // The upload may be cut while this waits for its turn: the intake sees it then (a destroyed stream), never an unhandled error.
+    source.on('error', () => undefined);
     const path = this.pathOf(snapshotId);
     const made = sizeOrUndefined(path);
     if (made !== undefined) throw new VbsError('IncorrectState', `The snapshot '${snapshotId}' already has data on this volume delegate.`);
@@ -235,18 +237,7 @@ export class FileBackend implements VolumeBackend {
     const path = this.pathOf(id);
     const size = sizeOrUndefined(path);
     if (size === undefined) throw new VbsError(id.startsWith('snap-') ? 'InvalidSnapshot.NotFound' : 'InvalidVolume.NotFound', `'${id}' has no data on this volume delegate.`);
-    if (format === 'raw') return { body: createReadStream(path), length: size };
-    const staging = join(this.root, `.${id}.export-${randomBytes(6).toString('hex')}.part`);
-    try {
-      await this.runner.run('volume.image.export', { imageFormat: format, source: path, path: staging });
-      const length = statSync(staging).size;
-      const body = createReadStream(staging);
-      body.once('close', () => rmSync(staging, { force: true }));
-      return { body, length };
-    } catch (err) {
-      rmSync(staging, { force: true });
-      throw err;
-    }
+    return this.intake.open(path, size, format, join(this.root, `.${id}.export-${randomBytes(6).toString('hex')}.part`));
   }
 
   private background(id: string, work: () => Promise<void>): void {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createWriteStream, renameSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, createWriteStream, renameSync, rmSync, statSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { once } from 'node:events';
@@ -120,6 +120,25 @@ export class ImageIntake {
       throw err;
     } finally {
       rmSync(staging, { force: true });
+    }
+  }
+
+  /**
+   * Opens `path` (a file or a device) as an image of `format` to read once:
+   * raw is the data itself; qcow2 is made into `staging` (volume.image.export)
+   * and removed once read.
+   */
+  async open(path: string, bytes: number, format: 'raw' | 'qcow2', staging: string): Promise<{ body: Readable; length: number }> {
+    if (format === 'raw') return { body: createReadStream(path, { end: bytes - 1 }), length: bytes };
+    try {
+      await this.runner.run('volume.image.export', { imageFormat: format, source: path, path: staging });
+      const length = statSync(staging).size;
+      const body = createReadStream(staging);
+      body.once('close', () => rmSync(staging, { force: true }));
+      return { body, length };
+    } catch (err) {
+      rmSync(staging, { force: true });
+      throw err;
     }
   }
 

@@ -9,7 +9,8 @@ import { VOLUME_GENERATION_RULES } from '../generation-rules.js';
 import { GenerationMemory, guardGenerations } from '../generations.js';
 import { listenDelegate } from '../listen.js';
 import type { VolumeBackend } from './backend.js';
-import { FileBackend } from './file-backend.js';
+import { DEFAULT_MAX_IMPORTS, FileBackend } from './file-backend.js';
+import { ImageIntake } from './image-intake.js';
 import { targetPatterns, targetTool } from './iscsi-targets.js';
 import { LvmIscsiBackend } from './lvm-iscsi-backend.js';
 import { LvmTools } from './lvm-tools.js';
@@ -143,6 +144,7 @@ async function openLvmIscsi(
       copyChunkMiB: cfg.copyChunkMiB,
       thinPool: cfg.thinPool,
       capacityGiB: cfg.capacityGiB,
+      intake: new ImageIntake(runner, DEFAULT_MAX_IMPORTS),
     },
     log,
   );

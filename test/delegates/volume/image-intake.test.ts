@@ -8,7 +8,7 @@ import { silentLogger } from '../../../src/core/log.js';
 import { VolumeDelegateConfigSchema } from '../../../src/config/service-config.js';
 import { openBackend } from '../../../src/delegates/volume/main.js';
 import type { FileBackend } from '../../../src/delegates/volume/file-backend.js';
-import { cleanupDirs, COMMANDS, tempDir } from './helpers.js';
+import { cleanupDirs, COMMANDS, lvmConfig, lvNames, openLvm, ready, simSite, tempDir } from './helpers.js';
 import { faultOf } from '../../fault-of.js';
 
 const SNAP = (n: number) => `snap-${n.toString(16).padStart(17, '0')}`;
@@ -73,5 +73,38 @@ describe('image intake on the file back end', () => {
     notQcow2.end(randomBytes(MiB));
     expect((await faultOf(backend.importImage(SNAP(6), notQcow2, { ...terms, format: 'qcow2' }))).code).toBe('InvalidParameterValue');
     expect(readdirSync(root), 'left behind').toEqual([]);
+  });
+});
+
+describe('image intake on the lvm-iscsi back end (host simulator)', () => {
+  it('imports an image into a snapshot LV of whole GiB, makes a volume from it, and exports it back zero-padded', async () => {
+    const site = simSite(8);
+    const { backend } = await openLvm(lvmConfig(site));
+    const data = randomBytes(3 * MiB + 17);
+    const upload = new PassThrough();
+    upload.end(data);
+    expect(await backend.importImage!(SNAP(7), upload, terms)).toBe(1024 * MiB);
+    expect(lvNames(site.state)).toContain(SNAP(7));
+    const vol = `vol-${'0'.repeat(16)}7`;
+    await backend.createVolume(vol, 1, SNAP(7));
+    await ready(backend, vol);
+    const { body, length } = await backend.openImage!(SNAP(7), 'raw');
+    expect(length).toBe(1024 * MiB);
+    const chunks: Buffer[] = [];
+    let got = 0;
+    for await (const c of body as AsyncIterable<Buffer>) {
+      if (got < data.length) chunks.push(c);
+      got += c.length;
+    }
+    expect(got).toBe(1024 * MiB);
+    expect(Buffer.concat(chunks).subarray(0, data.length).equals(data)).toBe(true);
+    // A cut upload leaves no LV and no staged file.
+    const cut = new PassThrough();
+    const importing = backend.importImage!(SNAP(8), cut, { ...terms, length: 4 * MiB });
+    cut.write(randomBytes(MiB));
+    cut.destroy(new Error('socket hang up'));
+    expect((await faultOf(importing)).code).toBe('RequestTimeout');
+    expect(lvNames(site.state).filter((n) => n.includes(SNAP(8)))).toEqual([]);
+    expect(readdirSync(site.stateDir).filter((f) => f.startsWith('.'))).toEqual([]);
   });
 });
