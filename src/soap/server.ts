@@ -133,7 +133,9 @@ export function createSoapServer(opts: SoapServerOptions): Server {
   for (const name of Object.keys(def.operations)) {
     if (!opts.handlers[name]) throw new Error(`${def.name}: no handler for ${name}`);
   }
-  metrics.serviceOperations(def.name, def.operations);
+  // Streamed operations are counted under their own names, beside the SOAP ones.
+  const operations = { ...def.operations, ...Object.fromEntries((opts.streams ?? []).map((r) => [r.operation, true])) };
+  metrics.serviceOperations(def.name, operations);
 
   const secureContext = (crl: string | undefined) => ({ key: opts.tls.key, cert: opts.tls.cert, ca: opts.tls.ca, ...SERVER_TLS_POLICY, ...(crl ? { crl } : {}) });
   const identities = new ConnectionIdentities(opts.maxAnonymousConnections ?? DEFAULT_MAX_ANONYMOUS_CONNECTIONS, log);
@@ -197,7 +199,7 @@ export function createSoapServer(opts: SoapServerOptions): Server {
 
   /** Runs beforeAnswer; its failure (logged here) is the fault to answer with. */
   function told(outcome: RequestOutcome): VbsError | undefined {
-    metrics.requestAnswered(def.name, def.operations, outcome, requestScope.getStore()?.elapsed?.());
+    metrics.requestAnswered(def.name, operations, outcome, requestScope.getStore()?.elapsed?.());
     if (!opts.beforeAnswer) return undefined;
     try {
       opts.beforeAnswer(outcome);
@@ -363,9 +365,12 @@ function checkSoapAction(header: string | string[] | undefined, namespace: strin
 /** Reads and drops the rest of a refused body, up to DRAIN_BYTES or DRAIN_MS, then closes the connection. */
 function drainThenCut(req: IncomingMessage): void {
   let size = 0;
+  // Held now: once the request ends, req.socket is detached (null); a request cut already has none.
+  const socket = req.socket as IncomingMessage['socket'] | null;
+  if (!socket || req.destroyed) return;
   const cut = () => {
     clearTimeout(timer);
-    req.socket.destroy();
+    socket.destroy();
   };
   const timer = setTimeout(cut, DRAIN_MS);
   req.on('data', (c: Buffer) => {

@@ -34,7 +34,7 @@ beforeAll(async () => {
   }
 });
 afterAll(async () => {
-  await vbs?.stop();
+  await vbs?.stop(process.env.KEEP_VBS === "1");
 });
 
 /** The vbs CLI as `user` (admin: the deployment's own client.json). */
@@ -241,5 +241,10 @@ describe('uploads cut, too large, over quota, and from several users at once', (
     const res = await openStream({ def: VBS_SERVICE, url: vbs.url, tls: tlsOf('alice') }, { method: 'PUT', path: 'images', query: { format: 'raw' }, body: Readable.from([data]), idleMs: 30_000 });
     const out = (await readAnswer(res, VBS_SERVICE, 'ImportImage', IMPORT_IMAGE_OUTPUT)).snapshot as XmlRecord;
     expect(out).toMatchObject({ status: 'completed', owner: 'alice' });
+  });
+
+  it('no service stopped along the way (a cut or refused upload never takes a process down)', () => {
+    const logs = join(vbs.dir, 'logs');
+    for (const f of readdirSync(logs)) expect(readFileSync(join(logs, f), 'utf8'), f).not.toContain('service stopped unexpectedly');
   });
 });
