@@ -34,7 +34,8 @@ beforeAll(async () => {
   }
 });
 afterAll(async () => {
-  await vbs?.stop(process.env.KEEP_VBS === "1");
+  // KEEP_VBS=1 keeps the deployment's folder (its logs) to read after a failure.
+  await vbs?.stop(process.env.KEEP_VBS === '1');
 });
 
 /** The vbs CLI as `user` (admin: the deployment's own client.json). */
