@@ -4,8 +4,10 @@
 # (src/bench/control-plane.ts), which prints one table and writes
 # bench/results/latest.json. VBS_BENCH_ONLY=control-plane skips the data-path
 # benches; VBS_BENCH_ONLY=databases runs only the metadata engines side by
-# side (SQLite and PostgreSQL; bench/results/databases.json). As root it
-# installs xfsprogs to measure on an XFS reflink mount.
+# side (SQLite and PostgreSQL; bench/results/databases.json). Then the images
+# bench (src/bench/images.ts: import and fan-out beside cp; `--full` adds a
+# 10 GiB import) writes bench/results/images.json. As root it installs
+# xfsprogs to measure on an XFS reflink mount.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ] && ! command -v mkfs.xfs >/dev/null && command -v apt-get >/dev/null; then
@@ -20,7 +22,18 @@ npx tsc -p tsconfig.build.json
 if [ "${1:-}" = --profile ] || [ "${1:-}" = --qemu ] || [ "${1:-}" = --libvirt ]; then
   exec node dist/bench/control-plane.js "$@"
 fi
+# --full is the images bench's; everything else goes to vitest.
+full=()
+args=()
+for a in "$@"; do
+  if [ "$a" = --full ]; then full=(--full); else args+=("$a"); fi
+done
 if [ "${VBS_BENCH_ONLY:-}" != control-plane ] && [ "${VBS_BENCH_ONLY:-}" != databases ]; then
-  npx vitest bench --run --config vitest.bench.config.ts "$@"
+  npx vitest bench --run --config vitest.bench.config.ts "${args[@]}"
 fi
-exec node dist/bench/control-plane.js
+case "${VBS_BENCH_ONLY:-}" in
+  control-plane | databases) exec node dist/bench/control-plane.js ;;
+  images) ;;
+  *) node dist/bench/control-plane.js ;;
+esac
+exec node dist/bench/images.js "${full[@]}"

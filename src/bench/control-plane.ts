@@ -15,6 +15,7 @@ import type { Record as XmlRecord } from '../soap/xml.js';
 import { SoakDeployment, writeThinCommands } from '../soak/deployment.js';
 import { profilePhase, type Phase } from './profile-run.js';
 import { formatTable, jsonReport, latencyRows, summarize, type Row } from './stats.js';
+import { benchFolder } from './folder.js';
 
 /**
  * The control-plane bench (`npm run bench`, after the data-path benches): a
@@ -146,35 +147,6 @@ async function latencies(concurrency: number, ops: number, op: (i: number) => Pr
 }
 
 const ms = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e6;
-
-/** A file system with reflink for the deployment (root: an XFS loop mount), else the temporary folder. */
-function benchFolder(): { dir: string; fs: string; reflink: boolean; cleanup: () => void } {
-  const base = mkdtempSync(join(tmpdir(), 'vbs-bench-cp-'));
-  const plain = { dir: base, fs: 'the temporary folder', reflink: false, cleanup: () => rmSync(base, { recursive: true, force: true }) };
-  if (process.getuid?.() !== 0) return plain;
-  const image = join(base, 'xfs.img');
-  const mnt = join(base, 'mnt');
-  try {
-    execFileSync('truncate', ['-s', '100G', image]);
-    execFileSync('mkfs.xfs', ['-q', '-m', 'reflink=1', image]);
-    mkdirSync(mnt);
-    execFileSync('mount', ['-o', 'loop', image, mnt]);
-  } catch {
-    return plain;
-  }
-  return {
-    dir: mnt,
-    fs: 'XFS with reflink (a 100 GiB sparse loop image)',
-    reflink: true,
-    cleanup: () => {
-      try {
-        execFileSync('umount', [mnt]);
-      } finally {
-        rmSync(base, { recursive: true, force: true });
-      }
-    },
-  };
-}
 
 /** Real bytes in a volume file (not zeros), so a copy cannot skip them as holes. */
 function fill(file: string, bytes: number): void {

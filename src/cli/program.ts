@@ -6,6 +6,7 @@ import { registerGlobalOptions } from './context.js';
 import { processRuntime, type CliRuntime } from './runtime.js';
 import { registerServe } from './serve.js';
 import { registerSnapshotCommands } from './snapshots.js';
+import { registerImageCommands } from './images.js';
 import { registerUp } from './up.js';
 import { registerVolumeCommands } from './volumes.js';
 import { registerTagCommands } from './tags.js';
@@ -33,6 +34,7 @@ export function buildProgram(runtime: CliRuntime = processRuntime()): Command {
   registerVolumeCommands(program, runtime);
   registerModificationCommands(program, runtime);
   registerSnapshotCommands(program, runtime);
+  registerImageCommands(program, runtime);
   registerAttachmentCommands(program, runtime);
   registerTagCommands(program, runtime);
   registerAdminCommands(program, runtime);

@@ -25,6 +25,7 @@ export function registerUp(program: Command): void {
     .option('--ec2-port <n>', 'port of the EC2 Query API (aws ec2 ... --endpoint-url); default 8773 (with --port 0: a free one); 0: a free one')
     .option('--fronts <n>', `how many fronts serve at once, on one metadata database (1 to ${MAX_FRONTS}; the first on --port, the others on free ports; docs/operators/multi-front.md)`, '1')
     .option('--db <database>', 'the metadata database of every front: a SQLite file in the data folder (default vbs.db), or postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE (docs/operators/postgresql.md)')
+    .option('--max-image-mib <n>', 'the largest image import-image takes, in MiB (default 1048576: 1 TiB)')
     .option('--qmp-dir <dir>', 'qemu only: the folder of the VMs\' QMP sockets, <dir>/<vmId>.qmp (default DATA/qmp)')
     .option('--cpu-prof <dir>', 'profiling: run each service with node --cpu-prof, its profiles in <dir>/<service>/ when it stops (docs/operators/bench.md)')
     .action(async (opts) => {
@@ -78,6 +79,11 @@ export function registerUp(program: Command): void {
         process.stderr.write(`vbs: --ec2-port must be a port number other than --port\n`);
         process.exit(2);
       }
+      const maxImageMiB = opts.maxImageMib === undefined ? undefined : Number(opts.maxImageMib);
+      if (opts.maxImageMib !== undefined && (!/^[0-9]{1,9}$/.test(opts.maxImageMib) || maxImageMiB! < 1)) {
+        process.stderr.write(`vbs: --max-image-mib must be a whole number of MiB, 1 or more\n`);
+        process.exit(2);
+      }
       // Handlers first: a signal that arrives while the services start must
       // not kill `up` by default action. Services already started then see
       // their stdin close and stop themselves (`serve --exit-with-parent`).
@@ -93,7 +99,7 @@ export function registerUp(program: Command): void {
       let dep;
       try {
         const ceph = opts.cephConf === undefined ? undefined : { conf: opts.cephConf, pool: opts.cephPool, clientId: opts.cephId, keyring: opts.cephKeyring };
-        dep = await up({ dataDir: opts.data, port, commands: opts.commands, backend, target, vmm: vmm as VmmChoice | undefined, qmpDir: opts.qmpDir, ec2Port, ceph, fronts, database: opts.db, cpuProfileDir: opts.cpuProf });
+        dep = await up({ dataDir: opts.data, port, commands: opts.commands, backend, target, vmm: vmm as VmmChoice | undefined, qmpDir: opts.qmpDir, ec2Port, ceph, fronts, database: opts.db, cpuProfileDir: opts.cpuProf, maxImageMiB });
       } catch (err) {
         if (stopping) return;
         process.stderr.write(`vbs up: ${(err as Error).message}\n`);

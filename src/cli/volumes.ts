@@ -1,7 +1,7 @@
 import type { Command } from '@commander-js/extra-typings';
 import * as validate from '../core/validate.js';
 import { invoke, type Invocation } from './context.js';
-import { checkLocally, CliFailure } from './errors.js';
+import { checkLocally, CliFailure, UsageError } from './errors.js';
 import { volumesTable } from './format.js';
 import { collect, FILTER_HELP, MAX_RESULTS_HELP, printListing, runListing, STARTING_TOKEN_HELP, type ListingOptions } from './listing.js';
 import type { Volume } from './records.js';
@@ -19,8 +19,9 @@ export function registerVolumeCommands(program: Command, runtime: CliRuntime): v
     .option('--client-token <token>', 'idempotency token (default: a new random UUID)')
     .option('--zone <zone>', 'the availability zone to create it in (describe-availability-zones)')
     .option('--tag <key=value>', 'a tag to put on it (repeat it)', collect, [] as string[])
+    .option('--count <n>', `make n independent volumes alike (1-${MAX_COUNT}; from a snapshot: O(1) each on reflink files and rbd clones)`, '1')
     .action((size, comment, snapshotId, opts, cmd) =>
-      invoke(runtime, cmd, (inv) => createVolume(inv, { size, comment, snapshotId, clientToken: opts.clientToken, zone: opts.zone, tags: opts.tag })),
+      invoke(runtime, cmd, (inv) => createVolume(inv, { size, comment, snapshotId, clientToken: opts.clientToken, zone: opts.zone, tags: opts.tag, count: opts.count })),
     );
 
   program
@@ -46,23 +47,60 @@ interface CreateVolumeArgs {
   readonly clientToken?: string;
   readonly zone?: string;
   readonly tags?: readonly string[];
+  readonly count?: string;
 }
 
+/** The most volumes one create-volume makes (--count), and how many of its requests are in flight at once. */
+export const MAX_COUNT = 100;
+const COUNT_CONCURRENCY = 10;
+
 export async function createVolume(inv: Invocation, args: CreateVolumeArgs): Promise<void> {
+  const count = Number(args.count ?? '1');
+  if (!/^[0-9]{1,3}$/.test(args.count ?? '1') || count < 1 || count > MAX_COUNT) throw new UsageError(`--count must be a whole number from 1 to ${MAX_COUNT}.`, 'InvalidParameterValue');
+  if (count > 1) return createVolumes(inv, args, count);
+  const volume = await makeVolume(inv, args, checkLocally(() => validate.clientToken(args.clientToken)) ?? inv.runtime.newClientToken());
+  inv.print(volume, (v) => volumesTable([v]));
+  failIfError(volume);
+}
+
+/** One CreateVolume (and, with --wait, its wait); `clientToken` makes a retry safe. */
+async function makeVolume(inv: Invocation, args: CreateVolumeArgs, clientToken: string): Promise<Volume> {
   const input = {
     size: checkLocally(() => validate.sizeGiB(args.size)),
     comment: args.comment === undefined ? undefined : checkLocally(() => validate.comment(args.comment)),
     snapshotId: args.snapshotId === undefined ? undefined : checkLocally(() => validate.snapshotId(args.snapshotId)),
     // Always a token, so a retry after a lost answer cannot create a second volume.
-    clientToken: checkLocally(() => validate.clientToken(args.clientToken)) ?? inv.runtime.newClientToken(),
+    clientToken,
     ...(args.zone === undefined ? {} : { availabilityZone: checkLocally(() => validate.zoneName(args.zone, 'zone')) }),
     ...(args.tags?.length ? { tag: args.tags.map((t) => parseTag(t)) } : {}),
   };
   const api = inv.vbs();
-  let volume = await api.createVolume(input);
-  if (inv.options.wait) volume = await waitForVolume(api, inv.waitOptions(), volume.volumeId, ['available']);
-  inv.print(volume, (v) => volumesTable([v]));
-  failIfError(volume);
+  const volume = await api.createVolume(input);
+  return inv.options.wait ? waitForVolume(api, inv.waitOptions(), volume.volumeId, ['available']) : volume;
+}
+
+/**
+ * --count N: N CreateVolume requests, up to COUNT_CONCURRENCY at once, each
+ * with its own client token (the given or a new one, plus `-<i>`), so a retry
+ * of the command makes no volume twice. Each volume is independent: on
+ * reflink files and rbd each is a clone made in O(1); where the back end must
+ * copy (ext4, LVM without thin pools) the copies run side by side on the
+ * delegate, up to its command concurrency.
+ */
+async function createVolumes(inv: Invocation, args: CreateVolumeArgs, count: number): Promise<void> {
+  const base = checkLocally(() => validate.clientToken(args.clientToken)) ?? inv.runtime.newClientToken();
+  if (base.length + 4 > 64) throw new UsageError('--client-token must be at most 60 characters with --count (each volume adds -<n>).', 'InvalidParameterValue');
+  const volumes = new Array<Volume>(count);
+  let next = 0;
+  const worker = async () => {
+    while (next < count) {
+      const i = next++;
+      volumes[i] = await makeVolume(inv, args, `${base}-${i + 1}`);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(COUNT_CONCURRENCY, count) }, worker));
+  inv.print(volumes, (vs) => volumesTable(vs));
+  for (const v of volumes) failIfError(v);
 }
 
 export async function deleteVolume(inv: Invocation, rawId: string): Promise<void> {

@@ -29,6 +29,8 @@ export const PLACEHOLDERS: Record<string, Check> = {
   instanceId: word(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/),
   vmDev: word(/^(?:(?:xvd|sd|hd|vd)[a-z]{1,2}|(?:scsi|virtio|sata|ide)[0-9]{1,2})$/),
   mode: word(/^[rw]$/),
+  // An image's format (import-image, export-image): qemu-img's driver names.
+  imageFormat: word(/^(?:raw|qcow2|vmdk|vdi)$/),
   access: word(/^r[ow]$/),
   path: absolutePath,
   source: absolutePath,

@@ -53,6 +53,14 @@ export const FrontConfigSchema = z
       .default({}),
     /** The audit log: one JSON line per state-changing or refused request, written before its answer. None: no audit log. */
     auditLog: z.string().optional(),
+    /** Image import and export (docs/images.md): the largest image taken, and how long a transfer may stall. */
+    images: z
+      .object({
+        maxMiB: z.number().int().positive().default(1_048_576),
+        idleSeconds: z.number().int().positive().max(3600).default(60),
+      })
+      .strict()
+      .default({}),
     /** How often the front probes its delegates, to notice one coming back. */
     healthIntervalMs: z.number().int().positive().default(5_000),
     /**
@@ -196,6 +204,8 @@ export const VolumeDelegateConfigSchema = z
            */
           reservePercent: z.number().min(0).max(50).default(5),
           reserveGiB: z.number().min(0).max(1_048_576).default(10),
+          /** Image imports taken at once, each streamed to its own file (docs/images.md); one more is refused. */
+          maxImports: z.number().int().min(1).max(64).optional(),
         })
         .strict(),
       z

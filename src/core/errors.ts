@@ -51,6 +51,8 @@ export const FAULTS = {
   InvalidAction: { by: 'Client', http: 500 },
   /** An EC2 request with DryRun=true: it was authenticated and would be tried, and is not (EC2's answer). */
   DryRunOperation: { by: 'Client', http: 500 },
+  /** Too many image imports at once on a volume delegate (issue 19; EC2's code for a throttled request): nothing was kept, try again. */
+  RequestLimitExceeded: { by: 'Server', http: 503 },
   /** A resource would hold more than 50 tags (issue 18; EC2's code). */
   TagLimitExceeded: { by: 'Client', http: 500 },
   InternalError: { by: 'Server', http: 500 },

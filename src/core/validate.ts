@@ -203,3 +203,33 @@ export function zoneName(value: unknown, param = 'availabilityZone'): string {
   if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(v)) throw invalid(param, 'expected a zone name such as vbs-1a');
   return v;
 }
+
+/** An image format an import takes (qemu-img's names); raw when absent. */
+export function imageFormat(value: unknown, param = 'format'): 'raw' | 'qcow2' | 'vmdk' | 'vdi' {
+  if (value === undefined || value === null || value === '') return 'raw';
+  if (value === 'raw' || value === 'qcow2' || value === 'vmdk' || value === 'vdi') return value;
+  throw new VbsError('InvalidParameterValue', `Value for parameter ${param} is invalid: expected raw, qcow2, vmdk or vdi.`);
+}
+
+/** A format an export writes: raw when absent. */
+export function exportFormat(value: unknown, param = 'format'): 'raw' | 'qcow2' {
+  if (value === undefined || value === null || value === '') return 'raw';
+  if (value === 'raw' || value === 'qcow2') return value;
+  throw new VbsError('InvalidParameterValue', `Value for parameter ${param} is invalid: expected raw or qcow2.`);
+}
+
+/** A SHA-256 as 64 hex digits (either case; kept lower-case), or undefined when absent. */
+export function sha256(value: unknown, param = 'sha256'): string | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  if (typeof value !== 'string' || !/^[0-9a-fA-F]{64}$/.test(value)) throw new VbsError('InvalidParameterValue', `Value for parameter ${param} is invalid: expected 64 hexadecimal digits.`);
+  return value.toLowerCase();
+}
+
+/** A byte count (a Content-Length, a limit): a whole number from 0, or undefined when absent. */
+export function byteCount(value: unknown, param: string): number | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  const s = String(value);
+  const n = Number(s);
+  if (!/^[0-9]{1,16}$/.test(s) || !Number.isSafeInteger(n)) throw new VbsError('InvalidParameterValue', `Value for parameter ${param} is invalid: expected a whole number of bytes.`);
+  return n;
+}

@@ -182,6 +182,11 @@ export class Metadata {
     return r.changes === 1;
   }
 
+  /** An imported snapshot's size once its image is known (it was admitted by its upload's size). */
+  setSnapshotSize(id: string, sizeGib: number): void {
+    this.db.prepare(`UPDATE snapshots SET size_gib = ? WHERE snapshot_id = ? AND status = 'pending'`).run(sizeGib, id);
+  }
+
   setSnapshotProgress(id: string, progress: number): void {
     this.db.prepare(`UPDATE snapshots SET progress = ? WHERE snapshot_id = ? AND status = 'pending'`).run(progress, id);
   }

@@ -7,6 +7,7 @@ import { defaultPublicUrl, readTls } from '../config/service-config.js';
 import type { ServiceDefinition } from '../soap/schema.js';
 import { createSoapServer, onlyServices, type Handler, type Handlers } from '../soap/server.js';
 import type { RunningService } from '../core/service.js';
+import type { StreamRoute } from '../soap/stream-route.js';
 
 /**
  * A host command's failure as the caller sees it: which command, on which
@@ -54,6 +55,8 @@ export async function listenDelegate(
   handlers: Handlers,
   log: Logger,
   onClose: () => void = () => {},
+  /** Streamed operations beside the SOAP ones (a volume delegate's image transfers). */
+  streams: readonly StreamRoute[] = [],
 ): Promise<RunningService> {
   let url = '';
   const host = cfg.hostName ?? cfg.name ?? def.name;
@@ -66,6 +69,7 @@ export async function listenDelegate(
     authorize: onlyServices(cfg.allowedCallers),
     crlFile: cfg.tls.crl,
     maxAnonymousConnections: cfg.tls.maxAnonymousConnections,
+    streams,
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -57,6 +57,8 @@ export interface UpOptions {
    * and writes its profile into `<cpuProfileDir>/<role>/` when it stops.
    */
   readonly cpuProfileDir?: string;
+  /** The largest image an import takes, in MiB (the front's `images.maxMiB`). */
+  readonly maxImageMiB?: number;
 }
 
 /** The most fronts `vbs up --fronts` starts on one machine. */
@@ -183,6 +185,7 @@ export async function up(opts: UpOptions): Promise<Deployment> {
     tls: tls('front'),
     database,
     auditLog: f === fronts[0] ? 'audit.log' : `audit-${f}.log`,
+    ...(opts.maxImageMiB ? { images: { maxMiB: opts.maxImageMiB } } : {}),
     volumeDelegates: [{ name: 'local', url: urls.get('volume-delegate') }],
     vmmHosts: [{ name: 'localhost', url: urls.get('vmm-delegate') }],
     instances: { resolvers: ['scan', 'static'], resolverUrl: urls.get('instance-resolver') },

@@ -42,6 +42,7 @@ const STATUS: Partial<Record<FaultCode, number>> = {
   DryRunOperation: 412,
   RequestTimeout: 408,
   ServiceUnavailable: 503,
+  RequestLimitExceeded: 503,
   InsufficientCapacity: 500,
   InternalError: 500,
   OperationFailed: 500,

@@ -6,6 +6,7 @@ import { openDatabase } from '../db/database.js';
 import { Metadata } from '../db/metadata.js';
 import { VmAssignments } from '../db/vm-assignments.js';
 import { VBS_SERVICE } from '../services/vbs.js';
+import { VOLUME_DELEGATE_SERVICE } from '../services/volume-delegate.js';
 import { createSoapServer } from '../soap/server.js';
 import { DelegatePool } from './delegates.js';
 import { DelegateHealth } from './health.js';
@@ -62,9 +63,12 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
     instances,
   );
   let url = '';
+  // Each volume delegate's image routes, reached with the front's own certificate.
+  const imageChannels = new Map(cfg.volumeDelegates.map((d) => [d.name.toLowerCase(), { def: VOLUME_DELEGATE_SERVICE, url: d.url, tls, name: `${VOLUME_DELEGATE_SERVICE.name} ${d.name}` }]));
   const server = createSoapServer({
     def: VBS_SERVICE,
     handlers: service.handlers(),
+    streams: service.imageRoutes(imageChannels, { maxBytes: cfg.images.maxMiB * 1024 * 1024, idleMs: cfg.images.idleSeconds * 1000 }),
     tls,
     log,
     publicUrl: () => url,

@@ -29,6 +29,9 @@ import { DEFAULT_REGION, Zones } from './zones.js';
 import { TagStore } from '../db/tags.js';
 import { ResourceTags } from './tags.js';
 import { VolumeModifier, type ModificationsRequest } from './modify-volume.js';
+import { FrontImages, type ImageLimits } from './images.js';
+import type { StreamTarget } from '../soap/stream-client.js';
+import type { StreamRoute } from '../soap/stream-route.js';
 
 /** Who administers the front and what limits users have (the front configuration's `admins`, `quotas`). */
 export interface AdminOptions {
@@ -145,6 +148,11 @@ export class FrontService {
       DescribeTags: (i, c) => this.tags.describe(i, c),
       DescribeAvailabilityZones: (i) => this.tags.describeZones(i),
     };
+  }
+
+  /** ImportImage and ExportImage, streamed beside the SOAP operations (src/front/images.ts). */
+  imageRoutes(channels: ReadonlyMap<string, StreamTarget>, limits: ImageLimits): StreamRoute[] {
+    return new FrontImages(this.meta, this.wf, this.access, this.quotas, this.zones, channels, limits).routes();
   }
 
   // --- administration ---------------------------------------------------------

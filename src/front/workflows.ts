@@ -10,6 +10,7 @@ import { createVolumeKind } from '../workflows/create-volume.js';
 import { deleteSnapshotKind, deleteVolumeKind } from '../workflows/delete.js';
 import { forceDetachKind } from '../workflows/force-detach.js';
 import { modifyVolumeKind } from '../workflows/modify-volume.js';
+import { importImageKind, UploadDesk } from '../workflows/import-image.js';
 import { WorkflowEngine, type ClaimOptions, type RetryOptions, type WorkflowKind } from '../workflows/engine.js';
 
 /** The front's workflow kinds, registered with one engine for running and recovery. */
@@ -25,6 +26,9 @@ export class FrontWorkflows {
   readonly hostLocks = new KeyedMutex();
   readonly forceDetach;
   readonly modifyVolume;
+  readonly importImage;
+  /** The bodies of the image uploads in progress, for the ImportImage step. */
+  readonly uploads = new UploadDesk();
 
   constructor(
     private readonly db: Db,
@@ -45,7 +49,8 @@ export class FrontWorkflows {
     this.detach = detachKind(deps);
     this.forceDetach = forceDetachKind(deps);
     this.modifyVolume = modifyVolumeKind(deps);
-    for (const k of [this.createVolume, this.createSnapshot, this.deleteVolume, this.deleteSnapshot, this.attach, this.detach, this.forceDetach, this.modifyVolume]) {
+    this.importImage = importImageKind(deps, this.uploads);
+    for (const k of [this.createVolume, this.createSnapshot, this.deleteVolume, this.deleteSnapshot, this.attach, this.detach, this.forceDetach, this.modifyVolume, this.importImage]) {
       this.engine.register(k);
     }
   }

@@ -207,7 +207,7 @@ export class TimeoutError extends Error {
   }
 }
 
-function parseFault(text: string, status: number, name: string, headerId: string | undefined): VbsError {
+export function parseFault(text: string, status: number, name: string, headerId: string | undefined): VbsError {
   try {
     const doc = faultParser.parse(text);
     const fault = doc?.Envelope?.Body?.Fault;

@@ -12,6 +12,7 @@ import type { Record as XmlRecord, Value } from './xml.js';
 import { decodeBody, decodeFields, encodeFields, envelope, escapeXml, MAX_REQUEST_LIST_ITEMS, parseEnvelope, xmlSafe } from './xml.js';
 import type { ServiceDefinition } from './schema.js';
 import { generateWsdl } from './wsdl.js';
+import { routeOf, type StreamRoute } from './stream-route.js';
 import { CrlWatch } from './crl-watch.js';
 import { ConnectionIdentities, DEFAULT_MAX_ANONYMOUS_CONNECTIONS, SERVER_TLS_POLICY, refusalReason, type Identification, type Peer } from './tls-guard.js';
 
@@ -87,6 +88,12 @@ export interface SoapServerOptions {
   readonly maxAnonymousConnections?: number;
   /** How long a request's body may take to arrive once its headers have; then RequestTimeout (recorded) and the connection closes. */
   readonly bodyTimeoutMs?: number;
+  /**
+   * Operations whose body or answer is a byte stream (an image), served under
+   * `<def.path>/<prefix>/…` on the same listener, after the same identity and
+   * authorization checks as SOAP (src/soap/stream-route.ts).
+   */
+  readonly streams?: readonly StreamRoute[];
 }
 
 const DEFAULT_MAX_BODY = 1024 * 1024;
@@ -126,7 +133,9 @@ export function createSoapServer(opts: SoapServerOptions): Server {
   for (const name of Object.keys(def.operations)) {
     if (!opts.handlers[name]) throw new Error(`${def.name}: no handler for ${name}`);
   }
-  metrics.serviceOperations(def.name, def.operations);
+  // Streamed operations are counted under their own names, beside the SOAP ones.
+  const operations = { ...def.operations, ...Object.fromEntries((opts.streams ?? []).map((r) => [r.operation, true])) };
+  metrics.serviceOperations(def.name, operations);
 
   const secureContext = (crl: string | undefined) => ({ key: opts.tls.key, cert: opts.tls.cert, ca: opts.tls.ca, ...SERVER_TLS_POLICY, ...(crl ? { crl } : {}) });
   const identities = new ConnectionIdentities(opts.maxAnonymousConnections ?? DEFAULT_MAX_ANONYMOUS_CONNECTIONS, log);
@@ -185,11 +194,12 @@ export function createSoapServer(opts: SoapServerOptions): Server {
   server.keepAliveTimeout = 30_000;
   server.headersTimeout = 20_000;
   // Node's own cut comes after ours, which answers (and records) RequestTimeout.
-  server.requestTimeout = bodyTimeoutMs + 10_000;
+  // A streamed operation's body takes as long as its size needs (it has an idle limit of its own instead).
+  server.requestTimeout = opts.streams?.length ? 0 : bodyTimeoutMs + 10_000;
 
   /** Runs beforeAnswer; its failure (logged here) is the fault to answer with. */
   function told(outcome: RequestOutcome): VbsError | undefined {
-    metrics.requestAnswered(def.name, def.operations, outcome, requestScope.getStore()?.elapsed?.());
+    metrics.requestAnswered(def.name, operations, outcome, requestScope.getStore()?.elapsed?.());
     if (!opts.beforeAnswer) return undefined;
     try {
       opts.beforeAnswer(outcome);
@@ -216,7 +226,8 @@ export function createSoapServer(opts: SoapServerOptions): Server {
     const url = new URL(req.url ?? '/', 'https://vbs.invalid');
     // Who asked, as far as is known yet: every answer below is recorded with it.
     const asked: RequestOutcome = 'peer' in who ? { requestId, caller: who.peer.name, admin: who.peer.admin } : { requestId, admin: false, ...(who.claimed ? { claimedCaller: who.claimed } : {}) };
-    if (url.pathname !== def.path) {
+    const route = routeOf(opts.streams ?? [], def.path, url.pathname, req.method);
+    if (url.pathname !== def.path && !route) {
       req.resume();
       return answerPlain(res, 404, 'Not found\n', asked);
     }
@@ -234,6 +245,7 @@ export function createSoapServer(opts: SoapServerOptions): Server {
       return answerFault(res, toSafeError(err), { requestId, caller: peer.name, admin: peer.admin });
     }
     const caller = peer.name;
+    if (route) return serveStream(req, res, route, url, { requestId, caller, admin: peer.admin });
     if (req.method === 'GET' && url.search.toLowerCase() === '?wsdl') {
       res.writeHead(200, { 'content-type': 'text/xml; charset=utf-8' }).end(generateWsdl(def, opts.publicUrl()));
       req.resume();
@@ -287,6 +299,54 @@ export function createSoapServer(opts: SoapServerOptions): Server {
     }
   }
 
+  /**
+   * A streamed operation: the route reads the request (or writes the answer's
+   * bytes) itself; what it returns is recorded, and its fault answered, like
+   * any operation's.
+   */
+  async function serveStream(req: IncomingMessage, res: ServerResponse, found: { route: StreamRoute; rest: string }, url: URL, who: { requestId: string; caller: string; admin: boolean }): Promise<void> {
+    const { route, rest } = found;
+    const ctx: CallContext = { caller: who.caller, admin: who.admin, requestId: who.requestId, log: log.child({ requestId: who.requestId, caller: who.caller }) };
+    const asked = { ...who, operation: route.operation };
+    if (req.method !== route.method) {
+      req.resume();
+      return answerPlain(res, 405, `Use ${route.method} for ${route.operation}\n`, asked, { allow: route.method });
+    }
+    let input: XmlRecord | undefined;
+    try {
+      const answer = await route.handle({ req, rest, query: url.searchParams, ctx, noteInput: (i) => (input = i) });
+      const unrecorded = told({ ...asked, input, output: answer.output, ctx });
+      if (unrecorded) {
+        answer.body?.destroy();
+        return sendFault(res, def.namespace, unrecorded, who.requestId);
+      }
+      if (answer.body) {
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(answer.length) });
+        answer.body.once('error', (err) => {
+          ctx.log.warn('stream cut while sending', { op: route.operation, message: errorMessage(err) });
+          res.destroy();
+        });
+        answer.body.pipe(res);
+        return;
+      }
+      const xml = envelope(def.namespace, `<tns:${route.operation}Response>${encodeFields(def, route.output, answer.output)}</tns:${route.operation}Response>`);
+      res.writeHead(200, { 'content-type': 'text/xml; charset=utf-8' }).end(xml);
+    } catch (err) {
+      const safe = toSafeError(err);
+      if (safe.code === 'InternalError') ctx.log.error('internal error', { op: route.operation, err });
+      else ctx.log.info('fault', { op: route.operation, code: safe.code, message: safe.message, ...(safe.cause ? { cause: errorMessage(safe.cause) } : {}) });
+      if (res.headersSent) return void res.destroy();
+      // A body not read to its end: the connection cannot carry another request.
+      // What still comes is read and dropped for a while (bounded), so the
+      // sender, still writing, reads this fault instead of a reset.
+      if (!req.readableEnded) {
+        res.setHeader('connection', 'close');
+        drainThenCut(req);
+      }
+      answerFault(res, safe, { ...asked, input, ctx });
+    }
+  }
+
   return server;
 }
 
@@ -300,6 +360,26 @@ function checkSoapAction(header: string | string[] | undefined, namespace: strin
   const action = (Array.isArray(header) ? header.join(',') : header).trim().replace(/^"(.*)"$/, '$1').trim();
   if (action === '' || action === `${namespace}/${operation}` || action.split(/[/#:]/).at(-1) === operation) return;
   throw new VbsError('MalformedRequest', `The SOAPAction header (${action.slice(0, 80)}) names another operation than the body (${operation}).`);
+}
+
+/** Reads and drops the rest of a refused body, up to DRAIN_BYTES or DRAIN_MS, then closes the connection. */
+function drainThenCut(req: IncomingMessage): void {
+  let size = 0;
+  // Held now: once the request ends, req.socket is detached (null); a request cut already has none.
+  const socket = req.socket as IncomingMessage['socket'] | null;
+  if (!socket || req.destroyed) return;
+  const cut = () => {
+    clearTimeout(timer);
+    socket.destroy();
+  };
+  const timer = setTimeout(cut, DRAIN_MS);
+  req.on('data', (c: Buffer) => {
+    size += c.length;
+    if (size > DRAIN_BYTES) cut();
+  });
+  req.once('end', () => clearTimeout(timer));
+  req.once('close', () => clearTimeout(timer));
+  req.resume();
 }
 
 type BodyRead = { tooLarge: false; late?: false; data: Buffer } | { tooLarge: true; late?: false; drained: boolean } | { tooLarge: false; late: true };

@@ -3,7 +3,9 @@
  * (src/services/volume-delegate.ts) map one to one onto these methods; every
  * method is idempotent, so the front may retry and recover freely.
  */
+import type { Readable } from 'node:stream';
 import type { ChangeFeed } from './changes.js';
+import type { ImageFormat, ImportTerms } from './image-intake.js';
 
 export const GiB = 1024 ** 3;
 
@@ -71,4 +73,12 @@ export interface VolumeBackend {
   unexportVolume(volumeId: string, vmmHost: string): Promise<boolean>;
   /** tracked is false when exports leave no state to list (files on a shared file system). */
   listExports(): Promise<{ tracked: boolean; exports: ExportEntry[] }>;
+  /**
+   * Streams an uploaded image into a new snapshot (absent on back ends that
+   * cannot yet: their delegate refuses imports). Shown `creating` while it
+   * runs; on any failure nothing of it is left. Returns the snapshot's bytes.
+   */
+  importImage?(snapshotId: string, source: Readable, terms: ImportTerms): Promise<number>;
+  /** A ready volume's or snapshot's data as an image of `format`, to be read once (its staging file goes when it is read or destroyed). */
+  openImage?(id: string, format: Extract<ImageFormat, 'raw' | 'qcow2'>): Promise<{ body: Readable; length: number }>;
 }

@@ -1,4 +1,6 @@
 import { existsSync, readdirSync, renameSync, rmSync, statSync, statfsSync, mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { VbsError, errorMessage } from '../../core/errors.js';
 import { SNAPSHOT_ID, VOLUME_ID } from '../../core/ids.js';
@@ -7,6 +9,7 @@ import { CommandFailed, type CommandRunner } from '../../commands/runner.js';
 import { UnknownOutcome } from '../../commands/unknown-outcome.js';
 import { ChangeFeed } from './changes.js';
 import { GiB, type Capacity, type ExportEntry, type StoredObject, type VolumeBackend } from './backend.js';
+import { ImageIntake, type ImageFormat, type ImportTerms } from './image-intake.js';
 
 export { GiB, type StoredObject } from './backend.js';
 
@@ -26,7 +29,12 @@ export interface FileBackendLimits {
   reservePercent?: number;
   /** …and this many GiB. */
   reserveGiB?: number;
+  /** Image imports taken at once (each streams to its own file); one more is refused with RequestLimitExceeded. */
+  maxImports?: number;
 }
+
+/** Imports a volume delegate takes at once unless configured (`maxImports`). */
+export const DEFAULT_MAX_IMPORTS = 4;
 
 const OBJECT_FILE = /^((?:vol|snap)-[0-9a-f]{17})\.img$/;
 
@@ -53,6 +61,7 @@ export class FileBackend implements VolumeBackend {
   private provisioned = 0;
   /** Bytes being added to volumes that grow (ModifyVolume), held against creates meanwhile. */
   private readonly growing = new Map<string, number>();
+  private readonly intake: ImageIntake;
 
   constructor(
     readonly root: string,
@@ -61,6 +70,7 @@ export class FileBackend implements VolumeBackend {
     private readonly limits: FileBackendLimits = {},
   ) {
     mkdirSync(root, { recursive: true });
+    this.intake = new ImageIntake(runner, limits.maxImports ?? DEFAULT_MAX_IMPORTS);
     for (const f of readdirSync(root)) {
       if (f.endsWith('.part')) rmSync(join(root, f), { force: true });
       const m = OBJECT_FILE.exec(f);
@@ -184,6 +194,50 @@ export class FileBackend implements VolumeBackend {
     this.track(volumeId, size);
     this.log.info('grown', { id: volumeId, from: before, to: size });
     return size;
+  }
+
+  /**
+   * An uploaded image becomes the snapshot's file: staged beside it
+   * (`.<id>.upload.part`, on the same file system, so the last step is a
+   * rename), converted to `.<id>.img.part`, renamed into place when whole.
+   * Its space is held while it arrives. A failure removes both files; a
+   * restart removes any `.part` left by a crash.
+   */
+  async importImage(snapshotId: string, source: Readable, terms: ImportTerms): Promise<number> {
+    // The upload may be cut while this waits for its turn: the intake sees it then (a destroyed stream), never an unhandled error.
+    source.on('error', () => undefined);
+    const path = this.pathOf(snapshotId);
+    const made = sizeOrUndefined(path);
+    if (made !== undefined) throw new VbsError('IncorrectState', `The snapshot '${snapshotId}' already has data on this volume delegate.`);
+    return this.intake.slot(snapshotId, async () => {
+      if (!this.reserve(snapshotId, terms.length ?? Math.min(terms.maxBytes, GiB))) throw new VbsError('IncorrectState', `The snapshot '${snapshotId}' is already being made.`);
+      const staging = join(this.root, `.${snapshotId}.upload.part`);
+      const part = this.partOf(snapshotId);
+      try {
+        await this.intake.receive(source, staging, terms);
+        const size = await this.intake.toRaw(staging, part, terms.format, terms.maxBytes);
+        if (this.jobs.get(snapshotId)?.cancelled) throw new VbsError('IncorrectState', `The snapshot '${snapshotId}' was deleted while it was imported.`);
+        renameSync(part, path);
+        this.track(snapshotId, size);
+        this.log.info('image imported', { id: snapshotId, format: terms.format, bytes: size });
+        return size;
+      } catch (err) {
+        rmSync(part, { force: true });
+        rmSync(staging, { force: true });
+        throw err;
+      } finally {
+        this.jobs.delete(snapshotId);
+        this.changes.record(snapshotId);
+      }
+    });
+  }
+
+  /** The file itself (raw), or a qcow2 made from it into a staging file removed once read. */
+  async openImage(id: string, format: Extract<ImageFormat, 'raw' | 'qcow2'>): Promise<{ body: Readable; length: number }> {
+    const path = this.pathOf(id);
+    const size = sizeOrUndefined(path);
+    if (size === undefined) throw new VbsError(id.startsWith('snap-') ? 'InvalidSnapshot.NotFound' : 'InvalidVolume.NotFound', `'${id}' has no data on this volume delegate.`);
+    return this.intake.open(path, size, format, join(this.root, `.${id}.export-${randomBytes(6).toString('hex')}.part`));
   }
 
   private background(id: string, work: () => Promise<void>): void {

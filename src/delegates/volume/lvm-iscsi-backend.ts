@@ -1,3 +1,8 @@
+import { rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { ImageIntake, ImportTerms } from './image-intake.js';
 import { SNAPSHOT_ID, VOLUME_ID } from '../../core/ids.js';
 import { VbsError, errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
@@ -30,6 +35,8 @@ export interface LvmIscsiOptions {
   copyChunkMiB: number;
   thinPool?: string;
   capacityGiB?: number;
+  /** Image imports (staged in stateDir, then copied into an LV); none: imports are refused. */
+  intake?: ImageIntake;
 }
 
 interface Job {
@@ -253,6 +260,69 @@ export class LvmIscsiBackend implements VolumeBackend {
       await this.lvm.remove(cow);
       await this.finish(job, part, snapshotId);
     });
+  }
+
+  // ------------------------------------------------------------ images
+
+  /**
+   * An uploaded image becomes a snapshot LV: staged as a file in the
+   * delegate's state folder, checked and made raw (src/delegates/volume/image-intake.ts),
+   * then copied into a new `part.` LV in chunks (the copies' dd, its source a
+   * file) and renamed when whole. The LV holds whole GiB: an image of another
+   * size is exported back zero-padded to its GiB. Any failure removes the
+   * files and the part LV, as a failed copy does.
+   */
+  async importImage(snapshotId: string, source: Readable, terms: ImportTerms): Promise<number> {
+    // The upload may be cut while this waits for its turn: the intake sees it then (a destroyed stream), never an unhandled error.
+    source.on('error', () => undefined);
+    const intake = this.o.intake;
+    if (!intake) throw new VbsError('OperationFailed', 'This volume delegate takes no images: it was started without an image intake.');
+    if ((await this.lvm.list()).some((l) => l.name === snapshotId)) throw new VbsError('IncorrectState', `The snapshot '${snapshotId}' already has data on this volume delegate.`);
+    return intake.slot(snapshotId, () =>
+      this.queued.track(snapshotId, async (q) => {
+        const job = await this.reserve(q, snapshotId, Math.ceil((terms.length ?? GiB) / GiB) * GiB);
+        if (!job) throw new VbsError('IncorrectState', `The snapshot '${snapshotId}' is already being made.`);
+        const staging = resolve(join(this.o.stateDir, `.${snapshotId}.upload.part`));
+        const raw = resolve(join(this.o.stateDir, `.${snapshotId}.raw.part`));
+        const part = PART + snapshotId;
+        try {
+          await intake.receive(source, staging, terms);
+          const size = await intake.toRaw(staging, raw, terms.format, terms.maxBytes);
+          const lvBytes = Math.ceil(size / GiB) * GiB;
+          await this.allocate(job, lvBytes, () => this.lvm.create(part, lvBytes));
+          const to = await this.lvm.path(part);
+          job.totalMiB = Math.ceil(size / MiB);
+          for (let offset = 0; offset < job.totalMiB; offset += this.o.copyChunkMiB) {
+            if (job.cancelled) throw new Cancelled();
+            const count = Math.min(this.o.copyChunkMiB, job.totalMiB - offset);
+            await this.lvm.copyChunk(raw, to, offset, count);
+            job.doneMiB = offset + count;
+          }
+          await this.finish(job, part, snapshotId);
+          this.log.info('image imported', { id: snapshotId, format: terms.format, bytes: lvBytes });
+          return lvBytes;
+        } catch (err) {
+          await this.removeTemporariesPatiently(snapshotId);
+          if (err instanceof Cancelled) throw new VbsError('IncorrectState', `The snapshot '${snapshotId}' was deleted while it was imported.`);
+          throw err;
+        } finally {
+          rmSync(staging, { force: true });
+          rmSync(raw, { force: true });
+          if (this.jobs.get(snapshotId) === job) this.jobs.delete(snapshotId);
+          this.changes.record(snapshotId);
+        }
+      }),
+    );
+  }
+
+  /** A ready LV's data as an image (its device read directly; qcow2 made in the state folder). */
+  async openImage(id: string, format: 'raw' | 'qcow2'): Promise<{ body: Readable; length: number }> {
+    const intake = this.o.intake;
+    if (!intake) throw new VbsError('OperationFailed', 'This volume delegate gives no images: it was started without an image intake.');
+    const lv = (await this.lvm.list()).find((l) => l.name === id);
+    if (!lv) throw new VbsError(id.startsWith('snap-') ? 'InvalidSnapshot.NotFound' : 'InvalidVolume.NotFound', `'${id}' has no data on this volume delegate.`);
+    const staging = resolve(join(this.o.stateDir, `.${id}.export-${randomBytes(6).toString('hex')}.part`));
+    return intake.open(await this.lvm.path(id), lv.sizeBytes, format, staging);
   }
 
   /** The paper's dd, in chunks: progress to report and a point to stop at between each. */

@@ -9,7 +9,8 @@ import { VOLUME_GENERATION_RULES } from '../generation-rules.js';
 import { GenerationMemory, guardGenerations } from '../generations.js';
 import { listenDelegate } from '../listen.js';
 import type { VolumeBackend } from './backend.js';
-import { FileBackend } from './file-backend.js';
+import { DEFAULT_MAX_IMPORTS, FileBackend } from './file-backend.js';
+import { ImageIntake } from './image-intake.js';
 import { targetPatterns, targetTool } from './iscsi-targets.js';
 import { LvmIscsiBackend } from './lvm-iscsi-backend.js';
 import { LvmTools } from './lvm-tools.js';
@@ -17,6 +18,7 @@ import { RbdBackend } from './rbd-backend.js';
 import { RbdTools } from './rbd-tools.js';
 import { volumeDelegateHandlers } from './service.js';
 import { ObjectRecords } from './object-records.js';
+import { imageRoutes } from './image-routes.js';
 import { meterCapacity } from './capacity-metrics.js';
 
 export const FILE_BACKEND_PATTERNS = ['volume.file.create', 'volume.file.snapshot', 'volume.file.clone', 'volume.file.resize', 'volume.file.delete'];
@@ -61,11 +63,18 @@ export async function startVolumeDelegate(cfg: VolumeDelegateConfig, log: Logger
   const handlers = guardGenerations(volumeDelegateHandlers(backend, records), VOLUME_GENERATION_RULES, memory);
   const unmeter = meterCapacity(cfg.name, backend, log);
   // Closing answers every WaitObjects held open, so none outlives the service.
-  return listenDelegate(cfg, VOLUME_DELEGATE_SERVICE, handlers, log, () => {
-    unmeter();
-    backend.changes.close();
-    memory.close();
-  });
+  return listenDelegate(
+    cfg,
+    VOLUME_DELEGATE_SERVICE,
+    handlers,
+    log,
+    () => {
+      unmeter();
+      backend.changes.close();
+      memory.close();
+    },
+    imageRoutes(backend),
+  );
 }
 
 /** The configured back end, refusing to start when commands.properties lacks a pattern it will run. */
@@ -80,8 +89,8 @@ export async function openBackend(
   const maxConcurrent = o.commandConcurrency ?? DEFAULT_COMMAND_CONCURRENCY;
   if (cfg.type === 'file') {
     catalog.requireAll(FILE_BACKEND_PATTERNS);
-    const { capacityGiB, reservePercent, reserveGiB } = cfg;
-    return new FileBackend(cfg.root, new CommandRunner(catalog, { onRun, maxConcurrent }), log, { capacityGiB, reservePercent, reserveGiB });
+    const { capacityGiB, reservePercent, reserveGiB, maxImports } = cfg;
+    return new FileBackend(cfg.root, new CommandRunner(catalog, { onRun, maxConcurrent }), log, { capacityGiB, reservePercent, reserveGiB, maxImports });
   }
   if (cfg.type === 'rbd') return openRbd(cfg, catalog, log, onRun, maxConcurrent);
   return openLvmIscsi(cfg, catalog, log, onRun, maxConcurrent);
@@ -138,6 +147,7 @@ async function openLvmIscsi(
       copyChunkMiB: cfg.copyChunkMiB,
       thinPool: cfg.thinPool,
       capacityGiB: cfg.capacityGiB,
+      intake: new ImageIntake(runner, DEFAULT_MAX_IMPORTS),
     },
     log,
   );
