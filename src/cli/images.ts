@@ -4,7 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Command } from '@commander-js/extra-typings';
 import { errorMessage } from '../core/errors.js';
 import * as validate from '../core/validate.js';
-import { loadClientConfig } from '../config/client-config.js';
+import { frontUrls, loadClientConfig } from '../config/client-config.js';
 import { VBS_SERVICE } from '../services/vbs.js';
 import { openStream, readAnswer, type StreamTarget } from '../soap/stream-client.js';
 import { IMPORT_IMAGE_OUTPUT } from '../front/images.js';
@@ -45,7 +45,8 @@ function frontTarget(inv: Invocation): StreamTarget {
   const { file } = findClientConfig(inv.options.config, inv.runtime);
   try {
     const { config, tls } = loadClientConfig(file);
-    return { def: VBS_SERVICE, url: config.url, tls };
+    // A transfer goes to the first front named: a stream cut midway is not sent again elsewhere.
+    return { def: VBS_SERVICE, url: frontUrls(config)[0]!, tls };
   } catch (err) {
     throw new UsageError(errorMessage(err));
   }
