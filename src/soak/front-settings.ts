@@ -11,6 +11,16 @@ import { ProxyThread } from './proxy-thread.js';
 export const SOAK_FRONT_SETTINGS = {
   /** The engine's claim lease (`claimLeaseMs`; 120 s by default). */
   claimLeaseMs: 4_000,
+  /**
+   * The longest back-off between two tries of unfinished work
+   * (`retryMaxDelayMs`; 300 s by default). The soak judges whether work
+   * settles once the chaos stops, within QUIET_TIMEOUT_MS (src/soak/settle.ts):
+   * after a long chaos an undo's back-off had grown to the default's five
+   * minutes, so work merely waiting its turn was judged stuck (a 10-minute
+   * lvm-iscsi run: 85 undos due after the soak had looked). Several tries must
+   * fit in the window.
+   */
+  retryMaxDelayMs: 15_000,
 } as const;
 
 /**

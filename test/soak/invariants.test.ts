@@ -3,6 +3,8 @@ import type { AttachmentRow, SnapshotRow, VolumeRow } from '../../src/db/metadat
 import { judge, type Observation, type SimVm, type VolumeDelegateView } from '../../src/soak/invariants.js';
 import { Prng } from '../../src/soak/prng.js';
 import { parseSoakOptions, UsageError } from '../../src/soak/options.js';
+import { SOAK_FRONT_SETTINGS } from '../../src/soak/front-settings.js';
+import { QUIET_TIMEOUT_MS } from '../../src/soak/settle.js';
 
 /**
  * The soak's invariant checker on made-up observations: a consistent
@@ -156,5 +158,12 @@ describe('the soak options and its seeded choices', () => {
     for (const bad of [['--backend', 'zfs'], ['--seconds', '0'], ['--seconds', '1e3'], ['--clients', '-1'], ['--min-operations', 'x'], ['--bogus'], ['extra']]) {
       expect(() => parseSoakOptions(bad, () => 1), bad.join(' ')).toThrow(UsageError);
     }
+  });
+});
+
+describe("the soak's front settings", () => {
+  it('let unfinished work be tried several times within the window the soak waits for it to settle', () => {
+    expect(SOAK_FRONT_SETTINGS.retryMaxDelayMs * 4).toBeLessThanOrEqual(QUIET_TIMEOUT_MS);
+    expect(SOAK_FRONT_SETTINGS.claimLeaseMs).toBeLessThan(SOAK_FRONT_SETTINGS.retryMaxDelayMs);
   });
 });
