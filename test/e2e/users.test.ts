@@ -131,6 +131,9 @@ const MATRIX: readonly Row[] = [
   { op: 'UnassignVm', call: () => ({ vmmHost: 'localhost', vmId: 'vm8' }), expect: ADMINS_ONLY },
   { op: 'DescribeVmAssignments', call: () => ({}), expect: ADMINS_ONLY },
   { op: 'RetireHost', call: () => ({ host: 'gone-host' }), expect: ADMINS_ONLY },
+  { op: 'BackupMetadata', call: () => ({}), expect: ADMINS_ONLY },
+  // A rebuild runs on an empty metadata only: here administrators pass the check and are told so.
+  { op: 'RebuildMetadata', call: () => ({}), expect: { ...ADMINS_ONLY, admin: 'IncorrectState', adminCert: 'IncorrectState' } },
   { op: 'ModifyVolume', call: (r) => ({ volumeId: pick(r, OWNER_OR_ADMIN(VOL_NF), 'modify', () => fx.volume), size: 2 }), expect: OWNER_OR_ADMIN(VOL_NF) },
   { op: 'DescribeVolumesModifications', call: () => ({ volumeId: [fx.volume] }), expect: OWNER_OR_ADMIN(VOL_NF) },
 ];
