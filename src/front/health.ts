@@ -41,6 +41,11 @@ export class DelegateHealth {
     return [...this.down].sort();
   }
 
+  /** Probes these volume delegates now (a create about to be refused on the last probe's answer looks again first). */
+  async recheckVolumeDelegates(names: readonly string[]): Promise<void> {
+    await Promise.all(names.map((name) => this.probe({ kind: 'volume-delegate', name })));
+  }
+
   async probeOnce(): Promise<void> {
     if (this.probing) return;
     this.probing = true;

@@ -94,7 +94,7 @@ export class FrontImages {
     noteInput({ format, comment, ...(sha256 ? { sha256 } : {}), ...(length !== undefined ? { length } : {}) });
     if (length !== undefined && length > this.limits.maxBytes) throw new VbsError('RequestTooLarge', `The image is larger than ${this.limits.maxBytes} bytes, the limit of an import.`);
     if (length === 0) throw new VbsError('InvalidParameterValue', 'The image is empty.');
-    const placed = this.zones.pick(askedZone);
+    const placed = await this.zones.pickChecked(askedZone);
     const d = await this.wf.run(this.wf.importImage, () => {
       // Admitted by what arrives (a stream of unknown length: 1 GiB); a converted image may
       // hold more, up to what the user's snapshot quota still allows (checked by the delegate).

@@ -115,7 +115,10 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
     await service.reconcile(log);
   });
   // A zone whose delegates do not answer is impaired or unavailable (DescribeAvailabilityZones, CreateVolume).
-  zones.watch((d) => health.volumeDelegateDown(d));
+  zones.watch(
+    (d) => health.volumeDelegateDown(d),
+    (names) => health.recheckVolumeDelegates(names),
+  );
   health.start();
   const uncount = countMetadata(() => metadataCounts(db));
   log.info('VBS front listening', { url });

@@ -84,9 +84,27 @@ export class Zones {
     return zone;
   }
 
-  /** Where delegates' health comes from (src/front/health.ts), read at each question. */
-  watch(isDown: (delegate: string) => boolean): void {
+  /** Asks the named delegates again, now (the health probe's own call); until told, nothing is asked. */
+  private recheck: (delegates: readonly string[]) => Promise<void> = async () => {};
+
+  /**
+   * Where delegates' health comes from (src/front/health.ts), read at each
+   * question, and how to look again before refusing on it.
+   */
+  watch(isDown: (delegate: string) => boolean, recheck?: (delegates: readonly string[]) => Promise<void>): void {
     this.isDown = isDown;
+    if (recheck) this.recheck = recheck;
+  }
+
+  /**
+   * pick(), but a zone the last probe saw wholly down is looked at again
+   * before the create is refused: a delegate that restarted a moment ago is
+   * up, and the probe's last answer is up to a probe interval old.
+   */
+  async pickChecked(zone: string | undefined): Promise<{ delegate: string; zone: string }> {
+    const names = zone === undefined ? this.names() : [this.known(zone)];
+    if (names.every((z) => !this.up(z).length)) await this.recheck(names.flatMap((z) => this.members.get(z) ?? []));
+    return this.pick(zone);
   }
 
   /** Each zone (or those named), with its state. */

@@ -102,7 +102,10 @@ describe("zones' state through the front and the EC2 API", () => {
     ]);
     const handlers = new FrontService(meta, pool, new FrontWorkflows(db, meta, pool, silentLogger), { zones }).handlers();
     const health = new DelegateHealth(pool, silentLogger, 60_000, async () => {});
-    zones.watch((d) => health.volumeDelegateDown(d));
+    zones.watch(
+      (d) => health.volumeDelegateDown(d),
+      (names) => health.recheckVolumeDelegates(names),
+    );
     const ctx = { caller: 'alice', admin: false, requestId: 't', log: silentLogger } as CallContext;
     const invoke = async (op: string, input: XmlRecord): Promise<XmlRecord> => handlers[op]!(input, ctx);
     const ec2 = (action: string, pairs: [string, string][]) => ACTIONS[action]!.run(Params.from(pairs), invoke, { caller: 'alice', devicePrefix: 'xvd' }).then((x) => x.join(''));
@@ -131,9 +134,11 @@ describe("zones' state through the front and the EC2 API", () => {
     // The other zone still takes volumes.
     expect(await ec2('CreateVolume', [['Size', '1'], ['AvailabilityZone', 'vbs-1a']])).toContain('<availabilityZone>vbs-1a</availabilityZone>');
 
+    // Back before the next probe: the front looks again before refusing, and the create goes there.
     b.down = false;
-    await health.probeOnce();
+    expect(health.volumeDelegateDown('b')).toBe(true);
     expect(await ec2('CreateVolume', [['Size', '1'], ['AvailabilityZone', 'vbs-1b']])).toContain('<availabilityZone>vbs-1b</availabilityZone>');
+    expect(health.volumeDelegateDown('b')).toBe(false);
     db.close();
   });
 });

@@ -489,7 +489,7 @@ export async function runCrashCase(t: Tools, s: Scenario, target: CrashTarget): 
       await c.restart(target.role);
     }
     const outcome = await settledAct;
-    if (!crashed) expect(outcome, `${target.point} was never reached, so ${s.title} should have succeeded`).toMatchObject({ ok: true });
+    if (!crashed) expect(outcome, `${target.point} was never reached, so ${s.title} should have succeeded: ${JSON.stringify(outcome)}`).toMatchObject({ ok: true });
     const atOnce = Boolean(s.retryAtOnce) && target.role !== 'front';
     if (atOnce) await s.next(t, ctx);
     await settled(c);
