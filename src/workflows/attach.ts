@@ -17,8 +17,6 @@ export interface AttachmentData extends Numbered {
   source?: XmlRecord;
   /** Set while an attach's DetachDisk undo has not succeeded: the VM may still have the disk. */
   diskMayRemain?: boolean;
-  /** Set once this workflow logged the host out of the target (so its unexport need not again). */
-  sessionWithdrawn?: boolean;
 }
 
 /**
@@ -61,14 +59,9 @@ function stepsOf({ meta, delegates, hostLocks, log }: WorkflowDeps) {
       const r = await volume(d).call('ExportVolume', { volumeId: d.volumeId, vmmHost: d.vmmHost, chapSecret: newChapSecret(), ...generationOf(d) });
       return { source: r.export as XmlRecord };
     });
-  // The last attachment to leave a host withdraws the session too, unless its
-  // own logout step already did: two readers leaving together can each have
-  // skipped the logout because the other was still there, and a target with a
-  // session cannot be removed.
   const unexportVolume = (d: AttachmentData) =>
     locked(d, async () => {
       if (othersOnHost(meta, d)) return;
-      if (needsConnection(d) && !d.sessionWithdrawn) await logoutNow(d);
       await withdraw('UnexportVolume', d, () => volume(d).call('UnexportVolume', { volumeId: d.volumeId, vmmHost: d.vmmHost, ...generationOf(d) }));
     });
   const discover = (d: AttachmentData) =>
@@ -80,13 +73,9 @@ function stepsOf({ meta, delegates, hostLocks, log }: WorkflowDeps) {
       if (needsConnection(d)) await vmm(d).call('LoginTarget', target(d));
     });
   // Logging out also forgets the discovered node, so it undoes both.
-  const logoutNow = async (d: AttachmentData) => {
-    await withdraw('LogoutTarget', d, () => vmm(d).call('LogoutTarget', target(d)));
-    d.sessionWithdrawn = true;
-  };
   const logout = (d: AttachmentData) =>
     locked(d, async () => {
-      if (needsConnection(d) && !othersOnHost(meta, d)) await logoutNow(d);
+      if (needsConnection(d) && !othersOnHost(meta, d)) await withdraw('LogoutTarget', d, () => vmm(d).call('LogoutTarget', target(d)));
     });
   const attachDisk = async (d: AttachmentData) => {
     await vmm(d).call('AttachDisk', { volumeId: d.volumeId, vmId: d.vmId, device: d.device, mode: d.mode, source: d.source, ...generationOf(d) });
