@@ -59,33 +59,8 @@ export class LvmTools {
     return this.runner.catalog.has('volume.lvm.resize');
   }
 
-  /**
-   * The LVs, from an `lvs` started after this call: callers that ask while
-   * one runs share the next one (at most one runs, one waits), so a burst of
-   * describes costs one command, and nobody is answered with a listing older
-   * than their question (look-after-acting holds).
-   */
-  list(): Promise<LvInfo[]> {
-    if (!this.listing) return this.startListing();
-    this.nextListing ??= this.listing.then(
-      () => this.startListing(),
-      () => this.startListing(),
-    );
-    return this.nextListing;
-  }
-
-  private listing: Promise<LvInfo[]> | undefined;
-  private nextListing: Promise<LvInfo[]> | undefined;
-
-  private startListing(): Promise<LvInfo[]> {
-    this.nextListing = undefined;
-    const run = (async () => parseLvs((await this.run('volume.lvm.list', {})).stdout))();
-    this.listing = run;
-    const clear = () => {
-      if (this.listing === run) this.listing = undefined;
-    };
-    run.then(clear, clear);
-    return run;
+  async list(): Promise<LvInfo[]> {
+    return parseLvs((await this.run('volume.lvm.list', {})).stdout);
   }
 
   private async find(lv: string): Promise<LvInfo | undefined> {
