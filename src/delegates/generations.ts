@@ -20,8 +20,9 @@ import type { Record as XmlRecord } from '../soap/xml.js';
  *
  * Only opposite directions conflict. Two ensures of the same direction (two
  * read-only attaches sharing one export, a step retried) commute, so an older
- * one still passes; an equal generation always passes (the same workflow
- * retrying an idempotent step, or undoing its own step).
+ * one still passes. An equal generation passes when it withdraws (the same
+ * workflow undoing its own step), not when it sets up again after its own
+ * withdrawal (that step arrived late, after its undo).
  *
  * A call without a generation (a front older than this rule) counts as
  * generation 0: it passes until a numbered workflow acted the other way on
@@ -72,7 +73,14 @@ export class GenerationMemory {
   admit(key: string, direction: Direction, generation: number): void {
     const seen = this.seen(key);
     const opposite = direction === 'add' ? seen.removed : seen.added;
-    if (generation < opposite) {
+    // A set-up no newer than the last withdrawal is late: a workflow never sets
+    // up again what its own undo took away (its undos run last), so one of the
+    // same generation is its own step delivered after that undo (a stalled
+    // call, a runner whose claim ran out). A withdrawal of the same generation
+    // is the undo of its own step, and passes. Generation 0 (a front older
+    // than generations) keeps the old rule.
+    const late = direction === 'add' && generation > 0 && generation === opposite;
+    if (generation < opposite || late) {
       throw new VbsError(
         'StaleGeneration',
         `Refused: this request is from generation ${generation} of its resource, and generation ${opposite} already ${direction === 'add' ? 'withdrew' : 'set up'} ${key}. Nothing was changed.`,

@@ -101,3 +101,17 @@ describe.each(ENGINES)('on %s', (engine) => {
     });
   });
 });
+
+describe('a step delivered after its own undo', () => {
+  it('is refused: a login that lands after its workflow logged out leaves no session behind', () => {
+    const m = new GenerationMemory(':memory:');
+    m.admit('session/vol-1', 'add', 7); // the attach's login, sent; its answer lost
+    m.admit('session/vol-1', 'remove', 7); // its own undo (logout) passes
+    expect(() => m.admit('session/vol-1', 'add', 7)).toThrow(expect.objectContaining({ code: 'StaleGeneration' })); // the stalled login lands late
+    m.admit('session/vol-1', 'add', 8); // a newer attach sets it up
+    m.admit('session/vol-1', 'remove', 8);
+    // Fronts older than generations (0) keep the old rule: both directions pass.
+    m.admit('session/vol-2', 'remove', 0);
+    m.admit('session/vol-2', 'add', 0);
+  });
+});
