@@ -70,8 +70,9 @@ export function registerUp(program: Command): void {
         process.stderr.write(`vbs: --fronts must be a whole number from 1 to ${MAX_FRONTS}\n`);
         process.exit(2);
       }
-      if (opts.db !== undefined && opts.db.includes('://') && !validPostgresUrl(opts.db)) {
-        process.stderr.write(`vbs: --db must be a SQLite file name or a postgres:// URL (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE)\n`);
+      const sqliteName = (db: string) => /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/.test(db);
+      if (opts.db !== undefined && (opts.db.includes('://') ? !validPostgresUrl(opts.db) : !sqliteName(opts.db))) {
+        process.stderr.write(`vbs: --db must be a SQLite file name in the data folder (letters, digits, . _ -) or a postgres:// URL (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE)\n`);
         process.exit(2);
       }
       const ec2Port = opts.ec2Port === undefined ? undefined : Number(opts.ec2Port);

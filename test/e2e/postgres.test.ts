@@ -97,10 +97,11 @@ describe('vbs up --db postgres://', () => {
   it('a --db that is not a postgres:// URL naming a host and a database is refused before anything starts', () => {
     const dir = mkdtempSync(join(tmpdir(), 'vbs-bad-db-'));
     try {
-      for (const bad of ['mysql://h/vbs', 'postgres://h', 'vbs.db', `postgres://h/vbs\nx`]) {
+      // A plain name is a SQLite file in the data folder (--fronts shares it); a path or anything else is refused.
+      for (const bad of ['mysql://h/vbs', 'postgres://h', `postgres://h/vbs\nx`, '../vbs.db', '/etc/vbs.db', '.hidden']) {
         const r = spawnSync(process.execPath, [VBS_BIN, 'up', '--data', dir, '--port', '0', '--db', bad], { encoding: 'utf8', timeout: 30_000 });
         expect(r.status).toBe(2);
-        expect(r.stderr).toMatch(/--db must be a postgres:\/\/ URL/);
+        expect(r.stderr).toMatch(/--db must be a SQLite file name in the data folder .* or a postgres:\/\/ URL/);
       }
       expect(readdirSync(dir)).toEqual([]);
     } finally {
