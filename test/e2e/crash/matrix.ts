@@ -325,6 +325,10 @@ async function untilNotDetaching(t: Tools, vol: string, vmId: string): Promise<v
 
 /** Attached (again, if the crash undid it) and then detached: both must work. */
 async function ensureAttachedThenDetach(t: Tools, vol: string, vmId: string, device: string, mode: 'r' | 'w'): Promise<void> {
+  // A rolled-back attach whose DetachDisk undo met the VMM delegate still
+  // restarting keeps its attachment `detaching` until that undo works (the
+  // VM may hold the disk): wait for it, as a user would, before attaching again.
+  await untilNotDetaching(t, vol, vmId);
   if (!(await t.attachmentsOf(vol)).some((a) => a.vmId === vmId)) await patiently(() => t.attach(vol, vmId, device, mode));
   const a = (await t.attachmentsOf(vol)).find((x) => x.vmId === vmId);
   expect(a).toMatchObject({ status: 'attached', mode, device });
