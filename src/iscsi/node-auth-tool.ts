@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { isAbsolute } from 'node:path';
 import { DEFAULT_NODES_DIR, setNodeAuth } from './node-record.js';
+import { readSecretFromStdin } from '../core/secret-stdin.js';
 
 /**
  * vbs-iscsi-node-auth: puts a target's CHAP account into open-iscsi's node
@@ -25,22 +26,12 @@ const PORTAL = new RegExp(`^(${OCTET}(?:\\.${OCTET}){3})(?::([0-9]{1,5}))?$`);
 const USER = /^[A-Za-z0-9][A-Za-z0-9.:_-]{0,222}$/;
 // What the front generates (src/core/chap.ts); nothing in it can break a record's line.
 const SECRET = /^[A-Za-z0-9_-]{12,128}$/;
-const MAX_INPUT = 1024;
 
 const ISCSI_ERR = 1;
 const ISCSI_ERR_INVAL = 7;
 const ISCSI_ERR_NO_OBJS_FOUND = 21;
 
 const USAGE = 'usage: vbs-iscsi-node-auth [--nodes <dir>] set -T <iqn> -p <ip[:port]> --user <name> --password-stdin\n       vbs-iscsi-node-auth [--nodes <dir>] clear -T <iqn> -p <ip[:port]>\n';
-
-async function readStdin(): Promise<string> {
-  let text = '';
-  for await (const chunk of process.stdin) {
-    text += String(chunk);
-    if (text.length > MAX_INPUT) throw new Error('standard input is too long for a secret');
-  }
-  return text.replace(/\r?\n$/, '');
-}
 
 interface Request {
   nodesDir: string;
@@ -81,7 +72,7 @@ async function main(argv: string[]): Promise<number> {
   }
   let auth: { user: string; secret: string } | undefined;
   if (request.op === 'set') {
-    const secret = await readStdin();
+    const secret = await readSecretFromStdin();
     if (!SECRET.test(secret)) {
       process.stderr.write('vbs-iscsi-node-auth: the secret on standard input is not 12 to 128 of A-Z a-z 0-9 _ -\n');
       return ISCSI_ERR_INVAL;

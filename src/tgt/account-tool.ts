@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { newAccountRequest, request, TgtdRefused } from './ipc.js';
+import { readSecretFromStdin } from '../core/secret-stdin.js';
 
 /**
  * vbs-tgt-account: makes a tgtd CHAP account with its secret read from
@@ -17,17 +18,7 @@ import { newAccountRequest, request, TgtdRefused } from './ipc.js';
 const USER = /^[A-Za-z0-9][A-Za-z0-9.:_-]{0,222}$/;
 // tgtd splits its parameters at ',' and '=': a secret holding either would be cut.
 const SECRET = /^[A-Za-z0-9_-]{12,128}$/;
-const MAX_INPUT = 1024;
 const TIMEOUT_MS = 30_000;
-
-async function readStdin(): Promise<string> {
-  let text = '';
-  for await (const chunk of process.stdin) {
-    text += String(chunk);
-    if (text.length > MAX_INPUT) throw new Error('standard input is too long for a secret');
-  }
-  return text.replace(/\r?\n$/, '');
-}
 
 async function main(argv: string[]): Promise<number> {
   const [c, port, op, u, user, flag, ...rest] = argv;
@@ -35,7 +26,7 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write('usage: vbs-tgt-account -C <controlPort> new --user <name> --password-stdin\n');
     return 2;
   }
-  const secret = await readStdin();
+  const secret = await readSecretFromStdin();
   if (!SECRET.test(secret)) {
     process.stderr.write('vbs-tgt-account: the secret on standard input is not 12 to 128 of A-Z a-z 0-9 _ -\n');
     return 2;
