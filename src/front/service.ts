@@ -271,7 +271,11 @@ export class FrontService {
     const tags = this.tags.parse(input.tag);
     const params = JSON.stringify({ size, comment, snapshotId, ...(askedZone ? { zone: askedZone } : {}), ...(tags.length ? { tags } : {}) });
     // From a snapshot: on the snapshot's delegate (its data is there), so in that delegate's zone.
-    const placed = snapshotId ? this.fromSnapshot(this.access.snapshotToUse(snapshotId, ctx).delegate, askedZone) : await this.zones.pickChecked(askedZone);
+    const placed = snapshotId ? this.fromSnapshot(this.access.snapshotToUse(snapshotId, ctx).delegate, askedZone) 
+      : // Only a zone seen down costs a look (and a tick): otherwise the create starts in this one.
+        this.zones.seenDown(askedZone)
+        ? await this.zones.pickChecked(askedZone)
+        : this.zones.pick(askedZone);
     const delegate = placed.delegate;
     try {
       const d = await this.runCreate(this.wf.createVolume, (x) => x.volumeId, () => {

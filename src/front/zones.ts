@@ -102,9 +102,17 @@ export class Zones {
    * up, and the probe's last answer is up to a probe interval old.
    */
   async pickChecked(zone: string | undefined): Promise<{ delegate: string; zone: string }> {
-    const names = zone === undefined ? this.names() : [this.known(zone)];
-    if (names.every((z) => !this.up(z).length)) await this.recheck(names.flatMap((z) => this.members.get(z) ?? []));
+    if (this.seenDown(zone)) {
+      const names = zone === undefined ? this.names() : [this.known(zone)];
+      await this.recheck(names.flatMap((z) => this.members.get(z) ?? []));
+    }
     return this.pick(zone);
+  }
+
+  /** Whether the last probe saw every delegate that could take this create down (then pickChecked looks again). */
+  seenDown(zone: string | undefined): boolean {
+    const names = zone === undefined ? this.names() : [this.known(zone)];
+    return names.every((z) => !this.up(z).length);
   }
 
   /** Each zone (or those named), with its state. */
