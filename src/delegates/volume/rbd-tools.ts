@@ -4,8 +4,8 @@ import type { Logger } from '../../core/log.js';
 import { CEPH_KEY } from '../../core/rbd-export.js';
 
 const MiB = 1024 ** 2;
-/** Listings tried when the pool changes under one (see RbdTools.list). */
-const LIST_ATTEMPTS = 5;
+/** Attempts at one repeatable command: a listing the pool changed under, or a process that crashed (see RbdTools.repeatable). */
+const REPEAT_ATTEMPTS = 5;
 
 /** One image of the pool as `rbd ls -l --format json` reports it. */
 export interface RbdImage {
@@ -102,6 +102,15 @@ export function exitCodeOf(err: unknown): number | undefined {
 }
 
 /**
+ * The tool died of a signal it was not sent by its time limit. Ceph 16's rbd
+ * sometimes aborts in librados' shutdown after its work is done (seen in CI:
+ * "Caught signal (Aborted)" in io_context_pool).
+ */
+function crashed(err: unknown): boolean {
+  return err instanceof CommandFailed && !err.result.timedOut && err.result.signal !== undefined;
+}
+
+/**
  * One pool of a Ceph cluster through the volume.rbd.* patterns. Every change
  * is an "ensure" (src/commands/verified.ts): when its command fails or times
  * out, the pool is listed again, and the change counts as done when it is in
@@ -120,26 +129,36 @@ export class RbdTools {
   }
 
   /**
+   * Runs a command that is safe to repeat (a read, or a get-or-create), again
+   * when its process crashed or when `alsoRetry` says so, up to REPEAT_ATTEMPTS
+   * times. A time-out is not retried: each attempt's limit would add up.
+   */
+  private async repeatable(key: string, params: Record<string, string | number> = {}, alsoRetry: (err: unknown) => boolean = () => false): Promise<string> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return (await this.run(key, params)).stdout;
+      } catch (err) {
+        if (attempt >= REPEAT_ATTEMPTS || !(crashed(err) || alsoRetry(err))) throw err;
+        this.log?.warn(`${key}: attempt ${attempt} failed, reading again`, { how: err instanceof CommandFailed ? CommandFailed.howItEnded(err.result) : 'unknown' });
+      }
+    }
+  }
+
+  /**
    * `rbd ls -l` names the images, then opens each: an image renamed or
    * removed in between (a create or delete running beside it) makes it exit
    * with ENOENT. Listed again a few times; a pool that is missing keeps failing.
    */
   async list(): Promise<RbdPool> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return parseRbdList((await this.run('volume.rbd.list')).stdout);
-      } catch (err) {
-        if (exitCodeOf(err) !== RBD_EXIT.notFound || attempt >= LIST_ATTEMPTS) throw err;
-      }
-    }
+    return parseRbdList(await this.repeatable('volume.rbd.list', {}, (err) => exitCodeOf(err) === RBD_EXIT.notFound));
   }
 
   async space(): Promise<RbdSpace> {
-    return parseCephDf((await this.run('volume.rbd.df')).stdout, this.pool);
+    return parseCephDf(await this.repeatable('volume.rbd.df'), this.pool);
   }
 
   async children(image: string, snap: string): Promise<string[]> {
-    return parseChildren((await this.run('volume.rbd.children', { image, snap })).stdout);
+    return parseChildren(await this.repeatable('volume.rbd.children', { image, snap }));
   }
 
   /** A blank image of `bytes` (whole MiB). */
@@ -236,7 +255,7 @@ export class RbdTools {
 
   /** An image's RBD id and its parent (a clone's snapshot's image), from `rbd info`. */
   async info(image: string): Promise<{ id: string; parent?: { pool: string; image: string } }> {
-    const o = parseJson('volume.rbd.info', (await this.run('volume.rbd.info', { image })).stdout) as { id?: unknown; parent?: { pool?: unknown; image?: unknown } };
+    const o = parseJson('volume.rbd.info', await this.repeatable('volume.rbd.info', { image })) as { id?: unknown; parent?: { pool?: unknown; image?: unknown } };
     if (typeof o.id !== 'string') throw new Error('volume.rbd.info: no id');
     const p = o.parent;
     return { id: o.id, ...(p && typeof p.image === 'string' && typeof p.pool === 'string' ? { parent: { pool: p.pool, image: p.image } } : {}) };
@@ -244,7 +263,7 @@ export class RbdTools {
 
   /** The clients that have the image open (`rbd status`): their addresses. */
   async watchers(image: string): Promise<string[]> {
-    const o = parseJson('volume.rbd.status', (await this.run('volume.rbd.status', { image })).stdout) as { watchers?: { address?: unknown }[] };
+    const o = parseJson('volume.rbd.status', await this.repeatable('volume.rbd.status', { image })) as { watchers?: { address?: unknown }[] };
     return (o.watchers ?? []).map((w) => String(w.address ?? '?'));
   }
 
@@ -258,11 +277,11 @@ export class RbdTools {
     const params = { cephUser, monCaps: 'profile rbd', osdCaps };
     let out: string;
     try {
-      out = (await this.run('volume.rbd.auth-key', params)).stdout;
+      out = await this.repeatable('volume.rbd.auth-key', params);
     } catch (err) {
       if (exitCodeOf(err) !== RBD_EXIT.invalid) throw err;
-      await this.run('volume.rbd.auth-caps', params);
-      out = (await this.run('volume.rbd.auth-key', params)).stdout;
+      await this.repeatable('volume.rbd.auth-caps', params);
+      out = await this.repeatable('volume.rbd.auth-key', params);
     }
     const key = out.trim();
     if (!CEPH_KEY.test(key)) throw new Error('volume.rbd.auth-key: the output is not a cephx key');
@@ -271,7 +290,7 @@ export class RbdTools {
 
   /** Removes the cephx client; one that is not there is removed already (`auth rm` exits 0). */
   async authRm(cephUser: string): Promise<void> {
-    await this.run('volume.rbd.auth-rm', { cephUser });
+    await this.repeatable('volume.rbd.auth-rm', { cephUser });
   }
 
   private async hasSnap(image: string, snap: string, isProtected?: boolean): Promise<boolean> {
