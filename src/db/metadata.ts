@@ -292,6 +292,23 @@ export class Metadata {
     this.db.prepare('INSERT OR IGNORE INTO volume_hosts (volume_id, vmm_host) VALUES (?, ?)').run(volumeId, vmmHost);
   }
 
+  /** Remembers what the volume's export on a host is (see the migration that adds export_source). */
+  recordHostExport(volumeId: string, vmmHost: string, source: object): void {
+    this.recordVolumeHost(volumeId, vmmHost);
+    this.db.prepare('UPDATE volume_hosts SET export_source = ? WHERE volume_id = ? AND vmm_host = ?').run(JSON.stringify(source), volumeId, vmmHost);
+  }
+
+  /** The volume's export on a host as last recorded, while it may still be there. */
+  hostExport(volumeId: string, vmmHost: string): Record<string, unknown> | undefined {
+    const row = this.db.prepare('SELECT export_source FROM volume_hosts WHERE volume_id = ? AND vmm_host = ?').get(volumeId, vmmHost) as { export_source: string | null } | undefined;
+    return row?.export_source ? (JSON.parse(row.export_source) as Record<string, unknown>) : undefined;
+  }
+
+  /** The export on a host was withdrawn. */
+  forgetHostExport(volumeId: string, vmmHost: string): void {
+    this.db.prepare('UPDATE volume_hosts SET export_source = NULL WHERE volume_id = ? AND vmm_host = ?').run(volumeId, vmmHost);
+  }
+
   /** Every VMM host the volume was ever attached on. */
   volumeHosts(volumeId: string): string[] {
     return (this.db.prepare('SELECT vmm_host FROM volume_hosts WHERE volume_id = ? ORDER BY vmm_host').all(volumeId) as { vmm_host: string }[]).map((r) => r.vmm_host);

@@ -344,6 +344,13 @@ export const MIGRATIONS: readonly string[] = [
   -- A workflow's leftover undos are retried in the order they were kept (see Journal.claimLeftover).
   CREATE INDEX leftovers_workflow ON leftovers(workflow_id, id);
   `,
+  // The export a volume has on a VMM host, as its volume delegate last
+  // described it: the last attachment to leave the host logs its session out
+  // with it, even one that never learned it (an attach whose export step's
+  // outcome was unknown), when an earlier leaver kept the session for it.
+  `
+  ALTER TABLE volume_hosts ADD COLUMN export_source TEXT;
+  `,
 ];
 
 /**

@@ -17,6 +17,8 @@ export interface AttachmentData extends Numbered {
   source?: XmlRecord;
   /** Set while an attach's DetachDisk undo has not succeeded: the VM may still have the disk. */
   diskMayRemain?: boolean;
+  /** Set once this workflow logged the host out of the volume's session (or found it out). */
+  loggedOut?: boolean;
 }
 
 /**
@@ -31,7 +33,7 @@ const othersOnHost = (meta: Metadata, d: AttachmentData): boolean => meta.others
  * (discover, log in), and so do rbd ones: the host checks it can open the
  * image, and keeps the export's key where its hypervisor reads it.
  */
-const needsConnection = (d: AttachmentData): boolean => d.source?.kind === 'iscsi' || d.source?.kind === 'rbd';
+const needsConnection = (source: XmlRecord | undefined): boolean => source?.kind === 'iscsi' || source?.kind === 'rbd';
 
 type AttachStep = Step<AttachmentData>;
 
@@ -57,25 +59,40 @@ function stepsOf({ meta, delegates, hostLocks, log }: WorkflowDeps) {
       // A fresh CHAP secret is proposed; an export already in place for this host keeps its own,
       // and the answer names the one in use, which only this host's VMM delegate is given.
       const r = await volume(d).call('ExportVolume', { volumeId: d.volumeId, vmmHost: d.vmmHost, chapSecret: newChapSecret(), ...generationOf(d) });
-      return { source: r.export as XmlRecord };
+      const source = r.export as XmlRecord;
+      meta.recordHostExport(d.volumeId, d.vmmHost, source);
+      return { source };
     });
+  // The last attachment to leave the host withdraws everything there. An
+  // earlier leaver may have kept the session for an attach on its way, which
+  // then failed before it logged in (and may not even know the export, its
+  // ExportVolume's outcome unknown): the session is logged out here first,
+  // with the export as recorded, or the target could never be removed.
   const unexportVolume = (d: AttachmentData) =>
     locked(d, async () => {
       if (othersOnHost(meta, d)) return;
+      const source = d.source ?? (meta.hostExport(d.volumeId, d.vmmHost) as XmlRecord | undefined);
+      if (needsConnection(source) && !d.loggedOut) {
+        await withdraw('LogoutTarget', d, () => vmm(d).call('LogoutTarget', { volumeId: d.volumeId, source, ...generationOf(d) }));
+      }
       await withdraw('UnexportVolume', d, () => volume(d).call('UnexportVolume', { volumeId: d.volumeId, vmmHost: d.vmmHost, ...generationOf(d) }));
+      meta.forgetHostExport(d.volumeId, d.vmmHost);
     });
   const discover = (d: AttachmentData) =>
     locked(d, async () => {
-      if (needsConnection(d)) await vmm(d).call('DiscoverTarget', target(d));
+      if (needsConnection(d.source)) await vmm(d).call('DiscoverTarget', target(d));
     });
   const login = (d: AttachmentData) =>
     locked(d, async () => {
-      if (needsConnection(d)) await vmm(d).call('LoginTarget', target(d));
+      if (needsConnection(d.source)) await vmm(d).call('LoginTarget', target(d));
     });
   // Logging out also forgets the discovered node, so it undoes both.
   const logout = (d: AttachmentData) =>
     locked(d, async () => {
-      if (needsConnection(d) && !othersOnHost(meta, d)) await withdraw('LogoutTarget', d, () => vmm(d).call('LogoutTarget', target(d)));
+      if (needsConnection(d.source) && !othersOnHost(meta, d)) {
+        await withdraw('LogoutTarget', d, () => vmm(d).call('LogoutTarget', target(d)));
+        d.loggedOut = true;
+      }
     });
   const attachDisk = async (d: AttachmentData) => {
     await vmm(d).call('AttachDisk', { volumeId: d.volumeId, vmId: d.vmId, device: d.device, mode: d.mode, source: d.source, ...generationOf(d) });

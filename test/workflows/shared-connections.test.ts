@@ -3,6 +3,7 @@ import { VbsError } from '../../src/core/errors.js';
 import { pendingWork } from '../../src/db/journal.js';
 import { KeyedMutex } from '../../src/core/keyed-mutex.js';
 import type { Record as XmlRecord } from '../../src/soap/xml.js';
+import { hostLockKey } from '../../src/workflows/deps.js';
 import { availableVolume, FakeDelegate, makeFront, useEngine } from './fakes.js';
 import { ENGINES } from '../setup/engines.js';
 
@@ -45,6 +46,23 @@ class FailingAttachVmm extends FakeDelegate {
     return super.call(op, i);
   }
 }
+
+/** An IET-like storage host: a target with a live session on it cannot be removed (ietadm exits 240). */
+class IetStorage extends FakeDelegate {
+  constructor(private readonly initiators: FakeDelegate) {
+    super();
+  }
+  override async call(op: string, i: XmlRecord): Promise<XmlRecord> {
+    if (op === 'UnexportVolume' && this.initiators.sessions.has(`iqn.2026-11.org.vbs:${String(i.volumeId)}`)) {
+      this.note(op);
+      throw new VbsError('OperationFailed', 'iscsi.iet.remove-target exited with 240 on local.');
+    }
+    return super.call(op, i);
+  }
+}
+
+/** A connection cut after the request left: its outcome is unknown. */
+const cut = () => new VbsError('ServiceUnavailable', 'VolumeDelegate local could not be reached.', { cause: Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }) });
 
 describe.each(ENGINES)('on %s', (engine) => {
   beforeAll(() => useEngine(engine));
@@ -96,6 +114,46 @@ describe.each(ENGINES)('on %s', (engine) => {
       expect([...vmm.sessions]).toEqual([]);
       expect([...f.storage.exports]).toEqual([]);
       expect(pendingWork(f.db).leftovers).toEqual([]);
+    });
+  });
+
+  describe('the last to leave withdraws the session another leaver kept for it', () => {
+    // The 30-minute lvm-iscsi soak (seed 20261209): vm3's detach skipped the
+    // logout because vm2's attach was on its way; vm2's export then failed
+    // (its outcome unknown), so vm2 never logged in and its undo only
+    // withdrew the export, which IET refused for ever: the session nobody
+    // logged out was still on it. The detach's own UnexportVolume failed the same way.
+    it('a detach and an attach that fails before its login, side by side, leave no session, no export and no leftover', async () => {
+      const vmm = new FakeDelegate();
+      const storage = new IetStorage(vmm);
+      storage.exportKind = 'iscsi';
+      const f = makeFront(':memory:', storage, vmm);
+      const vol = await availableVolume(f);
+      const args = (vmId: string) => ({ volumeId: vol, vmmHost: 'localhost', vmId, device: 'xvdb', mode: 'r' });
+      await f.call('AttachVolume', args('vm1'));
+      expect([...vmm.sessions]).toEqual([`iqn.2026-11.org.vbs:${vol}`]);
+
+      // The host's lock, held by the test, lines the two workflows up: vm1's
+      // detach decides about the session first, while vm2's attach is recorded.
+      let release: () => void = () => {};
+      const held = f.wf.hostLocks.run(hostLockKey(vol, 'localhost'), () => new Promise<void>((r) => (release = r)));
+      const detach = f.call('DetachVolume', { volumeId: vol, vmId: 'vm1' }).then(() => 'detached', (e: VbsError) => e.code);
+      await vmm.reached('DetachDisk');
+      await ticks(20); // its logout waits for the lock
+      storage.failures.set('ExportVolume', cut());
+      const attach = f.call('AttachVolume', args('vm2')).then(() => 'attached', (e: VbsError) => e.code);
+      for (let k = 0; k < 200 && f.meta.attachmentsOf([vol]).length < 2; k++) await ticks(1);
+      expect(f.meta.attachmentsOf([vol]).map((a) => a.vm_id).sort()).toEqual(['vm1', 'vm2']);
+      release();
+      await held;
+
+      expect(await attach).toBe('ServiceUnavailable');
+      expect(await detach).toBe('detached');
+      expect(f.meta.attachmentsOf([vol])).toEqual([]);
+      expect([...vmm.sessions]).toEqual([]);
+      expect([...storage.exports]).toEqual([]);
+      expect(pendingWork(f.db).leftovers).toEqual([]);
+      expect(f.meta.volume(vol)?.status).toBe('available');
     });
   });
 
