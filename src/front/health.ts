@@ -14,6 +14,8 @@ type Target = { readonly kind: 'volume-delegate' | 'vmm-host'; readonly name: st
 export class DelegateHealth {
   private timer: NodeJS.Timeout | undefined;
   private readonly down = new Set<string>();
+  /** Targets whose return is being reconciled: one reconcile at a time each. */
+  private readonly returning = new Map<string, Promise<void>>();
   private probing = false;
 
   constructor(
@@ -41,9 +43,14 @@ export class DelegateHealth {
     return [...this.down].sort();
   }
 
-  /** Probes these volume delegates now (a create about to be refused on the last probe's answer looks again first). */
+  /**
+   * Probes these volume delegates now (a create about to be refused on the
+   * last probe's answer looks again first). A return found here is reconciled
+   * in the background: the create waits for an answer, not for a pass over
+   * the whole deployment.
+   */
   async recheckVolumeDelegates(names: readonly string[]): Promise<void> {
-    await Promise.all(names.map((name) => this.probe({ kind: 'volume-delegate', name })));
+    await Promise.all(names.map((name) => this.probe({ kind: 'volume-delegate', name }, false)));
   }
 
   async probeOnce(): Promise<void> {
@@ -60,7 +67,8 @@ export class DelegateHealth {
     }
   }
 
-  private async probe(t: Target): Promise<void> {
+  /** Probes one target; when it is back, its reconcile is started, and awaited when `awaitReturn`. */
+  private async probe(t: Target, awaitReturn = true): Promise<void> {
     const key = `${t.kind}:${t.name}`;
     try {
       // A wait of 0 ms reads only the delegate's change cursor: unlike GetCapacity (lvs and vgs on
@@ -75,7 +83,16 @@ export class DelegateHealth {
     }
     delegateProbed(t.kind === 'vmm-host' ? 'vmm' : 'volume', t.name, true);
     if (!this.down.delete(key)) return;
+    const reconciling = this.returning.get(key) ?? this.reconcile(t, key);
+    if (awaitReturn) await reconciling;
+  }
+
+  private reconcile(t: Target, key: string): Promise<void> {
     this.log.info('delegate is back; reconciling', { delegate: key });
-    await this.onReturn(t).catch((err) => this.log.error('reconciling a returning delegate failed', { delegate: key, err }));
+    const done = this.onReturn(t)
+      .catch((err: unknown) => this.log.error('reconciling a returning delegate failed', { delegate: key, err }))
+      .finally(() => this.returning.delete(key));
+    this.returning.set(key, done);
+    return done;
   }
 }

@@ -100,9 +100,16 @@ export async function startFront(cfg: FrontConfig, log: Logger, hooks: { beforeS
   watcher.wakeAll();
   monitor.start();
   // What a crash left in flight. recover() never throws: a workflow it cannot finish is retried later.
-  const recovery = workflows.engine.recover().then((n) => {
-    if (n) log.info('recovered interrupted workflows', { count: n });
-  });
+  // Then what was kept for later (undos, stalled work) is tried once at once:
+  // its back-off was about hosts the last front saw down, and this one's
+  // health probes start with every host up, so no return of theirs is seen.
+  void workflows.engine
+    .recover()
+    .then(async (n) => {
+      if (n) log.info('recovered interrupted workflows', { count: n });
+      await workflows.engine.resume({ notDueToo: true });
+    })
+    .catch((err: unknown) => log.error('trying kept work after the start failed; the timer retries it', { err }));
   // Unfinished work whose next attempt is due; each piece is claimed, so no two runners run it at once.
   const stopPending = everyUnlessRunning(() => workflows.engine.resume(), Math.min(5_000, cfg.retryFirstDelayMs), (err) =>
     log.error('retrying unfinished work failed', { err }),

@@ -97,3 +97,32 @@ describe('a retried DetachVolume on a stalled detach', () => {
     expect(await t.attachmentsOf(vol)).toEqual([]);
   }, 120_000);
 });
+
+describe('a restarted front tries what it kept at once', () => {
+  // Back-offs are about hosts the last front saw down; a new front has not
+  // seen them at all (its health probes start with every host up, so no
+  // "return" is ever seen). Without a try at start, an undo kept as a
+  // leftover waited its whole back-off: up to retryMaxDelayMs, five minutes by default.
+  it('an attach\'s undo kept while the VMM host was down, due again only in an hour, is done once the front restarts with the host back', async () => {
+    const vol = await t.availableVolume();
+    const configFile = join(c.dir, 'front.json');
+    const config = readFileSync(configFile, 'utf8');
+    writeFileSync(configFile, JSON.stringify({ ...(JSON.parse(config) as object), retryFirstDelayMs: 3_600_000, retryMaxDelayMs: 3_600_000 }));
+    try {
+      await c.restart('front');
+      // The host dies right after attaching the disk, before it answers: the attach is rolled back, and its DetachDisk waits.
+      await c.restart('vmm-delegate', { crashAt: `${VMM_DELEGATE_SERVICE.name}.AttachDisk/after` });
+      await expect(t.attach(vol, 'vm3', 'xvdd', 'w')).rejects.toMatchObject({ code: 'ServiceUnavailable' });
+      expect(await c.waitExit('vmm-delegate')).toBe('SIGKILL');
+      expect((await t.attachmentsOf(vol))[0]).toMatchObject({ status: 'detaching' });
+      await c.kill('front');
+      await c.start('vmm-delegate');
+      await c.start('front');
+      await t.waitVolume(vol, 'available');
+      expect(await t.attachmentsOf(vol)).toEqual([]);
+    } finally {
+      writeFileSync(configFile, config);
+      await c.restart('front');
+    }
+  }, 120_000);
+});

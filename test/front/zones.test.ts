@@ -101,7 +101,13 @@ describe("zones' state through the front and the EC2 API", () => {
       { name: 'vbs-1b', volumeDelegates: ['b'] },
     ]);
     const handlers = new FrontService(meta, pool, new FrontWorkflows(db, meta, pool, silentLogger), { zones }).handlers();
-    const health = new DelegateHealth(pool, silentLogger, 60_000, async () => {});
+    // A delegate's return starts a reconcile that takes as long as the deployment is large: here, until the test ends it.
+    let reconciled: () => void = () => {};
+    const returns: string[] = [];
+    const health = new DelegateHealth(pool, silentLogger, 60_000, async (t) => {
+      returns.push(t.name);
+      await new Promise<void>((r) => (reconciled = r));
+    });
     zones.watch(
       (d) => health.volumeDelegateDown(d),
       (names) => health.recheckVolumeDelegates(names),
@@ -134,11 +140,21 @@ describe("zones' state through the front and the EC2 API", () => {
     // The other zone still takes volumes.
     expect(await ec2('CreateVolume', [['Size', '1'], ['AvailabilityZone', 'vbs-1a']])).toContain('<availabilityZone>vbs-1a</availabilityZone>');
 
-    // Back before the next probe: the front looks again before refusing, and the create goes there.
+    // Back before the next probe: the front looks again before refusing, and the create goes there,
+    // without waiting for the reconcile the return started.
     b.down = false;
     expect(health.volumeDelegateDown('b')).toBe(true);
     expect(await ec2('CreateVolume', [['Size', '1'], ['AvailabilityZone', 'vbs-1b']])).toContain('<availabilityZone>vbs-1b</availabilityZone>');
     expect(health.volumeDelegateDown('b')).toBe(false);
+    expect(returns).toEqual(['b']);
+    // Down and back again while that reconcile runs: it starts no second one beside it.
+    b.down = true;
+    await health.probeOnce();
+    b.down = false;
+    await health.recheckVolumeDelegates(['b']);
+    expect(health.volumeDelegateDown('b')).toBe(false);
+    expect(returns).toEqual(['b']);
+    reconciled();
     db.close();
   });
 });
