@@ -2,6 +2,7 @@ import type { Command } from '@commander-js/extra-typings';
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { BackupError, backupDatabaseFile, inspectAnyBackup, restoreAnyDatabase, type BackupInfo } from '../db/backup.js';
+import { isPostgresUrl, redactUrl } from '../db/postgres.js';
 import { VBS_SERVICE } from '../services/vbs.js';
 import { deploymentEc2 } from './aws-profile.js';
 import { findingsTable, type CheckResult, type Finding } from './admin.js';
@@ -46,11 +47,13 @@ export function registerMetadataCommands(admin: Command, runtime: CliRuntime): v
       invoke(runtime, cmd, async () => {
         const database = databaseOf(runtime, o.data);
         const info = await local(() => restoreAnyDatabase(resolve(runtime.cwd, file), database));
+        // A PostgreSQL URL may carry its password: shown without it.
+        const shown = isPostgresUrl(database) ? redactUrl(database) : database;
         report(
           runtime,
           globalOptions(cmd).json,
-          { file: database, ...info },
-          `Restored ${database} from ${file}`,
+          { file: shown, ...info },
+          `Restored ${shown} from ${file}`,
           'Start the deployment, then run `vbs admin check` to see what changed on the hosts since the backup (`--repair` adopts it).',
         );
       }),
