@@ -7,7 +7,9 @@
 # side (SQLite and PostgreSQL; bench/results/databases.json). Then the images
 # bench (src/bench/images.ts: import and fan-out beside cp; `--full` adds a
 # 10 GiB import) writes bench/results/images.json. As root it installs
-# xfsprogs to measure on an XFS reflink mount.
+# xfsprogs to measure on an XFS reflink mount. The databases' table is printed
+# side by side (metric | SQLite | PostgreSQL); `--db postgres://…` (or
+# VBS_BENCH_DB) measures a given PostgreSQL, in a schema of its own dropped after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ] && ! command -v mkfs.xfs >/dev/null && command -v apt-get >/dev/null; then
@@ -22,11 +24,19 @@ npx tsc -p tsconfig.build.json
 if [ "${1:-}" = --profile ] || [ "${1:-}" = --qemu ] || [ "${1:-}" = --libvirt ]; then
   exec node dist/bench/control-plane.js "$@"
 fi
-# --full is the images bench's; everything else goes to vitest.
+# --full is the images bench's; --db URL is the PostgreSQL the metadata engines
+# are compared on (VBS_BENCH_DB; else the bench starts a throw-away one on
+# loopback); everything else goes to vitest.
 full=()
 args=()
-for a in "$@"; do
-  if [ "$a" = --full ]; then full=(--full); else args+=("$a"); fi
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --full) full=(--full) ;;
+    --db) export VBS_BENCH_DB="${2:?--db needs a postgres:// URL}"; shift ;;
+    --db=*) export VBS_BENCH_DB="${1#--db=}" ;;
+    *) args+=("$1") ;;
+  esac
+  shift
 done
 if [ "${VBS_BENCH_ONLY:-}" != control-plane ] && [ "${VBS_BENCH_ONLY:-}" != databases ]; then
   npx vitest bench --run --config vitest.bench.config.ts "${args[@]}"

@@ -8,13 +8,13 @@ import Database from 'better-sqlite3';
 import { VbsError } from '../core/errors.js';
 import { VBS_HOME } from '../core/paths.js';
 import { openDatabase, type Db } from '../db/database.js';
-import { removeCluster, startCluster } from '../deploy/pg-throwaway.js';
+import { benchPostgres } from './bench-postgres.js';
 import { VBS_SERVICE } from '../services/vbs.js';
 import { SoapClient } from '../soap/client.js';
 import type { Record as XmlRecord } from '../soap/xml.js';
 import { SoakDeployment, writeThinCommands } from '../soak/deployment.js';
 import { profilePhase, type Phase } from './profile-run.js';
-import { formatTable, jsonReport, latencyRows, summarize, type Row } from './stats.js';
+import { formatSideBySide, formatTable, jsonReport, latencyRows, summarize, type Row } from './stats.js';
 import { benchFolder } from './folder.js';
 
 /**
@@ -220,12 +220,12 @@ async function databaseRows(where: { dir: string }, commands: string): Promise<R
   for (const engine of ['sqlite', 'postgres'] as const) {
     const dir = join(where.dir, `db-${engine}`);
     mkdirSync(dir);
-    const cluster = engine === 'postgres' ? await startCluster() : undefined;
-    const target = cluster ? cluster.url : join(dir, 'vbs.db');
+    const pg = engine === 'postgres' ? await benchPostgres() : undefined;
+    const target = pg ? pg.url : join(dir, 'vbs.db');
     let dep: SoakDeployment | undefined;
     let c: Clients | undefined;
     const start = async () => {
-      dep = await SoakDeployment.start({ dir, backend: 'file', commands, stderrFile: join(where.dir, `vbs-up-${engine}.log`), ...(cluster ? { db: cluster.url } : {}) });
+      dep = await SoakDeployment.start({ dir, backend: 'file', commands, stderrFile: join(where.dir, `vbs-up-${engine}.log`), ...(pg ? { db: pg.url } : {}) });
       c = clientsFor(dir, dep.url, 8);
       return c;
     };
@@ -237,7 +237,7 @@ async function databaseRows(where: { dir: string }, commands: string): Promise<R
     };
     try {
       let api = await start();
-      say(`  metadata on ${engine}`);
+      say(`  metadata on ${engine}${pg ? ` (${pg.about})` : ''}`);
       for (const level of [1, 8] as const) {
         const samples = await latencies(level, OPS_PER_LEVEL[level]!, async (i) => {
           const t = process.hrtime.bigint();
@@ -284,7 +284,7 @@ async function databaseRows(where: { dir: string }, commands: string): Promise<R
       for (const r of rows.filter((x) => x.metric.startsWith(`[${engine}]`))) say(`  ${r.metric}: ${r.value.toFixed(2)} ${r.unit}`);
     } finally {
       await stop();
-      if (cluster) removeCluster(cluster);
+      pg?.remove();
     }
   }
   return rows;
@@ -300,7 +300,7 @@ async function databasesOnly(): Promise<number> {
     say(`control-plane bench, metadata engines side by side: ${cpus().length} cores, ${Math.round(totalmem() / GiB)} GiB memory`);
     const rows = await databaseRows(where, commands);
     say('');
-    say(formatTable(rows));
+    say(formatSideBySide(rows));
     const out = resolve(VBS_HOME, 'bench', 'results');
     mkdirSync(out, { recursive: true });
     const about = { date: new Date().toISOString(), machine: `${cpus().length} cores`, fileSystem: where.fs, seconds: Math.round((Date.now() - started) / 1000), notes: ['metadata engines side by side: the same vbs up and calls on SQLite and on PostgreSQL 15 (loopback)'] };
@@ -508,6 +508,7 @@ async function main(): Promise<number> {
   const table = formatTable(rows);
   say('');
   say(table);
+  say(formatSideBySide(rows));
   const out = resolve(VBS_HOME, 'bench', 'results');
   mkdirSync(out, { recursive: true });
   writeFileSync(join(out, 'latest.json'), jsonReport(rows, about));

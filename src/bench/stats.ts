@@ -89,3 +89,29 @@ export function jsonReport(rows: readonly Row[], about: Readonly<Record<string, 
   const results = rows.map((r) => ({ ...r, value: Number.isNaN(r.value) ? null : r.value, verdict: verdict(r) || undefined }));
   return `${JSON.stringify({ ...about, results }, null, 2)}\n`;
 }
+
+/**
+ * Rows measured once per metadata engine (`[sqlite] …`, `[postgres] …`) as
+ * one table, the engines side by side, and PostgreSQL's figure over SQLite's.
+ */
+export function formatSideBySide(rows: readonly Row[]): string {
+  const byMetric = new Map<string, { sqlite?: Row; postgres?: Row }>();
+  for (const r of rows) {
+    const m = /^\[(sqlite|postgres)\] (.*)$/.exec(r.metric);
+    if (!m) continue;
+    const entry = byMetric.get(m[2]!) ?? {};
+    entry[m[1] as 'sqlite' | 'postgres'] = r;
+    byMetric.set(m[2]!, entry);
+  }
+  const cell = (r?: Row) => (r ? shown(r.value, r.unit) : '');
+  const cells = [...byMetric].map(([metric, e]) => [
+    metric,
+    cell(e.sqlite),
+    cell(e.postgres),
+    e.sqlite && e.postgres && e.sqlite.value > 0 ? `${(e.postgres.value / e.sqlite.value).toFixed(2)}×` : '',
+  ]);
+  const header = ['metric', 'SQLite', 'PostgreSQL', 'PostgreSQL / SQLite'];
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
+  const line = (c: readonly string[]) => `| ${c.map((x, i) => x.padEnd(widths[i]!)).join(' | ')} |`;
+  return [line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...cells.map(line)].join('\n') + '\n';
+}

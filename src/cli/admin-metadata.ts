@@ -1,7 +1,8 @@
 import type { Command } from '@commander-js/extra-typings';
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { BackupError, backupDatabaseFile, inspectBackup, restoreDatabase, type BackupInfo } from '../db/backup.js';
+import { BackupError, backupDatabaseFile, inspectAnyBackup, restoreAnyDatabase, type BackupInfo } from '../db/backup.js';
+import { isPostgresUrl, redactUrl } from '../db/postgres.js';
 import { VBS_SERVICE } from '../services/vbs.js';
 import { deploymentEc2 } from './aws-profile.js';
 import { findingsTable, type CheckResult, type Finding } from './admin.js';
@@ -32,7 +33,7 @@ export function registerMetadataCommands(admin: Command, runtime: CliRuntime): v
           info = await local(() => backupDatabaseFile(databaseOf(runtime, o.data!), target));
         } else {
           const out = await inv.connect(VBS_SERVICE).call('BackupMetadata', {});
-          info = await local(async () => writeBackup(target, Buffer.from(String(out.database ?? ''), 'base64')));
+          info = await local(() => writeBackup(target, Buffer.from(String(out.database ?? ''), 'base64')));
         }
         report(runtime, globalOptions(cmd).json, { file: target, ...info }, `Backed up the metadata to ${target}`);
       }),
@@ -45,12 +46,14 @@ export function registerMetadataCommands(admin: Command, runtime: CliRuntime): v
     .action((file, o, cmd) =>
       invoke(runtime, cmd, async () => {
         const database = databaseOf(runtime, o.data);
-        const info = await local(async () => restoreDatabase(resolve(runtime.cwd, file), database));
+        const info = await local(() => restoreAnyDatabase(resolve(runtime.cwd, file), database));
+        // A PostgreSQL URL may carry its password: shown without it.
+        const shown = isPostgresUrl(database) ? redactUrl(database) : database;
         report(
           runtime,
           globalOptions(cmd).json,
-          { file: database, ...info },
-          `Restored ${database} from ${file}`,
+          { file: shown, ...info },
+          `Restored ${shown} from ${file}`,
           'Start the deployment, then run `vbs admin check` to see what changed on the hosts since the backup (`--repair` adopts it).',
         );
       }),
@@ -69,19 +72,19 @@ export function registerMetadataCommands(admin: Command, runtime: CliRuntime): v
     );
 }
 
-/** The metadata database of a data folder (its front.json's `database`, else `vbs up`'s default). */
+/** The metadata database of a data folder (its front.json's `database`: a file, or a postgres:// URL; else `vbs up`'s default). */
 function databaseOf(runtime: CliRuntime, data: string): string {
   const dir = resolve(runtime.cwd, data);
   if (!existsSync(dir)) throw new UsageError(`${data} does not exist; name the deployment's data folder with --data`);
   return deploymentEc2(dir).database;
 }
 
-/** What the front sent, written beside FILE, checked as a VBS database, then renamed into place. */
-function writeBackup(target: string, bytes: Buffer): BackupInfo {
+/** What the front sent (an SQLite file, or a pg_dump for PostgreSQL), written beside FILE, checked as VBS metadata, then written in place. */
+async function writeBackup(target: string, bytes: Buffer): Promise<BackupInfo> {
   const part = join(dirname(target), `.${basename(target)}.part`);
   try {
     writeFileSync(part, bytes, { mode: 0o600, flush: true });
-    const info = inspectBackup(part);
+    const info = await inspectAnyBackup(part);
     if (existsSync(target)) throw new BackupError(`${target} already exists; a backup never overwrites a file`);
     // The copy holds each export's CHAP secret: private like the database.
     writeFileSync(target, bytes, { mode: 0o600, flag: 'wx', flush: true });

@@ -7,6 +7,11 @@ import { engineOf } from './engine.js';
 import { MIGRATIONS } from './migrations.js';
 import { raiseGenerations } from './generations.js';
 import { now } from '../core/clock.js';
+import { BackupError, CORE_TABLES, type BackupInfo } from './backup-error.js';
+import { backupPostgres, inspectPgDump, isPgDump, restorePostgresBackup } from './pg-backup.js';
+import { isPostgresUrl, PostgresDb } from './postgres.js';
+
+export { BackupError, type BackupInfo } from './backup-error.js';
 
 /**
  * Backups of the metadata (docs/operators/backup.md).
@@ -18,30 +23,21 @@ import { now } from '../core/clock.js';
  * back in place of the database of a stopped deployment, after checking
  * it is a VBS metadata database of a schema version this VBS knows.
  *
- * PostgreSQL (NAME=postgres): the same three entry points are the hook;
- * there a backup is `pg_dump --format=custom` and a restore `pg_restore`,
- * and `backupDatabase` is given the connection instead of the file.
+ * PostgreSQL: the same entry points take the connection or its URL, and
+ * hand it to src/db/pg-backup.ts, where a backup is `pg_dump
+ * --format=custom` and a restore `pg_restore` (a backup of one engine is
+ * never restored into the other).
  */
 
-/** The tables every VBS metadata database has from its first schema version on. */
-const CORE_TABLES = ['ids', 'volumes', 'snapshots', 'attachments', 'workflows'];
 const SQLITE_MAGIC = 'SQLite format 3\0';
-
-export interface BackupInfo {
-  readonly schemaVersion: number;
-  readonly volumes: number;
-  readonly snapshots: number;
-  readonly attachments: number;
-}
 
 /** Writes a consistent copy of an open database to `file` (which must not exist), durably. */
 export async function backupDatabase(db: Db, file: string): Promise<BackupInfo> {
+  if (engineOf(db) === 'postgres') return backupPostgres((db as PostgresDb).url, file);
   if (existsSync(file)) throw new BackupError(`${file} already exists; a backup never overwrites a file`);
   const part = join(dirname(file), `.${basename(file)}.part`);
   rmSync(part, { force: true });
   try {
-    // SQLite's online backup; a PostgreSQL metadata database is backed up with pg_dump (src/db/pg-dump.ts).
-    if (engineOf(db) !== 'sqlite') throw new BackupError('the metadata is on PostgreSQL: back it up with pg_dump (docs/operators/postgresql.md)');
     await (db as unknown as Database.Database).backup(part);
     selfContained(part);
     const info = inspectBackup(part);
@@ -55,8 +51,12 @@ export async function backupDatabase(db: Db, file: string): Promise<BackupInfo> 
   }
 }
 
-/** Backs up the database file of a deployment (running or not: the online backup reads through SQLite's locks). */
+/**
+ * Backs up the database of a deployment, running or not: a SQLite file (the
+ * online backup reads through SQLite's locks) or a postgres:// URL (pg_dump).
+ */
 export async function backupDatabaseFile(database: string, file: string): Promise<BackupInfo> {
+  if (isPostgresUrl(database)) return backupPostgres(database, file);
   if (!existsSync(database)) throw new BackupError(`there is no metadata database at ${database}`);
   inspectBackup(database);
   const db = new Database(database, { readonly: true, fileMustExist: true });
@@ -66,6 +66,23 @@ export async function backupDatabaseFile(database: string, file: string): Promis
   } finally {
     db.close();
   }
+}
+
+/** Checks a backup of either engine (an SQLite file or a pg_dump) and says what it holds. */
+export async function inspectAnyBackup(file: string): Promise<BackupInfo> {
+  if (existsSync(file) && isPgDump(file)) return inspectPgDump(file);
+  return inspectBackup(file);
+}
+
+/** Restores a backup into a stopped deployment's database of either engine; a backup of one engine is refused by the other. */
+export async function restoreAnyDatabase(backup: string, database: string): Promise<BackupInfo> {
+  const pgDump = existsSync(backup) && isPgDump(backup);
+  if (isPostgresUrl(database)) {
+    if (!pgDump && existsSync(backup)) throw new BackupError(`${backup} is not a pg_dump of the metadata, and this deployment's metadata is on PostgreSQL`);
+    return restorePostgresBackup(backup, database);
+  }
+  if (pgDump) throw new BackupError(`${backup} is a pg_dump (PostgreSQL), and this deployment's metadata is an SQLite file`);
+  return restoreDatabase(backup, database);
 }
 
 /** A backup into memory for the SOAP operation: the bytes of the copy, its folder removed after. */
@@ -191,16 +208,5 @@ function fsyncFile(path: string): void {
     fsyncSync(fd);
   } finally {
     closeSync(fd);
-  }
-}
-
-/** A backup or restore that cannot be done; the message is safe to show. `tooLarge`: the backup must be taken on the files. */
-export class BackupError extends Error {
-  constructor(
-    message: string,
-    readonly tooLarge = false,
-  ) {
-    super(message);
-    this.name = 'BackupError';
   }
 }

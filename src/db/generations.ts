@@ -38,11 +38,13 @@ export function currentGeneration(db: Db, resource: string): number {
  * id the metadata knows (`ids`, or the one given) gets a generation of at
  * least `floor`, a clock reading in milliseconds: no resource ran a workflow
  * per millisecond since an earlier floor, so the new numbers are above
- * anything a delegate saw.
+ * anything a delegate saw. (The larger of two is a CASE, and the column
+ * qualified: PostgreSQL has no two-argument max() and calls a bare
+ * `generation` ambiguous in an upsert.)
  */
 export function raiseGenerations(db: Db, floor: number, id?: string): void {
   db.prepare(
     `INSERT INTO generations (resource_id, generation) SELECT id, @floor FROM ids WHERE @id IS NULL OR id = @id
-     ON CONFLICT (resource_id) DO UPDATE SET generation = max(generation, excluded.generation)`,
+     ON CONFLICT (resource_id) DO UPDATE SET generation = CASE WHEN generations.generation > excluded.generation THEN generations.generation ELSE excluded.generation END`,
   ).run({ floor, id: id ?? null });
 }

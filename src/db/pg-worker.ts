@@ -18,7 +18,7 @@
 export const PG_WORKER_SOURCE = String.raw`
 const { workerData } = require('node:worker_threads');
 const pg = require(workerData.pgPath);
-const { port, flag, url, lockKey, statementTimeoutMs, connectTimeoutMs } = workerData;
+const { port, flag, url, lockKey, statementTimeoutMs, connectTimeoutMs, applicationName } = workerData;
 
 // Integers and numerics as numbers, booleans as 0/1: what better-sqlite3 returns.
 pg.types.setTypeParser(20, (v) => Number(v));
@@ -39,7 +39,7 @@ async function connection() {
     connectionTimeoutMillis: connectTimeoutMs,
     statement_timeout: statementTimeoutMs,
     lock_timeout: statementTimeoutMs,
-    application_name: 'vbs',
+    application_name: applicationName,
   });
   c.on('error', () => { if (client === c) client = undefined; });
   try {

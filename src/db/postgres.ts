@@ -3,6 +3,7 @@ import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from '
 import { VbsError } from '../core/errors.js';
 import type { Db, RunResult, Statement, Transaction } from './engine.js';
 import { PG_WORKER_SOURCE } from './pg-worker.js';
+import { schemaOf } from './pg-dump.js';
 import { bindParams, isNamedArgs, toPostgresMigration, toPostgresQuery, type PgQuery } from './sql-dialect.js';
 
 /**
@@ -88,6 +89,23 @@ export function validPostgresUrl(target: string): boolean {
   }
 }
 
+/**
+ * How VBS's connections to one metadata database introduce themselves
+ * (pg_stat_activity's application_name): `vbs`, or `vbs:SCHEMA` when the
+ * URL's options put VBS's tables in a schema of their own. A restore looks
+ * for other connections by this name to refuse while a front runs
+ * (src/db/pg-backup.ts).
+ */
+export function applicationName(url: string): string {
+  let schema: string | undefined;
+  try {
+    schema = schemaOf(url);
+  } catch {
+    schema = undefined; // a search path of several schemas: no name of its own
+  }
+  return schema ? `vbs:${schema}` : 'vbs';
+}
+
 /** The synchronous channel to the worker that owns the connection. */
 class Bridge {
   private worker: Worker | undefined;
@@ -119,6 +137,7 @@ class Bridge {
         lockKey: WRITER_LOCK,
         statementTimeoutMs: this.o.statementTimeoutMs,
         connectTimeoutMs: this.o.connectTimeoutMs,
+        applicationName: applicationName(this.url),
       },
       transferList: [port2],
     });
@@ -187,7 +206,11 @@ export class PostgresDb implements Db {
   private readonly functions = new Map<string, (arg: unknown) => unknown>();
   private depth = 0;
 
-  constructor(url: string, options: PostgresOptions = {}) {
+  constructor(
+    /** The connection's URL, password included: for pg_dump and pg_restore (src/db/pg-backup.ts), never for a log. */
+    readonly url: string,
+    options: PostgresOptions = {},
+  ) {
     this.bridge = new Bridge(url, {
       callTimeoutMs: options.callTimeoutMs ?? 15_000,
       statementTimeoutMs: options.statementTimeoutMs ?? 10_000,

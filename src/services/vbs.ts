@@ -182,9 +182,9 @@ export const VBS_SERVICE: ServiceDefinition = {
       output: [bool('clean'), rec('finding', 'Finding', { many: true })],
     },
     BackupMetadata: {
-      doc: "Administrators only: a consistent copy of the front's metadata database taken while it serves (SQLite's online backup), base64-encoded. A database larger than one answer carries is refused with OperationFailed: back up its files instead (vbs admin backup --data).",
+      doc: "Administrators only: a consistent copy of the front's metadata database taken while it serves (SQLite's online backup; pg_dump's custom format when the metadata is on PostgreSQL), base64-encoded. A database larger than one answer carries is refused with OperationFailed: back up its files instead (vbs admin backup --data).",
       input: [],
-      output: [str('database', { doc: 'the SQLite database file, base64' }), long('sizeBytes'), int('schemaVersion'), int('volumes'), int('snapshots'), int('attachments')],
+      output: [str('database', { doc: 'the SQLite database file, or the pg_dump (custom format), base64' }), long('sizeBytes'), int('schemaVersion'), int('volumes'), int('snapshots'), int('attachments')],
     },
     RebuildMetadata: {
       doc: 'Administrators only, on a front whose metadata holds no volume and no snapshot (a new database): puts back every volume and snapshot from the records the volume delegates keep beside the data (owner, size, lineage), and every attachment from the disks the VMM hosts report. Answers what it found and did, as CheckConsistency does.',

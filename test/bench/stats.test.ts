@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatTable, jsonReport, latencyRows, percentile, summarize, verdict, type Row } from '../../src/bench/stats.js';
+import { formatSideBySide, formatTable, jsonReport, latencyRows, percentile, summarize, verdict, type Row } from '../../src/bench/stats.js';
 
 describe('percentile', () => {
   it('is the nearest rank of the sorted samples', () => {
@@ -58,5 +58,23 @@ describe('the report', () => {
     const json = JSON.parse(jsonReport(rows, { machine: 'test' })) as { machine: string; results: { metric: string; value: number | null; verdict?: string }[] };
     expect(json.machine).toBe('test');
     expect(json.results.map((r) => [r.value, r.verdict])).toEqual([[12.345, 'met'], [120, 'missed'], [null, undefined], [1500, undefined]]);
+  });
+});
+
+describe('formatSideBySide', () => {
+  it('puts each metric measured on both engines on one line, SQLite beside PostgreSQL, with their ratio', () => {
+    const both: Row[] = [
+      { metric: '[sqlite] create p50', value: 100, unit: 'ms' },
+      { metric: 'not an engine row', value: 1, unit: 'ms' },
+      { metric: '[sqlite] page p50', value: 20, unit: 'ms' },
+      { metric: '[postgres] create p50', value: 125, unit: 'ms' },
+      { metric: '[postgres] page p50', value: 10, unit: 'ms' },
+    ];
+    const lines = formatSideBySide(both).trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^\| metric +\| SQLite +\| PostgreSQL +\| PostgreSQL \/ SQLite \|$/);
+    expect(lines.slice(2)).toHaveLength(2);
+    expect(lines[2]).toMatch(/^\| create p50 +\| 100(\.0)? ms +\| 125(\.0)? ms +\| 1\.25× +\|$/);
+    expect(lines[3]).toMatch(/^\| page p50 +\| 20(\.0)? ms +\| 10(\.0)? ms +\| 0\.50× +\|$/);
+    expect(new Set(lines.map((l) => l.length)).size).toBe(1);
   });
 });

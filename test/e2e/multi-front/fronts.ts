@@ -30,8 +30,10 @@ interface Running {
 }
 
 /**
- * Two fronts on one SQLite metadata file, and the two delegates they share,
- * as `vbs up --fronts 2` lays them out, but each process under the test's
+ * Two fronts on one metadata database (a SQLite file in the deployment's
+ * folder, or a PostgreSQL URL: the run's cluster, a schema of its own), and
+ * the two delegates they share, as `vbs up --fronts 2` lays them out, but
+ * each process under the test's
  * control: a front can be started with a crash point (src/core/crash-points.ts)
  * at which it SIGKILLs itself, killed, and started again. Everything started
  * is tracked by PID and ended by `destroy`.
@@ -43,12 +45,14 @@ export class TwoFronts {
   private constructor(
     readonly dir: string,
     private readonly ports: Readonly<Record<Service, number>>,
+    private readonly database: string,
   ) {}
 
-  static async create(vms: readonly string[]): Promise<TwoFronts> {
+  /** `database`: what both fronts' `database` key says; by default the SQLite file `vbs.db` in the deployment's folder. */
+  static async create(vms: readonly string[], database = 'vbs.db'): Promise<TwoFronts> {
     const dir = mkdtempSync(join(tmpdir(), 'vbs-fronts-'));
     const ports = { 'volume-delegate': await freePort(), 'vmm-delegate': await freePort(), 'front-a': await freePort(), 'front-b': await freePort() };
-    const c = new TwoFronts(dir, ports);
+    const c = new TwoFronts(dir, ports, database);
     try {
       for (const sub of ['volumes', 'logs', 'vmm-sim']) mkdirSync(join(dir, sub), { recursive: true, mode: 0o700 });
       c.writeConfigs();
@@ -79,7 +83,7 @@ export class TwoFronts {
         listen: listen(f),
         tls: tls('front'),
         // One metadata database for both.
-        database: 'vbs.db',
+        database: this.database,
         auditLog: `audit-${f}.log`,
         volumeDelegates: [{ name: 'local', url: `https://127.0.0.1:${this.ports['volume-delegate']}/volume-delegate` }],
         vmmHosts: [{ name: 'localhost', url: `https://127.0.0.1:${this.ports['vmm-delegate']}/vmm-delegate` }],

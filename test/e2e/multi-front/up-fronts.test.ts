@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -7,20 +7,20 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VBS_SERVICE } from '../../../src/services/vbs.js';
 import { SoapClient } from '../../../src/soap/client.js';
 import type { Record as XmlRecord } from '../../../src/soap/xml.js';
+import { freshPostgresUrl } from '../../setup/engines.js';
 import { seedDeploymentPki } from '../../setup/pki.js';
 import { eventually, startVbs, VBS_BIN, type Vbs } from '../harness.js';
 
 const run = promisify(execFile);
 
-/** `vbs up --fronts 2` (issue 20): two fronts on one database, both named in client.json, each serving. */
+/**
+ * `vbs up --fronts N` (issue 20): N fronts on one database, all named in
+ * client.json, each serving: two on the default SQLite file, and the
+ * README's three on one PostgreSQL (a schema of the run's cluster).
+ */
 let vbs: Vbs;
 let fronts: string[];
 const clients: SoapClient[] = [];
-
-beforeAll(async () => {
-  vbs = await startVbs(['--fronts', '2']);
-  fronts = (JSON.parse(readFileSync(vbs.clientConfig, 'utf8')) as { fronts: string[] }).fronts;
-}, 90_000);
 
 afterAll(async () => {
   for (const c of clients) c.close();
@@ -34,16 +34,45 @@ function soap(url: string): SoapClient {
   return c;
 }
 
+async function up(...args: string[]): Promise<void> {
+  for (const c of clients.splice(0)) c.close();
+  await vbs?.stop();
+  vbs = await startVbs(args);
+  fronts = (JSON.parse(readFileSync(vbs.clientConfig, 'utf8')) as { fronts: string[] }).fronts;
+}
+
+const availableThrough = (url: string, vol: string) =>
+  eventually(async () => {
+    const v = ((await soap(url).call('DescribeVolumes', { volumeId: [vol] })).volume as XmlRecord[])[0];
+    return v?.status === 'available' ? true : undefined;
+  });
+
+/** The PID of one of `vbs up`'s fronts (`front`, `front-2`, …): its child whose command line names that front's config. */
+function frontPid(name: string): number {
+  const config = join(vbs.dir, `${name}.json`);
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid !== vbs.process.pid) continue;
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').includes(config)) return Number(entry);
+    } catch {
+      // a process that ended while we looked
+    }
+  }
+  throw new Error(`no ${name} process under vbs up (PID ${vbs.process.pid})`);
+}
+
 describe('vbs up --fronts 2', () => {
+  beforeAll(() => up('--fronts', '2'), 90_000);
+
   it('starts two fronts on one database: client.json names both, the first is the banner\'s, a volume made through one is seen through the other', async () => {
     expect(fronts).toHaveLength(2);
     expect(fronts[0]).toBe(vbs.url);
     expect(new Set(fronts).size).toBe(2);
     const vol = String(((await soap(fronts[1]!).call('CreateVolume', { size: 1, clientToken: 'up-fronts' })).volume as XmlRecord).volumeId);
-    await eventually(async () => {
-      const v = ((await soap(fronts[0]!).call('DescribeVolumes', { volumeId: [vol] })).volume as XmlRecord[])[0];
-      return v?.status === 'available' ? true : undefined;
-    });
+    await availableThrough(fronts[0]!, vol);
     const r = await vbs.cli('--json', 'describe-volumes', vol);
     expect(r.code).toBe(0);
   });
@@ -71,5 +100,40 @@ describe('vbs up --fronts 2', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('vbs up --fronts 3 --db postgres://… (the README\'s example)', () => {
+  beforeAll(() => up('--fronts', '3', '--db', freshPostgresUrl()), 90_000);
+
+  it('starts three fronts on one PostgreSQL: client.json names all three, a volume made through one is seen through the other two', async () => {
+    expect(fronts).toHaveLength(3);
+    expect(fronts[0]).toBe(vbs.url);
+    expect(new Set(fronts).size).toBe(3);
+    const vol = String(((await soap(fronts[2]!).call('CreateVolume', { size: 1, clientToken: 'up-three' })).volume as XmlRecord).volumeId);
+    await Promise.all(fronts.map((f) => availableThrough(f, vol)));
+  });
+
+  it('the CLI goes to the next front when the first is killed, and the first serves again once the supervisor restarts it', async () => {
+    // The supervisor held still (SIGSTOP) so it does not restart the front at once; then the first front SIGKILLed.
+    const supervisor = vbs.process.pid!;
+    const first = frontPid('front');
+    process.kill(supervisor, 'SIGSTOP');
+    let created: { code: number; stdout: string; stderr: string };
+    try {
+      process.kill(first, 'SIGKILL');
+      created = await vbs.cli('--json', 'create-volume', '1', '--wait');
+    } finally {
+      process.kill(supervisor, 'SIGCONT');
+    }
+    expect(created.stderr).toContain(`${fronts[0]} did not answer`);
+    expect(created.code).toBe(0);
+    const vol = (JSON.parse(created.stdout) as { volumeId: string }).volumeId;
+    // Restarted on its port, the first front sees the volume the others made.
+    await eventually(() => soap(fronts[0]!).call('DescribeVolumes', {}).then(() => true, () => undefined), 60_000);
+    expect(frontPid('front')).not.toBe(first);
+    await Promise.all(fronts.map((f) => availableThrough(f, vol)));
+    const r = await vbs.cli('--json', 'admin', 'check');
+    expect(JSON.parse(r.stdout)).toMatchObject({ finding: [] });
   });
 });
