@@ -56,7 +56,9 @@ export async function rbdImageRows(dir: string, say: (line: string) => void): Pr
   try {
     dep = await startVbsUp(deploymentDir, ['--backend', 'rbd', '--ceph-conf', conf], join(dir, 'vbs-up-rbd.log'));
     const tls = adminTls(deploymentDir);
-    const soap = new SoapClient({ def: VBS_SERVICE, url: dep.url, tls });
+    // Each CreateVolume waits for the delegate's look at the pool (`rbd ls -l`, which opens every image, and
+    // `ceph df`) under the back end's lock: with 10 in flight on a loaded machine an answer can pass 30 s.
+    const soap = new SoapClient({ def: VBS_SERVICE, url: dep.url, tls, timeoutMs: 600_000 });
     const image = join(dir, 'rbd-1g.raw');
     if (!existsSync(image)) makeImage(image, GiB);
 

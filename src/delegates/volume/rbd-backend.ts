@@ -321,6 +321,7 @@ export class RbdBackend implements VolumeBackend {
     await this.recover();
     return images.intake.slot(snapshotId, () =>
       this.queued.track(snapshotId, async (q) => {
+        let ended: () => void = () => undefined;
         const job = await this.lock.run(async () => {
           const pool = await this.tools.list();
           if (findSnap(pool, snapshotId)) throw new VbsError('IncorrectState', `The snapshot '${snapshotId}' already has data on this volume delegate.`);
@@ -331,18 +332,19 @@ export class RbdBackend implements VolumeBackend {
             throw new VbsError('InsufficientCapacity', `There is not enough free space for this image on this volume delegate.`);
           }
           if (q.cancelled) throw new VbsError('IncorrectState', `'${snapshotId}' was deleted before its import started; nothing was made.`);
-          const made: Job = { state: 'creating', reserved, cancelled: false, done: Promise.resolve() };
+          // A delete waits for `done`: set with the job, so no delete sees one without the other.
+          const made: Job = { state: 'creating', reserved, cancelled: false, done: new Promise((resolve) => (ended = resolve)) };
           this.jobs.set(snapshotId, made);
           return made;
         });
-        let ended!: () => void;
-        job.done = new Promise((resolve) => (ended = resolve));
         const staging = join(images.stagingDir, `.${snapshotId}.upload.part`);
         const raw = join(images.stagingDir, `.${snapshotId}.raw.part`);
         const part = PART + snapshotId;
         const holder = GONE + snapshotId;
+        const began = Date.now();
         try {
           await images.intake.receive(source, staging, terms);
+          const received = Date.now();
           const bytes = await images.intake.toRaw(staging, raw, terms.format, terms.maxBytes);
           await this.lock.run(async () => {
             if (job.cancelled) throw new Cancelled();
@@ -355,15 +357,19 @@ export class RbdBackend implements VolumeBackend {
             job.reserved = bytes;
             if (pool.images.has(part)) await this.tools.rm(part);
           });
+          const importing = Date.now();
           await this.tools.importFile(raw, part);
           job.reserved = 0; // the image counts now
+          const imported = Date.now();
           await this.lock.run(async () => {
             if (job.cancelled) throw new Cancelled();
             await this.tools.rename(part, holder);
             await this.tools.snapCreate(holder, snapshotId);
             await this.tools.protect(holder, snapshotId);
           });
-          this.log.info('image imported', { id: snapshotId, format: terms.format, bytes });
+          // Where the time went, for the operator: the upload, qemu-img, rbd import, the snapshot.
+          const phasesMs = { receive: received - began, toRaw: importing - received, rbdImport: imported - importing, snapshot: Date.now() - imported };
+          this.log.info('image imported', { id: snapshotId, format: terms.format, bytes, phasesMs });
           return bytes;
         } catch (err) {
           await this.discardImport(snapshotId);
