@@ -50,15 +50,15 @@ export async function importFile(url: string, tls: AdminTls, file: string): Prom
 
 /**
  * `create-volume SIZE C snap --count n`, as the CLI sends it (CreateVolume
- * ×n, 10 in flight, each with its own client token), until all are
+ * ×n, 10 in flight unless told, each with its own client token), until all are
  * `available`; returns the seconds it took and the volumes' ids.
  */
-export async function fanOut(soap: SoapClient, snapshotId: string, n: number, tokenPrefix: string): Promise<{ seconds: number; ids: string[] }> {
+export async function fanOut(soap: SoapClient, snapshotId: string, n: number, tokenPrefix: string, inFlight = 10): Promise<{ seconds: number; ids: string[] }> {
   const t = process.hrtime.bigint();
   const ids: string[] = [];
   let next = 0;
   await Promise.all(
-    Array.from({ length: 10 }, async () => {
+    Array.from({ length: inFlight }, async () => {
       while (next < n) {
         const i = next++;
         const v = (await soap.call('CreateVolume', { size: 1, comment: `fan ${i}`, snapshotId, clientToken: `${tokenPrefix}-${i}` })).volume as XmlRecord;

@@ -19,6 +19,8 @@ const BENCH_MON_PORT = 3700;
  * volumes of 1 GiB need 100 GiB of pool even though they write nothing.
  */
 const OSD_GIB = 128;
+/** CreateVolume calls in flight during the fan-out (see where it is used). */
+const FAN_IN_FLIGHT = 2;
 
 /**
  * The images bench on the rbd back end (docs/images.md): a throw-away
@@ -72,7 +74,10 @@ export async function rbdImageRows(dir: string, say: (line: string) => void): Pr
     rows.push({ metric: 'rbd: import of a 1 GiB raw image', value: importS, unit: 's', note: `${(1024 / importS).toFixed(0)} MiB/s; rbd import of the file: ${baselineS.toFixed(2)} s (${(1024 / baselineS).toFixed(0)} MiB/s)` });
     say(`  rbd: import 1 GiB: ${importS.toFixed(2)} s; rbd import ${baselineS.toFixed(2)} s`);
 
-    const fan = await fanOut(soap, snapshotId, 100, 'rbd-fan');
+    // Two in flight, not the CLI's ten: the rbd back end takes creates one at a time (its lock, around
+    // `rbd ls -l` and `ceph df`), and on a loaded machine ten waiting passed the front's 30 s call to the
+    // delegate (docs/images.md, "Measured"). The throughput is the same; no answer waits for nine others.
+    const fan = await fanOut(soap, snapshotId, 100, 'rbd-fan', FAN_IN_FLIGHT);
     // The papers' way: a full copy of the image per volume (`rbd cp` of the image the import made, whole in the cluster).
     const copies: number[] = [];
     for (let i = 0; i < 3; i++) {
@@ -87,7 +92,7 @@ export async function rbdImageRows(dir: string, say: (line: string) => void): Pr
       value: fan.seconds,
       unit: 's',
       target: { limit: 2, atMost: true },
-      note: `RBD clones; the papers' full copy (rbd cp) of one image × 100: ${(oneCp * 100).toFixed(1)} s (one: ${oneCp.toFixed(2)} s, median of 3)`,
+      note: `RBD clones, ${FAN_IN_FLIGHT} CreateVolume in flight; the papers' full copy (rbd cp) of one image × 100: ${(oneCp * 100).toFixed(1)} s (one: ${oneCp.toFixed(2)} s, median of 3)`,
     });
     say(`  rbd: 100 volumes from one image: ${fan.seconds.toFixed(2)} s; rbd cp × 100 ≈ ${(oneCp * 100).toFixed(1)} s`);
     soap.close();
