@@ -1,17 +1,15 @@
-import { execFileSync, execFile } from 'node:child_process';
-import { closeSync, createReadStream, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { execFile } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { setTimeout as delay } from 'node:timers/promises';
 import { VBS_HOME } from '../core/paths.js';
 import { VBS_SERVICE } from '../services/vbs.js';
 import { SoapClient } from '../soap/client.js';
-import { openStream, readAnswer } from '../soap/stream-client.js';
-import type { Record as XmlRecord } from '../soap/xml.js';
-import { IMPORT_IMAGE_OUTPUT } from '../front/images.js';
 import { SoakDeployment, writeThinCommands } from '../soak/deployment.js';
 import { benchFolder } from './folder.js';
+import { adminTls, fanOut, GiB, importFile as importInto, makeImage, seconds } from './image-tools.js';
+import { rbdImageRows } from './images-rbd.js';
 import { formatTable, jsonReport, type Row } from './stats.js';
 
 /**
@@ -23,34 +21,23 @@ import { formatTable, jsonReport, type Row } from './stats.js';
  *   - four imports at once against four `cp` at once;
  *   - 100 volumes from one image (CreateVolume ×100, 10 in flight, as
  *     `create-volume --count 100`) until all are available, against the
- *     papers' full copy (`cp --reflink=never`) of one image, times 100.
+ *     papers' full copy (`cp --reflink=never`) of one image, times 100;
+ *   - the same import and fan-out on the rbd back end, on a throw-away Ceph
+ *     cluster of the bench's own (src/bench/images-rbd.ts).
+ * `--only file` or `--only rbd` runs one back end's rows.
  * Neither side syncs: both end in the page cache, as an import does.
  * It ends only the processes it started and removes its folder.
  */
 
-const GiB = 1024 ** 3;
 const say = (line: string) => process.stdout.write(`${line}\n`);
 const run = promisify(execFile);
-const seconds = (t: bigint) => Number(process.hrtime.bigint() - t) / 1e9;
-
-/** A file of real bytes (not zeros), so no copy can skip them as holes. */
-function makeImage(file: string, bytes: number): void {
-  const chunk = Buffer.alloc(8 * 1024 * 1024);
-  for (let i = 0; i < chunk.length; i += 4) chunk.writeUInt32LE((i * 2654435761) >>> 0, i);
-  const fd = openSync(file, 'w');
-  try {
-    for (let off = 0; off < bytes; off += chunk.length) {
-      chunk.writeUInt32LE(off / chunk.length, 0); // each chunk differs: no dedup anywhere
-      writeSync(fd, chunk, 0, Math.min(chunk.length, bytes - off), off);
-    }
-  } finally {
-    closeSync(fd);
-  }
-  execFileSync('sync', ['-f', file]);
-}
 
 async function main(): Promise<number> {
   const full = process.argv.includes('--full');
+  const onlyAt = process.argv.indexOf('--only');
+  const only = onlyAt < 0 ? undefined : process.argv[onlyAt + 1];
+  if (only !== undefined && only !== 'file' && only !== 'rbd') throw new Error('--only takes file or rbd');
+  const load = loadavg().map((l) => l.toFixed(1)).join(', ');
   const where = benchFolder();
   const dir = join(where.dir, 'deployment');
   mkdirSync(dir);
@@ -60,16 +47,39 @@ async function main(): Promise<number> {
   const started = Date.now();
   let dep: SoakDeployment | undefined;
   try {
-    say(`images bench: vbs up on ${where.fs}, ${cpus().length} cores, ${Math.round(totalmem() / GiB)} GiB memory`);
-    dep = await SoakDeployment.start({ dir, backend: 'file', commands, stderrFile: join(where.dir, 'vbs-up.log') });
-    const tls = { key: readFileSync(join(dir, 'pki', 'admin.key')), cert: readFileSync(join(dir, 'pki', 'admin.crt')), ca: readFileSync(join(dir, 'pki', 'ca.crt')) };
+    say(`images bench: vbs up on ${where.fs}, ${cpus().length} cores, ${Math.round(totalmem() / GiB)} GiB memory, load average ${load}`);
+    if (only !== 'rbd') rows.push(...(await fileRows(where, dir, commands, full, (d) => (dep = d))));
+    if (only !== 'file') rows.push(...(await rbdImageRows(where.dir, say)));
+  } finally {
+    await dep?.stop();
+    where.cleanup();
+  }
+  const about = {
+    date: new Date().toISOString(),
+    machine: `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), ${Math.round(totalmem() / GiB)} GiB memory`,
+    load: `load average ${load} at the start, ${loadavg().map((l) => l.toFixed(1)).join(', ')} at the end`,
+    fileSystem: where.fs,
+    seconds: Math.round((Date.now() - started) / 1000),
+    notes: ['a real vbs up on 127.0.0.1, uploads over mutual TLS through the front to the volume delegate, the same disk for cp', 'neither the imports nor cp sync to disk'],
+  };
+  say('');
+  say(formatTable(rows));
+  const out = resolve(VBS_HOME, 'bench', 'results');
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, only ? `images-${only}.json` : 'images.json'), jsonReport(rows, about));
+  say(`written ${join(out, only ? `images-${only}.json` : 'images.json')} (${about.seconds} s)`);
+  return 0;
+}
+
+/** The file back end's rows (on the bench folder's file system: XFS reflink as root). */
+async function fileRows(where: ReturnType<typeof benchFolder>, dir: string, commands: string, full: boolean, started: (d: SoakDeployment | undefined) => void): Promise<Row[]> {
+  const rows: Row[] = [];
+  {
+    const dep = await SoakDeployment.start({ dir, backend: 'file', commands, stderrFile: join(where.dir, 'vbs-up.log') });
+    started(dep);
+    const tls = adminTls(dir);
     const soap = new SoapClient({ def: VBS_SERVICE, url: dep.url, tls });
-    const importFile = async (file: string): Promise<string> => {
-      const res = await openStream({ def: VBS_SERVICE, url: dep!.url, tls }, { method: 'PUT', path: 'images', query: { format: 'raw' }, body: createReadStream(file), length: statSync(file).size, idleMs: 120_000 });
-      const snap = (await readAnswer(res, VBS_SERVICE, 'ImportImage', IMPORT_IMAGE_OUTPUT)).snapshot as XmlRecord;
-      if (snap.status !== 'completed') throw new Error(`import ended ${String(snap.status)}`);
-      return String(snap.snapshotId);
-    };
+    const importFile = (file: string) => importInto(dep.url, tls, file);
     const cp = (from: string, to: string) => run('cp', ['--reflink=never', from, to]);
     const images = join(where.dir, 'images');
     mkdirSync(images);
@@ -103,26 +113,7 @@ async function main(): Promise<number> {
     for (const f of four) rmSync(f, { force: true });
 
     // --- 100 volumes from one image --------------------------------------------
-    t = process.hrtime.bigint();
-    const ids: string[] = [];
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: 10 }, async () => {
-        while (next < 100) {
-          const i = next++;
-          const v = (await soap.call('CreateVolume', { size: 1, comment: `fan ${i}`, snapshotId: oneGiBSnapshot, clientToken: `fan-${i}` })).volume as XmlRecord;
-          ids.push(String(v.volumeId));
-        }
-      }),
-    );
-    for (;;) {
-      const vols = (await soap.call('DescribeVolumes', { volumeId: ids })).volume as XmlRecord[];
-      if (vols.every((v) => v.status === 'available')) break;
-      if (vols.some((v) => v.status === 'error')) throw new Error('a volume from the image ended in error');
-      if (seconds(t) > 3600) throw new Error('100 volumes not available within an hour');
-      await delay(20);
-    }
-    const fanVbs = seconds(t);
+    const fanVbs = (await fanOut(soap, oneGiBSnapshot, 100, 'fan')).seconds;
     const image = join(images, '1g.raw');
     const copies: number[] = [];
     for (let i = 0; i < 3; i++) {
@@ -141,24 +132,10 @@ async function main(): Promise<number> {
     });
     say(`  100 volumes from one image: ${fanVbs.toFixed(2)} s; cp × 100 ≈ ${(oneCp * 100).toFixed(1)} s`);
     soap.close();
-  } finally {
-    await dep?.stop();
-    where.cleanup();
+    await dep.stop();
+    started(undefined);
   }
-  const about = {
-    date: new Date().toISOString(),
-    machine: `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), ${Math.round(totalmem() / GiB)} GiB memory`,
-    fileSystem: where.fs,
-    seconds: Math.round((Date.now() - started) / 1000),
-    notes: ['a real vbs up on 127.0.0.1, uploads over mutual TLS through the front to the volume delegate, the same disk for cp', 'neither the imports nor cp sync to disk'],
-  };
-  say('');
-  say(formatTable(rows));
-  const out = resolve(VBS_HOME, 'bench', 'results');
-  mkdirSync(out, { recursive: true });
-  writeFileSync(join(out, 'images.json'), jsonReport(rows, about));
-  say(`written ${join(out, 'images.json')} (${about.seconds} s)`);
-  return 0;
+  return rows;
 }
 
 main().then(

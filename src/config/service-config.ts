@@ -260,6 +260,14 @@ export const VolumeDelegateConfigSchema = z
           capacityGiB: z.number().int().positive().optional(),
           /** A volume from a snapshot is flattened when it would have more parents than this (0: always, a full copy). */
           maxCloneDepth: z.number().int().min(0).max(64).default(8),
+          /**
+           * A local folder where image uploads are staged and made raw before
+           * `rbd import`, and exports written before they are sent (docs/images.md).
+           * Default: beside the configuration file (volume-delegate.json -> volume-delegate.staging/).
+           */
+          stagingDir: z.string().optional(),
+          /** Image imports taken at once, each staged in its own file; one more is refused. */
+          maxImports: z.number().int().min(1).max(64).optional(),
         })
         .strict(),
     ]),
@@ -350,7 +358,12 @@ export function loadServiceConfig(file: string): ServiceConfig {
           c.backend.type === 'file'
             ? { ...c.backend, root: abs(c.backend.root) }
             : c.backend.type === 'rbd'
-              ? { ...c.backend, cephConf: abs(c.backend.cephConf), keyring: abs(c.backend.keyring) }
+              ? {
+                  ...c.backend,
+                  cephConf: abs(c.backend.cephConf),
+                  keyring: abs(c.backend.keyring),
+                  stagingDir: c.backend.stagingDir ? abs(c.backend.stagingDir) : resolve(base, `${basename(file).replace(/\.json$/, '')}.staging`),
+                }
               : { ...c.backend, stateDir: abs(c.backend.stateDir), simState: c.backend.simState ? abs(c.backend.simState) : undefined },
       };
     case 'vmm-delegate':

@@ -72,6 +72,12 @@ export async function useCephCluster(o: { exclusive?: boolean } = {}): Promise<C
   const pool = `t${randomBytes(5).toString('hex')}`;
   await ceph('osd', 'pool', 'create', pool, '8', '8');
   await rbd('pool', 'init', pool);
+  // `ceph df` lists a new pool only once the mgr has its stats (a moment later): until then the
+  // back end's capacity look fails ("pool … is not in the cluster's report"), as a create just after would.
+  await until(async () => {
+    const df = JSON.parse(await ceph('df', '--format', 'json')) as { pools?: { name?: string }[] };
+    return (df.pools ?? []).some((p) => p.name === pool);
+  }, 60_000, `ceph df to list the pool ${pool}`);
   const pidOf = (name: string) => Number(readFileSync(join(dir, 'run', `ceph-${name}.pid`), 'utf8').trim());
   const stopDaemon = async (name: string) => {
     const pid = pidOf(name);

@@ -114,7 +114,17 @@ async function openRbd(
     // Ceph reads CEPH_ARGS and the default config search path: neither may change what a pattern says.
     env: { CEPH_ARGS: '' },
   });
-  return RbdBackend.open({ tools: new RbdTools(runner, cfg.pool, log), capacityGiB: cfg.capacityGiB, maxCloneDepth: cfg.maxCloneDepth, cephConf: cfg.cephConf }, log);
+  return RbdBackend.open(
+    {
+      tools: new RbdTools(runner, cfg.pool, log),
+      capacityGiB: cfg.capacityGiB,
+      maxCloneDepth: cfg.maxCloneDepth,
+      cephConf: cfg.cephConf,
+      // Set whenever the configuration was read from its file (loadServiceConfig gives the default).
+      ...(cfg.stagingDir ? { images: { intake: new ImageIntake(runner, cfg.maxImports ?? DEFAULT_MAX_IMPORTS), stagingDir: cfg.stagingDir } } : {}),
+    },
+    log,
+  );
 }
 
 /** Host commands a volume delegate runs at once unless configured (commandConcurrency). */

@@ -6,7 +6,11 @@ import { GiB, type Capacity, type ExportEntry, type ExportedVolume, type StoredO
 import { ChangeFeed } from './changes.js';
 import { QueuedCreates, type Queued } from './queued-creates.js';
 import { RBD_EXIT, exitCodeOf, type RbdPool, type RbdSnap, type RbdSpace, type RbdTools } from './rbd-tools.js';
-import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { createReadStream, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { ImageIntake, ImportTerms } from './image-intake.js';
 import * as v from '../../core/validate.js';
 import { cephUserOf, monitorsOf, osdCapsFor, type ImageIds } from '../../core/rbd-export.js';
 
@@ -27,6 +31,13 @@ export interface RbdBackendOptions {
   maxCloneDepth: number;
   /** The cluster's ceph.conf: exports name its monitors. */
   cephConf?: string;
+  /**
+   * Image import and export (docs/images.md): uploads are staged, checked
+   * and made raw in `stagingDir` (a local folder of this host), then
+   * imported into the pool; exports are written there before they are sent.
+   * None: the delegate takes and gives no images.
+   */
+  images?: { intake: ImageIntake; stagingDir: string };
 }
 
 interface Job {
@@ -86,6 +97,11 @@ export class RbdBackend implements VolumeBackend {
    * again before the next change.
    */
   static async open(o: RbdBackendOptions, log: Logger): Promise<RbdBackend> {
+    if (o.images) {
+      // Uploads and exports a restart cut off: their files are only ever `.part`.
+      mkdirSync(o.images.stagingDir, { recursive: true });
+      for (const f of readdirSync(o.images.stagingDir)) if (f.endsWith('.part')) rmSync(join(o.images.stagingDir, f), { force: true });
+    }
     const b = new RbdBackend(o, log);
     await b.recover().catch((err) => log.warn('could not tidy the rbd pool at start; tried again before the next change', { message: errorMessage(err) }));
     return b;
@@ -282,6 +298,155 @@ export class RbdBackend implements VolumeBackend {
     }
   }
 
+  // ------------------------------------------------------------ images
+
+  /**
+   * An uploaded image becomes a snapshot that volumes are cloned from, as any
+   * snapshot here: staged and made raw in the staging folder (the intake:
+   * checksum, size limit, qemu-img), imported into `part.<snap-id>` (`rbd
+   * import`), then, under the lock, renamed `gone.<snap-id>` and given the
+   * protected RBD snapshot `<snap-id>`. The image has no volume of its own, so
+   * it is `gone.` from the start: the sweep removes it once its snapshot is
+   * deleted and no clone reads it, as it removes a deleted volume's image.
+   * Any failure removes what was made; a restart removes a `part.` image
+   * (and the staging files), and the sweep a `gone.` one with no snapshot
+   * (the rename and the snapshot are one step under the lock, which the
+   * sweep also holds).
+   */
+  async importImage(snapshotId: string, source: Readable, terms: ImportTerms): Promise<number> {
+    // The upload may be cut while this waits for its turn: the intake sees it then (a destroyed stream), never an unhandled error.
+    source.on('error', () => undefined);
+    const images = this.images('takes');
+    if (!this.tools.has('volume.rbd.import')) throw new VbsError('OperationFailed', 'This volume delegate takes no images: its commands.properties has no volume.rbd.import.');
+    await this.recover();
+    return images.intake.slot(snapshotId, () =>
+      this.queued.track(snapshotId, async (q) => {
+        let ended: () => void = () => undefined;
+        const job = await this.lock.run(async () => {
+          const pool = await this.tools.list();
+          if (findSnap(pool, snapshotId)) throw new VbsError('IncorrectState', `The snapshot '${snapshotId}' already has data on this volume delegate.`);
+          if (this.jobs.has(snapshotId)) throw new VbsError('IncorrectState', `The snapshot '${snapshotId}' is already being made.`);
+          // Held from the first byte: the declared length, or 1 GiB while it is unknown.
+          const reserved = Math.min(terms.maxBytes, terms.length ?? GiB);
+          if (this.capacityFrom(pool, await this.tools.space()).freeBytes < reserved) {
+            throw new VbsError('InsufficientCapacity', `There is not enough free space for this image on this volume delegate.`);
+          }
+          if (q.cancelled) throw new VbsError('IncorrectState', `'${snapshotId}' was deleted before its import started; nothing was made.`);
+          // A delete waits for `done`: set with the job, so no delete sees one without the other.
+          const made: Job = { state: 'creating', reserved, cancelled: false, done: new Promise((resolve) => (ended = resolve)) };
+          this.jobs.set(snapshotId, made);
+          return made;
+        });
+        const staging = join(images.stagingDir, `.${snapshotId}.upload.part`);
+        const raw = join(images.stagingDir, `.${snapshotId}.raw.part`);
+        const part = PART + snapshotId;
+        const holder = GONE + snapshotId;
+        const began = Date.now();
+        try {
+          await images.intake.receive(source, staging, terms);
+          const received = Date.now();
+          const bytes = await images.intake.toRaw(staging, raw, terms.format, terms.maxBytes);
+          await this.lock.run(async () => {
+            if (job.cancelled) throw new Cancelled();
+            // The image's real size replaces the guess, checked again (a qcow2 expands).
+            job.reserved = 0;
+            const pool = await this.tools.list();
+            if (this.capacityFrom(pool, await this.tools.space()).freeBytes < bytes) {
+              throw new VbsError('InsufficientCapacity', `There is not enough free space for this image (${Math.ceil(bytes / GiB)} GiB) on this volume delegate.`);
+            }
+            job.reserved = bytes;
+            if (pool.images.has(part)) await this.tools.rm(part);
+          });
+          const importing = Date.now();
+          await this.tools.importFile(raw, part);
+          job.reserved = 0; // the image counts now
+          const imported = Date.now();
+          await this.lock.run(async () => {
+            if (job.cancelled) throw new Cancelled();
+            await this.tools.rename(part, holder);
+            await this.tools.snapCreate(holder, snapshotId);
+            await this.tools.protect(holder, snapshotId);
+          });
+          // Where the time went, for the operator: the upload, qemu-img, rbd import, the snapshot.
+          const phasesMs = { receive: received - began, toRaw: importing - received, rbdImport: imported - importing, snapshot: Date.now() - imported };
+          this.log.info('image imported', { id: snapshotId, format: terms.format, bytes, phasesMs });
+          return bytes;
+        } catch (err) {
+          await this.discardImport(snapshotId);
+          if (err instanceof Cancelled) throw new VbsError('IncorrectState', `The snapshot '${snapshotId}' was deleted while it was imported.`);
+          throw err;
+        } finally {
+          rmSync(staging, { force: true });
+          rmSync(raw, { force: true });
+          if (this.jobs.get(snapshotId) === job) this.jobs.delete(snapshotId);
+          this.changes.record(snapshotId);
+          ended();
+        }
+      }),
+    );
+  }
+
+  /**
+   * Removes what a failed import made: its `part.` image, or its snapshot
+   * and `gone.` image when it failed after the rename. A failure to remove
+   * is logged: the front's undo deletes the snapshot, and a restart the
+   * `part.` image.
+   */
+  private async discardImport(snapshotId: string): Promise<void> {
+    try {
+      await this.lock.run(async () => {
+        const pool = await this.tools.list();
+        if (pool.images.has(PART + snapshotId)) await this.tools.rm(PART + snapshotId);
+        const snap = findSnap(pool, snapshotId);
+        if (snap?.image === GONE + snapshotId) {
+          // Not yet seen ready by anyone (the front's record is pending): no clone reads it.
+          if (snap.protected) await this.tools.unprotect(snap.image, snapshotId);
+          await this.tools.snapRm(snap.image, snapshotId);
+        }
+        await this.sweep();
+      });
+    } catch (err) {
+      this.log.warn('could not remove what a failed import made; removed by the delete that follows or on next start', { id: snapshotId, message: errorMessage(err) });
+    }
+  }
+
+  /**
+   * A ready volume's image, or a snapshot, as an image file: `rbd export`
+   * to a staging file (raw; qemu-img makes a qcow2 of it), read once and
+   * removed when read or destroyed. Written whole before the answer, so its
+   * length is known and a failure is a fault, never a short body.
+   */
+  async openImage(id: string, format: 'raw' | 'qcow2'): Promise<{ body: Readable; length: number }> {
+    const images = this.images('gives');
+    if (!this.tools.has('volume.rbd.export') || !this.tools.has('volume.rbd.export-snap')) {
+      throw new VbsError('OperationFailed', 'This volume delegate gives no images: its commands.properties has no volume.rbd.export or volume.rbd.export-snap.');
+    }
+    const pool = await this.tools.list();
+    const snap = VOLUME_ID.test(id) ? undefined : findSnap(pool, id);
+    const found = VOLUME_ID.test(id) ? pool.images.has(id) : snap?.protected === true;
+    if (!found) throw new VbsError(id.startsWith('snap-') ? 'InvalidSnapshot.NotFound' : 'InvalidVolume.NotFound', `'${id}' has no data on this volume delegate.`);
+    const name = `.${id}.export-${randomBytes(6).toString('hex')}`;
+    const raw = join(images.stagingDir, `${name}.raw.part`);
+    try {
+      await this.tools.exportFile(snap ? snap.image : id, snap?.name, raw);
+      const length = statSync(raw).size;
+      if (format === 'qcow2') return await images.intake.open(raw, length, 'qcow2', join(images.stagingDir, `${name}.qcow2.part`));
+      const body = createReadStream(raw);
+      body.once('close', () => rmSync(raw, { force: true }));
+      return { body, length };
+    } catch (err) {
+      rmSync(raw, { force: true });
+      throw err;
+    } finally {
+      if (format === 'qcow2') rmSync(raw, { force: true });
+    }
+  }
+
+  private images(verb: 'takes' | 'gives'): NonNullable<RbdBackendOptions['images']> {
+    if (!this.o.images) throw new VbsError('OperationFailed', `This volume delegate ${verb} no images: it was started without a staging folder.`);
+    return this.o.images;
+  }
+
   // ------------------------------------------------------------ describe
 
   /**
@@ -384,8 +549,12 @@ export class RbdBackend implements VolumeBackend {
 
   /** Under the lock. A snapshot that clones still read is kept as `gone.<id>` until they are gone. */
   private async deleteSnapshot(id: string): Promise<boolean> {
-    const snap = findSnap(await this.tools.list(), id);
-    if (!snap) return false;
+    const pool = await this.tools.list();
+    // An import that failed and could not remove its image (it is removed on start too).
+    const part = pool.images.has(PART + id);
+    if (part) await this.tools.rm(PART + id);
+    const snap = findSnap(pool, id);
+    if (!snap) return part;
     if (snap.protected) {
       if ((await this.tools.children(snap.image, id)).length) {
         await this.tools.snapRename(snap.image, id, GONE + id);

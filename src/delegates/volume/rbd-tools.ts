@@ -246,6 +246,24 @@ export class RbdTools {
     await runVerified(`remove ${image}`, () => this.run('volume.rbd.rm', { image }), async () => !(await this.list()).images.has(image), this.log);
   }
 
+  // ------------------------------------------------------------ images (docs/images.md)
+
+  /**
+   * Writes a raw file into a new image (`rbd import`). Not an ensure: an
+   * import cut midway leaves an image of the full size holding part of the
+   * data, which no listing tells from a whole one; the caller removes it on
+   * any failure.
+   */
+  async importFile(path: string, image: string): Promise<void> {
+    await this.run('volume.rbd.import', { path, image });
+  }
+
+  /** Writes an image, or one of its snapshots, to a new raw file (`rbd export`); the caller removes it on failure. */
+  async exportFile(image: string, snap: string | undefined, path: string): Promise<void> {
+    if (snap === undefined) await this.run('volume.rbd.export', { image, path });
+    else await this.run('volume.rbd.export-snap', { image, snap, path });
+  }
+
   // ------------------------------------------------------------ attaching (src/core/rbd-export.ts)
 
   /** True when commands.properties has the pattern (the attach patterns are optional). */
