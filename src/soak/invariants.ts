@@ -32,6 +32,13 @@ import type { AttachmentRow, SnapshotRow, VolumeRow } from '../db/metadata.js';
  * each iSCSI session (`iscsiadm -m session`) must be for a volume attached
  * there, and each by-path disk must have its session.
  *
+ * An rbd delegate is read with its own cephx client (`rbd ls -l` of its
+ * pool): an image or snapshot named by an id is that object, a `part.` image
+ * a partial copy; a `gone.` image or snapshot is a deferred delete
+ * (docs/rbd.md), not an object, but once quiet one that nothing reads any
+ * more (a `gone.` image without snapshots, a `gone.` snapshot without
+ * clones) is a delete the sweep failed to finish.
+ *
  * Reading (`observeDeployment`) and judging (`judge`) are apart, so the rules
  * can be tested on a made-up observation.
  */
@@ -46,7 +53,16 @@ export interface VolumeDelegateView {
   readonly root?: string;
   /** The lvm-iscsi back end on the host simulator. */
   readonly lvm?: LvmIscsiView;
+  /** The rbd back end: the pool, read with the delegate's own client. */
+  readonly rbd?: RbdView;
   readonly capacityGiB?: number;
+}
+
+export interface RbdView {
+  readonly cephConf: string;
+  readonly keyring: string;
+  readonly pool: string;
+  readonly clientId: string;
 }
 
 export interface LvmIscsiView {
@@ -116,6 +132,8 @@ export interface Observation {
   readonly objects: readonly StoredObject[];
   /** Per lvm-iscsi delegate name: the iqns its target daemon serves. */
   readonly targets: ReadonlyMap<string, readonly string[]>;
+  /** Per rbd delegate name: the `gone.` objects nothing reads any more (read only when quiet). */
+  readonly unswept?: ReadonlyMap<string, readonly string[]>;
   readonly hosts: readonly HostObservation[];
 }
 
@@ -137,13 +155,17 @@ export function deploymentView(dir: string): DeploymentView {
     const at = (p: string) => resolve(dirname(join(dir, f)), p);
     if (cfg.role === 'front' && typeof cfg.database === 'string') database = at(cfg.database);
     if (cfg.role === 'volume-delegate') {
-      const backend = cfg.backend as { type: string; root: string; capacityGiB?: number } & Omit<LvmIscsiView, 'simState'> & { simState?: string };
+      const backend = cfg.backend as { type: string; root: string; capacityGiB?: number } & Omit<LvmIscsiView, 'simState'> & { simState?: string } & Partial<RbdView>;
       const name = String(cfg.name ?? 'volume-delegate');
       // File back ends, and lvm-iscsi ones on the host simulator (a real VG is not looked at).
       if (backend.type === 'file') volumeDelegates.push({ name, root: at(backend.root), capacityGiB: backend.capacityGiB });
       if (backend.type === 'lvm-iscsi' && backend.simState) {
         const { vg, target, tgtControlPort, iqnPrefix } = backend;
         volumeDelegates.push({ name, lvm: { simState: at(backend.simState), vg, target, tgtControlPort, iqnPrefix }, capacityGiB: backend.capacityGiB });
+      }
+      if (backend.type === 'rbd' && backend.cephConf && backend.keyring && backend.pool) {
+        const rbd = { cephConf: at(backend.cephConf), keyring: at(backend.keyring), pool: backend.pool, clientId: backend.clientId ?? 'vbs' };
+        volumeDelegates.push({ name, rbd, capacityGiB: backend.capacityGiB });
       }
     }
     if (cfg.role === 'vmm-delegate') {
@@ -180,6 +202,7 @@ function storedObjects(delegates: readonly VolumeDelegateView[]): StoredObject[]
   const files: StoredObject[] = [];
   for (const d of delegates) {
     if (d.lvm) files.push(...storedLvs(d, d.lvm));
+    if (d.rbd) files.push(...storedImages(d, rbdPool(d.rbd)));
     if (!d.root || !existsSync(d.root)) continue;
     for (const f of readdirSync(d.root)) {
       const m = /^(\.)?((?:vol|snap)-[0-9a-f]{17})\.img(\.part)?$/.exec(f);
@@ -211,6 +234,56 @@ function storedLvs(d: VolumeDelegateView, lvm: LvmIscsiView): StoredObject[] {
     if (m) lvs.push({ delegate: d, id: m[2]!, bytes: Number(m[3]), partial: Boolean(m[1]) });
   }
   return lvs;
+}
+
+// --- rbd ---------------------------------------------------------------------------
+
+interface RbdEntry {
+  image: string;
+  size: number;
+  snapshot?: string;
+  parent?: { pool?: string; image?: string; snapshot?: string };
+}
+
+/** Attempts at one `rbd ls`: Ceph 16's rbd sometimes aborts in librados' shutdown after printing its answer. */
+const RBD_LIST_ATTEMPTS = 5;
+
+/** `rbd ls -l --format json POOL` with the delegate's own client, bounded as the back end bounds it. */
+export function rbdPool(rbd: RbdView): RbdEntry[] {
+  const timeout = ['--client_mount_timeout', '10', '--rados_mon_op_timeout', '10', '--rados_osd_op_timeout', '10'];
+  const args = ['--conf', rbd.cephConf, '--id', rbd.clientId, '--keyring', rbd.keyring, ...timeout, 'ls', '-l', '--format', 'json', rbd.pool];
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const out = execFileSync('rbd', args, { encoding: 'utf8', env: { ...process.env, CEPH_ARGS: '' }, timeout: 60_000, stdio: ['ignore', 'pipe', 'pipe'] });
+      return JSON.parse(out.trim() || '[]') as RbdEntry[];
+    } catch (err) {
+      const e = err as { signal?: string | null };
+      if (!e.signal || e.signal === 'SIGTERM' || attempt >= RBD_LIST_ATTEMPTS) throw err;
+    }
+  }
+}
+
+const RBD_ID = /^(part\.)?((?:vol|snap)-[0-9a-f]{17})$/;
+
+/** The objects of an rbd pool: images and snapshots named by ids (`part.` images are partial); `gone.` ones are not objects. */
+function storedImages(d: VolumeDelegateView, entries: readonly RbdEntry[]): StoredObject[] {
+  const out: StoredObject[] = [];
+  for (const e of entries) {
+    const m = RBD_ID.exec(e.snapshot ?? e.image);
+    if (m && !(e.snapshot && m[1])) out.push({ delegate: d, id: m[2]!, bytes: e.size, partial: Boolean(m[1]) });
+  }
+  return out;
+}
+
+/** The deferred deletes the sweep should have finished: `gone.` snapshots no clone reads, `gone.` images without snapshots. */
+export function unsweptOf(entries: readonly RbdEntry[], pool: string): string[] {
+  const read = new Set(entries.filter((e) => !e.snapshot && e.parent && (e.parent.pool ?? pool) === pool).map((e) => `${e.parent!.image}@${e.parent!.snapshot}`));
+  const out: string[] = [];
+  for (const e of entries) {
+    if (e.snapshot?.startsWith('gone.') && !read.has(`${e.image}@${e.snapshot}`)) out.push(`${e.image}@${e.snapshot}`);
+    if (!e.snapshot && e.image.startsWith('gone.') && !entries.some((x) => x.snapshot && x.image === e.image)) out.push(e.image);
+  }
+  return out;
 }
 
 /** The names (iqns) of the targets the delegate's daemon serves: the simulated IET's /proc listing, or a real tgtd's. */
@@ -251,7 +324,18 @@ export function observeDeployment(dir: string, opts: InvariantOptions = {}): Obs
   const quiet = opts.quiet ?? true;
   const view = deploymentView(dir);
   const metadata = readMetadata(view.database);
-  const objects = storedObjects(view.volumeDelegates);
+  const objects: StoredObject[] = [];
+  const unswept = new Map<string, string[]>();
+  for (const d of view.volumeDelegates) {
+    if (!d.rbd) {
+      objects.push(...storedObjects([d]));
+      continue;
+    }
+    // One listing serves both the objects and the deferred deletes.
+    const entries = rbdPool(d.rbd);
+    objects.push(...storedImages(d, entries));
+    if (quiet) unswept.set(d.name, unsweptOf(entries, d.rbd.pool));
+  }
   const targets = new Map<string, string[]>();
   const hosts: HostObservation[] = [];
   if (quiet) {
@@ -266,7 +350,7 @@ export function observeDeployment(dir: string, opts: InvariantOptions = {}): Obs
       hosts.push({ host, vms, sessions: iscsi ? sessionIqns(host.simState) : [], existingFiles });
     }
   }
-  return { view, metadata, objects, targets, hosts };
+  return { view, metadata, objects, targets, unswept, hosts };
 }
 
 /**
@@ -339,6 +423,9 @@ export function judge(obs: Observation, opts: InvariantOptions = {}): string[] {
     if ((v.status === 'available' || v.status === 'in-use') && !fileIds.has(v.volume_id)) bad.push(`${v.volume_id} is ${v.status} but has no file`);
   }
   for (const s of m.snapshots) if (s.status === 'completed' && !fileIds.has(s.snapshot_id)) bad.push(`${s.snapshot_id} is completed but has no file`);
+
+  // rbd: a deferred delete nothing reads any more was swept.
+  for (const [name, left] of obs.unswept ?? []) for (const x of left) bad.push(`${x} on ${name} is a deferred delete nothing reads, yet it was not removed`);
 
   // Every target serves an attached volume; every attached volume has its target.
   for (const d of view.volumeDelegates) {
