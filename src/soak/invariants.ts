@@ -5,6 +5,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { VBS_HOME } from '../core/paths.js';
 import { TRANSIENT_ATTACHMENT_STATES, TRANSIENT_SNAPSHOT_STATES, TRANSIENT_VOLUME_STATES } from '../core/states.js';
 import type { AttachmentRow, SnapshotRow, VolumeRow } from '../db/metadata.js';
+import { parseQueryBlock } from '../delegates/vmm/listing/qmp.js';
 
 /**
  * The invariants of a running deployment, checked from the outside: the front's
@@ -75,8 +76,10 @@ export interface LvmIscsiView {
 
 export interface VmmHostView {
   readonly name: string;
-  /** The host simulator's state folder (sim adapter); hosts without one are not looked at. */
+  /** The host simulator's state folder (sim adapter); hosts without one or a qmpDir are not looked at. */
   readonly simState?: string;
+  /** The qemu adapter's folder of QMP sockets: its VMs are asked over QMP (vbs-qmp query-block). */
+  readonly qmpDir?: string;
 }
 
 export interface DeploymentView {
@@ -169,7 +172,8 @@ export function deploymentView(dir: string): DeploymentView {
       }
     }
     if (cfg.role === 'vmm-delegate') {
-      vmmHosts.push({ name: String(cfg.hostName), simState: typeof cfg.simState === 'string' ? at(cfg.simState) : undefined });
+      const qmpDir = cfg.adapter === 'qemu' && typeof cfg.qmpDir === 'string' ? at(cfg.qmpDir) : undefined;
+      vmmHosts.push({ name: String(cfg.hostName), simState: typeof cfg.simState === 'string' ? at(cfg.simState) : undefined, qmpDir });
     }
   }
   return { dir, database, volumeDelegates, vmmHosts };
@@ -179,6 +183,29 @@ export function deploymentView(dir: string): DeploymentView {
 export function simVms(simState: string): SimVm[] {
   const out = execFileSync(process.execPath, [HOSTSIM, '--state', simState, 'vm', 'list'], { encoding: 'utf8' });
   return JSON.parse(out) as SimVm[];
+}
+
+const QMP_TOOL = join(VBS_HOME, 'dist', 'qmp', 'tool.js');
+
+/**
+ * The VMs of a qemu host and their disks, as the qemu adapter lists them
+ * (vbs-qmp `query-block`, one VM after the other: not one instant, unlike the
+ * simulator's state document). A VM whose monitor does not answer is left out.
+ */
+export function qemuVms(qmpDir: string): SimVm[] {
+  const vms: SimVm[] = [];
+  for (const f of readdirSync(qmpDir)) {
+    if (!f.endsWith('.qmp')) continue;
+    const name = f.slice(0, -'.qmp'.length);
+    let out: string;
+    try {
+      out = execFileSync(process.execPath, [QMP_TOOL, '--dir', qmpDir, 'query-block', name], { encoding: 'utf8', timeout: 30_000, stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch {
+      continue;
+    }
+    vms.push({ name, disks: parseQueryBlock(name, out).map((d) => ({ dev: d.device, target: d.target, mode: d.mode, ...(d.partial ? { kind: 'partial' } : {}) })) });
+  }
+  return vms;
 }
 
 /** One consistent read of the metadata, opened read-only. */
@@ -311,11 +338,15 @@ function sessionIqns(simState: string): string[] {
 /** The volume an iqn of ours or an iSCSI by-path device names (`...:<volumeId>[-lun-N]`). */
 const iscsiVolume = (name: string) => /:(vol-[0-9a-f]{17})(?:-lun-[0-9]+)?$/.exec(name)?.[1];
 const BY_PATH = /^\/dev\/disk\/by-path\/ip-\S+-iscsi-(\S+)-lun-[0-9]+$/;
+/** An rbd image a QEMU disk opened, as the qmp listing names it: `rbd:<pool>/<image>`. */
+const RBD_TARGET = /^rbd:[^/]+\/((?:vol|snap)-[0-9a-f]{17})$/;
 
 const bare = (dev: string) => dev.replace(/^\/dev\//, '');
 
 /** The volume (or snapshot) a VM disk's target names: its file, or its iSCSI by-path device; undefined for a VM's own disks. */
 export function volumeOfDiskTarget(target: string): string | undefined {
+  const rbd = RBD_TARGET.exec(target)?.[1];
+  if (rbd) return rbd;
   return /^((?:vol|snap)-[0-9a-f]{17})\.img$/.exec(basename(target))?.[1] ?? (BY_PATH.test(target) ? iscsiVolume(target) : undefined);
 }
 
@@ -343,6 +374,10 @@ export function observeDeployment(dir: string, opts: InvariantOptions = {}): Obs
     // Only iSCSI back ends make sessions (one process less per look at a file deployment).
     const iscsi = view.volumeDelegates.some((d) => d.lvm);
     for (const host of view.vmmHosts) {
+      if (host.qmpDir) {
+        hosts.push({ host, vms: qemuVms(host.qmpDir), sessions: [], existingFiles: new Set() });
+        continue;
+      }
       if (!host.simState) continue;
       const vms = simVms(host.simState);
       const existingFiles = new Set<string>();
@@ -457,7 +492,7 @@ export function judge(obs: Observation, opts: InvariantOptions = {}): string[] {
         if (disk.mode !== a.mode) bad.push(`${a.vm_id}/${a.device} at ${host.name} is attached ${disk.mode}, recorded ${a.mode}`);
         const byPath = BY_PATH.exec(disk.target);
         if (byPath && !sessions.includes(byPath[1]!)) bad.push(`${a.vm_id}/${a.device} at ${host.name} is ${disk.target}, with no iSCSI session behind it`);
-        if (!byPath && !existingFiles.has(disk.target)) bad.push(`${a.vm_id}/${a.device} at ${host.name} points to a missing file ${disk.target}`);
+        if (!byPath && !RBD_TARGET.test(disk.target) && !existingFiles.has(disk.target)) bad.push(`${a.vm_id}/${a.device} at ${host.name} points to a missing file ${disk.target}`);
       }
     }
     for (const vm of vms) {
