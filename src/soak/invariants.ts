@@ -265,7 +265,8 @@ function storedLvs(d: VolumeDelegateView, lvm: LvmIscsiView): StoredObject[] {
 
 // --- rbd ---------------------------------------------------------------------------
 
-interface RbdEntry {
+/** One entry of `rbd ls -l --format json`: an image, or (with `snapshot`) one of its snapshots. */
+export interface RbdEntry {
   image: string;
   size: number;
   snapshot?: string;
@@ -293,7 +294,7 @@ export function rbdPool(rbd: RbdView): RbdEntry[] {
 const RBD_ID = /^(part\.)?((?:vol|snap)-[0-9a-f]{17})$/;
 
 /** The objects of an rbd pool: images and snapshots named by ids (`part.` images are partial); `gone.` ones are not objects. */
-function storedImages(d: VolumeDelegateView, entries: readonly RbdEntry[]): StoredObject[] {
+export function storedImages(d: VolumeDelegateView, entries: readonly RbdEntry[]): StoredObject[] {
   const out: StoredObject[] = [];
   for (const e of entries) {
     const m = RBD_ID.exec(e.snapshot ?? e.image);
