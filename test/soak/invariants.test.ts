@@ -205,7 +205,7 @@ describe('the soak options and its seeded choices', () => {
     expect(parseSoakOptions(['--backend', 'rbd', '--ceph-conf', '/c/ceph.conf', '--ceph-pool', 'p', '--seconds', '120'], () => 1)).toMatchObject({
       backend: 'rbd',
       ceph: { conf: '/c/ceph.conf', pool: 'p' },
-      minOperations: 60,
+      minOperations: 40,
     });
     for (const bad of [['--backend', 'rbd'], ['--ceph-conf', '/c'], ['--ceph-pool', 'p'], ['--backend', 'zfs'], ['--seconds', '0'], ['--seconds', '1e3'], ['--clients', '-1'], ['--min-operations', 'x'], ['--bogus'], ['extra']]) {
       expect(() => parseSoakOptions(bad, () => 1), bad.join(' ')).toThrow(UsageError);
