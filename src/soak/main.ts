@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomInt } from 'node:crypto';
@@ -74,7 +74,14 @@ async function main(argv: readonly string[]): Promise<number> {
     throw err;
   });
   const reconfigured = Date.now();
-  await dep.restartService('front').catch(async (err: unknown) => {
+  const restartAll = async () => {
+    await dep.restartService('front');
+    if (opts.backend === 'rbd') {
+      overcommitRbd(dir);
+      await dep.restartService('volume-delegate');
+    }
+  };
+  await restartAll().catch(async (err: unknown) => {
     await dep.stop();
     await vms?.stop();
     for (const p of proxies.values()) await p.close();
@@ -92,6 +99,7 @@ async function main(argv: readonly string[]): Promise<number> {
     callTimeoutMs,
   });
   chaos.noteRestart('front', reconfigured);
+  if (opts.backend === 'rbd') chaos.noteRestart('volume-delegate', reconfigured);
   // A first Ctrl-C ends the chaos early and goes on to the checks; a second one stops at once.
   const early = new AbortController();
   let interrupts = 0;
@@ -157,6 +165,23 @@ async function main(argv: readonly string[]): Promise<number> {
   if (tooLittle) say(`soak: FAILED: ${tooLittle}`);
   say(`soak: ${log.total} operations, ${chaos.kills} kills, ${violations.length} violations`);
   return violations.length || tooLittle ? 1 : 0;
+}
+
+/** The capacity the rbd soak's volume delegate provisions: thin images, as the file soak's are sparse. */
+const RBD_SOAK_CAPACITY_GIB = 256;
+
+/**
+ * The rbd back end counts each image at its full size against the pool's
+ * free space (docs/rbd.md), so a test cluster of 10 GiB holds nine 1-GiB
+ * volumes and most creates would be refused for space. The soak writes no
+ * data, so it over-commits on purpose (`capacityGiB`), as its file back end
+ * makes sparse volumes.
+ */
+function overcommitRbd(dir: string): void {
+  const file = join(dir, 'volume-delegate.json');
+  const cfg = JSON.parse(readFileSync(file, 'utf8')) as { backend: Record<string, unknown> };
+  cfg.backend.capacityGiB = RBD_SOAK_CAPACITY_GIB;
+  writeFileSync(file, `${JSON.stringify(cfg, null, 2)}\n`, { mode: 0o600 });
 }
 
 /** `vbs up`'s arguments for the rbd back end: the cluster, and the QEMU VMs' sockets. */
