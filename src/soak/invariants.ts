@@ -273,8 +273,15 @@ export interface RbdEntry {
   parent?: { pool?: string; image?: string; snapshot?: string };
 }
 
-/** Attempts at one `rbd ls`: Ceph 16's rbd sometimes aborts in librados' shutdown after printing its answer. */
+/**
+ * Attempts at one `rbd ls`: Ceph 16's rbd sometimes aborts in librados'
+ * shutdown after printing its answer, and `rbd ls -l` names the images, then
+ * opens each, so an image renamed or removed in between (a create or delete
+ * beside it) makes it exit 2 (ENOENT). The back end lists again the same way
+ * (RbdTools.list).
+ */
 const RBD_LIST_ATTEMPTS = 5;
+const ENOENT = 2;
 
 /** `rbd ls -l --format json POOL` with the delegate's own client, bounded as the back end bounds it. */
 export function rbdPool(rbd: RbdView): RbdEntry[] {
@@ -285,8 +292,9 @@ export function rbdPool(rbd: RbdView): RbdEntry[] {
       const out = execFileSync('rbd', args, { encoding: 'utf8', env: { ...process.env, CEPH_ARGS: '' }, timeout: 60_000, stdio: ['ignore', 'pipe', 'pipe'] });
       return JSON.parse(out.trim() || '[]') as RbdEntry[];
     } catch (err) {
-      const e = err as { signal?: string | null };
-      if (!e.signal || e.signal === 'SIGTERM' || attempt >= RBD_LIST_ATTEMPTS) throw err;
+      const e = err as { signal?: string | null; status?: number | null };
+      const again = (e.signal && e.signal !== 'SIGTERM') || e.status === ENOENT;
+      if (!again || attempt >= RBD_LIST_ATTEMPTS) throw err;
     }
   }
 }
