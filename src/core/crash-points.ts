@@ -11,7 +11,10 @@
  *   (every step done, the final metadata change not yet made);
  * - any SOAP service: `<Service>.<Operation>/before` and `/after` around the
  *   operation's handler (e.g. `VolumeDelegate.CreateVolume/after`: the work is
- *   done, the answer never sent).
+ *   done, the answer never sent);
+ * - the rbd back end: `volume.rbd.<action>/after` once a command that changes
+ *   the cluster returned (e.g. `volume.rbd.snap-create/after`: the snapshot
+ *   is taken, not yet protected, and nobody knows).
  *
  * Never set in production; test/e2e/crash drives it.
  */

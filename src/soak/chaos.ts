@@ -163,6 +163,8 @@ export class Chaos {
   }
 
   private hangCommand(): void {
+    // rbd: no simulated tool on either side (real rbd, real QEMU), so nothing to make hang.
+    if (!this.stalls.hangKeys.length) return;
     const command = this.prng.pick(this.stalls.hangKeys);
     const ms = this.pastTimeout();
     this.stalls.hangs.hangNext(command, ms);

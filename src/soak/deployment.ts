@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline';
 import { DEFAULT_COMMANDS_FILE, VBS_HOME } from '../core/paths.js';
 import { childrenOf, cmdline } from './processes.js';
 
-export type Backend = 'file' | 'lvm-iscsi';
+export type Backend = 'file' | 'lvm-iscsi' | 'rbd';
 
 /** The services `vbs up` supervises, which the chaos may signal. */
 export const SERVICES = ['front', 'volume-delegate', 'vmm-delegate'] as const;

@@ -11,6 +11,8 @@ export const HANG_TOOLS = {
   /** The file back end's volume commands are real (truncate, cp, rm): only the VMM host is simulated. */
   file: ['xm.block-attach', 'xm.block-detach', 'xm.list'],
   'lvm-iscsi': ['xm.block-attach', 'xm.block-detach', 'xm.list', 'lvcreate', 'lvremove', 'lvrename', 'ietadm', 'iscsiadm'],
+  /** Real rbd and real QEMU: no simulated tool to hang (the proxies still cut and stall calls). */
+  rbd: [],
 } as const;
 
 export class HostHangs {

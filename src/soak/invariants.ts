@@ -5,6 +5,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { VBS_HOME } from '../core/paths.js';
 import { TRANSIENT_ATTACHMENT_STATES, TRANSIENT_SNAPSHOT_STATES, TRANSIENT_VOLUME_STATES } from '../core/states.js';
 import type { AttachmentRow, SnapshotRow, VolumeRow } from '../db/metadata.js';
+import { parseQueryBlock } from '../delegates/vmm/listing/qmp.js';
 
 /**
  * The invariants of a running deployment, checked from the outside: the front's
@@ -32,6 +33,13 @@ import type { AttachmentRow, SnapshotRow, VolumeRow } from '../db/metadata.js';
  * each iSCSI session (`iscsiadm -m session`) must be for a volume attached
  * there, and each by-path disk must have its session.
  *
+ * An rbd delegate is read with its own cephx client (`rbd ls -l` of its
+ * pool): an image or snapshot named by an id is that object, a `part.` image
+ * a partial copy; a `gone.` image or snapshot is a deferred delete
+ * (docs/rbd.md), not an object, but once quiet one that nothing reads any
+ * more (a `gone.` image without snapshots, a `gone.` snapshot without
+ * clones) is a delete the sweep failed to finish.
+ *
  * Reading (`observeDeployment`) and judging (`judge`) are apart, so the rules
  * can be tested on a made-up observation.
  */
@@ -46,7 +54,16 @@ export interface VolumeDelegateView {
   readonly root?: string;
   /** The lvm-iscsi back end on the host simulator. */
   readonly lvm?: LvmIscsiView;
+  /** The rbd back end: the pool, read with the delegate's own client. */
+  readonly rbd?: RbdView;
   readonly capacityGiB?: number;
+}
+
+export interface RbdView {
+  readonly cephConf: string;
+  readonly keyring: string;
+  readonly pool: string;
+  readonly clientId: string;
 }
 
 export interface LvmIscsiView {
@@ -59,8 +76,10 @@ export interface LvmIscsiView {
 
 export interface VmmHostView {
   readonly name: string;
-  /** The host simulator's state folder (sim adapter); hosts without one are not looked at. */
+  /** The host simulator's state folder (sim adapter); hosts without one or a qmpDir are not looked at. */
   readonly simState?: string;
+  /** The qemu adapter's folder of QMP sockets: its VMs are asked over QMP (vbs-qmp query-block). */
+  readonly qmpDir?: string;
 }
 
 export interface DeploymentView {
@@ -116,6 +135,8 @@ export interface Observation {
   readonly objects: readonly StoredObject[];
   /** Per lvm-iscsi delegate name: the iqns its target daemon serves. */
   readonly targets: ReadonlyMap<string, readonly string[]>;
+  /** Per rbd delegate name: the `gone.` objects nothing reads any more (read only when quiet). */
+  readonly unswept?: ReadonlyMap<string, readonly string[]>;
   readonly hosts: readonly HostObservation[];
 }
 
@@ -137,7 +158,7 @@ export function deploymentView(dir: string): DeploymentView {
     const at = (p: string) => resolve(dirname(join(dir, f)), p);
     if (cfg.role === 'front' && typeof cfg.database === 'string') database = at(cfg.database);
     if (cfg.role === 'volume-delegate') {
-      const backend = cfg.backend as { type: string; root: string; capacityGiB?: number } & Omit<LvmIscsiView, 'simState'> & { simState?: string };
+      const backend = cfg.backend as { type: string; root: string; capacityGiB?: number } & Omit<LvmIscsiView, 'simState'> & { simState?: string } & Partial<RbdView>;
       const name = String(cfg.name ?? 'volume-delegate');
       // File back ends, and lvm-iscsi ones on the host simulator (a real VG is not looked at).
       if (backend.type === 'file') volumeDelegates.push({ name, root: at(backend.root), capacityGiB: backend.capacityGiB });
@@ -145,9 +166,14 @@ export function deploymentView(dir: string): DeploymentView {
         const { vg, target, tgtControlPort, iqnPrefix } = backend;
         volumeDelegates.push({ name, lvm: { simState: at(backend.simState), vg, target, tgtControlPort, iqnPrefix }, capacityGiB: backend.capacityGiB });
       }
+      if (backend.type === 'rbd' && backend.cephConf && backend.keyring && backend.pool) {
+        const rbd = { cephConf: at(backend.cephConf), keyring: at(backend.keyring), pool: backend.pool, clientId: backend.clientId ?? 'vbs' };
+        volumeDelegates.push({ name, rbd, capacityGiB: backend.capacityGiB });
+      }
     }
     if (cfg.role === 'vmm-delegate') {
-      vmmHosts.push({ name: String(cfg.hostName), simState: typeof cfg.simState === 'string' ? at(cfg.simState) : undefined });
+      const qmpDir = cfg.adapter === 'qemu' && typeof cfg.qmpDir === 'string' ? at(cfg.qmpDir) : undefined;
+      vmmHosts.push({ name: String(cfg.hostName), simState: typeof cfg.simState === 'string' ? at(cfg.simState) : undefined, qmpDir });
     }
   }
   return { dir, database, volumeDelegates, vmmHosts };
@@ -157,6 +183,29 @@ export function deploymentView(dir: string): DeploymentView {
 export function simVms(simState: string): SimVm[] {
   const out = execFileSync(process.execPath, [HOSTSIM, '--state', simState, 'vm', 'list'], { encoding: 'utf8' });
   return JSON.parse(out) as SimVm[];
+}
+
+const QMP_TOOL = join(VBS_HOME, 'dist', 'qmp', 'tool.js');
+
+/**
+ * The VMs of a qemu host and their disks, as the qemu adapter lists them
+ * (vbs-qmp `query-block`, one VM after the other: not one instant, unlike the
+ * simulator's state document). A VM whose monitor does not answer is left out.
+ */
+export function qemuVms(qmpDir: string): SimVm[] {
+  const vms: SimVm[] = [];
+  for (const f of readdirSync(qmpDir)) {
+    if (!f.endsWith('.qmp')) continue;
+    const name = f.slice(0, -'.qmp'.length);
+    let out: string;
+    try {
+      out = execFileSync(process.execPath, [QMP_TOOL, '--dir', qmpDir, 'query-block', name], { encoding: 'utf8', timeout: 30_000, stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch {
+      continue;
+    }
+    vms.push({ name, disks: parseQueryBlock(name, out).map((d) => ({ dev: d.device, target: d.target, mode: d.mode, ...(d.partial ? { kind: 'partial' } : {}) })) });
+  }
+  return vms;
 }
 
 /** One consistent read of the metadata, opened read-only. */
@@ -180,6 +229,7 @@ function storedObjects(delegates: readonly VolumeDelegateView[]): StoredObject[]
   const files: StoredObject[] = [];
   for (const d of delegates) {
     if (d.lvm) files.push(...storedLvs(d, d.lvm));
+    if (d.rbd) files.push(...storedImages(d, rbdPool(d.rbd)));
     if (!d.root || !existsSync(d.root)) continue;
     for (const f of readdirSync(d.root)) {
       const m = /^(\.)?((?:vol|snap)-[0-9a-f]{17})\.img(\.part)?$/.exec(f);
@@ -213,6 +263,65 @@ function storedLvs(d: VolumeDelegateView, lvm: LvmIscsiView): StoredObject[] {
   return lvs;
 }
 
+// --- rbd ---------------------------------------------------------------------------
+
+/** One entry of `rbd ls -l --format json`: an image, or (with `snapshot`) one of its snapshots. */
+export interface RbdEntry {
+  image: string;
+  size: number;
+  snapshot?: string;
+  parent?: { pool?: string; image?: string; snapshot?: string };
+}
+
+/**
+ * Attempts at one `rbd ls`: Ceph 16's rbd sometimes aborts in librados'
+ * shutdown after printing its answer, and `rbd ls -l` names the images, then
+ * opens each, so an image renamed or removed in between (a create or delete
+ * beside it) makes it exit 2 (ENOENT). The back end lists again the same way
+ * (RbdTools.list).
+ */
+const RBD_LIST_ATTEMPTS = 5;
+const ENOENT = 2;
+
+/** `rbd ls -l --format json POOL` with the delegate's own client, bounded as the back end bounds it. */
+export function rbdPool(rbd: RbdView): RbdEntry[] {
+  const timeout = ['--client_mount_timeout', '10', '--rados_mon_op_timeout', '10', '--rados_osd_op_timeout', '10'];
+  const args = ['--conf', rbd.cephConf, '--id', rbd.clientId, '--keyring', rbd.keyring, ...timeout, 'ls', '-l', '--format', 'json', rbd.pool];
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const out = execFileSync('rbd', args, { encoding: 'utf8', env: { ...process.env, CEPH_ARGS: '' }, timeout: 60_000, stdio: ['ignore', 'pipe', 'pipe'] });
+      return JSON.parse(out.trim() || '[]') as RbdEntry[];
+    } catch (err) {
+      const e = err as { signal?: string | null; status?: number | null };
+      const again = (e.signal && e.signal !== 'SIGTERM') || e.status === ENOENT;
+      if (!again || attempt >= RBD_LIST_ATTEMPTS) throw err;
+    }
+  }
+}
+
+const RBD_ID = /^(part\.)?((?:vol|snap)-[0-9a-f]{17})$/;
+
+/** The objects of an rbd pool: images and snapshots named by ids (`part.` images are partial); `gone.` ones are not objects. */
+export function storedImages(d: VolumeDelegateView, entries: readonly RbdEntry[]): StoredObject[] {
+  const out: StoredObject[] = [];
+  for (const e of entries) {
+    const m = RBD_ID.exec(e.snapshot ?? e.image);
+    if (m && !(e.snapshot && m[1])) out.push({ delegate: d, id: m[2]!, bytes: e.size, partial: Boolean(m[1]) });
+  }
+  return out;
+}
+
+/** The deferred deletes the sweep should have finished: `gone.` snapshots no clone reads, `gone.` images without snapshots. */
+export function unsweptOf(entries: readonly RbdEntry[], pool: string): string[] {
+  const read = new Set(entries.filter((e) => !e.snapshot && e.parent && (e.parent.pool ?? pool) === pool).map((e) => `${e.parent!.image}@${e.parent!.snapshot}`));
+  const out: string[] = [];
+  for (const e of entries) {
+    if (e.snapshot?.startsWith('gone.') && !read.has(`${e.image}@${e.snapshot}`)) out.push(`${e.image}@${e.snapshot}`);
+    if (!e.snapshot && e.image.startsWith('gone.') && !entries.some((x) => x.snapshot && x.image === e.image)) out.push(e.image);
+  }
+  return out;
+}
+
 /** The names (iqns) of the targets the delegate's daemon serves: the simulated IET's /proc listing, or a real tgtd's. */
 function targetNames(lvm: LvmIscsiView): string[] {
   const out =
@@ -238,11 +347,15 @@ function sessionIqns(simState: string): string[] {
 /** The volume an iqn of ours or an iSCSI by-path device names (`...:<volumeId>[-lun-N]`). */
 const iscsiVolume = (name: string) => /:(vol-[0-9a-f]{17})(?:-lun-[0-9]+)?$/.exec(name)?.[1];
 const BY_PATH = /^\/dev\/disk\/by-path\/ip-\S+-iscsi-(\S+)-lun-[0-9]+$/;
+/** An rbd image a QEMU disk opened, as the qmp listing names it: `rbd:<pool>/<image>`. */
+const RBD_TARGET = /^rbd:[^/]+\/((?:vol|snap)-[0-9a-f]{17})$/;
 
 const bare = (dev: string) => dev.replace(/^\/dev\//, '');
 
 /** The volume (or snapshot) a VM disk's target names: its file, or its iSCSI by-path device; undefined for a VM's own disks. */
 export function volumeOfDiskTarget(target: string): string | undefined {
+  const rbd = RBD_TARGET.exec(target)?.[1];
+  if (rbd) return rbd;
   return /^((?:vol|snap)-[0-9a-f]{17})\.img$/.exec(basename(target))?.[1] ?? (BY_PATH.test(target) ? iscsiVolume(target) : undefined);
 }
 
@@ -251,7 +364,18 @@ export function observeDeployment(dir: string, opts: InvariantOptions = {}): Obs
   const quiet = opts.quiet ?? true;
   const view = deploymentView(dir);
   const metadata = readMetadata(view.database);
-  const objects = storedObjects(view.volumeDelegates);
+  const objects: StoredObject[] = [];
+  const unswept = new Map<string, string[]>();
+  for (const d of view.volumeDelegates) {
+    if (!d.rbd) {
+      objects.push(...storedObjects([d]));
+      continue;
+    }
+    // One listing serves both the objects and the deferred deletes.
+    const entries = rbdPool(d.rbd);
+    objects.push(...storedImages(d, entries));
+    if (quiet) unswept.set(d.name, unsweptOf(entries, d.rbd.pool));
+  }
   const targets = new Map<string, string[]>();
   const hosts: HostObservation[] = [];
   if (quiet) {
@@ -259,6 +383,10 @@ export function observeDeployment(dir: string, opts: InvariantOptions = {}): Obs
     // Only iSCSI back ends make sessions (one process less per look at a file deployment).
     const iscsi = view.volumeDelegates.some((d) => d.lvm);
     for (const host of view.vmmHosts) {
+      if (host.qmpDir) {
+        hosts.push({ host, vms: qemuVms(host.qmpDir), sessions: [], existingFiles: new Set() });
+        continue;
+      }
       if (!host.simState) continue;
       const vms = simVms(host.simState);
       const existingFiles = new Set<string>();
@@ -266,7 +394,7 @@ export function observeDeployment(dir: string, opts: InvariantOptions = {}): Obs
       hosts.push({ host, vms, sessions: iscsi ? sessionIqns(host.simState) : [], existingFiles });
     }
   }
-  return { view, metadata, objects, targets, hosts };
+  return { view, metadata, objects, targets, unswept, hosts };
 }
 
 /**
@@ -340,6 +468,9 @@ export function judge(obs: Observation, opts: InvariantOptions = {}): string[] {
   }
   for (const s of m.snapshots) if (s.status === 'completed' && !fileIds.has(s.snapshot_id)) bad.push(`${s.snapshot_id} is completed but has no file`);
 
+  // rbd: a deferred delete nothing reads any more was swept.
+  for (const [name, left] of obs.unswept ?? []) for (const x of left) bad.push(`${x} on ${name} is a deferred delete nothing reads, yet it was not removed`);
+
   // Every target serves an attached volume; every attached volume has its target.
   for (const d of view.volumeDelegates) {
     if (!d.lvm) continue;
@@ -370,7 +501,7 @@ export function judge(obs: Observation, opts: InvariantOptions = {}): string[] {
         if (disk.mode !== a.mode) bad.push(`${a.vm_id}/${a.device} at ${host.name} is attached ${disk.mode}, recorded ${a.mode}`);
         const byPath = BY_PATH.exec(disk.target);
         if (byPath && !sessions.includes(byPath[1]!)) bad.push(`${a.vm_id}/${a.device} at ${host.name} is ${disk.target}, with no iSCSI session behind it`);
-        if (!byPath && !existingFiles.has(disk.target)) bad.push(`${a.vm_id}/${a.device} at ${host.name} points to a missing file ${disk.target}`);
+        if (!byPath && !RBD_TARGET.test(disk.target) && !existingFiles.has(disk.target)) bad.push(`${a.vm_id}/${a.device} at ${host.name} points to a missing file ${disk.target}`);
       }
     }
     for (const vm of vms) {

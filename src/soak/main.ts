@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomInt } from 'node:crypto';
@@ -11,9 +11,10 @@ import { HANG_TOOLS, HostHangs } from './hang.js';
 import { startSamplers } from './samplers.js';
 import { parseSoakOptions, UsageError, USAGE, type SoakOptions } from './options.js';
 import { Prng } from './prng.js';
+import { SoakVms } from './qemu-vms.js';
 import { RequestLog } from './request-log.js';
 import { settleAndJudge, type SettleResult } from './settle.js';
-import { Workload } from './workload.js';
+import { VMS, Workload } from './workload.js';
 
 /** How often the invariants that hold at every instant are sampled while the chaos runs. */
 const SAMPLE_EVERY_MS = 2_000;
@@ -59,15 +60,30 @@ async function main(argv: readonly string[]): Promise<number> {
   writeThinCommands(commands);
   // The services' clock, which the chaos steps; every service `vbs up` starts reads it.
   const clock = new SoakClock(join(out, 'clock-offset'));
-  const dep = await SoakDeployment.start({ dir, backend: opts.backend, commands, stderrFile: join(out, 'vbs-up.log'), env: { VBS_CLOCK_OFFSET_FILE: clock.file } });
+  // rbd: real QEMU VMs (the simulated hypervisor cannot open rbd images), and the cluster named.
+  const vms = opts.backend === 'rbd' ? SoakVms.start(join(out, 'qmp'), VMS) : undefined;
+  const upArgs = rbdUpArgs(opts, vms);
+  const dep = await SoakDeployment.start({ dir, backend: opts.backend, commands, stderrFile: join(out, 'vbs-up.log'), env: { VBS_CLOCK_OFFSET_FILE: clock.file }, upArgs }).catch(async (err: unknown) => {
+    await vms?.stop();
+    throw err;
+  });
   // The front again, now through the proxies and with the soak's lease and call timeout.
   const { proxies, callTimeoutMs } = await proxyTheFront(dir).catch(async (err: unknown) => {
     await dep.stop();
+    await vms?.stop();
     throw err;
   });
   const reconfigured = Date.now();
-  await dep.restartService('front').catch(async (err: unknown) => {
+  const restartAll = async () => {
+    await dep.restartService('front');
+    if (opts.backend === 'rbd') {
+      overcommitRbd(dir);
+      await dep.restartService('volume-delegate');
+    }
+  };
+  await restartAll().catch(async (err: unknown) => {
     await dep.stop();
+    await vms?.stop();
     for (const p of proxies.values()) await p.close();
     throw err;
   });
@@ -83,6 +99,7 @@ async function main(argv: readonly string[]): Promise<number> {
     callTimeoutMs,
   });
   chaos.noteRestart('front', reconfigured);
+  if (opts.backend === 'rbd') chaos.noteRestart('volume-delegate', reconfigured);
   // A first Ctrl-C ends the chaos early and goes on to the checks; a second one stops at once.
   const early = new AbortController();
   let interrupts = 0;
@@ -112,6 +129,7 @@ async function main(argv: readonly string[]): Promise<number> {
     await chaos.stop().catch(() => {});
     await log.close();
     await dep.stop();
+    await vms?.stop();
     for (const p of proxies.values()) await p.close();
   }
   const violations = [...during, ...settled.violations];
@@ -147,6 +165,30 @@ async function main(argv: readonly string[]): Promise<number> {
   if (tooLittle) say(`soak: FAILED: ${tooLittle}`);
   say(`soak: ${log.total} operations, ${chaos.kills} kills, ${violations.length} violations`);
   return violations.length || tooLittle ? 1 : 0;
+}
+
+/** The capacity the rbd soak's volume delegate provisions: thin images, as the file soak's are sparse. */
+const RBD_SOAK_CAPACITY_GIB = 256;
+
+/**
+ * The rbd back end counts each image at its full size against the pool's
+ * free space (docs/rbd.md), so a test cluster of 10 GiB holds nine 1-GiB
+ * volumes and most creates would be refused for space. The soak writes no
+ * data, so it over-commits on purpose (`capacityGiB`), as its file back end
+ * makes sparse volumes.
+ */
+function overcommitRbd(dir: string): void {
+  const file = join(dir, 'volume-delegate.json');
+  const cfg = JSON.parse(readFileSync(file, 'utf8')) as { backend: Record<string, unknown> };
+  cfg.backend.capacityGiB = RBD_SOAK_CAPACITY_GIB;
+  writeFileSync(file, `${JSON.stringify(cfg, null, 2)}\n`, { mode: 0o600 });
+}
+
+/** `vbs up`'s arguments for the rbd back end: the cluster, and the QEMU VMs' sockets. */
+function rbdUpArgs(opts: SoakOptions, vms: SoakVms | undefined): string[] {
+  if (!opts.ceph || !vms) return [];
+  const { conf, pool, keyring } = opts.ceph;
+  return ['--vmm', 'qemu', '--qmp-dir', vms.qmpDir, '--ceph-conf', resolve(conf), ...(pool ? ['--ceph-pool', pool] : []), ...(keyring ? ['--ceph-keyring', resolve(keyring)] : [])];
 }
 
 function idsIn(lines: readonly string[]): string[] {

@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import { readState } from '../sim/state.js';
-import { deploymentView, volumeOfDiskTarget, type DeploymentView } from './invariants.js';
+import { deploymentView, qemuVms, volumeOfDiskTarget, type DeploymentView } from './invariants.js';
 
 /**
  * The observer that samples the hypervisors *during* the load (issue 16):
@@ -113,8 +113,9 @@ export function readInstantMetadata(database: string, after?: InstantMetadata): 
 export function readInstantDisks(view: DeploymentView): InstantDisk[] {
   const disks: InstantDisk[] = [];
   for (const host of view.vmmHosts) {
-    if (!host.simState) continue;
-    for (const vm of readState(host.simState).vms) {
+    if (!host.simState && !host.qmpDir) continue;
+    // A qemu host's VMs are asked one after the other (see qemuVms): close to one instant, not exactly.
+    for (const vm of host.qmpDir ? qemuVms(host.qmpDir) : readState(host.simState!).vms) {
       for (const d of vm.disks) {
         const volumeId = volumeOfDiskTarget(d.target);
         if (volumeId?.startsWith('vol-')) disks.push({ host: host.name, vm: vm.name, dev: d.dev, volumeId, mode: d.mode });

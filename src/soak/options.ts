@@ -14,9 +14,11 @@ export interface SoakOptions {
   readonly minOperations: number;
   /** Where the post-mortem goes (a new temporary folder when not given). */
   readonly out?: string;
+  /** rbd: the existing cluster (`vbs up --ceph-conf/--ceph-pool/--ceph-keyring`). */
+  readonly ceph?: { readonly conf: string; readonly pool?: string; readonly keyring?: string };
 }
 
-export const USAGE = 'usage: npm run soak -- [--seconds N] [--seed S] [--clients C] [--backend file|lvm-iscsi] [--min-operations N] [--out DIR]';
+export const USAGE = 'usage: npm run soak -- [--seconds N] [--seed S] [--clients C] [--backend file|lvm-iscsi|rbd] [--ceph-conf FILE [--ceph-pool P] [--ceph-keyring FILE]] [--min-operations N] [--out DIR]';
 
 /** Clients by default: the issue asks for at least 8. */
 export const DEFAULT_CLIENTS = 8;
@@ -26,8 +28,12 @@ export const DEFAULT_CLIENTS = 8;
  * LVM, IET or iscsiadm command is a Node process of its own (several per
  * create, attach or delete), so the same clients make about a third as many
  * requests: a 2-minute CI run made 74 there (50 at another seed), and 200 or more on files.
+ * On rbd every `rbd` or `ceph` command is a process that connects to the
+ * cluster (librados: a second or more of CPU on a loaded machine), and each
+ * attach starts vbs-qmp against a real QEMU: 57 requests in a minute at load
+ * 22, 59 in two at load 30, so the same floor as lvm-iscsi.
  */
-export const MIN_OPERATIONS_PER_MINUTE: Readonly<Record<Backend, number>> = { file: 100, 'lvm-iscsi': 20 };
+export const MIN_OPERATIONS_PER_MINUTE: Readonly<Record<Backend, number>> = { file: 100, 'lvm-iscsi': 20, rbd: 20 };
 
 export class UsageError extends Error {}
 
@@ -51,6 +57,9 @@ export function parseSoakOptions(argv: readonly string[], randomSeed: () => numb
         'min-operations': { type: 'string' },
         backend: { type: 'string' },
         out: { type: 'string' },
+        'ceph-conf': { type: 'string' },
+        'ceph-pool': { type: 'string' },
+        'ceph-keyring': { type: 'string' },
       },
       strict: true,
       allowPositionals: false,
@@ -59,7 +68,10 @@ export function parseSoakOptions(argv: readonly string[], randomSeed: () => numb
     throw new UsageError((err as Error).message);
   }
   const backend = values.backend ?? 'file';
-  if (backend !== 'file' && backend !== 'lvm-iscsi') throw new UsageError('--backend must be file or lvm-iscsi');
+  if (backend !== 'file' && backend !== 'lvm-iscsi' && backend !== 'rbd') throw new UsageError('--backend must be file, lvm-iscsi or rbd');
+  const conf = values['ceph-conf'];
+  if ((backend === 'rbd') !== (conf !== undefined)) throw new UsageError(backend === 'rbd' ? '--backend rbd needs --ceph-conf FILE' : '--ceph-conf goes with --backend rbd');
+  if (backend !== 'rbd' && (values['ceph-pool'] !== undefined || values['ceph-keyring'] !== undefined)) throw new UsageError('--ceph-pool and --ceph-keyring go with --backend rbd');
   const seconds = integer('seconds', values.seconds, 60, 1, 7 * 24 * 3600);
   return {
     seconds,
@@ -68,5 +80,6 @@ export function parseSoakOptions(argv: readonly string[], randomSeed: () => numb
     backend,
     minOperations: integer('min-operations', values['min-operations'], Math.ceil((seconds * MIN_OPERATIONS_PER_MINUTE[backend]) / 60), 0, 2 ** 31),
     out: values.out,
+    ...(conf !== undefined ? { ceph: { conf, pool: values['ceph-pool'], keyring: values['ceph-keyring'] } } : {}),
   };
 }

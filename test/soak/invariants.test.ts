@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { AttachmentRow, SnapshotRow, VolumeRow } from '../../src/db/metadata.js';
-import { judge, type Observation, type SimVm, type VolumeDelegateView } from '../../src/soak/invariants.js';
+import { judge, storedImages, unsweptOf, type Observation, type SimVm, type VolumeDelegateView } from '../../src/soak/invariants.js';
 import { Prng } from '../../src/soak/prng.js';
 import { parseSoakOptions, UsageError } from '../../src/soak/options.js';
 import { SOAK_FRONT_SETTINGS } from '../../src/soak/front-settings.js';
@@ -133,6 +133,53 @@ describe('the invariant checker', () => {
   });
 });
 
+describe('the invariant checker on an rbd pool and QEMU disks', () => {
+  const rbdDelegate: VolumeDelegateView = { name: 'local', rbd: { cephConf: '/etc/ceph/ceph.conf', keyring: '/k', pool: 'vbs', clientId: 'vbs' } };
+  const VOL_C = 'vol-0000000000000000c';
+  const SNAP_B = 'snap-0000000000000000b';
+  // As `rbd ls -l --format json` prints them.
+  const pool = [
+    { image: VOL_A, size: GiB },
+    { image: VOL_A, snapshot: `gone.${SNAP_B}`, size: GiB },
+    { image: `part.${VOL_B}`, size: GiB },
+    { image: `gone.${VOL_C}`, size: GiB },
+    { image: `gone.${VOL_C}`, snapshot: SNAP_A, size: GiB },
+    { image: 'gone.vol-0000000000000000d', size: 2 * GiB },
+    { image: 'vol-0000000000000000e', size: GiB, parent: { pool: 'vbs', image: VOL_A, snapshot: 'gone.snap-0000000000000000e' } },
+    { image: VOL_A, snapshot: 'gone.snap-0000000000000000e', size: GiB },
+    { image: 'not-ours', size: GiB },
+  ];
+
+  it('reads images and snapshots named by ids as objects, part. images as partial, gone. ones as none', () => {
+    expect(storedImages(rbdDelegate, pool).map((o) => [o.id, o.bytes, o.partial])).toEqual([
+      [VOL_A, GiB, false],
+      [VOL_B, GiB, true],
+      [SNAP_A, GiB, false],
+      ['vol-0000000000000000e', GiB, false],
+    ]);
+  });
+
+  it('names the deferred deletes nothing reads any more: a gone. image without snapshots, a gone. snapshot without clones', () => {
+    expect(unsweptOf(pool, 'vbs').sort()).toEqual([`${VOL_A}@gone.${SNAP_B}`, 'gone.vol-0000000000000000d'].sort());
+  });
+
+  it('matches a QEMU disk on an rbd image with its attachment, and reports one without', () => {
+    const rbdDisk = (id: string, dev: string) => ({ dev, target: `rbd:vbs/${id}`, mode: 'w' });
+    const base = {
+      delegate: rbdDelegate,
+      volumes: [volume(VOL_A, 'in-use'), volume(VOL_B, 'available')],
+      attachments: [attachment(VOL_A, 'vm1', 'xvdb')],
+      objects: [VOL_A, VOL_B],
+    };
+    expect(judge(observation({ ...base, vms: [{ name: 'vm1', disks: [rbdDisk(VOL_A, 'xvdb')] }] }))).toEqual([]);
+    expect(judge(observation({ ...base, vms: [{ name: 'vm1', disks: [rbdDisk(VOL_A, 'xvdb'), rbdDisk(VOL_B, 'xvdc')] }] }))).toEqual([
+      `vm1/xvdc at localhost holds ${VOL_B} with no attachment record`,
+    ]);
+    const unswept: Observation = { ...observation({ ...base, vms: [{ name: 'vm1', disks: [rbdDisk(VOL_A, 'xvdb')] }] }), unswept: new Map([['local', ['gone.vol-0000000000000000d']]]) };
+    expect(judge(unswept)).toEqual(['gone.vol-0000000000000000d on local is a deferred delete nothing reads, yet it was not removed']);
+  });
+});
+
 describe('the soak options and its seeded choices', () => {
   it('replays the same choices from the same seed', () => {
     const draw = (seed: number) => {
@@ -155,7 +202,12 @@ describe('the soak options and its seeded choices', () => {
     // Issue 16: at least 8 clients, and a floor of work (hundreds of requests in a 2-minute run).
     expect(parseSoakOptions([], () => 99)).toMatchObject({ seed: 99, backend: 'file', clients: 8, seconds: 60, minOperations: 100 });
     expect(parseSoakOptions(['--seconds', '120'], () => 1).minOperations).toBe(200);
-    for (const bad of [['--backend', 'zfs'], ['--seconds', '0'], ['--seconds', '1e3'], ['--clients', '-1'], ['--min-operations', 'x'], ['--bogus'], ['extra']]) {
+    expect(parseSoakOptions(['--backend', 'rbd', '--ceph-conf', '/c/ceph.conf', '--ceph-pool', 'p', '--seconds', '120'], () => 1)).toMatchObject({
+      backend: 'rbd',
+      ceph: { conf: '/c/ceph.conf', pool: 'p' },
+      minOperations: 40,
+    });
+    for (const bad of [['--backend', 'rbd'], ['--ceph-conf', '/c'], ['--ceph-pool', 'p'], ['--backend', 'zfs'], ['--seconds', '0'], ['--seconds', '1e3'], ['--clients', '-1'], ['--min-operations', 'x'], ['--bogus'], ['extra']]) {
       expect(() => parseSoakOptions(bad, () => 1), bad.join(' ')).toThrow(UsageError);
     }
   });

@@ -534,13 +534,17 @@ export class RbdBackend implements VolumeBackend {
     const pool = await this.tools.list();
     if (pool.images.has(PART + id)) await this.tools.rm(PART + id);
     if (!pool.images.has(id)) return false;
+    const inUse = () => new VbsError('VolumeInUse', `The volume '${id}' is still open on a host; detach it first.`);
     if (pool.snaps.some((s) => s.image === id)) {
+      // `rbd rm` refuses an open image by itself; a rename does not, and a volume deleted while a
+      // client still writes it would live on as gone. under that client: look first.
+      if (this.tools.has('volume.rbd.status') && (await this.tools.watchers(id)).length) throw inUse();
       await this.tools.rename(id, GONE + id);
     } else {
       await this.tools.rm(id).catch((err) => {
         if (exitCodeOf(err) !== RBD_EXIT.busy) throw err;
         // `image still has watchers`: a hypervisor still has it open.
-        throw new VbsError('VolumeInUse', `The volume '${id}' is still open on a host; detach it first.`);
+        throw inUse();
       });
     }
     await this.sweepQuietly();
@@ -701,7 +705,9 @@ export class RbdBackend implements VolumeBackend {
     if (!this.tools.has('volume.rbd.status')) return { tracked: false, exports: [] };
     const exports: ExportEntry[] = [];
     for (const name of (await this.tools.list()).images.keys()) {
-      if (!VOLUME_ID.test(name)) continue;
+      // A deleted volume kept for its snapshots (gone.) that a client has open is still in use somewhere.
+      const volumeId = name.startsWith(GONE) ? name.slice(GONE.length) : name;
+      if (!VOLUME_ID.test(volumeId)) continue;
       let watchers: string[];
       try {
         watchers = await this.tools.watchers(name);
@@ -709,7 +715,7 @@ export class RbdBackend implements VolumeBackend {
         if (exitCodeOf(err) === RBD_EXIT.notFound) continue; // deleted or renamed since the listing
         throw err;
       }
-      if (watchers.length) exports.push({ volumeId: name, kind: 'rbd', watchers: watchers.length });
+      if (watchers.length) exports.push({ volumeId, kind: 'rbd', watchers: watchers.length });
     }
     return { tracked: true, exports };
   }

@@ -1,5 +1,6 @@
 import { CommandFailed, type CommandRunner } from '../../commands/runner.js';
 import { runVerified } from '../../commands/verified.js';
+import { crashPoint } from '../../core/crash-points.js';
 import type { Logger } from '../../core/log.js';
 import { CEPH_KEY } from '../../core/rbd-export.js';
 
@@ -101,6 +102,9 @@ export function exitCodeOf(err: unknown): number | undefined {
   return err instanceof CommandFailed ? err.result.exitCode : undefined;
 }
 
+/** The patterns that change nothing on the cluster (no crash point after them). */
+const READS = new Set(['volume.rbd.list', 'volume.rbd.info', 'volume.rbd.status', 'volume.rbd.children', 'volume.rbd.df']);
+
 /**
  * The tool died of a signal it was not sent by its time limit. Ceph 16's rbd
  * sometimes aborts in librados' shutdown after its work is done (seen in CI:
@@ -124,8 +128,11 @@ export class RbdTools {
     private readonly log?: Pick<Logger, 'warn'>,
   ) {}
 
-  private run(key: string, params: Record<string, string | number> = {}) {
-    return this.runner.run(key, { pool: this.pool, ...params });
+  private async run(key: string, params: Record<string, string | number> = {}) {
+    const result = await this.runner.run(key, { pool: this.pool, ...params });
+    // Fault injection for the crash matrix (test/e2e/crash/rbd.test.ts): the cluster changed, nobody was told.
+    if (!READS.has(key)) crashPoint(`${key}/after`);
+    return result;
   }
 
   /**

@@ -173,6 +173,51 @@ describe('rbd back end on a real Ceph cluster', { timeout: 180_000 }, () => {
     expect(await poolContents(c)).toEqual([]);
   });
 
+  it('a volume with a snapshot still open on a host is not deleted either (never kept as gone. while a client writes it), and its watchers are reported', async () => {
+    const { backend } = await openRbd(rbdConfig(c));
+    await backend.createVolume(VOL(11), 1);
+    await ready(backend, VOL(11));
+    await backend.createSnapshot(SNAP(11), VOL(11));
+    await ready(backend, SNAP(11));
+    const qemu = spawn('qemu-io', ['-f', 'raw', `rbd:${c.pool}/${VOL(11)}:id=admin:conf=${c.conf}`], { stdio: ['pipe', 'ignore', 'ignore'] });
+    const exited = new Promise((r) => qemu.once('exit', r));
+    try {
+      await until(async () => (await c.rbd('status', `${c.pool}/${VOL(11)}`)).includes('watcher='), 60_000, 'QEMU to open the image');
+      expect((await faultOf(backend.delete(VOL(11)))).code).toBe('VolumeInUse');
+      expect(await poolContents(c)).toEqual([VOL(11), `${VOL(11)}@${SNAP(11)}`]);
+      expect((await backend.listExports()).exports).toEqual([{ volumeId: VOL(11), kind: 'rbd', watchers: 1 }]);
+    } finally {
+      qemu.stdin!.end();
+    }
+    await exited;
+    expect(await backend.delete(VOL(11))).toBe(true);
+    expect(await poolContents(c)).toEqual([`gone.${VOL(11)}`, `gone.${VOL(11)}@${SNAP(11)}`]);
+    expect(await backend.delete(SNAP(11))).toBe(true);
+    expect(await poolContents(c)).toEqual([]);
+  });
+
+  it('a deleted volume (kept as gone.) that a client opened anyway is reported as still open', async () => {
+    const { backend } = await openRbd(rbdConfig(c));
+    await backend.createVolume(VOL(12), 1);
+    await ready(backend, VOL(12));
+    await backend.createSnapshot(SNAP(12), VOL(12));
+    await ready(backend, SNAP(12));
+    expect(await backend.delete(VOL(12))).toBe(true);
+    // A client that still knew the image (by its old name, under its new one) opens it.
+    const qemu = spawn('qemu-io', ['-f', 'raw', `rbd:${c.pool}/gone.${VOL(12)}:id=admin:conf=${c.conf}`], { stdio: ['pipe', 'ignore', 'ignore'] });
+    const exited = new Promise((r) => qemu.once('exit', r));
+    try {
+      await until(async () => (await c.rbd('status', `${c.pool}/gone.${VOL(12)}`)).includes('watcher='), 60_000, 'QEMU to open the image');
+      expect((await backend.listExports()).exports).toEqual([{ volumeId: VOL(12), kind: 'rbd', watchers: 1 }]);
+    } finally {
+      qemu.stdin!.end();
+    }
+    await exited;
+    expect((await backend.listExports()).exports).toEqual([]);
+    expect(await backend.delete(SNAP(12))).toBe(true);
+    expect(await poolContents(c)).toEqual([]);
+  });
+
   it('flattens a clone whose chain of parents would pass maxCloneDepth', async () => {
     const { backend, ran } = await openRbd(rbdConfig(c, { maxCloneDepth: 1 }));
     await backend.createVolume(VOL(11), 1);

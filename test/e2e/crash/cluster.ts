@@ -13,6 +13,7 @@ import { hostInitiatorName } from '../../../src/core/initiator-name.js';
 import { writeSimInitiatorName } from '../../../src/sim/libiscsi.js';
 import { ROOT } from '../harness.js';
 import { seedDeploymentPki } from '../../setup/pki.js';
+import { QemuVm } from '../../system/host.js';
 
 const CLI = join(ROOT, 'dist', 'cli', 'main.js');
 const HOSTSIM = join(ROOT, 'dist', 'sim', 'hostsim.js');
@@ -26,7 +27,20 @@ export type Role = (typeof ROLES)[number];
  * host simulator's state folder, one site), exporting on the simulated IET or
  * on a real tgtd the cluster starts.
  */
-export type Backend = { readonly type: 'file' } | { readonly type: 'lvm-iscsi'; readonly target: 'iet' | 'tgt' };
+export type Backend = { readonly type: 'file' } | { readonly type: 'lvm-iscsi'; readonly target: 'iet' | 'tgt' } | RbdBackend;
+
+/**
+ * The rbd back end on a Ceph cluster the test brings (test/ceph/cluster.ts:
+ * its ceph.conf, client.vbs's key file, a pool of the file's own). rbd
+ * volumes attach without iSCSI through QEMU's own rbd driver, which the
+ * simulated hypervisor does not have: the VMs are real QEMU processes (TCG,
+ * paused, no guest, virtio-scsi), driven by the qemu adapter over QMP.
+ */
+export interface RbdBackend {
+  readonly type: 'rbd';
+  /** The cluster, asked when a deployment is laid out (the test file gets it in its beforeAll). */
+  readonly ceph: () => { readonly conf: string; readonly vbsKeyring: string; readonly pool: string };
+}
 
 export const FILE_BACKEND: Backend = { type: 'file' };
 export const LVM_IET: Backend = { type: 'lvm-iscsi', target: 'iet' };
@@ -71,6 +85,9 @@ export class Cluster {
   /** The real tgtd of an lvm-iscsi cluster exporting with tgt (stopped by destroy). */
   private tgtd: RunningTgtd | undefined;
   private tgtdLog: WriteStream | undefined;
+  /** rbd: the QEMU VMs, and the folder of their QMP sockets (outside `dir`, whose processes killStrays ends). */
+  private readonly qemuVms: QemuVm[] = [];
+  private qmpDir: string | undefined;
 
   private constructor(
     readonly dir: string,
@@ -96,8 +113,12 @@ export class Cluster {
           writeSimInitiatorName(join(dir, 'vmm-sim'), hostInitiatorName('localhost'));
         }
       }
+      if (backend.type === 'rbd') {
+        cluster.qmpDir = mkdtempSync(join(tmpdir(), 'vbs-crash-qmp-'));
+        for (const vm of vms) cluster.qemuVms.push(await QemuVm.start(cluster.qmpDir, vm));
+      }
       cluster.writeConfigs();
-      for (const vm of vms) cluster.sim('vm', 'create', vm);
+      if (backend.type !== 'rbd') for (const vm of vms) cluster.sim('vm', 'create', vm);
       for (const role of ROLES) await cluster.start(role);
       return cluster;
     } catch (err) {
@@ -110,6 +131,10 @@ export class Cluster {
   /** The volume delegate's back end, as `vbs up` configures it. */
   private backendConfig(): object {
     if (this.backend.type === 'file') return { type: 'file', root: 'volumes' };
+    if (this.backend.type === 'rbd') {
+      const ceph = this.backend.ceph();
+      return { type: 'rbd', cephConf: ceph.conf, keyring: ceph.vbsKeyring, pool: ceph.pool, clientId: 'vbs' };
+    }
     const common = { type: 'lvm-iscsi', vg: SIM_VG, iqnPrefix: IQN_PREFIX, stateDir: 'volume-delegate-state', simState: 'vmm-sim' };
     if (this.backend.target === 'iet') return { ...common, target: 'iet', portal: '127.0.0.1:3260' };
     if (!this.tgtd) throw new Error('the tgt back end needs its tgtd started first');
@@ -118,7 +143,8 @@ export class Cluster {
 
   /** The configuration files `vbs up` writes, with fixed ports and brisk polling. */
   private writeConfigs(): void {
-    const lvm = this.backend.type === 'lvm-iscsi';
+    // Each look at lvm-iscsi or rbd storage is a process of its own (lvs, rbd ls): poll less often.
+    const lvm = this.backend.type !== 'file';
     seedDeploymentPki(this.dir);
     ensureDeploymentPki(this.dir);
     const tls = (name: string) => ({ key: `pki/${name}.key`, cert: `pki/${name}.crt`, ca: 'pki/ca.crt' });
@@ -137,9 +163,8 @@ export class Cluster {
       hostName: 'localhost',
       listen: listen('vmm-delegate'),
       tls: tls('vmm-delegate'),
-      adapter: 'sim',
       volumeRoots: ['volumes'],
-      simState: 'vmm-sim',
+      ...(this.qmpDir ? { adapter: 'qemu', qmpDir: this.qmpDir } : { adapter: 'sim', simState: 'vmm-sim' }),
     });
     write('front.json', {
       role: 'front',
@@ -291,6 +316,8 @@ export class Cluster {
       }
     }
     this.killStrays();
+    for (const vm of this.qemuVms.splice(0)) await vm.stop().catch(() => undefined);
+    if (this.qmpDir) rmSync(this.qmpDir, { recursive: true, force: true });
     await this.tgtd?.stop();
     this.tgtdLog?.end();
     rmSync(this.dir, { recursive: true, force: true });

@@ -105,8 +105,10 @@ export function hostStatesAndSample(share: number): Choice {
 export function crashMatrix(shared: SharedCluster, scenarios: readonly Scenario[], choose: Choice = everyTarget): void {
   const iscsi = shared.backend.type === 'lvm-iscsi';
   // A file volume needs no iSCSI session: its attach and detach never send these, so killing the
-  // delegate there would crash nothing. The lvm-iscsi matrix kills it where they are sent.
-  const sent = (target: CrashTarget) => iscsi || target.role === 'front' || !ISCSI_ONLY.some((op) => target.point.includes(`.${op}/`));
+  // delegate there would crash nothing. The lvm-iscsi matrix kills it where they are sent; an rbd
+  // attach sends them too (the host checks it can open rbd images, and keeps its libvirt secret).
+  const exported = shared.backend.type !== 'file';
+  const sent = (target: CrashTarget) => exported || target.role === 'front' || !ISCSI_ONLY.some((op) => target.point.includes(`.${op}/`));
   for (const s of scenarios) {
     describe(s.title, () => {
       // Guards the fault injection itself: some delegate step of every operation must really die.
