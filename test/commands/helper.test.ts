@@ -84,7 +84,7 @@ function alive(pid: number): boolean {
 }
 
 async function pidIn(file: string): Promise<number> {
-  return eventually(async () => (existsSync(file) && readFileSync(file, 'utf8') ? Number(readFileSync(file, 'utf8')) : undefined), 20_000, 20);
+  return eventually(async () => (existsSync(file) && readFileSync(file, 'utf8') ? Number(readFileSync(file, 'utf8')) : undefined), 60_000, 20);
 }
 
 async function failure(p: Promise<unknown>): Promise<CommandFailed> {
@@ -101,7 +101,7 @@ function cmdline(pid: number): string {
   return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
 }
 
-describe('the command helper', { timeout: 60_000 }, () => {
+describe('the command helper', { timeout: 120_000 }, () => {
   it('hands a secret to the command on standard input or in its environment, never in an argv (the command’s or the helper’s)', async () => {
     const helper = newHelper();
     const seen: string[][] = [];
@@ -142,7 +142,7 @@ describe('the command helper', { timeout: 60_000 }, () => {
     expect(err.result).toMatchObject({ lost: true, timedOut: false, exitCode: undefined });
     expect(err.outcomeUnknown).toBe(true);
     expect(err.message).toBe('t.long was cut off: the command helper ended while it ran (its outcome is unknown)');
-    await eventually(async () => (alive(command) ? undefined : true), 10_000, 20);
+    await eventually(async () => (alive(command) ? undefined : true), 30_000, 20);
     // Through a delegate's handlers: an unknown outcome (ServiceUnavailable), never a refusal the front would read as "nothing changed".
     const handlers = safeCommandFailures({ Op: async () => Promise.reject(err) }, 'h1');
     await expect(handlers.Op!({}, { log: silentLogger } as unknown as CallContext)).rejects.toMatchObject({ code: 'ServiceUnavailable', message: expect.stringContaining('its outcome is unknown') });
@@ -153,18 +153,22 @@ describe('the command helper', { timeout: 60_000 }, () => {
     expect(helper.starts).toBe(2);
   });
 
-  it('a helper that stops answering is taken for hung past the command’s own bound: killed, the command lost, its group stopped', async () => {
+  it('a helper that stops answering is taken for hung past the command’s own bound: killed, the command failed as lost, the next gets a new helper', async () => {
     const helper = newHelper(200);
-    const hung = CommandCatalog.fromText(['t.slow = <node> <source> <path> 60000', 't.slow.timeoutMs = 300'].join('\n'));
+    const hung = CommandCatalog.fromText(['t.slow = <node> <source> <path> 0', 't.slow.timeoutMs = 300', 't.quick = <node> <source> <path> 0'].join('\n'));
     const runner = new CommandRunner(hung, { fixed: { node: process.execPath, source: TOOL }, helper });
-    const pidFile = join(dir, 'slow.pid');
-    const running = failure(runner.run('t.slow', { path: pidFile }));
-    const command = await pidIn(pidFile);
+    await runner.run('t.quick', { path: join(dir, 'warm.pid') });
     const frozen = helper.pid!;
-    process.kill(frozen, 'SIGSTOP'); // the helper answers nothing more, not even the command's own timeout
-    const err = await running;
-    expect(err.result.lost).toBe(true);
-    await eventually(async () => (alive(command) || alive(frozen) ? undefined : true), 10_000, 20);
+    // Frozen before the request is sent, so nothing of it can answer, not even the command's own timeout;
+    // the client waits the command's bound (300 ms, kill graces, drain) and its margin, then gives up on it.
+    process.kill(frozen, 'SIGSTOP');
+    const pidFile = join(dir, 'slow.pid');
+    const err = await failure(runner.run('t.slow', { path: pidFile }));
+    expect(err.result).toMatchObject({ lost: true, timedOut: false });
+    await eventually(async () => (alive(frozen) ? undefined : true), 30_000, 20);
+    expect(existsSync(pidFile)).toBe(false);
+    expect(JSON.parse((await runner.run('t.quick', { path: join(dir, 'after.pid') })).stdout)).toMatchObject({ argv: [join(dir, 'after.pid'), '0'] });
+    expect(helper.starts).toBe(2);
   });
 
   it('a delegate SIGKILLed takes its helper and the commands it started with it', async () => {
@@ -180,11 +184,11 @@ describe('the command helper', { timeout: 60_000 }, () => {
     try {
       let out = '';
       delegate.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-      const helperPid = await eventually(async () => (out.includes('\n') ? Number(out.split('\n')[0]) : undefined), 20_000, 20);
+      const helperPid = await eventually(async () => (out.includes('\n') ? Number(out.split('\n')[0]) : undefined), 60_000, 20);
       const command = await pidIn(pidFile);
       expect(alive(helperPid) && alive(command)).toBe(true);
       delegate.kill('SIGKILL');
-      await eventually(async () => (alive(helperPid) || alive(command) ? undefined : true), 10_000, 20);
+      await eventually(async () => (alive(helperPid) || alive(command) ? undefined : true), 30_000, 20);
     } finally {
       delegate.kill('SIGKILL');
     }
