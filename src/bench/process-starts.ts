@@ -28,6 +28,10 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
+import { pathToFileURL } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { Worker } from 'node:worker_threads';
+import { CommandHelper } from '../commands/helper-client.js';
 import { runProcessGroup } from '../commands/process-group.js';
 import { percentile } from './stats.js';
 
@@ -63,6 +67,8 @@ interface Measured {
   readonly cpuMs: number;
   /** CPU of the starting side per start, ms: this process (and the helper, when one starts the command). */
   readonly starterCpuMs: number;
+  /** Time this process's main thread (a delegate's event loop) was busy per start, ms: what it could not serve meanwhile. */
+  readonly loopMs: number;
 }
 
 /** Runs `once` `runs` times in a row (after one warm-up), timing each. */
@@ -72,12 +78,21 @@ async function measure(name: string, runs: number, once: () => Promise<void>, he
   const cpu = () => childrenCpuMs(helperPid ?? 'self');
   const starter = () => ownCpuMs() + (helperPid ? ownCpuMs(helperPid) : 0);
   const [cpuBefore, starterBefore] = [cpu(), starter()];
+  const loopBefore = performance.eventLoopUtilization();
   for (let i = 0; i < runs; i++) {
     const t0 = performance.now();
     await once();
     times.push(performance.now() - t0);
   }
-  return { name, p50: percentile(times, 50), p90: percentile(times, 90), cpuMs: (cpu() - cpuBefore) / runs, starterCpuMs: (starter() - starterBefore) / runs };
+  const loop = performance.eventLoopUtilization(loopBefore);
+  return {
+    name,
+    p50: percentile(times, 50),
+    p90: percentile(times, 90),
+    cpuMs: (cpu() - cpuBefore) / runs,
+    starterCpuMs: (starter() - starterBefore) / runs,
+    loopMs: loop.active / runs,
+  };
 }
 
 function mustExitZero(what: string, code: number | null | undefined): void {
@@ -163,9 +178,49 @@ function rssMb(): number {
   return Math.round(process.memoryUsage().rss / 1024 / 1024);
 }
 
+/** runProcessGroup in a worker thread of this process: the fork leaves the event loop, but still copies this process's page tables. */
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+let run;
+parentPort.on('message', async ({ id, file, args }) => {
+  run ??= (await import(workerData.module)).runProcessGroup;
+  const r = await run(file, args, { timeoutMs: 10000 });
+  parentPort.postMessage({ id, exitCode: r.exitCode });
+});
+`;
+
+class ThreadStarter {
+  private readonly worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { module: pathToFileURL(join(ROOT, 'dist', 'commands', 'process-group.js')).href } });
+  private readonly waiting = new Map<number, (code: number | undefined) => void>();
+  private next = 0;
+
+  constructor() {
+    this.worker.on('message', ({ id, exitCode }: { id: number; exitCode?: number }) => {
+      this.waiting.get(id)?.(exitCode);
+      this.waiting.delete(id);
+    });
+  }
+
+  run(file: string): Promise<void> {
+    const id = this.next++;
+    return new Promise((done, fail) => {
+      this.waiting.set(id, (code) => (code === 0 ? done() : fail(new Error(`${file} exited with ${code}`))));
+      this.worker.postMessage({ id, file, args: [] });
+    });
+  }
+
+  stop(): Promise<number> {
+    return this.worker.terminate();
+  }
+}
+
 async function spawnRows(runs: number): Promise<Measured[]> {
   const helper = new Helper();
   await helper.run([TRUE]);
+  const thread = new ThreadStarter();
+  const commandHelper = new CommandHelper(join(ROOT, 'dist', 'commands', 'command-helper.js'));
+  const viaCommandHelper = async () => mustExitZero(TRUE, (await commandHelper.run(TRUE, [], { timeoutMs: 10_000 })).exitCode);
+  await viaCommandHelper();
   try {
     return [
       await measure('child_process.spawn', runs, () => plainSpawn(TRUE, [])),
@@ -178,9 +233,13 @@ async function spawnRows(runs: number): Promise<Measured[]> {
         mustExitZero(TRUE, r.exitCode);
       }),
       await measure('spawn helper (request round trip)', runs, () => helper.run([TRUE]), helper.pid),
+      await measure('runProcessGroup in a worker thread', runs, () => thread.run(TRUE)),
+      await measure('the command helper (CommandRunner helper)', runs, viaCommandHelper, commandHelper.pid),
     ];
   } finally {
     helper.stop();
+    commandHelper.stop();
+    await thread.stop();
   }
 }
 
@@ -218,14 +277,15 @@ function table(title: string, rows: readonly Measured[]): string {
   const fmt = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? '-' : n.toFixed(1)).padStart(8);
   return [
     title,
-    `  ${'what'.padEnd(w)}  ${'p50 ms'.padStart(8)}  ${'p90 ms'.padStart(8)}  ${'CPU ms'.padStart(8)}  ${'starter'.padStart(8)}`,
-    ...rows.map((r) => `  ${r.name.padEnd(w)}  ${fmt(r.p50)}  ${fmt(r.p90)}  ${fmt(r.cpuMs)}  ${fmt(r.starterCpuMs)}`),
-    '  (CPU ms: the started process, user + system; starter: the side that started it, per start)',
+    `  ${'what'.padEnd(w)}  ${'p50 ms'.padStart(8)}  ${'p90 ms'.padStart(8)}  ${'CPU ms'.padStart(8)}  ${'starter'.padStart(8)}  ${'loop ms'.padStart(8)}`,
+    ...rows.map((r) => `  ${r.name.padEnd(w)}  ${fmt(r.p50)}  ${fmt(r.p90)}  ${fmt(r.cpuMs)}  ${fmt(r.starterCpuMs)}  ${fmt(r.loopMs)}`),
+    '  (CPU ms: the started process, user + system; starter: the side that started it, per start;',
+    '   loop ms: how long the starter\'s main thread, its event loop, was busy per start)',
   ].join('\n');
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { runs: { type: 'string' }, 'heap-mb': { type: 'string' }, 'baseline-sim': { type: 'string' } }, strict: true });
+  const { values } = parseArgs({ options: { runs: { type: 'string' }, 'heap-mb': { type: 'string' }, 'baseline-sim': { type: 'string' }, 'spawn-only': { type: 'boolean' } }, strict: true });
   const runs = Number(values.runs ?? 30);
   const heapMb = Number(values['heap-mb'] ?? 256);
   if (!Number.isInteger(runs) || runs < 1 || !Number.isInteger(heapMb) || heapMb < 0) throw new Error('--runs and --heap-mb must be whole numbers');
@@ -234,7 +294,7 @@ async function main(): Promise<void> {
   const held = ballast(heapMb);
   console.log(table(`\nThe same from a delegate-sized heap (${heapMb} MB of live objects, RSS ${rssMb()} MB):`, await spawnRows(runs)));
   held.length = 0;
-  console.log(table('\nA simulated host command (a Node process each):', await simulatorRows(runs, values['baseline-sim'])));
+  if (!values['spawn-only']) console.log(table('\nA simulated host command (a Node process each):', await simulatorRows(runs, values['baseline-sim'])));
   console.log(`\nload at the end: ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
 }
 

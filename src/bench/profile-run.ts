@@ -9,7 +9,8 @@ import { breakdown, breakdownTable, type CpuProfile, type Part } from './profile
  * Each phase runs on a fresh `vbs up --cpu-prof` (front and delegates write a
  * .cpuprofile when they stop), the bench's own client profiled through the
  * inspector, and the CPU each process used read from /proc before and after
- * (the volume delegate's reaped children are the host commands' own CPU).
+ * (the host commands' own CPU is what their parent reaped: the volume
+ * delegate's command helper, or the delegate in a build without one).
  * Optionally `strace -c -f` on the front and the volume delegate in a phase
  * of its own (its overhead would distort the profiles). Writes DIR/<phase>/breakdown.md.
  */
@@ -34,6 +35,30 @@ export function cpuOf(pid: number): { self: number; children: number } {
   const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
   // After the name: state(0) ppid(1) … utime(11) stime(12) cutime(13) cstime(14)
   return { self: (Number(f[11]) + Number(f[12])) * TICK_MS, children: (Number(f[13]) + Number(f[14])) * TICK_MS };
+}
+
+/**
+ * The delegate's command helper (src/commands/helper-client.ts), if it has
+ * started one: the host commands are its children, not the delegate's.
+ */
+export function helperOf(pid: number): number | undefined {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    try {
+      const s = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid && readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes('command-helper.js')) return Number(entry);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return undefined;
+}
+
+/** CPU of the delegate's helper (its own, and its reaped children's: the commands), zero before it started. */
+function helperCpu(delegate: number): { self: number; children: number } {
+  const pid = helperOf(delegate);
+  return pid === undefined ? { self: 0, children: 0 } : cpuOf(pid);
 }
 
 function newest(dir: string): string | undefined {
@@ -76,7 +101,7 @@ export async function profilePhase(o: {
   await session.post('Profiler.setSamplingInterval', { interval: 1000 });
   // Both services: the delegate's process starts, and the front's writes (its fdatasync calls are its commits).
   const straces = o.strace ? [straceOn(delegate, join(out, 'strace-volume-delegate.txt')), straceOn(front, join(out, 'strace-front.txt'))] : [];
-  const before = { front: cpuOf(front), delegate: cpuOf(delegate), client: process.cpuUsage() };
+  const before = { front: cpuOf(front), delegate: cpuOf(delegate), helper: helperCpu(delegate), client: process.cpuUsage() };
   await session.post('Profiler.start');
   const t0 = process.hrtime.bigint();
   const ops = await o.phase.run();
@@ -85,7 +110,7 @@ export async function profilePhase(o: {
   // The services' profiles cover their whole life: only the phase counts.
   const phase = { fromUs: Number(t0 / 1000n), toUs: Number(t1 / 1000n) };
   const { profile } = await session.post('Profiler.stop');
-  const after = { front: cpuOf(front), delegate: cpuOf(delegate), client: process.cpuUsage(before.client) };
+  const after = { front: cpuOf(front), delegate: cpuOf(delegate), helper: helperCpu(delegate), client: process.cpuUsage(before.client) };
   for (const s of straces) await s.stop();
   session.disconnect();
   writeFileSync(join(out, 'client.cpuprofile'), JSON.stringify(profile));
@@ -104,10 +129,12 @@ export async function profilePhase(o: {
   const procCpu = {
     front: after.front.self - before.front.self,
     delegate: after.delegate.self - before.delegate.self,
-    commands: after.delegate.children - before.delegate.children,
+    helper: after.helper.self - before.helper.self,
+    // A delegate without a helper (an older build) reaps its commands itself.
+    commands: after.delegate.children - before.delegate.children + (after.helper.children - before.helper.children),
     client: (after.client.user + after.client.system) / 1000,
   };
-  const all = procCpu.front + procCpu.delegate + procCpu.commands + procCpu.client;
+  const all = procCpu.front + procCpu.delegate + procCpu.helper + procCpu.commands + procCpu.client;
   const share = (v: number) => `${((100 * v) / all).toFixed(1)} %`;
   const text = [
     `## ${o.phase.name}: ${o.phase.what}`,
@@ -120,7 +147,8 @@ export async function profilePhase(o: {
     '|---|---:|---:|',
     `| front | ${perOp(procCpu.front)} | ${share(procCpu.front)} |`,
     `| volume delegate | ${perOp(procCpu.delegate)} | ${share(procCpu.delegate)} |`,
-    `| host commands (the delegate's children, their own CPU) | ${perOp(procCpu.commands)} | ${share(procCpu.commands)} |`,
+    `| its command helper (starts the host commands) | ${perOp(procCpu.helper)} | ${share(procCpu.helper)} |`,
+    `| host commands (their own CPU) | ${perOp(procCpu.commands)} | ${share(procCpu.commands)} |`,
     `| client (the bench) | ${perOp(procCpu.client)} | ${share(procCpu.client)} |`,
     `| **all** | ${perOp(all)} | 100 % |`,
     '',

@@ -4,6 +4,10 @@ export interface GroupOptions {
   /** The command, with everything it started, is stopped this long after it began. */
   readonly timeoutMs: number;
   readonly env?: Readonly<Record<string, string>>;
+  /** `env` is the command's whole environment, not additions to this process's (the command helper gets the delegate's). */
+  readonly envIsComplete?: boolean;
+  /** Told the process group's id once the command started (the command helper reports it, so its client can kill the group). */
+  readonly onStart?: (pgid: number) => void;
   /** Written to the command's standard input, which is then closed (otherwise it reads nothing: /dev/null). */
   readonly input?: string;
   /** Between SIGTERM and SIGKILL of the group, and again after SIGKILL before giving up waiting. */
@@ -24,11 +28,18 @@ export interface GroupResult {
   readonly signal?: NodeJS.Signals;
   /** Why there is no exit code (could not start, killed by a signal, too much output). */
   readonly error?: string;
+  /** Whoever ran the command (the command helper) ended while it ran: it may have acted, its outcome is unknown. */
+  readonly lost?: boolean;
 }
 
 const DEFAULT_GRACE_MS = 2_000;
 const DEFAULT_DRAIN_MS = 500;
 const DEFAULT_MAX_BUFFER = 4 * 1024 * 1024;
+
+/** The longest runProcessGroup takes to answer with options `o`, whatever the command does. */
+export function answerWithinMs(o: GroupOptions): number {
+  return o.timeoutMs + 2 * (o.killGraceMs ?? DEFAULT_GRACE_MS) + (o.drainMs ?? DEFAULT_DRAIN_MS);
+}
 
 /** Groups still running, killed if this process exits first (a clean exit; SIGKILL cannot be caught). */
 const live = new Set<number>();
@@ -43,7 +54,7 @@ function trackGroup(pgid: number): void {
   live.add(pgid);
 }
 
-function signalGroup(pgid: number, signal: NodeJS.Signals): void {
+export function signalGroup(pgid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(-pgid, signal);
   } catch {
@@ -66,13 +77,17 @@ export function runProcessGroup(file: string, args: readonly string[], o: GroupO
   return new Promise((resolve) => {
     let child: ChildProcess;
     try {
-      child = spawn(file, [...args], { detached: true, stdio: [o.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], env: { ...process.env, ...o.env } });
+      const env = o.envIsComplete ? { ...o.env } : { ...process.env, ...o.env };
+      child = spawn(file, [...args], { detached: true, stdio: [o.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], env });
     } catch (err) {
       resolve({ stdout: '', stderr: '', timedOut: false, error: `could not start ${file}: ${(err as Error).message}` });
       return;
     }
     const pgid = child.pid;
-    if (pgid !== undefined) trackGroup(pgid);
+    if (pgid !== undefined) {
+      trackGroup(pgid);
+      o.onStart?.(pgid);
+    }
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let outBytes = 0;

@@ -5,10 +5,14 @@
  * a power cut or `kill -9` would: no handler, no cleanup, no flushed buffers.
  *
  * Points are named `<where>/<when>`:
- * - the front's workflow engine: `<Kind>/journaled` (the first journal
- *   transaction is committed), `<Kind>/<step>/before` and `<Kind>/<step>/after`
- *   (step numbered from 1, journaled as started / done), `<Kind>/commit`
- *   (every step done, the final metadata change not yet made);
+ * - the front's workflow engine (docs/developers/engine.md, "Crash points"):
+ *   `<Kind>/journaled` (the first journal transaction is committed, which
+ *   journals step 1 as started too, so it is the same state as `<Kind>/1/before`),
+ *   `<Kind>/<step>/before` and `<Kind>/<step>/after` (step numbered from 1,
+ *   journaled as started / done; the last step's done is journaled with the
+ *   commit, so its `after` is a committed workflow not yet answered),
+ *   `<Kind>/commit` (the last step acted, and the transaction that journals
+ *   it done and makes the final metadata change has not happened);
  * - any SOAP service: `<Service>.<Operation>/before` and `/after` around the
  *   operation's handler (e.g. `VolumeDelegate.CreateVolume/after`: the work is
  *   done, the answer never sent);

@@ -114,8 +114,14 @@ export class Journal {
     return `${this.owner}:${++this.claims}`;
   }
 
-  /** Journals a new workflow, claimed by this runner. Call inside the transaction that prepares it. */
-  insert(kind: string, resource: string, data: object): Claim {
+  /**
+   * Journals a new workflow, claimed by this runner, with its first step
+   * (`firstStep`, if it has steps) journaled as started: one commit, not two,
+   * since nothing external happens between them (a crash before it leaves no
+   * workflow, after it a step that may or may not have begun, as before).
+   * Call inside the transaction that prepares it.
+   */
+  insert(kind: string, resource: string, data: object, firstStep?: string): Claim {
     const t = this.nowIso();
     const token = this.newToken();
     const r = this.db
@@ -123,6 +129,7 @@ export class Journal {
         `INSERT INTO workflows (kind, resource_id, state, data, created_at, updated_at, lease_owner, lease_until) VALUES (?, ?, 'running', ?, ?, ?, ?, ?) RETURNING id`,
       )
       .get(kind, resource, JSON.stringify(data), t, t, token, this.leaseUntil()) as { id: number };
+    if (firstStep !== undefined) this.setStepInTx(r.id, 0, firstStep, 'started', null);
     return { table: 'workflows', id: r.id, token };
   }
 
@@ -181,10 +188,19 @@ export class Journal {
     return this.db.prepare('SELECT idx, state FROM workflow_steps WHERE workflow_id = ? ORDER BY idx').all(id) as { idx: number; state: string }[];
   }
 
-  /** Ends a workflow; `change` (the kind's commit or abort) runs in the same transaction, only while the claim holds. */
-  finish(c: Claim, state: 'done' | 'failed', error: string | null, change: () => void): void {
+  /**
+   * Ends a workflow; `change` (the kind's commit or abort) runs in the same
+   * transaction, only while the claim holds. `lastDone` is the last step, done
+   * now and journaled in this same transaction with what it returned: one
+   * commit instead of two, since nothing external happens between them.
+   */
+  finish(c: Claim, state: 'done' | 'failed', error: string | null, change: () => void, lastDone?: { idx: number; name: string; data: object }): void {
     writeTx(this.db, () => {
       this.hold(c);
+      if (lastDone) {
+        this.db.prepare('UPDATE workflows SET data = ? WHERE id = ?').run(JSON.stringify(lastDone.data), c.id);
+        this.setStepInTx(c.id, lastDone.idx, lastDone.name, 'done', null);
+      }
       change();
       this.db
         .prepare('UPDATE workflows SET state = ?, error = ?, updated_at = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?')

@@ -32,8 +32,8 @@ export function safeCommandFailures(handlers: Handlers, host: string): Handlers 
         }
         if (!(err instanceof CommandFailed)) throw err;
         logFailure(err);
-        // A command that timed out may have acted: the caller must look before deciding (an unknown outcome).
-        if (err.result.timedOut) throw new VbsError('ServiceUnavailable', `${err.key} timed out on ${host}; its outcome is unknown.`);
+        // A command that timed out (or whose helper ended) may have acted: the caller must look before deciding (an unknown outcome).
+        if (err.outcomeUnknown) throw new VbsError('ServiceUnavailable', `${err.key} ${CommandFailed.howItEnded(err.result).replace(/ \(its outcome is unknown\)$/, '')} on ${host}; its outcome is unknown.`);
         throw new VbsError('OperationFailed', `${err.key} ${CommandFailed.howItEnded(err.result)} on ${host}.`);
       }
     };

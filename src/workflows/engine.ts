@@ -224,6 +224,9 @@ export class WorkflowEngine {
 
   /** Runs a resource's pending work now (parked too: a user asked for something on it). Returns the workflows it finished. */
   private async settle(resource: string): Promise<{ kind: string; data: object }[]> {
+    // A read first: claiming takes a write transaction per kind of work and per leftover runner, five
+    // in all, for nothing on most resources. Work that appears after this look is refused by start's own check.
+    if (!this.journal.hasPendingWork(resource)) return [];
     const finished: { kind: string; data: object }[] = [];
     await this.resume({ resource, notDueToo: true, parkedToo: true }, finished);
     return finished;
@@ -235,10 +238,11 @@ export class WorkflowEngine {
       const resource = kind.resourceOf(data);
       if (this.recovering.has(resource)) throw new BeingRecovered(resource);
       if (this.journal.hasPendingWork(resource) && !this.onlyOtherHostsPending(kind, resource, data)) throw new UndoPending(resource, this.pendingSummary(resource));
-      return { claim: this.journal.insert(kind.kind, resource, data), data };
+      // The first step is journaled as started in this same commit (see execute).
+      return { claim: this.journal.insert(kind.kind, resource, data, kind.steps(data)[0]?.name), data };
     }).immediate();
     crashPoint(`${kind.kind}/journaled`); // fault injection for crash tests (src/core/crash-points.ts)
-    return this.execute(kind, claim, data, 0);
+    return this.execute(kind, claim, data, 0, false, true);
   }
 
   /**
@@ -331,12 +335,20 @@ export class WorkflowEngine {
     }
   }
 
-  /** `resumed`: an earlier attempt of this workflow may have acted (a crash, a stall), so no failure now proves that nothing changed. */
-  private async execute<D extends object>(kind: WorkflowKind<D>, claim: Claim, data: D, from: number, resumed = false): Promise<D> {
+  /**
+   * Runs steps `from`.. and commits. Each commit of the journal is an fsync on
+   * the front's event loop, so adjacent writes with nothing external between
+   * them are one transaction: step `from` was journaled as started with the
+   * workflow itself when `fromJournaled` (a new workflow), and the last step's
+   * "done" is written with the commit. A crash just before such a merged
+   * commit is a crash a moment earlier, so no new state appears.
+   * `resumed`: an earlier attempt of this workflow may have acted (a crash, a stall), so no failure now proves that nothing changed.
+   */
+  private async execute<D extends object>(kind: WorkflowKind<D>, claim: Claim, data: D, from: number, resumed = false, fromJournaled = false): Promise<D> {
     const steps = kind.steps(data);
     for (let i = from; i < steps.length; i++) {
       const step = steps[i]!;
-      this.journal.setStep(claim, i, step.name, 'started');
+      if (!(fromJournaled && i === from)) this.journal.setStep(claim, i, step.name, 'started');
       let out: Partial<D> | void;
       const took = metrics.stopwatch();
       try {
@@ -350,9 +362,18 @@ export class WorkflowEngine {
         return await this.failed(kind, claim, data, steps, i, toSafeError(err), resumed);
       }
       if (out) Object.assign(data, out);
+      if (i === steps.length - 1) {
+        // The last step's "done" and the commit are one transaction: the workflow is over when it lands.
+        crashPoint(`${kind.kind}/commit`); // fault injection for crash tests: the last step acted, nothing of it journaled
+        this.journal.finish(claim, 'done', null, () => kind.commit(this.meta, data), { idx: i, name: step.name, data });
+        crashPoint(`${kind.kind}/${i + 1}/after`); // fault injection for crash tests: committed, not yet answered
+        metrics.workflowEnded(kind.kind, 'done');
+        return data;
+      }
       this.journal.stepDone(claim, i, step.name, data);
       crashPoint(`${kind.kind}/${i + 1}/after`); // fault injection for crash tests
     }
+    // No step left to run (every step was done before a restart, or a kind without steps).
     crashPoint(`${kind.kind}/commit`); // fault injection for crash tests
     this.journal.finish(claim, 'done', null, () => kind.commit(this.meta, data));
     metrics.workflowEnded(kind.kind, 'done');

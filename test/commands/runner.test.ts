@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CommandCatalog } from '../../src/commands/catalog.js';
+import { CommandHelper } from '../../src/commands/helper-client.js';
 import { CommandFailed, CommandRunner } from '../../src/commands/runner.js';
 import { Semaphore } from '../../src/commands/semaphore.js';
 import { eventually } from '../e2e/harness.js';
@@ -75,12 +76,20 @@ function grandchildOf(pidFile: string): number {
   return Number(readFileSync(pidFile, 'utf8'));
 }
 
-describe('command runner', { timeout: 60_000 }, () => {
-  const runner = new CommandRunner(catalog, { fixed: { node: process.execPath, source: FIXTURE } });
+/** Every rule holds whether this process starts the commands or the command helper does (what the delegates use). */
+const helper = new CommandHelper();
+afterAll(() => helper.stop());
+const STARTERS = [
+  ['started by this process', undefined],
+  ['started by the command helper', helper],
+] as const;
+
+describe.each(STARTERS)('command runner, %s', { timeout: 60_000 }, (_, helper) => {
+  const runner = new CommandRunner(catalog, { fixed: { node: process.execPath, source: FIXTURE }, ...(helper ? { helper } : {}) });
 
   // The 20 s test limits are not measurements: before the fix these took the grandchild's 30 s.
   it('stops a command whose grandchild holds its output at the timeout, and kills the grandchild', { timeout: 20_000 }, async () => {
-    const pidFile = join(dir, 'hold.pid');
+    const pidFile = join(dir, `hold${helper ? '-helper' : ''}.pid`);
     const err = await failure(runner.run('test.hold', { path: pidFile }));
     expect(err.result.timedOut).toBe(true);
     expect(err.code).toBe('OperationFailed');
@@ -90,14 +99,14 @@ describe('command runner', { timeout: 60_000 }, () => {
   });
 
   it('kills a command that ignores SIGTERM with SIGKILL, still answering timed out', async () => {
-    const pidFile = join(dir, 'stubborn.pid');
+    const pidFile = join(dir, `stubborn${helper ? '-helper' : ''}.pid`);
     const err = await failure(runner.run('test.stubborn', { path: pidFile }));
     expect(err.result.timedOut).toBe(true);
     await eventually(async () => (gone(grandchildOf(pidFile)) ? true : undefined), 10_000, 50);
   });
 
   it('answers a command that exited, leaving a grandchild on its output, without waiting for it', { timeout: 20_000 }, async () => {
-    const pidFile = join(dir, 'leave.pid');
+    const pidFile = join(dir, `leave${helper ? '-helper' : ''}.pid`);
     // The limit is a minute: the answer comes from the exit, not from the timeout.
     const r = await runner.run('test.leave', { path: pidFile });
     expect(r.exitCode).toBe(0);
@@ -123,7 +132,7 @@ describe('command runner', { timeout: 60_000 }, () => {
 
   it('runs at most maxConcurrent commands at once', async () => {
     // Each command registers itself in a folder while it runs and logs how many it saw there.
-    const active = join(dir, 'active');
+    const active = join(dir, helper ? 'active-helper' : 'active');
     const overlap = CommandCatalog.fromText(`test.overlap = <node> <source> <path>`);
     writeFileSync(
       join(dir, 'overlap.mjs'),
@@ -135,7 +144,7 @@ appendFileSync(dir + '.log', readdirSync(dir).length + '\\n');
 setTimeout(() => rmSync(dir + '/' + process.pid), 300);
 `,
     );
-    const limited = new CommandRunner(overlap, { maxConcurrent: 2, fixed: { node: process.execPath, source: join(dir, 'overlap.mjs') } });
+    const limited = new CommandRunner(overlap, { maxConcurrent: 2, fixed: { node: process.execPath, source: join(dir, 'overlap.mjs') }, ...(helper ? { helper } : {}) });
     await Promise.all(Array.from({ length: 6 }, () => limited.run('test.overlap', { path: active })));
     const counts = readFileSync(`${active}.log`, 'utf8').trim().split('\n').map(Number);
     expect(counts).toHaveLength(6);

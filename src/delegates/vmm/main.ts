@@ -4,6 +4,7 @@ import type { Logger } from '../../core/log.js';
 import { DEFAULT_COMMANDS_FILE } from '../../core/paths.js';
 import * as v from '../../core/validate.js';
 import { CommandCatalog } from '../../commands/catalog.js';
+import { commandHelper } from '../../commands/helper-client.js';
 import { CommandRunner } from '../../commands/runner.js';
 import type { VmmDelegateConfig } from '../../config/service-config.js';
 import { VMM_DELEGATE_SERVICE } from '../../services/vmm-delegate.js';
@@ -131,7 +132,13 @@ export async function startVmmDelegate(cfg: VmmDelegateConfig, log: Logger): Pro
   const stateDir = name === 'qemu' ? cfg.qmpDir : cfg.simState;
   if (name === 'qemu' && !stateDir) throw new Error('the qemu adapter needs "qmpDir" in the vmm-delegate configuration: the folder of the VMs\' QMP sockets (<qmpDir>/<vmId>.qmp)');
   const fixed = { ...FIXED_PARAMS, ...(stateDir ? { stateDir } : {}) };
-  const runner = new CommandRunner(catalog, { fixed, env: cfg.env, onRun: (key, argv) => log.debug('run', { key, argv }) });
+  const runner = new CommandRunner(catalog, {
+    fixed,
+    env: cfg.env,
+    onRun: (key, argv) => log.debug('run', { key, argv }),
+    // Commands start in a small helper process, off this delegate's event loop (src/commands/helper-client.ts).
+    helper: commandHelper(),
+  });
   const adapter = new VmmAdapter(name, runner, cfg.volumeRoots);
   log.info('VMM adapter', { adapter: name, host: cfg.hostName });
   const handlers = vmmDelegateHandlers(cfg.hostName, adapter, new IscsiInitiator(name, runner));

@@ -150,7 +150,7 @@ export class ImageIntake {
     } catch (err) {
       // qemu-img could not read it as that format (it exits non-zero), or printed no JSON: the user's bytes.
       // One that timed out, or any other failure, is ours.
-      const unreadable = err instanceof SyntaxError || (err instanceof CommandFailed && !err.result.timedOut);
+      const unreadable = err instanceof SyntaxError || (err instanceof CommandFailed && !err.outcomeUnknown);
       if (!unreadable) throw err;
       throw new VbsError('InvalidParameterValue', `Value for parameter format is invalid: the image is not a readable ${format} image.`, { cause: err });
     }

@@ -1,6 +1,7 @@
 import type { Logger } from '../../core/log.js';
 import { DEFAULT_COMMANDS_FILE, VBS_HOME } from '../../core/paths.js';
 import { CommandCatalog } from '../../commands/catalog.js';
+import { commandHelper } from '../../commands/helper-client.js';
 import { CommandRunner } from '../../commands/runner.js';
 import type { VolumeDelegateConfig } from '../../config/service-config.js';
 import { VOLUME_DELEGATE_SERVICE } from '../../services/volume-delegate.js';
@@ -87,10 +88,12 @@ export async function openBackend(
   const onRun = (key: string, argv: readonly string[]) => log.debug('run', { key, argv });
   // Independent requests run their commands side by side, up to this many at once.
   const maxConcurrent = o.commandConcurrency ?? DEFAULT_COMMAND_CONCURRENCY;
+  // Commands start in a small helper process, off this delegate's event loop (src/commands/helper-client.ts).
+  const helper = commandHelper();
   if (cfg.type === 'file') {
     catalog.requireAll(FILE_BACKEND_PATTERNS);
     const { capacityGiB, reservePercent, reserveGiB, maxImports } = cfg;
-    return new FileBackend(cfg.root, new CommandRunner(catalog, { onRun, maxConcurrent }), log, { capacityGiB, reservePercent, reserveGiB, maxImports });
+    return new FileBackend(cfg.root, new CommandRunner(catalog, { onRun, maxConcurrent, helper }), log, { capacityGiB, reservePercent, reserveGiB, maxImports });
   }
   if (cfg.type === 'rbd') return openRbd(cfg, catalog, log, onRun, maxConcurrent);
   return openLvmIscsi(cfg, catalog, log, onRun, maxConcurrent);
@@ -107,6 +110,7 @@ async function openRbd(
   const runner = new CommandRunner(catalog, {
     onRun,
     maxConcurrent,
+    helper: commandHelper(),
     fixed: { cephConf: cfg.cephConf, cephId: cfg.clientId, keyring: cfg.keyring, timeoutSec: cfg.timeoutSec },
     // An rbd call waits at most timeoutSec for the monitors, and as long again for each
     // operation; the process is stopped well after that (`<key>.timeoutMs` overrides).
@@ -143,6 +147,7 @@ async function openLvmIscsi(
   const runner = new CommandRunner(catalog, {
     onRun,
     maxConcurrent,
+    helper: commandHelper(),
     // Values every pattern may use; stateDir is the simulator's, for `.sim` variants.
     fixed: { node: process.execPath, vbsHome: VBS_HOME, stateDir: cfg.simState, controlPort: cfg.tgtControlPort },
     env: { LVM_SUPPRESS_FD_WARNINGS: '1' },

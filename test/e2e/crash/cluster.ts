@@ -255,10 +255,20 @@ export class Cluster {
   /**
    * Processes a killed service left behind (a copy command it had started):
    * their command line names a file in this cluster's folder and their parent
-   * is none of the services still running. Killed by PID.
+   * is none of the services still running (nor a running service's command
+   * helper, which starts its commands). Killed by PID.
    */
   killStrays(): void {
     const ours = new Set([...this.running.values()].filter((r) => r.child.exitCode === null && r.child.signalCode === null).map((r) => r.child.pid));
+    for (const entry of readdirSync('/proc')) {
+      try {
+        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+        const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+        if (ours.has(parent) && readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes('command-helper.js')) ours.add(Number(entry));
+      } catch {
+        // not a process, or gone meanwhile
+      }
+    }
     for (const entry of readdirSync('/proc')) {
       if (!/^[0-9]+$/.test(entry) || ours.has(Number(entry)) || Number(entry) === process.pid) continue;
       let cmdline: string;

@@ -66,6 +66,11 @@ export interface CrashTarget {
    * retries may or may not reach the restarted delegate).
    */
   readonly takesEffect?: boolean;
+  /**
+   * The front killed once the workflow is committed (the last step's `after`):
+   * the hosts are as at `<Kind>/commit`, and only the journal differs.
+   */
+  readonly committed?: boolean;
 }
 
 /** Every crash this scenario is put through. */
@@ -78,12 +83,17 @@ export function crashTargets(s: Scenario): CrashTarget[] {
     label: `front killed ${what}`,
     takesEffect: rollsForward || allDone,
   });
-  const targets: CrashTarget[] = [front(`${s.kind}/journaled`, 'once the workflow is journaled')];
+  // The workflow is journaled with its step 1 started, in one commit: `<Kind>/journaled` is the same
+  // state as `<Kind>/1/before`, so only the latter is a case. The last step's "done" is written with
+  // the commit: `<Kind>/commit` comes before that transaction (the step acted, nothing of it
+  // journaled: undone, or run again by a kind that rolls forward) and the last `after` once it landed.
+  const targets: CrashTarget[] = [];
   steps.forEach((name, i) => {
     targets.push(front(`${s.kind}/${i + 1}/before`, `before step ${i + 1} (${name})`));
-    targets.push(front(`${s.kind}/${i + 1}/after`, `after step ${i + 1} (${name})`, i === steps.length - 1));
+    if (i === steps.length - 1) targets.push(front(`${s.kind}/commit`, `after step ${i + 1} (${name}) acted, before it is journaled with the commit`));
+    if (i < steps.length - 1) targets.push(front(`${s.kind}/${i + 1}/after`, `after step ${i + 1} (${name})`));
+    else targets.push({ ...front(`${s.kind}/${i + 1}/after`, `once step ${i + 1} (${name}) and the commit are journaled`, true), committed: true });
   });
-  targets.push(front(`${s.kind}/commit`, 'before the commit', true));
   steps.forEach((name, i) => {
     const [who, op] = name.split('.') as [string, string];
     const d = DELEGATES[who];

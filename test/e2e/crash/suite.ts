@@ -60,13 +60,16 @@ export function kept(keep: (s: Scenario, target: CrashTarget) => boolean): Choic
 /**
  * The points after which the hosts hold a state of their own: each delegate
  * killed before and after each of its operations, and the front killed after
- * each step. The front's other points (once journaled, before a step, before
- * the commit) leave the hosts as one of these does (a step journaled but never
- * sent is a delegate killed before acting); what differs there is only the
- * front's journal, whose recovery paths the sample below covers over runs.
+ * each step has acted (after each step but the last; for the last, before the
+ * transaction that journals it done with the commit). The front's other
+ * points (before a step; once the last step and the commit are journaled)
+ * leave the hosts as one of these does (a step journaled but never sent is a
+ * delegate killed before acting); what differs there is only the front's
+ * journal, whose recovery paths the sample below covers over runs.
  */
 export function isHostStatePoint(target: CrashTarget): boolean {
-  return target.role !== 'front' || /\/[0-9]+\/after$/.test(target.point);
+  if (target.role !== 'front') return true;
+  return !target.committed && /\/([0-9]+\/after|commit)$/.test(target.point);
 }
 
 /** The share of the front's journal-only points a run of the file back end's matrix samples. */

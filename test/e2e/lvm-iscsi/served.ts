@@ -107,15 +107,31 @@ export async function startServedLvmIscsi(front: Record<string, unknown>, volume
 
 
 
-/** The processes whose parent is `pid` and whose command line contains `text` (from /proc). */
+/**
+ * The processes under `pid` (its children and theirs: a delegate's host
+ * commands are children of its command helper) whose command line contains
+ * `text` (from /proc).
+ */
 export function childProcesses(pid: number, text: string): number[] {
-  const out: number[] = [];
+  const parentOf = new Map<number, number>();
   for (const d of readdirSync('/proc')) {
     if (!/^[0-9]+$/.test(d)) continue;
     try {
       const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) !== pid) continue;
-      if (readFileSync(`/proc/${d}/cmdline`, 'utf8').replace(/\0/g, ' ').includes(text)) out.push(Number(d));
+      parentOf.set(Number(d), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const under = (p: number): boolean => {
+    for (let at = parentOf.get(p), hops = 0; at !== undefined && hops < 64; at = parentOf.get(at), hops++) if (at === pid) return true;
+    return false;
+  };
+  const out: number[] = [];
+  for (const p of parentOf.keys()) {
+    if (!under(p)) continue;
+    try {
+      if (readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ').includes(text)) out.push(p);
     } catch {
       // gone meanwhile
     }

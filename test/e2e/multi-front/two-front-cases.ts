@@ -136,7 +136,7 @@ export function describeTwoFronts(engine: Engine): void {
       await volumeIs(b, vol, 'available');
     }, 90_000);
 
-    it('a front SIGKILLed mid-copy (a volume from a snapshot, copied, not committed): the other finishes the create within the lease', async () => {
+    it('a front SIGKILLed mid-copy (a volume from a snapshot, committed while it copies, never answered): the other finishes the create', async () => {
       const src = String(((await b.call('CreateVolume', { size: 1, clientToken: 'kill-copy-src' })).volume as XmlRecord).volumeId);
       await volumeIs(b, src, 'available');
       const snap = String(((await b.call('CreateSnapshot', { volumeId: src, clientToken: 'kill-copy-snap' })).snapshot as XmlRecord).snapshotId);
@@ -148,7 +148,8 @@ export function describeTwoFronts(engine: Engine): void {
         .catch((e: unknown) => e);
       expect(cut).toBeInstanceOf(VbsError);
       expect(await c.exited('front-a')).toBe('SIGKILL');
-      // The create's one step is done: B commits it. The client's retry (same token) on B names that volume.
+      // The create's one step and its commit are journaled together (src/workflows/engine.ts): B's watch of the copy makes it
+      // available. The client's retry (same token) on B names that volume.
       const again = (await b.call('CreateVolume', { size: 1, snapshotId: snap, clientToken: 'kill-copy' })).volume as XmlRecord;
       await volumeIs(b, String(again.volumeId), 'available', LEASE_MS);
       const all = ((await b.call('DescribeVolumes', { filter: [{ name: 'snapshotId', value: [snap] }] })).volume as XmlRecord[]) ?? [];
