@@ -245,7 +245,7 @@ export class Chaos {
   }
 
   /**
-   * Watches the delegate for a host command (a child process) for a while and
+   * Watches the delegate for a host command (a child of its command helper) for a while and
    * SIGKILLs the first one seen. They live milliseconds, so the children are
    * polled through /proc/PID/task/TID/children, which is cheap.
    */
@@ -255,15 +255,25 @@ export class Chaos {
     const own = cmdline(delegate);
     const end = Date.now() + COMMAND_WATCH_MS;
     while (!this.stopping && Date.now() < end) {
-      for (const pid of childrenOf(delegate)) {
+      for (const pid of hostCommandsOf(delegate)) {
         const command = cmdline(pid);
-        // A child that still shows the delegate's own command line is forked but
-        // not yet exec'd: wait for it to become the host command it is meant to be.
-        if (!command || command === own || !isDescendantOf(pid, this.dep.pid)) continue;
+        // A child that still shows its parent's command line (the delegate's, or its helper's) is
+        // forked but not yet exec'd: wait for it to become the host command it is meant to be.
+        if (!command || command === own || command.includes('command-helper') || !isDescendantOf(pid, this.dep.pid)) continue;
         if (signal(pid, 'SIGKILL')) return this.record({ kind: 'kill-command', service, pid, command });
       }
       await delay(2);
     }
     this.record({ kind: 'kill-command', service, missed: `no host command of ${service} seen within ${COMMAND_WATCH_MS / 1000} s` });
   }
+}
+
+/**
+ * A delegate's host commands: the children of its command helper
+ * (src/commands/command-helper.ts), or its own children while it has none.
+ * The helper itself is not a host command: killing it fails every command
+ * in flight at once, which is a harsher fault than the one this chaos names.
+ */
+function hostCommandsOf(delegate: number): number[] {
+  return childrenOf(delegate).flatMap((pid) => (cmdline(pid).includes('command-helper') ? childrenOf(pid) : [pid]));
 }
