@@ -126,6 +126,7 @@ export class SoapClient {
     }
     return new Promise((resolve, reject) => {
       let answered = false;
+      let deadline: NodeJS.Timeout | undefined;
       const req = request(
         this.url,
         {
@@ -151,13 +152,20 @@ export class SoapClient {
             chunks.push(c);
           });
           res.on('end', () => {
+            clearTimeout(deadline);
             const id = res.headers[REQUEST_ID_HEADER];
             resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), requestId: typeof id === 'string' ? id : undefined });
           });
           res.on('error', reject);
         },
       );
-      req.setTimeout(timeoutMs, () => req.destroy(new TimeoutError(timeoutMs, this.url.href)));
+      // Both bound the call: the socket's idle timeout, and a deadline for the whole call. A socket
+      // that is never idle (an answer that trickles in) or never assigned (the pool full) is not
+      // bounded by the first, and a call that never ends holds its claim for ever.
+      const expire = () => req.destroy(new TimeoutError(timeoutMs, this.url.href));
+      req.setTimeout(timeoutMs, expire);
+      deadline = setTimeout(expire, timeoutMs);
+      req.once('close', () => clearTimeout(deadline));
       if (fence) {
         const cut = () => req.destroy(Object.assign(new Error('cut: the claim on this work may be lost'), { code: FENCED_IN_FLIGHT }));
         fence.addEventListener('abort', cut, { once: true });
@@ -177,6 +185,7 @@ export class SoapClient {
         });
       }
       req.on('error', (err) => {
+        clearTimeout(deadline);
         // Users read the service's name; its address and the socket's error
         // are in the cause, which the service logs under the request id.
         const timedOut = err instanceof TimeoutError;
