@@ -309,6 +309,23 @@ export class Metadata {
     this.db.prepare('UPDATE volume_hosts SET export_source = NULL WHERE volume_id = ? AND vmm_host = ?').run(volumeId, vmmHost);
   }
 
+  /** A login to the volume's export is about to be tried on the host: it may have a session from now on. */
+  markSessionMayExist(volumeId: string, vmmHost: string): void {
+    this.recordVolumeHost(volumeId, vmmHost);
+    this.db.prepare('UPDATE volume_hosts SET session_may_exist = 1 WHERE volume_id = ? AND vmm_host = ?').run(volumeId, vmmHost);
+  }
+
+  /** Whether a login was tried on the host since its last logout. */
+  sessionMayExist(volumeId: string, vmmHost: string): boolean {
+    const row = this.db.prepare('SELECT session_may_exist FROM volume_hosts WHERE volume_id = ? AND vmm_host = ?').get(volumeId, vmmHost) as { session_may_exist: number } | undefined;
+    return row?.session_may_exist === 1;
+  }
+
+  /** The host was logged out of the volume's export. */
+  forgetSession(volumeId: string, vmmHost: string): void {
+    this.db.prepare('UPDATE volume_hosts SET session_may_exist = 0 WHERE volume_id = ? AND vmm_host = ?').run(volumeId, vmmHost);
+  }
+
   /** Every VMM host the volume was ever attached on. */
   volumeHosts(volumeId: string): string[] {
     return (this.db.prepare('SELECT vmm_host FROM volume_hosts WHERE volume_id = ? ORDER BY vmm_host').all(volumeId) as { vmm_host: string }[]).map((r) => r.vmm_host);

@@ -345,11 +345,14 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX leftovers_workflow ON leftovers(workflow_id, id);
   `,
   // The export a volume has on a VMM host, as its volume delegate last
-  // described it: the last attachment to leave the host logs its session out
-  // with it, even one that never learned it (an attach whose export step's
-  // outcome was unknown), when an earlier leaver kept the session for it.
+  // described it, and whether the host may have a session to it (a login was
+  // tried since the last logout): the last attachment to leave the host logs
+  // that session out with it, even one that never learned the export (an
+  // attach whose export step's outcome was unknown), when an earlier leaver
+  // kept the session for it.
   `
   ALTER TABLE volume_hosts ADD COLUMN export_source TEXT;
+  ALTER TABLE volume_hosts ADD COLUMN session_may_exist INTEGER NOT NULL DEFAULT 0 CHECK (session_may_exist IN (0, 1));
   `,
 ];
 

@@ -72,8 +72,9 @@ function stepsOf({ meta, delegates, hostLocks, log }: WorkflowDeps) {
     locked(d, async () => {
       if (othersOnHost(meta, d)) return;
       const source = d.source ?? (meta.hostExport(d.volumeId, d.vmmHost) as XmlRecord | undefined);
-      if (needsConnection(source) && !d.loggedOut) {
+      if (needsConnection(source) && !d.loggedOut && meta.sessionMayExist(d.volumeId, d.vmmHost)) {
         await withdraw('LogoutTarget', d, () => vmm(d).call('LogoutTarget', { volumeId: d.volumeId, source, ...generationOf(d) }));
+        meta.forgetSession(d.volumeId, d.vmmHost);
       }
       await withdraw('UnexportVolume', d, () => volume(d).call('UnexportVolume', { volumeId: d.volumeId, vmmHost: d.vmmHost, ...generationOf(d) }));
       meta.forgetHostExport(d.volumeId, d.vmmHost);
@@ -84,13 +85,16 @@ function stepsOf({ meta, delegates, hostLocks, log }: WorkflowDeps) {
     });
   const login = (d: AttachmentData) =>
     locked(d, async () => {
-      if (needsConnection(d.source)) await vmm(d).call('LoginTarget', target(d));
+      if (!needsConnection(d.source)) return;
+      meta.markSessionMayExist(d.volumeId, d.vmmHost);
+      await vmm(d).call('LoginTarget', target(d));
     });
   // Logging out also forgets the discovered node, so it undoes both.
   const logout = (d: AttachmentData) =>
     locked(d, async () => {
       if (needsConnection(d.source) && !othersOnHost(meta, d)) {
         await withdraw('LogoutTarget', d, () => vmm(d).call('LogoutTarget', target(d)));
+        meta.forgetSession(d.volumeId, d.vmmHost);
         d.loggedOut = true;
       }
     });

@@ -165,11 +165,18 @@ describe(`step failures under vbs up --backend lvm-iscsi (targets on ${canRunTgt
     try {
       const stderr = await fails(site, ...attach());
       expect(stderr).toMatch(/AttachVolume failed at step 4 of 4 \(vmm-delegate\.AttachDisk\)/);
-      // The metadata and the VM are back; the session the failed logout left is the leftover.
+      // The metadata and the VM are back; the session the failed logout left is the leftover, and so
+      // is the export behind it: the last to leave a host logs it out before the target goes.
       const now = await siteState(site);
-      expect({ ...now, sessions: [], nodes: [] }).toEqual({ ...before, sessions: [], nodes: [] });
+      const hostSide = { sessions: [], nodes: [], exports: {}, targets: [] };
+      expect({ ...now, ...hostSide }).toEqual({ ...before, ...hostSide });
       expect(now.sessions).toHaveLength(1);
-      expect(leftovers(site.dir).map((l) => `${l.kind}/${l.step}`)).toEqual(['AttachVolume/vmm-delegate.LoginTarget', 'AttachVolume/vmm-delegate.DiscoverTarget']);
+      expect(Object.keys(now.exports)).toHaveLength(1);
+      expect(leftovers(site.dir).map((l) => `${l.kind}/${l.step}`)).toEqual([
+        'AttachVolume/vmm-delegate.LoginTarget',
+        'AttachVolume/vmm-delegate.DiscoverTarget',
+        'AttachVolume/volume-delegate.ExportVolume',
+      ]);
       const check = await site.cli('admin', 'check');
       expect(check.code).toBe(1);
       expect(check.stdout).toMatch(/leftover/);
