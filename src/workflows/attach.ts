@@ -51,6 +51,11 @@ function stepsOf({ meta, delegates, hostLocks, log }: WorkflowDeps) {
   const volume = (d: AttachmentData) => delegates.volumeDelegate(d.delegate);
   const vmm = (d: AttachmentData) => delegates.vmmDelegate(d.vmmHost);
   const target = (d: AttachmentData) => ({ volumeId: d.volumeId, source: d.source, ...generationOf(d) });
+  // The host has no session once a logout succeeded; one refused as stale leaves the flag to the newer workflow.
+  const loggedOutOf = async (d: AttachmentData, logoutCall: () => Promise<unknown>) => {
+    await logoutCall();
+    meta.forgetSession(d.volumeId, d.vmmHost);
+  };
   // A withdrawal a delegate refuses as stale (a newer workflow set it up again) is done, not retried.
   const withdraw = (what: string, d: AttachmentData, call: () => Promise<unknown>) => unlessSuperseded(log, what, d, call);
 
@@ -73,8 +78,7 @@ function stepsOf({ meta, delegates, hostLocks, log }: WorkflowDeps) {
       if (othersOnHost(meta, d)) return;
       const source = d.source ?? (meta.hostExport(d.volumeId, d.vmmHost) as XmlRecord | undefined);
       if (needsConnection(source) && !d.loggedOut && meta.sessionMayExist(d.volumeId, d.vmmHost)) {
-        await withdraw('LogoutTarget', d, () => vmm(d).call('LogoutTarget', { volumeId: d.volumeId, source, ...generationOf(d) }));
-        meta.forgetSession(d.volumeId, d.vmmHost);
+        await withdraw('LogoutTarget', d, () => loggedOutOf(d, () => vmm(d).call('LogoutTarget', { volumeId: d.volumeId, source, ...generationOf(d) })));
       }
       await withdraw('UnexportVolume', d, () => volume(d).call('UnexportVolume', { volumeId: d.volumeId, vmmHost: d.vmmHost, ...generationOf(d) }));
       meta.forgetHostExport(d.volumeId, d.vmmHost);
@@ -93,8 +97,7 @@ function stepsOf({ meta, delegates, hostLocks, log }: WorkflowDeps) {
   const logout = (d: AttachmentData) =>
     locked(d, async () => {
       if (needsConnection(d.source) && !othersOnHost(meta, d)) {
-        await withdraw('LogoutTarget', d, () => vmm(d).call('LogoutTarget', target(d)));
-        meta.forgetSession(d.volumeId, d.vmmHost);
+        await withdraw('LogoutTarget', d, () => loggedOutOf(d, () => vmm(d).call('LogoutTarget', target(d))));
         d.loggedOut = true;
       }
     });
