@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { VBS_HOME } from '../core/paths.js';
+import { onPath } from '../core/on-path.js';
 import { VBS_SERVICE } from '../services/vbs.js';
 import { SoapClient } from '../soap/client.js';
 import type { Row } from './stats.js';
@@ -35,9 +36,7 @@ const FAN_IN_FLIGHT = 2;
  */
 export async function rbdImageRows(dir: string, say: (line: string) => void): Promise<Row[]> {
   for (const tool of ['ceph-mon', 'ceph-osd', 'rbd']) {
-    try {
-      execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
-    } catch {
+    if (!onPath(tool)) {
       say(`  rbd rows skipped: ${tool} is not installed (Debian: ceph-mon ceph-mgr ceph-osd ceph-common)`);
       return [];
     }

@@ -1,10 +1,11 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { freePort } from '../core/free-port.js';
 import type { Writable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import { describeExit } from './service-process.js';
+import { onPath } from '../core/on-path.js';
 
 export interface RunningTgtd {
   readonly portal: string;
@@ -19,10 +20,6 @@ export interface RunningTgtd {
 export interface TgtdPorts {
   readonly port: number;
   readonly controlPort: number;
-}
-
-function onPath(command: string): boolean {
-  return (process.env.PATH ?? '').split(delimiter).some((d) => d && existsSync(join(d, command)));
 }
 
 /** True when a real tgtd can run here: installed, and we are root (it needs to be). */
