@@ -1,6 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { freePort } from '../core/free-port.js';
 import type { Writable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
