@@ -103,7 +103,7 @@ export function exitCodeOf(err: unknown): number | undefined {
 }
 
 /** The patterns that change nothing on the cluster (no crash point after them). */
-const READS = new Set(['volume.rbd.list', 'volume.rbd.info', 'volume.rbd.status', 'volume.rbd.children', 'volume.rbd.df']);
+const READS = new Set(['volume.rbd.list', 'volume.rbd.info', 'volume.rbd.status', 'volume.rbd.children', 'volume.rbd.df', 'volume.rbd.export', 'volume.rbd.export-snap']);
 
 /**
  * The tool died of a signal it was not sent by its time limit. Ceph 16's rbd
@@ -146,7 +146,7 @@ export class RbdTools {
         return (await this.run(key, params)).stdout;
       } catch (err) {
         if (attempt >= REPEAT_ATTEMPTS || !(crashed(err) || alsoRetry(err))) throw err;
-        this.log?.warn(`${key}: attempt ${attempt} failed, reading again`, { how: err instanceof CommandFailed ? CommandFailed.howItEnded(err.result) : 'unknown' });
+        this.log?.warn(`${key}: attempt ${attempt} failed, trying again`, { how: err instanceof CommandFailed ? CommandFailed.howItEnded(err.result) : 'unknown' });
       }
     }
   }
